@@ -1,0 +1,173 @@
+/* diag.c - source files and user diagnostics.
+ *
+ *   examples/shape_error.nn:5:11: error: conv1 is [96, 54, 54], annotated [96, 55, 55]
+ *       5 |   conv1 = conv2d(image, 96, kernel=11, stride=4)   : [96, 55, 55]
+ *         |           ^~~~~~
+ *   note: width (224 - 11 + 2*0)/4 + 1 = 54.25, floored to 54; ...
+ *
+ * The source line is printed with its number and a caret under the span
+ * (underlined to the span's end on the same line).  Control characters in the
+ * source line are shown as spaces so the caret stays aligned; lines are cut at
+ * 200 columns around the caret.  Colours are used only when stderr is a tty.
+ */
+#include "diag.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int n_errors, n_warnings, quiet, suppressed;
+
+SourceFile *source_load(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fprintf(stderr, "nncc: error: cannot read %s: %s\n", path, strerror(errno));
+    return NULL;
+  }
+  size_t cap = 4096, len = 0;
+  char *buf = xmalloc(cap);
+  for (;;) {
+    if (len + 1 >= cap) buf = xrealloc(buf, cap *= 2);
+    size_t got = fread(buf + len, 1, cap - len - 1, f);
+    len += got;
+    if (got == 0) break;
+  }
+  int failed = ferror(f);
+  fclose(f);
+  if (failed) {
+    fprintf(stderr, "nncc: error: cannot read %s\n", path);
+    free(buf);
+    return NULL;
+  }
+  buf[len] = '\0';
+  SourceFile *sf = xcalloc(1, sizeof *sf);
+  sf->path = xstrdup(path);
+  sf->text = buf;
+  sf->len = len;
+  return sf;
+}
+
+SourceFile *source_from_memory(const char *name, const char *text, size_t len) {
+  SourceFile *sf = xcalloc(1, sizeof *sf);
+  sf->path = xstrdup(name);
+  sf->text = xmalloc(len + 1);
+  memcpy(sf->text, text, len);
+  sf->text[len] = '\0';
+  sf->len = len;
+  return sf;
+}
+
+void source_free(SourceFile *f) {
+  if (!f) return;
+  free(f->path);
+  free(f->text);
+  free(f);
+}
+
+Loc loc_span(Loc a, Loc b) {
+  if (!a.file) return b;
+  if (!b.file) return a;
+  Loc r = a;
+  if (b.end_line > a.end_line || (b.end_line == a.end_line && b.end_col > a.end_col)) {
+    r.end_line = b.end_line;
+    r.end_col = b.end_col;
+  }
+  return r;
+}
+
+/* The start and length of line `line` (1-based) in f, or NULL. */
+static const char *find_line(const SourceFile *f, int line, size_t *len) {
+  const char *p = f->text, *end = f->text + f->len;
+  for (int l = 1; l < line; l++) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) return NULL;
+    p = nl + 1;
+  }
+  const char *nl = memchr(p, '\n', (size_t)(end - p));
+  *len = (size_t)((nl ? nl : end) - p);
+  if (*len && p[*len - 1] == '\r') (*len)--;
+  return p;
+}
+
+static void show_source(Loc loc) {
+  size_t len;
+  const char *text = find_line(loc.file, loc.line, &len);
+  if (!text) return;
+  /* a window of at most 200 columns that holds the caret */
+  size_t start = 0, col0 = loc.col > 0 ? (size_t)loc.col - 1 : 0;
+  if (col0 > len) col0 = len;
+  if (len > 200 && col0 > 100) start = col0 - 100;
+  size_t stop = len - start > 200 ? start + 200 : len;
+  char num[16];
+  int w = snprintf(num, sizeof num, "%d", loc.line);
+  fprintf(stderr, " %s | %s", num, start ? "..." : "");
+  for (size_t i = start; i < stop; i++) {
+    unsigned char c = (unsigned char)text[i];
+    fputc(c < 0x20 || c == 0x7f ? ' ' : c, stderr);
+  }
+  fprintf(stderr, "%s\n %*s | %s", stop < len ? "..." : "", w, "", start ? "   " : "");
+  for (size_t i = start; i < col0; i++) fputc(text[i] == '\t' ? '\t' : ' ', stderr);
+  fputc('^', stderr);
+  size_t end = loc.end_line == loc.line && loc.end_col > loc.col ? (size_t)loc.end_col : col0 + 1;
+  if (end > stop) end = stop;
+  for (size_t i = col0 + 1; i < end; i++) fputc('~', stderr);
+  fputc('\n', stderr);
+}
+
+static void report(const char *kind, Loc loc, const char *fmt, va_list ap) {
+  if (quiet) return;
+  if (loc.file)
+    fprintf(stderr, "%s:%d:%d: %s: ", loc.file->path, loc.line, loc.col, kind);
+  else
+    fprintf(stderr, "%s: ", kind);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  if (loc.file && loc.line > 0) show_source(loc);
+}
+
+void diag_error(Loc loc, const char *fmt, ...) {
+  n_errors++;
+  if (n_errors > DIAG_MAX_ERRORS) {
+    if (!suppressed++ && !quiet)
+      fprintf(stderr, "nncc: too many errors (more than %d); stopping\n", DIAG_MAX_ERRORS);
+    return;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  report("error", loc, fmt, ap);
+  va_end(ap);
+}
+
+void diag_warning(Loc loc, const char *fmt, ...) {
+  n_warnings++;
+  if (n_errors > DIAG_MAX_ERRORS) return;
+  va_list ap;
+  va_start(ap, fmt);
+  report("warning", loc, fmt, ap);
+  va_end(ap);
+}
+
+void diag_note(Loc loc, const char *fmt, ...) {
+  if (n_errors > DIAG_MAX_ERRORS) return;
+  va_list ap;
+  va_start(ap, fmt);
+  report("note", loc, fmt, ap);
+  va_end(ap);
+}
+
+int diag_error_count(void) { return n_errors; }
+int diag_warning_count(void) { return n_warnings; }
+void diag_reset(void) { n_errors = n_warnings = suppressed = 0; }
+void diag_set_quiet(int q) { quiet = q; }
+
+_Noreturn void die_at(const char *cfile, int cline, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "nncc: internal error at %s:%d: ", cfile, cline);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  fflush(stderr);
+  abort();
+}

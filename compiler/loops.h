@@ -1,0 +1,200 @@
+/* loops.h - the lowered form: loop nests over flat buffers.
+ *
+ * lower.c turns the graph IR into a LoopProgram: one Kernel per graph node
+ * (written by the op's `lower` hook in ops/<file>.c), run in order by the
+ * generated forward function, plus a `prepare` kernel list that packs weights
+ * once after they change.  codegen.c turns a LoopProgram into LLVM IR.
+ *
+ * The model of computation:
+ *   - Buffers are flat arrays of f32 or i32, indexed by an i64 element index.
+ *     Every node's value is a buffer [batch, ...shape], row-major.
+ *   - Scalars are i64 (indices, sizes), f32 (values) or bool (conditions).
+ *   - A loop `for v in [lo, hi)` with `vec = W` runs W iterations at once: every
+ *     expression inside that depends on v is a <W x T> vector, loads and stores
+ *     whose index moves by 1 with v become contiguous vector accesses, by 0
+ *     uniform ones (broadcast), by anything else gathers/scatters.  The
+ *     remainder (hi - lo) % W runs the same body scalar.  Inner loops inside a
+ *     vectorized loop run normally; locals declared inside it are vectors.
+ *   - `unroll` asks for full unrolling of a loop with constant bounds.
+ *   - Locals are mutable scalars scoped to their block (accumulators); codegen
+ *     makes them allocas that LLVM promotes to registers.
+ *   - A CHECK statement returns an error code from the forward call with a
+ *     message formatted by the runtime (bad token id, bad label).
+ * Everything lives in the LoopProgram's arena.
+ */
+#ifndef NNCC_LOOPS_H
+#define NNCC_LOOPS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ir.h"
+#include "util.h"
+
+typedef enum LType { LT_I64, LT_I32, LT_F32, LT_BOOL } LType;
+
+typedef enum LExprKind {
+  LE_CONST,   /* ival (LT_I64 / LT_I32 / LT_BOOL) or fval (LT_F32) */
+  LE_VAR,     /* a loop index (i64): var */
+  LE_LOCAL,   /* the current value of a local: local */
+  LE_BATCH,   /* the batch argument (i64) */
+  LE_SEQ,     /* the symbolic length argument (i64) */
+  LE_LOAD,    /* buf[a] */
+  LE_BIN,     /* op(a, b) */
+  LE_UN,      /* op(a) */
+  LE_FMA,     /* a * b + c (f32) */
+  LE_SELECT,  /* a ? b : c */
+  LE_CAST,    /* a converted to type (i32<->i64, i64/i32 -> f32, f32 -> i64 truncating) */
+} LExprKind;
+
+typedef enum LOp {
+  /* binary: both sides of the expression's type; comparisons give bool */
+  LO_ADD, LO_SUB, LO_MUL, LO_DIV,  /* i64 division is floor division for non-negative operands */
+  LO_MOD, LO_MIN, LO_MAX, LO_POW,  /* pow: f32 only */
+  LO_LT, LO_LE, LO_GT, LO_GE, LO_EQ, LO_NE,
+  LO_AND, LO_OR,                   /* bool */
+  /* unary (f32) */
+  LO_NEG, LO_EXP, LO_LOG, LO_TANH, LO_SIGMOID, LO_SQRT, LO_ABS, LO_NOT /* bool */,
+} LOp;
+
+typedef struct LExpr LExpr;
+struct LExpr {
+  LExprKind kind;
+  LType type;
+  LOp op;
+  int64_t ival;
+  double fval;
+  int var;        /* LE_VAR */
+  int local;      /* LE_LOCAL */
+  int buf;        /* LE_LOAD */
+  LExpr *a, *b, *c;
+};
+
+typedef enum BufKind {
+  BUF_PARAM,   /* params + offset (floats); read-only in forward */
+  BUF_PACKED,  /* packed weights: packed + offset; written by prepare kernels */
+  BUF_INPUT,   /* in[index] */
+  BUF_OUTPUT,  /* out[index] */
+  BUF_TEMP,    /* workspace, placed by the memory plan */
+} BufKind;
+
+typedef struct LBuf {
+  const char *name;   /* for printing: "conv1", "conv1.weight", "conv1.pad" */
+  BufKind kind;
+  LType elem;         /* LT_F32 or LT_I32 */
+  int index;          /* BUF_INPUT / BUF_OUTPUT: argument position */
+  int64_t offset;     /* BUF_PARAM / BUF_PACKED: in elements */
+  /* size in elements = batch * (per_sample.fixed + per_sample.per_seq * seq), or, when
+   * !batched, per_sample itself (packed weights, per-call scratch that is not per sample) */
+  SymCount per_sample;
+  int batched;
+  /* BUF_TEMP: set by the memory plan: first and last kernel that touch it, and its slot */
+  int first_use, last_use;
+  int slot;
+} LBuf;
+
+typedef enum LStmtKind {
+  LS_BLOCK,   /* body[] in order */
+  LS_FOR,     /* for var in [lo, hi): body */
+  LS_STORE,   /* buf[index] = value  (accumulate: buf[index] += value) */
+  LS_LOCAL,   /* declare local = value (scoped to the enclosing block) */
+  LS_SET,     /* local = value */
+  LS_IF,      /* if cond: body (a block); else_body may be NULL */
+  LS_CHECK,   /* if !cond: fail with code and message(args) */
+} LStmtKind;
+
+typedef struct LStmt LStmt;
+struct LStmt {
+  LStmtKind kind;
+  /* LS_BLOCK, LS_FOR, LS_IF (then) */
+  LStmt **body;
+  int nbody;
+  /* LS_FOR */
+  int var;
+  LExpr *lo, *hi;
+  int vec;        /* vector width, 0 or 1 = scalar */
+  int unroll;     /* fully unroll (constant bounds) */
+  int parallel;   /* iterations may run on threads (a hint; see codegen) */
+  /* LS_STORE */
+  int buf;
+  LExpr *index;
+  LExpr *value;   /* also LS_LOCAL, LS_SET */
+  int accumulate;
+  /* LS_LOCAL, LS_SET */
+  int local;
+  /* LS_IF, LS_CHECK */
+  LExpr *cond;
+  LStmt *else_body;
+  /* LS_CHECK: message is a printf format taking up to 4 int64 (%lld) arguments */
+  int code;
+  const char *message;
+  LExpr *args[4];
+  int nargs;
+};
+
+typedef struct Kernel {
+  const char *name;   /* the node's name, sanitised for LLVM: "conv1", "h1.0" */
+  int node;           /* the graph node it computes, -1 for prepare kernels */
+  LStmt *body;        /* an LS_BLOCK */
+} Kernel;
+
+typedef struct LoopProgram {
+  Arena *arena;
+  const Graph *graph;
+  LBuf *bufs;       int nbufs;
+  Kernel *kernels;  int nkernels;    /* forward, in order */
+  Kernel *prepare;  int nprepare;    /* run after parameters change */
+  int nvars;                         /* loop variables are numbered program-wide */
+  LType *local_types; int nlocals;   /* locals too */
+  const char **var_names;            /* for printing: "b", "f", "oy" */
+  int64_t packed_floats;             /* size of the packed-weights buffer */
+  /* the memory plan: slot s holds batch * (slot_size[s].fixed + per_seq * seq) elements,
+   * rounded up to 16, at the offset that is the sum of the slots before it */
+  SymCount *slot_size; int nslots;
+  int symbolic_seq;                  /* the forward function takes seq */
+} LoopProgram;
+
+/* --- loops.c: construction --- */
+LoopProgram *loops_new(const Graph *g);
+void loops_free(LoopProgram *lp);
+int loops_add_buf(LoopProgram *lp, const char *name, BufKind kind, LType elem);
+Kernel *loops_add_kernel(LoopProgram *lp, const char *name, int node);  /* body: empty block */
+Kernel *loops_add_prepare(LoopProgram *lp, const char *name);
+
+int lvar(LoopProgram *lp, const char *name);              /* a new loop variable */
+LExpr *le_i64(LoopProgram *lp, int64_t v);
+LExpr *le_f32(LoopProgram *lp, double v);
+LExpr *le_bool(LoopProgram *lp, int v);
+LExpr *le_var(LoopProgram *lp, int var);
+LExpr *le_local(LoopProgram *lp, int local);
+LExpr *le_batch(LoopProgram *lp);
+LExpr *le_seq(LoopProgram *lp);
+LExpr *le_dim(LoopProgram *lp, Dim d);                    /* a constant or seq */
+LExpr *le_load(LoopProgram *lp, int buf, LExpr *index);
+LExpr *le_bin(LoopProgram *lp, LOp op, LExpr *a, LExpr *b);
+LExpr *le_un(LoopProgram *lp, LOp op, LExpr *a);
+LExpr *le_fma(LoopProgram *lp, LExpr *a, LExpr *b, LExpr *c);
+LExpr *le_select(LoopProgram *lp, LExpr *c, LExpr *a, LExpr *b);
+LExpr *le_cast(LoopProgram *lp, LType t, LExpr *a);
+/* Shorthands (constant-folding where both sides are constants). */
+LExpr *le_add(LoopProgram *lp, LExpr *a, LExpr *b);
+LExpr *le_sub(LoopProgram *lp, LExpr *a, LExpr *b);
+LExpr *le_mul(LoopProgram *lp, LExpr *a, LExpr *b);
+/* Row-major flat index: ((i0 * d1 + i1) * d2 + i2) ... of n indices and n dims. */
+LExpr *le_index(LoopProgram *lp, int n, LExpr *const *idx, LExpr *const *dims);
+
+/* Statements are appended to a block (LS_BLOCK) and returned. */
+LStmt *ls_for(LoopProgram *lp, LStmt *block, int var, LExpr *lo, LExpr *hi);  /* returns the loop; its body is loop->body block: use ls_body(loop) */
+LStmt *ls_body(LStmt *loop_or_if);                                           /* the block to append to */
+LStmt *ls_store(LoopProgram *lp, LStmt *block, int buf, LExpr *index, LExpr *value);
+LStmt *ls_accumulate(LoopProgram *lp, LStmt *block, int buf, LExpr *index, LExpr *value);
+int ls_local(LoopProgram *lp, LStmt *block, LType t, LExpr *init);            /* returns the local's id */
+LStmt *ls_set(LoopProgram *lp, LStmt *block, int local, LExpr *value);
+LStmt *ls_if(LoopProgram *lp, LStmt *block, LExpr *cond);
+LStmt *ls_check(LoopProgram *lp, LStmt *block, LExpr *cond, int code, const char *message,
+                int nargs, LExpr *const *args);
+
+/* --- loops.c: the readable text form (--emit=loops) --- */
+void loops_print(FILE *out, const LoopProgram *lp);
+
+#endif

@@ -1,0 +1,43 @@
+/* lower.h - graph IR to loop IR.
+ *
+ * lower_graph() walks the nodes that the outputs need (the loss and the
+ * targets are not part of inference), gives each node a buffer (inputs and
+ * outputs are the caller's arrays; flatten and dropout alias their input;
+ * everything else is a workspace temporary), asks each op's `lower` hook for
+ * its kernel, and then makes the static memory plan: temporaries whose
+ * lifetimes do not overlap share a slot.
+ *
+ * An op's lower hook sees a LowerCtx:
+ *   lc->lp               the LoopProgram to build into (loops.h builders)
+ *   lower_value(lc, id)  the buffer of node id's value, [batch, ...shape]
+ *   lower_param(lc, n, k) the buffer of n's k-th parameter
+ *   lower_begin(lc, n)   starts n's kernel and returns the block to fill
+ *   lower_scratch(...)   a temporary used only inside n's kernel
+ *   lower_packed(...)    a packed copy of weights, filled by a prepare kernel
+ */
+#ifndef NNCC_LOWER_H
+#define NNCC_LOWER_H
+
+#include "ir.h"
+#include "loops.h"
+
+typedef struct LowerCtx {
+  LoopProgram *lp;
+  const Graph *g;
+  int *value_buf;      /* per node: its buffer, -1 when not computed */
+  int current_kernel;  /* index into lp->kernels of the kernel being built */
+} LowerCtx;
+
+int lower_value(LowerCtx *lc, int node);
+int lower_param(LowerCtx *lc, const Node *n, int k);
+LStmt *lower_begin(LowerCtx *lc, const Node *n);
+/* Scratch of batch * per_sample elements (or per_sample alone when !batched), live only
+ * during the current kernel. */
+int lower_scratch(LowerCtx *lc, const char *name, LType elem, SymCount per_sample, int batched);
+/* A packed-weights buffer of `numel` floats and the prepare block that must fill it. */
+int lower_packed(LowerCtx *lc, const char *name, int64_t numel, LStmt **prepare_block);
+
+/* Builds the inference program; returns NULL after diagnosing when an op has no lowering. */
+LoopProgram *lower_graph(const Graph *g);
+
+#endif

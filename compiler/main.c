@@ -1,0 +1,171 @@
+/* main.c - the nncc driver: the whole pipeline, top to bottom.
+ *
+ *   text --parse_program--> AST --sema_build--> graph IR (shapes checked)
+ *        --backend_run--> loop IR --> LLVM IR --> object --> .so + .h | executable
+ *
+ * Each --emit=STAGE stops after that stage and prints it.  Exit status: 0 on
+ * success, 1 on a diagnosed error in the input, 2 on a usage error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ast.h"
+#include "backend.h"
+#include "diag.h"
+#include "ir.h"
+#include "sema.h"
+
+enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
+
+typedef enum Mode {
+  MODE_CHECK,    /* no output asked for: parse and check only */
+  MODE_AST,      /* --emit=ast */
+  MODE_IR,       /* --emit=ir */
+  MODE_DOT,      /* --emit=dot */
+  MODE_SUMMARY,  /* --summary */
+  MODE_BACKEND,  /* -o, --emit=loops|llvm|asm|obj */
+} Mode;
+
+static const char usage_text[] =
+    "usage: nncc MODEL.nn [options]\n"
+    "\n"
+    "  -o PATH              build PATH: a shared library if it ends in .so (with PATH's\n"
+    "                       header beside it: model.so -> model.h), else an executable\n"
+    "  --summary            print the layer table: shapes, parameters, FLOPs\n"
+    "  --emit=STAGE         print one stage and stop: ast, ir, dot, loops, llvm, asm, obj\n"
+    "                       (obj needs -o)\n"
+    "  --model NAME         the model to compile when the file holds several\n"
+    "  --weights FILE       embed these weights (safetensors) in the artifact\n"
+    "  -O0 .. -O3           optimisation level (default -O3)\n"
+    "  --target-cpu CPU     generate code for CPU (default: this machine; e.g. x86-64-v3)\n"
+    "  --train, --no-train  generate the training entry points or not (default: when the\n"
+    "                       model has a loss)\n"
+    "  --version            print the version\n"
+    "  --help               print this help\n"
+    "\n"
+    "Exit status: 0 success, 1 an error in the input (diagnosed), 2 a usage error.\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr, "nncc: error: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n(run 'nncc --help' for usage)\n");
+  return EXIT_USAGE;
+}
+
+/* Accepts "--opt=value" and "--opt value"; returns the value or NULL when not this option. */
+static const char *option_value(int argc, char **argv, int *i, const char *name, int *missing) {
+  size_t n = strlen(name);
+  if (strncmp(argv[*i], name, n) != 0) return NULL;
+  if (argv[*i][n] == '=') return argv[*i] + n + 1;
+  if (argv[*i][n] != '\0') return NULL;
+  if (*i + 1 >= argc) {
+    *missing = 1;
+    return NULL;
+  }
+  return argv[++*i];
+}
+
+int main(int argc, char **argv) {
+  const char *input = NULL, *model_name = NULL;
+  Mode mode = MODE_CHECK;
+  BackendOptions bo = {.emit = EMIT_ARTIFACT, .opt_level = 3, .train = -1};
+  int train_flag = -1;
+
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v;
+    int missing = 0;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      fputs(usage_text, stdout);
+      return 0;
+    } else if (!strcmp(a, "--version")) {
+      printf("nncc %s (LLVM 19)\n", NNCC_VERSION);
+      return 0;
+    } else if (!strcmp(a, "--summary")) {
+      mode = MODE_SUMMARY;
+    } else if ((v = option_value(argc, argv, &i, "--emit", &missing))) {
+      if (!strcmp(v, "ast")) mode = MODE_AST;
+      else if (!strcmp(v, "ir")) mode = MODE_IR;
+      else if (!strcmp(v, "dot")) mode = MODE_DOT;
+      else if (!strcmp(v, "loops")) mode = MODE_BACKEND, bo.emit = EMIT_LOOPS;
+      else if (!strcmp(v, "llvm")) mode = MODE_BACKEND, bo.emit = EMIT_LLVM;
+      else if (!strcmp(v, "asm")) mode = MODE_BACKEND, bo.emit = EMIT_ASM;
+      else if (!strcmp(v, "obj")) mode = MODE_BACKEND, bo.emit = EMIT_OBJ;
+      else if (!strcmp(v, "grad"))
+        return usage_error("--emit=%s: gradients are not generated yet (training is not "
+                           "implemented in this version)", v);
+      else
+        return usage_error("unknown stage '--emit=%s' (ast, ir, dot, loops, llvm, asm, obj)", v);
+    } else if ((v = option_value(argc, argv, &i, "--model", &missing))) {
+      model_name = v;
+    } else if ((v = option_value(argc, argv, &i, "--weights", &missing))) {
+      bo.weights = v;
+    } else if ((v = option_value(argc, argv, &i, "--target-cpu", &missing))) {
+      bo.target_cpu = v;
+    } else if (!strcmp(a, "-o")) {
+      if (i + 1 >= argc) return usage_error("%s needs a path", a);
+      bo.output = argv[++i];
+    } else if (!strncmp(a, "-o", 2) && a[2]) {
+      bo.output = a + 2;
+    } else if (!strncmp(a, "-O", 2)) {
+      if (strlen(a) != 3 || a[2] < '0' || a[2] > '3')
+        return usage_error("unknown optimisation level '%s' (-O0 to -O3)", a);
+      bo.opt_level = a[2] - '0';
+    } else if (!strcmp(a, "--train")) {
+      train_flag = 1;
+    } else if (!strcmp(a, "--no-train")) {
+      train_flag = 0;
+    } else if (missing) {
+      return usage_error("%s needs a value", a);
+    } else if (a[0] == '-' && a[1]) {
+      return usage_error("unknown option '%s'", a);
+    } else if (input) {
+      return usage_error("more than one input file ('%s')", a);
+    } else {
+      input = a;
+    }
+  }
+  if (!input) return usage_error("%s", "no input file");
+  if (bo.output && mode == MODE_CHECK) mode = MODE_BACKEND;
+  if (mode == MODE_BACKEND && bo.emit == EMIT_OBJ && !bo.output)
+    return usage_error("%s", "--emit=obj writes a binary file: give -o PATH");
+  if (bo.weights && mode != MODE_BACKEND)
+    return usage_error("%s", "--weights is used when building an artifact: give -o PATH");
+  bo.source_path = input;
+
+  SourceFile *file = source_load(input);
+  if (!file) return EXIT_INPUT;
+  Program *prog = NULL;
+  int status = 0;
+  int syntax_errors = parse_program(file, &prog);
+  if (syntax_errors || diag_error_count()) {
+    status = EXIT_INPUT;
+  } else if (mode == MODE_AST) {
+    ast_print(stdout, prog);
+  } else {
+    Graph *g = sema_build(prog, model_name);
+    if (!g) {
+      status = EXIT_INPUT;
+    } else {
+      ir_verify(g);
+      switch (mode) {
+      case MODE_IR: ir_print(stdout, g); break;
+      case MODE_DOT: ir_print_dot(stdout, g); break;
+      case MODE_SUMMARY: ir_print_summary(stdout, g); break;
+      case MODE_BACKEND:
+        bo.train = train_flag >= 0 ? train_flag : g->loss >= 0;
+        status = backend_run(g, &bo);
+        break;
+      default: break;
+      }
+      graph_free(g);
+    }
+  }
+  if (prog) ast_free(prog);
+  source_free(file);
+  if (fflush(stdout) != 0 && !status) {
+    fprintf(stderr, "nncc: error: cannot write the output\n");
+    status = EXIT_INPUT;
+  }
+  return status;
+}

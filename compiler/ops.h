@@ -1,0 +1,77 @@
+/* ops.h - the table of operations: each op described once.
+ *
+ * compiler/ops/<file>.c defines `const OpInfo op_<id>` for every op that
+ * ops.def lists: its argument schema (what sema accepts), its shape rule (with
+ * the arithmetic kept for diagnostics), its parameters (PyTorch layout), its
+ * FLOP count, and its forward lowering to loop IR.  The gradient rule joins
+ * them here when autodiff arrives.  Adding an op = one file in ops/ plus a
+ * line in ops.def plus its tests.
+ */
+#ifndef NNCC_OPS_H
+#define NNCC_OPS_H
+
+#include <stddef.h>
+
+#include "ir.h"
+
+struct LowerCtx;
+
+typedef enum ArgType {
+  ARG_TENSOR,  /* a value of the graph: becomes an input of the node (in order) */
+  ARG_INT,     /* int64 attr; `min` is checked by sema */
+  ARG_FLOAT,   /* double attr (an integer literal is accepted) */
+  ARG_BOOL,    /* true / false (int attr) */
+  ARG_ACT,     /* an activation named by its op: tanh, relu (OpKind attr) */
+  ARG_LAYER,   /* bidirectional's argument: a call of rnn / lstm / gru */
+} ArgType;
+
+typedef struct ArgSpec {
+  const char *name;    /* keyword, and the position's name in messages */
+  ArgType type;
+  int required;        /* no default: sema diagnoses a missing argument */
+  double dflt;         /* default (ints, floats, bools; OpKind for ARG_ACT) */
+  size_t offset;       /* offsetof(Attrs, field); unused for ARG_TENSOR / ARG_LAYER */
+  double min;          /* smallest accepted value (ARG_INT / ARG_FLOAT) */
+  double max;          /* largest accepted value; 0 with min 0 means unbounded */
+  int max_exclusive;   /* the max itself is not accepted (dropout p < 1) */
+} ArgSpec;
+
+typedef struct OpInfo {
+  OpKind kind;
+  const char *name;          /* spelling in the language (ops.def) */
+  const char *doc;           /* one line: shape rule, for --help and docs */
+  const ArgSpec *args;       /* in positional order */
+  int nargs;
+  int variadic;              /* concat: one or more tensors, no other arguments */
+  int parametric;            /* has parameters (the naming rules of LANGUAGE.md section 4) */
+  /* Shape rule: reads the inputs' shapes and n->a, sets n->shape, n->dtype
+   * (and n->classes); on a violation diagnoses at n->loc / n->arg_loc with
+   * notes giving the arithmetic, and returns -1.  Floored windows warn. */
+  int (*infer)(Graph *g, Node *n);
+  /* Declares the parameters with graph_add_param (NULL when none). */
+  void (*params)(Graph *g, Node *n);
+  /* FLOPs per sample (a multiply-add is 2). */
+  SymCount (*flops)(const Graph *g, const Node *n);
+  /* Forward lowering to loop IR (lower.h); NULL while not yet implemented. */
+  void (*lower)(struct LowerCtx *lc, const Node *n);
+} OpInfo;
+
+#define OP(id, spelling, file) extern const OpInfo op_##id;
+#include "ops.def"
+#undef OP
+
+/* ops.c */
+const OpInfo *op_info(OpKind k);
+const OpInfo *op_lookup(const char *name);   /* user-callable ops only; NULL when unknown */
+/* The closest user-callable op name (edit distance), for "did you mean"; NULL if none is close. */
+const char *op_suggest(const char *name);
+
+/* Helpers shared by shape rules (ops.c). */
+Shape in_shape(const Graph *g, const Node *n, int i);
+/* Output size of a conv/pool window along one axis.  On success returns 0 and *out; if the
+ * window does not fit returns -1 after diagnosing.  If (len + 2*pad - k) % stride != 0 it warns
+ * which rows/columns are never read.  `axis_name` is "height", "width" or "length". */
+int window_out(Graph *g, const Node *n, const char *axis_name, Dim len, int64_t k, int64_t stride,
+               int64_t pad, Dim *out);
+
+#endif
