@@ -63,6 +63,7 @@ struct Expr {
   /* EX_ADD / EX_MUL */
   Expr *lhs, *rhs;
   int parenthesized; /* written inside ( ) */
+  int depth;         /* levels of nesting below and including this node (1: a leaf); the parser caps it */
 };
 
 typedef struct DimExpr {

@@ -141,6 +141,8 @@ typedef struct Graph {
   int *inputs;  int ninputs;   /* `input` nodes, declaration order */
   int *targets; int ntargets;  /* `target` nodes, declaration order */
   int *outputs; int noutputs;  /* `output` nodes, declaration order */
+  const char **output_names;   /* the `output` bindings' names, parallel to outputs (an output
+                                  may be an input itself, which keeps its own node name) */
   int loss;                 /* the loss node, or -1 */
   TrainConfig train;
 } Graph;

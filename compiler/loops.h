@@ -152,6 +152,8 @@ typedef struct LoopProgram {
    * rounded up to 16, at the offset that is the sum of the slots before it */
   SymCount *slot_size; int nslots;
   int symbolic_seq;                  /* the forward function takes seq */
+  int vec_f32;                       /* the target's f32 vector width (16 AVX-512, 8 AVX2,
+                                      * 4 SSE); set before lowering, read by op lowerings */
 } LoopProgram;
 
 /* --- loops.c: construction --- */

@@ -26,6 +26,7 @@ typedef struct LowerCtx {
   const Graph *g;
   int *value_buf;      /* per node: its buffer, -1 when not computed */
   int current_kernel;  /* index into lp->kernels of the kernel being built */
+  int *fused_act;      /* per node: the activation node fused into its epilogue, or -1 */
 } LowerCtx;
 
 int lower_value(LowerCtx *lc, int node);
@@ -37,7 +38,19 @@ int lower_scratch(LowerCtx *lc, const char *name, LType elem, SymCount per_sampl
 /* A packed-weights buffer of `numel` floats and the prepare block that must fill it. */
 int lower_packed(LowerCtx *lc, const char *name, int64_t numel, LStmt **prepare_block);
 
+/* c.fixed + c.per_seq * seq, and batch times that. */
+LExpr *lower_count(LowerCtx *lc, SymCount c);
+LExpr *lower_total(LowerCtx *lc, SymCount c);
+/* v with the activation fused into n's epilogue applied (v itself when none).  Ops that call
+ * it (dense, conv2d) let lower.c fuse a following relu / leaky_relu / sigmoid / tanh: then
+ * lower_value(n) is the activation's buffer and the activation makes no kernel. */
+LExpr *lower_epilogue(LowerCtx *lc, const Node *n, LExpr *v);
+/* activation.c: the activation node `act` applied to x (f32). */
+LExpr *op_activation_expr(LoopProgram *lp, const Node *act, LExpr *x);
+
 /* Builds the inference program; returns NULL after diagnosing when an op has no lowering. */
 LoopProgram *lower_graph(const Graph *g);
+/* The same for a target whose f32 vectors hold vec_f32 lanes (lower_graph assumes 16). */
+LoopProgram *lower_graph_target(const Graph *g, int vec_f32);
 
 #endif

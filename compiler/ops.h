@@ -74,4 +74,29 @@ Shape in_shape(const Graph *g, const Node *n, int i);
 int window_out(Graph *g, const Node *n, const char *axis_name, Dim len, int64_t k, int64_t stride,
                int64_t pad, Dim *out);
 
+/* --- Added by the shape engineer (additive). --- */
+/* Notes (diag_note) with the arithmetic behind n's shape: per-axis window sums for conv / pool,
+ * the product for flatten, the sum for concat, ...  sema calls it right after reporting an
+ * annotation mismatch for n.  A no-op for ops with nothing to explain. */
+void op_explain_shape(const Graph *g, const Node *n);
+/* Both spatial axes of a 2-D window (conv2d, pools), as window_out, but a square input floored
+ * the same way on both axes gives one warning, not two. */
+int window_out2d(Graph *g, const Node *n, Dim h, Dim w, int64_t k, int64_t stride, int64_t pad,
+                 Dim *oh, Dim *ow);
+/* The axis concat joins for inputs of this per-sample rank: 1 (features) for [seq, K], else 0. */
+int op_concat_axis(int rank);
+/* Checks shared by shape rules: each diagnoses at n->loc, adds a note on where input i came
+ * from, and returns -1; 0 when fine. */
+int op_require_f32(Graph *g, const Node *n, int i);
+int op_require_rank(Graph *g, const Node *n, int i, int rank, const char *layout);
+/* A note at node `id`'s location: "'f5' is [120]". */
+void op_note_value(const Graph *g, int id);
+/* Sets n's shape (dtype f32, no classes) after checking its size fits in int64; -1 if not. */
+int op_set_shape(Graph *g, Node *n, Shape s);
+int op_dim_equal(Dim a, Dim b);
+/* Saturating SymCount arithmetic for FLOP counts. */
+SymCount symcount_scale(SymCount c, int64_t k);
+SymCount symcount_add(SymCount a, SymCount b);
+SymCount symcount_const(int64_t k);
+
 #endif

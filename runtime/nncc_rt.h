@@ -17,18 +17,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nncc.h"
+
 #define NNCC_ABI_VERSION 1
 #define NNCC_MAX_RANK 6
 
-/* Error codes (every int result: 0 on success, one of these otherwise). */
-enum {
-  NNCC_OK = 0,
-  NNCC_ERR_ARG = -1,     /* a NULL pointer, batch < 1, seq < 1, an unknown name */
-  NNCC_ERR_IO = -2,      /* a file could not be opened, read or written */
-  NNCC_ERR_FORMAT = -3,  /* a weight / .npy file that is malformed or does not fit the model */
-  NNCC_ERR_RANGE = -4,   /* a token id or label outside [0, classes) */
-  NNCC_ERR_NOMEM = -5,   /* allocation failed */
-};
+/* The error codes NNCC_OK, NNCC_ERR_* and nncc_last_error() are in nncc.h (the users' header). */
 
 enum { NNCC_F32 = 0, NNCC_I32 = 1, NNCC_LABEL = 2 };
 

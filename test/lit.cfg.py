@@ -10,7 +10,7 @@ import os
 import lit.formats
 
 config.name = "nncc"
-config.test_format = lit.formats.ShTest(execute_external=False)
+config.test_format = lit.formats.ShTest(execute_external=True)
 config.suffixes = [".nn", ".test"]
 config.excludes = ["Inputs", "lit.cfg.py", "lit.site.cfg.py", "conformance", "fuzz-corpus"]
 config.test_source_root = os.path.dirname(__file__)

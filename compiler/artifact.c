@@ -1,0 +1,528 @@
+/* artifact.c - what makes a compiled model usable: its descriptor, the C interface, the
+ * header, and the link step.
+ *
+ *   <M>_nncc_desc   a constant nncc_model_desc (runtime/nncc_rt.h, field for field) with
+ *                   its param / input / target / output arrays and name strings (private),
+ *                   and the embedded weights (--weights) as one 64-byte aligned constant;
+ *   M_create ...    tiny wrappers (default visibility) that call the generic nncc_rt_*
+ *                   functions; M_forward packs its pointer arguments into stack arrays;
+ *   main            (executables) nncc_rt_main(argc, argv, &desc);
+ *   M.h             the prototypes, with each input's and output's shape in a comment.
+ * Linking runs the system C compiler driver (`cc`) on a temporary object and the runtime
+ * library, into a temporary name in the output's directory that is renamed over the output,
+ * so a failed build never leaves a torn artifact.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "codegen.h"
+#include "diag.h"
+#include "nncc_rt.h"
+#include "safetensors.h"
+
+#ifndef NNCC_LINK_SANITIZE
+#define NNCC_LINK_SANITIZE 0
+#endif
+
+typedef struct Ai {
+  LLVMContextRef ctx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  LLVMTypeRef i32, i64, f32, ptr, voidt;
+  LLVMTypeRef tensor_t, param_t, model_t;
+} Ai;
+
+static LLVMValueRef private_string(Ai *a, const char *s) {
+  LLVMValueRef str = LLVMConstStringInContext(a->ctx, s, (unsigned)strlen(s), 0);
+  LLVMValueRef g = LLVMAddGlobal(a->mod, LLVMTypeOf(str), "nncc.str");
+  LLVMSetInitializer(g, str);
+  LLVMSetGlobalConstant(g, 1);
+  LLVMSetLinkage(g, LLVMPrivateLinkage);
+  LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
+  return g;
+}
+
+static LLVMValueRef i32c(Ai *a, int64_t v) { return LLVMConstInt(a->i32, (unsigned long long)v, 1); }
+static LLVMValueRef i64c(Ai *a, int64_t v) { return LLVMConstInt(a->i64, (unsigned long long)v, 1); }
+
+static LLVMValueRef dims_const(Ai *a, const int64_t *dims, int rank) {
+  LLVMValueRef el[NNCC_MAX_RANK];
+  for (int i = 0; i < NNCC_MAX_RANK; i++) el[i] = i64c(a, i < rank ? dims[i] : 0);
+  return LLVMConstArray(a->i64, el, NNCC_MAX_RANK);
+}
+
+static int dtype_code(DType t) {
+  return t == DT_F32 ? NNCC_F32 : t == DT_I32 ? NNCC_I32 : NNCC_LABEL;
+}
+
+/* A constant private array of structs; a null pointer when n == 0. */
+static LLVMValueRef const_array(Ai *a, LLVMTypeRef t, LLVMValueRef *el, int n, const char *name) {
+  if (n == 0) return LLVMConstNull(a->ptr);
+  LLVMValueRef init = LLVMConstArray(t, el, (unsigned)n);
+  LLVMValueRef g = LLVMAddGlobal(a->mod, LLVMTypeOf(init), name);
+  LLVMSetInitializer(g, init);
+  LLVMSetGlobalConstant(g, 1);
+  LLVMSetLinkage(g, LLVMPrivateLinkage);
+  return g;
+}
+
+static LLVMValueRef tensor_descs(Ai *a, const Graph *g, const int *ids, int n, const char *name) {
+  LLVMValueRef *el = xcalloc((size_t)n + 1, sizeof(LLVMValueRef));
+  for (int i = 0; i < n; i++) {
+    const Node *nd = &g->nodes[ids[i]];
+    int64_t dims[NNCC_MAX_RANK] = {0};
+    for (int d = 0; d < nd->shape.rank && d < NNCC_MAX_RANK; d++)
+      dims[d] = nd->shape.d[d].sym ? -1 : nd->shape.d[d].n;
+    LLVMValueRef f[5] = {private_string(a, nd->name), i32c(a, dtype_code(nd->dtype)),
+                         i32c(a, nd->shape.rank), dims_const(a, dims, nd->shape.rank),
+                         i64c(a, nd->dtype == DT_F32 ? 0 : nd->classes)};
+    el[i] = LLVMConstNamedStruct(a->tensor_t, f, 5);
+  }
+  LLVMValueRef r = const_array(a, a->tensor_t, el, n, name);
+  free(el);
+  return r;
+}
+
+static LLVMValueRef fn_or_null(Ai *a, LLVMValueRef f) { return f ? f : LLVMConstNull(a->ptr); }
+
+static LLVMValueRef add_fn(Ai *a, const char *name, LLVMTypeRef ret, LLVMTypeRef *pt, int n) {
+  LLVMValueRef f = LLVMAddFunction(a->mod, name, LLVMFunctionType(ret, pt, (unsigned)n, 0));
+  return f;
+}
+
+static LLVMValueRef extern_fn(Ai *a, const char *name, LLVMTypeRef ret, LLVMTypeRef *pt, int n) {
+  LLVMValueRef f = LLVMGetNamedFunction(a->mod, name);
+  if (f) return f;
+  return add_fn(a, name, ret, pt, n);
+}
+
+static LLVMValueRef call(Ai *a, LLVMValueRef f, LLVMValueRef *args, int n) {
+  return LLVMBuildCall2(a->b, LLVMGlobalGetValueType(f), f, args, (unsigned)n, "");
+}
+
+/* A wrapper: `ret M_suffix(params...)` whose entry block the caller fills. */
+static LLVMValueRef wrapper(Ai *a, const char *model, const char *suffix, LLVMTypeRef ret,
+                            LLVMTypeRef *pt, int n) {
+  char *name = xasprintf("%s_%s", model, suffix);
+  LLVMValueRef f = add_fn(a, name, ret, pt, n);
+  free(name);
+  LLVMSetVisibility(f, LLVMDefaultVisibility);
+  unsigned kind = LLVMGetEnumAttributeKindForName("nounwind", 8);
+  LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(a->ctx, kind, 0));
+  LLVMPositionBuilderAtEnd(a->b, LLVMAppendBasicBlockInContext(a->ctx, f, "entry"));
+  return f;
+}
+
+void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgFunctions *fns,
+                             const float *weights, int executable) {
+  const Graph *g = lp->graph;
+  Ai ai = {0}, *a = &ai;
+  a->ctx = LLVMGetModuleContext(mod);
+  a->mod = mod;
+  a->b = LLVMCreateBuilderInContext(a->ctx);
+  a->i32 = LLVMInt32TypeInContext(a->ctx);
+  a->i64 = LLVMInt64TypeInContext(a->ctx);
+  a->f32 = LLVMFloatTypeInContext(a->ctx);
+  a->ptr = LLVMPointerTypeInContext(a->ctx, 0);
+  a->voidt = LLVMVoidTypeInContext(a->ctx);
+  LLVMTypeRef dims_t = LLVMArrayType(a->i64, NNCC_MAX_RANK);
+  a->tensor_t = LLVMStructCreateNamed(a->ctx, "nncc_tensor_desc");
+  LLVMTypeRef tf[5] = {a->ptr, a->i32, a->i32, dims_t, a->i64};
+  LLVMStructSetBody(a->tensor_t, tf, 5, 0);
+  a->param_t = LLVMStructCreateNamed(a->ctx, "nncc_param_desc");
+  LLVMTypeRef pf[8] = {a->ptr, a->i32, a->i32, dims_t, a->i64, a->i64, a->i64, a->i64};
+  LLVMStructSetBody(a->param_t, pf, 8, 0);
+  a->model_t = LLVMStructCreateNamed(a->ctx, "nncc_model_desc");
+  LLVMTypeRef mf[17] = {a->i32, a->i32, a->ptr, a->i32, a->i32, a->i32, a->i32, a->ptr, a->ptr,
+                        a->ptr, a->ptr, a->i64, a->i64, a->ptr, a->ptr, a->ptr, a->ptr};
+  LLVMStructSetBody(a->model_t, mf, 17, 0);
+
+  /* parameters */
+  LLVMValueRef *pel = xcalloc((size_t)g->nparams + 1, sizeof(LLVMValueRef));
+  for (int i = 0; i < g->nparams; i++) {
+    const Param *p = &g->params[i];
+    int64_t dims[NNCC_MAX_RANK] = {0};
+    for (int d = 0; d < p->shape.rank && d < NNCC_MAX_RANK; d++) dims[d] = p->shape.d[d].n;
+    LLVMValueRef f[8] = {private_string(a, p->name), i32c(a, p->shape.rank), i32c(a, (int)p->init),
+                         dims_const(a, dims, p->shape.rank), i64c(a, p->numel), i64c(a, p->offset),
+                         i64c(a, p->fan_in), i64c(a, p->fan_out)};
+    pel[i] = LLVMConstNamedStruct(a->param_t, f, 8);
+  }
+  LLVMValueRef params = const_array(a, a->param_t, pel, g->nparams, "nncc.params");
+  free(pel);
+  LLVMValueRef inputs = tensor_descs(a, g, g->inputs, g->ninputs, "nncc.inputs");
+  LLVMValueRef targets = tensor_descs(a, g, g->targets, g->ntargets, "nncc.targets");
+  LLVMValueRef outputs = tensor_descs(a, g, g->outputs, g->noutputs, "nncc.outputs");
+
+  LLVMValueRef embedded = LLVMConstNull(a->ptr);
+  if (weights) {
+    LLVMValueRef data = LLVMConstStringInContext(a->ctx, (const char *)weights,
+                                                 (unsigned)(g->param_floats * 4), 1);
+    LLVMValueRef gw = LLVMAddGlobal(mod, LLVMTypeOf(data), "nncc.weights");
+    LLVMSetInitializer(gw, data);
+    LLVMSetGlobalConstant(gw, 1);
+    LLVMSetLinkage(gw, LLVMPrivateLinkage);
+    LLVMSetAlignment(gw, 64);
+    embedded = gw;
+  }
+
+  LLVMValueRef mfv[17] = {i32c(a, NNCC_ABI_VERSION), i32c(a, lp->symbolic_seq), private_string(a, g->name),
+                          i32c(a, g->nparams), i32c(a, g->ninputs), i32c(a, g->ntargets),
+                          i32c(a, g->noutputs), params, inputs, targets, outputs,
+                          i64c(a, g->param_floats), i64c(a, lp->packed_floats),
+                          fn_or_null(a, fns->workspace), fn_or_null(a, fns->prepare),
+                          fn_or_null(a, fns->forward), embedded};
+  char *dname = xasprintf("%s_nncc_desc", g->name);
+  LLVMValueRef desc = LLVMAddGlobal(mod, a->model_t, dname);
+  free(dname);
+  LLVMSetInitializer(desc, LLVMConstNamedStruct(a->model_t, mfv, 17));
+  LLVMSetGlobalConstant(desc, 1);
+  LLVMSetLinkage(desc, LLVMInternalLinkage);
+
+  /* runtime entry points */
+  LLVMTypeRef p1[1] = {a->ptr};
+  LLVMValueRef rt_create = extern_fn(a, "nncc_rt_create", a->ptr, p1, 1);
+  LLVMValueRef rt_destroy = extern_fn(a, "nncc_rt_destroy", a->voidt, p1, 1);
+  LLVMTypeRef pinit[2] = {a->ptr, a->i64};
+  LLVMValueRef rt_init = extern_fn(a, "nncc_rt_init", a->i32, pinit, 2);
+  LLVMTypeRef pload[2] = {a->ptr, a->ptr};
+  LLVMValueRef rt_load = extern_fn(a, "nncc_rt_load", a->i32, pload, 2);
+  LLVMValueRef rt_save = extern_fn(a, "nncc_rt_save", a->i32, pload, 2);
+  LLVMTypeRef pfwd[5] = {a->ptr, a->i64, a->i64, a->ptr, a->ptr};
+  LLVMValueRef rt_forward = extern_fn(a, "nncc_rt_forward", a->i32, pfwd, 5);
+  LLVMTypeRef pparam[3] = {a->ptr, a->ptr, a->ptr};
+  LLVMValueRef rt_param = extern_fn(a, "nncc_rt_param", a->ptr, pparam, 3);
+
+  const char *M = g->name;
+  LLVMValueRef f, args[5];
+  f = wrapper(a, M, "create", a->ptr, NULL, 0);
+  LLVMBuildRet(a->b, call(a, rt_create, &desc, 1));
+  f = wrapper(a, M, "destroy", a->voidt, p1, 1);
+  args[0] = LLVMGetParam(f, 0);
+  call(a, rt_destroy, args, 1);
+  LLVMBuildRetVoid(a->b);
+  f = wrapper(a, M, "init", a->i32, pinit, 2);
+  args[0] = LLVMGetParam(f, 0), args[1] = LLVMGetParam(f, 1);
+  LLVMBuildRet(a->b, call(a, rt_init, args, 2));
+  f = wrapper(a, M, "load", a->i32, pload, 2);
+  args[0] = LLVMGetParam(f, 0), args[1] = LLVMGetParam(f, 1);
+  LLVMBuildRet(a->b, call(a, rt_load, args, 2));
+  f = wrapper(a, M, "save", a->i32, pload, 2);
+  args[0] = LLVMGetParam(f, 0), args[1] = LLVMGetParam(f, 1);
+  LLVMBuildRet(a->b, call(a, rt_save, args, 2));
+  f = wrapper(a, M, "param", a->ptr, pparam, 3);
+  for (int i = 0; i < 3; i++) args[i] = LLVMGetParam(f, (unsigned)i);
+  LLVMBuildRet(a->b, call(a, rt_param, args, 3));
+
+  /* M_forward(m, batch, [seq,] in..., out...) */
+  {
+    int nfixed = lp->symbolic_seq ? 3 : 2;
+    int n = nfixed + g->ninputs + g->noutputs;
+    LLVMTypeRef *pt = xcalloc((size_t)n, sizeof(LLVMTypeRef));
+    pt[0] = a->ptr;
+    pt[1] = a->i64;
+    if (lp->symbolic_seq) pt[2] = a->i64;
+    for (int i = nfixed; i < n; i++) pt[i] = a->ptr;
+    f = wrapper(a, M, "forward", a->i32, pt, n);
+    free(pt);
+    LLVMTypeRef in_t = LLVMArrayType(a->ptr, (unsigned)(g->ninputs ? g->ninputs : 1));
+    LLVMTypeRef out_t = LLVMArrayType(a->ptr, (unsigned)(g->noutputs ? g->noutputs : 1));
+    LLVMValueRef in_a = LLVMBuildAlloca(a->b, in_t, "in");
+    LLVMValueRef out_a = LLVMBuildAlloca(a->b, out_t, "out");
+    for (int i = 0; i < g->ninputs; i++) {
+      LLVMValueRef idx = i64c(a, i);
+      LLVMBuildStore(a->b, LLVMGetParam(f, (unsigned)(nfixed + i)),
+                     LLVMBuildInBoundsGEP2(a->b, a->ptr, in_a, &idx, 1, ""));
+      LLVMSetValueName2(LLVMGetParam(f, (unsigned)(nfixed + i)), g->nodes[g->inputs[i]].name,
+                        strlen(g->nodes[g->inputs[i]].name));
+    }
+    for (int i = 0; i < g->noutputs; i++) {
+      LLVMValueRef idx = i64c(a, i);
+      LLVMBuildStore(a->b, LLVMGetParam(f, (unsigned)(nfixed + g->ninputs + i)),
+                     LLVMBuildInBoundsGEP2(a->b, a->ptr, out_a, &idx, 1, ""));
+    }
+    args[0] = LLVMGetParam(f, 0);
+    args[1] = LLVMGetParam(f, 1);
+    args[2] = lp->symbolic_seq ? LLVMGetParam(f, 2) : i64c(a, 1);
+    args[3] = in_a;
+    args[4] = out_a;
+    LLVMBuildRet(a->b, call(a, rt_forward, args, 5));
+  }
+
+  if (executable) {
+    LLVMTypeRef pm[3] = {a->i32, a->ptr, a->ptr};
+    LLVMValueRef rt_main = extern_fn(a, "nncc_rt_main", a->i32, pm, 3);
+    LLVMValueRef mainf = add_fn(a, "main", a->i32, pm, 2);
+    LLVMPositionBuilderAtEnd(a->b, LLVMAppendBasicBlockInContext(a->ctx, mainf, "entry"));
+    args[0] = LLVMGetParam(mainf, 0);
+    args[1] = LLVMGetParam(mainf, 1);
+    args[2] = desc;
+    LLVMBuildRet(a->b, call(a, rt_main, args, 3));
+  }
+  LLVMDisposeBuilder(a->b);
+}
+
+/* --- weights --- */
+
+float *artifact_read_weights(const Graph *g, const char *path) {
+  nncc_st_file f;
+  char err[512];
+  Loc none = {0};
+  if (nncc_st_read(path, &f, err, sizeof err) != 0) {
+    diag_error(none, "%s", err);
+    nncc_st_free(&f);
+    return NULL;
+  }
+  nncc_param_desc *pd = xcalloc((size_t)g->nparams + 1, sizeof *pd);
+  for (int i = 0; i < g->nparams; i++) {
+    const Param *p = &g->params[i];
+    pd[i].name = p->name;
+    pd[i].rank = p->shape.rank;
+    pd[i].init = (int32_t)p->init;
+    for (int d = 0; d < p->shape.rank && d < NNCC_MAX_RANK; d++) pd[i].dims[d] = p->shape.d[d].n;
+    pd[i].numel = p->numel;
+    pd[i].offset = p->offset;
+    pd[i].fan_in = p->fan_in;
+    pd[i].fan_out = p->fan_out;
+  }
+  float *w = xcalloc((size_t)g->param_floats + 1, sizeof(float));
+  int rc = nncc_st_load_params(&f, g->nparams, pd, w, err, sizeof err);
+  nncc_st_free(&f);
+  free(pd);
+  if (rc != 0) {
+    diag_error(none, "%s", err);
+    diag_note(none, "the weights must match the model '%s' exactly: every parameter, with its "
+              "shape (nncc %s --summary lists them)", g->name, "MODEL.nn");
+    free(w);
+    return NULL;
+  }
+  return w;
+}
+
+/* --- the header --- */
+
+static void type_and_dims(FILE *h, const Graph *g, const Node *n) {
+  fprintf(h, "%s[batch]", n->dtype == DT_F32 ? "float" : "int32_t");
+  for (int d = 0; d < n->shape.rank; d++) {
+    if (n->shape.d[d].sym) fprintf(h, "[%s]", g->sym ? g->sym : "seq");
+    else fprintf(h, "[%" PRId64 "]", n->shape.d[d].n);
+  }
+}
+
+static char *header_path(const char *so_path) {
+  size_t n = strlen(so_path);
+  if (n > 3 && !strcmp(so_path + n - 3, ".so")) n -= 3;
+  char *p = xmalloc(n + 3);
+  memcpy(p, so_path, n);
+  strcpy(p + n, ".h");
+  return p;
+}
+
+/* dir/.base.nncc-tmp.PID beside path */
+static char *temp_beside(const char *path) {
+  const char *slash = strrchr(path, '/');
+  size_t dirlen = slash ? (size_t)(slash - path + 1) : 0;
+  return xasprintf("%.*s.%s.nncc-tmp.%ld", (int)dirlen, path, path + dirlen, (long)getpid());
+}
+
+int artifact_write_header(const Graph *g, const char *so_path) {
+  char *hp = header_path(so_path);
+  char *tmp = temp_beside(hp);
+  FILE *h = fopen(tmp, "w");
+  if (!h) {
+    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", hp, strerror(errno));
+    free(tmp);
+    free(hp);
+    return -1;
+  }
+  const char *M = g->name;
+  char *guard = xasprintf("NNCC_MODEL_%s_H", M);
+  for (char *p = guard; *p; p++) {
+    if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
+    else if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))) *p = '_';
+  }
+  fprintf(h, "/* %s.h - the C interface of model '%s', generated by nncc; do not edit.\n", M, M);
+  fprintf(h, " *\n * Arrays are [batch, ...shape], row-major, contiguous.  Every int result is 0 on\n"
+             " * success and a negative code otherwise, with a message from nncc_last_error().\n"
+             " * Inputs and outputs must not overlap.\n */\n");
+  fprintf(h, "#ifndef %s\n#define %s\n\n#include <stdint.h>\n\n", guard, guard);
+  fprintf(h, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
+  fprintf(h, "typedef struct %s %s;\n\n", M, M);
+  fprintf(h, "/* A model with the default initialisation (seed 0); NULL on failure. */\n");
+  fprintf(h, "%s *%s_create(void);\n", M, M);
+  fprintf(h, "void %s_destroy(%s *m);\n", M, M);
+  fprintf(h, "/* Re-initialises the parameters (He / Xavier defaults). */\n");
+  fprintf(h, "int %s_init(%s *m, uint64_t seed);\n", M, M);
+  fprintf(h, "/* Loads / saves the parameters as safetensors (PyTorch state_dict names). */\n");
+  fprintf(h, "int %s_load(%s *m, const char *path);\n", M, M);
+  fprintf(h, "int %s_save(const %s *m, const char *path);\n", M, M);
+  fprintf(h, "/* Inference.\n");
+  for (int i = 0; i < g->ninputs; i++) {
+    const Node *n = &g->nodes[g->inputs[i]];
+    fprintf(h, " *   in  %s: ", n->name);
+    type_and_dims(h, g, n);
+    fputc('\n', h);
+  }
+  for (int i = 0; i < g->noutputs; i++) {
+    const Node *n = &g->nodes[g->outputs[i]];
+    fprintf(h, " *   out %s: ", n->name);
+    type_and_dims(h, g, n);
+    fputc('\n', h);
+  }
+  fprintf(h, " */\nint %s_forward(%s *m, int64_t batch,", M, M);
+  if (g->sym) fprintf(h, " int64_t %s,", g->sym);
+  for (int i = 0; i < g->ninputs; i++) {
+    const Node *n = &g->nodes[g->inputs[i]];
+    fprintf(h, "\n    const %s *%s, /* ", n->dtype == DT_F32 ? "float" : "int32_t", n->name);
+    type_and_dims(h, g, n);
+    fputs(" */", h);
+  }
+  for (int i = 0; i < g->noutputs; i++) {
+    const Node *n = &g->nodes[g->outputs[i]];
+    fprintf(h, "\n    %s *%s%s /* ", n->dtype == DT_F32 ? "float" : "int32_t", n->name,
+            i + 1 < g->noutputs ? "," : ");");
+    type_and_dims(h, g, n);
+    fputs(" */", h);
+  }
+  fprintf(h, "\n/* The parameter called name (\"conv1.weight\") and its element count; NULL when "
+             "absent. */\n");
+  fprintf(h, "float *%s_param(%s *m, const char *name, int64_t *numel);\n", M, M);
+  fprintf(h, "/* The message of the last failure on this thread. */\n");
+  fprintf(h, "const char *nncc_last_error(void);\n\n");
+  fprintf(h, "#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s */\n", guard);
+  free(guard);
+  int bad = ferror(h);
+  bad |= fclose(h) != 0;
+  if (bad || rename(tmp, hp) != 0) {
+    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", hp, strerror(errno));
+    unlink(tmp);
+    free(tmp);
+    free(hp);
+    return -1;
+  }
+  free(tmp);
+  free(hp);
+  return 0;
+}
+
+/* --- linking --- */
+
+static int file_exists(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0;
+}
+
+/* The directory holding libnncc_rt.a (malloc'd). */
+static char *runtime_dir(void) {
+  const char *env = getenv("NNCC_RUNTIME_DIR");
+  if (env && *env) return xstrdup(env);
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = '\0';
+      char *d = xasprintf("%s/../lib/nncc", exe);
+      char *lib = xasprintf("%s/libnncc_rt.a", d);
+      int ok = file_exists(lib);
+      free(lib);
+      if (ok) return d;
+      free(d);
+      /* the build tree: build/nncc beside build/lib/nncc */
+      d = xasprintf("%s/lib/nncc", exe);
+      lib = xasprintf("%s/libnncc_rt.a", d);
+      ok = file_exists(lib);
+      free(lib);
+      if (ok) return d;
+      free(d);
+    }
+  }
+#ifdef NNCC_BUILD_RUNTIME_DIR
+  {
+    char *lib = xasprintf("%s/libnncc_rt.a", NNCC_BUILD_RUNTIME_DIR);
+    int ok = file_exists(lib);
+    free(lib);
+    if (ok) return xstrdup(NNCC_BUILD_RUNTIME_DIR);
+  }
+#endif
+#ifdef NNCC_INSTALL_RUNTIME_DIR
+  return xstrdup(NNCC_INSTALL_RUNTIME_DIR);
+#else
+  return xstrdup(".");
+#endif
+}
+
+static int run(char *const *argv) {
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    execvp(argv[0], argv);
+    fprintf(stderr, "nncc: error: cannot run '%s': %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int artifact_link(const char *obj_path, const char *out_path, int shared) {
+  char *rtdir = runtime_dir();
+  char *rtlib = xasprintf("%s/libnncc_rt.a", rtdir);
+  if (!file_exists(rtlib)) {
+    fprintf(stderr, "nncc: error: the runtime library '%s' is missing (set NNCC_RUNTIME_DIR)\n", rtlib);
+    free(rtlib);
+    free(rtdir);
+    return 2;
+  }
+  char *tmp = temp_beside(out_path);
+  FILE *probe = fopen(tmp, "w");  /* an unwritable output is the user's error, not cc's */
+  if (!probe) {
+    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", out_path, strerror(errno));
+    free(tmp);
+    free(rtlib);
+    free(rtdir);
+    return 1;
+  }
+  fclose(probe);
+  const char *cc = getenv("NNCC_CC");
+  if (!cc || !*cc) cc = "cc";
+  const char *argv[16];
+  int n = 0;
+  argv[n++] = cc;
+  if (shared) argv[n++] = "-shared";
+  argv[n++] = "-o";
+  argv[n++] = tmp;
+  argv[n++] = obj_path;
+  argv[n++] = rtlib;
+  argv[n++] = "-lm";
+  argv[n++] = "-lpthread";
+  if (NNCC_LINK_SANITIZE) argv[n++] = "-fsanitize=address,undefined";
+  argv[n++] = NULL;
+  int rc = run((char *const *)argv);
+  int status = 0;
+  if (rc != 0) {
+    fprintf(stderr, "nncc: error: linking '%s' failed (%s exited with %d)\n", out_path, cc, rc);
+    unlink(tmp);
+    status = 2;
+  } else if (rename(tmp, out_path) != 0) {
+    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", out_path, strerror(errno));
+    unlink(tmp);
+    status = 1;
+  }
+  free(tmp);
+  free(rtlib);
+  free(rtdir);
+  return status;
+}

@@ -1,0 +1,951 @@
+/* codegen.c - loop IR to LLVM IR, through the LLVM-C API only.
+ *
+ * One LLVM function per Kernel, internal, named after its node ("nncc.k.conv1"):
+ *   i32 nncc.k.NAME(ptr noalias %buf0, ..., ptr noalias %bufN, i64 %batch, i64 %seq)
+ * taking the base pointer of every buffer the kernel touches.  Distinct buffers
+ * of one kernel never overlap (the memory plan never shares a slot between two
+ * buffers live in the same kernel; aliases such as flatten are resolved to one
+ * buffer id by lower.c; the caller's inputs and outputs are distinct arrays), so
+ * every pointer is noalias; once the kernel is inlined into the forward function
+ * LLVM keeps that as scoped alias metadata.  The forward function computes the
+ * bases (params + offset, packed + offset, in[i], out[i], ws + slot offset),
+ * calls the kernels in order and returns the first non-zero code.
+ *
+ * Vectorization (loops.h): a loop with vec = W > 1 whose body is vectorizable
+ * (no reduction into a scalar local declared outside, no branch or loop bound
+ * that depends on the loop variable) becomes a main loop stepping by W, where
+ * every expression that depends on the variable is a <W x T> vector, followed by
+ * a scalar remainder loop that re-emits the body.  Loads and stores use the
+ * index's derivative d(index)/d(var): 1 -> a contiguous vector access (align 4),
+ * 0 -> a scalar access (a load is splatted; a store of a vector value keeps the
+ * last lane, an accumulation sums the lanes), otherwise masked gather/scatter.
+ * Locals declared inside the vector loop are vectors.  exp, tanh and sigmoid are
+ * branch-free polynomial code (Cephes), the same in scalar and vector form.
+ * fadd and fmul carry the `contract` flag; LE_FMA is llvm.fma.
+ */
+#include "codegen.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "diag.h"
+
+typedef struct Cg {
+  LLVMContextRef ctx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  LLVMTypeRef i1, i8, i32, i64, f32, ptr, voidt;
+  const LoopProgram *lp;
+  int vec_bits;              /* the target's vector register width in bits */
+  /* the function being emitted */
+  LLVMValueRef fn;
+  LLVMValueRef entry_term;   /* allocas go before the entry block's terminator */
+  LLVMValueRef *base;        /* per buffer: its base pointer in this function, or NULL */
+  LLVMValueRef batch, seq;
+  LLVMValueRef *var_s;       /* per loop variable: its scalar value (vector loops: lane 0) */
+  LLVMValueRef *local_ptr;   /* per local: its alloca */
+  char *local_vec;           /* per local: the alloca holds a vector */
+  /* the vector loop being emitted (vw == 0: scalar code) */
+  int vw;
+  int vvar;
+  LLVMValueRef vvar_vec;     /* <vw x i64> lane indices of vvar, built on first use */
+  LLVMValueRef fail_fn;      /* nncc_rt_fail */
+} Cg;
+
+/* --- small helpers (PostgreSQL llvmjit_emit.h style) --- */
+
+static LLVMTypeRef scalar_type(Cg *c, LType t) {
+  switch (t) {
+  case LT_I64: return c->i64;
+  case LT_I32: return c->i32;
+  case LT_F32: return c->f32;
+  case LT_BOOL: return c->i1;
+  }
+  unreachable();
+}
+
+static int is_vec(LLVMValueRef v) {
+  return LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMVectorTypeKind;
+}
+
+static LLVMValueRef splat_n(Cg *c, LLVMValueRef v, int w) {
+  LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(v), (unsigned)w);
+  LLVMValueRef undef = LLVMGetPoison(vt);
+  LLVMValueRef ins = LLVMBuildInsertElement(c->b, undef, v, LLVMConstInt(c->i32, 0, 0), "");
+  LLVMValueRef zeros = LLVMConstNull(LLVMVectorType(c->i32, (unsigned)w));
+  return LLVMBuildShuffleVector(c->b, ins, undef, zeros, "splat");
+}
+
+static LLVMValueRef splat(Cg *c, LLVMValueRef v) {
+  if (is_vec(v) || !c->vw) return v;
+  if (LLVMIsConstant(v)) {
+    LLVMValueRef *el = xmalloc(sizeof(LLVMValueRef) * (size_t)c->vw);
+    for (int i = 0; i < c->vw; i++) el[i] = v;
+    LLVMValueRef r = LLVMConstVector(el, (unsigned)c->vw);
+    free(el);
+    return r;
+  }
+  return splat_n(c, v, c->vw);
+}
+
+/* Makes a and b the same shape (both vectors when either is). */
+static void unify(Cg *c, LLVMValueRef *a, LLVMValueRef *b) {
+  if (is_vec(*a) && !is_vec(*b)) *b = splat(c, *b);
+  else if (!is_vec(*a) && is_vec(*b)) *a = splat(c, *a);
+}
+
+/* A float constant shaped like `like` (scalar or vector). */
+static LLVMValueRef fconst(Cg *c, LLVMValueRef like, double v) {
+  LLVMValueRef k = LLVMConstReal(c->f32, v);
+  if (!is_vec(like)) return k;
+  unsigned n = LLVMGetVectorSize(LLVMTypeOf(like));
+  LLVMValueRef el[64];
+  for (unsigned i = 0; i < n; i++) el[i] = k;
+  return LLVMConstVector(el, n);
+}
+
+static LLVMValueRef iconst_like(Cg *c, LLVMValueRef like, LLVMTypeRef t, long long v) {
+  LLVMValueRef k = LLVMConstInt(t, (unsigned long long)v, 1);
+  if (!is_vec(like)) return k;
+  unsigned n = LLVMGetVectorSize(LLVMTypeOf(like));
+  LLVMValueRef el[64];
+  for (unsigned i = 0; i < n; i++) el[i] = k;
+  return LLVMConstVector(el, n);
+}
+
+static LLVMValueRef contract(LLVMValueRef v) {
+  if (LLVMIsAInstruction(v) && LLVMCanValueUseFastMathFlags(v))
+    LLVMSetFastMathFlags(v, LLVMFastMathAllowContract);
+  return v;
+}
+
+static LLVMValueRef fadd(Cg *c, LLVMValueRef a, LLVMValueRef b) {
+  unify(c, &a, &b);
+  return contract(LLVMBuildFAdd(c->b, a, b, ""));
+}
+static LLVMValueRef fsub(Cg *c, LLVMValueRef a, LLVMValueRef b) {
+  unify(c, &a, &b);
+  return contract(LLVMBuildFSub(c->b, a, b, ""));
+}
+static LLVMValueRef fmul(Cg *c, LLVMValueRef a, LLVMValueRef b) {
+  unify(c, &a, &b);
+  return contract(LLVMBuildFMul(c->b, a, b, ""));
+}
+static LLVMValueRef fdiv(Cg *c, LLVMValueRef a, LLVMValueRef b) {
+  unify(c, &a, &b);
+  return LLVMBuildFDiv(c->b, a, b, "");
+}
+
+/* Calls an overloaded intrinsic, overloaded on the types in ov. */
+static LLVMValueRef intrinsic(Cg *c, const char *name, LLVMTypeRef *ov, int nov,
+                              LLVMValueRef *args, int nargs) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  if (!id) die("unknown intrinsic %s", name);
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, ov, (size_t)nov);
+  LLVMTypeRef ft = LLVMIntrinsicGetType(c->ctx, id, ov, (size_t)nov);
+  return LLVMBuildCall2(c->b, ft, f, args, (unsigned)nargs, "");
+}
+
+static LLVMValueRef intrinsic1(Cg *c, const char *name, LLVMValueRef x) {
+  LLVMTypeRef t = LLVMTypeOf(x);
+  return intrinsic(c, name, &t, 1, &x, 1);
+}
+
+static LLVMValueRef fma3(Cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef d) {
+  if (is_vec(a) || is_vec(b) || is_vec(d)) {
+    a = splat(c, a);
+    b = splat(c, b);
+    d = splat(c, d);
+  }
+  LLVMTypeRef t = LLVMTypeOf(a);
+  LLVMValueRef args[3] = {a, b, d};
+  return intrinsic(c, "llvm.fma", &t, 1, args, 3);
+}
+
+static LLVMValueRef fselect(Cg *c, LLVMValueRef cond, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(c->b, cond, a, b, "");
+}
+
+static LLVMValueRef fmin_(Cg *c, LLVMValueRef a, LLVMValueRef b) {
+  unify(c, &a, &b);
+  return fselect(c, LLVMBuildFCmp(c->b, LLVMRealULT, a, b, ""), a, b);
+}
+static LLVMValueRef fmax_(Cg *c, LLVMValueRef a, LLVMValueRef b) {
+  unify(c, &a, &b);
+  return fselect(c, LLVMBuildFCmp(c->b, LLVMRealUGT, a, b, ""), a, b);
+}
+
+/* --- exp, tanh, sigmoid: Cephes expf / tanhf, branch-free --- */
+
+static LLVMValueRef emit_exp(Cg *c, LLVMValueRef x) {
+  LLVMValueRef xc = fmax_(c, x, fconst(c, x, -87.33654));
+  xc = fmin_(c, xc, fconst(c, x, 88.3));
+  LLVMValueRef fx = intrinsic1(c, "llvm.rint", fmul(c, xc, fconst(c, x, 1.44269504088896341)));
+  LLVMValueRef r = fma3(c, fx, fconst(c, x, -0.693359375), xc);
+  r = fma3(c, fx, fconst(c, x, 2.12194440e-4), r);
+  LLVMValueRef p = fconst(c, x, 1.9875691500E-4);
+  static const double k[] = {1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2,
+                             1.6666665459E-1, 5.0000001201E-1};
+  for (int i = 0; i < 5; i++) p = fma3(c, p, r, fconst(c, x, k[i]));
+  LLVMValueRef rr = fmul(c, r, r);
+  LLVMValueRef y = fadd(c, fma3(c, p, rr, r), fconst(c, x, 1.0));
+  LLVMTypeRef it = is_vec(x) ? LLVMVectorType(c->i32, LLVMGetVectorSize(LLVMTypeOf(x))) : c->i32;
+  LLVMValueRef n = LLVMBuildFPToSI(c->b, fx, it, "");
+  n = LLVMBuildAdd(c->b, n, iconst_like(c, x, c->i32, 127), "");
+  n = LLVMBuildShl(c->b, n, iconst_like(c, x, c->i32, 23), "");
+  LLVMValueRef scale = LLVMBuildBitCast(c->b, n, LLVMTypeOf(x), "");
+  y = fmul(c, y, scale);
+  /* below the smallest normal result: 0; above the largest: inf; NaN stays NaN */
+  y = fselect(c, LLVMBuildFCmp(c->b, LLVMRealOLT, x, fconst(c, x, -87.33654), ""),
+              fconst(c, x, 0.0), y);
+  y = fselect(c, LLVMBuildFCmp(c->b, LLVMRealOGT, x, fconst(c, x, 88.72283905206835), ""),
+              fconst(c, x, __builtin_inf()), y);
+  y = fselect(c, LLVMBuildFCmp(c->b, LLVMRealUNO, x, x, ""), x, y);
+  return y;
+}
+
+static LLVMValueRef emit_tanh(Cg *c, LLVMValueRef x) {
+  LLVMValueRef a = intrinsic1(c, "llvm.fabs", x);
+  /* |x| < 0.625: odd polynomial */
+  LLVMValueRef z = fmul(c, x, x);
+  LLVMValueRef p = fconst(c, x, -5.70498872745E-3);
+  static const double k[] = {2.06390887954E-2, -5.37397155531E-2, 1.33314422036E-1,
+                             -3.33332819422E-1};
+  for (int i = 0; i < 4; i++) p = fma3(c, p, z, fconst(c, x, k[i]));
+  LLVMValueRef small = fma3(c, fmul(c, p, z), x, x);
+  /* otherwise 1 - 2 / (exp(2|x|) + 1), |x| clamped at 9 where tanh is 1 in f32 */
+  LLVMValueRef ac = fmin_(c, a, fconst(c, x, 9.0));
+  LLVMValueRef e = emit_exp(c, fmul(c, ac, fconst(c, x, 2.0)));
+  LLVMValueRef big = fsub(c, fconst(c, x, 1.0), fdiv(c, fconst(c, x, 2.0), fadd(c, e, fconst(c, x, 1.0))));
+  LLVMValueRef args[2] = {big, x};
+  LLVMTypeRef t = LLVMTypeOf(x);
+  big = intrinsic(c, "llvm.copysign", &t, 1, args, 2);
+  return fselect(c, LLVMBuildFCmp(c->b, LLVMRealOLT, a, fconst(c, x, 0.625), ""), small, big);
+}
+
+static LLVMValueRef emit_sigmoid(Cg *c, LLVMValueRef x) {
+  LLVMValueRef e = emit_exp(c, LLVMBuildFNeg(c->b, x, ""));
+  return fdiv(c, fconst(c, x, 1.0), fadd(c, fconst(c, x, 1.0), e));
+}
+
+/* --- vectorization analysis --- */
+
+/* Does e depend on the vector loop's variable (or on a vector local)? */
+static int varying(Cg *c, const LExpr *e) {
+  if (!c->vw || !e) return 0;
+  switch (e->kind) {
+  case LE_VAR: return e->var == c->vvar;
+  case LE_LOCAL: return c->local_vec[e->local];
+  case LE_CONST: case LE_BATCH: case LE_SEQ: return 0;
+  default: return varying(c, e->a) || varying(c, e->b) || varying(c, e->c);
+  }
+}
+
+/* d(e)/d(vvar) when it is a known constant (returns 1 and *s), else 0. */
+static int stride_of(Cg *c, const LExpr *e, int64_t *s) {
+  if (!varying(c, e)) {
+    *s = 0;
+    return 1;
+  }
+  int64_t x, y;
+  switch (e->kind) {
+  case LE_VAR: *s = 1; return 1;
+  case LE_BIN:
+    if (e->op == LO_ADD || e->op == LO_SUB) {
+      if (!stride_of(c, e->a, &x) || !stride_of(c, e->b, &y)) return 0;
+      *s = e->op == LO_ADD ? x + y : x - y;
+      return 1;
+    }
+    if (e->op == LO_MUL) {
+      if (e->a->kind == LE_CONST && stride_of(c, e->b, &y)) {
+        *s = e->a->ival * y;
+        return 1;
+      }
+      if (e->b->kind == LE_CONST && stride_of(c, e->a, &x)) {
+        *s = e->b->ival * x;
+        return 1;
+      }
+    }
+    return 0;
+  default: return 0;
+  }
+}
+
+/* Static legality of vectorizing loop `var`: locals declared inside are vectors; a set of an
+ * outer local, or a branch / bound / check that depends on the variable, is not supported. */
+static int dep_static(const LExpr *e, int var, const char *inner) {
+  if (!e) return 0;
+  if (e->kind == LE_VAR) return e->var == var;
+  if (e->kind == LE_LOCAL) return inner[e->local];
+  return dep_static(e->a, var, inner) || dep_static(e->b, var, inner) ||
+         dep_static(e->c, var, inner);
+}
+
+static int legal_stmt(const LStmt *s, int var, char *inner) {
+  if (!s) return 1;
+  switch (s->kind) {
+  case LS_BLOCK:
+    for (int i = 0; i < s->nbody; i++)
+      if (!legal_stmt(s->body[i], var, inner)) return 0;
+    return 1;
+  case LS_FOR:
+    if (dep_static(s->lo, var, inner) || dep_static(s->hi, var, inner)) return 0;
+    return legal_stmt(s->body[0], var, inner);
+  case LS_LOCAL: inner[s->local] = 1; return 1;
+  case LS_SET: return inner[s->local];
+  case LS_STORE: return 1;
+  case LS_IF:
+    if (dep_static(s->cond, var, inner)) return 0;
+    return legal_stmt(s->body[0], var, inner) && legal_stmt(s->else_body, var, inner);
+  case LS_CHECK:
+    if (dep_static(s->cond, var, inner)) return 0;
+    for (int i = 0; i < s->nargs; i++)
+      if (dep_static(s->args[i], var, inner)) return 0;
+    return 1;
+  }
+  return 0;
+}
+
+static int vectorizable(Cg *c, const LStmt *loop) {
+  char *inner = xcalloc((size_t)c->lp->nlocals + 1, 1);
+  int ok = legal_stmt(loop->body[0], loop->var, inner);
+  free(inner);
+  return ok;
+}
+
+/* --- expressions --- */
+
+static LLVMValueRef emit_expr(Cg *c, const LExpr *e);
+
+static LLVMValueRef vvar_lanes(Cg *c) {
+  if (!c->vvar_vec) {
+    LLVMValueRef el[64];
+    for (int i = 0; i < c->vw; i++) el[i] = LLVMConstInt(c->i64, (unsigned long long)i, 0);
+    LLVMValueRef step = LLVMConstVector(el, (unsigned)c->vw);
+    c->vvar_vec = LLVMBuildAdd(c->b, splat_n(c, c->var_s[c->vvar], c->vw), step, "lanes");
+  }
+  return c->vvar_vec;
+}
+
+/* The index with the vector variable at lane 0 (scalar code). */
+static LLVMValueRef emit_scalar_index(Cg *c, const LExpr *index) {
+  int vw = c->vw;
+  c->vw = 0;
+  LLVMValueRef v = emit_expr(c, index);
+  c->vw = vw;
+  return v;
+}
+
+static LLVMValueRef all_true(Cg *c) {
+  LLVMValueRef el[64];
+  for (int i = 0; i < c->vw; i++) el[i] = LLVMConstInt(c->i1, 1, 0);
+  return LLVMConstVector(el, (unsigned)c->vw);
+}
+
+static LLVMValueRef emit_load(Cg *c, int buf, const LExpr *index) {
+  LLVMTypeRef et = scalar_type(c, c->lp->bufs[buf].elem);
+  LLVMValueRef base = c->base[buf];
+  if (!base) die("buffer %s has no base in this function", c->lp->bufs[buf].name);
+  int64_t s;
+  if (!varying(c, index)) {
+    LLVMValueRef idx = emit_expr(c, index);
+    LLVMValueRef p = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
+    return LLVMBuildLoad2(c->b, et, p, "");
+  }
+  LLVMTypeRef vt = LLVMVectorType(et, (unsigned)c->vw);
+  if (stride_of(c, index, &s) && s == 1) {
+    LLVMValueRef idx = emit_scalar_index(c, index);
+    LLVMValueRef p = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
+    LLVMValueRef l = LLVMBuildLoad2(c->b, vt, p, "");
+    LLVMSetAlignment(l, 4);
+    return l;
+  }
+  LLVMValueRef idx = splat(c, emit_expr(c, index));
+  LLVMValueRef ptrs = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
+  LLVMTypeRef ov[2] = {vt, LLVMTypeOf(ptrs)};
+  LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, 4, 0), all_true(c), LLVMGetPoison(vt)};
+  return intrinsic(c, "llvm.masked.gather", ov, 2, args, 4);
+}
+
+static LLVMValueRef emit_bin(Cg *c, LOp op, LType t, LLVMValueRef a, LLVMValueRef b) {
+  unify(c, &a, &b);
+  int fl = t == LT_F32;
+  switch (op) {
+  case LO_ADD: return fl ? fadd(c, a, b) : LLVMBuildAdd(c->b, a, b, "");
+  case LO_SUB: return fl ? fsub(c, a, b) : LLVMBuildSub(c->b, a, b, "");
+  case LO_MUL: return fl ? fmul(c, a, b) : LLVMBuildMul(c->b, a, b, "");
+  case LO_DIV: return fl ? fdiv(c, a, b) : LLVMBuildSDiv(c->b, a, b, "");
+  case LO_MOD: return fl ? LLVMBuildFRem(c->b, a, b, "") : LLVMBuildSRem(c->b, a, b, "");
+  case LO_MIN:
+    if (fl) return fmin_(c, a, b);
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, b, ""), a, b, "");
+  case LO_MAX:
+    if (fl) return fmax_(c, a, b);
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, a, b, ""), a, b, "");
+  case LO_POW: {
+    if (!fl) die("pow on integers");
+    LLVMTypeRef ty = LLVMTypeOf(a);
+    LLVMValueRef args[2] = {a, b};
+    return intrinsic(c, "llvm.pow", &ty, 1, args, 2);
+  }
+  case LO_LT: return fl ? LLVMBuildFCmp(c->b, LLVMRealOLT, a, b, "") : LLVMBuildICmp(c->b, LLVMIntSLT, a, b, "");
+  case LO_LE: return fl ? LLVMBuildFCmp(c->b, LLVMRealOLE, a, b, "") : LLVMBuildICmp(c->b, LLVMIntSLE, a, b, "");
+  case LO_GT: return fl ? LLVMBuildFCmp(c->b, LLVMRealOGT, a, b, "") : LLVMBuildICmp(c->b, LLVMIntSGT, a, b, "");
+  case LO_GE: return fl ? LLVMBuildFCmp(c->b, LLVMRealOGE, a, b, "") : LLVMBuildICmp(c->b, LLVMIntSGE, a, b, "");
+  case LO_EQ: return fl ? LLVMBuildFCmp(c->b, LLVMRealOEQ, a, b, "") : LLVMBuildICmp(c->b, LLVMIntEQ, a, b, "");
+  case LO_NE: return fl ? LLVMBuildFCmp(c->b, LLVMRealUNE, a, b, "") : LLVMBuildICmp(c->b, LLVMIntNE, a, b, "");
+  case LO_AND: return LLVMBuildAnd(c->b, a, b, "");
+  case LO_OR: return LLVMBuildOr(c->b, a, b, "");
+  default: break;
+  }
+  unreachable();
+}
+
+static LLVMValueRef emit_un(Cg *c, LOp op, LType t, LLVMValueRef a) {
+  switch (op) {
+  case LO_NEG: return t == LT_F32 ? LLVMBuildFNeg(c->b, a, "") : LLVMBuildNeg(c->b, a, "");
+  case LO_EXP: return emit_exp(c, a);
+  case LO_LOG: return intrinsic1(c, "llvm.log", a);
+  case LO_TANH: return emit_tanh(c, a);
+  case LO_SIGMOID: return emit_sigmoid(c, a);
+  case LO_SQRT: return intrinsic1(c, "llvm.sqrt", a);
+  case LO_ABS:
+    if (t == LT_F32) return intrinsic1(c, "llvm.fabs", a);
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, LLVMConstNull(LLVMTypeOf(a)), ""),
+                           LLVMBuildNeg(c->b, a, ""), a, "");
+  case LO_NOT: return LLVMBuildNot(c->b, a, "");
+  default: break;
+  }
+  unreachable();
+}
+
+static LLVMValueRef emit_cast(Cg *c, LType to, LType from, LLVMValueRef a) {
+  LLVMTypeRef t = scalar_type(c, to);
+  if (is_vec(a)) t = LLVMVectorType(t, LLVMGetVectorSize(LLVMTypeOf(a)));
+  if (to == from) return a;
+  if (from == LT_F32) {
+    if (to == LT_BOOL) return LLVMBuildFCmp(c->b, LLVMRealUNE, a, LLVMConstNull(LLVMTypeOf(a)), "");
+    return LLVMBuildFPToSI(c->b, a, t, "");
+  }
+  if (to == LT_F32) return from == LT_BOOL ? LLVMBuildUIToFP(c->b, a, t, "") : LLVMBuildSIToFP(c->b, a, t, "");
+  if (to == LT_BOOL) return LLVMBuildICmp(c->b, LLVMIntNE, a, LLVMConstNull(LLVMTypeOf(a)), "");
+  if (from == LT_BOOL) return LLVMBuildZExt(c->b, a, t, "");
+  if (to == LT_I64) return LLVMBuildSExt(c->b, a, t, "");
+  return LLVMBuildTrunc(c->b, a, t, "");
+}
+
+static LLVMValueRef emit_expr(Cg *c, const LExpr *e) {
+  switch (e->kind) {
+  case LE_CONST:
+    if (e->type == LT_F32) return LLVMConstReal(c->f32, e->fval);
+    return LLVMConstInt(scalar_type(c, e->type), (unsigned long long)e->ival, 1);
+  case LE_VAR:
+    if (c->vw && e->var == c->vvar) return vvar_lanes(c);
+    if (!c->var_s[e->var]) die("loop variable %s used outside its loop", c->lp->var_names[e->var]);
+    return c->var_s[e->var];
+  case LE_LOCAL: {
+    if (!c->local_ptr[e->local]) die("local %%%d used outside its block", e->local);
+    LLVMTypeRef t = scalar_type(c, e->type);
+    if (c->local_vec[e->local]) t = LLVMVectorType(t, (unsigned)c->local_vec[e->local]);
+    return LLVMBuildLoad2(c->b, t, c->local_ptr[e->local], "");
+  }
+  case LE_BATCH: return c->batch;
+  case LE_SEQ: return c->seq;
+  case LE_LOAD: return emit_load(c, e->buf, e->a);
+  case LE_BIN: return emit_bin(c, e->op, e->a->type, emit_expr(c, e->a), emit_expr(c, e->b));
+  case LE_UN: return emit_un(c, e->op, e->type, emit_expr(c, e->a));
+  case LE_FMA: return fma3(c, emit_expr(c, e->a), emit_expr(c, e->b), emit_expr(c, e->c));
+  case LE_SELECT: {
+    LLVMValueRef cond = emit_expr(c, e->a);
+    LLVMValueRef a = emit_expr(c, e->b), b = emit_expr(c, e->c);
+    unify(c, &a, &b);
+    if (is_vec(cond)) {
+      a = splat(c, a);
+      b = splat(c, b);
+    }
+    return LLVMBuildSelect(c->b, cond, a, b, "");
+  }
+  case LE_CAST: return emit_cast(c, e->type, e->a->type, emit_expr(c, e->a));
+  }
+  unreachable();
+}
+
+/* --- statements --- */
+
+static void emit_block(Cg *c, const LStmt *s);
+static void emit_stmt(Cg *c, const LStmt *s);
+
+static LLVMValueRef alloca_of(Cg *c, LLVMTypeRef t) {
+  LLVMBuilderRef ab = LLVMCreateBuilderInContext(c->ctx);
+  LLVMPositionBuilderBefore(ab, c->entry_term);
+  LLVMValueRef a = LLVMBuildAlloca(ab, t, "local");
+  LLVMDisposeBuilder(ab);
+  return a;
+}
+
+static LLVMValueRef reduce_add(Cg *c, LType t, LLVMValueRef v) {
+  LLVMTypeRef vt = LLVMTypeOf(v);
+  if (t == LT_F32) {
+    LLVMValueRef args[2] = {LLVMConstReal(c->f32, 0.0), v};
+    LLVMValueRef r = intrinsic(c, "llvm.vector.reduce.fadd", &vt, 1, args, 2);
+    return r;
+  }
+  return intrinsic(c, "llvm.vector.reduce.add", &vt, 1, &v, 1);
+}
+
+static void emit_store(Cg *c, const LStmt *s) {
+  LType elem = c->lp->bufs[s->buf].elem;
+  LLVMTypeRef et = scalar_type(c, elem);
+  LLVMValueRef base = c->base[s->buf];
+  if (!base) die("buffer %s has no base in this function", c->lp->bufs[s->buf].name);
+  LLVMValueRef val = emit_expr(c, s->value);
+  int64_t st;
+  if (!varying(c, s->index)) {
+    LLVMValueRef idx = emit_expr(c, s->index);
+    LLVMValueRef p = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
+    if (is_vec(val)) {
+      if (s->accumulate) val = reduce_add(c, elem, val);
+      else val = LLVMBuildExtractElement(c->b, val, LLVMConstInt(c->i32, (unsigned long long)(c->vw - 1), 0), "");
+    }
+    if (s->accumulate) {
+      LLVMValueRef old = LLVMBuildLoad2(c->b, et, p, "");
+      val = elem == LT_F32 ? fadd(c, old, val) : LLVMBuildAdd(c->b, old, val, "");
+    }
+    LLVMBuildStore(c->b, val, p);
+    return;
+  }
+  val = splat(c, val);
+  LLVMTypeRef vt = LLVMVectorType(et, (unsigned)c->vw);
+  if (stride_of(c, s->index, &st) && st == 1) {
+    LLVMValueRef idx = emit_scalar_index(c, s->index);
+    LLVMValueRef p = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
+    if (s->accumulate) {
+      LLVMValueRef old = LLVMBuildLoad2(c->b, vt, p, "");
+      LLVMSetAlignment(old, 4);
+      val = elem == LT_F32 ? fadd(c, old, val) : LLVMBuildAdd(c->b, old, val, "");
+    }
+    LLVMValueRef stv = LLVMBuildStore(c->b, val, p);
+    LLVMSetAlignment(stv, 4);
+    return;
+  }
+  LLVMValueRef idx = splat(c, emit_expr(c, s->index));
+  LLVMValueRef ptrs = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
+  if (s->accumulate) {
+    LLVMTypeRef ov[2] = {vt, LLVMTypeOf(ptrs)};
+    LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, 4, 0), all_true(c), LLVMGetPoison(vt)};
+    LLVMValueRef old = intrinsic(c, "llvm.masked.gather", ov, 2, args, 4);
+    val = elem == LT_F32 ? fadd(c, old, val) : LLVMBuildAdd(c->b, old, val, "");
+  }
+  LLVMTypeRef ov[2] = {vt, LLVMTypeOf(ptrs)};
+  LLVMValueRef args[4] = {val, ptrs, LLVMConstInt(c->i32, 4, 0), all_true(c)};
+  intrinsic(c, "llvm.masked.scatter", ov, 2, args, 4);
+}
+
+/* for var in [lo, hi) step: body, as header / body / exit blocks with a phi. */
+static void emit_loop(Cg *c, const LStmt *s, LLVMValueRef lo, LLVMValueRef hi, int step) {
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
+  const char *vn = c->lp->var_names[s->var];
+  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c->ctx, c->fn, vn);
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "body");
+  LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "end");
+  LLVMBuildBr(c->b, head);
+  LLVMPositionBuilderAtEnd(c->b, head);
+  LLVMValueRef i = LLVMBuildPhi(c->b, c->i64, vn);
+  LLVMAddIncoming(i, &lo, &pre, 1);
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, i, hi, ""), body, exit);
+  LLVMPositionBuilderAtEnd(c->b, body);
+  LLVMValueRef saved = c->var_s[s->var];
+  c->var_s[s->var] = i;
+  LLVMValueRef saved_lanes = c->vvar_vec;
+  if (step > 1) {
+    c->vvar_vec = NULL;
+    vvar_lanes(c); /* built here so it dominates every use in the body */
+  }
+  emit_block(c, s->body[0]);
+  if (step > 1) c->vvar_vec = saved_lanes;
+  c->var_s[s->var] = saved;
+  LLVMValueRef next = LLVMBuildNSWAdd(c->b, i, LLVMConstInt(c->i64, (unsigned long long)step, 0), "");
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+  LLVMAddIncoming(i, &next, &latch, 1);
+  LLVMBuildBr(c->b, head);
+  LLVMPositionBuilderAtEnd(c->b, exit);
+}
+
+static void emit_for(Cg *c, const LStmt *s) {
+  LLVMValueRef lo = emit_expr(c, s->lo), hi = emit_expr(c, s->hi);
+  if (is_vec(lo) || is_vec(hi)) die("loop bounds depend on a vectorized variable");
+  int w = s->vec;
+  if (w <= 1 || c->vw || !vectorizable(c, s)) {
+    emit_loop(c, s, lo, hi, 1);
+    return;
+  }
+  /* main loop: [lo, vend) by w; remainder [vend, hi) scalar */
+  LLVMValueRef n = LLVMBuildSub(c->b, hi, lo, "");
+  n = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, n, LLVMConstInt(c->i64, 0, 0), ""),
+                      LLVMConstInt(c->i64, 0, 0), n, "");
+  LLVMValueRef rem = LLVMBuildURem(c->b, n, LLVMConstInt(c->i64, (unsigned long long)w, 0), "");
+  LLVMValueRef vend = LLVMBuildAdd(c->b, lo, LLVMBuildSub(c->b, n, rem, ""), "vend");
+  c->vw = w;
+  c->vvar = s->var;
+  c->vvar_vec = NULL;
+  emit_loop(c, s, lo, vend, w);
+  c->vw = 0;
+  c->vvar = -1;
+  c->vvar_vec = NULL;
+  emit_loop(c, s, vend, hi, 1);
+}
+
+static LLVMValueRef global_string(Cg *c, const char *s, const char *name) {
+  LLVMValueRef str = LLVMConstStringInContext(c->ctx, s, (unsigned)strlen(s), 0);
+  LLVMValueRef g = LLVMAddGlobal(c->mod, LLVMTypeOf(str), name);
+  LLVMSetInitializer(g, str);
+  LLVMSetGlobalConstant(g, 1);
+  LLVMSetLinkage(g, LLVMPrivateLinkage);
+  LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
+  return g;
+}
+
+static void emit_check(Cg *c, const LStmt *s) {
+  LLVMValueRef cond = emit_expr(c, s->cond);
+  LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "check.ok");
+  LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "check.fail");
+  LLVMValueRef br = LLVMBuildCondBr(c->b, cond, ok, bad);
+  (void)br;
+  LLVMPositionBuilderAtEnd(c->b, bad);
+  LLVMValueRef args[6];
+  args[0] = LLVMConstInt(c->i32, (unsigned long long)(long long)s->code, 1);
+  args[1] = global_string(c, s->message, "nncc.msg");
+  for (int i = 0; i < s->nargs; i++) args[2 + i] = emit_expr(c, s->args[i]);
+  LLVMTypeRef ft = LLVMGlobalGetValueType(c->fail_fn);
+  LLVMValueRef r = LLVMBuildCall2(c->b, ft, c->fail_fn, args, (unsigned)(2 + s->nargs), "");
+  LLVMBuildRet(c->b, r);
+  LLVMPositionBuilderAtEnd(c->b, ok);
+}
+
+static void emit_stmt(Cg *c, const LStmt *s) {
+  switch (s->kind) {
+  case LS_BLOCK: emit_block(c, s); return;
+  case LS_FOR: emit_for(c, s); return;
+  case LS_STORE: emit_store(c, s); return;
+  case LS_LOCAL: {
+    LLVMTypeRef t = scalar_type(c, c->lp->local_types[s->local]);
+    c->local_vec[s->local] = (char)c->vw;
+    if (c->vw) t = LLVMVectorType(t, (unsigned)c->vw);
+    c->local_ptr[s->local] = alloca_of(c, t);
+    LLVMValueRef v = emit_expr(c, s->value);
+    if (c->vw) v = splat(c, v);
+    LLVMBuildStore(c->b, v, c->local_ptr[s->local]);
+    return;
+  }
+  case LS_SET: {
+    if (!c->local_ptr[s->local]) die("set of local %%%d outside its block", s->local);
+    LLVMValueRef v = emit_expr(c, s->value);
+    if (c->local_vec[s->local]) v = splat(c, v);
+    else if (is_vec(v)) die("a vector value set into a scalar local");
+    LLVMBuildStore(c->b, v, c->local_ptr[s->local]);
+    return;
+  }
+  case LS_IF: {
+    LLVMValueRef cond = emit_expr(c, s->cond);
+    if (is_vec(cond)) die("a branch on a vectorized value");
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "then");
+    LLVMBasicBlockRef els = s->else_body ? LLVMAppendBasicBlockInContext(c->ctx, c->fn, "else") : NULL;
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "endif");
+    LLVMBuildCondBr(c->b, cond, then, els ? els : join);
+    LLVMPositionBuilderAtEnd(c->b, then);
+    emit_block(c, s->body[0]);
+    LLVMBuildBr(c->b, join);
+    if (els) {
+      LLVMPositionBuilderAtEnd(c->b, els);
+      emit_stmt(c, s->else_body);
+      LLVMBuildBr(c->b, join);
+    }
+    LLVMPositionBuilderAtEnd(c->b, join);
+    return;
+  }
+  case LS_CHECK: emit_check(c, s); return;
+  }
+}
+
+static void emit_block(Cg *c, const LStmt *s) {
+  if (s->kind != LS_BLOCK) {
+    emit_stmt(c, s);
+    return;
+  }
+  for (int i = 0; i < s->nbody; i++) emit_stmt(c, s->body[i]);
+}
+
+/* --- buffers used by a kernel --- */
+
+static void uses_expr(const LExpr *e, char *used) {
+  if (!e) return;
+  if (e->kind == LE_LOAD) used[e->buf] = 1;
+  uses_expr(e->a, used);
+  uses_expr(e->b, used);
+  uses_expr(e->c, used);
+}
+
+static void uses_stmt(const LStmt *s, char *used) {
+  if (!s) return;
+  for (int i = 0; i < s->nbody; i++) uses_stmt(s->body[i], used);
+  uses_stmt(s->else_body, used);
+  if (s->kind == LS_STORE) used[s->buf] = 1;
+  uses_expr(s->lo, used);
+  uses_expr(s->hi, used);
+  uses_expr(s->index, used);
+  uses_expr(s->value, used);
+  uses_expr(s->cond, used);
+  for (int i = 0; i < s->nargs; i++) uses_expr(s->args[i], used);
+}
+
+static void set_vector_attrs(Cg *c, LLVMValueRef fn) {
+  char bits[16];
+  snprintf(bits, sizeof bits, "%d", c->vec_bits);
+  const char *keys[2] = {"prefer-vector-width", "min-legal-vector-width"};
+  for (int i = 0; i < 2; i++) {
+    LLVMAttributeRef a = LLVMCreateStringAttribute(c->ctx, keys[i], (unsigned)strlen(keys[i]),
+                                                   bits, (unsigned)strlen(bits));
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
+  }
+  unsigned kind = LLVMGetEnumAttributeKindForName("nounwind", 8);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, kind, 0));
+}
+
+static void add_param_attr(Cg *c, LLVMValueRef fn, unsigned idx, const char *name) {
+  unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+  LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(c->ctx, kind, 0));
+}
+
+/* Emits one kernel; *used_out gets the buffers it takes, in parameter order. */
+static LLVMValueRef emit_kernel(Cg *c, const Kernel *k, const char *prefix, int **used_out,
+                                int *nused_out) {
+  const LoopProgram *lp = c->lp;
+  char *used = xcalloc((size_t)lp->nbufs + 1, 1);
+  uses_stmt(k->body, used);
+  int nused = 0;
+  int *list = xcalloc((size_t)lp->nbufs + 1, sizeof(int));
+  for (int i = 0; i < lp->nbufs; i++)
+    if (used[i]) list[nused++] = i;
+  LLVMTypeRef *pt = xcalloc((size_t)nused + 2, sizeof(LLVMTypeRef));
+  for (int i = 0; i < nused; i++) pt[i] = c->ptr;
+  pt[nused] = c->i64;
+  pt[nused + 1] = c->i64;
+  LLVMTypeRef ft = LLVMFunctionType(c->i32, pt, (unsigned)nused + 2, 0);
+  char *name = xasprintf("%s%s", prefix, k->name);
+  LLVMValueRef fn = LLVMAddFunction(c->mod, name, ft);
+  free(name);
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  set_vector_attrs(c, fn);
+  /* kept out of line: one call per layer costs nothing, and profiles name the layer */
+  add_param_attr(c, fn, LLVMAttributeFunctionIndex, "noinline");
+  for (int i = 0; i < nused; i++) {
+    add_param_attr(c, fn, (unsigned)i + 1, "noalias");
+    LLVMSetValueName2(LLVMGetParam(fn, (unsigned)i), lp->bufs[list[i]].name,
+                      strlen(lp->bufs[list[i]].name));
+  }
+  c->fn = fn;
+  memset(c->base, 0, sizeof(LLVMValueRef) * (size_t)lp->nbufs);
+  for (int i = 0; i < nused; i++) c->base[list[i]] = LLVMGetParam(fn, (unsigned)i);
+  c->batch = LLVMGetParam(fn, (unsigned)nused);
+  c->seq = LLVMGetParam(fn, (unsigned)nused + 1);
+  LLVMSetValueName2(c->batch, "batch", 5);
+  LLVMSetValueName2(c->seq, "seq", 3);
+  memset(c->var_s, 0, sizeof(LLVMValueRef) * (size_t)(lp->nvars + 1));
+  memset(c->local_ptr, 0, sizeof(LLVMValueRef) * (size_t)(lp->nlocals + 1));
+  memset(c->local_vec, 0, (size_t)lp->nlocals + 1);
+  c->vw = 0;
+  c->vvar = -1;
+  c->vvar_vec = NULL;
+  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, fn, "entry");
+  LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(c->ctx, fn, "start");
+  LLVMPositionBuilderAtEnd(c->b, entry);
+  c->entry_term = LLVMBuildBr(c->b, start);
+  LLVMPositionBuilderAtEnd(c->b, start);
+  emit_block(c, k->body);
+  LLVMBuildRet(c->b, LLVMConstInt(c->i32, 0, 0));
+  free(pt);
+  free(used);
+  *used_out = list;
+  *nused_out = nused;
+  return fn;
+}
+
+/* Base pointers of every buffer, in the forward (or prepare) function. */
+static LLVMValueRef buf_base(Cg *c, int buf, LLVMValueRef params, LLVMValueRef packed,
+                             LLVMValueRef ws, LLVMValueRef in, LLVMValueRef out,
+                             LLVMValueRef *slot_off) {
+  const LBuf *b = &c->lp->bufs[buf];
+  LLVMValueRef idx;
+  switch (b->kind) {
+  case BUF_PARAM:
+    idx = LLVMConstInt(c->i64, (unsigned long long)b->offset, 0);
+    return LLVMBuildInBoundsGEP2(c->b, c->f32, params, &idx, 1, b->name);
+  case BUF_PACKED:
+    idx = LLVMConstInt(c->i64, (unsigned long long)b->offset, 0);
+    return LLVMBuildInBoundsGEP2(c->b, c->f32, packed, &idx, 1, b->name);
+  case BUF_INPUT:
+  case BUF_OUTPUT:
+    if (!in) die("an input or output buffer in a prepare kernel");
+    idx = LLVMConstInt(c->i64, (unsigned long long)b->index, 0);
+    return LLVMBuildLoad2(c->b, c->ptr,
+                          LLVMBuildInBoundsGEP2(c->b, c->ptr, b->kind == BUF_INPUT ? in : out, &idx, 1, ""),
+                          b->name);
+  case BUF_TEMP:
+    if (!ws || b->slot < 0) die("temporary %s has no slot", b->name);
+    return LLVMBuildInBoundsGEP2(c->b, c->f32, ws, &slot_off[b->slot], 1, b->name);
+  }
+  unreachable();
+}
+
+/* Offsets of the workspace slots (and the total, at index nslots), in floats. */
+static LLVMValueRef *slot_offsets(Cg *c, LLVMValueRef batch, LLVMValueRef seq) {
+  const LoopProgram *lp = c->lp;
+  LLVMValueRef *off = xcalloc((size_t)lp->nslots + 1, sizeof(LLVMValueRef));
+  LLVMValueRef acc = LLVMConstInt(c->i64, 0, 0);
+  for (int s = 0; s < lp->nslots; s++) {
+    off[s] = acc;
+    SymCount sz = lp->slot_size[s];
+    LLVMValueRef per = LLVMConstInt(c->i64, (unsigned long long)sz.fixed, 0);
+    if (sz.per_seq)
+      per = LLVMBuildAdd(c->b, per, LLVMBuildMul(c->b, seq, LLVMConstInt(c->i64, (unsigned long long)sz.per_seq, 0), ""), "");
+    LLVMValueRef n = LLVMBuildMul(c->b, batch, per, "");
+    n = LLVMBuildAdd(c->b, n, LLVMConstInt(c->i64, 15, 0), "");
+    n = LLVMBuildAnd(c->b, n, LLVMConstInt(c->i64, (unsigned long long)~(int64_t)15, 1), "");
+    acc = LLVMBuildAdd(c->b, acc, n, "");
+  }
+  off[lp->nslots] = acc;
+  return off;
+}
+
+void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out) {
+  Cg cg = {0}, *c = &cg;
+  c->ctx = LLVMGetModuleContext(mod);
+  c->mod = mod;
+  c->b = LLVMCreateBuilderInContext(c->ctx);
+  c->i1 = LLVMInt1TypeInContext(c->ctx);
+  c->i8 = LLVMInt8TypeInContext(c->ctx);
+  c->i32 = LLVMInt32TypeInContext(c->ctx);
+  c->i64 = LLVMInt64TypeInContext(c->ctx);
+  c->f32 = LLVMFloatTypeInContext(c->ctx);
+  c->ptr = LLVMPointerTypeInContext(c->ctx, 0);
+  c->voidt = LLVMVoidTypeInContext(c->ctx);
+  c->lp = lp;
+  c->vec_bits = (lp->vec_f32 > 0 ? lp->vec_f32 : 4) * 32;
+  c->base = xcalloc((size_t)lp->nbufs + 1, sizeof(LLVMValueRef));
+  c->var_s = xcalloc((size_t)lp->nvars + 1, sizeof(LLVMValueRef));
+  c->local_ptr = xcalloc((size_t)lp->nlocals + 1, sizeof(LLVMValueRef));
+  c->local_vec = xcalloc((size_t)lp->nlocals + 1, 1);
+  LLVMTypeRef fail_args[2] = {c->i32, c->ptr};
+  c->fail_fn = LLVMAddFunction(mod, "nncc_rt_fail", LLVMFunctionType(c->i32, fail_args, 2, 1));
+  const char *model = lp->graph->name;
+
+  /* prepare kernels and the prepare function */
+  out->prepare = NULL;
+  if (lp->nprepare > 0) {
+    LLVMValueRef *kf = xcalloc((size_t)lp->nprepare, sizeof(LLVMValueRef));
+    int **kused = xcalloc((size_t)lp->nprepare, sizeof(int *));
+    int *knused = xcalloc((size_t)lp->nprepare, sizeof(int));
+    for (int k = 0; k < lp->nprepare; k++)
+      kf[k] = emit_kernel(c, &lp->prepare[k], "nncc.pack.", &kused[k], &knused[k]);
+    LLVMTypeRef pt[2] = {c->ptr, c->ptr};
+    char *name = xasprintf("%s_nncc_prepare", model);
+    LLVMValueRef fn = LLVMAddFunction(mod, name, LLVMFunctionType(c->voidt, pt, 2, 0));
+    free(name);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    set_vector_attrs(c, fn);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef params = LLVMGetParam(fn, 0), packed = LLVMGetParam(fn, 1);
+    LLVMSetValueName2(params, "params", 6);
+    LLVMSetValueName2(packed, "packed", 6);
+    for (int k = 0; k < lp->nprepare; k++) {
+      LLVMValueRef *args = xcalloc((size_t)knused[k] + 2, sizeof(LLVMValueRef));
+      for (int i = 0; i < knused[k]; i++)
+        args[i] = buf_base(c, kused[k][i], params, packed, NULL, NULL, NULL, NULL);
+      args[knused[k]] = LLVMConstInt(c->i64, 1, 0);
+      args[knused[k] + 1] = LLVMConstInt(c->i64, 1, 0);
+      LLVMBuildCall2(c->b, LLVMGlobalGetValueType(kf[k]), kf[k], args, (unsigned)knused[k] + 2, "");
+      free(args);
+      free(kused[k]);
+    }
+    LLVMBuildRetVoid(c->b);
+    out->prepare = fn;
+    free(kf);
+    free(kused);
+    free(knused);
+  }
+
+  /* forward kernels */
+  LLVMValueRef *kf = xcalloc((size_t)lp->nkernels + 1, sizeof(LLVMValueRef));
+  int **kused = xcalloc((size_t)lp->nkernels + 1, sizeof(int *));
+  int *knused = xcalloc((size_t)lp->nkernels + 1, sizeof(int));
+  for (int k = 0; k < lp->nkernels; k++)
+    kf[k] = emit_kernel(c, &lp->kernels[k], "nncc.k.", &kused[k], &knused[k]);
+
+  /* the forward function */
+  LLVMTypeRef fpt[7] = {c->ptr, c->ptr, c->ptr, c->i64, c->i64, c->ptr, c->ptr};
+  char *name = xasprintf("%s_nncc_forward", model);
+  LLVMValueRef fwd = LLVMAddFunction(mod, name, LLVMFunctionType(c->i32, fpt, 7, 0));
+  free(name);
+  LLVMSetLinkage(fwd, LLVMInternalLinkage);
+  set_vector_attrs(c, fwd);
+  static const char *const fnames[7] = {"params", "packed", "ws", "batch", "seq", "in", "out"};
+  for (unsigned i = 0; i < 7; i++) LLVMSetValueName2(LLVMGetParam(fwd, i), fnames[i], strlen(fnames[i]));
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fwd, "entry"));
+  {
+    LLVMValueRef params = LLVMGetParam(fwd, 0), packed = LLVMGetParam(fwd, 1), ws = LLVMGetParam(fwd, 2);
+    LLVMValueRef batch = LLVMGetParam(fwd, 3), seq = LLVMGetParam(fwd, 4);
+    LLVMValueRef in = LLVMGetParam(fwd, 5), outp = LLVMGetParam(fwd, 6);
+    LLVMValueRef *soff = slot_offsets(c, batch, seq);
+    LLVMValueRef *bases = xcalloc((size_t)lp->nbufs + 1, sizeof(LLVMValueRef));
+    for (int k = 0; k < lp->nkernels; k++) {
+      LLVMValueRef *args = xcalloc((size_t)knused[k] + 2, sizeof(LLVMValueRef));
+      for (int i = 0; i < knused[k]; i++) {
+        int b = kused[k][i];
+        if (!bases[b]) bases[b] = buf_base(c, b, params, packed, ws, in, outp, soff);
+        args[i] = bases[b];
+      }
+      args[knused[k]] = batch;
+      args[knused[k] + 1] = seq;
+      LLVMValueRef r = LLVMBuildCall2(c->b, LLVMGlobalGetValueType(kf[k]), kf[k], args,
+                                      (unsigned)knused[k] + 2, "");
+      free(args);
+      LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, fwd, "fail");
+      LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fwd, "next");
+      LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntNE, r, LLVMConstInt(c->i32, 0, 0), ""), fail, next);
+      LLVMPositionBuilderAtEnd(c->b, fail);
+      LLVMBuildRet(c->b, r);
+      LLVMPositionBuilderAtEnd(c->b, next);
+    }
+    LLVMBuildRet(c->b, LLVMConstInt(c->i32, 0, 0));
+    free(bases);
+    free(soff);
+  }
+  out->forward = fwd;
+  for (int k = 0; k < lp->nkernels; k++) free(kused[k]);
+  free(kf);
+  free(kused);
+  free(knused);
+
+  /* the workspace size */
+  {
+    LLVMTypeRef wpt[2] = {c->i64, c->i64};
+    char *wname = xasprintf("%s_nncc_workspace", model);
+    LLVMValueRef wfn = LLVMAddFunction(mod, wname, LLVMFunctionType(c->i64, wpt, 2, 0));
+    free(wname);
+    LLVMSetLinkage(wfn, LLVMInternalLinkage);
+    LLVMSetValueName2(LLVMGetParam(wfn, 0), "batch", 5);
+    LLVMSetValueName2(LLVMGetParam(wfn, 1), "seq", 3);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, wfn, "entry"));
+    LLVMValueRef *soff = slot_offsets(c, LLVMGetParam(wfn, 0), LLVMGetParam(wfn, 1));
+    LLVMBuildRet(c->b, soff[lp->nslots]);
+    free(soff);
+    out->workspace = wfn;
+  }
+
+  LLVMDisposeBuilder(c->b);
+  free(c->base);
+  free(c->var_s);
+  free(c->local_ptr);
+  free(c->local_vec);
+}

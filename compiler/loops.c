@@ -1,0 +1,557 @@
+/* loops.c - the loop IR: builders and the readable text form (--emit=loops).
+ *
+ * Everything is allocated in the LoopProgram's arena.  Blocks grow by
+ * arena_push (the old array stays in the arena, which is fine for the sizes
+ * here).  A LS_FOR or LS_IF holds exactly one statement in body[]: an LS_BLOCK,
+ * which ls_body() returns; the else branch (LS_IF) is an LS_BLOCK too.
+ * Constant folding in le_add/le_sub/le_mul keeps the printed indices short
+ * and the generated IR small (x * 1, x + 0, 3 * 4).
+ */
+#include "loops.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "diag.h"
+
+LoopProgram *loops_new(const Graph *g) {
+  Arena *a = arena_new();
+  LoopProgram *lp = arena_alloc(a, sizeof *lp);
+  lp->arena = a;
+  lp->graph = g;
+  lp->vec_f32 = 16;
+  return lp;
+}
+
+void loops_free(LoopProgram *lp) {
+  if (lp) arena_free(lp->arena);
+}
+
+int loops_add_buf(LoopProgram *lp, const char *name, BufKind kind, LType elem) {
+  LBuf *b = arena_push(lp->arena, &lp->bufs, &lp->nbufs, sizeof(LBuf));
+  b->name = arena_strdup(lp->arena, name);
+  b->kind = kind;
+  b->elem = elem;
+  b->batched = 1;
+  b->first_use = b->last_use = -1;
+  b->slot = -1;
+  return lp->nbufs - 1;
+}
+
+static LStmt *new_stmt(LoopProgram *lp, LStmtKind k) {
+  LStmt *s = arena_alloc(lp->arena, sizeof *s);
+  s->kind = k;
+  return s;
+}
+
+static LStmt *append(LoopProgram *lp, LStmt *block, LStmt *s) {
+  if (block->kind != LS_BLOCK) die("appending to a statement that is not a block");
+  LStmt **slot = arena_push(lp->arena, &block->body, &block->nbody, sizeof(LStmt *));
+  *slot = s;
+  return s;
+}
+
+static Kernel *add_kernel(LoopProgram *lp, Kernel **arr, int *n, const char *name, int node) {
+  Kernel *k = arena_push(lp->arena, arr, n, sizeof(Kernel));
+  k->name = arena_strdup(lp->arena, name);
+  k->node = node;
+  k->body = new_stmt(lp, LS_BLOCK);
+  return k;
+}
+
+Kernel *loops_add_kernel(LoopProgram *lp, const char *name, int node) {
+  return add_kernel(lp, &lp->kernels, &lp->nkernels, name, node);
+}
+
+Kernel *loops_add_prepare(LoopProgram *lp, const char *name) {
+  return add_kernel(lp, &lp->prepare, &lp->nprepare, name, -1);
+}
+
+int lvar(LoopProgram *lp, const char *name) {
+  int n = lp->nvars;
+  const char **slot = arena_push(lp->arena, &lp->var_names, &n, sizeof(const char *));
+  *slot = arena_strdup(lp->arena, name);
+  return lp->nvars++;
+}
+
+/* --- expressions --- */
+
+static LExpr *new_expr(LoopProgram *lp, LExprKind k, LType t) {
+  LExpr *e = arena_alloc(lp->arena, sizeof *e);
+  e->kind = k;
+  e->type = t;
+  return e;
+}
+
+LExpr *le_i64(LoopProgram *lp, int64_t v) {
+  LExpr *e = new_expr(lp, LE_CONST, LT_I64);
+  e->ival = v;
+  return e;
+}
+
+LExpr *le_f32(LoopProgram *lp, double v) {
+  LExpr *e = new_expr(lp, LE_CONST, LT_F32);
+  e->fval = v;
+  return e;
+}
+
+LExpr *le_bool(LoopProgram *lp, int v) {
+  LExpr *e = new_expr(lp, LE_CONST, LT_BOOL);
+  e->ival = v != 0;
+  return e;
+}
+
+LExpr *le_var(LoopProgram *lp, int var) {
+  if (var < 0 || var >= lp->nvars) die("bad loop variable %d", var);
+  LExpr *e = new_expr(lp, LE_VAR, LT_I64);
+  e->var = var;
+  return e;
+}
+
+LExpr *le_local(LoopProgram *lp, int local) {
+  if (local < 0 || local >= lp->nlocals) die("bad local %d", local);
+  LExpr *e = new_expr(lp, LE_LOCAL, lp->local_types[local]);
+  e->local = local;
+  return e;
+}
+
+LExpr *le_batch(LoopProgram *lp) { return new_expr(lp, LE_BATCH, LT_I64); }
+LExpr *le_seq(LoopProgram *lp) { return new_expr(lp, LE_SEQ, LT_I64); }
+
+LExpr *le_dim(LoopProgram *lp, Dim d) { return d.sym ? le_seq(lp) : le_i64(lp, d.n); }
+
+LExpr *le_load(LoopProgram *lp, int buf, LExpr *index) {
+  if (buf < 0 || buf >= lp->nbufs) die("bad buffer %d", buf);
+  if (index->type != LT_I64) die("load index must be i64");
+  LExpr *e = new_expr(lp, LE_LOAD, lp->bufs[buf].elem);
+  e->buf = buf;
+  e->a = index;
+  return e;
+}
+
+static int is_cmp(LOp op) { return op >= LO_LT && op <= LO_NE; }
+
+LExpr *le_bin(LoopProgram *lp, LOp op, LExpr *a, LExpr *b) {
+  if (op > LO_OR) die("le_bin: not a binary operator");
+  if (a->type != b->type) die("le_bin: operand types differ (%d, %d)", a->type, b->type);
+  LExpr *e = new_expr(lp, LE_BIN, is_cmp(op) ? LT_BOOL : a->type);
+  e->op = op;
+  e->a = a;
+  e->b = b;
+  return e;
+}
+
+LExpr *le_un(LoopProgram *lp, LOp op, LExpr *a) {
+  if (op < LO_NEG) die("le_un: not a unary operator");
+  LExpr *e = new_expr(lp, LE_UN, a->type);
+  e->op = op;
+  e->a = a;
+  return e;
+}
+
+LExpr *le_fma(LoopProgram *lp, LExpr *a, LExpr *b, LExpr *c) {
+  if (a->type != LT_F32 || b->type != LT_F32 || c->type != LT_F32) die("le_fma: f32 only");
+  LExpr *e = new_expr(lp, LE_FMA, LT_F32);
+  e->a = a;
+  e->b = b;
+  e->c = c;
+  return e;
+}
+
+LExpr *le_select(LoopProgram *lp, LExpr *c, LExpr *a, LExpr *b) {
+  if (c->type != LT_BOOL) die("le_select: condition must be bool");
+  if (a->type != b->type) die("le_select: arms differ in type");
+  LExpr *e = new_expr(lp, LE_SELECT, a->type);
+  e->a = c;
+  e->b = a;
+  e->c = b;
+  return e;
+}
+
+LExpr *le_cast(LoopProgram *lp, LType t, LExpr *a) {
+  if (a->type == t) return a;
+  LExpr *e = new_expr(lp, LE_CAST, t);
+  e->a = a;
+  return e;
+}
+
+static int is_iconst(const LExpr *e, int64_t *v) {
+  if (e->kind == LE_CONST && e->type == LT_I64) {
+    *v = e->ival;
+    return 1;
+  }
+  return 0;
+}
+
+LExpr *le_add(LoopProgram *lp, LExpr *a, LExpr *b) {
+  int64_t x, y;
+  if (is_iconst(a, &x) && is_iconst(b, &y)) return le_i64(lp, x + y);
+  if (is_iconst(a, &x) && x == 0) return b;
+  if (is_iconst(b, &y) && y == 0) return a;
+  return le_bin(lp, LO_ADD, a, b);
+}
+
+LExpr *le_sub(LoopProgram *lp, LExpr *a, LExpr *b) {
+  int64_t x, y;
+  if (is_iconst(a, &x) && is_iconst(b, &y)) return le_i64(lp, x - y);
+  if (is_iconst(b, &y) && y == 0) return a;
+  return le_bin(lp, LO_SUB, a, b);
+}
+
+LExpr *le_mul(LoopProgram *lp, LExpr *a, LExpr *b) {
+  int64_t x, y;
+  if (is_iconst(a, &x) && is_iconst(b, &y)) return le_i64(lp, x * y);
+  if (is_iconst(a, &x) && x == 1) return b;
+  if (is_iconst(b, &y) && y == 1) return a;
+  if ((is_iconst(a, &x) && x == 0) || (is_iconst(b, &y) && y == 0)) return le_i64(lp, 0);
+  return le_bin(lp, LO_MUL, a, b);
+}
+
+LExpr *le_index(LoopProgram *lp, int n, LExpr *const *idx, LExpr *const *dims) {
+  if (n <= 0) return le_i64(lp, 0);
+  LExpr *e = idx[0];
+  for (int i = 1; i < n; i++) e = le_add(lp, le_mul(lp, e, dims[i]), idx[i]);
+  return e;
+}
+
+/* --- statements --- */
+
+LStmt *ls_body(LStmt *s) {
+  if ((s->kind != LS_FOR && s->kind != LS_IF) || s->nbody != 1) die("ls_body: not a loop or if");
+  return s->body[0];
+}
+
+static void give_body(LoopProgram *lp, LStmt *s) {
+  s->body = arena_alloc(lp->arena, sizeof(LStmt *));
+  s->body[0] = new_stmt(lp, LS_BLOCK);
+  s->nbody = 1;
+}
+
+LStmt *ls_for(LoopProgram *lp, LStmt *block, int var, LExpr *lo, LExpr *hi) {
+  if (lo->type != LT_I64 || hi->type != LT_I64) die("ls_for: bounds must be i64");
+  LStmt *s = new_stmt(lp, LS_FOR);
+  s->var = var;
+  s->lo = lo;
+  s->hi = hi;
+  give_body(lp, s);
+  return append(lp, block, s);
+}
+
+LStmt *ls_store(LoopProgram *lp, LStmt *block, int buf, LExpr *index, LExpr *value) {
+  if (buf < 0 || buf >= lp->nbufs) die("bad buffer %d", buf);
+  if (index->type != LT_I64) die("store index must be i64");
+  if (value->type != lp->bufs[buf].elem) die("store of the wrong type into %s", lp->bufs[buf].name);
+  LStmt *s = new_stmt(lp, LS_STORE);
+  s->buf = buf;
+  s->index = index;
+  s->value = value;
+  return append(lp, block, s);
+}
+
+LStmt *ls_accumulate(LoopProgram *lp, LStmt *block, int buf, LExpr *index, LExpr *value) {
+  LStmt *s = ls_store(lp, block, buf, index, value);
+  s->accumulate = 1;
+  return s;
+}
+
+int ls_local(LoopProgram *lp, LStmt *block, LType t, LExpr *init) {
+  if (init->type != t) die("ls_local: initial value of the wrong type");
+  int n = lp->nlocals;
+  LType *slot = arena_push(lp->arena, &lp->local_types, &n, sizeof(LType));
+  *slot = t;
+  int id = lp->nlocals++;
+  LStmt *s = new_stmt(lp, LS_LOCAL);
+  s->local = id;
+  s->value = init;
+  append(lp, block, s);
+  return id;
+}
+
+LStmt *ls_set(LoopProgram *lp, LStmt *block, int local, LExpr *value) {
+  if (local < 0 || local >= lp->nlocals) die("bad local %d", local);
+  if (value->type != lp->local_types[local]) die("ls_set: value of the wrong type");
+  LStmt *s = new_stmt(lp, LS_SET);
+  s->local = local;
+  s->value = value;
+  return append(lp, block, s);
+}
+
+LStmt *ls_if(LoopProgram *lp, LStmt *block, LExpr *cond) {
+  if (cond->type != LT_BOOL) die("ls_if: condition must be bool");
+  LStmt *s = new_stmt(lp, LS_IF);
+  s->cond = cond;
+  give_body(lp, s);
+  return append(lp, block, s);
+}
+
+LStmt *ls_check(LoopProgram *lp, LStmt *block, LExpr *cond, int code, const char *message,
+                int nargs, LExpr *const *args) {
+  if (cond->type != LT_BOOL) die("ls_check: condition must be bool");
+  if (nargs < 0 || nargs > 4) die("ls_check: at most 4 arguments");
+  LStmt *s = new_stmt(lp, LS_CHECK);
+  s->cond = cond;
+  s->code = code;
+  s->message = arena_strdup(lp->arena, message);
+  s->nargs = nargs;
+  for (int i = 0; i < nargs; i++) {
+    if (args[i]->type != LT_I64) die("ls_check: arguments must be i64");
+    s->args[i] = args[i];
+  }
+  return append(lp, block, s);
+}
+
+/* --- printing --- */
+
+static const char *type_name(LType t) {
+  switch (t) {
+  case LT_I64: return "i64";
+  case LT_I32: return "i32";
+  case LT_F32: return "f32";
+  case LT_BOOL: return "bool";
+  }
+  return "?";
+}
+
+/* Binary operators: spelling and precedence (higher binds tighter); 0 = printed as a call. */
+static const char *bin_spelling(LOp op, int *prec) {
+  switch (op) {
+  case LO_ADD: *prec = 5; return "+";
+  case LO_SUB: *prec = 5; return "-";
+  case LO_MUL: *prec = 6; return "*";
+  case LO_DIV: *prec = 6; return "/";
+  case LO_MOD: *prec = 6; return "%";
+  case LO_LT: *prec = 4; return "<";
+  case LO_LE: *prec = 4; return "<=";
+  case LO_GT: *prec = 4; return ">";
+  case LO_GE: *prec = 4; return ">=";
+  case LO_EQ: *prec = 3; return "==";
+  case LO_NE: *prec = 3; return "!=";
+  case LO_AND: *prec = 2; return "&&";
+  case LO_OR: *prec = 1; return "||";
+  case LO_MIN: *prec = 0; return "min";
+  case LO_MAX: *prec = 0; return "max";
+  case LO_POW: *prec = 0; return "pow";
+  default: break;
+  }
+  *prec = 0;
+  return "?";
+}
+
+static const char *un_spelling(LOp op) {
+  switch (op) {
+  case LO_NEG: return "-";
+  case LO_EXP: return "exp";
+  case LO_LOG: return "log";
+  case LO_TANH: return "tanh";
+  case LO_SIGMOID: return "sigmoid";
+  case LO_SQRT: return "sqrt";
+  case LO_ABS: return "abs";
+  case LO_NOT: return "!";
+  default: return "?";
+  }
+}
+
+static void print_expr(FILE *out, const LoopProgram *lp, const LExpr *e, int ctx_prec);
+
+static void print_expr(FILE *out, const LoopProgram *lp, const LExpr *e, int ctx_prec) {
+  switch (e->kind) {
+  case LE_CONST:
+    if (e->type == LT_F32) fprintf(out, "%.9g", e->fval);
+    else if (e->type == LT_BOOL) fputs(e->ival ? "true" : "false", out);
+    else fprintf(out, "%" PRId64, e->ival);
+    return;
+  case LE_VAR: fputs(lp->var_names[e->var], out); return;
+  case LE_LOCAL: fprintf(out, "%%%d", e->local); return;
+  case LE_BATCH: fputs("batch", out); return;
+  case LE_SEQ: fputs(lp->graph && lp->graph->sym ? lp->graph->sym : "seq", out); return;
+  case LE_LOAD:
+    fprintf(out, "%s[", lp->bufs[e->buf].name);
+    print_expr(out, lp, e->a, 0);
+    fputc(']', out);
+    return;
+  case LE_BIN: {
+    int prec;
+    const char *sp = bin_spelling(e->op, &prec);
+    if (prec == 0) {
+      fprintf(out, "%s(", sp);
+      print_expr(out, lp, e->a, 0);
+      fputs(", ", out);
+      print_expr(out, lp, e->b, 0);
+      fputc(')', out);
+      return;
+    }
+    int paren = prec < ctx_prec;
+    if (paren) fputc('(', out);
+    print_expr(out, lp, e->a, prec);
+    fprintf(out, " %s ", sp);
+    print_expr(out, lp, e->b, prec + 1);  /* left-associative */
+    if (paren) fputc(')', out);
+    return;
+  }
+  case LE_UN:
+    if (e->op == LO_NEG || e->op == LO_NOT) {
+      fputs(un_spelling(e->op), out);
+      print_expr(out, lp, e->a, 7);
+    } else {
+      fprintf(out, "%s(", un_spelling(e->op));
+      print_expr(out, lp, e->a, 0);
+      fputc(')', out);
+    }
+    return;
+  case LE_FMA:
+    fputs("fma(", out);
+    print_expr(out, lp, e->a, 0);
+    fputs(", ", out);
+    print_expr(out, lp, e->b, 0);
+    fputs(", ", out);
+    print_expr(out, lp, e->c, 0);
+    fputc(')', out);
+    return;
+  case LE_SELECT:
+    fputs("select(", out);
+    print_expr(out, lp, e->a, 0);
+    fputs(", ", out);
+    print_expr(out, lp, e->b, 0);
+    fputs(", ", out);
+    print_expr(out, lp, e->c, 0);
+    fputc(')', out);
+    return;
+  case LE_CAST:
+    fprintf(out, "%s(", type_name(e->type));
+    print_expr(out, lp, e->a, 0);
+    fputc(')', out);
+    return;
+  }
+}
+
+static void indent(FILE *out, int depth) {
+  for (int i = 0; i < depth; i++) fputs("  ", out);
+}
+
+static void print_stmt(FILE *out, const LoopProgram *lp, const LStmt *s, int depth);
+
+static void print_block(FILE *out, const LoopProgram *lp, const LStmt *b, int depth) {
+  for (int i = 0; i < b->nbody; i++) print_stmt(out, lp, b->body[i], depth);
+}
+
+static void print_stmt(FILE *out, const LoopProgram *lp, const LStmt *s, int depth) {
+  switch (s->kind) {
+  case LS_BLOCK:
+    print_block(out, lp, s, depth);
+    return;
+  case LS_FOR:
+    indent(out, depth);
+    fprintf(out, "for %s in [", lp->var_names[s->var]);
+    print_expr(out, lp, s->lo, 0);
+    fputs(", ", out);
+    print_expr(out, lp, s->hi, 0);
+    fputc(')', out);
+    if (s->vec > 1) fprintf(out, " vec %d", s->vec);
+    if (s->unroll) fputs(" unroll", out);
+    if (s->parallel) fputs(" parallel", out);
+    fputs(" {\n", out);
+    print_block(out, lp, s->body[0], depth + 1);
+    indent(out, depth);
+    fputs("}\n", out);
+    return;
+  case LS_STORE:
+    indent(out, depth);
+    fprintf(out, "%s[", lp->bufs[s->buf].name);
+    print_expr(out, lp, s->index, 0);
+    fprintf(out, "] %s ", s->accumulate ? "+=" : "=");
+    print_expr(out, lp, s->value, 0);
+    fputc('\n', out);
+    return;
+  case LS_LOCAL:
+    indent(out, depth);
+    fprintf(out, "local %%%d: %s = ", s->local, type_name(lp->local_types[s->local]));
+    print_expr(out, lp, s->value, 0);
+    fputc('\n', out);
+    return;
+  case LS_SET:
+    indent(out, depth);
+    fprintf(out, "%%%d = ", s->local);
+    print_expr(out, lp, s->value, 0);
+    fputc('\n', out);
+    return;
+  case LS_IF:
+    indent(out, depth);
+    fputs("if ", out);
+    print_expr(out, lp, s->cond, 0);
+    fputs(" {\n", out);
+    print_block(out, lp, s->body[0], depth + 1);
+    indent(out, depth);
+    if (s->else_body) {
+      fputs("} else {\n", out);
+      print_stmt(out, lp, s->else_body, depth + 1);
+      indent(out, depth);
+    }
+    fputs("}\n", out);
+    return;
+  case LS_CHECK:
+    indent(out, depth);
+    fputs("check ", out);
+    print_expr(out, lp, s->cond, 0);
+    fprintf(out, " else fail %d \"", s->code);
+    for (const char *p = s->message; *p; p++) {
+      if (*p == '"' || *p == '\\') fputc('\\', out);
+      if (*p == '\n') fputs("\\n", out);
+      else fputc(*p, out);
+    }
+    fputc('"', out);
+    for (int i = 0; i < s->nargs; i++) {
+      fputs(", ", out);
+      print_expr(out, lp, s->args[i], 0);
+    }
+    fputc('\n', out);
+    return;
+  }
+}
+
+static void print_count(FILE *out, const LoopProgram *lp, SymCount c, int batched) {
+  const char *sym = lp->graph && lp->graph->sym ? lp->graph->sym : "seq";
+  if (batched) fputs("batch x ", out);
+  if (c.per_seq && c.fixed) fprintf(out, "(%" PRId64 " + %" PRId64 " x %s)", c.fixed, c.per_seq, sym);
+  else if (c.per_seq) fprintf(out, "%" PRId64 " x %s", c.per_seq, sym);
+  else fprintf(out, "%" PRId64, c.fixed);
+}
+
+void loops_print(FILE *out, const LoopProgram *lp) {
+  fprintf(out, "loops %s", lp->graph ? lp->graph->name : "?");
+  if (lp->symbolic_seq) fprintf(out, " (batch, %s)", lp->graph->sym);
+  fprintf(out, " vec_f32=%d\n", lp->vec_f32);
+  fputs("buffers:\n", out);
+  for (int i = 0; i < lp->nbufs; i++) {
+    const LBuf *b = &lp->bufs[i];
+    fprintf(out, "  %s: %s ", b->name, type_name(b->elem));
+    switch (b->kind) {
+    case BUF_PARAM: fprintf(out, "param +%" PRId64 " [", b->offset); break;
+    case BUF_PACKED: fprintf(out, "packed +%" PRId64 " [", b->offset); break;
+    case BUF_INPUT: fprintf(out, "input %d [", b->index); break;
+    case BUF_OUTPUT: fprintf(out, "output %d [", b->index); break;
+    case BUF_TEMP: fputs("temp [", out); break;
+    }
+    print_count(out, lp, b->per_sample, b->batched);
+    fputc(']', out);
+    if (b->kind == BUF_TEMP && b->slot >= 0)
+      fprintf(out, " slot %d, kernels %d..%d", b->slot, b->first_use, b->last_use);
+    fputc('\n', out);
+  }
+  for (int i = 0; i < lp->nprepare; i++) {
+    fprintf(out, "prepare %s {\n", lp->prepare[i].name);
+    print_block(out, lp, lp->prepare[i].body, 1);
+    fputs("}\n", out);
+  }
+  for (int i = 0; i < lp->nkernels; i++) {
+    fprintf(out, "kernel %d %s {\n", i, lp->kernels[i].name);
+    print_block(out, lp, lp->kernels[i].body, 1);
+    fputs("}\n", out);
+  }
+  fprintf(out, "packed: %" PRId64 " floats\n", lp->packed_floats);
+  fprintf(out, "workspace: %d slot%s\n", lp->nslots, lp->nslots == 1 ? "" : "s");
+  for (int s = 0; s < lp->nslots; s++) {
+    fprintf(out, "  slot %d: ", s);
+    print_count(out, lp, lp->slot_size[s], 1);
+    fputc('\n', out);
+  }
+}

@@ -1,0 +1,302 @@
+/* lower.c - graph IR to loop IR, and the static memory plan.
+ *
+ * lower_graph() marks the nodes the outputs depend on (the loss and the targets
+ * are not part of inference), then walks them in topological order:
+ *   - `input` nodes are the caller's arrays (BUF_INPUT), outputs write straight
+ *     into the caller's arrays (BUF_OUTPUT), everything else is a workspace
+ *     temporary (BUF_TEMP) created on first request by lower_value();
+ *   - flatten and dropout (inference) are aliases: their value IS their input's
+ *     buffer, unless the node is an output, when a copy kernel fills the output;
+ *   - an output that is an input node itself gets a copy kernel too;
+ *   - every other node calls its op's `lower` hook, which starts its kernel with
+ *     lower_begin() and fills it with loops.h builders.
+ * The memory plan then scans every kernel for the buffers it touches (first and
+ * last kernel index), and assigns temporaries to slots greedily in order of
+ * first use: a slot is free again after the last kernel of its occupant; among
+ * free slots the one that already fits (smallest), else the largest, which
+ * grows.  Slot sizes are SymCounts per sample; the workspace is
+ * sum(round_up_16(batch * size)) floats (codegen computes it at run time).
+ */
+#include "lower.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "diag.h"
+#include "ops.h"
+
+static int buf_for_node(LowerCtx *lc, const Node *n, BufKind kind, int index) {
+  LoopProgram *lp = lc->lp;
+  int b = loops_add_buf(lp, n->name, kind, n->dtype == DT_F32 ? LT_F32 : LT_I32);
+  lp->bufs[b].index = index;
+  lp->bufs[b].per_sample = shape_numel(n->shape);
+  lp->bufs[b].batched = 1;
+  return b;
+}
+
+int lower_value(LowerCtx *lc, int node) {
+  if (node < 0 || node >= lc->g->nnodes) die("lower_value: bad node %d", node);
+  if (lc->value_buf[node] >= 0) return lc->value_buf[node];
+  const Node *n = &lc->g->nodes[node];
+  int b;
+  if (n->op == OP_input) b = buf_for_node(lc, n, BUF_INPUT, n->input_index);
+  else if (n->output_index >= 0) b = buf_for_node(lc, n, BUF_OUTPUT, n->output_index);
+  else b = buf_for_node(lc, n, BUF_TEMP, 0);
+  lc->value_buf[node] = b;
+  return b;
+}
+
+/* Parameter buffers are made once per parameter (cached in param_buf). */
+static int *param_buf;
+
+int lower_param(LowerCtx *lc, const Node *n, int k) {
+  if (k < 0 || k >= n->nparams) die("lower_param: %s has no parameter %d", n->name, k);
+  int pi = n->first_param + k;
+  if (param_buf[pi] >= 0) return param_buf[pi];
+  const Param *p = &lc->g->params[pi];
+  int b = loops_add_buf(lc->lp, p->name, BUF_PARAM, LT_F32);
+  lc->lp->bufs[b].offset = p->offset;
+  lc->lp->bufs[b].per_sample = (SymCount){p->numel, 0};
+  lc->lp->bufs[b].batched = 0;
+  param_buf[pi] = b;
+  return b;
+}
+
+LStmt *lower_begin(LowerCtx *lc, const Node *n) {
+  Kernel *k = loops_add_kernel(lc->lp, n->name, n->id);
+  lc->current_kernel = lc->lp->nkernels - 1;
+  return k->body;
+}
+
+int lower_scratch(LowerCtx *lc, const char *name, LType elem, SymCount per_sample, int batched) {
+  int b = loops_add_buf(lc->lp, name, BUF_TEMP, elem);
+  lc->lp->bufs[b].per_sample = per_sample;
+  lc->lp->bufs[b].batched = batched;
+  return b;
+}
+
+int lower_packed(LowerCtx *lc, const char *name, int64_t numel, LStmt **prepare_block) {
+  LoopProgram *lp = lc->lp;
+  int b = loops_add_buf(lp, name, BUF_PACKED, LT_F32);
+  lp->bufs[b].offset = lp->packed_floats;
+  lp->bufs[b].per_sample = (SymCount){numel, 0};
+  lp->bufs[b].batched = 0;
+  lp->packed_floats += (numel + 15) / 16 * 16;
+  Kernel *k = loops_add_prepare(lp, name);
+  *prepare_block = k->body;
+  return b;
+}
+
+LExpr *lower_count(LowerCtx *lc, SymCount c) {
+  LoopProgram *lp = lc->lp;
+  if (!c.per_seq) return le_i64(lp, c.fixed);
+  return le_add(lp, le_i64(lp, c.fixed), le_mul(lp, le_i64(lp, c.per_seq), le_seq(lp)));
+}
+
+LExpr *lower_total(LowerCtx *lc, SymCount c) {
+  return le_mul(lc->lp, le_batch(lc->lp), lower_count(lc, c));
+}
+
+LExpr *lower_epilogue(LowerCtx *lc, const Node *n, LExpr *v) {
+  int act = lc->fused_act ? lc->fused_act[n->id] : -1;
+  if (act < 0) return v;
+  return op_activation_expr(lc->lp, &lc->g->nodes[act], v);
+}
+
+static int is_activation(OpKind k) {
+  return k == OP_relu || k == OP_leaky_relu || k == OP_sigmoid || k == OP_tanh;
+}
+
+/* A copy kernel dst[i] = src[i] over the node's whole value (aliases that are outputs). */
+static void copy_kernel(LowerCtx *lc, const Node *n, int src, int dst) {
+  LoopProgram *lp = lc->lp;
+  LStmt *body = lower_begin(lc, n);
+  SymCount c = shape_numel(n->shape);
+  LExpr *per = le_add(lp, le_i64(lp, c.fixed), le_mul(lp, le_i64(lp, c.per_seq), le_seq(lp)));
+  if (!c.per_seq) per = le_i64(lp, c.fixed);
+  int i = lvar(lp, "i");
+  LStmt *loop = ls_for(lp, body, i, le_i64(lp, 0), le_mul(lp, le_batch(lp), per));
+  loop->vec = lp->vec_f32;
+  ls_store(lp, ls_body(loop), dst, le_var(lp, i), le_load(lp, src, le_var(lp, i)));
+}
+
+/* --- liveness and the memory plan --- */
+
+static void touch(LoopProgram *lp, int buf, int k) {
+  LBuf *b = &lp->bufs[buf];
+  if (b->first_use < 0 || k < b->first_use) b->first_use = k;
+  if (k > b->last_use) b->last_use = k;
+}
+
+static void scan_expr(LoopProgram *lp, const LExpr *e, int k) {
+  if (!e) return;
+  if (e->kind == LE_LOAD) touch(lp, e->buf, k);
+  scan_expr(lp, e->a, k);
+  scan_expr(lp, e->b, k);
+  scan_expr(lp, e->c, k);
+}
+
+static void scan_stmt(LoopProgram *lp, const LStmt *s, int k) {
+  if (!s) return;
+  for (int i = 0; i < s->nbody; i++) scan_stmt(lp, s->body[i], k);
+  scan_stmt(lp, s->else_body, k);
+  if (s->kind == LS_STORE) touch(lp, s->buf, k);
+  scan_expr(lp, s->lo, k);
+  scan_expr(lp, s->hi, k);
+  scan_expr(lp, s->index, k);
+  scan_expr(lp, s->value, k);
+  scan_expr(lp, s->cond, k);
+  for (int i = 0; i < s->nargs; i++) scan_expr(lp, s->args[i], k);
+}
+
+static int fits(SymCount need, SymCount have) {
+  return need.fixed <= have.fixed && need.per_seq <= have.per_seq;
+}
+
+static int64_t weight(SymCount c) { return c.fixed + c.per_seq * 64; }
+
+static void plan_memory(LoopProgram *lp) {
+  for (int k = 0; k < lp->nkernels; k++) scan_stmt(lp, lp->kernels[k].body, k);
+  int *order = xcalloc((size_t)lp->nbufs + 1, sizeof(int));
+  int n = 0;
+  for (int i = 0; i < lp->nbufs; i++)
+    if (lp->bufs[i].kind == BUF_TEMP && lp->bufs[i].first_use >= 0) order[n++] = i;
+  /* sort by first use (stable insertion sort; the counts are small) */
+  for (int i = 1; i < n; i++) {
+    int v = order[i], j = i - 1;
+    while (j >= 0 && lp->bufs[order[j]].first_use > lp->bufs[v].first_use) {
+      order[j + 1] = order[j];
+      j--;
+    }
+    order[j + 1] = v;
+  }
+  int *slot_free_after = xcalloc((size_t)n + 1, sizeof(int)); /* last kernel of its occupant */
+  for (int i = 0; i < n; i++) {
+    LBuf *b = &lp->bufs[order[i]];
+    SymCount need = b->per_sample; /* unbatched scratch is over-allocated (batch >= 1) */
+    int best = -1;
+    for (int s = 0; s < lp->nslots; s++) {
+      if (slot_free_after[s] >= b->first_use) continue;
+      if (best < 0) { best = s; continue; }
+      int fs = fits(need, lp->slot_size[s]), fb = fits(need, lp->slot_size[best]);
+      if (fs && (!fb || weight(lp->slot_size[s]) < weight(lp->slot_size[best]))) best = s;
+      else if (!fs && !fb && weight(lp->slot_size[s]) > weight(lp->slot_size[best])) best = s;
+    }
+    if (best < 0) {
+      SymCount *sz = arena_push(lp->arena, &lp->slot_size, &lp->nslots, sizeof(SymCount));
+      *sz = need;
+      best = lp->nslots - 1;
+    } else {
+      SymCount *sz = &lp->slot_size[best];
+      if (need.fixed > sz->fixed) sz->fixed = need.fixed;
+      if (need.per_seq > sz->per_seq) sz->per_seq = need.per_seq;
+    }
+    b->slot = best;
+    slot_free_after[best] = b->last_use;
+  }
+  free(slot_free_after);
+  free(order);
+}
+
+/* --- the driver --- */
+
+static void mark_needed(const Graph *g, int id, char *needed) {
+  if (needed[id]) return;
+  needed[id] = 1;
+  const Node *n = &g->nodes[id];
+  for (int i = 0; i < n->nin; i++) mark_needed(g, n->in[i], needed);
+}
+
+LoopProgram *lower_graph_target(const Graph *g, int vec_f32) {
+  LoopProgram *lp = loops_new(g);
+  lp->vec_f32 = vec_f32 > 0 ? vec_f32 : 16;
+  lp->symbolic_seq = g->sym != NULL;
+  LowerCtx lc = {.lp = lp, .g = g, .current_kernel = -1};
+  lc.value_buf = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+  param_buf = xcalloc((size_t)g->nparams + 1, sizeof(int));
+  for (int i = 0; i < g->nnodes; i++) lc.value_buf[i] = -1;
+  for (int i = 0; i < g->nparams; i++) param_buf[i] = -1;
+  char *needed = xcalloc((size_t)g->nnodes + 1, 1);
+  for (int i = 0; i < g->noutputs; i++) mark_needed(g, g->outputs[i], needed);
+
+  /* epilogue fusion: dense / conv2d whose only consumer is an activation */
+  lc.fused_act = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+  int *uses = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+  char *absorbed = xcalloc((size_t)g->nnodes + 1, 1);
+  for (int i = 0; i < g->nnodes; i++) {
+    lc.fused_act[i] = -1;
+    if (needed[i])
+      for (int j = 0; j < g->nodes[i].nin; j++) uses[g->nodes[i].in[j]]++;
+  }
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *c = &g->nodes[i];
+    if (!needed[i] || !is_activation(c->op) || c->nin != 1) continue;
+    const Node *p = &g->nodes[c->in[0]];
+    if ((p->op == OP_dense || p->op == OP_conv2d) && p->output_index < 0 && uses[p->id] == 1 &&
+        lc.fused_act[p->id] < 0 && p->info && p->info->lower && c->info && c->info->lower) {
+      lc.fused_act[p->id] = i;
+      absorbed[i] = 1;
+    }
+  }
+  free(uses);
+
+  /* inputs first, so their buffers come first in the listing */
+  for (int i = 0; i < g->ninputs; i++) lower_value(&lc, g->inputs[i]);
+
+  int failed = 0;
+  unsigned char reported[OP_COUNT] = {0};
+  for (int id = 0; id < g->nnodes; id++) {
+    if (!needed[id]) continue;
+    const Node *n = &g->nodes[id];
+    if (n->op == OP_input) {
+      if (n->output_index >= 0) {
+        int src = lower_value(&lc, id);
+        int dst = buf_for_node(&lc, n, BUF_OUTPUT, n->output_index);
+        copy_kernel(&lc, n, src, dst);
+      }
+      continue;
+    }
+    if ((n->op == OP_flatten || n->op == OP_dropout) && n->nin == 1) {
+      int src = lower_value(&lc, n->in[0]);
+      if (n->output_index >= 0) {
+        int dst = lower_value(&lc, id);
+        copy_kernel(&lc, n, src, dst);
+      } else {
+        lc.value_buf[id] = src;
+      }
+      continue;
+    }
+    const OpInfo *info = n->info ? n->info : op_info(n->op);
+    if (!info || !info->lower) {
+      if (!reported[n->op]) {
+        diag_error(n->loc, "nncc cannot generate code for '%s' yet",
+                   info ? info->name : "?");
+        reported[n->op] = 1;
+      }
+      failed = 1;
+      continue;
+    }
+    if (failed) continue;
+    if (absorbed[id]) continue;  /* computed by its producer's epilogue */
+    if (lc.fused_act[id] >= 0) lc.value_buf[id] = lower_value(&lc, lc.fused_act[id]);
+    lower_value(&lc, id);
+    int before = lp->nkernels;
+    info->lower(&lc, n);
+    if (lp->nkernels == before) die("the lowering of %s made no kernel", n->name);
+  }
+  free(needed);
+  free(absorbed);
+  free(lc.fused_act);
+  free(param_buf);
+  param_buf = NULL;
+  free(lc.value_buf);
+  if (failed) {
+    loops_free(lp);
+    return NULL;
+  }
+  plan_memory(lp);
+  return lp;
+}
+
+LoopProgram *lower_graph(const Graph *g) { return lower_graph_target(g, 16); }

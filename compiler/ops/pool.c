@@ -1,0 +1,199 @@
+/* pool.c - maxpool2d, avgpool2d, global_avgpool (PyTorch MaxPool2d / AvgPool2d, ceil_mode=False).
+ *
+ *   maxpool2d(x, size, stride=size, pad=0)   [C, H, W] -> [C, (H - k + 2p)/s + 1, (W - ...)]
+ *   avgpool2d(x, size, stride=size, pad=0)   same; padding counts (count_include_pad=True)
+ *   global_avgpool(x)                        [C, H, W] -> [C]
+ *
+ * Attrs: kernel = size, stride, pad.  The stride's default "same as size" is
+ * the sentinel 0, resolved here (n->a.stride is the real stride afterwards);
+ * an explicit stride=0 is an error.  As in PyTorch, pad <= size/2: max pooling
+ * ignores the padding, which must never fill a whole window.  No parameters.
+ */
+#include <stddef.h>
+
+#include "lower.h"
+#include "ops.h"
+
+enum { POOL_SIZE = 1, POOL_STRIDE = 2, POOL_PAD = 3 }; /* schema positions */
+
+static const ArgSpec pool_args[] = {
+    {.name = "x", .type = ARG_TENSOR, .required = 1},
+    {.name = "size", .type = ARG_INT, .required = 1, .offset = offsetof(Attrs, kernel), .min = 1,
+     .max = 1e18},
+    /* 0: the default, "the window size" (resolved by the shape rule) */
+    {.name = "stride", .type = ARG_INT, .dflt = 0, .offset = offsetof(Attrs, stride), .min = 0},
+    {.name = "pad", .type = ARG_INT, .dflt = 0, .offset = offsetof(Attrs, pad), .min = 0},
+};
+
+static const ArgSpec global_args[] = {
+    {.name = "x", .type = ARG_TENSOR, .required = 1},
+};
+
+static Loc arg_or_call(const Node *n, int i) { return n->arg_loc[i].file ? n->arg_loc[i] : n->loc; }
+
+static int pool_infer(Graph *g, Node *n) {
+  const char *op = op_info(n->op)->name;
+  if (n->a.stride == 0) {
+    if (n->arg_loc[POOL_STRIDE].file) {
+      diag_error(n->arg_loc[POOL_STRIDE], "%s: stride must be at least 1", op);
+      return -1;
+    }
+    n->a.stride = n->a.kernel;
+  }
+  if (n->a.pad > n->a.kernel / 2) {
+    diag_error(arg_or_call(n, POOL_PAD), "%s: padding %lld is more than half the window size %lld",
+               op, (long long)n->a.pad, (long long)n->a.kernel);
+    diag_note((Loc){0}, "as in PyTorch, pad must be at most size/2 = %lld, so that no window "
+              "holds only padding", (long long)(n->a.kernel / 2));
+    return -1;
+  }
+  if (op_require_f32(g, n, 0) || op_require_rank(g, n, 0, 3, "[C, H, W]")) return -1;
+  Shape in = in_shape(g, n, 0);
+  Shape out = {.rank = 3};
+  out.d[0] = in.d[0];
+  if (window_out2d(g, n, in.d[1], in.d[2], n->a.kernel, n->a.stride, n->a.pad, &out.d[1],
+                   &out.d[2]))
+    return -1;
+  return op_set_shape(g, n, out);
+}
+
+/* max: k*k compares per output; average: k*k adds and one division. */
+static SymCount pool_flops(const Graph *g, const Node *n) {
+  int64_t kk = n->a.kernel * n->a.kernel + (n->op == OP_avgpool2d);
+  return symcount_scale(shape_numel(n->shape), kk);
+}
+
+static int global_infer(Graph *g, Node *n) {
+  if (op_require_f32(g, n, 0) || op_require_rank(g, n, 0, 3, "[C, H, W]")) return -1;
+  Shape in = in_shape(g, n, 0);
+  if (shape_has_sym(in)) {
+    char sb[160];
+    diag_error(n->loc, "global_avgpool needs fixed sizes, got %s",
+               shape_str(sb, sizeof sb, in, g->sym));
+    op_note_value(g, n->in[0]);
+    return -1;
+  }
+  Shape out = {.rank = 1};
+  out.d[0] = in.d[0];
+  return op_set_shape(g, n, out);
+}
+
+static SymCount global_flops(const Graph *g, const Node *n) {
+  return symcount_add(shape_numel(in_shape(g, n, 0)), shape_numel(n->shape));
+}
+
+/* --- lowering ---
+ *   B = batch, C = channels, H x W input, k = window, s = stride, p = pad, OH x OW output
+ *   x [B, C, H, W] -> (p > 0: a padded scratch copy xp [B, C, H + 2p, W + 2p], filled with
+ *   -inf for max pooling, 0 for average pooling, which counts the padding) -> y [B, C, OH, OW]
+ * Vectorized over output columns (contiguous loads when s = 1, gathers otherwise).
+ * global_avgpool: x [B, C, H*W] -> y [B, C], vectorized over B*C rows.
+ */
+static void lower_pool(struct LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  Shape in = in_shape(lc->g, n, 0);
+  int64_t C = in.d[0].n, H = in.d[1].n, W = in.d[2].n;
+  int64_t k = n->a.kernel, s = n->a.stride, p = n->a.pad;
+  int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n, Hp = H + 2 * p, Wp = W + 2 * p;
+  int ismax = n->op == OP_maxpool2d;
+  double fill = ismax ? -__builtin_inf() : 0.0;
+  int x = lower_value(lc, n->in[0]), y = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int src = x;
+  if (p > 0) {
+    int xp = lower_scratch(lc, arena_printf(lp->arena, "%s.pad", n->name), LT_F32,
+                           (SymCount){C * Hp * Wp, 0}, 1);
+    int i = lvar(lp, "i");
+    LStmt *lz = ls_for(lp, body, i, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C * Hp * Wp)));
+    lz->vec = lp->vec_f32;
+    ls_store(lp, ls_body(lz), xp, le_var(lp, i), le_f32(lp, fill));
+    int r = lvar(lp, "bc"), yy = lvar(lp, "y"), xx = lvar(lp, "x");
+    LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
+    LStmt *ly = ls_for(lp, ls_body(lr), yy, le_i64(lp, 0), le_i64(lp, H));
+    LStmt *lx = ls_for(lp, ls_body(ly), xx, le_i64(lp, 0), le_i64(lp, W));
+    lx->vec = lp->vec_f32;
+    LExpr *dst = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, Hp)),
+                                              le_add(lp, le_var(lp, yy), le_i64(lp, p))),
+                                   le_i64(lp, Wp)),
+                        le_add(lp, le_var(lp, xx), le_i64(lp, p)));
+    LExpr *from = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, H)), le_var(lp, yy)),
+                                    le_i64(lp, W)),
+                         le_var(lp, xx));
+    ls_store(lp, ls_body(lx), xp, dst, le_load(lp, x, from));
+    src = xp;
+  }
+  int r = lvar(lp, "bc"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
+  lr->parallel = 1;
+  LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, 0), le_i64(lp, OH));
+  LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, 0), le_i64(lp, OW));
+  lox->vec = lp->vec_f32;
+  LStmt *ob = ls_body(lox);
+  int acc = ls_local(lp, ob, LT_F32, le_f32(lp, fill));
+  LStmt *lky = ls_for(lp, ob, ky, le_i64(lp, 0), le_i64(lp, k));
+  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
+  LExpr *iy = le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s)), le_var(lp, ky));
+  LExpr *ix = le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, s)), le_var(lp, kx));
+  LExpr *at = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, Hp)), iy), le_i64(lp, Wp)), ix);
+  LExpr *v = le_load(lp, src, at);
+  ls_set(lp, ls_body(lkx), acc, le_bin(lp, ismax ? LO_MAX : LO_ADD, le_local(lp, acc), v));
+  LExpr *res = le_local(lp, acc);
+  if (!ismax) res = le_bin(lp, LO_MUL, res, le_f32(lp, 1.0 / (double)(k * k)));
+  ls_store(lp, ob, y,
+           le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, OH)), le_var(lp, oy)),
+                             le_i64(lp, OW)),
+                  le_var(lp, ox)),
+           res);
+}
+
+static void lower_global_avgpool(struct LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  Shape in = in_shape(lc->g, n, 0);
+  int64_t C = in.d[0].n, HW = in.d[1].n * in.d[2].n;
+  int x = lower_value(lc, n->in[0]), y = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int r = lvar(lp, "bc"), i = lvar(lp, "i");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
+  lr->vec = lp->vec_f32;
+  int acc = ls_local(lp, ls_body(lr), LT_F32, le_f32(lp, 0));
+  LStmt *li = ls_for(lp, ls_body(lr), i, le_i64(lp, 0), le_i64(lp, HW));
+  ls_set(lp, ls_body(li), acc,
+         le_bin(lp, LO_ADD, le_local(lp, acc),
+                le_load(lp, x, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, HW)), le_var(lp, i)))));
+  ls_store(lp, ls_body(lr), y, le_var(lp, r),
+           le_bin(lp, LO_DIV, le_local(lp, acc), le_f32(lp, (double)HW)));
+}
+
+const OpInfo op_maxpool2d = {
+    .kind = OP_maxpool2d,
+    .name = "maxpool2d",
+    .doc = "maxpool2d(x, size, stride=size, pad=0): [C,H,W] -> [C, (H-k+2p)/s+1, (W-k+2p)/s+1]",
+    .args = pool_args,
+    .nargs = sizeof pool_args / sizeof pool_args[0],
+    .infer = pool_infer,
+    .flops = pool_flops,
+    .lower = lower_pool,
+};
+
+const OpInfo op_avgpool2d = {
+    .kind = OP_avgpool2d,
+    .name = "avgpool2d",
+    .doc = "avgpool2d(x, size, stride=size, pad=0): [C,H,W] -> [C, (H-k+2p)/s+1, (W-k+2p)/s+1], "
+           "padding counted",
+    .args = pool_args,
+    .nargs = sizeof pool_args / sizeof pool_args[0],
+    .infer = pool_infer,
+    .flops = pool_flops,
+    .lower = lower_pool,
+};
+
+const OpInfo op_global_avgpool = {
+    .kind = OP_global_avgpool,
+    .name = "global_avgpool",
+    .doc = "global_avgpool(x): [C,H,W] -> [C], the mean of each channel",
+    .args = global_args,
+    .nargs = 1,
+    .infer = global_infer,
+    .flops = global_flops,
+    .lower = lower_global_avgpool,
+};

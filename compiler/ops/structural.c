@@ -1,0 +1,296 @@
+/* structural.c - ops that move or combine values without parameters.
+ *
+ *   _input              an `input` / `target` declaration: sema sets its shape, dtype, classes
+ *   flatten(x)          [d0, d1, ...] -> [d0*d1*...]   (all dims concrete)
+ *   dropout(x, p)       same shape; the identity at inference; 0 <= p < 1
+ *   last(h)             [seq, K] -> [K]: the final step
+ *   _add(a, b), _mul    `a + b`, `a * b`: identical shapes, elementwise
+ *   concat(t, ...)      joins along the first per-sample axis: channels of [C, H, W],
+ *                       elements of [K], features (the LAST axis) of [seq, K]
+ *                       (op_concat_axis); every other axis must match.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lower.h"
+#include "ops.h"
+
+static const ArgSpec none_args[] = {{.name = "x", .type = ARG_TENSOR, .required = 1}};
+
+static const ArgSpec dropout_args[] = {
+    {.name = "x", .type = ARG_TENSOR, .required = 1},
+    {.name = "p", .type = ARG_FLOAT, .required = 1, .offset = offsetof(Attrs, p), .min = 0,
+     .max = 1, .max_exclusive = 1},
+};
+
+static const ArgSpec binary_args[] = {
+    {.name = "a", .type = ARG_TENSOR, .required = 1},
+    {.name = "b", .type = ARG_TENSOR, .required = 1},
+};
+
+static const ArgSpec concat_args[] = {
+    {.name = "tensors", .type = ARG_TENSOR, .required = 1},
+};
+
+static SymCount zero_flops(const Graph *g, const Node *n) { return symcount_const(0); }
+
+static SymCount elementwise_flops(const Graph *g, const Node *n) { return shape_numel(n->shape); }
+
+/* _input: the declaration already carries its shape (sema); nothing to derive. */
+static int input_infer(Graph *g, Node *n) { return 0; }
+
+static int flatten_infer(Graph *g, Node *n) {
+  if (op_require_f32(g, n, 0)) return -1;
+  Shape in = in_shape(g, n, 0);
+  char sb[160];
+  shape_str(sb, sizeof sb, in, g->sym);
+  if (in.rank < 1) {
+    diag_error(n->loc, "flatten expects at least one axis, got the scalar %s", sb);
+    op_note_value(g, n->in[0]);
+    return -1;
+  }
+  if (shape_has_sym(in)) {
+    diag_error(n->loc, "flatten cannot flatten %s: the symbolic length '%s' has no fixed size", sb,
+               g->sym ? g->sym : "?");
+    op_note_value(g, n->in[0]);
+    if (in.rank == 2 && in.d[0].sym)
+      diag_note((Loc){0}, "to reduce a sequence to one vector, take its final step with last(h)");
+    return -1;
+  }
+  int64_t total = 1;
+  for (int i = 0; i < in.rank; i++) {
+    if (checked_mul(total, in.d[i].n, &total)) {
+      diag_error(n->loc, "flatten: the product of %s is too large", sb);
+      return -1;
+    }
+  }
+  Shape out = {.rank = 1};
+  out.d[0].n = total;
+  return op_set_shape(g, n, out);
+}
+
+static int same_infer(Graph *g, Node *n) {
+  if (op_require_f32(g, n, 0)) return -1;
+  return op_set_shape(g, n, in_shape(g, n, 0));
+}
+
+static int last_infer(Graph *g, Node *n) {
+  if (op_require_f32(g, n, 0) || op_require_rank(g, n, 0, 2, "a sequence [seq, K]")) return -1;
+  Shape in = in_shape(g, n, 0);
+  Shape out = {.rank = 1};
+  out.d[0] = in.d[1];
+  return op_set_shape(g, n, out);
+}
+
+static int binary_infer(Graph *g, Node *n) {
+  if (op_require_f32(g, n, 0) || op_require_f32(g, n, 1)) return -1;
+  Shape a = in_shape(g, n, 0), b = in_shape(g, n, 1);
+  if (!shape_equal(a, b)) {
+    char sa[160], sb[160];
+    diag_error(n->loc, "cannot %s %s and %s: shapes differ", n->op == OP_add ? "add" : "multiply",
+               shape_str(sa, sizeof sa, a, g->sym), shape_str(sb, sizeof sb, b, g->sym));
+    op_note_value(g, n->in[0]);
+    op_note_value(g, n->in[1]);
+    return -1;
+  }
+  return op_set_shape(g, n, a);
+}
+
+static int concat_infer(Graph *g, Node *n) {
+  if (n->nin < 1) {
+    diag_error(n->loc, "concat needs at least one value");
+    return -1;
+  }
+  for (int i = 0; i < n->nin; i++)
+    if (op_require_f32(g, n, i)) return -1;
+  Shape first = in_shape(g, n, 0);
+  char s0[160], si[160];
+  shape_str(s0, sizeof s0, first, g->sym);
+  if (first.rank < 1) {
+    diag_error(n->loc, "concat cannot join scalars");
+    return -1;
+  }
+  int axis = op_concat_axis(first.rank);
+  const char *axis_name = first.rank == 3 ? "channels" : first.rank == 2 ? "features" : "elements";
+  Shape out = first;
+  for (int i = 0; i < n->nin; i++) {
+    Shape s = in_shape(g, n, i);
+    shape_str(si, sizeof si, s, g->sym);
+    int bad_axis = -1;
+    if (s.rank != first.rank) {
+      diag_error(n->loc, "concat cannot join %s and %s: ranks differ", s0, si);
+    } else {
+      for (int d = 0; d < s.rank; d++)
+        if (bad_axis < 0 && d != axis && !op_dim_equal(s.d[d], first.d[d])) bad_axis = d;
+      if (s.d[axis].sym) {
+        diag_error(n->loc, "concat joins %s along axis %d, which is the symbolic length '%s'", si,
+                   axis, g->sym ? g->sym : "?");
+        op_note_value(g, n->in[i]);
+        return -1;
+      }
+      if (bad_axis < 0) {
+        if (i > 0 && checked_add(out.d[axis].n, s.d[axis].n, &out.d[axis].n)) {
+          diag_error(n->loc, "concat: the joined size is too large");
+          return -1;
+        }
+        continue;
+      }
+      diag_error(n->loc, "concat cannot join %s and %s: they differ in axis %d, and only axis %d "
+                 "(%s) may differ", s0, si, bad_axis, axis, axis_name);
+    }
+    op_note_value(g, n->in[0]);
+    op_note_value(g, n->in[i]);
+    return -1;
+  }
+  return op_set_shape(g, n, out);
+}
+
+/* last lowering: out[b, k] = h[b, seq - 1, k], a contiguous copy vectorized over k. */
+static void lower_last(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  Shape in = in_shape(lc->g, n, 0);
+  int64_t k = in.d[1].n;
+  LStmt *body = lower_begin(lc, n);
+  int src = lower_value(lc, n->in[0]), out = lower_value(lc, n->id);
+  int b = lvar(lp, "b"), j = lvar(lp, "k");
+  LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
+  LStmt *lk = ls_for(lp, ls_body(lb), j, le_i64(lp, 0), le_i64(lp, k));
+  lk->vec = lp->vec_f32;
+  LExpr *row = le_sub(lp, le_mul(lp, le_add(lp, le_var(lp, b), le_i64(lp, 1)),
+                                 le_dim(lp, in.d[0])),
+                      le_i64(lp, 1)); /* b * seq + seq - 1 */
+  ls_store(lp, ls_body(lk), out, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, k)),
+                                        le_var(lp, j)),
+           le_load(lp, src, le_add(lp, le_mul(lp, row, le_i64(lp, k)), le_var(lp, j))));
+}
+
+/* The product of dims [from, to) of s (fresh expression; seq where symbolic). */
+static LExpr *dims_product(LoopProgram *lp, Shape s, int from, int to) {
+  LExpr *e = le_i64(lp, 1);
+  for (int i = from; i < to; i++) e = le_mul(lp, e, le_dim(lp, s.d[i]));
+  return e;
+}
+
+/* concat lowering: with O = the product of the axes before the joined one and I = after
+ * it, input i ([O, a_i, I] per sample) is a run of a_i * I contiguous elements per
+ * (b, o) row, copied to offset off_i * I of the output's row of A * I (vectorized). */
+static void lower_concat(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  int axis = op_concat_axis(n->shape.rank);
+  int64_t total = n->shape.d[axis].n, off = 0;
+  LStmt *body = lower_begin(lc, n);
+  int out = lower_value(lc, n->id);
+  for (int i = 0; i < n->nin; i++) {
+    Shape s = in_shape(lc->g, n, i);
+    int64_t a = s.d[axis].n;
+    int src = lower_value(lc, n->in[i]);
+    int r = lvar(lp, "r"), j = lvar(lp, "j");
+    LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0),
+                       le_mul(lp, le_batch(lp), dims_product(lp, s, 0, axis)));
+    LStmt *lj = ls_for(lp, ls_body(lr), j, le_i64(lp, 0),
+                       le_mul(lp, le_i64(lp, a), dims_product(lp, s, axis + 1, s.rank)));
+    lj->vec = lp->vec_f32;
+    /* out[(r * A + off) * I + j] = in[r * a * I + j] */
+    LExpr *oi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, total)),
+                                             le_i64(lp, off)),
+                                  dims_product(lp, s, axis + 1, s.rank)),
+                       le_var(lp, j));
+    LExpr *ii = le_add(lp, le_mul(lp, le_mul(lp, le_var(lp, r), le_i64(lp, a)),
+                                  dims_product(lp, s, axis + 1, s.rank)),
+                       le_var(lp, j));
+    ls_store(lp, ls_body(lj), out, oi, le_load(lp, src, ii));
+    off += a;
+  }
+}
+
+const OpInfo op_input = {
+    .kind = OP_input,
+    .name = "_input",
+    .doc = "an input or target declaration",
+    .args = NULL,
+    .nargs = 0,
+    .infer = input_infer,
+    .flops = zero_flops,
+    .lower = NULL,
+};
+
+const OpInfo op_flatten = {
+    .kind = OP_flatten,
+    .name = "flatten",
+    .doc = "flatten(x): [d0, d1, ...] -> [d0*d1*...]",
+    .args = none_args,
+    .nargs = 1,
+    .infer = flatten_infer,
+    .flops = zero_flops,
+    .lower = NULL,
+};
+
+const OpInfo op_dropout = {
+    .kind = OP_dropout,
+    .name = "dropout",
+    .doc = "dropout(x, p): same shape; zeroes a fraction p in training, the identity at inference",
+    .args = dropout_args,
+    .nargs = sizeof dropout_args / sizeof dropout_args[0],
+    .infer = same_infer,
+    .flops = zero_flops,
+    .lower = NULL,
+};
+
+const OpInfo op_last = {
+    .kind = OP_last,
+    .name = "last",
+    .doc = "last(h): [seq, K] -> [K], the final step",
+    .args = none_args,
+    .nargs = 1,
+    .infer = last_infer,
+    .flops = zero_flops,
+    .lower = lower_last,
+};
+
+/* a + b, a * b: one vectorized loop over the flattened [batch, ...] tensors. */
+static void lower_binary(struct LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  int a = lower_value(lc, n->in[0]), b = lower_value(lc, n->in[1]), y = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int i = lvar(lp, "i");
+  LStmt *loop = ls_for(lp, body, i, le_i64(lp, 0), lower_total(lc, shape_numel(n->shape)));
+  loop->vec = lp->vec_f32;
+  ls_store(lp, ls_body(loop), y, le_var(lp, i),
+           le_bin(lp, n->op == OP_add ? LO_ADD : LO_MUL, le_load(lp, a, le_var(lp, i)),
+                  le_load(lp, b, le_var(lp, i))));
+}
+
+const OpInfo op_add = {
+    .kind = OP_add,
+    .name = "_add",
+    .doc = "a + b: elementwise, identical shapes",
+    .args = binary_args,
+    .nargs = 2,
+    .infer = binary_infer,
+    .flops = elementwise_flops,
+    .lower = lower_binary,
+};
+
+const OpInfo op_mul = {
+    .kind = OP_mul,
+    .name = "_mul",
+    .doc = "a * b: elementwise, identical shapes",
+    .args = binary_args,
+    .nargs = 2,
+    .infer = binary_infer,
+    .flops = elementwise_flops,
+    .lower = lower_binary,
+};
+
+const OpInfo op_concat = {
+    .kind = OP_concat,
+    .name = "concat",
+    .doc = "concat(t, ...): joins channels of [C,H,W], elements of [K], features of [seq, K]",
+    .args = concat_args,
+    .nargs = 1,
+    .variadic = 1,
+    .infer = concat_infer,
+    .flops = zero_flops,
+    .lower = lower_concat,
+};

@@ -1,0 +1,41 @@
+/* error.c - the thread-local error slot behind nncc_last_error(), and small allocation
+ * helpers.
+ *
+ * nncc_rt_fail() formats into a _Thread_local buffer and returns the code it was given, so a
+ * failing path is one line: `return nncc_rt_fail(NNCC_ERR_ARG, "batch must be >= 1, got %lld",
+ * (long long)batch);`.  Generated kernels call it too, with up to four int64 arguments.  The
+ * message stays until the next failure on the same thread; it is "" before the first one.
+ * Messages longer than the buffer are truncated, never overflowed.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "rt_internal.h"
+
+static _Thread_local char last_error[1024];
+
+NNCC_API int nncc_rt_fail(int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(last_error, sizeof last_error, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+NNCC_API const char *nncc_last_error(void) { return last_error; }
+
+float *nncc_rt_alloc_floats(int64_t n) {
+  if (n < 0 || (uint64_t)n > (SIZE_MAX - NNCC_ALIGN) / sizeof(float)) return NULL;
+  size_t bytes = (size_t)n * sizeof(float);
+  bytes = (bytes + NNCC_ALIGN - 1) / NNCC_ALIGN * NNCC_ALIGN;   /* aligned_alloc wants a multiple */
+  if (bytes == 0) bytes = NNCC_ALIGN;
+  return aligned_alloc(NNCC_ALIGN, bytes);
+}
+
+int nncc_rt_mul_ok(int64_t a, int64_t b, int64_t *r) {
+  if (a < 0 || b < 0) return 0;
+  if (a != 0 && b > INT64_MAX / a) return 0;
+  *r = a * b;
+  return 1;
+}

@@ -1,0 +1,23 @@
+/* rt_internal.h - helpers shared by the runtime's source files (not installed for users;
+ * harmless if it is).
+ *
+ * The runtime is compiled with -fvisibility=hidden: only definitions marked NNCC_API
+ * (nncc.h) are exported from a generated shared library.
+ */
+#ifndef NNCC_RT_INTERNAL_H
+#define NNCC_RT_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nncc_rt.h"
+
+#define NNCC_ALIGN 64   /* every float buffer the kernels see starts on a cache line */
+
+/* error.c */
+/* 64-byte aligned allocation of n floats (at least one cache line); free with free(). */
+float *nncc_rt_alloc_floats(int64_t n);
+/* a*b into *r; 0 when it overflows int64 or a, b < 0. */
+int nncc_rt_mul_ok(int64_t a, int64_t b, int64_t *r);
+
+#endif

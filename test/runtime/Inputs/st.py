@@ -1,0 +1,111 @@
+"""Helpers for the runtime's lit tests: an independent safetensors reader/writer (numpy only:
+the `safetensors` package is not installed) and the scenarios of standalone*.test.
+
+  st.py read FILE.safetensors     print each tensor: name dtype shape first values
+  st.py make-demo DIR             weights + inputs for standalone_demo (and bad variants)
+  st.py check-demo DIR            compare DIR/y.npy, DIR/s.npy with numpy
+  st.py make-seq DIR / check-seq DIR   the same for standalone_seq_demo
+"""
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I32": np.int32, "I64": np.int64}
+
+
+def save(path, tensors, dtype="F32"):
+    header, blobs, off = {}, [], 0
+    for name, a in tensors.items():
+        b = np.ascontiguousarray(a, dtype=DTYPES[dtype]).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def load(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = t["data_offsets"]
+        out[name] = np.frombuffer(data[b:e], dtype=DTYPES[t["dtype"]]).reshape(t["shape"])
+    return header, out
+
+
+def demo_ref(d):
+    _, w = load(os.path.join(d, "w.safetensors"))
+    x, z = np.load(os.path.join(d, "x.npy")), np.load(os.path.join(d, "z.npy"))
+    y = x.astype(np.float64) @ w["fc.weight"].T.astype(np.float64) + w["fc.bias"] + z
+    return y, y.sum(axis=1, keepdims=True)
+
+
+def main():
+    cmd, arg = sys.argv[1], sys.argv[2]
+    rng = np.random.default_rng(1234)
+    if cmd == "read":
+        header, ts = load(arg)
+        print("metadata", json.dumps(header.get("__metadata__")))
+        for name, a in ts.items():
+            print(name, header[name]["dtype"], list(a.shape), " ".join("%.6g" % v for v in a.ravel()[:4]))
+    elif cmd == "make-demo":
+        save(os.path.join(arg, "w.safetensors"),
+             {"fc.weight": rng.standard_normal((2, 3)), "fc.bias": rng.standard_normal(2)})
+        save(os.path.join(arg, "w64.safetensors"),
+             {"fc.weight": rng.standard_normal((2, 3)), "fc.bias": rng.standard_normal(2)}, "F64")
+        save(os.path.join(arg, "w_bad_shape.safetensors"),
+             {"fc.weight": np.zeros((2, 4)), "fc.bias": np.zeros(2)})
+        x = rng.standard_normal((4, 3)).astype(np.float32)
+        np.save(os.path.join(arg, "x.npy"), x)
+        np.save(os.path.join(arg, "z.npy"), rng.standard_normal((4, 2)).astype(np.float32))
+        np.save(os.path.join(arg, "x64.npy"), x.astype(np.float64))
+        np.save(os.path.join(arg, "z_batch3.npy"), np.zeros((3, 2), np.float32))
+        np.save(os.path.join(arg, "x_wide.npy"), np.zeros((4, 4), np.float32))
+        np.save(os.path.join(arg, "x_nobatch.npy"), np.zeros(3, np.float32))
+        np.save(os.path.join(arg, "x_fortran.npy"), np.asfortranarray(np.arange(12, dtype=np.float32).reshape(4, 3)))
+        np.save(os.path.join(arg, "x_empty.npy"), np.zeros((0, 3), np.float32))
+        np.save(os.path.join(arg, "x_complex.npy"), np.zeros((4, 3), np.complex64))
+        with open(os.path.join(arg, "x_truncated.npy"), "wb") as f:
+            f.write(open(os.path.join(arg, "x.npy"), "rb").read()[:-5])
+    elif cmd == "check-demo":
+        y, s = demo_ref(arg)
+        got_y, got_s = np.load(os.path.join(arg, "y.npy")), np.load(os.path.join(arg, "s.npy"))
+        assert got_y.dtype == np.float32 and got_y.shape == (4, 2), (got_y.dtype, got_y.shape)
+        assert got_s.shape == (4, 1), got_s.shape
+        np.testing.assert_allclose(got_y, y, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got_s, s, rtol=1e-5, atol=1e-5)
+        print("demo outputs match numpy")
+    elif cmd == "make-seq":
+        save(os.path.join(arg, "w.safetensors"), {"embed.weight": rng.standard_normal((5, 2))})
+        np.save(os.path.join(arg, "ids.npy"), np.array([[0, 1, 2, 3], [4, 3, 2, 1], [1, 1, 1, 1]]))  # int64
+        np.save(os.path.join(arg, "w.npy"), rng.standard_normal((3, 4)).astype(np.float32))
+        np.save(os.path.join(arg, "w_seq5.npy"), np.ones((3, 5), np.float32))
+        np.save(os.path.join(arg, "ids_out_of_range.npy"), np.array([[0, 1, 2, 3], [4, 5, 2, 1], [1, 1, 1, 1]], np.int32))
+        np.save(os.path.join(arg, "ids_float.npy"), np.zeros((3, 4), np.float32))
+        np.save(os.path.join(arg, "ids_seq0.npy"), np.zeros((3, 0), np.int32))
+        np.save(os.path.join(arg, "w_seq0.npy"), np.zeros((3, 0), np.float32))
+    elif cmd == "check-seq":
+        _, w = load(os.path.join(arg, "w.safetensors"))
+        ids, wt = np.load(os.path.join(arg, "ids.npy")), np.load(os.path.join(arg, "w.npy"))
+        want = w["embed.weight"][ids] * wt[..., None]
+        got = np.load(os.path.join(arg, "emb.npy"))
+        assert got.shape == (3, 4, 2), got.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        print("seq outputs match numpy")
+    else:
+        sys.exit("unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main()
