@@ -27,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRCROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SRCROOT, "test", "exec", "conformance"))
 os.environ.pop("OPENBLAS_CORETYPE", None)
+sys.dont_write_bytecode = True
 
 import torch  # noqa: E402
 

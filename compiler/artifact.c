@@ -277,9 +277,8 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgF
 float *artifact_read_weights(const Graph *g, const char *path) {
   nncc_st_file f;
   char err[512];
-  Loc none = {0};
   if (nncc_st_read(path, &f, err, sizeof err) != 0) {
-    diag_error(none, "%s", err);
+    fprintf(stderr, "nncc: error: %s\n", err);
     nncc_st_free(&f);
     return NULL;
   }
@@ -300,9 +299,9 @@ float *artifact_read_weights(const Graph *g, const char *path) {
   nncc_st_free(&f);
   free(pd);
   if (rc != 0) {
-    diag_error(none, "%s", err);
-    diag_note(none, "the weights must match the model '%s' exactly: every parameter, with its "
-              "shape (nncc %s --summary lists them)", g->name, "MODEL.nn");
+    fprintf(stderr, "nncc: error: %s\n", err);
+    fprintf(stderr, "note: the weights must match model '%s' exactly: every parameter, with "
+            "its shape, and nothing else ('nncc --summary' lists them)\n", g->name);
     free(w);
     return NULL;
   }

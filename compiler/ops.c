@@ -171,13 +171,14 @@ int op_set_shape(Graph *g, Node *n, Shape s) {
 
 /* --- windows -------------------------------------------------------------------------------- */
 
-/* "54.25" for num/den; exact up to 4 decimals, else 2 decimals and "...". */
-static void fmt_ratio(char *buf, size_t size, int64_t num, int64_t den) {
-  int64_t q = num / den, r = num % den;
+/* "54.25" for num/den + plus (num >= 0, den >= 1); exact up to 4 decimals, else 2 decimals
+ * and "...". */
+static void fmt_ratio(char *buf, size_t size, int64_t num, int64_t den, int64_t plus) {
+  int64_t q = num / den + plus, r = num % den;
   int w = snprintf(buf, size, "%lld", (long long)q);
   if (r == 0 || w < 0 || (size_t)w >= size) return;
   if (den > INT64_MAX / 10) {
-    snprintf(buf, size, "%.6g", (double)num / (double)den);
+    snprintf(buf, size, "%.6g...", (double)num / (double)den + (double)plus);
     return;
   }
   char dec[8];
@@ -215,7 +216,7 @@ static void win_calc(int64_t len, int64_t k, int64_t stride, int64_t pad, WinCal
   w->rem = (w->padded - k) % stride;
   w->unread = w->rem > pad ? w->rem - pad : 0;
   char val[48];
-  fmt_ratio(val, sizeof val, w->padded - k + stride, stride);
+  fmt_ratio(val, sizeof val, w->padded - k, stride, 1);
   snprintf(w->expr, sizeof w->expr, "(%lld - %lld + 2*%lld)/%lld + 1 = %s", (long long)len,
            (long long)k, (long long)pad, (long long)stride, val);
 }
@@ -233,9 +234,9 @@ static int window_check(Graph *g, const Node *n, const char *axis, Dim len, int6
               "of a sequence [seq, K]");
     return -1;
   }
-  int64_t twice, padded, tmp;
+  int64_t twice, padded;
   if (k < 1 || stride < 1 || pad < 0 || checked_mul(pad, 2, &twice) ||
-      checked_add(len.n, twice, &padded) || checked_add(padded, stride, &tmp)) {
+      checked_add(len.n, twice, &padded)) {
     diag_error(n->loc, "%s: kernel %lld, stride %lld and padding %lld are out of range", op,
                (long long)k, (long long)stride, (long long)pad);
     return -1;

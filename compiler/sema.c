@@ -44,6 +44,8 @@
 enum {
   MAX_DEPTH = 64,       /* nested block calls (more means recursion, which is diagnosed) */
   MAX_NODES = 100000,   /* operations after inlining (real networks have hundreds) */
+  MAX_EXPANSIONS = 300000,  /* block calls expanded: bounds the work even when errors keep
+                             * the expansions from creating operations */
 };
 
 typedef enum ValKind {
@@ -110,7 +112,8 @@ typedef struct Sema {
   int depth;
   const Stmt *cur_stmt;           /* the statement being evaluated */
   Loc sym_loc;                    /* where Graph.sym was declared */
-  int too_big;                    /* MAX_NODES was reported */
+  int too_big;                    /* MAX_NODES or MAX_EXPANSIONS was reported */
+  int expansions;                 /* block calls expanded so far */
 } Sema;
 
 static Value eval_expr(Sema *s, const Expr *e, const char *prefix);
@@ -256,6 +259,7 @@ static void scope_define(Sema *s, const Stmt *st, Value v) {
     else
       diag_error(st->name_loc, "redefinition of '%s'", st->name);
     diag_note(b->loc, "'%s' was first defined here", st->name);
+    b->v = poison(); /* later uses stay silent: which definition was meant is unclear */
     return;
   }
   b->defined = 1;
@@ -840,6 +844,16 @@ static Value eval_block(Sema *s, BlockInfo *bi, const Expr *e, const Value *pipe
   if (arity) ok = 0;
   eval_args(s, args, nargs, prefix);
   if (!ok || !bi->valid) return poison();
+  /* an argument that failed was reported already; expanding the body on it could only
+   * repeat errors (and blocks that call blocks twice would repeat them exponentially) */
+  for (int k = 0; k < d->nparams; k++)
+    if (given[k]->val.kind == V_POISON) return poison();
+  if (++s->expansions > MAX_EXPANSIONS) {
+    if (!s->too_big)
+      diag_error(at, "the model expands more than %d block calls", MAX_EXPANSIONS);
+    s->too_big = 1;
+    return poison();
+  }
 
   /* expand: a fresh scope with the formals bound */
   Scope sc = {.block = d};
@@ -1268,6 +1282,10 @@ static void build_model(Sema *s, const Decl *m) {
   if (!has_output)
     diag_error(m->name_loc, "model '%s' has no output; mark the result with 'output', e.g. "
                "output y = ...", m->name);
+  if (!loss_stmt)
+    for (int k = 0; k < g->ntargets; k++)
+      diag_warning(g->nodes[g->targets[k]].loc, "target '%s' is never used: the model has no "
+                   "'loss'", g->nodes[g->targets[k]].name);
   if (loss_stmt && g->ntargets == 0)
     diag_error(loss_stmt->name_loc, "a model with a loss needs at least one target, e.g. "
                "target y : label[10]");

@@ -184,6 +184,7 @@ static void lower_conv1d(LowerCtx *lc, const Node *n) {
   }
   int b = lvar(lp, "b");
   LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
+  lb->parallel = 1; /* batch rows are independent */
   int64_t blocks = nf / CONV1D_BLOCK;
   if (blocks > 0) {
     int fb = lvar(lp, "fb");
@@ -211,7 +212,7 @@ static void lower_conv1d(LowerCtx *lc, const Node *n) {
  *   F < V: vectorized over output columns, one accumulator per output, weights broadcast;
  *     the input loads are contiguous when s = 1, gathers otherwise.
  */
-enum { CONV2D_OX = 8 };
+enum { CONV2D_OX = 8, CONV2D_CCHUNK = 8 };
 
 static LExpr *ix4(LoopProgram *lp, LExpr *a, LExpr *b, LExpr *c, LExpr *d, int64_t d1, int64_t d2,
                   int64_t d3) {
@@ -256,10 +257,15 @@ static void conv2d_block(LowerCtx *lc, LStmt *blk, const Node *n, int xp, int wp
   LoopProgram *lp = lc->lp;
   int64_t k = n->a.kernel, s = n->a.stride, V = lp->vec_f32;
   int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n;
-  int acc[CONV2D_OX];
+  int acc[CONV2D_OX], part[CONV2D_OX];
   for (int j = 0; j < nox; j++) acc[j] = ls_local(lp, blk, LT_F32, le_f32(lp, 0));
-  int c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
-  LStmt *lcc = ls_for(lp, blk, c, le_i64(lp, 0), le_i64(lp, C));
+  /* channels in chunks of CONV2D_CCHUNK, each summed apart and then added (rounding error) */
+  int cc = lvar(lp, "cc"), c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+  LStmt *lch = ls_for(lp, blk, cc, le_i64(lp, 0), le_i64(lp, (C + CONV2D_CCHUNK - 1) / CONV2D_CCHUNK));
+  LStmt *chb = ls_body(lch);
+  for (int j = 0; j < nox; j++) part[j] = ls_local(lp, chb, LT_F32, le_f32(lp, 0));
+  LExpr *c0 = le_mul(lp, le_var(lp, cc), le_i64(lp, CONV2D_CCHUNK));
+  LStmt *lcc = ls_for(lp, chb, c, c0, le_bin(lp, LO_MIN, le_i64(lp, C), le_add(lp, c0, le_i64(lp, CONV2D_CCHUNK))));
   LStmt *lky = ls_for(lp, ls_body(lcc), ky, le_i64(lp, 0), le_i64(lp, k));
   LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
   LStmt *kb = ls_body(lkx);
@@ -272,8 +278,10 @@ static void conv2d_block(LowerCtx *lc, LStmt *blk, const Node *n, int xp, int wp
   for (int j = 0; j < nox; j++) {
     LExpr *ix = le_add(lp, le_mul(lp, le_add(lp, ox0, le_i64(lp, j)), le_i64(lp, s)), le_var(lp, kx));
     LExpr *xv = le_load(lp, xp, ix4(lp, le_var(lp, b), le_var(lp, c), iy, ix, C, Hp, Wp));
-    ls_set(lp, kb, acc[j], le_fma(lp, xv, le_local(lp, wv), le_local(lp, acc[j])));
+    ls_set(lp, kb, part[j], le_fma(lp, xv, le_local(lp, wv), le_local(lp, part[j])));
   }
+  for (int j = 0; j < nox; j++)
+    ls_set(lp, chb, acc[j], le_bin(lp, LO_ADD, le_local(lp, acc[j]), le_local(lp, part[j])));
   LExpr *f = le_add(lp, le_mul(lp, le_var(lp, fv), le_i64(lp, V)), le_var(lp, fl));
   for (int j = 0; j < nox; j++)
     ls_store(lp, blk, t, ix4(lp, le_var(lp, b), le_var(lp, oy), le_add(lp, ox0, le_i64(lp, j)), f, OH, OW, FP),
@@ -337,21 +345,26 @@ static void lower_conv2d(LowerCtx *lc, const Node *n) {
     if (rest > 0)
       conv2d_block(lc, ls_body(loy), n, xp, wp, t, b, fv, fl, oy, le_i64(lp, nblk * CONV2D_OX),
                    (int)rest, C, Hp, Wp, FP);
-    /* y[b, f, q] = epilogue(t[b, q, f] + bias[f]), q = oy * OW + ox */
-    int b2 = lvar(lp, "b"), f2 = lvar(lp, "f"), q = lvar(lp, "q");
+    /* y[b, f, q] = epilogue(t[b, q, f] + bias[f]), q = oy * OW + ox: tiled by V pixels so
+     * the V rows of t that a gather reads stay in L1 for every f */
+    int64_t OHW = OH * OW;
+    int b2 = lvar(lp, "b"), qb = lvar(lp, "qb"), f2 = lvar(lp, "f"), ql = lvar(lp, "ql");
     LStmt *lb2 = ls_for(lp, body, b2, le_i64(lp, 0), le_batch(lp));
-    LStmt *lf2 = ls_for(lp, ls_body(lb2), f2, le_i64(lp, 0), le_i64(lp, F));
-    LStmt *lq = ls_for(lp, ls_body(lf2), q, le_i64(lp, 0), le_i64(lp, OH * OW));
-    lq->vec = lp->vec_f32;
-    LExpr *v = le_load(lp, t, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b2), le_i64(lp, OH * OW)),
-                                                           le_var(lp, q)),
+    LStmt *lqb = ls_for(lp, ls_body(lb2), qb, le_i64(lp, 0), le_i64(lp, (OHW + V - 1) / V));
+    LStmt *lf2 = ls_for(lp, ls_body(lqb), f2, le_i64(lp, 0), le_i64(lp, F));
+    LExpr *q0 = le_mul(lp, le_var(lp, qb), le_i64(lp, V));
+    LStmt *lq = ls_for(lp, ls_body(lf2), ql, le_i64(lp, 0),
+                       le_bin(lp, LO_MIN, le_i64(lp, V), le_sub(lp, le_i64(lp, OHW), q0)));
+    lq->vec = (int)V;
+    LExpr *q = le_add(lp, q0, le_var(lp, ql));
+    LExpr *v = le_load(lp, t, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b2), le_i64(lp, OHW)), q),
                                               le_i64(lp, FP)),
                                      le_var(lp, f2)));
     if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_var(lp, f2)));
     ls_store(lp, ls_body(lq), y,
              le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b2), le_i64(lp, F)), le_var(lp, f2)),
-                               le_i64(lp, OH * OW)),
-                    le_var(lp, q)),
+                               le_i64(lp, OHW)),
+                    q),
              lower_epilogue(lc, n, v));
     return;
   }

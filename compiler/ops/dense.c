@@ -85,7 +85,7 @@ static SymCount dense_flops(const Graph *g, const Node *n) {
  * so four independent FMA chains are in flight either way.  The lanes of a last, partial
  * unit vector run in the loop's scalar remainder.
  */
-enum { DENSE_ROWS = 4, DENSE_KSPLIT = 4 };
+enum { DENSE_ROWS = 4, DENSE_KSPLIT = 4, DENSE_KCHUNK = 64 };
 
 /* wt index: (uv * K + k) * V + ul */
 static LExpr *wt_index(LoopProgram *lp, int uv, LExpr *k, int ul, int64_t K) {
@@ -137,57 +137,77 @@ static void lower_dense(struct LowerCtx *lc, const Node *n) {
   LExpr *R = lower_total(lc, rows);
   LExpr *nblocks = le_bin(lp, LO_DIV, R, le_i64(lp, DENSE_ROWS));
 
+  /* K in chunks of DENSE_KCHUNK, each summed on its own and then added to the total: the
+   * rounding error grows with the chunk and the chunk count, not with K (fc6 of VGG has
+   * K = 25088) */
+  int64_t NC = (K + DENSE_KCHUNK - 1) / DENSE_KCHUNK;
+
   /* blocks of DENSE_ROWS rows */
   {
-    int rb = lvar(lp, "rb"), uv = lvar(lp, "uv"), ul = lvar(lp, "ul"), k = lvar(lp, "k");
+    int rb = lvar(lp, "rb"), uv = lvar(lp, "uv"), ul = lvar(lp, "ul"), kc = lvar(lp, "kc"),
+        k = lvar(lp, "k");
     LStmt *lrb = ls_for(lp, body, rb, le_i64(lp, 0), nblocks);
     lrb->parallel = 1;
     LStmt *ub = unit_loops(lp, ls_body(lrb), uv, ul, U);
     LExpr *u = le_add(lp, le_mul(lp, le_var(lp, uv), le_i64(lp, V)), le_var(lp, ul));
-    int acc[DENSE_ROWS];
+    int acc[DENSE_ROWS], part[DENSE_ROWS];
     LExpr *row[DENSE_ROWS];
     for (int j = 0; j < DENSE_ROWS; j++) {
       row[j] = le_add(lp, le_mul(lp, le_var(lp, rb), le_i64(lp, DENSE_ROWS)), le_i64(lp, j));
       acc[j] = ls_local(lp, ub, LT_F32, bias >= 0 ? le_load(lp, bias, u) : le_f32(lp, 0));
     }
-    LStmt *lk = ls_for(lp, ub, k, le_i64(lp, 0), le_i64(lp, K));
+    LStmt *lkc = ls_for(lp, ub, kc, le_i64(lp, 0), le_i64(lp, NC));
+    LStmt *cb = ls_body(lkc);
+    for (int j = 0; j < DENSE_ROWS; j++) part[j] = ls_local(lp, cb, LT_F32, le_f32(lp, 0));
+    LExpr *k0 = le_mul(lp, le_var(lp, kc), le_i64(lp, DENSE_KCHUNK));
+    LStmt *lk = ls_for(lp, cb, k, k0,
+                       le_bin(lp, LO_MIN, le_i64(lp, K), le_add(lp, k0, le_i64(lp, DENSE_KCHUNK))));
     LStmt *kb = ls_body(lk);
     int wv = ls_local(lp, kb, LT_F32, le_load(lp, wt, wt_index(lp, uv, le_var(lp, k), ul, K)));
     for (int j = 0; j < DENSE_ROWS; j++)
-      ls_set(lp, kb, acc[j],
+      ls_set(lp, kb, part[j],
              le_fma(lp, le_load(lp, x, le_add(lp, le_mul(lp, row[j], le_i64(lp, K)), le_var(lp, k))),
-                    le_local(lp, wv), le_local(lp, acc[j])));
+                    le_local(lp, wv), le_local(lp, part[j])));
+    for (int j = 0; j < DENSE_ROWS; j++)
+      ls_set(lp, cb, acc[j], le_bin(lp, LO_ADD, le_local(lp, acc[j]), le_local(lp, part[j])));
     for (int j = 0; j < DENSE_ROWS; j++)
       ls_store(lp, ub, y, le_add(lp, le_mul(lp, row[j], le_i64(lp, U)), u),
                lower_epilogue(lc, n, le_local(lp, acc[j])));
   }
-  /* the remaining rows, K split DENSE_KSPLIT ways */
+  /* the remaining rows, each chunk of K split DENSE_KSPLIT ways */
   {
-    int r = lvar(lp, "r"), uv = lvar(lp, "uv"), ul = lvar(lp, "ul"), kb = lvar(lp, "kb"),
-        k = lvar(lp, "k");
+    int r = lvar(lp, "r"), uv = lvar(lp, "uv"), ul = lvar(lp, "ul"), kc = lvar(lp, "kc"),
+        kb = lvar(lp, "kb"), k = lvar(lp, "k");
     LStmt *lr = ls_for(lp, body, r, le_mul(lp, nblocks, le_i64(lp, DENSE_ROWS)), R);
     LStmt *ub = unit_loops(lp, ls_body(lr), uv, ul, U);
     LExpr *u = le_add(lp, le_mul(lp, le_var(lp, uv), le_i64(lp, V)), le_var(lp, ul));
+    int total = ls_local(lp, ub, LT_F32, bias >= 0 ? le_load(lp, bias, u) : le_f32(lp, 0));
+    LStmt *lkc = ls_for(lp, ub, kc, le_i64(lp, 0), le_i64(lp, NC));
+    LStmt *cb = ls_body(lkc);
+    LExpr *k0 = le_mul(lp, le_var(lp, kc), le_i64(lp, DENSE_KCHUNK));
+    LExpr *len = le_bin(lp, LO_MIN, le_i64(lp, DENSE_KCHUNK), le_sub(lp, le_i64(lp, K), k0));
     int acc[DENSE_KSPLIT];
-    for (int j = 0; j < DENSE_KSPLIT; j++)
-      acc[j] = ls_local(lp, ub, LT_F32, j == 0 && bias >= 0 ? le_load(lp, bias, u) : le_f32(lp, 0));
-    LStmt *lkb = ls_for(lp, ub, kb, le_i64(lp, 0), le_i64(lp, K / DENSE_KSPLIT));
+    for (int j = 0; j < DENSE_KSPLIT; j++) acc[j] = ls_local(lp, cb, LT_F32, le_f32(lp, 0));
+    LStmt *lkb = ls_for(lp, cb, kb, le_i64(lp, 0), le_bin(lp, LO_DIV, len, le_i64(lp, DENSE_KSPLIT)));
     for (int j = 0; j < DENSE_KSPLIT; j++) {
-      LExpr *kk = le_add(lp, le_mul(lp, le_var(lp, kb), le_i64(lp, DENSE_KSPLIT)), le_i64(lp, j));
+      LExpr *kk = le_add(lp, k0, le_add(lp, le_mul(lp, le_var(lp, kb), le_i64(lp, DENSE_KSPLIT)), le_i64(lp, j)));
       ls_set(lp, ls_body(lkb), acc[j],
              le_fma(lp, le_load(lp, x, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, K)), kk)),
                     le_load(lp, wt, wt_index(lp, uv, kk, ul, K)), le_local(lp, acc[j])));
     }
     if (K % DENSE_KSPLIT) {
-      LStmt *lk = ls_for(lp, ub, k, le_i64(lp, K / DENSE_KSPLIT * DENSE_KSPLIT), le_i64(lp, K));
+      LExpr *kt = le_add(lp, k0, le_mul(lp, le_bin(lp, LO_DIV, len, le_i64(lp, DENSE_KSPLIT)),
+                                        le_i64(lp, DENSE_KSPLIT)));
+      LStmt *lk = ls_for(lp, cb, k, kt, le_add(lp, k0, len));
       ls_set(lp, ls_body(lk), acc[0],
              le_fma(lp, le_load(lp, x, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, K)), le_var(lp, k))),
                     le_load(lp, wt, wt_index(lp, uv, le_var(lp, k), ul, K)), le_local(lp, acc[0])));
     }
     LExpr *sum = le_bin(lp, LO_ADD, le_bin(lp, LO_ADD, le_local(lp, acc[0]), le_local(lp, acc[1])),
                         le_bin(lp, LO_ADD, le_local(lp, acc[2]), le_local(lp, acc[3])));
+    ls_set(lp, cb, total, le_bin(lp, LO_ADD, le_local(lp, total), sum));
     ls_store(lp, ub, y, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, U)), u),
-             lower_epilogue(lc, n, sum));
+             lower_epilogue(lc, n, le_local(lp, total)));
   }
 }
 

@@ -76,6 +76,7 @@ static void lower_lrn(LowerCtx *lc, const Node *n) {
   int in = lower_value(lc, n->in[0]), out = lower_value(lc, n->id);
   int b = lvar(lp, "b"), c = lvar(lp, "c"), s = lvar(lp, "s"), w = lvar(lp, "w");
   LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
+  lb->parallel = 1; /* batch rows are independent */
   LStmt *lch = ls_for(lp, ls_body(lb), c, le_i64(lp, 0), le_i64(lp, ch));
   LStmt *ls = ls_for(lp, ls_body(lch), s, le_i64(lp, 0), spatial(lp, n));
   ls->vec = lp->vec_f32;

@@ -147,19 +147,24 @@ static void lower_pool(struct LowerCtx *lc, const Node *n) {
 }
 
 static void lower_global_avgpool(struct LowerCtx *lc, const Node *n) {
+  enum { CHUNK = 16 }; /* summed apart, then added: rounding error of ~CHUNK + HW/CHUNK terms */
   LoopProgram *lp = lc->lp;
   Shape in = in_shape(lc->g, n, 0);
   int64_t C = in.d[0].n, HW = in.d[1].n * in.d[2].n;
   int x = lower_value(lc, n->in[0]), y = lower_value(lc, n->id);
   LStmt *body = lower_begin(lc, n);
-  int r = lvar(lp, "bc"), i = lvar(lp, "i");
+  int r = lvar(lp, "bc"), ic = lvar(lp, "ic"), i = lvar(lp, "i");
   LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
   lr->vec = lp->vec_f32;
   int acc = ls_local(lp, ls_body(lr), LT_F32, le_f32(lp, 0));
-  LStmt *li = ls_for(lp, ls_body(lr), i, le_i64(lp, 0), le_i64(lp, HW));
-  ls_set(lp, ls_body(li), acc,
-         le_bin(lp, LO_ADD, le_local(lp, acc),
+  LStmt *lic = ls_for(lp, ls_body(lr), ic, le_i64(lp, 0), le_i64(lp, (HW + CHUNK - 1) / CHUNK));
+  int part = ls_local(lp, ls_body(lic), LT_F32, le_f32(lp, 0));
+  LExpr *i0 = le_mul(lp, le_var(lp, ic), le_i64(lp, CHUNK));
+  LStmt *li = ls_for(lp, ls_body(lic), i, i0, le_bin(lp, LO_MIN, le_i64(lp, HW), le_add(lp, i0, le_i64(lp, CHUNK))));
+  ls_set(lp, ls_body(li), part,
+         le_bin(lp, LO_ADD, le_local(lp, part),
                 le_load(lp, x, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, HW)), le_var(lp, i)))));
+  ls_set(lp, ls_body(lic), acc, le_bin(lp, LO_ADD, le_local(lp, acc), le_local(lp, part)));
   ls_store(lp, ls_body(lr), y, le_var(lp, r),
            le_bin(lp, LO_DIV, le_local(lp, acc), le_f32(lp, (double)HW)));
 }

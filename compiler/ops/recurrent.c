@@ -274,7 +274,8 @@ static void projection_rows(LoopProgram *lp, LStmt *blk, const RecPass *p, int r
   lj->vec = lp->vec_f32;
   LStmt *bj = ls_body(lj);
   int acc[MAX_BLOCK];
-  for (int i = 0; i < nr; i++) acc[i] = ls_local(lp, bj, LT_F32, le_load(lp, p->bias, le_var(lp, j)));
+  for (int i = 0; i < nr; i++)
+    acc[i] = ls_local(lp, bj, LT_F32, le_load(lp, p->bias, le_var(lp, j)));
   LStmt *bk = ls_body(ls_for(lp, bj, k, le_i64(lp, 0), le_i64(lp, p->kl)));
   int w = ls_local(lp, bk, LT_F32, le_load(lp, p->wihT, mad(lp, le_var(lp, k), gu, le_var(lp, j))));
   for (int i = 0; i < nr; i++) {
@@ -359,23 +360,26 @@ static void step_rows(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int 
 }
 
 /* `for v in [0, total / nb): emit(v, nb)` then `for v in [total / nb * nb, total): emit(v, 1)`
- * (nb > 1), or one loop of single rows. */
+ * (nb > 1), or one loop of single rows; `parallel` marks the loops (rows independent). */
 typedef void (*RowsFn)(LoopProgram *lp, LStmt *blk, const RecPass *p, int a, int b, int v,
                        int nr);
 
 static void blocked_rows(LoopProgram *lp, LStmt *blk, const RecPass *p, int a, int b,
                          LExpr *(*total)(LoopProgram *, const RecPass *), int nb, RowsFn emit,
-                         const char *name) {
+                         const char *name, int parallel) {
   int v1 = lvar(lp, name);
+  LExpr *lo = le_i64(lp, 0);
   if (nb > 1) {
     int vb = lvar(lp, name);
     LExpr *nblocks = le_bin(lp, LO_DIV, total(lp, p), le_i64(lp, nb));
-    emit(lp, ls_body(ls_for(lp, blk, vb, le_i64(lp, 0), nblocks)), p, a, b, vb, nb);
-    LExpr *done = le_mul(lp, le_bin(lp, LO_DIV, total(lp, p), le_i64(lp, nb)), le_i64(lp, nb));
-    emit(lp, ls_body(ls_for(lp, blk, v1, done, total(lp, p))), p, a, b, v1, 1);
-  } else {
-    emit(lp, ls_body(ls_for(lp, blk, v1, le_i64(lp, 0), total(lp, p))), p, a, b, v1, 1);
+    LStmt *lb = ls_for(lp, blk, vb, le_i64(lp, 0), nblocks);
+    lb->parallel = parallel;
+    emit(lp, ls_body(lb), p, a, b, vb, nb);
+    lo = le_mul(lp, le_bin(lp, LO_DIV, total(lp, p), le_i64(lp, nb)), le_i64(lp, nb));
   }
+  LStmt *l1 = ls_for(lp, blk, v1, lo, total(lp, p));
+  l1->parallel = parallel;
+  emit(lp, ls_body(l1), p, a, b, v1, 1);
 }
 
 static LExpr *all_rows(LoopProgram *lp, const RecPass *p) {
@@ -404,7 +408,7 @@ static int rows_per_block(const LoopProgram *lp, int per_row) {
 static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
   RecurrentCell cell = p->n->a.cell;
   int64_t un = p->n->a.units;
-  blocked_rows(lp, body, p, -1, -1, all_rows, rows_per_block(lp, 2), projection_fn, "r");
+  blocked_rows(lp, body, p, -1, -1, all_rows, rows_per_block(lp, 2), projection_fn, "r", 1);
 
   int b0 = lvar(lp, "b"), u0 = lvar(lp, "u");
   LStmt *lb0 = ls_for(lp, body, b0, le_i64(lp, 0), le_batch(lp));
@@ -420,7 +424,8 @@ static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
   LStmt *lu = ls_for(lp, ls_body(ls), u, le_i64(lp, 0), le_i64(lp, un));
   lu->vec = lp->vec_f32;
   int per_row = (int)gates(cell) + (cell == CELL_GRU) + 1;
-  blocked_rows(lp, ls_body(lu), p, s, u, batch_rows, rows_per_block(lp, per_row), step_fn, "b");
+  blocked_rows(lp, ls_body(lu), p, s, u, batch_rows, rows_per_block(lp, per_row), step_fn, "b",
+               0);
 }
 
 static void lower_recurrent(LowerCtx *lc, const Node *n) {

@@ -64,9 +64,15 @@ static void lower_softmax(struct LowerCtx *lc, const Node *n) {
   l2->vec = lp->vec_f32;
   ls_store(lp, ls_body(l2), y, at,
            le_un(lp, LO_EXP, le_bin(lp, LO_SUB, le_load(lp, x, at), le_local(lp, m))));
+  /* the sum in chunks of 16, each summed apart and then added (rounding error) */
   int sum = ls_local(lp, rb, LT_F32, le_f32(lp, 0));
-  LStmt *l3 = ls_for(lp, rb, i, le_i64(lp, 0), le_i64(lp, N));
-  ls_set(lp, ls_body(l3), sum, le_bin(lp, LO_ADD, le_local(lp, sum), le_load(lp, y, at)));
+  int ic = lvar(lp, "ic");
+  LStmt *lic = ls_for(lp, rb, ic, le_i64(lp, 0), le_i64(lp, (N + 15) / 16));
+  int part = ls_local(lp, ls_body(lic), LT_F32, le_f32(lp, 0));
+  LExpr *i0 = le_mul(lp, le_var(lp, ic), le_i64(lp, 16));
+  LStmt *l3 = ls_for(lp, ls_body(lic), i, i0, le_bin(lp, LO_MIN, le_i64(lp, N), le_add(lp, i0, le_i64(lp, 16))));
+  ls_set(lp, ls_body(l3), part, le_bin(lp, LO_ADD, le_local(lp, part), le_load(lp, y, at)));
+  ls_set(lp, ls_body(lic), sum, le_bin(lp, LO_ADD, le_local(lp, sum), le_local(lp, part)));
   LExpr *v;
   if (n->op == OP_softmax) {
     int inv = ls_local(lp, rb, LT_F32, le_bin(lp, LO_DIV, le_f32(lp, 1.0), le_local(lp, sum)));

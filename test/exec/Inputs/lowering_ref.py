@@ -381,6 +381,8 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("groups", nargs="+")
     opts = ap.parse_args()
+    if os.sep in opts.nncc:
+        opts.nncc = os.path.abspath(opts.nncc)  # the builds run in per-case directories
     torch.set_num_threads(1)
     passed = failed = 0
     worst = (0.0, "")

@@ -241,7 +241,7 @@ def pool_models():
                 fn = lambda m, x, k=k, ss=ss, p=p: {"y": F.avg_pool2d(x, k, stride=ss, padding=p,
                                                                       count_include_pad=True)}
             out.append(Model(name, src, lambda fn=fn: Net({}, fn), [x], ["y"], [(b, None)]))
-    for (c, h, w, b) in [(1, 1, 1, 3), (3, 5, 7, 1), (16, 8, 8, 17), (33, 3, 2, 3)]:
+    for (c, h, w, b) in [(1, 1, 1, 3), (3, 5, 7, 1), (16, 8, 8, 17), (33, 3, 2, 3), (16, 16, 16, 3), (8, 28, 28, 1), (2, 64, 56, 3)]:
         x = Input("x", (c, h, w))
         src = _src([x], ["output y = global_avgpool(x)%s" % _ann((c,))])
         out.append(Model("global_avgpool_c%d_h%dx%d" % (c, h, w), src,

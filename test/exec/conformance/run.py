@@ -53,6 +53,7 @@ import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRCROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
