@@ -6,6 +6,8 @@
 #   %examples   the repository's examples/ directory
 #   %testbin    helper programs built from test/runtime/*.c
 #   %rtdir      the runtime library and headers, as the compiler uses them
+#   %cc         the C compiler for test programs (with the sanitizers when the build has them)
+#   %objroot    the build directory
 import os
 import lit.formats
 
@@ -25,6 +27,7 @@ config.substitutions.append(("%examples", os.path.join(config.nncc_src_root, "ex
 config.substitutions.append(("%testbin", config.nncc_test_bin))
 config.substitutions.append(("%rtdir", config.nncc_runtime_dir))
 config.substitutions.append(("%srcroot", config.nncc_src_root))
+config.substitutions.append(("%objroot", config.nncc_obj_root))
 
 # Tests see LLVM 19's tools before any unversioned ones.
 config.environment["PATH"] = os.pathsep.join([tools, config.environment.get("PATH", "")])
@@ -34,6 +37,11 @@ for var in ("HOME", "TMPDIR"):
         config.environment[var] = os.environ[var]
 # The oracle's BLAS must not be told it is an older CPU (TOOLCHAIN.md).
 config.environment.pop("OPENBLAS_CORETYPE", None)
+# %cc compiles C programs that link generated libraries; under the sanitizers they need the
+# sanitizer runtimes too (an ASan-instrumented .so must not be loaded by a plain program).
+test_cc = "cc -fsanitize=address,undefined" if config.sanitize else "cc"
+config.substitutions.append(("%cc", test_cc))
+config.environment["CC"] = test_cc
 if config.sanitize:
     config.available_features.add("sanitize")
     config.environment["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"

@@ -266,8 +266,8 @@ C_PROGRAM = os.path.join(HERE, "lenet5_main.c")
 
 def build_c_program(wd, so):
     exe = os.path.join(wd, "lenet5_main")
-    cc = os.environ.get("CC", "cc")
-    cmd = [cc, "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-I", wd, C_PROGRAM, so,
+    cc = shlex.split(os.environ.get("CC", "cc"))
+    cmd = cc + ["-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-I", wd, C_PROGRAM, so,
            "-Wl,-rpath," + wd, "-o", exe]
     rc, out, _ = run_cmd(cmd, wd, OPTS.timeout)
     if rc != 0:
