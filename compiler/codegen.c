@@ -25,6 +25,8 @@
  */
 #include "codegen.h"
 
+#include <llvm-c/DebugInfo.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -568,7 +570,17 @@ static void emit_loop(Cg *c, const LStmt *s, LLVMValueRef lo, LLVMValueRef hi, i
   LLVMValueRef next = LLVMBuildNSWAdd(c->b, i, LLVMConstInt(c->i64, (unsigned long long)step, 0), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
   LLVMAddIncoming(i, &next, &latch, 1);
-  LLVMBuildBr(c->b, head);
+  LLVMValueRef br = LLVMBuildBr(c->b, head);
+  if (s->unroll && step == 1) {
+    /* !llvm.loop !{self, !{"llvm.loop.unroll.full"}} */
+    LLVMMetadataRef tmp = LLVMTemporaryMDNode(c->ctx, NULL, 0);
+    LLVMMetadataRef str = LLVMMDStringInContext2(c->ctx, "llvm.loop.unroll.full", 21);
+    LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(c->ctx, &str, 1)};
+    LLVMMetadataRef loop = LLVMMDNodeInContext2(c->ctx, ops, 2);
+    LLVMMetadataReplaceAllUsesWith(tmp, loop);
+    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9),
+                    LLVMMetadataAsValue(c->ctx, loop));
+  }
   LLVMPositionBuilderAtEnd(c->b, exit);
 }
 
@@ -610,8 +622,7 @@ static void emit_check(Cg *c, const LStmt *s) {
   LLVMValueRef cond = emit_expr(c, s->cond);
   LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "check.ok");
   LLVMBasicBlockRef bad = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "check.fail");
-  LLVMValueRef br = LLVMBuildCondBr(c->b, cond, ok, bad);
-  (void)br;
+  LLVMBuildCondBr(c->b, cond, ok, bad);
   LLVMPositionBuilderAtEnd(c->b, bad);
   LLVMValueRef args[6];
   args[0] = LLVMConstInt(c->i32, (unsigned long long)(long long)s->code, 1);

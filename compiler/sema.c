@@ -131,24 +131,6 @@ static Value poison(void) {
   return v;
 }
 
-/* Levenshtein distance, giving up above cap. */
-static int edit_distance(const char *a, const char *b, int cap) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 64 || lb > 64) return cap + 1;
-  int prev[65], cur[65];
-  for (size_t j = 0; j <= lb; j++) prev[j] = (int)j;
-  for (size_t i = 1; i <= la; i++) {
-    cur[0] = (int)i;
-    for (size_t j = 1; j <= lb; j++) {
-      int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-      int del = prev[j] + 1, ins = cur[j - 1] + 1;
-      int v = sub < del ? sub : del;
-      cur[j] = v < ins ? v : ins;
-    }
-    memcpy(prev, cur, sizeof(int) * (lb + 1));
-  }
-  return prev[lb];
-}
 
 /* The closest candidate within a third of the name's length (at least 1, at most 2). */
 static const char *closest(const char *name, const char *const *cands, int n) {

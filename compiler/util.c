@@ -165,3 +165,24 @@ char *fmt_thousands(char *buf, int64_t v) {
   *p = '\0';
   return buf;
 }
+
+int edit_distance(const char *a, const char *b, int cap) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 64 || lb > 64) return cap + 1;
+  int prev[65], cur[65];
+  for (size_t j = 0; j <= lb; j++) prev[j] = (int)j;
+  for (size_t i = 1; i <= la; i++) {
+    cur[0] = (int)i;
+    int best = cur[0];
+    for (size_t j = 1; j <= lb; j++) {
+      int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+      int del = prev[j] + 1, ins = cur[j - 1] + 1;
+      int v = sub < del ? sub : del;
+      cur[j] = v < ins ? v : ins;
+      if (cur[j] < best) best = cur[j];
+    }
+    if (best > cap) return cap + 1; /* every later row is at least this far */
+    memcpy(prev, cur, sizeof(int) * (lb + 1));
+  }
+  return prev[lb];
+}

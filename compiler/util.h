@@ -31,6 +31,10 @@ void *arena_push(Arena *a, void *array_ptr, int *n, size_t elem);
 int checked_mul(int64_t a, int64_t b, int64_t *r);
 int checked_add(int64_t a, int64_t b, int64_t *r);
 
+/* Levenshtein distance between a and b, for "did you mean"; any value above cap is returned
+ * as cap + 1 (names longer than 64 characters are never close). */
+int edit_distance(const char *a, const char *b, int cap);
+
 /* "62,378,344" into buf (at least 32 bytes); returns buf. */
 char *fmt_thousands(char *buf, int64_t v);
 

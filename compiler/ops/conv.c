@@ -268,6 +268,7 @@ static void conv2d_block(LowerCtx *lc, LStmt *blk, const Node *n, int xp, int wp
   LStmt *lcc = ls_for(lp, chb, c, c0, le_bin(lp, LO_MIN, le_i64(lp, C), le_add(lp, c0, le_i64(lp, CONV2D_CCHUNK))));
   LStmt *lky = ls_for(lp, ls_body(lcc), ky, le_i64(lp, 0), le_i64(lp, k));
   LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
+  lkx->unroll = k <= 7; /* the kx steps share the broadcast input values */
   LStmt *kb = ls_body(lkx);
   /* wp[((((fv * C + c) * k + ky) * k + kx) * V + fl] */
   LExpr *wi = le_add(lp, le_mul(lp, ix4(lp, le_var(lp, fv), le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k),
