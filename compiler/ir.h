@@ -58,7 +58,8 @@ typedef enum DType {
 typedef enum InitKind {
   INIT_ZERO,         /* biases */
   INIT_HE_UNIFORM,   /* U(-b, b), b = sqrt(6 / fan_in): conv and dense weights */
-  INIT_UNIFORM_FAN,  /* U(-b, b), b = 1 / sqrt(units): recurrent weights and biases (PyTorch) */
+  INIT_UNIFORM_FAN,  /* U(-b, b), b = 1 / sqrt(fan_in), fan_in = units: recurrent weights and
+                      * biases (PyTorch) */
   INIT_NORMAL,       /* N(0, 1): embeddings (PyTorch) */
 } InitKind;
 

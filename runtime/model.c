@@ -18,8 +18,9 @@
  * splitmix64(seed) ^ fnv1a64(p's name), so adding a layer does not change the others' values.
  *   NNCC_INIT_ZERO         0
  *   NNCC_INIT_HE_UNIFORM   U(-b, b), b = sqrt(6 / fan_in)          (He et al. 2015, uniform)
- *   NNCC_INIT_UNIFORM_FAN  U(-b, b), b = 1 / sqrt(fan_out); the compiler passes the hidden
- *                          size as fan_out, which is PyTorch's RNN/LSTM/GRU default
+ *   NNCC_INIT_UNIFORM_FAN  U(-b, b), b = 1 / sqrt(fan_in); for recurrent layers the compiler
+ *                          passes the hidden size as fan_in, which is PyTorch's RNN/LSTM/GRU
+ *                          default
  *   NNCC_INIT_NORMAL       N(0, 1) by Box-Muller                   (PyTorch's nn.Embedding)
  * A uniform float is the top 24 bits of a draw times 2^-24.
  *
@@ -123,7 +124,7 @@ NNCC_API int nncc_rt_init(nncc_model *m, uint64_t seed) {
     double b = 0;
     switch (p->init) {
       case NNCC_INIT_HE_UNIFORM: b = sqrt(6.0 / (double)(p->fan_in > 0 ? p->fan_in : 1)); break;
-      case NNCC_INIT_UNIFORM_FAN: b = 1.0 / sqrt((double)(p->fan_out > 0 ? p->fan_out : 1)); break;
+      case NNCC_INIT_UNIFORM_FAN: b = 1.0 / sqrt((double)(p->fan_in > 0 ? p->fan_in : 1)); break;
       default: break;
     }
     switch (p->init) {

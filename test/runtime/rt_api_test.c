@@ -153,7 +153,7 @@ static void test_init_kinds(void) {
   EXPECT(lo >= -b && hi <= b && lo < -0.99 * b && hi > 0.99 * b, "he range [%g, %g] vs %g", lo, hi, b);
   EXPECT(fabs(mean) < 0.01 * b && fabs(var / (b * b / 3) - 1) < 0.02, "he mean %g var %g", mean, var);
 
-  b = 1.0 / sqrt(16.0);   /* 1 / sqrt(fan_out) */
+  b = 1.0 / sqrt(7.0);    /* 1 / sqrt(fan_in): the hidden size, for recurrent layers */
   stats(nncc_rt_param(m, "fan", &n), n, &mean, &var, &lo, &hi);
   printf("case init_uniform_fan: bound %.4f, min %.4f, max %.4f, var/(b^2/3) %.3f\n", b, lo, hi, var / (b * b / 3));
   EXPECT(lo >= -b && hi <= b && lo < -0.99 * b && hi > 0.99 * b, "fan range [%g, %g] vs %g", lo, hi, b);

@@ -3,7 +3,7 @@
  *
  * Two hand-written models stand in for generated code:
  *   dense   input x f32[3], output y f32[2]; y = W x + b with fc.weight [2, 3] (He uniform,
- *           fan_in 3) and fc.bias [2] (uniform, fan_out 2).  prepare() packs W transposed,
+ *           fan_in 3) and fc.bias [2] (uniform, fan_in 3).  prepare() packs W transposed,
  *           forward reads the packed copy, so a stale pack shows in the numbers; the
  *           workspace is batch * 2 floats and every float of it is written.
  *   seqdemo input ids i32[seq] (classes 5), input w f32[seq], output emb f32[seq, 2];
