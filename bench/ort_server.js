@@ -2,10 +2,11 @@
 //
 // A long-lived process, so that sessions are created once and the rounds of run.py can
 // interleave ONNX Runtime with nncc and PyTorch.  Protocol: one JSON request per stdin line,
-//   {"model": "x.onnx", "threads": 1, "runs": N, "warmup": W,
+//   {"model": "x.onnx", "threads": 1, "spin": false, "runs": N, "warmup": W,
 //    "inputs": [{"name": "image", "dtype": "float32"|"int64", "shape": [..], "file": "x.bin"}]}
 // and one JSON reply per line on stdout: {"median_us": M, "min_us": m} or {"error": "..."}.
-// Sessions are cached per (model, threads), input tensors per file (raw little-endian data).
+// Sessions are cached per (model, threads, spin), input tensors per file (raw little-endian
+// data).  spin false sets session.intra_op.allow_spinning=0: idle pool threads sleep.
 // Run from a directory where `npm install onnxruntime-node` was done (NODE_PATH is set by run.py).
 'use strict';
 const fs = require('fs');
@@ -15,12 +16,13 @@ const ort = require('onnxruntime-node');
 const sessions = new Map();
 const tensors = new Map();
 
-async function session(model, threads) {
-  const key = model + '#' + threads;
+async function session(model, threads, spin) {
+  const key = model + '#' + threads + '#' + spin;
   if (!sessions.has(key)) {
     sessions.set(key, await ort.InferenceSession.create(model, {
       intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential',
-      graphOptimizationLevel: 'all'}));
+      graphOptimizationLevel: 'all',
+      extra: {session: {intra_op: {allow_spinning: spin ? '1' : '0'}}}}));
   }
   return sessions.get(key);
 }
@@ -36,7 +38,7 @@ function tensor(inp) {
 }
 
 async function handle(req) {
-  const s = await session(req.model, req.threads);
+  const s = await session(req.model, req.threads, !!req.spin);
   const feeds = {};
   for (const inp of req.inputs) feeds[inp.name] = tensor(inp);
   for (let i = 0; i < req.warmup; i++) await s.run(feeds);

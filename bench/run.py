@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """run.py - nncc against PyTorch (and ONNX Runtime) on the example models, side by side.
 
-    env -u OPENBLAS_CORETYPE /usr/bin/python3 bench/run.py [--nncc build-bench/nncc] [--quick]
-        [--only lenet5,mlp] [--no-ort] [--output FILE]
+    /usr/bin/python3 bench/run.py [--nncc build-bench/nncc] [--quick] [--only lenet5,mlp]
+        [--no-ort] [--omp-active] [--output FILE]
 
 For each example model: compile it with `nncc model.nn -o model` (timed, median of a few
 compilations; the executable's and the shared library's sizes are recorded), then measure
@@ -26,11 +26,17 @@ with the range over rounds beside it.  The table goes to stdout and to bench/res
 Invariants: the measurement order never depends on the results; OPENBLAS_CORETYPE is removed
 before torch is imported (it halves OpenBLAS on this AVX-512 machine, TOOLCHAIN.md), and the
 OpenBLAS thread count is set along with torch's, because Debian's torch (BLAS_INFO=generic)
-does not do it itself.
+does not do it itself; idle OpenMP and ORT threads sleep rather than spin (see README.md).
 """
 import os
+import sys
 
 os.environ.pop("OPENBLAS_CORETYPE", None)
+# Waiting OpenMP threads sleep instead of spinning: on this shared 2-core machine a spinning
+# barrier whose partner thread is descheduled made torch's 2-thread runs 10-100x slower than
+# its 1-thread runs.  --omp-active keeps libgomp's default (read when torch is imported).
+if "--omp-active" not in sys.argv:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import ctypes  # noqa: E402
@@ -42,7 +48,6 @@ import re  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -301,7 +306,7 @@ class Point:
 ENGINES_TORCH = [("torch1", 1, "no_grad"), ("torch2", 2, "no_grad"), ("torch1_im", 1, "inference_mode")]
 
 
-def bench_model(spec, exe, st, ort, tmp, failures, log):
+def bench_model(spec, exe, st, ort, tmp, failures, log, spin):
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     mod = torch_models.MODELS[spec.name]().eval()
@@ -343,7 +348,8 @@ def bench_model(spec, exe, st, ort, tmp, failures, log):
                 ort_feed = [{"name": spec.input_name, "dtype": "int64" if spec.dtype == "i32" else "float32",
                              "shape": list(x.shape), "file": bin_path}]
                 try:
-                    base = {"model": onnx_path, "inputs": ort_feed, "threads": 1, "runs": 1, "warmup": 1}
+                    base = {"model": onnx_path, "inputs": ort_feed, "threads": 1, "spin": spin,
+                            "runs": 1, "warmup": 1}
                     est["ort1"] = ort.request(base) * 1e-6
                     est["ort2"] = est["ort1"] / 1.5
                     engines += [("ort1", 1, None), ("ort2", 2, None)]
@@ -367,7 +373,7 @@ def bench_model(spec, exe, st, ort, tmp, failures, log):
                     elif name.startswith("torch"):
                         v = time_torch(mod, xt, pt.runs[name], threads, mode)
                     else:
-                        v = ort.request({"model": onnx_path, "inputs": ort_feed, "threads": threads,
+                        v = ort.request({"model": onnx_path, "inputs": ort_feed, "threads": threads, "spin": spin,
                                          "runs": pt.runs[name], "warmup": warmups(pt.runs[name])})
                     pt.t[name].append(v)
             for name in pt.t:
@@ -419,7 +425,7 @@ def format_point(pt):
 def report(points, builds, failures, meta, with_ort):
     out = []
     out.append("# nncc benchmark: %s\n" % meta["date"])
-    for k in ("cpu", "machine", "load", "nncc", "torch", "numpy", "blas", "onnxruntime", "mode"):
+    for k in ("cpu", "machine", "load", "nncc", "torch", "numpy", "blas", "onnxruntime", "threads", "mode"):
         out.append("- %s: %s" % (k, meta[k]))
     out.append("")
     out.append("Latency per forward call in microseconds (median over rounds of each round's median). "
@@ -474,6 +480,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="lenet5, mlp, char_rnn, resnet_mini; shorter")
     ap.add_argument("--only", default="", help="comma-separated model names")
     ap.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime")
+    ap.add_argument("--omp-active", action="store_true",
+                    help="let idle OpenMP / ORT threads spin (the libraries' default; see README.md)")
     ap.add_argument("--output", help="the Markdown file (default: bench/results.md, "
                                      "bench/results-quick.md with --quick)")
     args = ap.parse_args()
@@ -517,6 +525,8 @@ def main():
         "onnxruntime": ("onnxruntime-node %s" % ort.version) if ort and ort.ok()
         else ("not measured: %s" % (ort.why if ort else "--no-ort")),
         "mode": "quick" if args.quick else "full",
+        "threads": "OMP_WAIT_POLICY=%s, ORT allow_spinning=%s, OpenBLAS threads = torch threads"
+                   % (os.environ.get("OMP_WAIT_POLICY", "(default)"), "1" if args.omp_active else "0"),
         "load": "1-minute load average at the start %.1f" % os.getloadavg()[0],
         "compiles": 1,
     }
@@ -534,7 +544,8 @@ def main():
                 failures.append((spec.name, "build", err))
                 log("  FAILED: " + err)
                 continue
-            points += bench_model(spec, os.path.join(tmp, spec.name), st, ort, tmp, failures, log)
+            points += bench_model(spec, os.path.join(tmp, spec.name), st, ort, tmp, failures, log,
+                                  args.omp_active)
     finally:
         if ort:
             ort.close()

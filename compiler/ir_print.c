@@ -173,7 +173,8 @@ void ir_print(FILE *out, const Graph *g) {
       print_attrs(out, n);
     }
     fprintf(out, " : %s", type_str(tb, sizeof tb, g, n));
-    if (n->classes) fprintf(out, " classes=%lld", (long long)n->classes);
+    if (n->classes)
+      fprintf(out, n->dtype == DT_I32 ? " vocab=%lld" : " classes=%lld", (long long)n->classes);
     if (n->nparams) {
       fprintf(out, "  params");
       for (int k = 0; k < n->nparams; k++) {
@@ -214,7 +215,8 @@ void ir_print_dot(FILE *out, const Graph *g) {
     }
     fprintf(out, "\\n");
     dot_escaped(out, type_str(tb, sizeof tb, g, n));
-    if (n->classes) fprintf(out, " (%lld classes)", (long long)n->classes);
+    if (n->classes)
+      fprintf(out, n->dtype == DT_I32 ? " (ids < %lld)" : " (%lld classes)", (long long)n->classes);
     for (int k = 0; k < n->nparams; k++) {
       const Param *p = &g->params[n->first_param + k];
       snprintf(pb, sizeof pb, "%s %s", p->name, shape_str(tb, sizeof tb, p->shape, g->sym));
@@ -307,8 +309,9 @@ void ir_print_summary(FILE *out, const Graph *g) {
     }
     shape_str(sb, sizeof sb, n->shape, g->sym);
     if (n->op == OP_input && n->classes)
-      snprintf(r->col[2], sizeof r->col[2], "%s%s (%lld classes)", dtype_name(n->dtype), sb,
-               (long long)n->classes);
+      snprintf(r->col[2], sizeof r->col[2],
+               n->dtype == DT_I32 ? "%s%s (ids < %lld)" : "%s%s (%lld classes)",
+               dtype_name(n->dtype), sb, (long long)n->classes);
     else if (n->op == OP_input || n->dtype != DT_F32)
       snprintf(r->col[2], sizeof r->col[2], "%s%s", dtype_name(n->dtype), sb);
     else

@@ -79,7 +79,7 @@ static void usage(const nncc_model_desc *d, const char *prog) {
     const nncc_tensor_desc *t = &d->inputs[i];
     fmt_shape(shape, sizeof shape, t);
     printf("  %-12s %s%s", t->name, dtype_name(t->dtype), shape);
-    if (t->dtype != NNCC_F32) printf("  (values in [0, %lld))", (long long)t->classes);
+    if (t->dtype != NNCC_F32 && t->classes > 0) printf("  (values in [0, %lld))", (long long)t->classes);
     printf("\n");
   }
   printf("outputs:\n");

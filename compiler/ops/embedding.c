@@ -39,6 +39,11 @@ static int embedding_infer(Graph *g, Node *n) {
                (long long)n->a.units);
     return -1;
   }
+  /* the ids' declared range, shown in the interface (model.h, --help): the smallest
+   * vocabulary that reads them; the kernel still checks every id */
+  Node *src = &g->nodes[n->in[0]];
+  if (src->op == OP_input && (src->classes == 0 || src->classes > n->a.vocab))
+    src->classes = n->a.vocab;
   Shape out = {.rank = 2};
   out.d[0] = ids->shape.d[0];
   out.d[1].n = n->a.units;
