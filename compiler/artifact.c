@@ -76,14 +76,17 @@ static LLVMValueRef const_array(Ai *a, LLVMTypeRef t, LLVMValueRef *el, int n, c
   return g;
 }
 
-static LLVMValueRef tensor_descs(Ai *a, const Graph *g, const int *ids, int n, const char *name) {
+/* names: the tensors' own names (outputs: the `output` bindings' names, since an output
+ * may be an input node, which keeps the input's name), or NULL for the nodes' names. */
+static LLVMValueRef tensor_descs(Ai *a, const Graph *g, const int *ids, int n,
+                                 const char *const *names, const char *name) {
   LLVMValueRef *el = xcalloc((size_t)n + 1, sizeof(LLVMValueRef));
   for (int i = 0; i < n; i++) {
     const Node *nd = &g->nodes[ids[i]];
     int64_t dims[NNCC_MAX_RANK] = {0};
     for (int d = 0; d < nd->shape.rank && d < NNCC_MAX_RANK; d++)
       dims[d] = nd->shape.d[d].sym ? -1 : nd->shape.d[d].n;
-    LLVMValueRef f[5] = {private_string(a, nd->name), i32c(a, dtype_code(nd->dtype)),
+    LLVMValueRef f[5] = {private_string(a, names ? names[i] : nd->name), i32c(a, dtype_code(nd->dtype)),
                          i32c(a, nd->shape.rank), dims_const(a, dims, nd->shape.rank),
                          i64c(a, nd->dtype == DT_F32 ? 0 : nd->classes)};
     el[i] = LLVMConstNamedStruct(a->tensor_t, f, 5);
@@ -160,9 +163,9 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgF
   }
   LLVMValueRef params = const_array(a, a->param_t, pel, g->nparams, "nncc.params");
   free(pel);
-  LLVMValueRef inputs = tensor_descs(a, g, g->inputs, g->ninputs, "nncc.inputs");
-  LLVMValueRef targets = tensor_descs(a, g, g->targets, g->ntargets, "nncc.targets");
-  LLVMValueRef outputs = tensor_descs(a, g, g->outputs, g->noutputs, "nncc.outputs");
+  LLVMValueRef inputs = tensor_descs(a, g, g->inputs, g->ninputs, NULL, "nncc.inputs");
+  LLVMValueRef targets = tensor_descs(a, g, g->targets, g->ntargets, NULL, "nncc.targets");
+  LLVMValueRef outputs = tensor_descs(a, g, g->outputs, g->noutputs, g->output_names, "nncc.outputs");
 
   LLVMValueRef embedded = LLVMConstNull(a->ptr);
   if (weights) {
@@ -318,6 +321,36 @@ static void type_and_dims(FILE *h, const Graph *g, const Node *n) {
   }
 }
 
+/* The name of output i: its `output` binding's (the node keeps an input's own name). */
+static const char *output_name(const Graph *g, int i) {
+  return g->output_names ? g->output_names[i] : g->nodes[g->outputs[i]].name;
+}
+
+
+/* The C parameter names of M_forward (malloc'd): [0] the length's (NULL without one), then
+ * the inputs' and the outputs': each name with '_' appended while it is a C/C++ keyword, the
+ * model's type name, `m`, `batch` or an earlier parameter (an output may be an input itself). */
+static char **c_param_names(const Graph *g) {
+  int n = 1 + g->ninputs + g->noutputs;
+  char **names = xcalloc((size_t)n + 1, sizeof(char *));
+  for (int i = 0; i < n; i++) {
+    const char *base = i == 0 ? g->sym : i <= g->ninputs ? g->nodes[g->inputs[i - 1]].name
+                                                          : output_name(g, i - 1 - g->ninputs);
+    if (!base) continue;
+    char *c = xstrdup(base);
+    for (;;) {
+      int clash = c_reserved_name(c) || !strcmp(c, "m") || !strcmp(c, "batch") || !strcmp(c, g->name);
+      for (int j = 0; j < i && !clash; j++) clash = names[j] && !strcmp(c, names[j]);
+      if (!clash) break;
+      char *longer = xasprintf("%s_", c);
+      free(c);
+      c = longer;
+    }
+    names[i] = c;
+  }
+  return names;
+}
+
 static char *header_path(const char *so_path) {
   size_t n = strlen(so_path);
   if (n > 3 && !strcmp(so_path + n - 3, ".so")) n -= 3;
@@ -366,6 +399,7 @@ int artifact_write_header(const Graph *g, const char *so_path) {
   fprintf(h, "int %s_load(%s *m, const char *path);\n", M, M);
   fprintf(h, "int %s_save(const %s *m, const char *path);\n", M, M);
   fprintf(h, "/* Inference.\n");
+  char **cn = c_param_names(g);
   for (int i = 0; i < g->ninputs; i++) {
     const Node *n = &g->nodes[g->inputs[i]];
     fprintf(h, " *   in  %s: ", n->name);
@@ -374,25 +408,27 @@ int artifact_write_header(const Graph *g, const char *so_path) {
   }
   for (int i = 0; i < g->noutputs; i++) {
     const Node *n = &g->nodes[g->outputs[i]];
-    fprintf(h, " *   out %s: ", n->name);
+    fprintf(h, " *   out %s: ", output_name(g, i));
     type_and_dims(h, g, n);
     fputc('\n', h);
   }
   fprintf(h, " */\nint %s_forward(%s *m, int64_t batch,", M, M);
-  if (g->sym) fprintf(h, " int64_t %s,", g->sym);
+  if (g->sym) fprintf(h, " int64_t %s,", cn[0]);
   for (int i = 0; i < g->ninputs; i++) {
     const Node *n = &g->nodes[g->inputs[i]];
-    fprintf(h, "\n    const %s *%s, /* ", n->dtype == DT_F32 ? "float" : "int32_t", n->name);
+    fprintf(h, "\n    const %s *%s, /* ", n->dtype == DT_F32 ? "float" : "int32_t", cn[1 + i]);
     type_and_dims(h, g, n);
     fputs(" */", h);
   }
   for (int i = 0; i < g->noutputs; i++) {
     const Node *n = &g->nodes[g->outputs[i]];
-    fprintf(h, "\n    %s *%s%s /* ", n->dtype == DT_F32 ? "float" : "int32_t", n->name,
-            i + 1 < g->noutputs ? "," : ");");
+    fprintf(h, "\n    %s *%s%s /* ", n->dtype == DT_F32 ? "float" : "int32_t",
+            cn[1 + g->ninputs + i], i + 1 < g->noutputs ? "," : ");");
     type_and_dims(h, g, n);
     fputs(" */", h);
   }
+  for (int i = 0; i <= g->ninputs + g->noutputs; i++) free(cn[i]);
+  free(cn);
   fprintf(h, "\n/* The parameter called name (\"conv1.weight\") and its element count; NULL when "
              "absent. */\n");
   fprintf(h, "float *%s_param(%s *m, const char *name, int64_t *numel);\n", M, M);

@@ -1577,6 +1577,11 @@ static void collect(Sema *s) {
       continue;
     }
     defs[ndefs++] = d;
+    if (d->kind == DECL_MODEL && c_reserved_name(d->name)) {
+      diag_error(d->name_loc, "a model cannot be called '%s': the generated C interface names "
+                 "its type and functions after the model, and '%s' is reserved in C or C++",
+                 d->name, d->name);
+    }
     if (d->kind == DECL_MODEL) {
       const Decl **slot = arena_push(s->tmp, &s->models, &s->nmodels, sizeof *slot);
       *slot = d;

@@ -186,3 +186,18 @@ int edit_distance(const char *a, const char *b, int cap) {
   }
   return prev[lb];
 }
+
+int c_reserved_name(const char *s) {
+  static const char *const kw[] = {
+      "auto", "bool", "break", "case", "char", "const", "continue", "default", "do", "double",
+      "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long",
+      "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct",
+      "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "true", "false",
+      "alignas", "alignof", "asm", "catch", "class", "constexpr", "delete", "explicit",
+      "export", "friend", "mutable", "namespace", "new", "noexcept", "nullptr", "operator",
+      "private", "protected", "public", "template", "this", "throw", "try", "typename",
+      "using", "virtual", "int32_t", "int64_t", "uint64_t", "NULL"};
+  for (size_t i = 0; i < sizeof kw / sizeof kw[0]; i++)
+    if (!strcmp(s, kw[i])) return 1;
+  return s[0] == '_' && ((s[1] >= 'A' && s[1] <= 'Z') || s[1] == '_');  /* reserved */
+}

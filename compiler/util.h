@@ -35,6 +35,10 @@ int checked_add(int64_t a, int64_t b, int64_t *r);
  * as cap + 1 (names longer than 64 characters are never close). */
 int edit_distance(const char *a, const char *b, int cap);
 
+/* A C or C++ keyword, a type the generated header uses, or a reserved identifier (_X, __x):
+ * a name the generated C interface cannot use as it is. */
+int c_reserved_name(const char *s);
+
 /* "62,378,344" into buf (at least 32 bytes); returns buf. */
 char *fmt_thousands(char *buf, int64_t v);
 
