@@ -572,9 +572,10 @@ static void emit_loop(Cg *c, const LStmt *s, LLVMValueRef lo, LLVMValueRef hi, i
   LLVMAddIncoming(i, &next, &latch, 1);
   LLVMValueRef br = LLVMBuildBr(c->b, head);
   if (s->unroll && step == 1) {
-    /* !llvm.loop !{self, !{"llvm.loop.unroll.full"}} */
+    /* !llvm.loop !{self, !{"llvm.loop.unroll.full"}} (unroll < 0: "llvm.loop.unroll.disable") */
     LLVMMetadataRef tmp = LLVMTemporaryMDNode(c->ctx, NULL, 0);
-    LLVMMetadataRef str = LLVMMDStringInContext2(c->ctx, "llvm.loop.unroll.full", 21);
+    const char *hint = s->unroll > 0 ? "llvm.loop.unroll.full" : "llvm.loop.unroll.disable";
+    LLVMMetadataRef str = LLVMMDStringInContext2(c->ctx, hint, strlen(hint));
     LLVMMetadataRef ops[2] = {tmp, LLVMMDNodeInContext2(c->ctx, &str, 1)};
     LLVMMetadataRef loop = LLVMMDNodeInContext2(c->ctx, ops, 2);
     LLVMMetadataReplaceAllUsesWith(tmp, loop);

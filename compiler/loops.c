@@ -447,7 +447,7 @@ static void print_stmt(FILE *out, const LoopProgram *lp, const LStmt *s, int dep
     print_expr(out, lp, s->hi, 0);
     fputc(')', out);
     if (s->vec > 1) fprintf(out, " vec %d", s->vec);
-    if (s->unroll) fputs(" unroll", out);
+    if (s->unroll) fputs(s->unroll > 0 ? " unroll" : " nounroll", out);
     if (s->parallel) fputs(" parallel", out);
     fputs(" {\n", out);
     print_block(out, lp, s->body[0], depth + 1);

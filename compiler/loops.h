@@ -15,7 +15,7 @@
  *     uniform ones (broadcast), by anything else gathers/scatters.  The
  *     remainder (hi - lo) % W runs the same body scalar.  Inner loops inside a
  *     vectorized loop run normally; locals declared inside it are vectors.
- *   - `unroll` asks for full unrolling of a loop with constant bounds.
+ *   - `unroll` asks for full unrolling of a loop with constant bounds (-1: for none).
  *   - Locals are mutable scalars scoped to their block (accumulators); codegen
  *     makes them allocas that LLVM promotes to registers.
  *   - A CHECK statement returns an error code from the forward call with a
@@ -113,7 +113,8 @@ struct LStmt {
   int var;
   LExpr *lo, *hi;
   int vec;        /* vector width, 0 or 1 = scalar */
-  int unroll;     /* fully unroll (constant bounds) */
+  int unroll;     /* 1: fully unroll (constant bounds); -1: never unroll (keeps a
+                   * register tile's loads from being shared across iterations) */
   int parallel;   /* iterations may run on threads (a hint; see codegen) */
   /* LS_STORE */
   int buf;

@@ -200,19 +200,41 @@ static void lower_conv1d(LowerCtx *lc, const Node *n) {
 
 /* conv2d lowering.  B = batch, C = channels, H x W input, F = filters, k = kernel,
  * s = stride, p = pad, OH x OW output, Hp x Wp = the padded input (H + 2p, W + 2p),
- * V = the target's f32 vector width, FV = ceil(F / V) filter vectors.
+ * V = the target's f32 vector width.
  *   x [B, C, H, W] -> (p > 0: a zero-padded scratch copy xp [B, C, Hp, Wp]) -> y [B, F, OH, OW]
  * Two schedules, both general (any k, s, p, C, F):
- *   F >= V: vectorized over filters.  A prepare kernel packs the weight as
- *     wp [FV, C, k, k, V] (filters past F are zero), so each filter vector's weights are one
- *     contiguous strip.  For each filter vector, output row and block of up to CONV2D_OX
- *     output columns, that many accumulators take one weight vector per (c, ky, kx) times a
- *     broadcast input value, into t [B, OH, OW, FV*V]; a last loop writes
- *     y = epilogue(t + bias) in NCHW.  No gathers in the main loop, whatever the stride.
+ *   F >= V: direct convolution with a register tile (oneDNN style).  The filters go in
+ *     blocks of NF vectors (NF * V filters); FP = F rounded up to a whole number of blocks.
+ *     A prepare kernel packs the weight as wp [FP/V, C, k, k, V] (filters past F are zero),
+ *     so each filter vector's weights are one contiguous strip.  The output plane is cut
+ *     into tiles of RY rows x RX columns (smaller tiles at the right and bottom edges);
+ *     a tile keeps NF * RY * RX vector accumulators (locals, so registers), and each
+ *     (c, ky, kx) step loads NF weight vectors and broadcasts RY * RX input values, all at
+ *     constant offsets from one base, into NF * RY * RX FMAs.  The loop order is
+ *       b, filter block, lane (vectorized), row block, channel chunk, tile row, tile column,
+ *         { acc = 0; for c in the chunk, ky, kx: acc += x * w;
+ *           t = (first chunk ? 0 : t) + acc }
+ *     so one chunk's packed weights (CC * k * k * NF * V floats) stay in L1 over a row
+ *     block, and the row block's part of t (<= ~128 KiB) in L2 over all chunks.  Each
+ *     chunk's sum is formed apart and then added to the running total in t
+ *     [B, F/(NF*V), OH, OW, NF*V] (blocked by filter block, so a tile's part is contiguous;
+ *     a two-level sum: less rounding error over long reductions).  The ky and kx loops are
+ *     unrolled only when the tile leaves registers for the broadcasts the unrolled steps
+ *     share, and marked nounroll otherwise (conv2d_unrolled).  The padded copy's row pitch is
+ *     odd (see lower_conv2d_tiled).  A last loop writes y = epilogue(t + bias) in NCHW.
+ *     NF, RY, RX are chosen per layer by a small cost model (FMA issue, loads, FMA
+ *     latency, edge tiles, padded filters).  A 1x1 convolution with stride 1 and no
+ *     padding is a GEMM: its plane is one row of OH*OW.  No gathers in the main loop,
+ *     whatever the stride.
  *   F < V: vectorized over output columns, one accumulator per output, weights broadcast;
  *     the input loads are contiguous when s = 1, gathers otherwise.
  */
-enum { CONV2D_OX = 8, CONV2D_CCHUNK = 8 };
+enum {
+  CONV2D_TERMS = 72,   /* a channel chunk holds about this many (c, ky, kx) terms */
+  CONV2D_MAXNF = 4,    /* filter vectors per tile, at most */
+  CONV2D_MAXRY = 8,    /* tile rows, at most */
+  CONV2D_MAXRX = 16,   /* tile columns, at most */
+};
 
 static LExpr *ix4(LoopProgram *lp, LExpr *a, LExpr *b, LExpr *c, LExpr *d, int64_t d1, int64_t d2,
                   int64_t d3) {
@@ -221,12 +243,13 @@ static LExpr *ix4(LoopProgram *lp, LExpr *a, LExpr *b, LExpr *c, LExpr *d, int64
   return le_index(lp, 4, idx, dims);
 }
 
-/* xp = x zero-padded by p on both spatial axes; returns xp (or x when p == 0). */
+/* xp = x zero-padded by p on both spatial axes, with rows of Wp >= W + 2p floats (the
+ * columns past W + 2p are zeros too); returns xp (or x when p == 0). */
 static int conv2d_pad(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
-                      int64_t W, int64_t p) {
+                      int64_t W, int64_t p, int64_t Wp) {
   LoopProgram *lp = lc->lp;
   if (p == 0) return src;
-  int64_t Hp = H + 2 * p, Wp = W + 2 * p;
+  int64_t Hp = H + 2 * p;
   int xp = lower_scratch(lc, arena_printf(lp->arena, "%s.pad", n->name), LT_F32,
                          (SymCount){C * Hp * Wp, 0}, 1);
   int i = lvar(lp, "i");
@@ -249,44 +272,252 @@ static int conv2d_pad(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t
   return xp;
 }
 
-/* One block of nox output columns from ox0 (an expression), for filter vector fv, lane fl
- * (the vectorized variable), row oy, batch b: accumulate into t [B, OH, OW, FV*V]. */
-static void conv2d_block(LowerCtx *lc, LStmt *blk, const Node *n, int xp, int wp, int t, int b,
-                         int fv, int fl, int oy, LExpr *ox0, int nox, int64_t C, int64_t Hp,
-                         int64_t Wp, int64_t FP) {
+/* The register-tile schedule of one layer (F >= V). */
+typedef struct Conv2dPlan {
+  int64_t C, k, s;      /* channels, kernel, stride */
+  int64_t Hp, Wp;       /* the (padded) input plane as indexed: 1 x H*W for a 1x1 GEMM */
+  int64_t OH, OW;       /* the output plane as tiled: 1 x OH*OW for a 1x1 GEMM */
+  int64_t V, FP;        /* vector width; filters padded to whole blocks */
+  int64_t CC;           /* channels per chunk */
+  int nf, ry, rx;       /* tile: filter vectors, rows, columns */
+} Conv2dPlan;
+
+/* Whether an nf x h x w tile's kx loop is unrolled: the unrolled steps share broadcast
+ * input values (column j at kx + 1 is column j + 1 at kx), which saves loads but keeps
+ * h * (w + k - 1) of them in registers; a tile that leaves no room for them must not be
+ * unrolled (LLVM would still share them, and spill accumulators). */
+static int conv2d_unrolled(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w) {
+  int64_t regs = pl->V >= 16 ? 32 : 16;
+  return pl->k <= 11 && pl->s == 1 && nf * h * w + h * (w + pl->k - 1) + nf <= regs - 2;
+}
+
+/* Relative cost of one (c, ky, kx) step of an nf x h x w tile, in half-cycles: the FMAs
+ * (2 per cycle), the loads (weights + broadcasts; counted 1.5 times: an FMA with a
+ * broadcast operand is slower than one from registers), and the FMA latency (an
+ * accumulator takes one FMA per 4 cycles: fewer than 8 accumulators stall), in units of
+ * 1/2 so that the 1.5 is exact. */
+static int64_t conv2d_step_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w) {
+  int64_t a = 2 * nf * h * w, loads;
+  if (conv2d_unrolled(pl, nf, h, w))
+    loads = 3 * (nf * pl->k + h * (w + pl->k - 1)) / pl->k;
+  else
+    loads = 3 * (nf + h * w);
+  int64_t c = a > loads ? a : loads;
+  if (c < 16) c = 16;
+  return c + 2; /* + loop and address overhead */
+}
+
+/* The cost of covering the plane with h x w tiles (and the edge tiles). */
+static int64_t conv2d_plane_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w) {
+  int64_t OH = pl->OH, OW = pl->OW;
+  int64_t ty = OH / h, ry = OH % h, tx = OW / w, rx = OW % w, cost = 0;
+  cost += ty * tx * conv2d_step_cost(pl, nf, h, w);
+  if (rx) cost += ty * conv2d_step_cost(pl, nf, h, rx);
+  if (ry) cost += tx * conv2d_step_cost(pl, nf, ry, w);
+  if (ry && rx) cost += conv2d_step_cost(pl, nf, ry, rx);
+  return cost;
+}
+
+/* Chooses nf, ry, rx (and FP) for the plan's plane: the lowest estimated cost over all
+ * tiles with at most `maxacc` accumulators (registers minus weights and a broadcast). */
+static void conv2d_choose(Conv2dPlan *pl, int64_t F) {
+  int64_t V = pl->V, FV = (F + V - 1) / V;
+  int maxacc = V >= 16 ? 28 : 12; /* AVX-512: 32 registers; AVX2 / SSE: 16 */
+  int64_t best = -1;
+  for (int nf = 1; nf <= CONV2D_MAXNF && nf <= FV; nf++) {
+    int64_t nblk = (FV + nf - 1) / nf;
+    for (int h = 1; h <= CONV2D_MAXRY && h <= pl->OH; h++)
+      for (int w = 1; w <= CONV2D_MAXRX && w <= pl->OW; w++) {
+        if (nf * h * w > maxacc) continue;
+        int64_t cost = nblk * conv2d_plane_cost(pl, nf, h, w);
+        /* ties: the larger tile (fewer passes over the input) */
+        if (best < 0 || cost < best ||
+            (cost == best && nf * h * w > pl->nf * pl->ry * pl->rx)) {
+          best = cost;
+          pl->nf = nf;
+          pl->ry = h;
+          pl->rx = w;
+          pl->FP = nblk * nf * V;
+        }
+      }
+  }
+}
+
+/* One h x w tile at output (oy0, ox0) (expressions) of filter block fb, lane fl (the
+ * vectorized variable), batch row b, channel chunk cc: accumulate into t. */
+static void conv2d_tile(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int xp, int wp, int t,
+                        int b, int fb, int fl, int cc, LExpr *oy0, LExpr *ox0, int h, int w) {
   LoopProgram *lp = lc->lp;
-  int64_t k = n->a.kernel, s = n->a.stride, V = lp->vec_f32;
-  int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n;
-  int acc[CONV2D_OX], part[CONV2D_OX];
-  for (int j = 0; j < nox; j++) acc[j] = ls_local(lp, blk, LT_F32, le_f32(lp, 0));
-  /* channels in chunks of CONV2D_CCHUNK, each summed apart and then added (rounding error) */
-  int cc = lvar(lp, "cc"), c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
-  LStmt *lch = ls_for(lp, blk, cc, le_i64(lp, 0), le_i64(lp, (C + CONV2D_CCHUNK - 1) / CONV2D_CCHUNK));
-  LStmt *chb = ls_body(lch);
-  for (int j = 0; j < nox; j++) part[j] = ls_local(lp, chb, LT_F32, le_f32(lp, 0));
-  LExpr *c0 = le_mul(lp, le_var(lp, cc), le_i64(lp, CONV2D_CCHUNK));
-  LStmt *lcc = ls_for(lp, chb, c, c0, le_bin(lp, LO_MIN, le_i64(lp, C), le_add(lp, c0, le_i64(lp, CONV2D_CCHUNK))));
+  int64_t C = pl->C, k = pl->k, s = pl->s, V = pl->V, CC = pl->CC;
+  int nf = pl->nf;
+  int acc[CONV2D_MAXNF][CONV2D_MAXRY][CONV2D_MAXRX];
+  for (int i = 0; i < nf; i++)
+    for (int r = 0; r < h; r++)
+      for (int j = 0; j < w; j++) acc[i][r][j] = ls_local(lp, blk, LT_F32, le_f32(lp, 0));
+  int c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+  LExpr *c0 = le_mul(lp, le_var(lp, cc), le_i64(lp, CC));
+  LStmt *lcc = ls_for(lp, blk, c, c0, le_bin(lp, LO_MIN, le_i64(lp, C), le_add(lp, c0, le_i64(lp, CC))));
   LStmt *lky = ls_for(lp, ls_body(lcc), ky, le_i64(lp, 0), le_i64(lp, k));
   LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
-  lkx->unroll = k <= 7; /* the kx steps share the broadcast input values */
-  LStmt *kb = ls_body(lkx);
-  /* wp[((((fv * C + c) * k + ky) * k + kx) * V + fl] */
-  LExpr *wi = le_add(lp, le_mul(lp, ix4(lp, le_var(lp, fv), le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k),
-                                le_i64(lp, V)),
-                     le_var(lp, fl));
-  int wv = ls_local(lp, kb, LT_F32, le_load(lp, wp, wi));
-  LExpr *iy = le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s)), le_var(lp, ky));
-  for (int j = 0; j < nox; j++) {
-    LExpr *ix = le_add(lp, le_mul(lp, le_add(lp, ox0, le_i64(lp, j)), le_i64(lp, s)), le_var(lp, kx));
-    LExpr *xv = le_load(lp, xp, ix4(lp, le_var(lp, b), le_var(lp, c), iy, ix, C, Hp, Wp));
-    ls_set(lp, kb, part[j], le_fma(lp, xv, le_local(lp, wv), le_local(lp, part[j])));
+  if (conv2d_unrolled(pl, nf, h, w)) {
+    lkx->unroll = 1;
+  } else {
+    lkx->unroll = -1;
+    lky->unroll = -1;
   }
-  for (int j = 0; j < nox; j++)
-    ls_set(lp, chb, acc[j], le_bin(lp, LO_ADD, le_local(lp, acc[j]), le_local(lp, part[j])));
-  LExpr *f = le_add(lp, le_mul(lp, le_var(lp, fv), le_i64(lp, V)), le_var(lp, fl));
-  for (int j = 0; j < nox; j++)
-    ls_store(lp, blk, t, ix4(lp, le_var(lp, b), le_var(lp, oy), le_add(lp, ox0, le_i64(lp, j)), f, OH, OW, FP),
-             le_local(lp, acc[j]));
+  LStmt *kb = ls_body(lkx);
+  int wv[CONV2D_MAXNF];
+  for (int i = 0; i < nf; i++) {
+    /* wp[((((fb * nf + i) * C + c) * k + ky) * k + kx) * V + fl] */
+    LExpr *fv = le_add(lp, le_mul(lp, le_var(lp, fb), le_i64(lp, nf)), le_i64(lp, i));
+    LExpr *wi = le_add(lp, le_mul(lp, ix4(lp, fv, le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k),
+                                  le_i64(lp, V)),
+                       le_var(lp, fl));
+    wv[i] = ls_local(lp, kb, LT_F32, le_load(lp, wp, wi));
+  }
+  for (int r = 0; r < h; r++)
+    for (int j = 0; j < w; j++) {
+      LExpr *iy = le_add(lp, le_mul(lp, le_add(lp, oy0, le_i64(lp, r)), le_i64(lp, s)), le_var(lp, ky));
+      LExpr *ix = le_add(lp, le_mul(lp, le_add(lp, ox0, le_i64(lp, j)), le_i64(lp, s)), le_var(lp, kx));
+      LExpr *xi = ix4(lp, le_var(lp, b), le_var(lp, c), iy, ix, C, pl->Hp, pl->Wp);
+      int xv = ls_local(lp, kb, LT_F32, le_load(lp, xp, xi));
+      for (int i = 0; i < nf; i++)
+        ls_set(lp, kb, acc[i][r][j], le_fma(lp, le_local(lp, xv), le_local(lp, wv[i]), le_local(lp, acc[i][r][j])));
+    }
+  /* t[b, oy, ox, f] = (cc == 0 ? 0 : t[b, oy, ox, f]) + acc */
+  LExpr *first = le_bin(lp, LO_EQ, le_var(lp, cc), le_i64(lp, 0));
+  int64_t NB = nf * V, nblk = pl->FP / NB;
+  for (int i = 0; i < nf; i++) {
+    LExpr *f = le_add(lp, le_i64(lp, i * V), le_var(lp, fl));
+    LExpr *bb = le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, nblk)), le_var(lp, fb));
+    for (int r = 0; r < h; r++)
+      for (int j = 0; j < w; j++) {
+        LExpr *ti = ix4(lp, bb, le_add(lp, oy0, le_i64(lp, r)), le_add(lp, ox0, le_i64(lp, j)), f,
+                        pl->OH, pl->OW, NB);
+        LExpr *old = le_select(lp, first, le_f32(lp, 0), le_load(lp, t, ti));
+        ls_store(lp, blk, t, ti, le_bin(lp, LO_ADD, old, le_local(lp, acc[i][r][j])));
+      }
+  }
+}
+
+/* The rows [oy0, oy0 + h) (oy0 an expression) of the plane in tiles of h x rx, then the
+ * right edge. */
+static void conv2d_row_band(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int xp, int wp, int t,
+                            int b, int fb, int fl, int cc, LExpr *oy0, int h) {
+  LoopProgram *lp = lc->lp;
+  int64_t ntx = pl->OW / pl->rx, rest = pl->OW % pl->rx;
+  if (ntx > 0) {
+    int tx = lvar(lp, "tx");
+    LStmt *lt = ls_for(lp, blk, tx, le_i64(lp, 0), le_i64(lp, ntx));
+    conv2d_tile(lc, ls_body(lt), pl, xp, wp, t, b, fb, fl, cc, oy0,
+                le_mul(lp, le_var(lp, tx), le_i64(lp, pl->rx)), h, pl->rx);
+  }
+  if (rest > 0)
+    conv2d_tile(lc, blk, pl, xp, wp, t, b, fb, fl, cc, oy0, le_i64(lp, ntx * pl->rx), h, (int)rest);
+}
+
+static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w, int bias) {
+  LoopProgram *lp = lc->lp;
+  Shape in = in_shape(lc->g, n, 0);
+  int64_t C = in.d[0].n, H = in.d[1].n, W = in.d[2].n;
+  int64_t F = n->a.units, k = n->a.kernel, s = n->a.stride, p = n->a.pad;
+  int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n, OHW = OH * OW;
+  /* An odd row pitch for the padded copy: with a multiple of 2^m, LLVM proves that a tile's
+   * column offsets stay below 2^m, turns the index adds into ors and then cannot fold them
+   * into the broadcasts' addresses (spills: seen at 14 x 14, pitch 16). */
+  int64_t Wpitch = p > 0 ? (W + 2 * p) | 1 : W;
+  Conv2dPlan pl = {.C = C, .k = k, .s = s, .Hp = H + 2 * p, .Wp = Wpitch, .OH = OH, .OW = OW,
+                   .V = lp->vec_f32};
+  if (k == 1 && s == 1 && p == 0) { /* a GEMM: one row of H*W pixels */
+    pl.Hp = pl.OH = 1;
+    pl.Wp = pl.OW = OHW;
+  }
+  /* chunks of about CONV2D_TERMS terms, all the same size but the last */
+  int64_t cc0 = CONV2D_TERMS / (k * k) > 1 ? CONV2D_TERMS / (k * k) : 1;
+  int64_t nchunks = (C + cc0 - 1) / cc0;
+  pl.CC = (C + nchunks - 1) / nchunks;
+  conv2d_choose(&pl, F);
+  int64_t V = pl.V, FP = pl.FP, FV = FP / V;
+
+  LStmt *prep;
+  int wp = lower_packed(lc, arena_printf(lp->arena, "%s.wp", n->name), FP * C * k * k, &prep);
+  {
+    /* wp[fv, c, ky, kx, fl] = f < F ? w[f, c, ky, kx] : 0, f = fv * V + fl */
+    int fv = lvar(lp, "fv"), c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx"),
+        fl = lvar(lp, "fl");
+    LStmt *z = ls_for(lp, prep, fv, le_i64(lp, 0), le_i64(lp, FP * C * k * k));
+    z->vec = (int)V;
+    ls_store(lp, ls_body(z), wp, le_var(lp, fv), le_f32(lp, 0));
+    int fv2 = lvar(lp, "fv");
+    LStmt *l0 = ls_for(lp, prep, fv2, le_i64(lp, 0), le_i64(lp, (F + V - 1) / V));
+    LStmt *l1 = ls_for(lp, ls_body(l0), c, le_i64(lp, 0), le_i64(lp, C));
+    LStmt *l2 = ls_for(lp, ls_body(l1), ky, le_i64(lp, 0), le_i64(lp, k));
+    LStmt *l3 = ls_for(lp, ls_body(l2), kx, le_i64(lp, 0), le_i64(lp, k));
+    LExpr *f0 = le_mul(lp, le_var(lp, fv2), le_i64(lp, V));
+    LStmt *l4 = ls_for(lp, ls_body(l3), fl, le_i64(lp, 0),
+                       le_bin(lp, LO_MIN, le_i64(lp, V), le_sub(lp, le_i64(lp, F), f0)));
+    LExpr *f = le_add(lp, f0, le_var(lp, fl));
+    ls_store(lp, ls_body(l4), wp,
+             le_add(lp, le_mul(lp, ix4(lp, le_var(lp, fv2), le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k),
+                               le_i64(lp, V)),
+                    le_var(lp, fl)),
+             le_load(lp, w, ix4(lp, f, le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k)));
+  }
+  LStmt *body = lower_begin(lc, n);
+  int xp = conv2d_pad(lc, body, n, x, C, H, W, p, Wpitch);
+  int t = lower_scratch(lc, arena_printf(lp->arena, "%s.t", n->name), LT_F32,
+                        (SymCount){OHW * FP, 0}, 1);
+  int b = lvar(lp, "b"), fb = lvar(lp, "fb"), fl = lvar(lp, "fl"), cc = lvar(lp, "cc");
+  LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
+  LStmt *lfb = ls_for(lp, ls_body(lb), fb, le_i64(lp, 0), le_i64(lp, FV / pl.nf));
+  lfb->parallel = 1;
+  LStmt *lfl = ls_for(lp, ls_body(lfb), fl, le_i64(lp, 0), le_i64(lp, V));
+  lfl->vec = (int)V;
+  /* Row blocks of tyb tile rows, chunks inside: a chunk's weights stay in L1 over a row
+   * block, and the row block's part of t (at most ~128 KiB) in L2 over all chunks. */
+  int64_t NB = pl.nf * V, nblk = FP / NB, nch = (C + pl.CC - 1) / pl.CC;
+  int64_t nty = pl.OH / pl.ry, resty = pl.OH % pl.ry;
+  int64_t tyb = 128 * 1024 / (pl.ry * pl.OW * NB * 4);
+  if (tyb < 1) tyb = 1;
+  if (tyb > nty) tyb = nty;
+  if (nty > 0) {
+    int ob = lvar(lp, "ob"), ty = lvar(lp, "ty");
+    LStmt *lob = ls_for(lp, ls_body(lfl), ob, le_i64(lp, 0), le_i64(lp, (nty + tyb - 1) / tyb));
+    LStmt *lcc = ls_for(lp, ls_body(lob), cc, le_i64(lp, 0), le_i64(lp, nch));
+    LExpr *ty0 = le_mul(lp, le_var(lp, ob), le_i64(lp, tyb));
+    LStmt *lty = ls_for(lp, ls_body(lcc), ty, ty0,
+                        le_bin(lp, LO_MIN, le_i64(lp, nty), le_add(lp, ty0, le_i64(lp, tyb))));
+    conv2d_row_band(lc, ls_body(lty), &pl, xp, wp, t, b, fb, fl, cc,
+                    le_mul(lp, le_var(lp, ty), le_i64(lp, pl.ry)), pl.ry);
+  }
+  if (resty > 0) {
+    int cc2 = lvar(lp, "cc");
+    LStmt *lcc = ls_for(lp, ls_body(lfl), cc2, le_i64(lp, 0), le_i64(lp, nch));
+    conv2d_row_band(lc, ls_body(lcc), &pl, xp, wp, t, b, fb, fl, cc2, le_i64(lp, nty * pl.ry),
+                    (int)resty);
+  }
+
+  /* y[b, f, q] = epilogue(t[b, f / NB, q, f % NB] + bias[f]), q = oy * OW + ox: tiled by V pixels so
+   * the V rows of t that a gather reads stay in L1 for every f */
+  int b2 = lvar(lp, "b"), qb = lvar(lp, "qb"), f2 = lvar(lp, "f"), ql = lvar(lp, "ql");
+  LStmt *lb2 = ls_for(lp, body, b2, le_i64(lp, 0), le_batch(lp));
+  LStmt *lqb = ls_for(lp, ls_body(lb2), qb, le_i64(lp, 0), le_i64(lp, (OHW + V - 1) / V));
+  LStmt *lf2 = ls_for(lp, ls_body(lqb), f2, le_i64(lp, 0), le_i64(lp, F));
+  LExpr *q0 = le_mul(lp, le_var(lp, qb), le_i64(lp, V));
+  LStmt *lq = ls_for(lp, ls_body(lf2), ql, le_i64(lp, 0),
+                     le_bin(lp, LO_MIN, le_i64(lp, V), le_sub(lp, le_i64(lp, OHW), q0)));
+  lq->vec = (int)V;
+  LExpr *q = le_add(lp, q0, le_var(lp, ql));
+  LExpr *tb = le_add(lp, le_mul(lp, le_var(lp, b2), le_i64(lp, nblk)),
+                     le_bin(lp, LO_DIV, le_var(lp, f2), le_i64(lp, NB)));
+  LExpr *v = le_load(lp, t, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, tb, le_i64(lp, OHW)), q), le_i64(lp, NB)),
+                                   le_bin(lp, LO_MOD, le_var(lp, f2), le_i64(lp, NB))));
+  if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_var(lp, f2)));
+  ls_store(lp, ls_body(lq), y,
+           le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b2), le_i64(lp, F)), le_var(lp, f2)),
+                             le_i64(lp, OHW)),
+                  q),
+           lower_epilogue(lc, n, v));
 }
 
 static void lower_conv2d(LowerCtx *lc, const Node *n) {
@@ -297,82 +528,15 @@ static void lower_conv2d(LowerCtx *lc, const Node *n) {
   int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n, Hp = H + 2 * p, Wp = W + 2 * p;
   int x = lower_value(lc, n->in[0]), y = lower_value(lc, n->id);
   int w = lower_param(lc, n, 0), bias = n->a.bias ? lower_param(lc, n, 1) : -1;
-  int64_t V = lp->vec_f32;
 
-  if (F >= V) {
-    int64_t FV = (F + V - 1) / V, FP = FV * V;
-    LStmt *prep;
-    int wp = lower_packed(lc, arena_printf(lp->arena, "%s.wp", n->name), FP * C * k * k, &prep);
-    {
-      /* wp[fv, c, ky, kx, fl] = f < F ? w[f, c, ky, kx] : 0, f = fv * V + fl */
-      int fv = lvar(lp, "fv"), c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx"),
-          fl = lvar(lp, "fl");
-      LStmt *z = ls_for(lp, prep, fv, le_i64(lp, 0), le_i64(lp, FP * C * k * k));
-      z->vec = lp->vec_f32;
-      ls_store(lp, ls_body(z), wp, le_var(lp, fv), le_f32(lp, 0));
-      int fv2 = lvar(lp, "fv");
-      LStmt *l0 = ls_for(lp, prep, fv2, le_i64(lp, 0), le_i64(lp, FV));
-      LStmt *l1 = ls_for(lp, ls_body(l0), c, le_i64(lp, 0), le_i64(lp, C));
-      LStmt *l2 = ls_for(lp, ls_body(l1), ky, le_i64(lp, 0), le_i64(lp, k));
-      LStmt *l3 = ls_for(lp, ls_body(l2), kx, le_i64(lp, 0), le_i64(lp, k));
-      LExpr *f0 = le_mul(lp, le_var(lp, fv2), le_i64(lp, V));
-      LStmt *l4 = ls_for(lp, ls_body(l3), fl, le_i64(lp, 0),
-                         le_bin(lp, LO_MIN, le_i64(lp, V), le_sub(lp, le_i64(lp, F), f0)));
-      LExpr *f = le_add(lp, f0, le_var(lp, fl));
-      ls_store(lp, ls_body(l4), wp,
-               le_add(lp, le_mul(lp, ix4(lp, le_var(lp, fv2), le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k),
-                                 le_i64(lp, V)),
-                      le_var(lp, fl)),
-               le_load(lp, w, ix4(lp, f, le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k)));
-    }
-    LStmt *body = lower_begin(lc, n);
-    int xp = conv2d_pad(lc, body, n, x, C, H, W, p);
-    int t = lower_scratch(lc, arena_printf(lp->arena, "%s.t", n->name), LT_F32,
-                          (SymCount){OH * OW * FP, 0}, 1);
-    int b = lvar(lp, "b"), fv = lvar(lp, "fv"), oy = lvar(lp, "oy"), fl = lvar(lp, "fl");
-    LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
-    LStmt *lfv = ls_for(lp, ls_body(lb), fv, le_i64(lp, 0), le_i64(lp, FV));
-    lfv->parallel = 1;
-    LStmt *lfl = ls_for(lp, ls_body(lfv), fl, le_i64(lp, 0), le_i64(lp, V));
-    lfl->vec = (int)V;
-    LStmt *loy = ls_for(lp, ls_body(lfl), oy, le_i64(lp, 0), le_i64(lp, OH));
-    int64_t nblk = OW / CONV2D_OX, rest = OW - nblk * CONV2D_OX;
-    if (nblk > 0) {
-      int oxb = lvar(lp, "oxb");
-      LStmt *lo = ls_for(lp, ls_body(loy), oxb, le_i64(lp, 0), le_i64(lp, nblk));
-      conv2d_block(lc, ls_body(lo), n, xp, wp, t, b, fv, fl, oy,
-                   le_mul(lp, le_var(lp, oxb), le_i64(lp, CONV2D_OX)), CONV2D_OX, C, Hp, Wp, FP);
-    }
-    if (rest > 0)
-      conv2d_block(lc, ls_body(loy), n, xp, wp, t, b, fv, fl, oy, le_i64(lp, nblk * CONV2D_OX),
-                   (int)rest, C, Hp, Wp, FP);
-    /* y[b, f, q] = epilogue(t[b, q, f] + bias[f]), q = oy * OW + ox: tiled by V pixels so
-     * the V rows of t that a gather reads stay in L1 for every f */
-    int64_t OHW = OH * OW;
-    int b2 = lvar(lp, "b"), qb = lvar(lp, "qb"), f2 = lvar(lp, "f"), ql = lvar(lp, "ql");
-    LStmt *lb2 = ls_for(lp, body, b2, le_i64(lp, 0), le_batch(lp));
-    LStmt *lqb = ls_for(lp, ls_body(lb2), qb, le_i64(lp, 0), le_i64(lp, (OHW + V - 1) / V));
-    LStmt *lf2 = ls_for(lp, ls_body(lqb), f2, le_i64(lp, 0), le_i64(lp, F));
-    LExpr *q0 = le_mul(lp, le_var(lp, qb), le_i64(lp, V));
-    LStmt *lq = ls_for(lp, ls_body(lf2), ql, le_i64(lp, 0),
-                       le_bin(lp, LO_MIN, le_i64(lp, V), le_sub(lp, le_i64(lp, OHW), q0)));
-    lq->vec = (int)V;
-    LExpr *q = le_add(lp, q0, le_var(lp, ql));
-    LExpr *v = le_load(lp, t, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b2), le_i64(lp, OHW)), q),
-                                              le_i64(lp, FP)),
-                                     le_var(lp, f2)));
-    if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_var(lp, f2)));
-    ls_store(lp, ls_body(lq), y,
-             le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b2), le_i64(lp, F)), le_var(lp, f2)),
-                               le_i64(lp, OHW)),
-                    q),
-             lower_epilogue(lc, n, v));
+  if (F >= lp->vec_f32) {
+    lower_conv2d_tiled(lc, n, x, y, w, bias);
     return;
   }
 
   /* few filters: vectorized over output columns */
   LStmt *body = lower_begin(lc, n);
-  int xp = conv2d_pad(lc, body, n, x, C, H, W, p);
+  int xp = conv2d_pad(lc, body, n, x, C, H, W, p, Wp);
   int b = lvar(lp, "b"), f = lvar(lp, "f"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
   int c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
   LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
