@@ -543,6 +543,9 @@ int artifact_link(const char *obj_path, const char *out_path, int shared) {
   argv[n++] = rtlib;
   argv[n++] = "-lm";
   argv[n++] = "-lpthread";
+  /* no debug information from the runtime in the user's artifact (symbols stay, so profiles
+   * still name the kernels); --gc-sections drops the runtime code the model does not use */
+  argv[n++] = "-Wl,--strip-debug,--gc-sections";
   if (NNCC_LINK_SANITIZE) argv[n++] = "-fsanitize=address,undefined";
   argv[n++] = NULL;
   int rc = run((char *const *)argv);
