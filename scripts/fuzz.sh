@@ -15,6 +15,7 @@ seconds=${1:-60}
 out=$root/build-fuzz
 gen=$out/gen
 mkdir -p "$gen" "$out/obj" "$root/test/fuzz/crashers" "$root/test/fuzz/corpus-work"
+"$root/scripts/install-deps.sh" --fuzz   # clang-19 and its libFuzzer runtime
 
 cc=""
 for c in clang-19 /usr/lib/llvm-19/bin/clang clang; do
