@@ -90,11 +90,41 @@ static const char *find_line(const SourceFile *f, int line, size_t *len) {
   return p;
 }
 
+/* The length of the well-formed UTF-8 sequence at p (2 to 4 bytes), or 0 when p[0] does not
+ * start one within n bytes (overlong forms and surrogates count as malformed). */
+static size_t utf8_seq(const unsigned char *p, size_t n) {
+  size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? (p[0] <= 0xef ? 3 : 0)
+             : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : 0;
+  if (!len || len > n) return 0;
+  for (size_t i = 1; i < len; i++)
+    if ((p[i] & 0xc0) != 0x80) return 0;
+  if (len == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0))) return 0;
+  if (len == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))) return 0;
+  return len;
+}
+
+/* Bytes of the source line as they are shown: one column per character.  Control characters
+ * show as a space and bytes that are not well-formed UTF-8 as '?', so the caret line (which
+ * counts columns the same way) stays under the right character. */
+static size_t show_char(const unsigned char *p, size_t n, FILE *out) {
+  if (p[0] < 0x80) {
+    if (out) fputc(p[0] < 0x20 || p[0] == 0x7f ? ' ' : p[0], out);
+    return 1;
+  }
+  size_t len = utf8_seq(p, n);
+  if (out) {
+    if (len) fwrite(p, 1, len, out);
+    else fputc('?', out);
+  }
+  return len ? len : 1;
+}
+
 static void show_source(Loc loc) {
   size_t len;
-  const char *text = find_line(loc.file, loc.line, &len);
-  if (!text) return;
-  /* a window of at most 200 columns that holds the caret */
+  const char *line = find_line(loc.file, loc.line, &len);
+  if (!line) return;
+  const unsigned char *text = (const unsigned char *)line;
+  /* a window of at most 200 bytes that holds the caret */
   size_t start = 0, col0 = loc.col > 0 ? (size_t)loc.col - 1 : 0;
   if (col0 > len) col0 = len;
   if (len > 200 && col0 > 100) start = col0 - 100;
@@ -102,16 +132,21 @@ static void show_source(Loc loc) {
   char num[16];
   int w = snprintf(num, sizeof num, "%d", loc.line);
   fprintf(stderr, " %s | %s", num, start ? "..." : "");
-  for (size_t i = start; i < stop; i++) {
-    unsigned char c = (unsigned char)text[i];
-    fputc(c < 0x20 || c == 0x7f ? ' ' : c, stderr);
-  }
+  for (size_t i = start; i < stop;) i += show_char(text + i, stop - i, stderr);
   fprintf(stderr, "%s\n %*s | %s", stop < len ? "..." : "", w, "", start ? "   " : "");
-  for (size_t i = start; i < col0; i++) fputc(text[i] == '\t' ? '\t' : ' ', stderr);
+  size_t i = start;
+  while (i < col0) {
+    fputc(text[i] == '\t' ? '\t' : ' ', stderr);
+    i += show_char(text + i, stop - i, NULL);
+  }
   fputc('^', stderr);
   size_t end = loc.end_line == loc.line && loc.end_col > loc.col ? (size_t)loc.end_col : col0 + 1;
   if (end > stop) end = stop;
-  for (size_t i = col0 + 1; i < end; i++) fputc('~', stderr);
+  if (i < end) i += show_char(text + i, stop - i, NULL); /* the character under the caret */
+  while (i < end) {
+    fputc('~', stderr);
+    i += show_char(text + i, stop - i, NULL);
+  }
   fputc('\n', stderr);
 }
 
