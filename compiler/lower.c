@@ -300,3 +300,30 @@ LoopProgram *lower_graph_target(const Graph *g, int vec_f32) {
 }
 
 LoopProgram *lower_graph(const Graph *g) { return lower_graph_target(g, 16); }
+
+int lower_pad2d(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
+                int64_t W, int64_t p, int64_t Wp, double fill) {
+  LoopProgram *lp = lc->lp;
+  if (p == 0) return src;
+  int64_t Hp = H + 2 * p;
+  int xp = lower_scratch(lc, arena_printf(lp->arena, "%s.pad", n->name), LT_F32,
+                         (SymCount){C * Hp * Wp, 0}, 1);
+  int i = lvar(lp, "i");
+  LStmt *lz = ls_for(lp, body, i, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C * Hp * Wp)));
+  lz->vec = lp->vec_f32;
+  ls_store(lp, ls_body(lz), xp, le_var(lp, i), le_f32(lp, fill));
+  int r = lvar(lp, "bc"), y = lvar(lp, "y"), x = lvar(lp, "x");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
+  LStmt *ly = ls_for(lp, ls_body(lr), y, le_i64(lp, 0), le_i64(lp, H));
+  LStmt *lx = ls_for(lp, ls_body(ly), x, le_i64(lp, 0), le_i64(lp, W));
+  lx->vec = lp->vec_f32;
+  LExpr *dst = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, Hp)),
+                                            le_add(lp, le_var(lp, y), le_i64(lp, p))),
+                                 le_i64(lp, Wp)),
+                      le_add(lp, le_var(lp, x), le_i64(lp, p)));
+  LExpr *from = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, H)), le_var(lp, y)),
+                                  le_i64(lp, W)),
+                       le_var(lp, x));
+  ls_store(lp, ls_body(lx), xp, dst, le_load(lp, src, from));
+  return xp;
+}

@@ -48,6 +48,13 @@ LExpr *lower_epilogue(LowerCtx *lc, const Node *n, LExpr *v);
 /* activation.c: the activation node `act` applied to x (f32). */
 LExpr *op_activation_expr(LoopProgram *lp, const Node *act, LExpr *x);
 
+/* A scratch copy of src ([batch, C, H, W]) padded by p on both spatial axes and filled with
+ * `fill` around it (0 for convolution and average pooling, -inf for max pooling), with rows
+ * of Wp >= W + 2p floats (the columns past W + 2p hold `fill` too), written by loops appended
+ * to body; returns the copy's buffer, or src itself when p == 0. */
+int lower_pad2d(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
+                int64_t W, int64_t p, int64_t Wp, double fill);
+
 /* Builds the inference program; returns NULL after diagnosing when an op has no lowering. */
 LoopProgram *lower_graph(const Graph *g);
 /* The same for a target whose f32 vectors hold vec_f32 lanes (lower_graph assumes 16). */

@@ -243,34 +243,6 @@ static LExpr *ix4(LoopProgram *lp, LExpr *a, LExpr *b, LExpr *c, LExpr *d, int64
   return le_index(lp, 4, idx, dims);
 }
 
-/* xp = x zero-padded by p on both spatial axes, with rows of Wp >= W + 2p floats (the
- * columns past W + 2p are zeros too); returns xp (or x when p == 0). */
-static int conv2d_pad(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
-                      int64_t W, int64_t p, int64_t Wp) {
-  LoopProgram *lp = lc->lp;
-  if (p == 0) return src;
-  int64_t Hp = H + 2 * p;
-  int xp = lower_scratch(lc, arena_printf(lp->arena, "%s.pad", n->name), LT_F32,
-                         (SymCount){C * Hp * Wp, 0}, 1);
-  int i = lvar(lp, "i");
-  LStmt *lz = ls_for(lp, body, i, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C * Hp * Wp)));
-  lz->vec = lp->vec_f32;
-  ls_store(lp, ls_body(lz), xp, le_var(lp, i), le_f32(lp, 0));
-  int r = lvar(lp, "bc"), y = lvar(lp, "y"), x = lvar(lp, "x");
-  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
-  LStmt *ly = ls_for(lp, ls_body(lr), y, le_i64(lp, 0), le_i64(lp, H));
-  LStmt *lx = ls_for(lp, ls_body(ly), x, le_i64(lp, 0), le_i64(lp, W));
-  lx->vec = lp->vec_f32;
-  LExpr *dst = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, Hp)),
-                                            le_add(lp, le_var(lp, y), le_i64(lp, p))),
-                                 le_i64(lp, Wp)),
-                      le_add(lp, le_var(lp, x), le_i64(lp, p)));
-  LExpr *from = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, H)), le_var(lp, y)),
-                                  le_i64(lp, W)),
-                       le_var(lp, x));
-  ls_store(lp, ls_body(lx), xp, dst, le_load(lp, src, from));
-  return xp;
-}
 
 /* The register-tile schedule of one layer (F >= V). */
 typedef struct Conv2dPlan {
@@ -464,7 +436,7 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
              le_load(lp, w, ix4(lp, f, le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k)));
   }
   LStmt *body = lower_begin(lc, n);
-  int xp = conv2d_pad(lc, body, n, x, C, H, W, p, Wpitch);
+  int xp = lower_pad2d(lc, body, n, x, C, H, W, p, Wpitch, 0.0);
   int t = lower_scratch(lc, arena_printf(lp->arena, "%s.t", n->name), LT_F32,
                         (SymCount){OHW * FP, 0}, 1);
   int b = lvar(lp, "b"), fb = lvar(lp, "fb"), fl = lvar(lp, "fl"), cc = lvar(lp, "cc");
@@ -536,7 +508,7 @@ static void lower_conv2d(LowerCtx *lc, const Node *n) {
 
   /* few filters: vectorized over output columns */
   LStmt *body = lower_begin(lc, n);
-  int xp = conv2d_pad(lc, body, n, x, C, H, W, p, Wp);
+  int xp = lower_pad2d(lc, body, n, x, C, H, W, p, Wp, 0.0);
   int b = lvar(lp, "b"), f = lvar(lp, "f"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
   int c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
   LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));

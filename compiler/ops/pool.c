@@ -99,29 +99,7 @@ static void lower_pool(struct LowerCtx *lc, const Node *n) {
   double fill = ismax ? -__builtin_inf() : 0.0;
   int x = lower_value(lc, n->in[0]), y = lower_value(lc, n->id);
   LStmt *body = lower_begin(lc, n);
-  int src = x;
-  if (p > 0) {
-    int xp = lower_scratch(lc, arena_printf(lp->arena, "%s.pad", n->name), LT_F32,
-                           (SymCount){C * Hp * Wp, 0}, 1);
-    int i = lvar(lp, "i");
-    LStmt *lz = ls_for(lp, body, i, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C * Hp * Wp)));
-    lz->vec = lp->vec_f32;
-    ls_store(lp, ls_body(lz), xp, le_var(lp, i), le_f32(lp, fill));
-    int r = lvar(lp, "bc"), yy = lvar(lp, "y"), xx = lvar(lp, "x");
-    LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
-    LStmt *ly = ls_for(lp, ls_body(lr), yy, le_i64(lp, 0), le_i64(lp, H));
-    LStmt *lx = ls_for(lp, ls_body(ly), xx, le_i64(lp, 0), le_i64(lp, W));
-    lx->vec = lp->vec_f32;
-    LExpr *dst = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, Hp)),
-                                              le_add(lp, le_var(lp, yy), le_i64(lp, p))),
-                                   le_i64(lp, Wp)),
-                        le_add(lp, le_var(lp, xx), le_i64(lp, p)));
-    LExpr *from = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, H)), le_var(lp, yy)),
-                                    le_i64(lp, W)),
-                         le_var(lp, xx));
-    ls_store(lp, ls_body(lx), xp, dst, le_load(lp, x, from));
-    src = xp;
-  }
+  int src = lower_pad2d(lc, body, n, x, C, H, W, p, Wp, fill);
   int r = lvar(lp, "bc"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
   LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
   lr->parallel = 1;
