@@ -10,45 +10,17 @@ the test compiles, written with torch.nn.functional on a state_dict).  Prints on
 output: "<name>: max relative error E OK" or "... FAIL" (exit 1); the tolerance is
 numpy.allclose's rule with rtol = T (default 1e-4) and atol = T / 10.
 """
-import json
-import struct
+import os
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, arr in tensors.items():
-        a = np.ascontiguousarray(arr, dtype=np.float32)
-        b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        out[name] = torch.from_numpy(
-            np.frombuffer(data[8 + n + b:8 + n + e], dtype=np.float32).reshape(info["shape"]).copy())
-    return out
+# the one safetensors reader/writer of the tests
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "exec",
+                                "conformance"))
+import st  # noqa: E402
 
 
 def conv(x, w, prefix, stride=1, pad=0):
@@ -123,11 +95,11 @@ def main():
         for name, shape in params.items():
             fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
             w[name] = rng.uniform(-1, 1, size=shape).astype(np.float32) * np.float32(np.sqrt(3.0 / fan_in))
-        write_safetensors(d + "/w.safetensors", w)
+        st.save(d + "/w.safetensors", w)
         for name, shape in inputs.items():
             np.save(d + "/" + name + ".npy", rng.standard_normal((batch,) + shape).astype(np.float32))
         return 0
-    w = read_safetensors(d + "/w.safetensors")
+    w = {k: torch.from_numpy(v.copy()) for k, v in st.load(d + "/w.safetensors").items()}
     x = {name: torch.from_numpy(np.load(d + "/" + name + ".npy")) for name in inputs}
     with torch.no_grad():
         ref = fwd(w, x)

@@ -1,47 +1,38 @@
-"""Helpers for the runtime's lit tests: an independent safetensors reader/writer (numpy only:
-the `safetensors` package is not installed) and the scenarios of standalone*.test.
+"""Helpers for the runtime's lit tests: safetensors through the tests' one reader/writer
+(test/exec/conformance/st.py: numpy only, written independently of the runtime's C reader,
+since the `safetensors` package is not installed) and the scenarios of standalone*.test.
 
   st.py read FILE.safetensors     print each tensor: name dtype shape first values
   st.py make-demo DIR             weights + inputs for standalone_demo (and bad variants)
   st.py check-demo DIR            compare DIR/y.npy, DIR/s.npy with numpy
   st.py make-seq DIR / check-seq DIR   the same for standalone_seq_demo
 """
+import importlib.util
 import json
 import os
-import struct
 import sys
 
 import numpy as np
 
 DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I32": np.int32, "I64": np.int64}
 
+# The tests' one safetensors reader/writer (loaded by path: this file is called st.py too).
+_spec = importlib.util.spec_from_file_location(
+    "safetensors_io", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "exec",
+                                   "conformance", "st.py"))
+safetensors_io = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(safetensors_io)
+
 
 def save(path, tensors, dtype="F32"):
-    header, blobs, off = {}, [], 0
-    for name, a in tensors.items():
-        b = np.ascontiguousarray(a, dtype=DTYPES[dtype]).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    safetensors_io.save(path, {name: np.asarray(a, dtype=DTYPES[dtype]) for name, a in tensors.items()})
 
 
 def load(path):
+    """Returns (metadata or None, {name: array}) in the file's order."""
     with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = t["data_offsets"]
-        out[name] = np.frombuffer(data[b:e], dtype=DTYPES[t["dtype"]]).reshape(t["shape"])
-    return header, out
+        arrays, meta = safetensors_io.loads(f.read())
+    return meta, arrays
 
 
 def demo_ref(d):
@@ -55,10 +46,11 @@ def main():
     cmd, arg = sys.argv[1], sys.argv[2]
     rng = np.random.default_rng(1234)
     if cmd == "read":
-        header, ts = load(arg)
-        print("metadata", json.dumps(header.get("__metadata__")))
+        meta, ts = load(arg)
+        print("metadata", json.dumps(meta))
         for name, a in ts.items():
-            print(name, header[name]["dtype"], list(a.shape), " ".join("%.6g" % v for v in a.ravel()[:4]))
+            print(name, safetensors_io._dtype_name(a.dtype), list(a.shape),
+                  " ".join("%.6g" % v for v in a.ravel()[:4]))
     elif cmd == "make-demo":
         save(os.path.join(arg, "w.safetensors"),
              {"fc.weight": rng.standard_normal((2, 3)), "fc.bias": rng.standard_normal(2)})
