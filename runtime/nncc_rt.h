@@ -54,6 +54,25 @@ typedef int (*nncc_forward_fn)(const float *params, const float *packed, float *
 typedef void (*nncc_prepare_fn)(const float *params, float *packed);
 typedef int64_t (*nncc_workspace_fn)(int64_t batch, int64_t seq);   /* in floats */
 
+/* Optimizers (ir.h OptimizerKind, same numbering). */
+enum { NNCC_OPT_SGD = 0, NNCC_OPT_ADAGRAD = 1, NNCC_OPT_RMSPROP = 2, NNCC_OPT_ADAM = 3 };
+
+/* The training half of a model (NULL in desc->train when the model is not trainable).  The
+ * defaults come from the model's `train` block. */
+typedef struct nncc_train_desc {
+  int32_t optimizer;             /* NNCC_OPT_* */
+  int32_t nesterov;              /* sgd */
+  double lr, momentum, weight_decay, clip_norm, decay, beta1, beta2, eps;
+  int64_t batch;                 /* the standalone trainer's default batch */
+  int64_t bptt;                  /* 0: whole sequences */
+  int32_t stateful;
+  int32_t loss_kind;             /* 0 cross_entropy, 1 mse */
+  int32_t n_trained;             /* parameters given a gradient (not frozen) */
+  const int32_t *trained;        /* their indices into desc->params */
+  int64_t grad_floats;           /* the grad buffer (trained parameters, desc order) */
+  const int64_t *grad_offset;    /* per parameter: offset into the grad buffer, -1 if frozen */
+} nncc_train_desc;
+
 typedef struct nncc_model_desc {
   int32_t abi_version;           /* NNCC_ABI_VERSION */
   int32_t has_seq;               /* forward takes a symbolic length */
@@ -90,6 +109,34 @@ float *nncc_rt_param(nncc_model *m, const char *name, int64_t *numel);
  * returns code.  Also used by the runtime itself. */
 int nncc_rt_fail(int code, const char *fmt, ...);
 const char *nncc_last_error(void);
+
+/* ---- training (trainable models: desc->train != NULL) ----------------------------------
+ * inputs and targets in declaration order, [batch, ...shape]; labels are int32.
+ * nncc_rt_gradients  forward in training mode (dropout active), the batch-mean loss into
+ *                    *loss, and every trained parameter's gradient into the grad buffer
+ *                    (nncc_rt_grad); the parameters are unchanged.
+ * nncc_rt_update     one optimizer step (clipping, weight decay, the optimizer) from the grad
+ *                    buffer; the step counter advances.
+ * nncc_rt_train_step gradients, then update.
+ * nncc_rt_evaluate   forward in inference mode (dropout off) + the loss; *correct (may be NULL)
+ *                    gets the number of rows whose argmax of the cross_entropy logits equals
+ *                    the label (-1 when the loss is not a cross_entropy).
+ * nncc_rt_set_option "lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "decay",
+ *                    "clip_norm": NNCC_ERR_ARG for a name the model's optimizer does not use.
+ * Checkpoints hold the parameters, the optimizer state, the options and the step counter
+ * (safetensors); loading one makes the next step identical to the one that would have come. */
+int nncc_rt_gradients(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+                      const void *const *targets, float *loss);
+int nncc_rt_update(nncc_model *m);
+int nncc_rt_train_step(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+                       const void *const *targets, float *loss);
+int nncc_rt_evaluate(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+                     const void *const *targets, float *loss, int64_t *correct);
+int nncc_rt_set_option(nncc_model *m, const char *name, double value);
+int nncc_rt_get_option(const nncc_model *m, const char *name, double *value);
+float *nncc_rt_grad(nncc_model *m, const char *name, int64_t *numel);
+int nncc_rt_save_checkpoint(const nncc_model *m, const char *path);
+int nncc_rt_load_checkpoint(nncc_model *m, const char *path);
 
 /* The standalone executable's main (runtime/standalone.c). */
 int nncc_rt_main(int argc, char **argv, const nncc_model_desc *d);
