@@ -126,7 +126,77 @@ static LLVMValueRef wrapper(Ai *a, const char *model, const char *suffix, LLVMTy
   return f;
 }
 
-void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgFunctions *fns,
+/* An array of the pointer parameters first .. first+n-1 of f, on f's stack. */
+static LLVMValueRef pack_ptrs(Ai *a, LLVMValueRef f, int first, int n, const char *name) {
+  LLVMTypeRef t = LLVMArrayType(a->ptr, (unsigned)(n ? n : 1));
+  LLVMValueRef arr = LLVMBuildAlloca(a->b, t, name);
+  for (int i = 0; i < n; i++) {
+    LLVMValueRef idx = i64c(a, i);
+    LLVMBuildStore(a->b, LLVMGetParam(f, (unsigned)(first + i)),
+                   LLVMBuildInBoundsGEP2(a->b, a->ptr, arr, &idx, 1, ""));
+  }
+  return arr;
+}
+
+static LLVMValueRef f64c(Ai *a, double v) { return LLVMConstReal(LLVMDoubleTypeInContext(a->ctx), v); }
+
+/* The nncc_train_desc constant (runtime/nncc_rt.h, field for field). */
+static LLVMValueRef train_desc(Ai *a, const Graph *g, const CgEntries *fns) {
+  LLVMTypeRef f64 = LLVMDoubleTypeInContext(a->ctx);
+  LLVMTypeRef tf[23] = {a->i32, a->i32, f64, f64, f64, f64, f64, f64, f64, f64, a->i64, a->i64,
+                        a->i32, a->i32, a->i32, a->ptr, a->i64, a->ptr, a->ptr, a->ptr, a->ptr,
+                        a->ptr, a->ptr};
+  LLVMTypeRef train_t = LLVMStructCreateNamed(a->ctx, "nncc_train_desc");
+  LLVMStructSetBody(train_t, tf, 23, 0);
+  const TrainConfig *t = &g->train;
+  int ntrained = 0;
+  LLVMValueRef *tr = xcalloc((size_t)g->nparams + 1, sizeof(LLVMValueRef));
+  LLVMValueRef *go = xcalloc((size_t)g->nparams + 1, sizeof(LLVMValueRef));
+  for (int p = 0; p < g->nparams; p++) {
+    if (g->params[p].trained) tr[ntrained++] = i32c(a, p);
+    go[p] = i64c(a, g->params[p].trained ? g->params[p].grad_offset : -1);
+  }
+  LLVMValueRef trained = const_array(a, a->i32, tr, ntrained, "nncc.trained");
+  LLVMValueRef offsets = const_array(a, a->i64, go, g->nparams, "nncc.grad_offset");
+  free(tr);
+  free(go);
+  LLVMValueRef v[23] = {i32c(a, (int)t->optimizer), i32c(a, t->nesterov), f64c(a, t->lr),
+                        f64c(a, t->momentum), f64c(a, t->weight_decay), f64c(a, t->clip_norm),
+                        f64c(a, t->decay), f64c(a, t->beta1), f64c(a, t->beta2), f64c(a, t->eps),
+                        i64c(a, t->batch), i64c(a, t->bptt), i32c(a, t->stateful),
+                        i32c(a, g->nodes[g->loss].op == OP_mse ? 1 : 0), i32c(a, ntrained), trained,
+                        i64c(a, g->grad_floats), offsets, fn_or_null(a, fns->gradients.entry),
+                        fn_or_null(a, fns->gradients.workspace), fn_or_null(a, fns->evaluate.entry),
+                        fn_or_null(a, fns->evaluate.workspace), fn_or_null(a, fns->update.entry)};
+  LLVMValueRef gd = LLVMAddGlobal(a->mod, train_t, "nncc.train");
+  LLVMSetInitializer(gd, LLVMConstNamedStruct(train_t, v, 23));
+  LLVMSetGlobalConstant(gd, 1);
+  LLVMSetLinkage(gd, LLVMPrivateLinkage);
+  return gd;
+}
+
+/* M_<suffix>(m, batch, [seq,] inputs..., targets..., float *loss) -> rt(m, batch, seq, in, tg, loss) */
+static void training_wrapper(Ai *a, const Graph *g, int symbolic_seq, const char *suffix,
+                             LLVMValueRef rt) {
+  int nfixed = symbolic_seq ? 3 : 2;
+  int n = nfixed + g->ninputs + g->ntargets + 1;
+  LLVMTypeRef *pt = xcalloc((size_t)n, sizeof(LLVMTypeRef));
+  for (int i = 0; i < n; i++) pt[i] = a->ptr;
+  pt[1] = a->i64;
+  if (symbolic_seq) pt[2] = a->i64;
+  LLVMValueRef f = wrapper(a, g->name, suffix, a->i32, pt, n);
+  free(pt);
+  LLVMValueRef args[6];
+  args[0] = LLVMGetParam(f, 0);
+  args[1] = LLVMGetParam(f, 1);
+  args[2] = symbolic_seq ? LLVMGetParam(f, 2) : i64c(a, 1);
+  args[3] = pack_ptrs(a, f, nfixed, g->ninputs, "in");
+  args[4] = pack_ptrs(a, f, nfixed + g->ninputs, g->ntargets, "targets");
+  args[5] = LLVMGetParam(f, (unsigned)(n - 1));
+  LLVMBuildRet(a->b, call(a, rt, args, 6));
+}
+
+void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgEntries *fns,
                              const float *weights, int executable) {
   const Graph *g = lp->graph;
   Ai ai = {0}, *a = &ai;
@@ -146,9 +216,9 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgF
   LLVMTypeRef pf[8] = {a->ptr, a->i32, a->i32, dims_t, a->i64, a->i64, a->i64, a->i64};
   LLVMStructSetBody(a->param_t, pf, 8, 0);
   a->model_t = LLVMStructCreateNamed(a->ctx, "nncc_model_desc");
-  LLVMTypeRef mf[17] = {a->i32, a->i32, a->ptr, a->i32, a->i32, a->i32, a->i32, a->ptr, a->ptr,
-                        a->ptr, a->ptr, a->i64, a->i64, a->ptr, a->ptr, a->ptr, a->ptr};
-  LLVMStructSetBody(a->model_t, mf, 17, 0);
+  LLVMTypeRef mf[18] = {a->i32, a->i32, a->ptr, a->i32, a->i32, a->i32, a->i32, a->ptr, a->ptr,
+                        a->ptr, a->ptr, a->i64, a->i64, a->ptr, a->ptr, a->ptr, a->ptr, a->ptr};
+  LLVMStructSetBody(a->model_t, mf, 18, 0);
 
   /* parameters */
   LLVMValueRef *pel = xcalloc((size_t)g->nparams + 1, sizeof(LLVMValueRef));
@@ -179,16 +249,17 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgF
     embedded = gw;
   }
 
-  LLVMValueRef mfv[17] = {i32c(a, NNCC_ABI_VERSION), i32c(a, lp->symbolic_seq), private_string(a, g->name),
+  LLVMValueRef train = fns->trainable ? train_desc(a, g, fns) : LLVMConstNull(a->ptr);
+  LLVMValueRef mfv[18] = {i32c(a, NNCC_ABI_VERSION), i32c(a, lp->symbolic_seq), private_string(a, g->name),
                           i32c(a, g->nparams), i32c(a, g->ninputs), i32c(a, g->ntargets),
                           i32c(a, g->noutputs), params, inputs, targets, outputs,
                           i64c(a, g->param_floats), i64c(a, lp->packed_floats),
-                          fn_or_null(a, fns->workspace), fn_or_null(a, fns->prepare),
-                          fn_or_null(a, fns->forward), embedded};
+                          fn_or_null(a, fns->forward.workspace), fn_or_null(a, fns->forward.prepare),
+                          fn_or_null(a, fns->forward.entry), embedded, train};
   char *dname = xasprintf("%s_nncc_desc", g->name);
   LLVMValueRef desc = LLVMAddGlobal(mod, a->model_t, dname);
   free(dname);
-  LLVMSetInitializer(desc, LLVMConstNamedStruct(a->model_t, mfv, 17));
+  LLVMSetInitializer(desc, LLVMConstNamedStruct(a->model_t, mfv, 18));
   LLVMSetGlobalConstant(desc, 1);
   LLVMSetLinkage(desc, LLVMInternalLinkage);
 
@@ -260,6 +331,30 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgF
     args[3] = in_a;
     args[4] = out_a;
     LLVMBuildRet(a->b, call(a, rt_forward, args, 5));
+  }
+
+  if (fns->trainable) {
+    LLVMTypeRef pg[6] = {a->ptr, a->i64, a->i64, a->ptr, a->ptr, a->ptr};
+    training_wrapper(a, g, lp->symbolic_seq, "gradients",
+                     extern_fn(a, "nncc_rt_gradients", a->i32, pg, 6));
+    training_wrapper(a, g, lp->symbolic_seq, "train_step",
+                     extern_fn(a, "nncc_rt_train_step", a->i32, pg, 6));
+    f = wrapper(a, M, "grad", a->ptr, pparam, 3);
+    for (int i = 0; i < 3; i++) args[i] = LLVMGetParam(f, (unsigned)i);
+    LLVMBuildRet(a->b, call(a, extern_fn(a, "nncc_rt_grad", a->ptr, pparam, 3), args, 3));
+    f = wrapper(a, M, "update", a->i32, p1, 1);
+    args[0] = LLVMGetParam(f, 0);
+    LLVMBuildRet(a->b, call(a, extern_fn(a, "nncc_rt_update", a->i32, p1, 1), args, 1));
+    LLVMTypeRef popt[3] = {a->ptr, a->ptr, LLVMDoubleTypeInContext(a->ctx)};
+    f = wrapper(a, M, "set_option", a->i32, popt, 3);
+    for (int i = 0; i < 3; i++) args[i] = LLVMGetParam(f, (unsigned)i);
+    LLVMBuildRet(a->b, call(a, extern_fn(a, "nncc_rt_set_option", a->i32, popt, 3), args, 3));
+    f = wrapper(a, M, "save_checkpoint", a->i32, pload, 2);
+    args[0] = LLVMGetParam(f, 0), args[1] = LLVMGetParam(f, 1);
+    LLVMBuildRet(a->b, call(a, extern_fn(a, "nncc_rt_save_checkpoint", a->i32, pload, 2), args, 2));
+    f = wrapper(a, M, "load_checkpoint", a->i32, pload, 2);
+    args[0] = LLVMGetParam(f, 0), args[1] = LLVMGetParam(f, 1);
+    LLVMBuildRet(a->b, call(a, extern_fn(a, "nncc_rt_load_checkpoint", a->i32, pload, 2), args, 2));
   }
 
   if (executable) {
@@ -427,11 +522,53 @@ int artifact_write_header(const Graph *g, const char *so_path) {
     type_and_dims(h, g, n);
     fputs(" */", h);
   }
+  fprintf(h, "\n/* The parameter called name (\"conv1.weight\") and its element count; NULL when "
+             "absent.  Writes through it take effect at the next call. */\n");
+  fprintf(h, "float *%s_param(%s *m, const char *name, int64_t *numel);\n", M, M);
+  if (g->nfwd >= 0) {
+    /* training: inputs, then targets, then the loss */
+    fprintf(h, "\n/* Training.  M_gradients: the batch-mean loss into *loss and every trained "
+               "parameter's\n * gradient into the buffers of M_grad; the parameters are unchanged.\n"
+               " * M_update: one optimizer step from those gradients (clipping, weight decay, %s).\n"
+               " * M_train_step: M_gradients, then M_update.\n",
+            g->train.optimizer == OPT_SGD ? "sgd" : g->train.optimizer == OPT_ADAM ? "adam"
+            : g->train.optimizer == OPT_ADAGRAD ? "adagrad" : "rmsprop");
+    for (int i = 0; i < g->ntargets; i++) {
+      const Node *n = &g->nodes[g->targets[i]];
+      fprintf(h, " *   target %s: ", n->name);
+      type_and_dims(h, g, n);
+      if (n->dtype != DT_F32) fprintf(h, " (class indices in [0, %" PRId64 "))", n->classes);
+      fputc('\n', h);
+    }
+    fputs(" */\n", h);
+    static const char *const entries[2] = {"gradients", "train_step"};
+    for (int e = 0; e < 2; e++) {
+      fprintf(h, "int %s_%s(%s *m, int64_t batch,", M, entries[e], M);
+      if (g->sym) fprintf(h, " int64_t %s,", cn[0]);
+      for (int i = 0; i < g->ninputs; i++) {
+        const Node *n = &g->nodes[g->inputs[i]];
+        fprintf(h, "\n    const %s *%s,", n->dtype == DT_F32 ? "float" : "int32_t", cn[1 + i]);
+      }
+      for (int i = 0; i < g->ntargets; i++) {
+        const Node *n = &g->nodes[g->targets[i]];
+        fprintf(h, "\n    const %s *%s,", n->dtype == DT_F32 ? "float" : "int32_t", n->name);
+      }
+      fputs("\n    float *loss);\n", h);
+    }
+    fprintf(h, "/* The gradient of a trained parameter (writable; NULL when absent or frozen). */\n");
+    fprintf(h, "float *%s_grad(%s *m, const char *name, int64_t *numel);\n", M, M);
+    fprintf(h, "int %s_update(%s *m);\n", M, M);
+    fprintf(h, "/* \"lr\", \"weight_decay\", \"clip_norm\" and the optimizer's own (sgd: "
+               "\"momentum\";\n * adam: \"beta1\", \"beta2\", \"eps\"; rmsprop: \"decay\", "
+               "\"eps\"; adagrad: \"eps\"). */\n");
+    fprintf(h, "int %s_set_option(%s *m, const char *name, double value);\n", M, M);
+    fprintf(h, "/* Parameters + optimizer state + options + step count, atomically; loading "
+               "resumes exactly. */\n");
+    fprintf(h, "int %s_save_checkpoint(const %s *m, const char *path);\n", M, M);
+    fprintf(h, "int %s_load_checkpoint(%s *m, const char *path);\n", M, M);
+  }
   for (int i = 0; i <= g->ninputs + g->noutputs; i++) free(cn[i]);
   free(cn);
-  fprintf(h, "\n/* The parameter called name (\"conv1.weight\") and its element count; NULL when "
-             "absent. */\n");
-  fprintf(h, "float *%s_param(%s *m, const char *name, int64_t *numel);\n", M, M);
   fprintf(h, "/* The message of the last failure on this thread. */\n");
   fprintf(h, "const char *nncc_last_error(void);\n\n");
   fprintf(h, "#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s */\n", guard);

@@ -112,6 +112,17 @@ Expr *ast_binary(Program *p, ExprKind kind, Expr *lhs, Expr *rhs) {
   return e;
 }
 
+Expr *ast_list(Program *p, Loc loc) {
+  Expr *e = new_expr(p, EX_LIST, loc);
+  e->depth = 1;
+  return e;
+}
+
+void ast_list_push(Program *p, Expr *list, Expr *item) {
+  *(Expr **)arena_push(p->arena, &list->stages, &list->nstages, sizeof(Expr *)) = item;
+  list->depth = max_int(list->depth, item->depth + 1);
+}
+
 const char *ast_expr_kind_name(ExprKind k) {
   switch (k) {
   case EX_INT: return "int";
@@ -122,6 +133,7 @@ const char *ast_expr_kind_name(ExprKind k) {
   case EX_PIPE: return "pipe";
   case EX_ADD: return "add";
   case EX_MUL: return "mul";
+  case EX_LIST: return "list";
   }
   return "?";
 }
@@ -161,6 +173,7 @@ static void print_expr(FILE *out, const Expr *e, int level) {
     }
     return;
   case EX_PIPE:
+  case EX_LIST:
     fputc('\n', out);
     for (int i = 0; i < e->nstages; i++) {
       indent(out, level + 1);

@@ -35,6 +35,7 @@ typedef enum ExprKind {
   EX_PIPE,   /* a |> f(b) |> g : stages[0] is the head, the rest are EX_CALL or EX_NAME */
   EX_ADD,    /* a + b */
   EX_MUL,    /* a * b */
+  EX_LIST,   /* [a, b] : the items are stages[] (a training setting's value: freeze = [a, b]) */
 } ExprKind;
 
 typedef struct Arg {
@@ -143,6 +144,8 @@ Expr *ast_call(Program *p, Loc name_loc, const char *callee);     /* args append
 void ast_call_arg(Program *p, Expr *call, const char *name, Loc name_loc, Expr *value);
 Expr *ast_pipe(Program *p, Expr *lhs, Expr *stage);               /* flattens a |> b |> c */
 Expr *ast_binary(Program *p, ExprKind kind, Expr *lhs, Expr *rhs);
+Expr *ast_list(Program *p, Loc loc);                               /* [] */
+void ast_list_push(Program *p, Expr *list, Expr *item);
 
 /* --- ast.c: the --emit=ast printer (stable; tested by lit) --- */
 void ast_print(FILE *out, const Program *p);

@@ -88,18 +88,27 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   int vec = cpu_vec_f32(cpu, features);
   int status = 0;
 
-  LoopProgram *lp = lower_graph_target(g, vec);
-  if (!lp) {
-    status = 1;
-    goto out_target;
+  /* the entry points: forward, and with training gradients / evaluate / update */
+  enum { NPROG = 4 };
+  LoopProgram *progs[NPROG] = {0};
+  static const LowerMode modes[NPROG] = {MODE_FORWARD, MODE_GRADIENTS, MODE_EVALUATE, MODE_UPDATE};
+  int nprog = opts->train && g->nfwd >= 0 ? NPROG : 1;
+  for (int i = 0; i < nprog; i++) {
+    progs[i] = lower_program(g, modes[i], vec);
+    if (!progs[i]) {
+      for (int k = 0; k < i; k++) loops_free(progs[k]);
+      status = 1;
+      goto out_target;
+    }
   }
+  LoopProgram *lp = progs[0];
   if (opts->emit == EMIT_LOOPS) {
     FILE *f = opts->output ? fopen(opts->output, "w") : stdout;
     if (!f) {
       fprintf(stderr, "nncc: error: cannot write '%s': %s\n", opts->output, strerror(errno));
       status = 1;
     } else {
-      loops_print(f, lp);
+      for (int i = 0; i < nprog; i++) loops_print(f, progs[i]);
       if (f != stdout && fclose(f) != 0) status = 1;
     }
     goto out_lp;
@@ -139,8 +148,9 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   LLVMDisposeTargetData(td);
 
   int executable = opts->emit == EMIT_ARTIFACT && opts->output && !ends_with(opts->output, ".so");
-  CgFunctions fns;
-  codegen_program(lp, mod, &fns);
+  CgEntries fns = {.trainable = nprog > 1};
+  CgFunctions *slots[NPROG] = {&fns.forward, &fns.gradients, &fns.evaluate, &fns.update};
+  for (int i = 0; i < nprog; i++) codegen_program(progs[i], mod, slots[i]);
   artifact_emit_interface(lp, mod, &fns, weights, executable);
   free(weights);
 
@@ -251,7 +261,7 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   LLVMContextDispose(ctx);
   LLVMDisposeTargetMachine(tm);
 out_lp:
-  loops_free(lp);
+  for (int i = 0; i < nprog; i++) loops_free(progs[i]);
 out_target:
   LLVMDisposeMessage(triple);
   LLVMDisposeMessage(cpu);

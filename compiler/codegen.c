@@ -1,15 +1,18 @@
 /* codegen.c - loop IR to LLVM IR, through the LLVM-C API only.
  *
- * One LLVM function per Kernel, internal, named after its node ("nncc.k.conv1"):
- *   i32 nncc.k.NAME(ptr noalias %buf0, ..., ptr noalias %bufN, i64 %batch, i64 %seq)
+ * A LoopProgram is one entry point (forward, gradients, evaluate, update); several go into
+ * one module.  One LLVM function per Kernel, internal, named after its node
+ * ("nncc.k.conv1" for inference, "nncc.gradients.conv1" ...):
+ *   i32 nncc.k.NAME(ptr noalias %buf0, ..., ptr noalias %bufN, i64 %batch, i64 %seq, i64 %seed)
  * taking the base pointer of every buffer the kernel touches.  Distinct buffers
  * of one kernel never overlap (the memory plan never shares a slot between two
  * buffers live in the same kernel; aliases such as flatten are resolved to one
  * buffer id by lower.c; the caller's inputs and outputs are distinct arrays), so
  * every pointer is noalias; once the kernel is inlined into the forward function
  * LLVM keeps that as scoped alias metadata.  The forward function computes the
- * bases (params + offset, packed + offset, in[i], out[i], ws + slot offset),
- * calls the kernels in order and returns the first non-zero code.
+ * bases from its one argument, an nncc_exec (params + offset, packed + offset, grads +
+ * offset, in[i], out[i], targets[i], ws + slot offset, ...), calls the kernels in order
+ * and returns the first non-zero code.
  *
  * Vectorization (loops.h): a loop with vec = W > 1 whose body is vectorizable
  * (no reduction into a scalar local declared outside, no branch or loop bound
@@ -44,7 +47,7 @@ typedef struct Cg {
   LLVMValueRef fn;
   LLVMValueRef entry_term;   /* allocas go before the entry block's terminator */
   LLVMValueRef *base;        /* per buffer: its base pointer in this function, or NULL */
-  LLVMValueRef batch, seq;
+  LLVMValueRef batch, seq, seed;
   LLVMValueRef *var_s;       /* per loop variable: its scalar value (vector loops: lane 0) */
   LLVMValueRef *local_ptr;   /* per local: its alloca */
   char *local_vec;           /* per local: the alloca holds a vector */
@@ -437,6 +440,27 @@ static LLVMValueRef emit_cast(Cg *c, LType to, LType from, LLVMValueRef a) {
   return LLVMBuildTrunc(c->b, a, t, "");
 }
 
+/* LE_RAND: the top 24 bits of a splitmix64-style finaliser of
+ *   seed ^ (stream * 0x9E3779B97F4A7C15) + index * 0xBF58476D1CE4E5B9
+ * times 2^-24: uniform in [0, 1), a pure function of (seed, stream, index), in scalar or
+ * vector form alike. */
+static LLVMValueRef emit_rand(Cg *c, const LExpr *e) {
+  LLVMValueRef idx = emit_expr(c, e->a);
+  LLVMValueRef seed = c->seed;
+  if (is_vec(idx)) seed = splat(c, seed);
+  LLVMValueRef z = LLVMBuildXor(c->b, seed, iconst_like(c, idx, c->i64, (long long)((uint64_t)e->ival * 0x9E3779B97F4A7C15ull)), "");
+  z = LLVMBuildAdd(c->b, z, LLVMBuildMul(c->b, idx, iconst_like(c, idx, c->i64, (long long)0xBF58476D1CE4E5B9ull), ""), "");
+  z = LLVMBuildMul(c->b, LLVMBuildXor(c->b, z, LLVMBuildLShr(c->b, z, iconst_like(c, idx, c->i64, 30), ""), ""),
+                   iconst_like(c, idx, c->i64, (long long)0xBF58476D1CE4E5B9ull), "");
+  z = LLVMBuildMul(c->b, LLVMBuildXor(c->b, z, LLVMBuildLShr(c->b, z, iconst_like(c, idx, c->i64, 27), ""), ""),
+                   iconst_like(c, idx, c->i64, (long long)0x94D049BB133111EBull), "");
+  z = LLVMBuildXor(c->b, z, LLVMBuildLShr(c->b, z, iconst_like(c, idx, c->i64, 31), ""), "");
+  z = LLVMBuildLShr(c->b, z, iconst_like(c, idx, c->i64, 40), "");
+  LLVMTypeRef ft = is_vec(idx) ? LLVMVectorType(c->f32, LLVMGetVectorSize(LLVMTypeOf(idx))) : c->f32;
+  LLVMValueRef f = LLVMBuildUIToFP(c->b, z, ft, "");
+  return fmul(c, f, fconst(c, f, 1.0 / 16777216.0));
+}
+
 static LLVMValueRef emit_expr(Cg *c, const LExpr *e) {
   switch (e->kind) {
   case LE_CONST:
@@ -469,6 +493,7 @@ static LLVMValueRef emit_expr(Cg *c, const LExpr *e) {
     return LLVMBuildSelect(c->b, cond, a, b, "");
   }
   case LE_CAST: return emit_cast(c, e->type, e->a->type, emit_expr(c, e->a));
+  case LE_RAND: return emit_rand(c, e);
   }
   unreachable();
 }
@@ -739,11 +764,12 @@ static LLVMValueRef emit_kernel(Cg *c, const Kernel *k, const char *prefix, int 
   int *list = xcalloc((size_t)lp->nbufs + 1, sizeof(int));
   for (int i = 0; i < lp->nbufs; i++)
     if (used[i]) list[nused++] = i;
-  LLVMTypeRef *pt = xcalloc((size_t)nused + 2, sizeof(LLVMTypeRef));
+  LLVMTypeRef *pt = xcalloc((size_t)nused + 3, sizeof(LLVMTypeRef));
   for (int i = 0; i < nused; i++) pt[i] = c->ptr;
   pt[nused] = c->i64;
   pt[nused + 1] = c->i64;
-  LLVMTypeRef ft = LLVMFunctionType(c->i32, pt, (unsigned)nused + 2, 0);
+  pt[nused + 2] = c->i64;
+  LLVMTypeRef ft = LLVMFunctionType(c->i32, pt, (unsigned)nused + 3, 0);
   char *name = xasprintf("%s%s", prefix, k->name);
   LLVMValueRef fn = LLVMAddFunction(c->mod, name, ft);
   free(name);
@@ -761,8 +787,10 @@ static LLVMValueRef emit_kernel(Cg *c, const Kernel *k, const char *prefix, int 
   for (int i = 0; i < nused; i++) c->base[list[i]] = LLVMGetParam(fn, (unsigned)i);
   c->batch = LLVMGetParam(fn, (unsigned)nused);
   c->seq = LLVMGetParam(fn, (unsigned)nused + 1);
+  c->seed = LLVMGetParam(fn, (unsigned)nused + 2);
   LLVMSetValueName2(c->batch, "batch", 5);
   LLVMSetValueName2(c->seq, "seq", 3);
+  LLVMSetValueName2(c->seed, "seed", 4);
   memset(c->var_s, 0, sizeof(LLVMValueRef) * (size_t)(lp->nvars + 1));
   memset(c->local_ptr, 0, sizeof(LLVMValueRef) * (size_t)(lp->nlocals + 1));
   memset(c->local_vec, 0, (size_t)lp->nlocals + 1);
@@ -783,31 +811,42 @@ static LLVMValueRef emit_kernel(Cg *c, const Kernel *k, const char *prefix, int 
   return fn;
 }
 
-/* Base pointers of every buffer, in the forward (or prepare) function. */
-static LLVMValueRef buf_base(Cg *c, int buf, LLVMValueRef params, LLVMValueRef packed,
-                             LLVMValueRef ws, LLVMValueRef in, LLVMValueRef out,
-                             LLVMValueRef *slot_off) {
+/* The fields of nncc_exec (runtime/nncc_rt.h), each 8 bytes, in order. */
+enum { X_PARAMS, X_PACKED, X_WS, X_GRADS, X_STATE, X_HYPER, X_SCALARS, X_IN, X_OUT, X_TARGETS,
+       X_BATCH, X_SEQ, X_SEED, X_NFIELDS };
+
+static LLVMValueRef exec_field(Cg *c, LLVMValueRef exec, int k, LLVMTypeRef t, const char *name) {
+  LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(8 * k), 0);
+  LLVMValueRef p = LLVMBuildInBoundsGEP2(c->b, c->i8, exec, &off, 1, "");
+  return LLVMBuildLoad2(c->b, t, p, name);
+}
+
+/* Base pointers of every buffer, from the entry point's fields (x[X_*]); the prepare
+ * function passes only params and packed. */
+static LLVMValueRef buf_base(Cg *c, int buf, LLVMValueRef *x, LLVMValueRef *slot_off) {
   const LBuf *b = &c->lp->bufs[buf];
-  LLVMValueRef idx;
+  LLVMValueRef idx = LLVMConstInt(c->i64, (unsigned long long)b->offset, 0);
+  int field = -1;
   switch (b->kind) {
-  case BUF_PARAM:
-    idx = LLVMConstInt(c->i64, (unsigned long long)b->offset, 0);
-    return LLVMBuildInBoundsGEP2(c->b, c->f32, params, &idx, 1, b->name);
-  case BUF_PACKED:
-    idx = LLVMConstInt(c->i64, (unsigned long long)b->offset, 0);
-    return LLVMBuildInBoundsGEP2(c->b, c->f32, packed, &idx, 1, b->name);
-  case BUF_INPUT:
-  case BUF_OUTPUT:
-    if (!in) die("an input or output buffer in a prepare kernel");
+  case BUF_PARAM: field = X_PARAMS; break;
+  case BUF_PACKED: field = X_PACKED; break;
+  case BUF_GRAD: field = X_GRADS; break;
+  case BUF_STATE: field = X_STATE; break;
+  case BUF_HYPER: field = X_HYPER; break;
+  case BUF_SCALAR: field = X_SCALARS; break;
+  case BUF_INPUT: case BUF_OUTPUT: case BUF_TARGET: {
+    int f = b->kind == BUF_INPUT ? X_IN : b->kind == BUF_OUTPUT ? X_OUT : X_TARGETS;
+    if (!x[f]) die("buffer %s in a function without that argument", b->name);
     idx = LLVMConstInt(c->i64, (unsigned long long)b->index, 0);
-    return LLVMBuildLoad2(c->b, c->ptr,
-                          LLVMBuildInBoundsGEP2(c->b, c->ptr, b->kind == BUF_INPUT ? in : out, &idx, 1, ""),
+    return LLVMBuildLoad2(c->b, c->ptr, LLVMBuildInBoundsGEP2(c->b, c->ptr, x[f], &idx, 1, ""),
                           b->name);
-  case BUF_TEMP:
-    if (!ws || b->slot < 0) die("temporary %s has no slot", b->name);
-    return LLVMBuildInBoundsGEP2(c->b, c->f32, ws, &slot_off[b->slot], 1, b->name);
   }
-  unreachable();
+  case BUF_TEMP:
+    if (!x[X_WS] || b->slot < 0) die("temporary %s has no slot", b->name);
+    return LLVMBuildInBoundsGEP2(c->b, c->f32, x[X_WS], &slot_off[b->slot], 1, b->name);
+  }
+  if (field < 0 || !x[field]) die("buffer %s in a function without its base", b->name);
+  return LLVMBuildInBoundsGEP2(c->b, c->f32, x[field], &idx, 1, b->name);
 }
 
 /* Offsets of the workspace slots (and the total, at index nslots), in floats. */
@@ -821,7 +860,7 @@ static LLVMValueRef *slot_offsets(Cg *c, LLVMValueRef batch, LLVMValueRef seq) {
     LLVMValueRef per = LLVMConstInt(c->i64, (unsigned long long)sz.fixed, 0);
     if (sz.per_seq)
       per = LLVMBuildAdd(c->b, per, LLVMBuildMul(c->b, seq, LLVMConstInt(c->i64, (unsigned long long)sz.per_seq, 0), ""), "");
-    LLVMValueRef n = LLVMBuildMul(c->b, batch, per, "");
+    LLVMValueRef n = lp->slot_batched[s] ? LLVMBuildMul(c->b, batch, per, "") : per;
     n = LLVMBuildAdd(c->b, n, LLVMConstInt(c->i64, 15, 0), "");
     n = LLVMBuildAnd(c->b, n, LLVMConstInt(c->i64, (unsigned long long)~(int64_t)15, 1), "");
     acc = LLVMBuildAdd(c->b, acc, n, "");
@@ -849,7 +888,9 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
   c->local_ptr = xcalloc((size_t)lp->nlocals + 1, sizeof(LLVMValueRef));
   c->local_vec = xcalloc((size_t)lp->nlocals + 1, 1);
   LLVMTypeRef fail_args[2] = {c->i32, c->ptr};
-  c->fail_fn = LLVMAddFunction(mod, "nncc_rt_fail", LLVMFunctionType(c->i32, fail_args, 2, 1));
+  c->fail_fn = LLVMGetNamedFunction(mod, "nncc_rt_fail");
+  if (!c->fail_fn)
+    c->fail_fn = LLVMAddFunction(mod, "nncc_rt_fail", LLVMFunctionType(c->i32, fail_args, 2, 1));
   const char *model = lp->graph->name;
 
   /* prepare kernels and the prepare function */
@@ -861,22 +902,24 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
     for (int k = 0; k < lp->nprepare; k++)
       kf[k] = emit_kernel(c, &lp->prepare[k], "nncc.pack.", &kused[k], &knused[k]);
     LLVMTypeRef pt[2] = {c->ptr, c->ptr};
-    char *name = xasprintf("%s_nncc_prepare", model);
+    char *name = xasprintf("%s_nncc_%s_prepare", model, lp->entry);
     LLVMValueRef fn = LLVMAddFunction(mod, name, LLVMFunctionType(c->voidt, pt, 2, 0));
     free(name);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     set_vector_attrs(c, fn);
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
-    LLVMValueRef params = LLVMGetParam(fn, 0), packed = LLVMGetParam(fn, 1);
-    LLVMSetValueName2(params, "params", 6);
-    LLVMSetValueName2(packed, "packed", 6);
+    LLVMValueRef x[X_NFIELDS] = {0};
+    x[X_PARAMS] = LLVMGetParam(fn, 0);
+    x[X_PACKED] = LLVMGetParam(fn, 1);
+    LLVMSetValueName2(x[X_PARAMS], "params", 6);
+    LLVMSetValueName2(x[X_PACKED], "packed", 6);
     for (int k = 0; k < lp->nprepare; k++) {
-      LLVMValueRef *args = xcalloc((size_t)knused[k] + 2, sizeof(LLVMValueRef));
-      for (int i = 0; i < knused[k]; i++)
-        args[i] = buf_base(c, kused[k][i], params, packed, NULL, NULL, NULL, NULL);
+      LLVMValueRef *args = xcalloc((size_t)knused[k] + 3, sizeof(LLVMValueRef));
+      for (int i = 0; i < knused[k]; i++) args[i] = buf_base(c, kused[k][i], x, NULL);
       args[knused[k]] = LLVMConstInt(c->i64, 1, 0);
       args[knused[k] + 1] = LLVMConstInt(c->i64, 1, 0);
-      LLVMBuildCall2(c->b, LLVMGlobalGetValueType(kf[k]), kf[k], args, (unsigned)knused[k] + 2, "");
+      args[knused[k] + 2] = LLVMConstInt(c->i64, 0, 0);
+      LLVMBuildCall2(c->b, LLVMGlobalGetValueType(kf[k]), kf[k], args, (unsigned)knused[k] + 3, "");
       free(args);
       free(kused[k]);
     }
@@ -887,40 +930,44 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
     free(knused);
   }
 
-  /* forward kernels */
+  /* the entry point's kernels: nncc.k.NAME for inference, nncc.<entry>.NAME for the others */
+  char *kprefix = lp->mode == MODE_FORWARD ? xstrdup("nncc.k.") : xasprintf("nncc.%s.", lp->entry);
   LLVMValueRef *kf = xcalloc((size_t)lp->nkernels + 1, sizeof(LLVMValueRef));
   int **kused = xcalloc((size_t)lp->nkernels + 1, sizeof(int *));
   int *knused = xcalloc((size_t)lp->nkernels + 1, sizeof(int));
   for (int k = 0; k < lp->nkernels; k++)
-    kf[k] = emit_kernel(c, &lp->kernels[k], "nncc.k.", &kused[k], &knused[k]);
+    kf[k] = emit_kernel(c, &lp->kernels[k], kprefix, &kused[k], &knused[k]);
 
-  /* the forward function */
-  LLVMTypeRef fpt[7] = {c->ptr, c->ptr, c->ptr, c->i64, c->i64, c->ptr, c->ptr};
-  char *name = xasprintf("%s_nncc_forward", model);
-  LLVMValueRef fwd = LLVMAddFunction(mod, name, LLVMFunctionType(c->i32, fpt, 7, 0));
+  /* the entry point: i32 M_nncc_<entry>(ptr exec) */
+  char *name = xasprintf("%s_nncc_%s", model, lp->entry);
+  LLVMTypeRef ept = c->ptr;
+  LLVMValueRef fwd = LLVMAddFunction(mod, name, LLVMFunctionType(c->i32, &ept, 1, 0));
   free(name);
   LLVMSetLinkage(fwd, LLVMInternalLinkage);
   set_vector_attrs(c, fwd);
-  static const char *const fnames[7] = {"params", "packed", "ws", "batch", "seq", "in", "out"};
-  for (unsigned i = 0; i < 7; i++) LLVMSetValueName2(LLVMGetParam(fwd, i), fnames[i], strlen(fnames[i]));
+  LLVMSetValueName2(LLVMGetParam(fwd, 0), "exec", 4);
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fwd, "entry"));
   {
-    LLVMValueRef params = LLVMGetParam(fwd, 0), packed = LLVMGetParam(fwd, 1), ws = LLVMGetParam(fwd, 2);
-    LLVMValueRef batch = LLVMGetParam(fwd, 3), seq = LLVMGetParam(fwd, 4);
-    LLVMValueRef in = LLVMGetParam(fwd, 5), outp = LLVMGetParam(fwd, 6);
+    static const char *const fnames[X_NFIELDS] = {"params", "packed", "ws", "grads", "state",
+        "hyper", "scalars", "in", "out", "targets", "batch", "seq", "seed"};
+    LLVMValueRef exec = LLVMGetParam(fwd, 0), x[X_NFIELDS];
+    for (int f = 0; f < X_NFIELDS; f++)
+      x[f] = exec_field(c, exec, f, f >= X_BATCH ? c->i64 : c->ptr, fnames[f]);
+    LLVMValueRef batch = x[X_BATCH], seq = x[X_SEQ], seed = x[X_SEED];
     LLVMValueRef *soff = slot_offsets(c, batch, seq);
     LLVMValueRef *bases = xcalloc((size_t)lp->nbufs + 1, sizeof(LLVMValueRef));
     for (int k = 0; k < lp->nkernels; k++) {
-      LLVMValueRef *args = xcalloc((size_t)knused[k] + 2, sizeof(LLVMValueRef));
+      LLVMValueRef *args = xcalloc((size_t)knused[k] + 3, sizeof(LLVMValueRef));
       for (int i = 0; i < knused[k]; i++) {
         int b = kused[k][i];
-        if (!bases[b]) bases[b] = buf_base(c, b, params, packed, ws, in, outp, soff);
+        if (!bases[b]) bases[b] = buf_base(c, b, x, soff);
         args[i] = bases[b];
       }
       args[knused[k]] = batch;
       args[knused[k] + 1] = seq;
+      args[knused[k] + 2] = seed;
       LLVMValueRef r = LLVMBuildCall2(c->b, LLVMGlobalGetValueType(kf[k]), kf[k], args,
-                                      (unsigned)knused[k] + 2, "");
+                                      (unsigned)knused[k] + 3, "");
       free(args);
       LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(c->ctx, fwd, "fail");
       LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fwd, "next");
@@ -933,7 +980,8 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
     free(bases);
     free(soff);
   }
-  out->forward = fwd;
+  free(kprefix);
+  out->entry = fwd;
   for (int k = 0; k < lp->nkernels; k++) free(kused[k]);
   free(kf);
   free(kused);
@@ -942,7 +990,7 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
   /* the workspace size */
   {
     LLVMTypeRef wpt[2] = {c->i64, c->i64};
-    char *wname = xasprintf("%s_nncc_workspace", model);
+    char *wname = xasprintf("%s_nncc_%s_workspace", model, lp->entry);
     LLVMValueRef wfn = LLVMAddFunction(mod, wname, LLVMFunctionType(c->i64, wpt, 2, 0));
     free(wname);
     LLVMSetLinkage(wfn, LLVMInternalLinkage);

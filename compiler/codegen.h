@@ -12,10 +12,17 @@
 #include "loops.h"
 
 typedef struct CgFunctions {
-  LLVMValueRef forward;    /* i32 (ptr params, ptr packed, ptr ws, i64 batch, i64 seq, ptr in, ptr out) */
+  LLVMValueRef entry;      /* i32 <model>_nncc_<entry>(ptr nncc_exec) */
   LLVMValueRef prepare;    /* void (ptr params, ptr packed), or NULL when nothing is packed */
   LLVMValueRef workspace;  /* i64 (i64 batch, i64 seq): workspace floats */
 } CgFunctions;
+
+/* The entry points of one artifact: forward always, the training ones when trainable. */
+typedef struct CgEntries {
+  CgFunctions forward;
+  int trainable;
+  CgFunctions gradients, evaluate, update;
+} CgEntries;
 
 /* --- codegen.c --- */
 /* Emits the program into mod (whose data layout is already set). */
@@ -24,7 +31,7 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
 /* --- artifact.c --- */
 /* Adds the descriptor (with embedded weights when weights != NULL: param_floats floats),
  * the M_* wrappers, and, when executable, main().  */
-void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgFunctions *fns,
+void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgEntries *fns,
                              const float *weights, int executable);
 /* Reads and checks a safetensors file against the graph's parameters; returns a malloc'd
  * param_floats array, or NULL after diagnosing (a user error). */

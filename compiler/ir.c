@@ -30,6 +30,7 @@ Graph *graph_new(const char *name) {
   g->train.beta2 = 0.999;
   g->train.eps = 1e-8;
   g->train.batch = 32;
+  g->nfwd = -1;
   return g;
 }
 
@@ -49,6 +50,9 @@ int graph_add_node(Graph *g, OpKind op, const int *in, int nin, Loc loc) {
   n->loc = loc;
   n->input_index = -1;
   n->output_index = -1;
+  n->batched = 1;
+  n->param = -1;
+  n->fwd = -1;
   n->first_param = g->nparams;
   if (nin > 0) {
     n->in = arena_alloc(g->arena, (size_t)nin * sizeof *n->in);

@@ -71,6 +71,8 @@ typedef struct Param {
   InitKind init;
   int64_t fan_in, fan_out;
   int node;          /* the node that owns it */
+  int trained;       /* gets a gradient and is updated (not frozen) */
+  int64_t grad_offset; /* trained: in floats, into the gradient buffer (-1 when frozen) */
 } Param;
 
 typedef enum RecurrentCell { CELL_RNN, CELL_LSTM, CELL_GRU } RecurrentCell;
@@ -112,6 +114,13 @@ typedef struct Node {
   int is_target;            /* OP_input: declared with `target` */
   int output_index;         /* position among outputs, else -1 */
   int is_loss;              /* the `loss` binding */
+  /* the gradient program (autodiff.c) */
+  int batched;              /* 1: a value per sample ([batch, ...shape]); 0: one value for the
+                               whole call (parameters, weight gradients, the loss) */
+  int param;                /* OP_param: index into Graph.params; else -1 */
+  int fwd;                  /* a gradient node: the forward node whose derivative it computes
+                               (its attrs and shapes drive the lowering); else -1 */
+  int wrt;                  /* a gradient node: which input / parameter of fwd (op-specific) */
 } Node;
 
 typedef enum OptimizerKind { OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM } OptimizerKind;
@@ -127,6 +136,11 @@ typedef struct TrainConfig {
   double clip_norm;         /* 0: no clipping */
   int64_t bptt;             /* 0: full backpropagation through time */
   int64_t batch;            /* default 32 */
+  double weight_decay;      /* L2 penalty added to the gradient (torch.optim weight_decay) */
+  int stateful;             /* recurrent state carried across training calls */
+  const char **freeze;      /* bindings whose parameters are not trained */
+  Loc *freeze_loc;
+  int nfreeze;
 } TrainConfig;
 
 typedef struct Graph {
@@ -146,6 +160,11 @@ typedef struct Graph {
                                   may be an input itself, which keeps its own node name) */
   int loss;                 /* the loss node, or -1 */
   TrainConfig train;
+  /* after autodiff (autodiff.c): nodes [0, nfwd) are the model, [nfwd, nnodes) the gradient
+   * program; param_grad[p] is the node computing parameter p's gradient (-1: frozen) */
+  int nfwd;
+  int *param_grad;
+  int64_t grad_floats;      /* floats in the gradient buffer (trained parameters) */
 } Graph;
 
 /* --- ir.c --- */

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autodiff.h"
 #include "ir.h"
 #include "ops.h"
 
@@ -162,7 +163,7 @@ void ir_print(FILE *out, const Graph *g) {
   fprintf(out, "  params: %d tensor%s, %s floats\n", g->nparams, g->nparams == 1 ? "" : "s",
           fmt_thousands(buf, g->param_floats));
   fputc('\n', out);
-  for (int i = 0; i < g->nnodes; i++) {
+  for (int i = 0; i < (g->nfwd >= 0 ? g->nfwd : g->nnodes); i++) {
     const Node *n = &g->nodes[i];
     fprintf(out, "%%%d %s = %s", n->id, n->name, op_display(n));
     if (n->op != OP_input) {
@@ -371,4 +372,52 @@ void ir_print_summary(FILE *out, const Graph *g) {
   } else {
     fprintf(out, "Training: none (the model has no loss)\n");
   }
+}
+
+/* --- --emit=grad -------------------------------------------------------------------------- */
+
+/* The gradient program after autodiff:
+ *
+ *   gradients of model mlp: d loss / d 4 parameters (235,146 floats), frozen: none
+ *   %9 dloss/ce_grad = ce_grad(%7 logits, %1 label) : f32[10]            d loss / d logits
+ *   %10 dlogits/dense_dw = dense_dw(%9 dloss/ce_grad, %6 h2) : f32[10, 128] unbatched  -> grad logits.weight
+ *   ...
+ *   update: adam lr=0.001 beta1=0.9 beta2=0.999 eps=1e-08, weight_decay=0, clip_norm=0
+ *
+ * Each line is `%ID NAME = OP(INPUTS) : TYPE`, then `unbatched` for values of the whole call
+ * (parameters, their gradients), `-> grad P` when the node is parameter P's gradient, and
+ * `d loss / d X` naming the forward value whose gradient it is when that is the whole of it. */
+void ir_print_grad(FILE *out, const Graph *g) {
+  char buf[64], tb[256];
+  int ntrained = 0, nfrozen = 0;
+  int64_t floats = 0;
+  for (int p = 0; p < g->nparams; p++) {
+    if (g->params[p].trained) ntrained++, floats += g->params[p].numel;
+    else nfrozen++;
+  }
+  fprintf(out, "gradients of model %s: d %s / d %d parameter%s (%s floats), frozen:", g->name,
+          g->nodes[g->loss].name, ntrained, ntrained == 1 ? "" : "s", fmt_thousands(buf, floats));
+  if (!nfrozen) fprintf(out, " none");
+  for (int p = 0; p < g->nparams; p++)
+    if (!g->params[p].trained) fprintf(out, " %s", g->params[p].name);
+  fputc('\n', out);
+  for (int i = g->nfwd; i < g->nnodes; i++) {
+    const Node *n = &g->nodes[i];
+    const char *op = op_info(n->op)->name;
+    if (*op == '_') op++;
+    fprintf(out, "%%%d %s = %s(", n->id, n->name, op);
+    for (int k = 0; k < n->nin; k++)
+      fprintf(out, "%s%%%d %s", k ? ", " : "", n->in[k], g->nodes[n->in[k]].name);
+    fprintf(out, ") : %s", type_str(tb, sizeof tb, g, n));
+    if (!n->batched) fprintf(out, " unbatched");
+    for (int p = 0; p < g->nparams; p++)
+      if (g->param_grad[p] == i) fprintf(out, "  -> grad %s", g->params[p].name);
+    fputc('\n', out);
+  }
+  for (int p = 0; p < g->nparams; p++)
+    if (g->params[p].trained && g->param_grad[p] < 0)
+      fprintf(out, "grad %s = 0 (the loss does not depend on it)\n", g->params[p].name);
+  fprintf(out, "update: ");
+  print_train(out, &g->train);
+  fprintf(out, " weight_decay=%g\n", g->train.weight_decay);
 }

@@ -20,6 +20,8 @@ LoopProgram *loops_new(const Graph *g) {
   lp->arena = a;
   lp->graph = g;
   lp->vec_f32 = 16;
+  lp->mode = MODE_FORWARD;
+  lp->entry = "forward";
   return lp;
 }
 
@@ -172,6 +174,13 @@ LExpr *le_cast(LoopProgram *lp, LType t, LExpr *a) {
   if (a->type == t) return a;
   LExpr *e = new_expr(lp, LE_CAST, t);
   e->a = a;
+  return e;
+}
+
+LExpr *le_rand(LoopProgram *lp, int64_t stream, LExpr *index) {
+  LExpr *e = new_expr(lp, LE_RAND, LT_F32);
+  e->ival = stream;
+  e->a = index;
   return e;
 }
 
@@ -421,6 +430,11 @@ static void print_expr(FILE *out, const LoopProgram *lp, const LExpr *e, int ctx
     print_expr(out, lp, e->a, 0);
     fputc(')', out);
     return;
+  case LE_RAND:
+    fprintf(out, "rand(%lld, ", (long long)e->ival);
+    print_expr(out, lp, e->a, 0);
+    fputc(')', out);
+    return;
   }
 }
 
@@ -518,6 +532,7 @@ static void print_count(FILE *out, const LoopProgram *lp, SymCount c, int batche
 
 void loops_print(FILE *out, const LoopProgram *lp) {
   fprintf(out, "loops %s", lp->graph ? lp->graph->name : "?");
+  if (lp->mode != MODE_FORWARD) fprintf(out, " %s", lp->entry);
   if (lp->symbolic_seq) fprintf(out, " (batch, %s)", lp->graph->sym);
   fprintf(out, " vec_f32=%d\n", lp->vec_f32);
   fputs("buffers:\n", out);
@@ -530,6 +545,11 @@ void loops_print(FILE *out, const LoopProgram *lp) {
     case BUF_INPUT: fprintf(out, "input %d [", b->index); break;
     case BUF_OUTPUT: fprintf(out, "output %d [", b->index); break;
     case BUF_TEMP: fputs("temp [", out); break;
+    case BUF_TARGET: fprintf(out, "target %d [", b->index); break;
+    case BUF_GRAD: fprintf(out, "grad +%" PRId64 " [", b->offset); break;
+    case BUF_STATE: fprintf(out, "state +%" PRId64 " [", b->offset); break;
+    case BUF_HYPER: fputs("hyper [", out); break;
+    case BUF_SCALAR: fprintf(out, "scalar +%" PRId64 " [", b->offset); break;
     }
     print_count(out, lp, b->per_sample, b->batched);
     fputc(']', out);
@@ -551,7 +571,7 @@ void loops_print(FILE *out, const LoopProgram *lp) {
   fprintf(out, "workspace: %d slot%s\n", lp->nslots, lp->nslots == 1 ? "" : "s");
   for (int s = 0; s < lp->nslots; s++) {
     fprintf(out, "  slot %d: ", s);
-    print_count(out, lp, lp->slot_size[s], 1);
+    print_count(out, lp, lp->slot_size[s], lp->slot_batched[s]);
     fputc('\n', out);
   }
 }

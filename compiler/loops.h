@@ -45,6 +45,9 @@ typedef enum LExprKind {
   LE_FMA,     /* a * b + c (f32) */
   LE_SELECT,  /* a ? b : c */
   LE_CAST,    /* a converted to type (i32<->i64, i64/i32 -> f32, f32 -> i64 truncating) */
+  LE_RAND,    /* f32 uniform in [0, 1): a counter-based hash of (the call's seed, ival, a);
+               * the same (seed, stream, index) always gives the same number, so a backward
+               * kernel recomputes the forward's dropout mask instead of storing it */
 } LExprKind;
 
 typedef enum LOp {
@@ -76,6 +79,11 @@ typedef enum BufKind {
   BUF_INPUT,   /* in[index] */
   BUF_OUTPUT,  /* out[index] */
   BUF_TEMP,    /* workspace, placed by the memory plan */
+  BUF_TARGET,  /* targets[index] (training) */
+  BUF_GRAD,    /* grads + offset: parameter gradients, held by the model object */
+  BUF_STATE,   /* state + offset: optimizer state, held by the model object */
+  BUF_HYPER,   /* hyper[]: the update's run-time scalars (NNCC_H_*), read-only */
+  BUF_SCALAR,  /* scalars + offset: the loss, the gradient norm (NNCC_S_*) */
 } BufKind;
 
 typedef struct LBuf {
@@ -139,9 +147,18 @@ typedef struct Kernel {
   LStmt *body;        /* an LS_BLOCK */
 } Kernel;
 
+typedef enum LowerMode {
+  MODE_FORWARD,    /* M_forward: inference, outputs into the caller's arrays */
+  MODE_GRADIENTS,  /* M_gradients: forward in training mode, loss, backward into grads */
+  MODE_EVALUATE,   /* the trainer's test pass: forward (inference), loss, correct count */
+  MODE_UPDATE,     /* M_update: clipping, weight decay, the optimizer */
+} LowerMode;
+
 typedef struct LoopProgram {
   Arena *arena;
   const Graph *graph;
+  LowerMode mode;
+  const char *entry;  /* "forward", "gradients", ...: names the generated functions */
   LBuf *bufs;       int nbufs;
   Kernel *kernels;  int nkernels;    /* forward, in order */
   Kernel *prepare;  int nprepare;    /* run after parameters change */
@@ -152,6 +169,7 @@ typedef struct LoopProgram {
   /* the memory plan: slot s holds batch * (slot_size[s].fixed + per_seq * seq) elements,
    * rounded up to 16, at the offset that is the sum of the slots before it */
   SymCount *slot_size; int nslots;
+  char *slot_batched;                /* per slot: its size is multiplied by the batch */
   int symbolic_seq;                  /* the forward function takes seq */
   int vec_f32;                       /* the target's f32 vector width (16 AVX-512, 8 AVX2,
                                       * 4 SSE); set before lowering, read by op lowerings */
@@ -179,6 +197,7 @@ LExpr *le_un(LoopProgram *lp, LOp op, LExpr *a);
 LExpr *le_fma(LoopProgram *lp, LExpr *a, LExpr *b, LExpr *c);
 LExpr *le_select(LoopProgram *lp, LExpr *c, LExpr *a, LExpr *b);
 LExpr *le_cast(LoopProgram *lp, LType t, LExpr *a);
+LExpr *le_rand(LoopProgram *lp, int64_t stream, LExpr *index);
 /* Shorthands (constant-folding where both sides are constants). */
 LExpr *le_add(LoopProgram *lp, LExpr *a, LExpr *b);
 LExpr *le_sub(LoopProgram *lp, LExpr *a, LExpr *b);

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "diag.h"
+#include "nncc_rt.h"
 #include "ops.h"
 
 static int buf_for_node(LowerCtx *lc, const Node *n, BufKind kind, int index) {
@@ -39,12 +40,63 @@ int lower_value(LowerCtx *lc, int node) {
   if (node < 0 || node >= lc->g->nnodes) die("lower_value: bad node %d", node);
   if (lc->value_buf[node] >= 0) return lc->value_buf[node];
   const Node *n = &lc->g->nodes[node];
+  LoopProgram *lp = lc->lp;
   int b;
-  if (n->op == OP_input) b = buf_for_node(lc, n, BUF_INPUT, n->input_index);
-  else if (n->output_index >= 0) b = buf_for_node(lc, n, BUF_OUTPUT, n->output_index);
-  else b = buf_for_node(lc, n, BUF_TEMP, 0);
+  if (n->op == OP_input) {
+    b = buf_for_node(lc, n, n->is_target ? BUF_TARGET : BUF_INPUT, n->input_index);
+  } else if (n->op == OP_param) {
+    b = lower_param(lc, &lc->g->nodes[n->fwd], n->wrt);
+  } else if (n->is_loss && lc->mode != MODE_FORWARD) {
+    b = buf_for_node(lc, n, BUF_SCALAR, 0);
+    lp->bufs[b].offset = NNCC_S_LOSS;
+    lp->bufs[b].per_sample = (SymCount){1, 0};
+    lp->bufs[b].batched = 0;
+  } else if (lc->grad_param && lc->grad_param[node] >= 0) {
+    const Param *p = &lc->g->params[lc->grad_param[node]];
+    b = loops_add_buf(lp, arena_printf(lp->arena, "grad.%s", p->name), BUF_GRAD, LT_F32);
+    lp->bufs[b].offset = p->grad_offset;
+    lp->bufs[b].per_sample = (SymCount){p->numel, 0};
+    lp->bufs[b].batched = 0;
+  } else if (n->output_index >= 0 && lc->mode == MODE_FORWARD) {
+    b = buf_for_node(lc, n, BUF_OUTPUT, n->output_index);
+  } else {
+    b = buf_for_node(lc, n, BUF_TEMP, 0);
+    lp->bufs[b].batched = n->batched;
+  }
   lc->value_buf[node] = b;
   return b;
+}
+
+LExpr *lower_hyper(LowerCtx *lc, int k) {
+  LoopProgram *lp = lc->lp;
+  int b = -1;
+  for (int i = 0; i < lp->nbufs; i++)
+    if (lp->bufs[i].kind == BUF_HYPER) b = i;
+  if (b < 0) {
+    b = loops_add_buf(lp, "hyper", BUF_HYPER, LT_F32);
+    lp->bufs[b].per_sample = (SymCount){NNCC_H_COUNT, 0};
+  }
+  return le_load(lp, b, le_i64(lp, k));
+}
+
+int lower_scalars(LowerCtx *lc) {
+  LoopProgram *lp = lc->lp;
+  for (int i = 0; i < lp->nbufs; i++)
+    if (lp->bufs[i].kind == BUF_SCALAR && lp->bufs[i].offset == 0 &&
+        !strcmp(lp->bufs[i].name, "scalars"))
+      return i;
+  int b = loops_add_buf(lp, "scalars", BUF_SCALAR, LT_F32);
+  lp->bufs[b].per_sample = (SymCount){NNCC_S_COUNT, 0};
+  return b;
+}
+
+LExpr *lower_rows(LowerCtx *lc, Shape s) {
+  SymCount c = shape_numel(s);
+  int64_t last = s.rank ? s.d[s.rank - 1].n : 1;
+  if (s.rank && s.d[s.rank - 1].sym) die("lower_rows: a symbolic last axis");
+  c.fixed /= last;
+  c.per_seq /= last;
+  return lower_total(lc, c);
 }
 
 /* Parameter buffers are made once per parameter (cached in param_buf). */
@@ -78,6 +130,14 @@ int lower_scratch(LowerCtx *lc, const char *name, LType elem, SymCount per_sampl
 
 int lower_packed(LowerCtx *lc, const char *name, int64_t numel, LStmt **prepare_block) {
   LoopProgram *lp = lc->lp;
+  if (lc->mode != MODE_FORWARD) {
+    /* training entry points pack their weights at the start of the call (the parameters
+     * change at every update): an unbatched temporary filled by a kernel of its own */
+    int b = lower_scratch(lc, name, LT_F32, (SymCount){numel, 0}, 0);
+    Kernel *k = loops_add_kernel(lp, name, -1);
+    *prepare_block = k->body;
+    return b;
+  }
   int b = loops_add_buf(lp, name, BUF_PACKED, LT_F32);
   lp->bufs[b].offset = lp->packed_floats;
   lp->bufs[b].per_sample = (SymCount){numel, 0};
@@ -174,16 +234,20 @@ static void plan_memory(LoopProgram *lp) {
   int *slot_free_after = xcalloc((size_t)n + 1, sizeof(int)); /* last kernel of its occupant */
   for (int i = 0; i < n; i++) {
     LBuf *b = &lp->bufs[order[i]];
-    SymCount need = b->per_sample; /* unbatched scratch is over-allocated (batch >= 1) */
+    SymCount need = b->per_sample;
     int best = -1;
     for (int s = 0; s < lp->nslots; s++) {
       if (slot_free_after[s] >= b->first_use) continue;
+      if (lp->slot_batched[s] != b->batched) continue;  /* per-call scratch is not x batch */
       if (best < 0) { best = s; continue; }
       int fs = fits(need, lp->slot_size[s]), fb = fits(need, lp->slot_size[best]);
       if (fs && (!fb || weight(lp->slot_size[s]) < weight(lp->slot_size[best]))) best = s;
       else if (!fs && !fb && weight(lp->slot_size[s]) > weight(lp->slot_size[best])) best = s;
     }
     if (best < 0) {
+      int nb = lp->nslots;
+      char *sb = arena_push(lp->arena, &lp->slot_batched, &nb, 1);
+      *sb = (char)b->batched;
       SymCount *sz = arena_push(lp->arena, &lp->slot_size, &lp->nslots, sizeof(SymCount));
       *sz = need;
       best = lp->nslots - 1;
@@ -208,17 +272,67 @@ static void mark_needed(const Graph *g, int id, char *needed) {
   for (int i = 0; i < n->nin; i++) mark_needed(g, n->in[i], needed);
 }
 
-LoopProgram *lower_graph_target(const Graph *g, int vec_f32) {
+/* A kernel that zeroes the gradient of a trained parameter the loss does not depend on. */
+static void zero_grad_kernel(LowerCtx *lc, int p) {
+  LoopProgram *lp = lc->lp;
+  const Param *pa = &lc->g->params[p];
+  int b = loops_add_buf(lp, arena_printf(lp->arena, "grad.%s", pa->name), BUF_GRAD, LT_F32);
+  lp->bufs[b].offset = pa->grad_offset;
+  lp->bufs[b].per_sample = (SymCount){pa->numel, 0};
+  Kernel *k = loops_add_kernel(lp, arena_printf(lp->arena, "zero.%s", pa->name), -1);
+  int i = lvar(lp, "i");
+  LStmt *l = ls_for(lp, k->body, i, le_i64(lp, 0), le_i64(lp, pa->numel));
+  l->vec = lp->vec_f32;
+  ls_store(lp, ls_body(l), b, le_var(lp, i), le_f32(lp, 0));
+}
+
+static const char *mode_entry(LowerMode m) {
+  switch (m) {
+  case MODE_FORWARD: return "forward";
+  case MODE_GRADIENTS: return "gradients";
+  case MODE_EVALUATE: return "evaluate";
+  case MODE_UPDATE: return "update";
+  }
+  return "?";
+}
+
+LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
   LoopProgram *lp = loops_new(g);
+  lp->mode = mode;
+  lp->entry = mode_entry(mode);
   lp->vec_f32 = vec_f32 > 0 ? vec_f32 : 16;
   lp->symbolic_seq = g->sym != NULL;
-  LowerCtx lc = {.lp = lp, .g = g, .current_kernel = -1};
+  LowerCtx lc = {.lp = lp, .g = g, .current_kernel = -1, .mode = mode};
   lc.value_buf = xcalloc((size_t)g->nnodes + 1, sizeof(int));
   param_buf = xcalloc((size_t)g->nparams + 1, sizeof(int));
   for (int i = 0; i < g->nnodes; i++) lc.value_buf[i] = -1;
   for (int i = 0; i < g->nparams; i++) param_buf[i] = -1;
+  if (mode != MODE_FORWARD && g->nfwd < 0) die("lower_program: the graph has no gradient program");
+  if (mode == MODE_UPDATE) {
+    lower_update(&lc);
+    free(param_buf);
+    param_buf = NULL;
+    free(lc.value_buf);
+    plan_memory(lp);
+    return lp;
+  }
+  if (mode == MODE_GRADIENTS) {
+    lc.grad_param = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+    for (int i = 0; i < g->nnodes; i++) lc.grad_param[i] = -1;
+    for (int p = 0; p < g->nparams; p++)
+      if (g->param_grad[p] >= 0) lc.grad_param[g->param_grad[p]] = p;
+  }
   char *needed = xcalloc((size_t)g->nnodes + 1, 1);
-  for (int i = 0; i < g->noutputs; i++) mark_needed(g, g->outputs[i], needed);
+  int limit = g->nfwd >= 0 ? g->nfwd : g->nnodes;  /* the model's own nodes */
+  if (mode == MODE_FORWARD) {
+    for (int i = 0; i < g->noutputs; i++) mark_needed(g, g->outputs[i], needed);
+  } else {
+    mark_needed(g, g->loss, needed);
+    if (mode == MODE_GRADIENTS)
+      for (int p = 0; p < g->nparams; p++)
+        if (g->param_grad[p] >= 0) mark_needed(g, g->param_grad[p], needed);
+    limit = g->nnodes;
+  }
 
   /* epilogue fusion: dense / conv2d whose only consumer is an activation */
   lc.fused_act = xcalloc((size_t)g->nnodes + 1, sizeof(int));
@@ -226,15 +340,16 @@ LoopProgram *lower_graph_target(const Graph *g, int vec_f32) {
   char *absorbed = xcalloc((size_t)g->nnodes + 1, 1);
   for (int i = 0; i < g->nnodes; i++) {
     lc.fused_act[i] = -1;
-    if (needed[i])
+    if (needed[i] && i < limit)
       for (int j = 0; j < g->nodes[i].nin; j++) uses[g->nodes[i].in[j]]++;
   }
-  for (int i = 0; i < g->nnodes; i++) {
+  for (int i = 0; i < g->nnodes && i < limit; i++) {
     const Node *c = &g->nodes[i];
     if (!needed[i] || !is_activation(c->op) || c->nin != 1) continue;
     const Node *p = &g->nodes[c->in[0]];
-    if ((p->op == OP_dense || p->op == OP_conv2d) && p->output_index < 0 && uses[p->id] == 1 &&
-        lc.fused_act[p->id] < 0 && p->info && p->info->lower && c->info && c->info->lower) {
+    if ((p->op == OP_dense || p->op == OP_conv2d) && (p->output_index < 0 || mode != MODE_FORWARD) &&
+        uses[p->id] == 1 && lc.fused_act[p->id] < 0 && p->info && p->info->lower && c->info &&
+        c->info->lower) {
       lc.fused_act[p->id] = i;
       absorbed[i] = 1;
     }
@@ -242,24 +357,29 @@ LoopProgram *lower_graph_target(const Graph *g, int vec_f32) {
   free(uses);
 
   /* inputs first, so their buffers come first in the listing */
-  for (int i = 0; i < g->ninputs; i++) lower_value(&lc, g->inputs[i]);
+  for (int i = 0; i < g->ninputs; i++)
+    if (mode == MODE_FORWARD || needed[g->inputs[i]]) lower_value(&lc, g->inputs[i]);
 
   int failed = 0;
   unsigned char reported[OP_COUNT] = {0};
-  for (int id = 0; id < g->nnodes; id++) {
+  for (int id = 0; id < limit; id++) {
     if (!needed[id]) continue;
     const Node *n = &g->nodes[id];
     if (n->op == OP_input) {
-      if (n->output_index >= 0) {
+      if (n->output_index >= 0 && mode == MODE_FORWARD) {
         int src = lower_value(&lc, id);
         int dst = buf_for_node(&lc, n, BUF_OUTPUT, n->output_index);
         copy_kernel(&lc, n, src, dst);
       }
       continue;
     }
-    if ((n->op == OP_flatten || n->op == OP_dropout) && n->nin == 1) {
+    if (n->op == OP_param) continue;
+    int alias = (n->op == OP_flatten || n->op == OP_reshape ||
+                 (n->op == OP_dropout && mode != MODE_GRADIENTS)) && n->nin >= 1;
+    if (alias) {
       int src = lower_value(&lc, n->in[0]);
-      if (n->output_index >= 0) {
+      if ((n->output_index >= 0 && mode == MODE_FORWARD) ||
+          (lc.grad_param && lc.grad_param[id] >= 0)) {
         int dst = lower_value(&lc, id);
         copy_kernel(&lc, n, src, dst);
       } else {
@@ -285,9 +405,13 @@ LoopProgram *lower_graph_target(const Graph *g, int vec_f32) {
     info->lower(&lc, n);
     if (lp->nkernels == before) die("the lowering of %s made no kernel", n->name);
   }
+  if (mode == MODE_GRADIENTS && !failed)
+    for (int p = 0; p < g->nparams; p++)
+      if (g->params[p].trained && g->param_grad[p] < 0) zero_grad_kernel(&lc, p);
   free(needed);
   free(absorbed);
   free(lc.fused_act);
+  free(lc.grad_param);
   free(param_buf);
   param_buf = NULL;
   free(lc.value_buf);
@@ -297,6 +421,10 @@ LoopProgram *lower_graph_target(const Graph *g, int vec_f32) {
   }
   plan_memory(lp);
   return lp;
+}
+
+LoopProgram *lower_graph_target(const Graph *g, int vec_f32) {
+  return lower_program(g, MODE_FORWARD, vec_f32);
 }
 
 LoopProgram *lower_graph(const Graph *g) { return lower_graph_target(g, 16); }

@@ -24,6 +24,8 @@
 typedef struct LowerCtx {
   LoopProgram *lp;
   const Graph *g;
+  LowerMode mode;      /* which entry point is being built (loops.h) */
+  int *grad_param;     /* per node: the parameter whose gradient it is, or -1 */
   int *value_buf;      /* per node: its buffer, -1 when not computed */
   int current_kernel;  /* index into lp->kernels of the kernel being built */
   int *fused_act;      /* per node: the activation node fused into its epilogue, or -1 */
@@ -59,5 +61,18 @@ int lower_pad2d(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, in
 LoopProgram *lower_graph(const Graph *g);
 /* The same for a target whose f32 vectors hold vec_f32 lanes (lower_graph assumes 16). */
 LoopProgram *lower_graph_target(const Graph *g, int vec_f32);
+/* One entry point of a differentiated graph (autodiff.h): MODE_FORWARD is lower_graph_target;
+ * MODE_GRADIENTS the forward in training mode, the loss and the gradient program (gradients
+ * straight into the model's gradient buffer); MODE_EVALUATE the forward in inference mode and
+ * the loss; MODE_UPDATE the optimizer (optim.c). */
+LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32);
+
+/* --- optim.c: the update program (clipping, weight decay, the optimizer) --- */
+void lower_update(LowerCtx *lc);
+/* Run-time scalars and results for kernels: hyper[k] (NNCC_H_*) and the scalars buffer. */
+LExpr *lower_hyper(LowerCtx *lc, int k);
+int lower_scalars(LowerCtx *lc);
+/* Rows of a per-sample shape: batch * (numel / last dim), the last axis being the row. */
+LExpr *lower_rows(LowerCtx *lc, Shape s);
 
 #endif

@@ -1,7 +1,9 @@
 /* main.c - the nncc driver: the whole pipeline, top to bottom.
  *
  *   text --parse_program--> AST --sema_build--> graph IR (shapes checked)
- *        --backend_run--> loop IR --> LLVM IR --> object --> .so + .h | executable
+ *        --autodiff--> + the gradient program (trainable models)
+ *        --backend_run--> loop IR (one program per entry point) --> LLVM IR --> object
+ *        --> .so + .h | executable
  *
  * Each --emit=STAGE stops after that stage and prints it.  Exit status: 0 on
  * success, 1 on a diagnosed error in the input, 2 on a usage error.
@@ -11,6 +13,7 @@
 #include <string.h>
 
 #include "ast.h"
+#include "autodiff.h"
 #include "backend.h"
 #include "diag.h"
 #include "ir.h"
@@ -23,6 +26,7 @@ typedef enum Mode {
   MODE_AST,      /* --emit=ast */
   MODE_IR,       /* --emit=ir */
   MODE_DOT,      /* --emit=dot */
+  MODE_GRAD,     /* --emit=grad */
   MODE_SUMMARY,  /* --summary */
   MODE_BACKEND,  /* -o, --emit=loops|llvm|asm|obj */
 } Mode;
@@ -33,7 +37,8 @@ static const char usage_text[] =
     "  -o PATH              build PATH: a shared library if it ends in .so (with PATH's\n"
     "                       header beside it: model.so -> model.h), else an executable\n"
     "  --summary            print the layer table: shapes, parameters, FLOPs\n"
-    "  --emit=STAGE         print one stage and stop: ast, ir, dot, loops, llvm, asm, obj\n"
+    "  --emit=STAGE         print one stage and stop: ast, ir, grad (the gradient program),\n"
+    "                       dot, loops, llvm, asm, obj\n"
     "                       (obj needs -o)\n"
     "  --model NAME         the model to compile when the file holds several\n"
     "  --weights FILE       embed these weights (safetensors) in the artifact\n"
@@ -91,11 +96,9 @@ int main(int argc, char **argv) {
       else if (!strcmp(v, "llvm")) mode = MODE_BACKEND, bo.emit = EMIT_LLVM;
       else if (!strcmp(v, "asm")) mode = MODE_BACKEND, bo.emit = EMIT_ASM;
       else if (!strcmp(v, "obj")) mode = MODE_BACKEND, bo.emit = EMIT_OBJ;
-      else if (!strcmp(v, "grad"))
-        return usage_error("--emit=%s: gradients are not generated yet (training is not "
-                           "implemented in this version)", v);
+      else if (!strcmp(v, "grad")) mode = MODE_GRAD;
       else
-        return usage_error("unknown stage '--emit=%s' (ast, ir, dot, loops, llvm, asm, obj)", v);
+        return usage_error("unknown stage '--emit=%s' (ast, ir, grad, dot, loops, llvm, asm, obj)", v);
     } else if ((v = option_value(argc, argv, &i, "--model", &missing))) {
       model_name = v;
     } else if ((v = option_value(argc, argv, &i, "--weights", &missing))) {
@@ -152,8 +155,23 @@ int main(int argc, char **argv) {
       case MODE_IR: ir_print(stdout, g); break;
       case MODE_DOT: ir_print_dot(stdout, g); break;
       case MODE_SUMMARY: ir_print_summary(stdout, g); break;
+      case MODE_GRAD:
+        if (autodiff(g)) status = EXIT_INPUT;
+        else ir_verify(g), ir_print_grad(stdout, g);
+        break;
       case MODE_BACKEND:
         bo.train = train_flag >= 0 ? train_flag : g->loss >= 0;
+        if (bo.train && train_flag < 0 && autodiff_unsupported(g)) {
+          /* a default, not a request: build for inference and say why */
+          fprintf(stderr, "%s: warning: no training entry points: nncc cannot differentiate "
+                  "'%s' yet (--no-train silences this)\n", input, autodiff_unsupported(g));
+          bo.train = 0;
+        }
+        if (bo.train && autodiff(g)) {
+          status = EXIT_INPUT;
+          break;
+        }
+        if (bo.train) ir_verify(g);
         status = backend_run(g, &bo);
         break;
       default: break;

@@ -15,6 +15,7 @@
 #include "ir.h"
 
 struct LowerCtx;
+struct AdCtx;
 
 typedef enum ArgType {
   ARG_TENSOR,  /* a value of the graph: becomes an input of the node (in order) */
@@ -52,9 +53,18 @@ typedef struct OpInfo {
   void (*params)(Graph *g, Node *n);
   /* FLOPs per sample (a multiply-add is 2). */
   SymCount (*flops)(const Graph *g, const Node *n);
-  /* Forward lowering to loop IR (lower.h); NULL while not yet implemented. */
+  /* Lowering to loop IR (lower.h); NULL while not yet implemented. */
   void (*lower)(struct LowerCtx *lc, const Node *n);
+  /* Gradient rule (autodiff.h): given node n and dy, the node holding dLoss/d(n's value),
+   * adds gradient nodes for the inputs and trained parameters that need one.  NULL: the op
+   * cannot be differentiated (yet), which autodiff reports. */
+  void (*grad)(struct AdCtx *ad, int n, int dy);
 } OpInfo;
+
+/* An internal operation of the gradient program (ops.def): no schema, no shape rule (autodiff
+ * sets its shape), only a lowering. */
+#define OP_INTERNAL(id, lowering) \
+  const OpInfo op_##id = {.kind = OP_##id, .name = "_" #id, .doc = "", .lower = (lowering)}
 
 #define OP(id, spelling, file) extern const OpInfo op_##id;
 #include "ops.def"

@@ -1005,6 +1005,10 @@ static Value eval_expr(Sema *s, const Expr *e, const char *prefix) {
   case EX_PIPE: v = eval_pipe(s, e, prefix); break;
   case EX_ADD:
   case EX_MUL: v = eval_binary(s, e, prefix); break;
+  case EX_LIST:
+    diag_error(e->loc, "a list [...] is only a training setting's value (freeze = [a, b])");
+    v.kind = V_POISON;
+    break;
   }
   v.loc = e->loc;
   return v;
@@ -1299,11 +1303,15 @@ static const OptSpec optimizers[] = {
       {"momentum", 0, offsetof(TrainConfig, momentum), 0, 0, 0, 0},
       {"nesterov", 1, offsetof(TrainConfig, nesterov), 0, 0, 0, 0}},
      3},
-    {"adagrad", OPT_ADAGRAD, {{"lr", 0, offsetof(TrainConfig, lr), 0, 1, 0, 0}}, 1},
+    {"adagrad", OPT_ADAGRAD,
+     {{"lr", 0, offsetof(TrainConfig, lr), 0, 1, 0, 0},
+      {"eps", 0, offsetof(TrainConfig, eps), 0, 1, 0, 0}},
+     2},
     {"rmsprop", OPT_RMSPROP,
      {{"lr", 0, offsetof(TrainConfig, lr), 0, 1, 0, 0},
-      {"decay", 0, offsetof(TrainConfig, decay), 0, 0, 1, 1}},
-     2},
+      {"decay", 0, offsetof(TrainConfig, decay), 0, 0, 1, 1},
+      {"eps", 0, offsetof(TrainConfig, eps), 0, 1, 0, 0}},
+     3},
     {"adam", OPT_ADAM,
      {{"lr", 0, offsetof(TrainConfig, lr), 0, 1, 0, 0},
       {"beta1", 0, offsetof(TrainConfig, beta1), 0, 0, 1, 1},
@@ -1313,14 +1321,15 @@ static const OptSpec optimizers[] = {
 };
 enum { NOPTIMIZERS = sizeof optimizers / sizeof optimizers[0] };
 
-static const char *const settings[] = {"optimizer", "clip_norm", "bptt", "batch"};
-enum { NSETTINGS = 4 };
+static const char *const settings[] = {"optimizer", "clip_norm", "bptt", "batch",
+                                       "weight_decay", "stateful", "freeze"};
+enum { NSETTINGS = 7 };
 
 static const char *opt_signature(const OptSpec *o) {
   switch (o->kind) {
   case OPT_SGD: return "sgd(lr, momentum=0, nesterov=false)";
-  case OPT_ADAGRAD: return "adagrad(lr)";
-  case OPT_RMSPROP: return "rmsprop(lr, decay=0.99)";
+  case OPT_ADAGRAD: return "adagrad(lr, eps=1e-10)";
+  case OPT_RMSPROP: return "rmsprop(lr, decay=0.99, eps=1e-8)";
   case OPT_ADAM: return "adam(lr, beta1=0.9, beta2=0.999, eps=1e-8)";
   }
   return "?";
@@ -1391,6 +1400,7 @@ static void train_optimizer(Sema *s, const Expr *e, TrainConfig *tc) {
   }
   TrainConfig fresh = *tc;
   fresh.optimizer = o->kind;
+  fresh.eps = o->kind == OPT_ADAGRAD ? 1e-10 : 1e-8;  /* torch.optim's defaults */
   const Arg *given[4] = {0};
   int npos = 0, seen_named = 0;
   for (int i = 0; e->kind == EX_CALL && i < e->nargs; i++) {
@@ -1450,14 +1460,44 @@ static void train_count(Sema *s, const Stmt *st, int64_t min, int64_t *out) {
   *out = v.i;
 }
 
+/* freeze = [a, b]: binding names (checked against the parameters by autodiff) */
+static void train_freeze(Sema *s, const Expr *e, TrainConfig *tc) {
+  if (e->kind == EX_NAME) {
+    diag_error(e->loc, "freeze takes a list of bindings: freeze = [%s]", e->name);
+    return;
+  }
+  if (e->kind != EX_LIST) {
+    diag_error(e->loc, "freeze takes a list of bindings: freeze = [embed, conv1]");
+    return;
+  }
+  tc->nfreeze = 0;
+  tc->freeze = arena_alloc(s->g->arena, ((size_t)e->nstages + 1) * sizeof *tc->freeze);
+  tc->freeze_loc = arena_alloc(s->g->arena, ((size_t)e->nstages + 1) * sizeof *tc->freeze_loc);
+  for (int i = 0; i < e->nstages; i++) {
+    const Expr *it = e->stages[i];
+    if (it->kind != EX_NAME) {
+      diag_error(it->loc, "freeze lists bindings by name, like freeze = [embed, conv1]");
+      continue;
+    }
+    for (int k = 0; k < tc->nfreeze; k++)
+      if (!strcmp(tc->freeze[k], it->name)) {
+        diag_error(it->loc, "'%s' is listed twice", it->name);
+        diag_note(tc->freeze_loc[k], "first listed here");
+      }
+    tc->freeze[tc->nfreeze] = arena_strdup(s->g->arena, it->name);
+    tc->freeze_loc[tc->nfreeze] = it->loc;
+    tc->nfreeze++;
+  }
+}
+
 static void apply_train(Sema *s, const Decl *d, TrainConfig *tc) {
   const Stmt *seen[NSETTINGS] = {0};
   tc->present = 1;
   for (int i = 0; i < d->nbody; i++) {
     const Stmt *st = &d->body[i];
     if (st->kind != ST_LET) {
-      diag_error(st->loc, "a train block holds settings (optimizer, clip_norm, bptt, batch), "
-                 "not declarations");
+      diag_error(st->loc, "a train block holds settings (optimizer, weight_decay, clip_norm, "
+                 "bptt, stateful, freeze, batch), not declarations");
       continue;
     }
     if (st->has_annot) diag_error(st->annot.loc, "a training setting has no shape");
@@ -1471,7 +1511,8 @@ static void apply_train(Sema *s, const Decl *d, TrainConfig *tc) {
         diag_note(no_loc, "the %s is an argument of the optimizer: optimizer = sgd(lr=0.1, "
                   "momentum=0.9)", strcmp(st->name, "momentum") ? "learning rate" : "momentum");
       else if (!closest(st->name, settings, NSETTINGS))
-        diag_note(no_loc, "the settings are optimizer, clip_norm, bptt and batch");
+        diag_note(no_loc, "the settings are optimizer, weight_decay, clip_norm, bptt, stateful, "
+                  "freeze and batch");
       else
         note_did_you_mean(closest(st->name, settings, NSETTINGS));
       continue;
@@ -1497,6 +1538,29 @@ static void apply_train(Sema *s, const Decl *d, TrainConfig *tc) {
     }
     case 2: train_count(s, st, 1, &tc->bptt); break;
     case 3: train_count(s, st, 1, &tc->batch); break;
+    case 4: {
+      Value v;
+      if (literal(s, st->value, &v)) break;
+      double x = v.kind == V_INT ? (double)v.i : v.f;
+      if ((v.kind != V_INT && v.kind != V_FLOAT) || !isfinite(x) || x < 0) {
+        diag_error(st->value->loc, "weight_decay must be a number of at least 0, got %s",
+                   describe(s, v));
+        break;
+      }
+      tc->weight_decay = x;
+      break;
+    }
+    case 5: {
+      Value v;
+      if (literal(s, st->value, &v)) break;
+      if (v.kind != V_BOOL) {
+        diag_error(st->value->loc, "stateful must be true or false, got %s", describe(s, v));
+        break;
+      }
+      tc->stateful = (int)v.i;
+      break;
+    }
+    case 6: train_freeze(s, st->value, tc); break;
     }
   }
 }

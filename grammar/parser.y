@@ -177,7 +177,7 @@ static void decl_recover(Parser *P, int *lookahead, int *errstatus);
 %token OUTPUT "output" RETURN "return" TRUE "true" FALSE "false"
 %token PIPE "|>"
 
-%type <expr> expr primary stage call call_args
+%type <expr> expr primary stage call call_args list_items
 %type <arg> arg
 %type <stmt> stmt let
 %type <stmts> stmts
@@ -274,6 +274,14 @@ primary
   | TRUE                          { $$ = ast_bool(A, @1, 1); }
   | FALSE                         { $$ = ast_bool(A, @1, 0); }
   | '(' expr ')'                  { $$ = paren($2); }
+  | '[' ']'                       { $$ = ast_list(A, @$); }
+  | list_items ']'                { $$ = $1; $$->loc = loc_span($$->loc, @2); CHECK_DEPTH($$, @$); }
+  ;
+
+/* list = "[" [expr ("," expr)*] "]"   (training settings: freeze = [a, b]) */
+list_items
+  : '[' expr                      { $$ = ast_list(A, @1); ast_list_push(A, $$, $2); }
+  | list_items ',' expr           { $$ = $1; ast_list_push(A, $$, $3); }
   ;
 
 /* stage = call | NAME   (a |> f(b) is f(a, b); a |> g is g(a)) */

@@ -27,6 +27,8 @@
  * For a model without a symbolic length (has_seq == 0) the seq argument is ignored and the
  * kernels and workspace function see seq = 1.
  */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,14 +36,30 @@
 #include "rt_internal.h"
 #include "safetensors.h"
 
+/* The training options, in the order of option_names (doubles; hyper[] is derived). */
+enum { OPT_LR, OPT_MOMENTUM, OPT_WEIGHT_DECAY, OPT_BETA1, OPT_BETA2, OPT_EPS, OPT_DECAY,
+       OPT_CLIP_NORM, N_OPTIONS };
+static const char *const option_names[N_OPTIONS] = {"lr", "momentum", "weight_decay", "beta1",
+                                                    "beta2", "eps", "decay", "clip_norm"};
+
 struct nncc_model {
   const nncc_model_desc *d;
   float *params;         /* d->param_floats, aligned */
   float *packed;         /* d->packed_floats, aligned, or NULL */
   int packed_dirty;      /* packed must be rebuilt from params before the next forward */
+  int exposed;           /* a parameter pointer was handed out (nncc_rt_param): the caller may
+                            write through it at any time, so every forward repacks */
+  /* training (d->train != NULL) */
+  float *grads;          /* train->grad_floats */
+  float *state;          /* NNCC_STATE_SLOTS x grad_floats, zero at the start */
+  double opt[N_OPTIONS];
+  int64_t step;          /* updates taken */
+  uint64_t rng;          /* the dropout stream: seed of the next gradients call */
+  float scalars[NNCC_S_COUNT];
   float *ws;             /* the workspace, aligned, or NULL */
   int64_t ws_cap;        /* floats allocated in ws */
   int64_t ws_batch, ws_seq;   /* the shape ws was last sized for (0, 0: none yet) */
+  nncc_workspace_fn ws_fn;    /* ... by this entry point's size function */
 };
 
 /* ---- creation --------------------------------------------------------------------------- */
@@ -79,6 +97,22 @@ NNCC_API nncc_model *nncc_rt_create(const nncc_model_desc *d) {
     return NULL;
   }
   m->packed_dirty = 1;
+  if (d->train) {
+    const nncc_train_desc *t = d->train;
+    int64_t sf = t->grad_floats * NNCC_STATE_SLOTS(t->optimizer);
+    m->grads = nncc_rt_alloc_floats(t->grad_floats);
+    m->state = nncc_rt_alloc_floats(sf);
+    if (!m->grads || !m->state) {
+      nncc_rt_fail(NNCC_ERR_NOMEM, "%s_create: out of memory for the gradients", d->name);
+      nncc_rt_destroy(m);
+      return NULL;
+    }
+    memset(m->grads, 0, (size_t)t->grad_floats * sizeof(float));
+    memset(m->state, 0, (size_t)sf * sizeof(float));
+    double defaults[N_OPTIONS] = {t->lr, t->momentum, t->weight_decay, t->beta1, t->beta2,
+                                  t->eps, t->decay, t->clip_norm};
+    memcpy(m->opt, defaults, sizeof defaults);
+  }
   if (d->embedded_params) {
     if (d->param_floats) memcpy(m->params, d->embedded_params, (size_t)d->param_floats * sizeof(float));
   } else {
@@ -92,6 +126,8 @@ NNCC_API void nncc_rt_destroy(nncc_model *m) {
   free(m->params);
   free(m->packed);
   free(m->ws);
+  free(m->grads);
+  free(m->state);
   free(m);
 }
 
@@ -149,6 +185,7 @@ NNCC_API int nncc_rt_init(nncc_model *m, uint64_t seed) {
     }
   }
   m->packed_dirty = 1;
+  m->rng = seed;
   return NNCC_OK;
 }
 
@@ -164,7 +201,8 @@ NNCC_API float *nncc_rt_param(nncc_model *m, const char *name, int64_t *numel) {
     const nncc_param_desc *p = &m->d->params[i];
     if (!strcmp(p->name, name)) {
       if (numel) *numel = p->numel;
-      m->packed_dirty = 1;   /* the caller may write through the pointer */
+      m->packed_dirty = 1;   /* the caller may write through the pointer, now or later */
+      m->exposed = 1;
       return m->params + p->offset;
     }
   }
@@ -231,13 +269,16 @@ static int check_arrays(const nncc_model_desc *d, const char *kind, int n,
   return NNCC_OK;
 }
 
-static int ensure_workspace(nncc_model *m, int64_t batch, int64_t seq) {
-  if (batch == m->ws_batch && seq == m->ws_seq) return NNCC_OK;
+/* Makes ws hold at least what entry point `fn`'s workspace function asks for (batch, seq);
+ * the last (fn, batch, seq) is cached.  `who` names the call in messages. */
+static int ensure_workspace_for(nncc_model *m, nncc_workspace_fn fn, const char *who,
+                                int64_t batch, int64_t seq) {
+  if (batch == m->ws_batch && seq == m->ws_seq && fn == m->ws_fn) return NNCC_OK;
   const nncc_model_desc *d = m->d;
-  int64_t need = d->workspace_floats ? d->workspace_floats(batch, seq) : 0;
+  int64_t need = fn ? fn(batch, seq) : 0;
   if (need < 0)
-    return nncc_rt_fail(NNCC_ERR_ARG, "%s_forward: batch %lld, seq %lld needs a workspace too "
-                        "large to address", d->name, (long long)batch, (long long)seq);
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_%s: batch %lld, seq %lld needs a workspace too "
+                        "large to address", d->name, who, (long long)batch, (long long)seq);
   if (need > m->ws_cap || !m->ws) {
     float *ws = nncc_rt_alloc_floats(need);
     if (!ws)
@@ -250,7 +291,12 @@ static int ensure_workspace(nncc_model *m, int64_t batch, int64_t seq) {
   }
   m->ws_batch = batch;
   m->ws_seq = seq;
+  m->ws_fn = fn;
   return NNCC_OK;
+}
+
+static int ensure_workspace(nncc_model *m, int64_t batch, int64_t seq) {
+  return ensure_workspace_for(m, m->d->workspace_floats, "forward", batch, seq);
 }
 
 NNCC_API int nncc_rt_forward(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
@@ -274,10 +320,380 @@ NNCC_API int nncc_rt_forward(nncc_model *m, int64_t batch, int64_t seq, const vo
   int rc = check_arrays(d, "input", d->n_inputs, d->inputs, in, batch, seq);
   if (!rc) rc = check_arrays(d, "output", d->n_outputs, d->outputs, (const void *const *)out, batch, seq);
   if (rc) return rc;
-  if (m->packed_dirty) {
+  if (m->packed_dirty || m->exposed) {
     if (d->prepare) d->prepare(m->params, m->packed);
     m->packed_dirty = 0;
   }
   if ((rc = ensure_workspace(m, batch, seq))) return rc;
-  return d->forward(m->params, m->packed, m->ws, batch, seq, in, out);
+  nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .batch = batch,
+                 .seq = seq, .in = in, .out = out, .scalars = m->scalars};
+  return d->forward(&x);
+}
+
+/* ---- training ----------------------------------------------------------------------------
+ * The generated entry points do the arithmetic (runtime/nncc_rt.h, compiler/optim.c); this
+ * part checks arguments, sizes the workspace, fills hyper[] from the options and the step
+ * count, and keeps the packed weights in step with the parameters. */
+
+static int need_train(const nncc_model *m, const char *who) {
+  if (!m) return nncc_rt_fail(NNCC_ERR_ARG, "nncc_rt_%s: the model is NULL", who);
+  if (!m->d->train)
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_%s: model '%s' was built without training entry "
+                        "points (it has no loss, or was compiled with --no-train)", m->d->name,
+                        who, m->d->name);
+  return NNCC_OK;
+}
+
+/* Checks the shapes and pointers of a training call: 0 or an error code. */
+static int check_train_call(nncc_model *m, const char *who, int64_t batch, int64_t *seq,
+                            const void *const *in, const void *const *targets) {
+  int rc = need_train(m, who);
+  if (rc) return rc;
+  const nncc_model_desc *d = m->d;
+  if (batch < 1)
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_%s: batch must be >= 1, got %lld", d->name, who,
+                        (long long)batch);
+  if (d->has_seq) {
+    if (*seq < 1)
+      return nncc_rt_fail(NNCC_ERR_ARG, "%s_%s: seq must be >= 1, got %lld", d->name, who,
+                          (long long)*seq);
+  } else {
+    *seq = 1;
+  }
+  if ((!in && d->n_inputs > 0) || (!targets && d->n_targets > 0))
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_%s: the %s array is NULL", d->name, who,
+                        !in && d->n_inputs > 0 ? "input" : "target");
+  rc = check_arrays(d, "input", d->n_inputs, d->inputs, in, batch, *seq);
+  if (!rc) rc = check_arrays(d, "target", d->n_targets, d->targets, targets, batch, *seq);
+  return rc;
+}
+
+static uint64_t mix64(uint64_t x) {
+  uint64_t s = x;
+  return splitmix64(&s);
+}
+
+static int run_entry(nncc_model *m, nncc_entry_fn fn, nncc_workspace_fn wsfn, const char *who,
+                     int64_t batch, int64_t seq, const void *const *in,
+                     const void *const *targets, const float *hyper) {
+  int rc = ensure_workspace_for(m, wsfn, who, batch, seq);
+  if (rc) return rc;
+  nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .grads = m->grads,
+                 .state = m->state, .hyper = hyper, .scalars = m->scalars, .in = in,
+                 .targets = targets, .batch = batch, .seq = seq, .seed = mix64(m->rng)};
+  return fn(&x);
+}
+
+NNCC_API int nncc_rt_gradients(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+                               const void *const *targets, float *loss) {
+  int rc = check_train_call(m, "gradients", batch, &seq, in, targets);
+  if (rc) return rc;
+  const nncc_train_desc *t = m->d->train;
+  rc = run_entry(m, t->gradients, t->gradients_workspace, "gradients", batch, seq, in, targets, NULL);
+  m->rng++;   /* the next call draws a new dropout mask */
+  if (rc) return rc;
+  if (loss) *loss = m->scalars[NNCC_S_LOSS];
+  return NNCC_OK;
+}
+
+NNCC_API int nncc_rt_evaluate(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+                              const void *const *targets, float *loss, int64_t *correct) {
+  int rc = check_train_call(m, "evaluate", batch, &seq, in, targets);
+  if (rc) return rc;
+  const nncc_model_desc *d = m->d;
+  if (m->packed_dirty || m->exposed) {
+    if (d->prepare) d->prepare(m->params, m->packed);
+    m->packed_dirty = 0;
+  }
+  m->scalars[NNCC_S_CORRECT] = 0;
+  rc = run_entry(m, d->train->evaluate, d->train->evaluate_workspace, "evaluate", batch, seq, in,
+                 targets, NULL);
+  if (rc) return rc;
+  if (loss) *loss = m->scalars[NNCC_S_LOSS];
+  if (correct) *correct = d->train->loss_kind == 0 ? (int64_t)m->scalars[NNCC_S_CORRECT] : -1;
+  return NNCC_OK;
+}
+
+/* hyper[] for update number t (1-based) from the options, as torch.optim computes them. */
+static void fill_hyper(const nncc_model *m, int64_t t, float *h) {
+  const nncc_train_desc *td = m->d->train;
+  const double *o = m->opt;
+  memset(h, 0, NNCC_H_COUNT * sizeof *h);
+  h[NNCC_H_LR] = (float)o[OPT_LR];
+  h[NNCC_H_WD] = (float)o[OPT_WEIGHT_DECAY];
+  h[NNCC_H_CLIP] = (float)o[OPT_CLIP_NORM];
+  h[NNCC_H_EPS] = (float)o[OPT_EPS];
+  h[NNCC_H_STEP] = (float)o[OPT_LR];
+  switch (td->optimizer) {
+  case NNCC_OPT_SGD:
+    h[NNCC_H_MOM] = (float)o[OPT_MOMENTUM];
+    h[NNCC_H_MOM_BUF] = t == 1 ? 0.0f : (float)o[OPT_MOMENTUM];
+    break;
+  case NNCC_OPT_RMSPROP:
+    h[NNCC_H_B2] = (float)o[OPT_DECAY];
+    h[NNCC_H_1MB2] = (float)(1.0 - o[OPT_DECAY]);
+    break;
+  case NNCC_OPT_ADAM:
+    h[NNCC_H_B1] = (float)o[OPT_BETA1];
+    h[NNCC_H_1MB1] = (float)(1.0 - o[OPT_BETA1]);
+    h[NNCC_H_B2] = (float)o[OPT_BETA2];
+    h[NNCC_H_1MB2] = (float)(1.0 - o[OPT_BETA2]);
+    h[NNCC_H_STEP] = (float)(o[OPT_LR] / (1.0 - pow(o[OPT_BETA1], (double)t)));
+    h[NNCC_H_BC2SQRT] = (float)sqrt(1.0 - pow(o[OPT_BETA2], (double)t));
+    break;
+  default: break;
+  }
+}
+
+NNCC_API int nncc_rt_update(nncc_model *m) {
+  int rc = need_train(m, "update");
+  if (rc) return rc;
+  float hyper[NNCC_H_COUNT];
+  fill_hyper(m, m->step + 1, hyper);
+  nncc_exec x = {.params = m->params, .grads = m->grads, .state = m->state, .hyper = hyper,
+                 .scalars = m->scalars, .batch = 1, .seq = 1};
+  rc = m->d->train->update(&x);
+  if (rc) return rc;
+  m->step++;
+  m->packed_dirty = 1;
+  return NNCC_OK;
+}
+
+NNCC_API int nncc_rt_train_step(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+                                const void *const *targets, float *loss) {
+  int rc = nncc_rt_gradients(m, batch, seq, in, targets, loss);
+  return rc ? rc : nncc_rt_update(m);
+}
+
+/* Which options the model's optimizer uses (the others are an error to set). */
+static int option_used(int optimizer, int k) {
+  switch (k) {
+  case OPT_LR: case OPT_WEIGHT_DECAY: case OPT_CLIP_NORM: return 1;
+  case OPT_MOMENTUM: return optimizer == NNCC_OPT_SGD;
+  case OPT_BETA1: case OPT_BETA2: return optimizer == NNCC_OPT_ADAM;
+  case OPT_EPS: return optimizer != NNCC_OPT_SGD;
+  case OPT_DECAY: return optimizer == NNCC_OPT_RMSPROP;
+  }
+  return 0;
+}
+
+static const char *optimizer_name(int o) {
+  return o == NNCC_OPT_SGD ? "sgd" : o == NNCC_OPT_ADAGRAD ? "adagrad"
+       : o == NNCC_OPT_RMSPROP ? "rmsprop" : "adam";
+}
+
+NNCC_API int nncc_rt_set_option(nncc_model *m, const char *name, double value) {
+  int rc = need_train(m, "set_option");
+  if (rc) return rc;
+  const nncc_model_desc *d = m->d;
+  if (!name) return nncc_rt_fail(NNCC_ERR_ARG, "%s_set_option: the name is NULL", d->name);
+  int k = -1;
+  for (int i = 0; i < N_OPTIONS; i++)
+    if (!strcmp(option_names[i], name)) k = i;
+  int opt = d->train->optimizer;
+  if (k < 0 || !option_used(opt, k)) {
+    char list[160] = "";
+    for (int i = 0; i < N_OPTIONS; i++)
+      if (option_used(opt, i)) {
+        strcat(list, list[0] ? ", " : "");
+        strcat(list, option_names[i]);
+      }
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_set_option: %s '%s'; the %s optimizer's options are %s",
+                        d->name, k < 0 ? "unknown option" : "the optimizer does not use",
+                        name, optimizer_name(opt), list);
+  }
+  int bad = !isfinite(value) || value < 0;
+  if ((k == OPT_BETA1 || k == OPT_BETA2 || k == OPT_DECAY) && value >= 1) bad = 1;
+  if ((k == OPT_LR || k == OPT_EPS) && value <= 0) bad = 1;
+  if (bad)
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_set_option: %s = %g is out of range (%s)", d->name,
+                        name, value, k == OPT_LR || k == OPT_EPS ? "it must be > 0"
+                        : k == OPT_BETA1 || k == OPT_BETA2 || k == OPT_DECAY ? "it must be in [0, 1)"
+                        : "it must be >= 0");
+  if (k == OPT_MOMENTUM && value == 0 && d->train->nesterov)
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_set_option: nesterov momentum needs momentum > 0",
+                        d->name);
+  m->opt[k] = value;
+  return NNCC_OK;
+}
+
+NNCC_API int nncc_rt_get_option(const nncc_model *m, const char *name, double *value) {
+  int rc = need_train(m, "get_option");
+  if (rc) return rc;
+  for (int i = 0; i < N_OPTIONS; i++)
+    if (name && !strcmp(option_names[i], name) && option_used(m->d->train->optimizer, i)) {
+      if (value) *value = m->opt[i];
+      return NNCC_OK;
+    }
+  return nncc_rt_fail(NNCC_ERR_ARG, "%s_get_option: the optimizer has no option '%s'",
+                      m->d->name, name ? name : "(null)");
+}
+
+NNCC_API float *nncc_rt_grad(nncc_model *m, const char *name, int64_t *numel) {
+  if (numel) *numel = 0;
+  if (need_train(m, "grad")) return NULL;
+  if (!name) {
+    nncc_rt_fail(NNCC_ERR_ARG, "%s_grad: the name is NULL", m->d->name);
+    return NULL;
+  }
+  for (int i = 0; i < m->d->n_params; i++) {
+    const nncc_param_desc *p = &m->d->params[i];
+    if (strcmp(p->name, name)) continue;
+    int64_t off = m->d->train->grad_offset[i];
+    if (off < 0) {
+      nncc_rt_fail(NNCC_ERR_ARG, "%s_grad: '%s' is frozen: it has no gradient", m->d->name, name);
+      return NULL;
+    }
+    if (numel) *numel = p->numel;
+    return m->grads + off;
+  }
+  nncc_rt_fail(NNCC_ERR_ARG, "%s_grad: the model has no parameter '%s'", m->d->name, name);
+  return NULL;
+}
+
+/* ---- checkpoints: the parameters under their own names, then "nncc.state<j>.<name>" for
+ * each trained parameter and optimizer slot j, then "nncc.train": the options, the step count
+ * and the dropout stream, as raw 8-byte values in pairs of f32 slots (bit-exact). */
+
+enum { CK_WORDS = N_OPTIONS + 2 };
+
+typedef struct Ckpt {
+  int n;
+  nncc_param_desc *pd;     /* n descriptors over one buffer */
+  int64_t floats;
+  char **names;            /* owned names (state tensors) */
+} Ckpt;
+
+static void ckpt_free(Ckpt *c) {
+  for (int i = 0; i < c->n; i++) free(c->names[i]);
+  free(c->names);
+  free(c->pd);
+}
+
+static int ckpt_layout(const nncc_model *m, Ckpt *c) {
+  const nncc_model_desc *d = m->d;
+  const nncc_train_desc *t = d->train;
+  int slots = NNCC_STATE_SLOTS(t->optimizer);
+  int n = d->n_params + slots * t->n_trained + 1;
+  c->n = n;
+  c->pd = calloc((size_t)n, sizeof *c->pd);
+  c->names = calloc((size_t)n, sizeof *c->names);
+  if (!c->pd || !c->names) return nncc_rt_fail(NNCC_ERR_NOMEM, "checkpoint: out of memory");
+  int k = 0;
+  int64_t off = 0;
+  for (int i = 0; i < d->n_params; i++, k++) {
+    c->pd[k] = d->params[i];
+    c->pd[k].offset = off;
+    off += d->params[i].numel;
+  }
+  for (int j = 0; j < slots; j++)
+    for (int i = 0; i < t->n_trained; i++, k++) {
+      const nncc_param_desc *p = &d->params[t->trained[i]];
+      size_t len = strlen(p->name) + 32;
+      c->names[k] = malloc(len);
+      if (!c->names[k]) return nncc_rt_fail(NNCC_ERR_NOMEM, "checkpoint: out of memory");
+      snprintf(c->names[k], len, "nncc.state%d.%s", j, p->name);
+      c->pd[k] = *p;
+      c->pd[k].name = c->names[k];
+      c->pd[k].offset = off;
+      off += p->numel;
+    }
+  c->names[k] = strdup("nncc.train");
+  if (!c->names[k]) return nncc_rt_fail(NNCC_ERR_NOMEM, "checkpoint: out of memory");
+  memset(&c->pd[k], 0, sizeof c->pd[k]);
+  c->pd[k].name = c->names[k];
+  c->pd[k].rank = 1;
+  c->pd[k].dims[0] = 2 * CK_WORDS;
+  c->pd[k].numel = 2 * CK_WORDS;
+  c->pd[k].offset = off;
+  off += 2 * CK_WORDS;
+  c->floats = off;
+  return NNCC_OK;
+}
+
+NNCC_API int nncc_rt_save_checkpoint(const nncc_model *m, const char *path) {
+  int rc = need_train(m, "save_checkpoint");
+  if (rc) return rc;
+  if (!path) return nncc_rt_fail(NNCC_ERR_ARG, "%s_save_checkpoint: the path is NULL", m->d->name);
+  const nncc_model_desc *d = m->d;
+  const nncc_train_desc *t = d->train;
+  Ckpt c = {0};
+  float *buf = NULL;
+  nncc_st_out *out = NULL;
+  if ((rc = ckpt_layout(m, &c))) goto done;
+  buf = malloc((size_t)c.floats * sizeof(float) + 1);
+  out = calloc((size_t)c.n, sizeof *out);
+  if (!buf || !out) {
+    rc = nncc_rt_fail(NNCC_ERR_NOMEM, "cannot save %s: out of memory", path);
+    goto done;
+  }
+  int k = 0;
+  for (int i = 0; i < d->n_params; i++, k++)
+    memcpy(buf + c.pd[k].offset, m->params + d->params[i].offset, (size_t)d->params[i].numel * sizeof(float));
+  for (int j = 0; j < NNCC_STATE_SLOTS(t->optimizer); j++)
+    for (int i = 0; i < t->n_trained; i++, k++)
+      memcpy(buf + c.pd[k].offset, m->state + j * t->grad_floats + t->grad_offset[t->trained[i]],
+             (size_t)c.pd[k].numel * sizeof(float));
+  uint64_t words[CK_WORDS];
+  for (int i = 0; i < N_OPTIONS; i++) memcpy(&words[i], &m->opt[i], 8);
+  words[N_OPTIONS] = (uint64_t)m->step;
+  words[N_OPTIONS + 1] = m->rng;
+  memcpy(buf + c.pd[k].offset, words, sizeof words);
+  for (int i = 0; i < c.n; i++) {
+    out[i].name = c.pd[i].name;
+    out[i].rank = c.pd[i].rank;
+    out[i].dims = c.pd[i].dims;
+    out[i].data = buf + c.pd[i].offset;
+  }
+  char err[1024];
+  rc = nncc_st_write_f32(path, c.n, out, err, sizeof err);
+  if (rc) rc = nncc_rt_fail(rc, "%s", err);
+done:
+  free(out);
+  free(buf);
+  ckpt_free(&c);
+  return rc;
+}
+
+NNCC_API int nncc_rt_load_checkpoint(nncc_model *m, const char *path) {
+  int rc = need_train(m, "load_checkpoint");
+  if (rc) return rc;
+  if (!path) return nncc_rt_fail(NNCC_ERR_ARG, "%s_load_checkpoint: the path is NULL", m->d->name);
+  const nncc_model_desc *d = m->d;
+  const nncc_train_desc *t = d->train;
+  Ckpt c = {0};
+  float *buf = NULL;
+  nncc_st_file f = {0};
+  char err[1024];
+  if ((rc = ckpt_layout(m, &c))) goto done;
+  buf = malloc((size_t)c.floats * sizeof(float) + 1);
+  if (!buf) {
+    rc = nncc_rt_fail(NNCC_ERR_NOMEM, "cannot load %s: out of memory", path);
+    goto done;
+  }
+  rc = nncc_st_read(path, &f, err, sizeof err);
+  if (!rc) rc = nncc_st_load_params(&f, c.n, c.pd, buf, err, sizeof err);
+  if (rc) {
+    rc = nncc_rt_fail(rc, "%s", err);
+    goto done;
+  }
+  /* everything checked: now change the model */
+  int k = 0;
+  for (int i = 0; i < d->n_params; i++, k++)
+    memcpy(m->params + d->params[i].offset, buf + c.pd[k].offset, (size_t)d->params[i].numel * sizeof(float));
+  for (int j = 0; j < NNCC_STATE_SLOTS(t->optimizer); j++)
+    for (int i = 0; i < t->n_trained; i++, k++)
+      memcpy(m->state + j * t->grad_floats + t->grad_offset[t->trained[i]], buf + c.pd[k].offset,
+             (size_t)c.pd[k].numel * sizeof(float));
+  uint64_t words[CK_WORDS];
+  memcpy(words, buf + c.pd[k].offset, sizeof words);
+  for (int i = 0; i < N_OPTIONS; i++) memcpy(&m->opt[i], &words[i], 8);
+  m->step = (int64_t)words[N_OPTIONS];
+  m->rng = words[N_OPTIONS + 1];
+  m->packed_dirty = 1;
+done:
+  nncc_st_free(&f);
+  free(buf);
+  ckpt_free(&c);
+  return rc;
 }

@@ -47,10 +47,54 @@ typedef struct nncc_param_desc {
   int64_t fan_in, fan_out;
 } nncc_param_desc;
 
+/* What one call of a generated entry point (forward, gradients, evaluate, update) sees.
+ * Every field is 8 bytes; codegen.c reads field k at byte offset 8*k (keep the order). */
+typedef struct nncc_exec {
+  float *params;                 /* 0  parameters (PyTorch layouts, desc offsets) */
+  float *packed;                 /* 1  packed weights (forward) */
+  float *ws;                     /* 2  the workspace of this entry point */
+  float *grads;                  /* 3  the gradient buffer (train desc grad offsets) */
+  float *state;                  /* 4  optimizer state: NNCC_STATE_SLOTS(opt) x grad_floats */
+  const float *hyper;            /* 5  run-time scalars of the update, NNCC_H_* */
+  float *scalars;                /* 6  results that are not per sample, NNCC_S_* */
+  const void *const *in;         /* 7  inputs, declaration order */
+  void *const *out;              /* 8  outputs, declaration order */
+  const void *const *targets;    /* 9  targets, declaration order */
+  int64_t batch;                 /* 10 */
+  int64_t seq;                   /* 11 */
+  uint64_t seed;                 /* 12 this call's random stream (dropout) */
+} nncc_exec;
+
+/* hyper[]: filled by the runtime before each update from the options and the step t */
+enum {
+  NNCC_H_LR,          /* lr */
+  NNCC_H_WD,          /* weight_decay */
+  NNCC_H_MOM,         /* sgd momentum */
+  NNCC_H_MOM_BUF,     /* sgd: the momentum buffer's factor: 0 at the first step, else momentum */
+  NNCC_H_B1,          /* adam beta1 */
+  NNCC_H_1MB1,        /* 1 - beta1 */
+  NNCC_H_B2,          /* adam beta2; rmsprop decay */
+  NNCC_H_1MB2,        /* 1 - beta2; 1 - decay */
+  NNCC_H_BC2SQRT,     /* adam: sqrt(1 - beta2^t) */
+  NNCC_H_STEP,        /* adam: lr / (1 - beta1^t); others: lr */
+  NNCC_H_EPS,         /* eps */
+  NNCC_H_CLIP,        /* clip_norm, 0: none */
+  NNCC_H_COUNT
+};
+/* scalars[]: written by the generated code */
+enum {
+  NNCC_S_LOSS,        /* the batch-mean loss */
+  NNCC_S_CORRECT,     /* evaluate: rows whose argmax is the label */
+  NNCC_S_SUMSQ,       /* update: the squared global norm of the gradients */
+  NNCC_S_SCALE,       /* update: the clipping factor */
+  NNCC_S_COUNT = 8
+};
+/* optimizer state floats per trained float */
+#define NNCC_STATE_SLOTS(opt) ((opt) == NNCC_OPT_ADAM ? 2 : 1)
+
 /* Returns 0, or a negative code after nncc_rt_fail() set the message. */
-typedef int (*nncc_forward_fn)(const float *params, const float *packed, float *ws,
-                               int64_t batch, int64_t seq,
-                               const void *const *in, void *const *out);
+typedef int (*nncc_entry_fn)(const nncc_exec *x);
+typedef nncc_entry_fn nncc_forward_fn;
 typedef void (*nncc_prepare_fn)(const float *params, float *packed);
 typedef int64_t (*nncc_workspace_fn)(int64_t batch, int64_t seq);   /* in floats */
 
@@ -71,6 +115,11 @@ typedef struct nncc_train_desc {
   const int32_t *trained;        /* their indices into desc->params */
   int64_t grad_floats;           /* the grad buffer (trained parameters, desc order) */
   const int64_t *grad_offset;    /* per parameter: offset into the grad buffer, -1 if frozen */
+  nncc_entry_fn gradients;       /* forward (training mode) + loss + backward into grads */
+  nncc_workspace_fn gradients_workspace;
+  nncc_entry_fn evaluate;        /* forward (inference mode) + loss (+ correct) */
+  nncc_workspace_fn evaluate_workspace;
+  nncc_entry_fn update;          /* clipping, weight decay, the optimizer */
 } nncc_train_desc;
 
 typedef struct nncc_model_desc {
@@ -91,6 +140,7 @@ typedef struct nncc_model_desc {
   nncc_prepare_fn prepare;       /* NULL when nothing is packed */
   nncc_forward_fn forward;
   const float *embedded_params;  /* param_floats floats, or NULL (no --weights) */
+  const nncc_train_desc *train;  /* NULL when the model is not trainable */
 } nncc_model_desc;
 
 typedef struct nncc_model nncc_model;

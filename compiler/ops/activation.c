@@ -6,6 +6,7 @@
  */
 #include <stddef.h>
 
+#include "autodiff.h"
 #include "lower.h"
 #include "ops.h"
 
@@ -55,6 +56,43 @@ static void lower_act(struct LowerCtx *lc, const Node *n) {
            op_activation_expr(lp, n, le_load(lp, x, le_var(lp, i))));
 }
 
+/* --- the gradient rule: _act_grad(dy, v), v the activation's output y (wrt 0), from which
+ * every derivative here follows (relu: y > 0; sigmoid: y (1 - y); tanh: 1 - y^2;
+ * leaky_relu with slope > 0: y > 0 iff x > 0), or its input x (wrt 1: leaky_relu with
+ * slope <= 0, where y does not tell the sign of x).  Reading y lets the activation stay fused
+ * into the dense / conv before it: x is then never stored. */
+static void grad_act(AdCtx *ad, int n, int dy) {
+  Graph *g = ad_graph(ad);
+  const Node *a = &g->nodes[n];
+  int from_x = a->op == OP_leaky_relu && a->a.slope <= 0;
+  int in[2] = {dy, from_x ? a->in[0] : n};
+  ad_input_grad(ad, n, 0, ad_node_like(ad, OP_act_grad, in, 2, n, from_x, n));
+}
+
+static void lower_act_grad(struct LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  int dy = lower_value(lc, n->in[0]), v = lower_value(lc, n->in[1]), dx = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int i = lvar(lp, "i");
+  LStmt *loop = ls_for(lp, body, i, le_i64(lp, 0), lower_total(lc, shape_numel(n->shape)));
+  loop->vec = lp->vec_f32;
+  LExpr *g = le_load(lp, dy, le_var(lp, i)), *y = le_load(lp, v, le_var(lp, i)), *d;
+  LExpr *pos = le_bin(lp, LO_GT, y, le_f32(lp, 0.0));
+  switch (f->op) {
+  case OP_relu: d = le_select(lp, pos, g, le_f32(lp, 0.0)); break;
+  case OP_leaky_relu: d = le_select(lp, pos, g, le_bin(lp, LO_MUL, g, le_f32(lp, f->a.slope))); break;
+  case OP_sigmoid:
+    d = le_bin(lp, LO_MUL, g, le_bin(lp, LO_MUL, y, le_bin(lp, LO_SUB, le_f32(lp, 1.0), y)));
+    break;
+  case OP_tanh:
+    d = le_bin(lp, LO_MUL, g, le_bin(lp, LO_SUB, le_f32(lp, 1.0), le_bin(lp, LO_MUL, y, y)));
+    break;
+  default: die("%s is not an activation", f->name);
+  }
+  ls_store(lp, ls_body(loop), dx, le_var(lp, i), d);
+}
+
 const OpInfo op_relu = {
     .kind = OP_relu,
     .name = "relu",
@@ -64,6 +102,7 @@ const OpInfo op_relu = {
     .infer = same_infer,
     .flops = act_flops,
     .lower = lower_act,
+    .grad = grad_act,
 };
 
 const OpInfo op_leaky_relu = {
@@ -75,6 +114,7 @@ const OpInfo op_leaky_relu = {
     .infer = same_infer,
     .flops = act_flops,
     .lower = lower_act,
+    .grad = grad_act,
 };
 
 const OpInfo op_sigmoid = {
@@ -86,6 +126,7 @@ const OpInfo op_sigmoid = {
     .infer = same_infer,
     .flops = act_flops,
     .lower = lower_act,
+    .grad = grad_act,
 };
 
 const OpInfo op_tanh = {
@@ -97,4 +138,8 @@ const OpInfo op_tanh = {
     .infer = same_infer,
     .flops = act_flops,
     .lower = lower_act,
+    .grad = grad_act,
 };
+
+/* --- the gradient program (ops.def) --- */
+OP_INTERNAL(act_grad, lower_act_grad);

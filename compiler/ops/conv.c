@@ -557,3 +557,8 @@ const OpInfo op_conv1d = {
     .flops = conv_flops,
     .lower = lower_conv1d,
 };
+
+/* --- the gradient program (ops.def) --- */
+OP_INTERNAL(conv_dx, NULL);
+OP_INTERNAL(conv_dw, NULL);
+OP_INTERNAL(conv_db, NULL);

@@ -9,6 +9,7 @@
  */
 #include <stddef.h>
 
+#include "autodiff.h"
 #include "lower.h"
 #include "ops.h"
 
@@ -211,6 +212,26 @@ static void lower_dense(struct LowerCtx *lc, const Node *n) {
   }
 }
 
+/* --- the gradient rule ---
+ *   dx = dy W          (_dense_dx, [.., K], when x needs a gradient)
+ *   dW = sum_r dy^T x  (_dense_dw, [U, K], unbatched: summed over every row of the batch)
+ *   db = sum_r dy      (_dense_db, [U])
+ */
+static void grad_dense(AdCtx *ad, int n, int dy) {
+  Graph *g = ad_graph(ad);
+  int x = g->nodes[n].in[0];
+  if (ad_wants(ad, x)) {
+    int in[2] = {dy, ad_param(ad, n, 0)};
+    ad_input_grad(ad, n, 0, ad_node_like(ad, OP_dense_dx, in, 2, n, 0, x));
+  }
+  if (ad_wants_param(ad, n, 0)) {
+    int in[2] = {dy, x};
+    ad_param_grad(ad, n, 0, ad_node(ad, OP_dense_dw, in, 2, n, 0, g->params[g->nodes[n].first_param].shape, 0));
+  }
+  if (g->nodes[n].a.bias && ad_wants_param(ad, n, 1))
+    ad_param_grad(ad, n, 1, ad_node(ad, OP_dense_db, &dy, 1, n, 1, g->params[g->nodes[n].first_param + 1].shape, 0));
+}
+
 const OpInfo op_dense = {
     .kind = OP_dense,
     .name = "dense",
@@ -222,4 +243,88 @@ const OpInfo op_dense = {
     .params = dense_params,
     .flops = dense_flops,
     .lower = lower_dense,
+    .grad = grad_dense,
 };
+
+/* --- the gradient program (ops.def) --- */
+/*   R = rows (batch x steps), K = in features, U = units
+ *   dy [R, U], W [U, K], x [R, K];  dx [R, K], dW [U, K], db [U] */
+static void dense_dims(LowerCtx *lc, const Node *f, int64_t *K, int64_t *U, LExpr **R) {
+  Shape in = in_shape(lc->g, f, 0);
+  *K = in.d[in.rank - 1].n;
+  *U = f->a.units;
+  *R = lower_rows(lc, f->shape);
+}
+
+/* dx[r, k] = sum_u dy[r, u] W[u, k]: vectorized over k, W's rows streamed */
+static void lower_dense_dx(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  int64_t K, U;
+  LExpr *R;
+  dense_dims(lc, f, &K, &U, &R);
+  int dy = lower_value(lc, n->in[0]), w = lower_value(lc, n->in[1]), dx = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int r = lvar(lp, "r"), k = lvar(lp, "k"), u = lvar(lp, "u");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), R);
+  lr->parallel = 1;
+  LStmt *lk = ls_for(lp, ls_body(lr), k, le_i64(lp, 0), le_i64(lp, K));
+  lk->vec = lp->vec_f32;
+  LStmt *kb = ls_body(lk);
+  int acc = ls_local(lp, kb, LT_F32, le_f32(lp, 0));
+  LStmt *lu = ls_for(lp, kb, u, le_i64(lp, 0), le_i64(lp, U));
+  ls_set(lp, ls_body(lu), acc,
+         le_fma(lp, le_load(lp, dy, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, U)), le_var(lp, u))),
+                le_load(lp, w, le_add(lp, le_mul(lp, le_var(lp, u), le_i64(lp, K)), le_var(lp, k))),
+                le_local(lp, acc)));
+  ls_store(lp, kb, dx, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, K)), le_var(lp, k)), le_local(lp, acc));
+}
+
+/* dW[u, k] = sum_r dy[r, u] x[r, k]: vectorized over k; each (u, k) summed over the rows in
+ * one fixed order, so the result does not depend on how the work is split */
+static void lower_dense_dw(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  int64_t K, U;
+  LExpr *R;
+  dense_dims(lc, f, &K, &U, &R);
+  int dy = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dw = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int u = lvar(lp, "u"), k = lvar(lp, "k"), r = lvar(lp, "r");
+  LStmt *lu = ls_for(lp, body, u, le_i64(lp, 0), le_i64(lp, U));
+  lu->parallel = 1;
+  LStmt *lk = ls_for(lp, ls_body(lu), k, le_i64(lp, 0), le_i64(lp, K));
+  lk->vec = lp->vec_f32;
+  LStmt *kb = ls_body(lk);
+  int acc = ls_local(lp, kb, LT_F32, le_f32(lp, 0));
+  LStmt *lr = ls_for(lp, kb, r, le_i64(lp, 0), R);
+  ls_set(lp, ls_body(lr), acc,
+         le_fma(lp, le_load(lp, dy, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, U)), le_var(lp, u))),
+                le_load(lp, x, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, K)), le_var(lp, k))),
+                le_local(lp, acc)));
+  ls_store(lp, kb, dw, le_add(lp, le_mul(lp, le_var(lp, u), le_i64(lp, K)), le_var(lp, k)), le_local(lp, acc));
+}
+
+/* db[u] = sum_r dy[r, u]: vectorized over u */
+static void lower_dense_db(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  int64_t K, U;
+  LExpr *R;
+  dense_dims(lc, f, &K, &U, &R);
+  int dy = lower_value(lc, n->in[0]), db = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int u = lvar(lp, "u"), r = lvar(lp, "r");
+  LStmt *lu = ls_for(lp, body, u, le_i64(lp, 0), le_i64(lp, U));
+  lu->vec = lp->vec_f32;
+  LStmt *ub = ls_body(lu);
+  int acc = ls_local(lp, ub, LT_F32, le_f32(lp, 0));
+  LStmt *lr = ls_for(lp, ub, r, le_i64(lp, 0), R);
+  ls_set(lp, ls_body(lr), acc, le_bin(lp, LO_ADD, le_local(lp, acc),
+         le_load(lp, dy, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, U)), le_var(lp, u)))));
+  ls_store(lp, ub, db, le_var(lp, u), le_local(lp, acc));
+}
+
+OP_INTERNAL(dense_dx, lower_dense_dx);
+OP_INTERNAL(dense_dw, lower_dense_dw);
+OP_INTERNAL(dense_db, lower_dense_db);

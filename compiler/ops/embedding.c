@@ -104,3 +104,6 @@ const OpInfo op_embedding = {
     .flops = embedding_flops,
     .lower = lower_embedding,
 };
+
+/* --- the gradient program (ops.def) --- */
+OP_INTERNAL(embedding_dw, NULL);

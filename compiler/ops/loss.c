@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "autodiff.h"
+#include "lower.h"
+#include "nncc_rt.h"
 #include "ops.h"
 
 static const ArgSpec ce_args[] = {
@@ -141,6 +144,148 @@ static SymCount mse_flops(const Graph *g, const Node *n) {
   return symcount_scale(shape_numel(in_shape(g, n, 0)), 3);
 }
 
+/* --- lowering (training entry points only: the loss is not part of inference) ---
+ *   R = rows (batch, or batch x steps), C = classes
+ *   logits z [R, C], label [R] (int32), the loss: a scalar (BUF_SCALAR)
+ * cross_entropy = (1/R) sum_r (m_r + log sum_c exp(z[r,c] - m_r) - z[r, label_r]), m_r the
+ * row's maximum; a label outside [0, C) stops the call with NNCC_ERR_RANGE.  The evaluate
+ * entry point also counts the rows whose first maximal logit is the label. */
+static LStmt *ce_rows(LowerCtx *lc, const Node *n, LStmt *body, int *r, int *lab, int *m, int *s) {
+  LoopProgram *lp = lc->lp;
+  const Graph *g = lc->g;
+  Shape lg = in_shape(g, n, 0);
+  int64_t C = lg.d[lg.rank - 1].n;
+  int z = lower_value(lc, n->in[0]), label = lower_value(lc, n->in[1]);
+  *r = lvar(lp, "r");
+  LStmt *lr = ls_for(lp, body, *r, le_i64(lp, 0), lower_rows(lc, lg));
+  LStmt *rb = ls_body(lr);
+  *lab = ls_local(lp, rb, LT_I64, le_cast(lp, LT_I64, le_load(lp, label, le_var(lp, *r))));
+  LExpr *ok = le_bin(lp, LO_AND, le_bin(lp, LO_GE, le_local(lp, *lab), le_i64(lp, 0)),
+                     le_bin(lp, LO_LT, le_local(lp, *lab), le_i64(lp, C)));
+  const char *tname = g->nodes[n->in[1]].name;
+  if (lg.rank == 2) {
+    LExpr *steps = lower_count(lc, (SymCount){lg.d[0].sym ? 0 : lg.d[0].n, lg.d[0].sym ? 1 : 0});
+    LExpr *args[4] = {le_local(lp, *lab), le_bin(lp, LO_DIV, le_var(lp, *r), steps),
+                      le_bin(lp, LO_MOD, le_var(lp, *r), steps), le_i64(lp, C)};
+    ls_check(lp, rb, ok, NNCC_ERR_RANGE,
+             arena_printf(lp->arena, "%s: target '%s': label %%lld at [batch %%lld, step %%lld] "
+                          "is outside [0, %%lld)", g->name, tname), 4, args);
+  } else {
+    LExpr *args[3] = {le_local(lp, *lab), le_var(lp, *r), le_i64(lp, C)};
+    ls_check(lp, rb, ok, NNCC_ERR_RANGE,
+             arena_printf(lp->arena, "%s: target '%s': label %%lld of sample %%lld is outside "
+                          "[0, %%lld)", g->name, tname), 3, args);
+  }
+  LExpr *row = le_mul(lp, le_var(lp, *r), le_i64(lp, C));
+  int c = lvar(lp, "c");
+  *m = ls_local(lp, rb, LT_F32, le_load(lp, z, row));
+  LStmt *lc1 = ls_for(lp, rb, c, le_i64(lp, 1), le_i64(lp, C));
+  ls_set(lp, ls_body(lc1), *m, le_bin(lp, LO_MAX, le_local(lp, *m), le_load(lp, z, le_add(lp, row, le_var(lp, c)))));
+  *s = ls_local(lp, rb, LT_F32, le_f32(lp, 0));
+  int c2 = lvar(lp, "c");
+  LStmt *lc2 = ls_for(lp, rb, c2, le_i64(lp, 0), le_i64(lp, C));
+  ls_set(lp, ls_body(lc2), *s, le_bin(lp, LO_ADD, le_local(lp, *s),
+         le_un(lp, LO_EXP, le_bin(lp, LO_SUB, le_load(lp, z, le_add(lp, row, le_var(lp, c2))), le_local(lp, *m)))));
+  return rb;
+}
+
+static void lower_ce(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  Shape lg = in_shape(lc->g, n, 0);
+  int64_t C = lg.d[lg.rank - 1].n;
+  int z = lower_value(lc, n->in[0]), loss = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int total = ls_local(lp, body, LT_F32, le_f32(lp, 0));
+  int correct = ls_local(lp, body, LT_F32, le_f32(lp, 0));
+  int r, lab, m, s;
+  LStmt *rb = ce_rows(lc, n, body, &r, &lab, &m, &s);
+  LExpr *row = le_mul(lp, le_var(lp, r), le_i64(lp, C));
+  LExpr *picked = le_load(lp, z, le_add(lp, row, le_local(lp, lab)));
+  ls_set(lp, rb, total, le_bin(lp, LO_ADD, le_local(lp, total),
+         le_bin(lp, LO_SUB, le_bin(lp, LO_ADD, le_local(lp, m), le_un(lp, LO_LOG, le_local(lp, s))), picked)));
+  if (lc->mode == MODE_EVALUATE) {
+    /* the first class whose logit is the maximum (torch.argmax) */
+    int best = ls_local(lp, rb, LT_I64, le_i64(lp, C));
+    int c = lvar(lp, "c");
+    LStmt *l = ls_for(lp, rb, c, le_i64(lp, 0), le_i64(lp, C));
+    LExpr *hit = le_bin(lp, LO_AND, le_bin(lp, LO_EQ, le_load(lp, z, le_add(lp, row, le_var(lp, c))), le_local(lp, m)),
+                        le_bin(lp, LO_EQ, le_local(lp, best), le_i64(lp, C)));
+    ls_set(lp, ls_body(l), best, le_select(lp, hit, le_var(lp, c), le_local(lp, best)));
+    ls_set(lp, rb, correct, le_bin(lp, LO_ADD, le_local(lp, correct),
+           le_select(lp, le_bin(lp, LO_EQ, le_local(lp, best), le_local(lp, lab)), le_f32(lp, 1), le_f32(lp, 0))));
+    int sc = lower_scalars(lc);
+    ls_store(lp, body, sc, le_i64(lp, NNCC_S_CORRECT), le_local(lp, correct));
+  }
+  ls_store(lp, body, loss, le_i64(lp, 0),
+           le_bin(lp, LO_DIV, le_local(lp, total), le_cast(lp, LT_F32, lower_rows(lc, lg))));
+}
+
+/* d loss / d z[r, c] = (softmax(z[r])_c - [c == label_r]) / R */
+static void lower_ce_grad(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  Shape lg = in_shape(lc->g, f, 0);
+  int64_t C = lg.d[lg.rank - 1].n;
+  int z = lower_value(lc, n->in[0]), dz = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int inv = ls_local(lp, body, LT_F32, le_bin(lp, LO_DIV, le_f32(lp, 1), le_cast(lp, LT_F32, lower_rows(lc, lg))));
+  int r, lab, m, s;
+  LStmt *rb = ce_rows(lc, f, body, &r, &lab, &m, &s);
+  LExpr *row = le_mul(lp, le_var(lp, r), le_i64(lp, C));
+  int scale = ls_local(lp, rb, LT_F32, le_bin(lp, LO_DIV, le_local(lp, inv), le_local(lp, s)));
+  int c = lvar(lp, "c");
+  LStmt *l = ls_for(lp, rb, c, le_i64(lp, 0), le_i64(lp, C));
+  l->vec = lp->vec_f32;
+  LExpr *e = le_un(lp, LO_EXP, le_bin(lp, LO_SUB, le_load(lp, z, le_add(lp, row, le_var(lp, c))), le_local(lp, m)));
+  LExpr *onehot = le_select(lp, le_bin(lp, LO_EQ, le_var(lp, c), le_local(lp, lab)), le_local(lp, inv), le_f32(lp, 0));
+  ls_store(lp, ls_body(l), dz, le_add(lp, row, le_var(lp, c)),
+           le_bin(lp, LO_SUB, le_bin(lp, LO_MUL, e, le_local(lp, scale)), onehot));
+}
+
+static void grad_ce(AdCtx *ad, int n, int dy) {
+  Graph *g = ad_graph(ad);
+  int in[2] = {g->nodes[n].in[0], g->nodes[n].in[1]};
+  ad_input_grad(ad, n, 0, ad_node_like(ad, OP_ce_grad, in, 2, n, 0, in[0]));
+}
+
+/* mse = (1/N) sum (y - t)^2 over N = batch x elements; d/dy = 2 (y - t) / N (and minus that
+ * for the target when it needs a gradient) */
+static void lower_mse(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  Shape s = in_shape(lc->g, n, 0);
+  int y = lower_value(lc, n->in[0]), t = lower_value(lc, n->in[1]), loss = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  LExpr *N = lower_total(lc, shape_numel(s));
+  int total = ls_local(lp, body, LT_F32, le_f32(lp, 0));
+  int i = lvar(lp, "i");
+  LStmt *l = ls_for(lp, body, i, le_i64(lp, 0), N);
+  LExpr *d = le_bin(lp, LO_SUB, le_load(lp, y, le_var(lp, i)), le_load(lp, t, le_var(lp, i)));
+  ls_set(lp, ls_body(l), total, le_fma(lp, d, d, le_local(lp, total)));
+  ls_store(lp, body, loss, le_i64(lp, 0), le_bin(lp, LO_DIV, le_local(lp, total), le_cast(lp, LT_F32, N)));
+}
+
+static void lower_mse_grad(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  Shape s = in_shape(lc->g, f, 0);
+  int y = lower_value(lc, n->in[0]), t = lower_value(lc, n->in[1]), dy = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  LExpr *N = lower_total(lc, shape_numel(s));
+  int k = ls_local(lp, body, LT_F32, le_bin(lp, LO_DIV, le_f32(lp, n->wrt ? -2 : 2), le_cast(lp, LT_F32, N)));
+  int i = lvar(lp, "i");
+  LStmt *l = ls_for(lp, body, i, le_i64(lp, 0), N);
+  l->vec = lp->vec_f32;
+  LExpr *d = le_bin(lp, LO_SUB, le_load(lp, y, le_var(lp, i)), le_load(lp, t, le_var(lp, i)));
+  ls_store(lp, ls_body(l), dy, le_var(lp, i), le_bin(lp, LO_MUL, d, le_local(lp, k)));
+}
+
+static void grad_mse(AdCtx *ad, int n, int dy) {
+  Graph *g = ad_graph(ad);
+  int in[2] = {g->nodes[n].in[0], g->nodes[n].in[1]};
+  for (int w = 0; w < 2; w++)
+    if (ad_wants(ad, in[w])) ad_input_grad(ad, n, w, ad_node_like(ad, OP_mse_grad, in, 2, n, w, in[w]));
+}
+
 const OpInfo op_cross_entropy = {
     .kind = OP_cross_entropy,
     .name = "cross_entropy",
@@ -150,7 +295,8 @@ const OpInfo op_cross_entropy = {
     .nargs = 2,
     .infer = ce_infer,
     .flops = ce_flops,
-    .lower = NULL,
+    .lower = lower_ce,
+    .grad = grad_ce,
 };
 
 const OpInfo op_mse = {
@@ -161,5 +307,10 @@ const OpInfo op_mse = {
     .nargs = 2,
     .infer = mse_infer,
     .flops = mse_flops,
-    .lower = NULL,
+    .lower = lower_mse,
+    .grad = grad_mse,
 };
+
+/* --- the gradient program (ops.def) --- */
+OP_INTERNAL(ce_grad, lower_ce_grad);
+OP_INTERNAL(mse_grad, lower_mse_grad);

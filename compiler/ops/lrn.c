@@ -107,3 +107,6 @@ const OpInfo op_lrn = {
     .flops = lrn_flops,
     .lower = lower_lrn,
 };
+
+/* --- the gradient program (ops.def) --- */
+OP_INTERNAL(lrn_grad, NULL);

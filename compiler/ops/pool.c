@@ -180,3 +180,8 @@ const OpInfo op_global_avgpool = {
     .flops = global_flops,
     .lower = lower_global_avgpool,
 };
+
+/* --- the gradient program (ops.def) --- */
+OP_INTERNAL(maxpool2d_grad, NULL);
+OP_INTERNAL(avgpool2d_grad, NULL);
+OP_INTERNAL(global_avgpool_grad, NULL);

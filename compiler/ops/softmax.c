@@ -108,3 +108,7 @@ const OpInfo op_log_softmax = {
     .flops = softmax_flops,
     .lower = lower_softmax,
 };
+
+/* --- the gradient program (ops.def) --- */
+OP_INTERNAL(softmax_grad, NULL);
+OP_INTERNAL(log_softmax_grad, NULL);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "autodiff.h"
 #include "lower.h"
 #include "ops.h"
 
@@ -204,6 +205,120 @@ static void lower_concat(LowerCtx *lc, const Node *n) {
   }
 }
 
+
+/* --- gradient rules and the gradient program's structural ops ---
+ *   flatten   dx = dy seen in x's shape (_reshape: the same buffer)
+ *   dropout   dx = dy * mask / (1 - p), the forward's mask recomputed (_dropout_grad)
+ *   a + b     da = db = dy;   a * b: da = dy * b, db = dy * a
+ *   last      dx = dy at the last step, 0 elsewhere (_last_grad)
+ *   concat    dx_i = the part of dy that came from input i (_slice)
+ */
+static void grad_flatten(AdCtx *ad, int n, int dy) {
+  int x = ad_graph(ad)->nodes[n].in[0];
+  ad_input_grad(ad, n, 0, ad_node_like(ad, OP_reshape, &dy, 1, n, 0, x));
+}
+
+static void grad_dropout(AdCtx *ad, int n, int dy) {
+  ad_input_grad(ad, n, 0, ad_node_like(ad, OP_dropout_grad, &dy, 1, n, 0, n));
+}
+
+static void grad_add(AdCtx *ad, int n, int dy) {
+  ad_input_grad(ad, n, 0, dy);
+  ad_input_grad(ad, n, 1, dy);
+}
+
+static void grad_mul(AdCtx *ad, int n, int dy) {
+  Graph *g = ad_graph(ad);
+  int a = g->nodes[n].in[0], b = g->nodes[n].in[1];
+  if (ad_wants(ad, a)) {
+    int in[2] = {dy, b};
+    ad_input_grad(ad, n, 0, ad_node_like(ad, OP_mul, in, 2, n, 0, a));
+  }
+  if (ad_wants(ad, b)) {
+    int in[2] = {dy, a};
+    ad_input_grad(ad, n, 1, ad_node_like(ad, OP_mul, in, 2, n, 1, b));
+  }
+}
+
+static void grad_last(AdCtx *ad, int n, int dy) {
+  int x = ad_graph(ad)->nodes[n].in[0];
+  ad_input_grad(ad, n, 0, ad_node_like(ad, OP_last_grad, &dy, 1, n, 0, x));
+}
+
+static void grad_concat(AdCtx *ad, int n, int dy) {
+  Graph *g = ad_graph(ad);
+  for (int i = 0; i < g->nodes[n].nin; i++) {
+    int x = g->nodes[n].in[i];
+    if (ad_wants(ad, x)) ad_input_grad(ad, n, i, ad_node_like(ad, OP_slice, &dy, 1, n, i, x));
+  }
+}
+
+/* Training-mode dropout: y = x * (u >= p) / (1 - p), u = rand(stream = the node's id, element
+ * index) from the call's seed; the backward recomputes the same u.  PyTorch draws its own
+ * random numbers, so masks are not comparable with it, only their statistics. */
+static void lower_dropout_mask(LowerCtx *lc, const Node *n, int src, int dst, int node_for_stream) {
+  LoopProgram *lp = lc->lp;
+  LStmt *body = lower_begin(lc, n);
+  const Node *f = &lc->g->nodes[node_for_stream];
+  int i = lvar(lp, "i");
+  LStmt *loop = ls_for(lp, body, i, le_i64(lp, 0), lower_total(lc, shape_numel(f->shape)));
+  loop->vec = lp->vec_f32;
+  LExpr *keep = le_bin(lp, LO_GE, le_rand(lp, f->id, le_var(lp, i)), le_f32(lp, f->a.p));
+  LExpr *scaled = le_bin(lp, LO_MUL, le_load(lp, src, le_var(lp, i)), le_f32(lp, 1.0 / (1.0 - f->a.p)));
+  ls_store(lp, ls_body(loop), dst, le_var(lp, i), le_select(lp, keep, scaled, le_f32(lp, 0)));
+}
+
+static void lower_dropout(LowerCtx *lc, const Node *n) {
+  lower_dropout_mask(lc, n, lower_value(lc, n->in[0]), lower_value(lc, n->id), n->id);
+}
+
+static void lower_dropout_grad(LowerCtx *lc, const Node *n) {
+  lower_dropout_mask(lc, n, lower_value(lc, n->in[0]), lower_value(lc, n->id), n->fwd);
+}
+
+/* dx[b, t, k] = t == seq - 1 ? dy[b, k] : 0 */
+static void lower_last_grad(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  Shape in = n->shape;
+  int64_t k = in.d[1].n;
+  int dy = lower_value(lc, n->in[0]), dx = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int b = lvar(lp, "b"), t = lvar(lp, "t"), j = lvar(lp, "k");
+  LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
+  LStmt *lt = ls_for(lp, ls_body(lb), t, le_i64(lp, 0), le_dim(lp, in.d[0]));
+  LStmt *lk = ls_for(lp, ls_body(lt), j, le_i64(lp, 0), le_i64(lp, k));
+  lk->vec = lp->vec_f32;
+  LExpr *is_last = le_bin(lp, LO_EQ, le_var(lp, t), le_sub(lp, le_dim(lp, in.d[0]), le_i64(lp, 1)));
+  LExpr *row = le_add(lp, le_mul(lp, le_var(lp, b), le_dim(lp, in.d[0])), le_var(lp, t));
+  ls_store(lp, ls_body(lk), dx, le_add(lp, le_mul(lp, row, le_i64(lp, k)), le_var(lp, j)),
+           le_select(lp, is_last, le_load(lp, dy, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, k)), le_var(lp, j))),
+                     le_f32(lp, 0)));
+}
+
+/* The inverse of lower_concat's copy for input wrt: dx[r * a * I + j] = dy[(r * A + off) * I + j] */
+static void lower_slice(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  int axis = op_concat_axis(f->shape.rank);
+  int64_t total = f->shape.d[axis].n, off = 0;
+  for (int i = 0; i < n->wrt; i++) off += in_shape(lc->g, f, i).d[axis].n;
+  Shape s = n->shape;
+  int64_t a = s.d[axis].n;
+  int dy = lower_value(lc, n->in[0]), dx = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int r = lvar(lp, "r"), j = lvar(lp, "j");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), dims_product(lp, s, 0, axis)));
+  LStmt *lj = ls_for(lp, ls_body(lr), j, le_i64(lp, 0),
+                     le_mul(lp, le_i64(lp, a), dims_product(lp, s, axis + 1, s.rank)));
+  lj->vec = lp->vec_f32;
+  LExpr *oi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, total)), le_i64(lp, off)),
+                                dims_product(lp, s, axis + 1, s.rank)),
+                     le_var(lp, j));
+  LExpr *ii = le_add(lp, le_mul(lp, le_mul(lp, le_var(lp, r), le_i64(lp, a)), dims_product(lp, s, axis + 1, s.rank)),
+                     le_var(lp, j));
+  ls_store(lp, ls_body(lj), dx, ii, le_load(lp, dy, oi));
+}
+
 const OpInfo op_input = {
     .kind = OP_input,
     .name = "_input",
@@ -224,6 +339,7 @@ const OpInfo op_flatten = {
     .infer = flatten_infer,
     .flops = zero_flops,
     .lower = NULL,
+    .grad = grad_flatten,
 };
 
 const OpInfo op_dropout = {
@@ -234,7 +350,8 @@ const OpInfo op_dropout = {
     .nargs = sizeof dropout_args / sizeof dropout_args[0],
     .infer = same_infer,
     .flops = zero_flops,
-    .lower = NULL,
+    .lower = lower_dropout,
+    .grad = grad_dropout,
 };
 
 const OpInfo op_last = {
@@ -246,6 +363,7 @@ const OpInfo op_last = {
     .infer = last_infer,
     .flops = zero_flops,
     .lower = lower_last,
+    .grad = grad_last,
 };
 
 /* a + b, a * b: one vectorized loop over the flattened [batch, ...] tensors. */
@@ -270,6 +388,7 @@ const OpInfo op_add = {
     .infer = binary_infer,
     .flops = elementwise_flops,
     .lower = lower_binary,
+    .grad = grad_add,
 };
 
 const OpInfo op_mul = {
@@ -281,6 +400,7 @@ const OpInfo op_mul = {
     .infer = binary_infer,
     .flops = elementwise_flops,
     .lower = lower_binary,
+    .grad = grad_mul,
 };
 
 const OpInfo op_concat = {
@@ -293,4 +413,12 @@ const OpInfo op_concat = {
     .infer = concat_infer,
     .flops = zero_flops,
     .lower = lower_concat,
+    .grad = grad_concat,
 };
+
+/* --- the gradient program (ops.def) --- */
+OP_INTERNAL(param, NULL);
+OP_INTERNAL(reshape, NULL);
+OP_INTERNAL(dropout_grad, lower_dropout_grad);
+OP_INTERNAL(last_grad, lower_last_grad);
+OP_INTERNAL(slice, lower_slice);

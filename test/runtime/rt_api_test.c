@@ -106,7 +106,7 @@ static void test_init_determinism(void) {
   nncc_rt_destroy(b);
 }
 
-static int stub_forward(const float *p, const float *k, float *ws, int64_t b, int64_t s,
+static int stub_forward_impl(const float *p, const float *k, float *ws, int64_t b, int64_t s,
                         const void *const *in, void *const *out) {
   (void)p, (void)k, (void)ws, (void)b, (void)s, (void)in, (void)out;
   return 0;
@@ -119,9 +119,14 @@ static const nncc_param_desc kind_params[] = {
   {"fan", 1, NNCC_INIT_UNIFORM_FAN, {BIG}, BIG, 1000 + BIG, 7, 16},
   {"normal", 1, NNCC_INIT_NORMAL, {BIG}, BIG, 1000 + 2 * BIG, 1, 1},
 };
+/* the generated-code calling convention: one nncc_exec */
+static int stub_forward(const nncc_exec *x) {
+  return stub_forward_impl(x->params, x->packed, x->ws, x->batch, x->seq, x->in, x->out);
+}
+
 static const nncc_model_desc kind_desc = {
   NNCC_ABI_VERSION, 0, "kinds", 4, 0, 0, 0, kind_params, NULL, NULL, NULL,
-  1000 + 3 * BIG, 0, NULL, NULL, stub_forward, NULL,
+  1000 + 3 * BIG, 0, NULL, NULL, stub_forward, NULL, NULL,
 };
 
 static void stats(const float *x, int64_t n, double *mean, double *var, double *lo, double *hi) {

@@ -81,7 +81,7 @@ static int64_t dense_ws(int64_t batch, int64_t seq) {
   return batch * 2;
 }
 
-static int dense_forward(const float *params, const float *packed, float *ws, int64_t batch,
+static int dense_forward_impl(const float *params, const float *packed, float *ws, int64_t batch,
                          int64_t seq, const void *const *in, void *const *out) {
   (void)seq;
   const float *x = in[0], *b = params + 6;
@@ -108,14 +108,19 @@ static const nncc_param_desc dense_params[] = {
 static const nncc_tensor_desc dense_inputs[] = {{"x", NNCC_F32, 1, {3}, 0}};
 static const nncc_tensor_desc dense_outputs[] = {{"y", NNCC_F32, 1, {2}, 0}};
 
+/* the generated-code calling convention: one nncc_exec */
+static int dense_forward(const nncc_exec *x) {
+  return dense_forward_impl(x->params, x->packed, x->ws, x->batch, x->seq, x->in, x->out);
+}
+
 static const nncc_model_desc dense_desc = {
   NNCC_ABI_VERSION, 0, "dense", 2, 1, 0, 1, dense_params, dense_inputs, NULL, dense_outputs,
-  8, 6, dense_ws, dense_prepare, dense_forward, NULL,
+  8, 6, dense_ws, dense_prepare, dense_forward, NULL, NULL,
 };
 
 /* ---- seqdemo ---------------------------------------------------------------------------- */
 
-static int seq_forward(const float *params, const float *packed, float *ws, int64_t batch,
+static int seq_forward_impl(const float *params, const float *packed, float *ws, int64_t batch,
                        int64_t seq, const void *const *in, void *const *out) {
   (void)packed;
   (void)ws;
@@ -142,9 +147,14 @@ static const nncc_tensor_desc seq_inputs[] = {
 };
 static const nncc_tensor_desc seq_outputs[] = {{"emb", NNCC_F32, 2, {-1, 2}, 0}};
 
+/* the generated-code calling convention: one nncc_exec */
+static int seq_forward(const nncc_exec *x) {
+  return seq_forward_impl(x->params, x->packed, x->ws, x->batch, x->seq, x->in, x->out);
+}
+
 static const nncc_model_desc seq_desc = {
   NNCC_ABI_VERSION, 1, "seqdemo", 1, 2, 0, 1, seq_params, seq_inputs, NULL, seq_outputs,
-  10, 0, NULL, NULL, seq_forward, NULL,
+  10, 0, NULL, NULL, seq_forward, NULL, NULL,
 };
 
 #endif

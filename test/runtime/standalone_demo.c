@@ -5,7 +5,7 @@
  * (params fc.weight [2, 3], fc.bias [2]).  Driven by standalone*.test. */
 #include "rt_test.h"
 
-static int demo_forward(const float *params, const float *packed, float *ws, int64_t batch,
+static int demo_forward_impl(const float *params, const float *packed, float *ws, int64_t batch,
                         int64_t seq, const void *const *in, void *const *out) {
   (void)packed, (void)ws, (void)seq;
   const float *x = in[0], *z = in[1], *w = params, *b = params + 6;
@@ -30,9 +30,14 @@ static const nncc_tensor_desc demo_outputs[] = {
   {"y", NNCC_F32, 1, {2}, 0},
   {"s", NNCC_F32, 1, {1}, 0},
 };
+/* the generated-code calling convention: one nncc_exec */
+static int demo_forward(const nncc_exec *x) {
+  return demo_forward_impl(x->params, x->packed, x->ws, x->batch, x->seq, x->in, x->out);
+}
+
 static const nncc_model_desc demo_desc = {
   NNCC_ABI_VERSION, 0, "demo", 2, 2, 0, 2, dense_params, demo_inputs, NULL, demo_outputs,
-  8, 0, NULL, NULL, demo_forward, NULL,
+  8, 0, NULL, NULL, demo_forward, NULL, NULL,
 };
 
 int main(int argc, char **argv) { return nncc_rt_main(argc, argv, &demo_desc); }
