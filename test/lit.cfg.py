@@ -14,7 +14,7 @@ import lit.formats
 config.name = "nncc"
 config.test_format = lit.formats.ShTest(execute_external=True)
 config.suffixes = [".nn", ".test"]
-config.excludes = ["Inputs", "lit.cfg.py", "lit.site.cfg.py", "conformance", "fuzz-corpus"]
+config.excludes = ["Inputs", "lit.cfg.py", "lit.site.cfg.py", "conformance", "fuzz-corpus", "train"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.nncc_obj_root, "test")
 
