@@ -526,13 +526,13 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
   const yysymbol_kind_t stmt_group[] = {YYSYMBOL_NAME, YYSYMBOL_INPUT, YYSYMBOL_TARGET,
                                         YYSYMBOL_OUTPUT, YYSYMBOL_RETURN};
   const yysymbol_kind_t expr_group[] = {YYSYMBOL_NAME, YYSYMBOL_INT, YYSYMBOL_FLOAT, YYSYMBOL_TRUE,
-                                        YYSYMBOL_FALSE, YYTRANSLATE('(')};
+                                        YYSYMBOL_FALSE, YYTRANSLATE('('), YYTRANSLATE('[')};
   const yysymbol_kind_t op_group[] = {YYSYMBOL_PIPE, YYTRANSLATE('+'), YYTRANSLATE('*')};
   const char *items[YYNTOKENS + 3];
   int ni = 0;
   /* order: operators, single tokens, an expression, a statement, '}' */
   int ops = take_group(exp, &n, op_group, 3);
-  int expr = take_group(exp, &n, expr_group, 6);
+  int expr = take_group(exp, &n, expr_group, 7);
   int stmt = take_group(exp, &n, stmt_group, 5);
   int brace = 0;
   if (ops) items[ni++] = "an operator";
