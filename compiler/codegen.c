@@ -902,7 +902,8 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
     for (int k = 0; k < lp->nprepare; k++)
       kf[k] = emit_kernel(c, &lp->prepare[k], "nncc.pack.", &kused[k], &knused[k]);
     LLVMTypeRef pt[2] = {c->ptr, c->ptr};
-    char *name = xasprintf("%s_nncc_%s_prepare", model, lp->entry);
+    char *name = lp->mode == MODE_FORWARD ? xasprintf("%s_nncc_prepare", model)
+                                          : xasprintf("%s_nncc_%s_prepare", model, lp->entry);
     LLVMValueRef fn = LLVMAddFunction(mod, name, LLVMFunctionType(c->voidt, pt, 2, 0));
     free(name);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
@@ -990,7 +991,8 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
   /* the workspace size */
   {
     LLVMTypeRef wpt[2] = {c->i64, c->i64};
-    char *wname = xasprintf("%s_nncc_%s_workspace", model, lp->entry);
+    char *wname = lp->mode == MODE_FORWARD ? xasprintf("%s_nncc_workspace", model)
+                                           : xasprintf("%s_nncc_%s_workspace", model, lp->entry);
     LLVMValueRef wfn = LLVMAddFunction(mod, wname, LLVMFunctionType(c->i64, wpt, 2, 0));
     free(wname);
     LLVMSetLinkage(wfn, LLVMInternalLinkage);

@@ -223,18 +223,25 @@ static void test_forward(void) {
   static const float want[6] = {1.25f, -2, 2.25f, -0.5f, 14.25f, 5};
   EXPECT(memcmp(y, want, sizeof want) == 0, "y = %g %g %g %g %g %g", y[0], y[1], y[2], y[3], y[4], y[5]);
   EXPECT(dense_prepare_calls == before + 1, "prepare ran once");
+  /* a parameter pointer was handed out: the caller may write through it at any time, so
+   * every call re-packs (a kept pointer's writes take effect at the next call) */
   nncc_rt_forward(m, 3, 0, in, out);
-  EXPECT(dense_prepare_calls == before + 1, "prepare does not run again while params are unchanged");
-
-  /* writing through nncc_rt_param re-packs before the next forward */
-  w = nncc_rt_param(m, "fc.weight", NULL);
-  w[0] = 10;
+  EXPECT(dense_prepare_calls == before + 2, "an exposed model re-packs at every call");
+  w[0] = 10;   /* the pointer kept from before the first forward */
   nncc_rt_forward(m, 3, 0, in, out);
-  EXPECT(dense_prepare_calls == before + 2 && y[0] == 10.25f, "after a write: prepare %d, y[0] = %g",
+  EXPECT(dense_prepare_calls == before + 3 && y[0] == 10.25f, "after a write: prepare %d, y[0] = %g",
          dense_prepare_calls - before, y[0]);
-  nncc_rt_init(m, 3);
-  nncc_rt_forward(m, 3, 0, in, out);
-  EXPECT(dense_prepare_calls == before + 3, "init marks the pack dirty");
+
+  /* a model whose parameters were never handed out packs once, and again after init */
+  nncc_model *q = nncc_rt_create(&dense_desc);
+  int q0 = dense_prepare_calls;
+  nncc_rt_forward(q, 3, 0, in, out);
+  nncc_rt_forward(q, 3, 0, in, out);
+  EXPECT(dense_prepare_calls == q0 + 1, "prepare does not run again while params are unchanged");
+  nncc_rt_init(q, 3);
+  nncc_rt_forward(q, 3, 0, in, out);
+  EXPECT(dense_prepare_calls == q0 + 2, "init marks the pack dirty");
+  nncc_rt_destroy(q);
 
   /* the workspace: allocated for batch 4, reused for 2 and 4, grown for 8 */
   float x8[24] = {0}, y8[16];
