@@ -9,6 +9,7 @@
  */
 #include <stddef.h>
 
+#include "autodiff.h"
 #include "lower.h"
 #include "ops.h"
 
@@ -92,6 +93,17 @@ static void lower_embedding(LowerCtx *lc, const Node *n) {
   ls_store(lp, ls_body(ld), out, dst, le_load(lp, w, src));
 }
 
+/* --- the gradient rule ---
+ *   dW[v, :] = sum of dy[b, t, :] over the positions with ids[b, t] == v  (_embedding_dw,
+ *   [vocab, dim], unbatched); the ids (i32) have no gradient. */
+static void grad_embedding(AdCtx *ad, int n, int dy) {
+  Graph *g = ad_graph(ad);
+  if (!ad_wants_param(ad, n, 0)) return;
+  int in[2] = {dy, g->nodes[n].in[0]};
+  ad_param_grad(ad, n, 0, ad_node(ad, OP_embedding_dw, in, 2, n, 0,
+                                  g->params[g->nodes[n].first_param].shape, 0));
+}
+
 const OpInfo op_embedding = {
     .kind = OP_embedding,
     .name = "embedding",
@@ -103,7 +115,35 @@ const OpInfo op_embedding = {
     .params = embedding_params,
     .flops = embedding_flops,
     .lower = lower_embedding,
+    .grad = grad_embedding,
 };
 
-/* --- the gradient program (ops.def) --- */
-OP_INTERNAL(embedding_dw, NULL);
+/* --- the gradient program (ops.def) ---
+ *   dy [R, dim], ids [R] (R = batch * seq); dW [vocab, dim].
+ * dW is zeroed (vectorized), then a scatter-add over the rows in order: serial over the rows,
+ * since repeated ids add into the same row of dW (never vectorized or parallel across rows),
+ * vectorized over dim within a row.  The forward already checked every id; an id out of range
+ * is skipped all the same, so a bad id can never write outside dW. */
+static void lower_embedding_dw(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  int64_t dim = f->a.units, vocab = f->a.vocab;
+  int dy = lower_value(lc, n->in[0]), ids = lower_value(lc, n->in[1]), dw = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int i = lvar(lp, "i"), r = lvar(lp, "r"), d = lvar(lp, "d");
+  LStmt *lz = ls_for(lp, body, i, le_i64(lp, 0), le_i64(lp, vocab * dim));
+  lz->vec = lp->vec_f32;
+  ls_store(lp, ls_body(lz), dw, le_var(lp, i), le_f32(lp, 0));
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), lower_rows(lc, f->shape));
+  LStmt *rb = ls_body(lr);
+  int id = ls_local(lp, rb, LT_I64, le_cast(lp, LT_I64, le_load(lp, ids, le_var(lp, r))));
+  LExpr *ok = le_bin(lp, LO_AND, le_bin(lp, LO_GE, le_local(lp, id), le_i64(lp, 0)),
+                     le_bin(lp, LO_LT, le_local(lp, id), le_i64(lp, vocab)));
+  LStmt *ok_body = ls_body(ls_if(lp, rb, ok));
+  LStmt *ld = ls_for(lp, ok_body, d, le_i64(lp, 0), le_i64(lp, dim));
+  ld->vec = lp->vec_f32;
+  ls_accumulate(lp, ls_body(ld), dw, le_add(lp, le_mul(lp, le_local(lp, id), le_i64(lp, dim)), le_var(lp, d)),
+                le_load(lp, dy, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, dim)), le_var(lp, d))));
+}
+
+OP_INTERNAL(embedding_dw, lower_embedding_dw);

@@ -9,6 +9,7 @@
  */
 #include <stddef.h>
 
+#include "autodiff.h"
 #include "lower.h"
 #include "ops.h"
 
@@ -97,6 +98,20 @@ static void lower_lrn(LowerCtx *lc, const Node *n) {
                   lrn_pow(lp, d, n->a.beta)));
 }
 
+/* --- the gradient rule ---
+ *   b_j = x_j S_j^-beta,  S_j = k + alpha/size * sum_{c in W(j)} x_c^2,
+ *   W(j) = [j - size/2, j + (size-1)/2] (clipped to [0, C)), so c is in W(j) exactly when
+ *   j is in [c - (size-1)/2, c + size/2]:
+ *   dx_c = dy_c S_c^-beta - (2 alpha beta / size) x_c sum_{j: c in W(j)} dy_j x_j S_j^(-beta-1)
+ * One node, _lrn_grad(dy, x), recomputes S from x. */
+static void grad_lrn(AdCtx *ad, int n, int dy) {
+  Graph *g = ad_graph(ad);
+  int x = g->nodes[n].in[0];
+  if (!ad_wants(ad, x)) return;
+  int in[2] = {dy, x};
+  ad_input_grad(ad, n, 0, ad_node_like(ad, OP_lrn_grad, in, 2, n, 0, x));
+}
+
 const OpInfo op_lrn = {
     .kind = OP_lrn,
     .name = "lrn",
@@ -106,7 +121,75 @@ const OpInfo op_lrn = {
     .infer = lrn_infer,
     .flops = lrn_flops,
     .lower = lower_lrn,
+    .grad = grad_lrn,
 };
 
-/* --- the gradient program (ops.def) --- */
-OP_INTERNAL(lrn_grad, NULL);
+/* --- the gradient program (ops.def) ---
+ * Per sample [C, S] (samples in parallel), two passes over (c, s), vectorized over s:
+ *   1. S_c from the forward's window; p[c, s] = S_c^-beta, t[c, s] = dy_c x_c p / S_c
+ *      (two per-sample scratch buffers);
+ *   2. dx_c = dy_c p_c - (2 alpha beta / size) x_c sum_{j in [c - (size-1)/2, c + size/2]} t_j.
+ * Both windows cost size per element, as the forward. */
+static void lower_lrn_grad(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  int64_t ch = f->shape.d[0].n, size = f->a.kernel;
+  int dy = lower_value(lc, n->in[0]), in = lower_value(lc, n->in[1]), dx = lower_value(lc, n->id);
+  SymCount per = shape_numel(f->shape);
+  int pb = lower_scratch(lc, arena_printf(lp->arena, "%s.p", n->name), LT_F32, per, 1);
+  int tb = lower_scratch(lc, arena_printf(lp->arena, "%s.t", n->name), LT_F32, per, 1);
+  LStmt *body = lower_begin(lc, n);
+  int b = lvar(lp, "b");
+  LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
+  lb->parallel = 1;
+  /* pass 1 */
+  {
+    int c = lvar(lp, "c"), s = lvar(lp, "s"), w = lvar(lp, "w");
+    LStmt *lch = ls_for(lp, ls_body(lb), c, le_i64(lp, 0), le_i64(lp, ch));
+    LStmt *ls = ls_for(lp, ls_body(lch), s, le_i64(lp, 0), spatial(lp, f));
+    ls->vec = lp->vec_f32;
+    LStmt *bs = ls_body(ls);
+    int sum = ls_local(lp, bs, LT_F32, le_f32(lp, 0));
+    LExpr *lo = le_bin(lp, LO_MAX, le_sub(lp, le_var(lp, c), le_i64(lp, size / 2)), le_i64(lp, 0));
+    LExpr *hi = le_bin(lp, LO_MIN, le_add(lp, le_var(lp, c), le_i64(lp, (size - 1) / 2 + 1)),
+                       le_i64(lp, ch));
+    LStmt *lw = ls_for(lp, bs, w, lo, hi);
+    LExpr *v1 = le_load(lp, in, lrn_at(lp, f, b, le_var(lp, w), s));
+    LExpr *v2 = le_load(lp, in, lrn_at(lp, f, b, le_var(lp, w), s));
+    ls_set(lp, ls_body(lw), sum, le_fma(lp, v1, v2, le_local(lp, sum)));
+    int d = ls_local(lp, bs, LT_F32,
+                     le_fma(lp, le_f32(lp, f->a.alpha / (double)size), le_local(lp, sum),
+                            le_f32(lp, f->a.k)));
+    int p = ls_local(lp, bs, LT_F32, le_bin(lp, LO_DIV, le_f32(lp, 1.0), lrn_pow(lp, d, f->a.beta)));
+    ls_store(lp, bs, pb, lrn_at(lp, f, b, le_var(lp, c), s), le_local(lp, p));
+    LExpr *t = le_bin(lp, LO_MUL,
+                      le_bin(lp, LO_MUL, le_load(lp, dy, lrn_at(lp, f, b, le_var(lp, c), s)),
+                             le_load(lp, in, lrn_at(lp, f, b, le_var(lp, c), s))),
+                      le_bin(lp, LO_DIV, le_local(lp, p), le_local(lp, d)));
+    ls_store(lp, bs, tb, lrn_at(lp, f, b, le_var(lp, c), s), t);
+  }
+  /* pass 2 */
+  {
+    int c = lvar(lp, "c"), s = lvar(lp, "s"), j = lvar(lp, "j");
+    LStmt *lch = ls_for(lp, ls_body(lb), c, le_i64(lp, 0), le_i64(lp, ch));
+    LStmt *ls = ls_for(lp, ls_body(lch), s, le_i64(lp, 0), spatial(lp, f));
+    ls->vec = lp->vec_f32;
+    LStmt *bs = ls_body(ls);
+    int sum = ls_local(lp, bs, LT_F32, le_f32(lp, 0));
+    LExpr *lo = le_bin(lp, LO_MAX, le_sub(lp, le_var(lp, c), le_i64(lp, (size - 1) / 2)), le_i64(lp, 0));
+    LExpr *hi = le_bin(lp, LO_MIN, le_add(lp, le_var(lp, c), le_i64(lp, size / 2 + 1)),
+                       le_i64(lp, ch));
+    LStmt *lj = ls_for(lp, bs, j, lo, hi);
+    ls_set(lp, ls_body(lj), sum, le_bin(lp, LO_ADD, le_local(lp, sum),
+                                        le_load(lp, tb, lrn_at(lp, f, b, le_var(lp, j), s))));
+    double coef = 2.0 * f->a.alpha * f->a.beta / (double)size;
+    LExpr *at = lrn_at(lp, f, b, le_var(lp, c), s);
+    LExpr *v = le_fma(lp, le_load(lp, dy, at), le_load(lp, pb, lrn_at(lp, f, b, le_var(lp, c), s)),
+                      le_bin(lp, LO_MUL, le_f32(lp, -coef),
+                             le_bin(lp, LO_MUL, le_load(lp, in, lrn_at(lp, f, b, le_var(lp, c), s)),
+                                    le_local(lp, sum))));
+    ls_store(lp, bs, dx, lrn_at(lp, f, b, le_var(lp, c), s), v);
+  }
+}
+
+OP_INTERNAL(lrn_grad, lower_lrn_grad);

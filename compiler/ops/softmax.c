@@ -7,6 +7,7 @@
  */
 #include <stddef.h>
 
+#include "autodiff.h"
 #include "lower.h"
 #include "ops.h"
 
@@ -87,6 +88,19 @@ static void lower_softmax(struct LowerCtx *lc, const Node *n) {
   ls_store(lp, ls_body(l4), y, at, v);
 }
 
+/* --- the gradient rule ---
+ *   softmax:      dx = y * (dy - sum(dy * y))   (_softmax_grad)
+ *   log_softmax:  dx = dy - exp(y) * sum(dy)    (_log_softmax_grad)
+ * the sums over the last axis (the row); both read the forward's output y, not x. */
+static void grad_softmax(AdCtx *ad, int n, int dy) {
+  Graph *g = ad_graph(ad);
+  int x = g->nodes[n].in[0];
+  if (!ad_wants(ad, x)) return;
+  int in[2] = {dy, n};
+  OpKind op = g->nodes[n].op == OP_softmax ? OP_softmax_grad : OP_log_softmax_grad;
+  ad_input_grad(ad, n, 0, ad_node_like(ad, op, in, 2, n, 0, x));
+}
+
 const OpInfo op_softmax = {
     .kind = OP_softmax,
     .name = "softmax",
@@ -96,6 +110,7 @@ const OpInfo op_softmax = {
     .infer = softmax_infer,
     .flops = softmax_flops,
     .lower = lower_softmax,
+    .grad = grad_softmax,
 };
 
 const OpInfo op_log_softmax = {
@@ -107,8 +122,46 @@ const OpInfo op_log_softmax = {
     .infer = softmax_infer,
     .flops = softmax_flops,
     .lower = lower_softmax,
+    .grad = grad_softmax,
 };
 
-/* --- the gradient program (ops.def) --- */
-OP_INTERNAL(softmax_grad, NULL);
-OP_INTERNAL(log_softmax_grad, NULL);
+/* --- the gradient program (ops.def) ---
+ *   R rows of N: dy [R, N], y [R, N]; dx [R, N].  Per row (rows in parallel): the row's sum
+ * (sum(dy * y) for softmax, sum(dy) for log_softmax) in chunks of 16 as in the forward, then
+ * one vectorized pass for dx. */
+static void lower_softmax_grad(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  int64_t N = f->shape.d[f->shape.rank - 1].n;
+  int is_log = f->op == OP_log_softmax;
+  int dy = lower_value(lc, n->in[0]), y = lower_value(lc, n->in[1]), dx = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int r = lvar(lp, "r"), i = lvar(lp, "i"), ic = lvar(lp, "ic");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), lower_rows(lc, f->shape));
+  lr->parallel = 1;
+  LStmt *rb = ls_body(lr);
+  LExpr *at = le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, N)), le_var(lp, i));
+  int sum = ls_local(lp, rb, LT_F32, le_f32(lp, 0));
+  LStmt *lic = ls_for(lp, rb, ic, le_i64(lp, 0), le_i64(lp, (N + 15) / 16));
+  int part = ls_local(lp, ls_body(lic), LT_F32, le_f32(lp, 0));
+  LExpr *i0 = le_mul(lp, le_var(lp, ic), le_i64(lp, 16));
+  LStmt *l1 = ls_for(lp, ls_body(lic), i, i0,
+                     le_bin(lp, LO_MIN, le_i64(lp, N), le_add(lp, i0, le_i64(lp, 16))));
+  ls_set(lp, ls_body(l1), part,
+         is_log ? le_bin(lp, LO_ADD, le_local(lp, part), le_load(lp, dy, at))
+             : le_fma(lp, le_load(lp, dy, at), le_load(lp, y, at), le_local(lp, part)));
+  ls_set(lp, ls_body(lic), sum, le_bin(lp, LO_ADD, le_local(lp, sum), le_local(lp, part)));
+  LStmt *l2 = ls_for(lp, rb, i, le_i64(lp, 0), le_i64(lp, N));
+  l2->vec = lp->vec_f32;
+  LExpr *v;
+  if (is_log)
+    v = le_fma(lp, le_un(lp, LO_NEG, le_un(lp, LO_EXP, le_load(lp, y, at))), le_local(lp, sum),
+               le_load(lp, dy, at));
+  else
+    v = le_bin(lp, LO_MUL, le_load(lp, y, at),
+               le_bin(lp, LO_SUB, le_load(lp, dy, at), le_local(lp, sum)));
+  ls_store(lp, ls_body(l2), dx, at, v);
+}
+
+OP_INTERNAL(softmax_grad, lower_softmax_grad);
+OP_INTERNAL(log_softmax_grad, lower_softmax_grad);
