@@ -86,7 +86,7 @@ CASES = [
     ("avgpool_3s2p1", [2, 9, 8], [conv(3, 3, 1, 1), ("avgpool", 3, 2, 1)], ""),
     ("avgpool_3s1p1", [2, 7, 6], [conv(3, 1), ("avgpool", 3, 1, 1)], ""),
     ("avgpool_5s3p2", [2, 11, 10], [conv(3, 1), ("avgpool", 5, 3, 2), conv(2, 1)], ""),
-    ("avgpool_3s2_floor8", [2, 8, 8], [conv(3, 1), ("avgpool", 3, 2)], ""),
+    ("avgpool_3s2_floor8", [2, 8, 8], [conv(3, 1), ("avgpool", 3, 2, 0)], ""),
     # global_avgpool
     ("gap", [3, 5, 7], [conv(6, 3, 1, 1), ("relu",), ("gap",)], ""),
     ("gap_dense", [2, 6, 6], [conv(17, 3, 2, 1), ("gap",), ("dense", 4, True)], ""),
