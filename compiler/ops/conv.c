@@ -11,6 +11,7 @@
  */
 #include <stddef.h>
 
+#include "autodiff.h"
 #include "lower.h"
 #include "ops.h"
 
@@ -531,6 +532,29 @@ static void lower_conv2d(LowerCtx *lc, const Node *n) {
            lower_epilogue(lc, n, le_local(lp, acc)));
 }
 
+/* --- the gradient rule (conv2d and conv1d) ---
+ *   dx = the transposed convolution of dy with W   (_conv_dx, x's shape, when x needs one)
+ *   dW = correlation of the padded x with dy       (_conv_dw, W's shape, unbatched)
+ *   db = sum of dy over the batch and positions    (_conv_db, [F])
+ * dy is the gradient of the conv's output; a fused activation's gradient was applied before
+ * (its rule reads the activation's output), so the conv's own value is never read. */
+static void grad_conv(AdCtx *ad, int n, int dy) {
+  Graph *g = ad_graph(ad);
+  int x = g->nodes[n].in[0];
+  if (ad_wants(ad, x)) {
+    int in[2] = {dy, ad_param(ad, n, 0)};
+    ad_input_grad(ad, n, 0, ad_node_like(ad, OP_conv_dx, in, 2, n, 0, x));
+  }
+  if (ad_wants_param(ad, n, 0)) {
+    int in[2] = {dy, x};
+    ad_param_grad(ad, n, 0, ad_node(ad, OP_conv_dw, in, 2, n, 0,
+                                    g->params[g->nodes[n].first_param].shape, 0));
+  }
+  if (g->nodes[n].a.bias && ad_wants_param(ad, n, 1))
+    ad_param_grad(ad, n, 1, ad_node(ad, OP_conv_db, &dy, 1, n, 1,
+                                    g->params[g->nodes[n].first_param + 1].shape, 0));
+}
+
 const OpInfo op_conv2d = {
     .kind = OP_conv2d,
     .name = "conv2d",
@@ -543,6 +567,7 @@ const OpInfo op_conv2d = {
     .params = conv_params,
     .flops = conv_flops,
     .lower = lower_conv2d,
+    .grad = grad_conv,
 };
 
 const OpInfo op_conv1d = {
@@ -556,9 +581,189 @@ const OpInfo op_conv1d = {
     .params = conv_params,
     .flops = conv_flops,
     .lower = lower_conv1d,
+    .grad = grad_conv,
 };
 
-/* --- the gradient program (ops.def) --- */
-OP_INTERNAL(conv_dx, NULL);
-OP_INTERNAL(conv_dw, NULL);
-OP_INTERNAL(conv_db, NULL);
+/* --- the gradient program (ops.def) ---
+ * conv1d is conv2d with a height of 1: H = 1, kh = 1, sh = 1, ph = 0, W = L, kw = k, sw = s,
+ * pw = p.  All sizes are constants.
+ *   x [B, C, H, W], W [F, C, kh, kw], dy [B, F, OH, OW]
+ * _conv_dx: the transposed convolution as a stride-1 correlation: dy is spread into a
+ *   zeroed scratch dyp [B, F, H + kh - 1, W + kw - 1] (dilated by the stride, shifted by
+ *   kh - 1 - ph rows and kw - 1 - pw columns; rows and columns of dy whose windows hold only
+ *   padding are left out), then
+ *     dx[b, c, iy, ix] = sum_{f, ky, kx} dyp[b, f, iy + ky, ix + kx] W[f, c, kh-1-ky, kw-1-kx]
+ *   vectorized over ix (contiguous loads of dyp, W broadcast).  Input rows and columns that
+ *   no window reads (floored windows) meet only zeros of dyp: their gradient is 0.
+ * _conv_dw: dW[f, c, ky, kx] = sum_{b, oy, ox} dy[b, f, oy, ox] xp[b, c, oy sh + ky, ox sw + kx]
+ *   (xp: x zero-padded): vectorized over ox, each lane summing over b and oy, the lanes
+ *   summed into the zeroed dW.
+ * _conv_db: db[f] = sum_{b, q} dy[b, f, q] the same way. */
+typedef struct ConvGeo {
+  int64_t C, H, W, F, kh, kw, sh, sw, ph, pw, OH, OW;
+} ConvGeo;
+
+static ConvGeo conv_geo(const Graph *g, const Node *f) {
+  Shape in = in_shape(g, f, 0);
+  ConvGeo c = {.C = in.d[0].n, .F = f->a.units};
+  if (f->op == OP_conv2d) {
+    c.H = in.d[1].n;
+    c.W = in.d[2].n;
+    c.kh = c.kw = f->a.kernel;
+    c.sh = c.sw = f->a.stride;
+    c.ph = c.pw = f->a.pad;
+    c.OH = f->shape.d[1].n;
+    c.OW = f->shape.d[2].n;
+  } else {
+    c.H = 1;
+    c.W = in.d[1].n;
+    c.kh = 1;
+    c.kw = f->a.kernel;
+    c.sh = 1;
+    c.sw = f->a.stride;
+    c.ph = 0;
+    c.pw = f->a.pad;
+    c.OH = 1;
+    c.OW = f->shape.d[1].n;
+  }
+  return c;
+}
+
+/* dst[i] = v for i in [0, count) (count an expression), vectorized. */
+static void fill_loop(LoopProgram *lp, LStmt *body, int dst, LExpr *count, double v) {
+  int i = lvar(lp, "i");
+  LStmt *l = ls_for(lp, body, i, le_i64(lp, 0), count);
+  l->vec = lp->vec_f32;
+  ls_store(lp, ls_body(l), dst, le_var(lp, i), le_f32(lp, v));
+}
+
+/* x [B, C, H, W] zero-padded by ph rows and pw columns on each side into a scratch copy
+ * [B, C, H + 2ph, W + 2pw]; x itself when there is no padding. */
+static int conv_pad(LowerCtx *lc, LStmt *body, const Node *n, int src, const ConvGeo *g) {
+  LoopProgram *lp = lc->lp;
+  if (g->ph == 0 && g->pw == 0) return src;
+  int64_t Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw;
+  int xp = lower_scratch(lc, arena_printf(lp->arena, "%s.xpad", n->name), LT_F32,
+                         (SymCount){g->C * Hp * Wp, 0}, 1);
+  fill_loop(lp, body, xp, le_mul(lp, le_batch(lp), le_i64(lp, g->C * Hp * Wp)), 0.0);
+  int r = lvar(lp, "bc"), y = lvar(lp, "y"), x = lvar(lp, "x");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g->C)));
+  LStmt *ly = ls_for(lp, ls_body(lr), y, le_i64(lp, 0), le_i64(lp, g->H));
+  LStmt *lx = ls_for(lp, ls_body(ly), x, le_i64(lp, 0), le_i64(lp, g->W));
+  lx->vec = lp->vec_f32;
+  LExpr *dst = ix4(lp, le_i64(lp, 0), le_var(lp, r), le_add(lp, le_var(lp, y), le_i64(lp, g->ph)),
+                   le_add(lp, le_var(lp, x), le_i64(lp, g->pw)), 1, Hp, Wp);
+  LExpr *from = ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, y), le_var(lp, x), 1, g->H, g->W);
+  ls_store(lp, ls_body(lx), xp, dst, le_load(lp, src, from));
+  return xp;
+}
+
+static void lower_conv_dx(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  ConvGeo g = conv_geo(lc->g, &lc->g->nodes[n->fwd]);
+  int dy = lower_value(lc, n->in[0]), w = lower_value(lc, n->in[1]), dx = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int64_t Hq = g.H + g.kh - 1, Wq = g.W + g.kw - 1;
+  int64_t ty = g.kh - 1 - g.ph, tx = g.kw - 1 - g.pw; /* dy row oy goes to dyp row oy sh + ty */
+  /* the rows of dy that land inside dyp: 0 <= oy sh + ty < Hq */
+  int64_t oy_lo = ty >= 0 ? 0 : (-ty + g.sh - 1) / g.sh;
+  int64_t oy_hi = (Hq - 1 - ty) / g.sh + 1;
+  if (oy_hi > g.OH) oy_hi = g.OH;
+  int64_t ox_lo = tx >= 0 ? 0 : (-tx + g.sw - 1) / g.sw;
+  int64_t ox_hi = (Wq - 1 - tx) / g.sw + 1;
+  if (ox_hi > g.OW) ox_hi = g.OW;
+  int dyp = lower_scratch(lc, arena_printf(lp->arena, "%s.dyp", n->name), LT_F32,
+                          (SymCount){g.F * Hq * Wq, 0}, 1);
+  fill_loop(lp, body, dyp, le_mul(lp, le_batch(lp), le_i64(lp, g.F * Hq * Wq)), 0.0);
+  {
+    int r = lvar(lp, "bf"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
+    LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g.F)));
+    LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, oy_lo), le_i64(lp, oy_hi));
+    LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, ox_lo), le_i64(lp, ox_hi));
+    lox->vec = lp->vec_f32;
+    LExpr *qy = le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, g.sh)), le_i64(lp, ty));
+    LExpr *qx = le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, g.sw)), le_i64(lp, tx));
+    ls_store(lp, ls_body(lox), dyp, ix4(lp, le_i64(lp, 0), le_var(lp, r), qy, qx, 1, Hq, Wq),
+             le_load(lp, dy, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, oy), le_var(lp, ox),
+                                 1, g.OH, g.OW)));
+  }
+  int b = lvar(lp, "b"), c = lvar(lp, "c"), iy = lvar(lp, "iy"), ix = lvar(lp, "ix");
+  int f = lvar(lp, "f"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+  LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
+  lb->parallel = 1;
+  LStmt *lc_ = ls_for(lp, ls_body(lb), c, le_i64(lp, 0), le_i64(lp, g.C));
+  LStmt *liy = ls_for(lp, ls_body(lc_), iy, le_i64(lp, 0), le_i64(lp, g.H));
+  LStmt *lix = ls_for(lp, ls_body(liy), ix, le_i64(lp, 0), le_i64(lp, g.W));
+  lix->vec = lp->vec_f32;
+  LStmt *xb = ls_body(lix);
+  int acc = ls_local(lp, xb, LT_F32, le_f32(lp, 0));
+  LStmt *lf = ls_for(lp, xb, f, le_i64(lp, 0), le_i64(lp, g.F));
+  LStmt *lky = ls_for(lp, ls_body(lf), ky, le_i64(lp, 0), le_i64(lp, g.kh));
+  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, g.kw));
+  LExpr *di = ix4(lp, le_var(lp, b), le_var(lp, f), le_add(lp, le_var(lp, iy), le_var(lp, ky)),
+                  le_add(lp, le_var(lp, ix), le_var(lp, kx)), g.F, Hq, Wq);
+  LExpr *wi = ix4(lp, le_var(lp, f), le_var(lp, c),
+                  le_sub(lp, le_i64(lp, g.kh - 1), le_var(lp, ky)),
+                  le_sub(lp, le_i64(lp, g.kw - 1), le_var(lp, kx)), g.C, g.kh, g.kw);
+  ls_set(lp, ls_body(lkx), acc, le_fma(lp, le_load(lp, dyp, di), le_load(lp, w, wi), le_local(lp, acc)));
+  ls_store(lp, xb, dx, ix4(lp, le_var(lp, b), le_var(lp, c), le_var(lp, iy), le_var(lp, ix), g.C, g.H, g.W),
+           le_local(lp, acc));
+}
+
+static void lower_conv_dw(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *fw = &lc->g->nodes[n->fwd];
+  ConvGeo g = conv_geo(lc->g, fw);
+  int dy = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dw = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int xp = conv_pad(lc, body, n, x, &g);
+  int64_t Hp = g.H + 2 * g.ph, Wp = g.W + 2 * g.pw;
+  fill_loop(lp, body, dw, le_i64(lp, g.F * g.C * g.kh * g.kw), 0.0);
+  int f = lvar(lp, "f"), c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+  int ox = lvar(lp, "ox"), b = lvar(lp, "b"), oy = lvar(lp, "oy");
+  LStmt *lf = ls_for(lp, body, f, le_i64(lp, 0), le_i64(lp, g.F));
+  lf->parallel = 1;
+  LStmt *lc_ = ls_for(lp, ls_body(lf), c, le_i64(lp, 0), le_i64(lp, g.C));
+  LStmt *lky = ls_for(lp, ls_body(lc_), ky, le_i64(lp, 0), le_i64(lp, g.kh));
+  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, g.kw));
+  LStmt *lox = ls_for(lp, ls_body(lkx), ox, le_i64(lp, 0), le_i64(lp, g.OW));
+  lox->vec = lp->vec_f32;
+  LStmt *ob = ls_body(lox);
+  int acc = ls_local(lp, ob, LT_F32, le_f32(lp, 0));
+  LStmt *lb = ls_for(lp, ob, b, le_i64(lp, 0), le_batch(lp));
+  LStmt *loy = ls_for(lp, ls_body(lb), oy, le_i64(lp, 0), le_i64(lp, g.OH));
+  LExpr *di = ix4(lp, le_var(lp, b), le_var(lp, f), le_var(lp, oy), le_var(lp, ox), g.F, g.OH, g.OW);
+  LExpr *xi = ix4(lp, le_var(lp, b), le_var(lp, c),
+                  le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, g.sh)), le_var(lp, ky)),
+                  le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, g.sw)), le_var(lp, kx)),
+                  g.C, Hp, Wp);
+  ls_set(lp, ls_body(loy), acc, le_fma(lp, le_load(lp, dy, di), le_load(lp, xp, xi), le_local(lp, acc)));
+  ls_accumulate(lp, ob, dw,
+                ix4(lp, le_var(lp, f), le_var(lp, c), le_var(lp, ky), le_var(lp, kx), g.C, g.kh, g.kw),
+                le_local(lp, acc));
+}
+
+static void lower_conv_db(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  ConvGeo g = conv_geo(lc->g, &lc->g->nodes[n->fwd]);
+  int dy = lower_value(lc, n->in[0]), db = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int64_t Q = g.OH * g.OW;
+  fill_loop(lp, body, db, le_i64(lp, g.F), 0.0);
+  int f = lvar(lp, "f"), q = lvar(lp, "q"), b = lvar(lp, "b");
+  LStmt *lf = ls_for(lp, body, f, le_i64(lp, 0), le_i64(lp, g.F));
+  LStmt *lq = ls_for(lp, ls_body(lf), q, le_i64(lp, 0), le_i64(lp, Q));
+  lq->vec = lp->vec_f32;
+  LStmt *qb = ls_body(lq);
+  int acc = ls_local(lp, qb, LT_F32, le_f32(lp, 0));
+  LStmt *lb = ls_for(lp, qb, b, le_i64(lp, 0), le_batch(lp));
+  LExpr *di = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g.F)), le_var(lp, f)),
+                                le_i64(lp, Q)),
+                     le_var(lp, q));
+  ls_set(lp, ls_body(lb), acc, le_bin(lp, LO_ADD, le_local(lp, acc), le_load(lp, dy, di)));
+  ls_accumulate(lp, qb, db, le_var(lp, f), le_local(lp, acc));
+}
+
+OP_INTERNAL(conv_dx, lower_conv_dx);
+OP_INTERNAL(conv_dw, lower_conv_dw);
+OP_INTERNAL(conv_db, lower_conv_db);

@@ -11,6 +11,7 @@
  */
 #include <stddef.h>
 
+#include "autodiff.h"
 #include "lower.h"
 #include "ops.h"
 
@@ -147,6 +148,30 @@ static void lower_global_avgpool(struct LowerCtx *lc, const Node *n) {
            le_bin(lp, LO_DIV, le_local(lp, acc), le_f32(lp, (double)HW)));
 }
 
+/* --- the gradient rules ---
+ *   maxpool2d       dx = dy routed to the first maximal element of each window (_maxpool2d_grad)
+ *   avgpool2d       dx = dy / (k k) spread over each window's elements in the input (_avgpool2d_grad)
+ *   global_avgpool  dx = dy / (H W) at every position (_global_avgpool_grad)
+ */
+static void grad_maxpool(AdCtx *ad, int n, int dy) {
+  int x = ad_graph(ad)->nodes[n].in[0];
+  if (!ad_wants(ad, x)) return;
+  int in[2] = {dy, x};
+  ad_input_grad(ad, n, 0, ad_node_like(ad, OP_maxpool2d_grad, in, 2, n, 0, x));
+}
+
+static void grad_avgpool(AdCtx *ad, int n, int dy) {
+  int x = ad_graph(ad)->nodes[n].in[0];
+  if (!ad_wants(ad, x)) return;
+  ad_input_grad(ad, n, 0, ad_node_like(ad, OP_avgpool2d_grad, &dy, 1, n, 0, x));
+}
+
+static void grad_global_avgpool(AdCtx *ad, int n, int dy) {
+  int x = ad_graph(ad)->nodes[n].in[0];
+  if (!ad_wants(ad, x)) return;
+  ad_input_grad(ad, n, 0, ad_node_like(ad, OP_global_avgpool_grad, &dy, 1, n, 0, x));
+}
+
 const OpInfo op_maxpool2d = {
     .kind = OP_maxpool2d,
     .name = "maxpool2d",
@@ -156,6 +181,7 @@ const OpInfo op_maxpool2d = {
     .infer = pool_infer,
     .flops = pool_flops,
     .lower = lower_pool,
+    .grad = grad_maxpool,
 };
 
 const OpInfo op_avgpool2d = {
@@ -168,6 +194,7 @@ const OpInfo op_avgpool2d = {
     .infer = pool_infer,
     .flops = pool_flops,
     .lower = lower_pool,
+    .grad = grad_avgpool,
 };
 
 const OpInfo op_global_avgpool = {
@@ -179,9 +206,140 @@ const OpInfo op_global_avgpool = {
     .infer = global_infer,
     .flops = global_flops,
     .lower = lower_global_avgpool,
+    .grad = grad_global_avgpool,
 };
 
-/* --- the gradient program (ops.def) --- */
-OP_INTERNAL(maxpool2d_grad, NULL);
-OP_INTERNAL(avgpool2d_grad, NULL);
-OP_INTERNAL(global_avgpool_grad, NULL);
+/* --- the gradient program (ops.def) ---
+ *   dy [B, C, OH, OW], x and dx [B, C, H, W]; window (oy, ox) covers the input rows
+ *   [oy s - p, oy s - p + k) and columns [ox s - p, ox s - p + k), clipped to the input.
+ * _maxpool2d_grad: dx zeroed, then for each window (serially: windows overlap when s < k, so
+ *   their scatter-adds collide) the first element, in row-major order, that is greater than
+ *   every element before it (or NaN) receives dy, as PyTorch's CPU kernel does: the first
+ *   maximum wins, and the padding (-inf in the forward) is never chosen.
+ * _avgpool2d_grad: dx zeroed, then for each window offset (ky, kx) and the windows whose
+ *   element there is inside the input, dx += dy / (k k): vectorized over ox, whose lanes
+ *   write distinct columns (ox s + kx).
+ * _global_avgpool_grad: dx[bc, i] = dy[bc] / (H W), vectorized over i. */
+static void pool_dims(const LowerCtx *lc, const Node *f, int64_t *C, int64_t *H, int64_t *W,
+                      int64_t *OH, int64_t *OW) {
+  Shape in = in_shape(lc->g, f, 0);
+  *C = in.d[0].n;
+  *H = in.d[1].n;
+  *W = in.d[2].n;
+  *OH = f->shape.d[1].n;
+  *OW = f->shape.d[2].n;
+}
+
+/* dx[i] = 0 for the whole value */
+static void zero_value(LowerCtx *lc, LStmt *body, int dx, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  int i = lvar(lp, "i");
+  LStmt *l = ls_for(lp, body, i, le_i64(lp, 0), lower_total(lc, shape_numel(n->shape)));
+  l->vec = lp->vec_f32;
+  ls_store(lp, ls_body(l), dx, le_var(lp, i), le_f32(lp, 0));
+}
+
+static void lower_maxpool2d_grad(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  int64_t C, H, W, OH, OW, k = f->a.kernel, s = f->a.stride, p = f->a.pad;
+  pool_dims(lc, f, &C, &H, &W, &OH, &OW);
+  int dy = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dx = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  zero_value(lc, body, dx, n);
+  int r = lvar(lp, "bc"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox"), iy = lvar(lp, "iy"), ix = lvar(lp, "ix");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
+  lr->parallel = 1; /* planes are independent */
+  LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, 0), le_i64(lp, OH));
+  LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, 0), le_i64(lp, OW));
+  LStmt *ob = ls_body(lox);
+  LExpr *y0 = le_sub(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s)), le_i64(lp, p));
+  LExpr *x0 = le_sub(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, s)), le_i64(lp, p));
+  LExpr *ylo = le_bin(lp, LO_MAX, y0, le_i64(lp, 0));
+  LExpr *xlo = le_bin(lp, LO_MAX, x0, le_i64(lp, 0));
+  LExpr *yhi = le_bin(lp, LO_MIN, le_add(lp, y0, le_i64(lp, k)), le_i64(lp, H));
+  LExpr *xhi = le_bin(lp, LO_MIN, le_add(lp, x0, le_i64(lp, k)), le_i64(lp, W));
+  LExpr *plane = le_mul(lp, le_var(lp, r), le_i64(lp, H * W));
+  /* the first in-bounds element, as PyTorch (chosen only if every element is -inf) */
+  int best = ls_local(lp, ob, LT_F32, le_f32(lp, -__builtin_inf()));
+  int at = ls_local(lp, ob, LT_I64,
+                    le_add(lp, plane, le_add(lp, le_mul(lp, ylo, le_i64(lp, W)), xlo)));
+  LStmt *liy = ls_for(lp, ob, iy, ylo, yhi);
+  LStmt *lix = ls_for(lp, ls_body(liy), ix, xlo, xhi);
+  LStmt *xb = ls_body(lix);
+  LExpr *idx = le_add(lp, plane, le_add(lp, le_mul(lp, le_var(lp, iy), le_i64(lp, W)), le_var(lp, ix)));
+  int v = ls_local(lp, xb, LT_F32, le_load(lp, x, idx));
+  LExpr *take = le_bin(lp, LO_OR, le_bin(lp, LO_GT, le_local(lp, v), le_local(lp, best)),
+                       le_bin(lp, LO_NE, le_local(lp, v), le_local(lp, v)));
+  int t = ls_local(lp, xb, LT_BOOL, take);
+  ls_set(lp, xb, best, le_select(lp, le_local(lp, t), le_local(lp, v), le_local(lp, best)));
+  ls_set(lp, xb, at, le_select(lp, le_local(lp, t), idx, le_local(lp, at)));
+  LExpr *oi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, OH)), le_var(lp, oy)),
+                                le_i64(lp, OW)),
+                     le_var(lp, ox));
+  ls_accumulate(lp, ob, dx, le_local(lp, at), le_load(lp, dy, oi));
+}
+
+static void lower_avgpool2d_grad(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  int64_t C, H, W, OH, OW, k = f->a.kernel, s = f->a.stride, p = f->a.pad;
+  pool_dims(lc, f, &C, &H, &W, &OH, &OW);
+  int dy = lower_value(lc, n->in[0]), dx = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  zero_value(lc, body, dx, n);
+  int r = lvar(lp, "bc"), ky = lvar(lp, "ky"), oy = lvar(lp, "oy"), kx = lvar(lp, "kx"), ox = lvar(lp, "ox");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
+  lr->parallel = 1;
+  LStmt *lky = ls_for(lp, ls_body(lr), ky, le_i64(lp, 0), le_i64(lp, k));
+  /* oy s - p + ky in [0, H): oy in [ceil(max(p - ky, 0) / s), floor((H - 1 + p - ky) / s) + 1) */
+  LExpr *oylo = le_bin(lp, LO_DIV,
+                       le_add(lp, le_bin(lp, LO_MAX, le_sub(lp, le_i64(lp, p), le_var(lp, ky)), le_i64(lp, 0)),
+                              le_i64(lp, s - 1)),
+                       le_i64(lp, s));
+  LExpr *oyhi = le_bin(lp, LO_MIN, le_i64(lp, OH),
+                       le_bin(lp, LO_DIV,
+                              le_bin(lp, LO_MAX, le_sub(lp, le_i64(lp, H - 1 + p + s), le_var(lp, ky)),
+                                     le_i64(lp, 0)),
+                              le_i64(lp, s)));
+  LStmt *loy = ls_for(lp, ls_body(lky), oy, oylo, oyhi);
+  LStmt *lkx = ls_for(lp, ls_body(loy), kx, le_i64(lp, 0), le_i64(lp, k));
+  LExpr *oxlo = le_bin(lp, LO_DIV,
+                       le_add(lp, le_bin(lp, LO_MAX, le_sub(lp, le_i64(lp, p), le_var(lp, kx)), le_i64(lp, 0)),
+                              le_i64(lp, s - 1)),
+                       le_i64(lp, s));
+  LExpr *oxhi = le_bin(lp, LO_MIN, le_i64(lp, OW),
+                       le_bin(lp, LO_DIV,
+                              le_bin(lp, LO_MAX, le_sub(lp, le_i64(lp, W - 1 + p + s), le_var(lp, kx)),
+                                     le_i64(lp, 0)),
+                              le_i64(lp, s)));
+  LStmt *lox = ls_for(lp, ls_body(lkx), ox, oxlo, oxhi);
+  lox->vec = lp->vec_f32;
+  LExpr *iy = le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s)), le_sub(lp, le_var(lp, ky), le_i64(lp, p)));
+  LExpr *ix = le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, s)), le_sub(lp, le_var(lp, kx), le_i64(lp, p)));
+  LExpr *di = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, H)), iy), le_i64(lp, W)), ix);
+  LExpr *oi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, OH)), le_var(lp, oy)),
+                                le_i64(lp, OW)),
+                     le_var(lp, ox));
+  ls_accumulate(lp, ls_body(lox), dx, di,
+                le_bin(lp, LO_MUL, le_load(lp, dy, oi), le_f32(lp, 1.0 / (double)(k * k))));
+}
+
+static void lower_global_avgpool_grad(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  Shape in = in_shape(lc->g, &lc->g->nodes[n->fwd], 0);
+  int64_t C = in.d[0].n, HW = in.d[1].n * in.d[2].n;
+  int dy = lower_value(lc, n->in[0]), dx = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int r = lvar(lp, "bc"), i = lvar(lp, "i");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
+  lr->parallel = 1;
+  LStmt *li = ls_for(lp, ls_body(lr), i, le_i64(lp, 0), le_i64(lp, HW));
+  li->vec = lp->vec_f32;
+  ls_store(lp, ls_body(li), dx, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, HW)), le_var(lp, i)),
+           le_bin(lp, LO_DIV, le_load(lp, dy, le_var(lp, r)), le_f32(lp, (double)HW)));
+}
+
+OP_INTERNAL(maxpool2d_grad, lower_maxpool2d_grad);
+OP_INTERNAL(avgpool2d_grad, lower_avgpool2d_grad);
+OP_INTERNAL(global_avgpool_grad, lower_global_avgpool_grad);
