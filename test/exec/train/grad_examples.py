@@ -26,12 +26,12 @@ from run import init_module, seed_of  # noqa: E402
 
 LIMIT = 1e-3
 
-# name: (torch module, inputs {name: per-sample shape}, target name, classes, gain)
+# file: (model name, torch module, inputs {name: per-sample shape}, target, classes, gain)
 EXAMPLES = {
-    "mlp": (models.MLP, {"pixels": (784,)}, "digit", 10, 1.41),
-    "lenet5": (models.LeNet5, {"image": (1, 32, 32)}, "digit", 10, 1.0),
-    "resnet_mini": (models.ResNetMini, {"image": (3, 32, 32)}, "label", 10, 1.41),
-    "inception": (models.Inception3a, {"x": (192, 28, 28)}, "label", 10, 1.41),
+    "mlp": ("mlp", models.MLP, {"pixels": (784,)}, "digit", 10, 1.41),
+    "lenet5": ("lenet5", models.LeNet5, {"image": (1, 32, 32)}, "digit", 10, 1.0),
+    "resnet_mini": ("resnet_mini", models.ResNetMini, {"image": (3, 32, 32)}, "label", 10, 1.41),
+    "inception": ("inception3a", models.Inception3a, {"x": (192, 28, 28)}, "label", 10, 1.41),
 }
 
 
@@ -40,13 +40,13 @@ def rel_err(a, b):
 
 
 def check(nncc, name, batch, wd, results):
-    mod_cls, inputs, target, classes, gain = EXAMPLES[name]
+    model, mod_cls, inputs, target, classes, gain = EXAMPLES[name]
     src = os.path.join(HERE, "..", "..", "..", "examples", f"{name}.nn")
     so = os.path.join(wd, f"{name}.so")
     if not os.path.exists(so):
         nncc_ctypes.build(nncc, src, so)
     mod = init_module(mod_cls(), seed_of(name) + batch, gain).double()
-    m = nncc_ctypes.Model(so, name, list(inputs), [target])
+    m = nncc_ctypes.Model(so, model, list(inputs), [target])
     m.set_params({k: v.float().numpy() for k, v in mod.state_dict().items()})
     rng = np.random.default_rng(seed_of(name) * 7 + batch)
     xs = {k: rng.standard_normal((batch,) + s).astype(np.float32) for k, s in inputs.items()}
