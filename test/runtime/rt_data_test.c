@@ -24,13 +24,15 @@ static const char *at(const char *name) {
 static const nncc_tensor_desc img_inputs[] = {{"image", NNCC_F32, 3, {1, 2, 2}, 0}};
 static const nncc_tensor_desc img_targets[] = {{"digit", NNCC_LABEL, 0, {0}, 3}};
 static const nncc_model_desc img_desc = {
-  NNCC_ABI_VERSION, 0, "img", 0, 1, 1, 0, NULL, img_inputs, img_targets, NULL, 0, 0, NULL, NULL, NULL, NULL,
+  .abi_version = NNCC_ABI_VERSION, .name = "img", .n_inputs = 1, .n_targets = 1,
+  .inputs = img_inputs, .targets = img_targets,
 };
 /* ids i32[seq] (vocabulary 5), w f32[seq, 2]; tags label[seq, 4] */
 static const nncc_tensor_desc seq_in[] = {{"ids", NNCC_I32, 1, {-1}, 5}, {"w", NNCC_F32, 2, {-1, 2}, 0}};
 static const nncc_tensor_desc seq_tg[] = {{"tags", NNCC_LABEL, 1, {-1}, 4}};
 static const nncc_model_desc seqm_desc = {
-  NNCC_ABI_VERSION, 1, "seqm", 0, 2, 1, 0, NULL, seq_in, seq_tg, NULL, 0, 0, NULL, NULL, NULL, NULL,
+  .abi_version = NNCC_ABI_VERSION, .has_seq = 1, .name = "seqm", .n_inputs = 2, .n_targets = 1,
+  .inputs = seq_in, .targets = seq_tg,
 };
 
 static void load_bad(const char *name, const nncc_model_desc *d, const char *p0, const char *p1,
