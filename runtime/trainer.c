@@ -343,16 +343,16 @@ static int train(Trainer *t) {
       double t1 = now_s();
       train_time += t1 - t0;
       done_steps++;
+      if (t->logf && fprintf(t->logf, "%lld,%lld,%.9g\n", (long long)e + 1, (long long)done_steps,
+                             (double)loss) < 0)
+        return complain(t, 1, "cannot write %s: %s", t->log, strerror(errno));
+      if (t->logf) fflush(t->logf);
       if (!isfinite(loss))
         return complain(t, 1, "epoch %lld, step %lld: the loss is %s; stopping (the weights "
                         "saved before are kept; a smaller --lr may help)", (long long)e + 1,
                         (long long)s + 1, isnan(loss) ? "nan" : "infinite");
       loss_sum += (double)loss * (double)count;
       seen += count;
-      if (t->logf && fprintf(t->logf, "%lld,%lld,%.9g\n", (long long)e + 1, (long long)done_steps,
-                             (double)loss) < 0)
-        return complain(t, 1, "cannot write %s: %s", t->log, strerror(errno));
-      if (t->logf) fflush(t->logf);
       int last = s + 1 == steps;
       int draw = t->tty ? (last || t1 - last_draw >= 0.1)
                         : (t->progress > 0 && ((s + 1) % t->progress == 0 || last));
