@@ -112,9 +112,9 @@ static void test_load(void) {
 
   /* sequences: [samples, seq, ...] exactly, one seq for all files */
   int32_t ids[3 * 6], tags[3 * 6], ids_bad[3 * 6];
-  float w[3 * 6 * 2];
+  float w[3 * 7 * 2];
   for (int i = 0; i < 18; i++) ids[i] = i % 5, tags[i] = i % 4, ids_bad[i] = i == 13 ? 5 : 0;
-  for (int i = 0; i < 36; i++) w[i] = (float)i;
+  for (int i = 0; i < 42; i++) w[i] = (float)i;
   int64_t ds2[2] = {3, 6}, ds3[3] = {3, 6, 2}, ds3b[3] = {3, 7, 2}, ds2f[2] = {3, 12};
   nncc_npy_write(at("ids.npy"), NNCC_I32, 2, ds2, ids);
   nncc_npy_write(at("ids_bad.npy"), NNCC_I32, 2, ds2, ids_bad);
