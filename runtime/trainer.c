@@ -100,7 +100,7 @@ static void usage(const Trainer *t) {
          "  --epochs E          passes over the data (default 1)\n"
          "  --batch B           samples per step (default %lld, from the train block)\n"
          "  --lr LR             the learning rate (default %g, from the train block)\n"
-         "  --seed S            seeds the initialisation and the shuffle (default 0)\n"
+         "  --seed S            seeds the initialisation, the shuffle and dropout (default 0)\n"
          "  --weights FILE      start from these weights (fine-tuning) instead of the default\n"
          "                      initialisation\n"
          "  --save FILE         write the weights (safetensors) after every epoch, atomically\n"
@@ -407,7 +407,8 @@ static int run(Trainer *t, int argc, char **argv) {
     return complain(t, 1, "%s", nncc_last_error());
   if (alloc_batches(t)) return 1;
   if (!(t->m = nncc_rt_create(d))) return complain(t, 1, "%s", nncc_last_error());
-  if (t->weights ? nncc_rt_load(t->m, t->weights) : nncc_rt_init(t->m, t->seed))
+  /* init also seeds the dropout stream, so --seed matters when fine-tuning too */
+  if (nncc_rt_init(t->m, t->seed) || (t->weights && nncc_rt_load(t->m, t->weights)))
     return complain(t, 1, "%s", nncc_last_error());
   if (t->have_lr && nncc_rt_set_option(t->m, "lr", t->lr)) return complain(t, 1, "--lr: %s", nncc_last_error());
   if (t->log) {
