@@ -680,6 +680,7 @@ int artifact_link(const char *obj_path, const char *out_path, int shared) {
   argv[n++] = rtlib;
   argv[n++] = "-lm";
   argv[n++] = "-lpthread";
+  if (!shared) argv[n++] = "-lz";   /* the trainer's gzip IDX reader (runtime/idx.c) */
   /* no debug information from the runtime in the user's artifact (symbols stay, so profiles
    * still name the kernels); --gc-sections drops the runtime code the model does not use */
   argv[n++] = "-Wl,--strip-debug,--gc-sections";

@@ -3,6 +3,7 @@
  *   ./model [--weights W.safetensors | --seed S] --input NAME=X.npy ... [--output NAME=Y.npy ...]
  *   ./model --bench N [--input ... | --batch B --seq S]   (after max(1, min(N/10, 10)) warm-ups)
  *   ./model --help
+ *   ./model train ...   (runtime/trainer.c)
  *
  * The batch (and seq) come from the input arrays: input i must be [batch, ...dims_i] with
  * every -1 dim (the symbolic length) taking the file's value; all inputs must agree on both.
@@ -26,6 +27,7 @@
 
 #include "npy.h"
 #include "rt_internal.h"
+#include "trainer.h"
 
 #define PRINT_VALUES 8   /* values shown per output without --output */
 
@@ -100,8 +102,8 @@ static void usage(const nncc_model_desc *d, const char *prog) {
          "  --batch B           the batch of the all-zero inputs --bench uses without --input\n"
          "%s"
          "  --help              show this text\n"
-         "  train ...           train the model (not available in this build)\n",
-         d->has_seq ? "  --seq S             the length of the all-zero inputs --bench uses\n" : "");
+         "  train ...           train the model (%s train --help)\n",
+         d->has_seq ? "  --seq S             the length of the all-zero inputs --bench uses\n" : "", prog);
 }
 
 /* NAME=PATH against the list of names; a bare PATH when there is exactly one. */
@@ -220,10 +222,7 @@ static int run(Run *r, int argc, char **argv) {
   unsigned long long seed = 0;
   int have_seed = 0, batch_given = 0, seq_given = 0, n_in = 0, n_out = 0, rc;
 
-  if (argc > 1 && !strcmp(argv[1], "train")) {
-    fprintf(stderr, "%s: training is not available in this build\n", r->prog);
-    return 2;
-  }
+  if (argc > 1 && !strcmp(argv[1], "train")) return nncc_rt_train_main(r->prog, argc - 1, argv + 1, d);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {

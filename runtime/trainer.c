@@ -1,0 +1,459 @@
+/* trainer.c - `./model train`: the standalone executable's trainer (spec section 3).
+ *
+ *   ./model train --data NAME=FILE ... [--test NAME=FILE ...] [--epochs E] [--batch B]
+ *                 [--lr LR] [--seed S] [--weights W] [--save W] [--log loss.csv] [--progress N]
+ *
+ * Each epoch visits every sample once, in the seeded order of nncc_data_shuffle (dataset.h),
+ * in mini-batches of B (the last one smaller, as PyTorch's DataLoader; dropped for a stateful
+ * recurrent model, whose batch must not change); each mini-batch is one nncc_rt_train_step.
+ * After each epoch: the --test set is evaluated (nncc_rt_evaluate, in order, in batches of B;
+ * accuracy = correct / labelled rows for a cross_entropy loss, else the mean loss), a summary
+ * line goes to stdout, and --save writes the weights atomically (nncc_rt_save).
+ *
+ * Progress goes to stderr: on a terminal one line rewritten in place (\r) at most 10 times a
+ * second; otherwise one line every --progress N steps (default 100; 0: none) and at the end of
+ * each epoch.  --log writes "epoch,step,loss" with the global step (from 1) and the batch-mean
+ * loss of that step, flushed line by line.
+ *
+ * Errors stop training with a message and exit status 1, before the next save: a weight file
+ * saved after an earlier epoch (or by an earlier run) is left as it was.  A loss that is not
+ * finite is such an error (saving NaN weights over good ones helps nobody).  Usage errors exit
+ * with status 2.  Everything allocated is freed on every path.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dataset.h"
+#include "rt_internal.h"
+
+#define DEFAULT_BATCH 32
+#define DEFAULT_PROGRESS 100
+
+typedef struct Trainer {
+  const char *prog;
+  const nncc_model_desc *d;
+  const nncc_train_desc *td;
+  int n;                        /* inputs + targets */
+  const char **data_path;       /* [n] */
+  const char **test_path;       /* [n] */
+  int64_t epochs, batch, progress;
+  int batch_given, have_lr;
+  double lr;
+  uint64_t seed;
+  const char *weights, *save, *log;
+  nncc_dataset train, test;
+  nncc_model *m;
+  void **buf;                   /* [n] one mini-batch of each tensor */
+  const void **in, **tg;        /* views of buf: inputs, targets */
+  int64_t *perm;
+  FILE *logf;
+  int tty;
+  int progress_len;             /* characters of the progress line on the terminal */
+} Trainer;
+
+static int complain(const Trainer *t, int status, const char *fmt, ...) {
+  va_list ap;
+  if (t->tty && t->progress_len) fputc('\n', stderr);
+  fprintf(stderr, "%s: ", t->prog);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  if (status == 2) fprintf(stderr, "run '%s train --help' for usage\n", t->prog);
+  return status;
+}
+
+static void usage(const Trainer *t) {
+  const nncc_model_desc *d = t->d;
+  printf("usage: %s train --data NAME=FILE ... [--test NAME=FILE ...] [--epochs E] [--batch B]\n"
+         "       [--lr LR] [--seed S] [--weights W.safetensors] [--save W.safetensors]\n"
+         "       [--log LOSS.csv] [--progress N]\n"
+         "Trains the model '%s' on IDX (gzip or plain) or .npy files, the first dimension being\n"
+         "the sample.\n\nfed by --data / --test:\n", t->prog, d->name);
+  for (int k = 0; k < t->n; k++) {
+    const nncc_tensor_desc *x = nncc_data_tensor(d, k);
+    printf("  %-12s %s %s[", x->name, k < d->n_inputs ? "input " : "target",
+           x->dtype == NNCC_F32 ? "f32" : x->dtype == NNCC_I32 ? "i32" : "label");
+    for (int j = 0; j < x->rank; j++) {
+      if (x->dims[j] < 0) printf("%sseq", j ? ", " : "");
+      else printf("%s%lld", j ? ", " : "", (long long)x->dims[j]);
+    }
+    if (x->dtype == NNCC_LABEL) printf("%s%lld", x->rank ? ", " : "", (long long)x->classes);
+    printf("]\n");
+  }
+  printf("\noptions:\n"
+         "  --data NAME=FILE    a training file for the input or target NAME; every one is needed,\n"
+         "                      all with the same number of samples (ubyte IDX images become\n"
+         "                      floats in [0, 1]; labels stay integers)\n"
+         "  --test NAME=FILE    the same for a test set, evaluated after every epoch: accuracy\n"
+         "                      (classification) or the mean loss\n"
+         "  --epochs E          passes over the data (default 1)\n"
+         "  --batch B           samples per step (default %lld, from the train block)\n"
+         "  --lr LR             the learning rate (default %g, from the train block)\n"
+         "  --seed S            seeds the initialisation, the shuffle and dropout (default 0)\n"
+         "  --weights FILE      start from these weights (fine-tuning) instead of the default\n"
+         "                      initialisation\n"
+         "  --save FILE         write the weights (safetensors) after every epoch, atomically\n"
+         "  --log FILE          write the loss of every step as CSV: epoch,step,loss\n"
+         "  --progress N        without a terminal, a progress line every N steps (default %d;\n"
+         "                      0: none)\n"
+         "  --text FILE         (character models; not yet supported)\n"
+         "  --help              show this text\n",
+         (long long)(t->td && t->td->batch > 0 ? t->td->batch : DEFAULT_BATCH),
+         t->td ? t->td->lr : 0.0, DEFAULT_PROGRESS);
+}
+
+static int parse_int(const char *s, int64_t min, int64_t *v) {
+  char *end;
+  errno = 0;
+  long long x = strtoll(s, &end, 10);
+  if (errno || end == s || *end || x < min) return 0;
+  *v = x;
+  return 1;
+}
+
+/* NAME=FILE for one of the model's inputs and targets. */
+static int bind(Trainer *t, const char *flag, const char *arg, const char **paths) {
+  const char *eq = strchr(arg, '=');
+  if (!eq || eq == arg) return complain(t, 2, "%s wants NAME=FILE, got '%s'", flag, arg);
+  size_t len = (size_t)(eq - arg);
+  for (int k = 0; k < t->n; k++) {
+    const char *name = nncc_data_tensor(t->d, k)->name;
+    if (strlen(name) == len && !strncmp(name, arg, len)) {
+      if (paths[k]) return complain(t, 2, "%s %s is given twice", flag, name);
+      if (!eq[1]) return complain(t, 2, "%s %s: the file name is empty", flag, arg);
+      paths[k] = eq + 1;
+      return 0;
+    }
+  }
+  char names[512];
+  size_t m = 0;
+  names[0] = 0;
+  for (int k = 0; k < t->n && m < sizeof names; k++)
+    m += (size_t)snprintf(names + m, sizeof names - m, "%s%s", k ? ", " : "", nncc_data_tensor(t->d, k)->name);
+  return complain(t, 2, "%s: the model has no input or target '%.*s' (it has: %s)", flag, (int)len, arg, names);
+}
+
+static int parse_args(Trainer *t, int argc, char **argv) {
+  int n_data = 0, rc;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(t);
+      return -1;
+    }
+    static const char *const opts[] = {"--data", "--test", "--epochs", "--batch", "--lr", "--seed",
+                                       "--weights", "--save", "--log", "--progress", "--text"};
+    const char *opt = NULL, *val = NULL;
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+      size_t n = strlen(opts[k]);
+      if (!strncmp(a, opts[k], n) && (a[n] == 0 || a[n] == '=')) {
+        opt = opts[k];
+        if (a[n] == '=') val = a + n + 1;
+        else if (i + 1 < argc) val = argv[++i];
+        else return complain(t, 2, "%s needs a value", opt);
+      }
+    }
+    if (!opt) {
+      if (a[0] == '-') return complain(t, 2, "unknown option '%s'", a);
+      return complain(t, 2, "unexpected argument '%s'", a);
+    }
+    if (!strcmp(opt, "--data")) {
+      if ((rc = bind(t, "--data", val, t->data_path))) return rc;
+      n_data++;
+    } else if (!strcmp(opt, "--test")) {
+      if ((rc = bind(t, "--test", val, t->test_path))) return rc;
+    } else if (!strcmp(opt, "--epochs")) {
+      if (!parse_int(val, 1, &t->epochs)) return complain(t, 2, "--epochs wants an integer >= 1, got '%s'", val);
+    } else if (!strcmp(opt, "--batch")) {
+      if (!parse_int(val, 1, &t->batch)) return complain(t, 2, "--batch wants an integer >= 1, got '%s'", val);
+      t->batch_given = 1;
+    } else if (!strcmp(opt, "--progress")) {
+      if (!parse_int(val, 0, &t->progress)) return complain(t, 2, "--progress wants an integer >= 0, got '%s'", val);
+    } else if (!strcmp(opt, "--lr")) {
+      char *end;
+      errno = 0;
+      t->lr = strtod(val, &end);
+      if (errno || end == val || *end || !(t->lr > 0) || !isfinite(t->lr))
+        return complain(t, 2, "--lr wants a positive number, got '%s'", val);
+      t->have_lr = 1;
+    } else if (!strcmp(opt, "--seed")) {
+      char *end;
+      errno = 0;
+      t->seed = strtoull(val, &end, 10);
+      if (errno || end == val || *end || val[0] == '-')
+        return complain(t, 2, "--seed wants an integer in [0, 2^64), got '%s'", val);
+    } else if (!strcmp(opt, "--weights")) {
+      if (t->weights) return complain(t, 2, "--weights is given twice");
+      t->weights = val;
+    } else if (!strcmp(opt, "--save")) {
+      if (t->save) return complain(t, 2, "--save is given twice");
+      t->save = val;
+    } else if (!strcmp(opt, "--log")) {
+      if (t->log) return complain(t, 2, "--log is given twice");
+      t->log = val;
+    } else {   /* --text */
+      return complain(t, 2, "--text is not supported yet (training a character model on a text "
+                      "file); give the model's inputs and targets as .npy files [samples, seq] "
+                      "with --data NAME=FILE");
+    }
+  }
+  if (n_data == 0) return complain(t, 2, "no training data: give --data NAME=FILE for each input and target");
+  for (int k = 0; k < t->n; k++)
+    if (!t->data_path[k])
+      return complain(t, 2, "missing --data %s=FILE (every input and target is needed)",
+                      nncc_data_tensor(t->d, k)->name);
+  int n_test = 0;
+  for (int k = 0; k < t->n; k++) n_test += t->test_path[k] != NULL;
+  for (int k = 0; n_test && k < t->n; k++)
+    if (!t->test_path[k])
+      return complain(t, 2, "missing --test %s=FILE (a test set needs every input and target)",
+                      nncc_data_tensor(t->d, k)->name);
+  return 0;
+}
+
+/* ---- progress ---------------------------------------------------------------------------- */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void fmt_duration(char *buf, size_t size, double s) {
+  if (!(s >= 0) || s > 1e8) {
+    snprintf(buf, size, "?");
+    return;
+  }
+  long long x = (long long)(s + 0.5);
+  if (x >= 3600) snprintf(buf, size, "%lldh%02lldm", x / 3600, x / 60 % 60);
+  else if (x >= 60) snprintf(buf, size, "%lldm%02llds", x / 60, x % 60);
+  else snprintf(buf, size, "%llds", x);
+}
+
+/* "epoch 2/10  step 420/938  loss 0.4123  5231 samples/s  1m12s left" */
+static void progress(Trainer *t, int64_t epoch, int64_t step, int64_t steps, double mean_loss,
+                     double samples_per_s, double left_s) {
+  char left[32], line[256];
+  fmt_duration(left, sizeof left, left_s);
+  int n = snprintf(line, sizeof line, "epoch %lld/%lld  step %lld/%lld  loss %.4f  %.0f samples/s  %s left",
+                   (long long)epoch + 1, (long long)t->epochs, (long long)step, (long long)steps,
+                   mean_loss, samples_per_s, left);
+  if (t->tty) {
+    int pad = t->progress_len > n ? t->progress_len - n : 0;
+    fprintf(stderr, "\r%s%*s", line, pad, "");
+    t->progress_len = n;
+  } else {
+    fprintf(stderr, "%s\n", line);
+  }
+  fflush(stderr);
+}
+
+static void progress_end(Trainer *t) {
+  if (t->tty && t->progress_len) {
+    fprintf(stderr, "\r%*s\r", t->progress_len, "");
+    fflush(stderr);
+  }
+  t->progress_len = 0;
+}
+
+/* ---- the steps ----------------------------------------------------------------------------- */
+
+static int alloc_batches(Trainer *t) {
+  const nncc_model_desc *d = t->d;
+  t->buf = calloc((size_t)t->n + 1, sizeof *t->buf);
+  t->in = calloc((size_t)d->n_inputs + 1, sizeof *t->in);
+  t->tg = calloc((size_t)d->n_targets + 1, sizeof *t->tg);
+  t->perm = malloc(((size_t)t->train.samples + 1) * sizeof *t->perm);
+  if (!t->buf || !t->in || !t->tg || !t->perm) return complain(t, 1, "out of memory");
+  for (int k = 0; k < t->n; k++) {
+    int64_t row = t->train.row[k], floats;
+    if (t->test.n && t->test.row[k] > row) row = t->test.row[k];
+    if (!nncc_rt_mul_ok(row, t->batch, &floats) || !(t->buf[k] = nncc_rt_alloc_floats(floats)))
+      return complain(t, 1, "out of memory for a batch of %lld samples of '%s'", (long long)t->batch,
+                      nncc_data_tensor(t->d, k)->name);
+    if (k < d->n_inputs) t->in[k] = t->buf[k];
+    else t->tg[k - d->n_inputs] = t->buf[k];
+  }
+  return 0;
+}
+
+/* The --test set: *loss = mean over samples; *acc = correct / rows, or -1. */
+static int evaluate(Trainer *t, double *loss, double *acc, int64_t *correct_out, int64_t *rows_out) {
+  const nncc_dataset *ds = &t->test;
+  double sum = 0;
+  int64_t correct = 0, classify = 1;
+  for (int64_t first = 0; first < ds->samples; first += t->batch) {
+    int64_t count = ds->samples - first < t->batch ? ds->samples - first : t->batch, c = -1;
+    float l = 0;
+    nncc_data_gather(ds, NULL, first, count, t->buf);
+    if (nncc_rt_evaluate(t->m, count, ds->seq, t->in, t->tg, &l, &c))
+      return complain(t, 1, "evaluating the test set (samples %lld..%lld): %s", (long long)first,
+                      (long long)(first + count - 1), nncc_last_error());
+    sum += (double)l * (double)count;
+    if (c < 0) classify = 0;
+    else correct += c;
+  }
+  *loss = sum / (double)ds->samples;
+  /* the rows a cross_entropy labels: the first label target's values per sample */
+  int64_t rows = 0;
+  for (int k = t->d->n_inputs; k < t->n; k++)
+    if (nncc_data_tensor(t->d, k)->dtype == NNCC_LABEL) {
+      rows = ds->samples * ds->row[k];
+      break;
+    }
+  *acc = classify && rows > 0 ? (double)correct / (double)rows : -1;
+  *correct_out = correct;
+  *rows_out = rows;
+  return 0;
+}
+
+static int train(Trainer *t) {
+  const nncc_model_desc *d = t->d;
+  int drop_last = d->has_seq && t->td->stateful;
+  int64_t steps = nncc_data_batches(t->train.samples, t->batch, drop_last);
+  if (steps == 0)
+    return complain(t, 1, "%lld samples make no full batch of %lld (a stateful model keeps its "
+                    "batch fixed); lower --batch", (long long)t->train.samples, (long long)t->batch);
+  int64_t total_steps = steps * t->epochs, done_steps = 0;
+  double train_time = 0;   /* seconds spent in steps, for the rate and the time left */
+  for (int64_t e = 0; e < t->epochs; e++) {
+    double t_epoch = now_s(), last_draw = 0, loss_sum = 0;
+    int64_t seen = 0;
+    nncc_data_shuffle(t->perm, t->train.samples, t->seed, e);
+    for (int64_t s = 0; s < steps; s++) {
+      int64_t first = s * t->batch;
+      int64_t count = t->train.samples - first < t->batch ? t->train.samples - first : t->batch;
+      double t0 = now_s();
+      nncc_data_gather(&t->train, t->perm, first, count, t->buf);
+      float loss = 0;
+      if (nncc_rt_train_step(t->m, count, t->train.seq, t->in, t->tg, &loss))
+        return complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1,
+                        nncc_last_error());
+      double t1 = now_s();
+      train_time += t1 - t0;
+      done_steps++;
+      if (t->logf && fprintf(t->logf, "%lld,%lld,%.9g\n", (long long)e + 1, (long long)done_steps,
+                             (double)loss) < 0)
+        return complain(t, 1, "cannot write %s: %s", t->log, strerror(errno));
+      if (t->logf) fflush(t->logf);
+      if (!isfinite(loss))
+        return complain(t, 1, "epoch %lld, step %lld: the loss is %s; stopping (the weights "
+                        "saved before are kept; a smaller --lr may help)", (long long)e + 1,
+                        (long long)s + 1, isnan(loss) ? "nan" : "infinite");
+      loss_sum += (double)loss * (double)count;
+      seen += count;
+      int last = s + 1 == steps;
+      int draw = t->tty ? (last || t1 - last_draw >= 0.1)
+                        : (t->progress > 0 && ((s + 1) % t->progress == 0 || last));
+      if (draw) {
+        last_draw = t1;
+        double rate = seen / (t1 - t_epoch > 0 ? t1 - t_epoch : 1e-9);
+        double left = train_time / (double)done_steps * (double)(total_steps - done_steps);
+        progress(t, e, s + 1, steps, loss_sum / (double)seen, rate, left);
+      }
+    }
+    progress_end(t);
+    double secs = now_s() - t_epoch;
+    printf("epoch %lld/%lld: loss %.4f, %.1f s, %.0f samples/s", (long long)e + 1,
+           (long long)t->epochs, loss_sum / (double)seen, secs, (double)seen / (secs > 0 ? secs : 1e-9));
+    fflush(stdout);
+    if (t->test.n) {
+      double tl = 0, acc = -1;
+      int64_t correct = 0, rows = 0;
+      if (evaluate(t, &tl, &acc, &correct, &rows)) {
+        printf("\n");
+        return 1;
+      }
+      if (acc >= 0)
+        printf("; test: accuracy %.2f%% (%lld/%lld), loss %.4f", 100 * acc, (long long)correct,
+               (long long)rows, tl);
+      else
+        printf("; test: loss %.4f", tl);
+    }
+    if (t->save) {
+      if (nncc_rt_save(t->m, t->save)) {
+        printf("\n");
+        return complain(t, 1, "%s", nncc_last_error());
+      }
+      printf("; saved %s", t->save);
+    }
+    printf("\n");
+    fflush(stdout);
+  }
+  return 0;
+}
+
+static int run(Trainer *t, int argc, char **argv) {
+  const nncc_model_desc *d = t->d;
+  if (!t->td)
+    return complain(t, 2, "the model '%s' is not trainable (it has no loss, or it was compiled "
+                    "with --no-train)", d->name);
+  int rc = parse_args(t, argc, argv);
+  if (rc) return rc;
+  if (!t->batch_given) t->batch = t->td->batch > 0 ? t->td->batch : DEFAULT_BATCH;
+  if (nncc_data_load(&t->train, d, t->data_path, "--data")) return complain(t, 1, "%s", nncc_last_error());
+  if (t->test_path[0] && nncc_data_load(&t->test, d, t->test_path, "--test"))
+    return complain(t, 1, "%s", nncc_last_error());
+  if (alloc_batches(t)) return 1;
+  if (!(t->m = nncc_rt_create(d))) return complain(t, 1, "%s", nncc_last_error());
+  /* init also seeds the dropout stream, so --seed matters when fine-tuning too */
+  if (nncc_rt_init(t->m, t->seed) || (t->weights && nncc_rt_load(t->m, t->weights)))
+    return complain(t, 1, "%s", nncc_last_error());
+  if (t->have_lr && nncc_rt_set_option(t->m, "lr", t->lr)) return complain(t, 1, "--lr: %s", nncc_last_error());
+  if (t->log) {
+    if (!(t->logf = fopen(t->log, "w"))) return complain(t, 1, "cannot write %s: %s", t->log, strerror(errno));
+    fprintf(t->logf, "epoch,step,loss\n");
+  }
+  double lr = t->lr;
+  if (!t->have_lr && nncc_rt_get_option(t->m, "lr", &lr)) lr = t->td->lr;
+  printf("training %s: %lld samples", d->name, (long long)t->train.samples);
+  if (d->has_seq) printf(" of %lld steps", (long long)t->train.seq);
+  if (t->test.n) printf(" (test: %lld)", (long long)t->test.samples);
+  printf(", %lld epoch%s, batch %lld, lr %g, seed %llu%s%s\n", (long long)t->epochs,
+         t->epochs == 1 ? "" : "s", (long long)t->batch, lr, (unsigned long long)t->seed,
+         t->weights ? ", from " : "", t->weights ? t->weights : "");
+  fflush(stdout);
+  return train(t);
+}
+
+int nncc_rt_train_main(const char *prog, int argc, char **argv, const nncc_model_desc *d) {
+  Trainer t;
+  memset(&t, 0, sizeof t);
+  t.prog = prog;
+  t.d = d;
+  t.td = d->train;
+  t.n = d->n_inputs + d->n_targets;
+  t.epochs = 1;
+  t.progress = DEFAULT_PROGRESS;
+  t.tty = isatty(fileno(stderr));
+  t.data_path = calloc((size_t)t.n + 1, sizeof *t.data_path);
+  t.test_path = calloc((size_t)t.n + 1, sizeof *t.test_path);
+  int status;
+  if (!t.data_path || !t.test_path) status = complain(&t, 1, "out of memory");
+  else status = run(&t, argc, argv);
+  if (status < 0) status = 0;   /* --help */
+  if (t.logf && fclose(t.logf) != 0 && status == 0) status = complain(&t, 1, "cannot write %s", t.log);
+  for (int k = 0; t.buf && k < t.n; k++) free(t.buf[k]);
+  free(t.buf);
+  free(t.in);
+  free(t.tg);
+  free(t.perm);
+  nncc_rt_destroy(t.m);
+  nncc_data_free(&t.train);
+  nncc_data_free(&t.test);
+  free(t.data_path);
+  free(t.test_path);
+  fflush(stdout);
+  return status;
+}
