@@ -111,7 +111,10 @@ def make_inputs(model, batch, seq, seed):
             if inp.bad_id:
                 a.flat[a.size // 2] = inp.vocab
         else:
-            a = (rng.standard_normal(shape) * inp.scale).astype("<f4")
+            a = rng.standard_normal(shape) * inp.scale
+            if inp.decades:
+                a *= 10.0 ** rng.uniform(inp.decades[0], inp.decades[1], size=shape)
+            a = a.astype("<f4")
         out[inp.name] = np.ascontiguousarray(a)
     return out
 
@@ -425,8 +428,9 @@ def process_model(idx):
 
 
 def check_error(model, wd, exe, inputs, wpath, tag, name):
-    """An error case passes when the executable exits non-zero, by itself (no signal, no
-    sanitizer report), with a message."""
+    """An error case passes when the executable exits with status 1 (a run-time error: not
+    a usage error, a signal or a sanitizer report) and a message; errors.test checks that the
+    message names what is wrong (the tensor, the shapes, the token id and its place)."""
     if OPTS.self_check:
         return ("PASS", name, "(self-check: not run)", None)
     cmd = [exe, "--weights", wpath]
@@ -441,11 +445,14 @@ def check_error(model, wd, exe, inputs, wpath, tag, name):
         return ("FAIL", name, "expected a reported error, got %s: %s" % (describe_status(rc), short(text)), None)
     if rc == 0:
         return ("FAIL", name, "expected a non-zero exit for %s, got exit 0" % model.error, None)
+    if rc != 1:
+        return ("FAIL", name, "expected exit status 1 (a run-time error) for %s, got %d: %s" % (
+            model.error, rc, short(text)), None)
     if "Sanitizer" in text or "runtime error:" in text:
         return ("FAIL", name, "sanitizer report: %s" % short(text), None)
     if not text.strip():
         return ("FAIL", name, "exit status %d but no message" % rc, None)
-    return ("PASS", name, "rejected (exit %d): %s" % (rc, short(text, 120)), None)
+    return ("PASS", name, "rejected (exit %d): %s" % (rc, short(text, 300)), None)
 
 
 def check_so_errors(model, wd, prog, wpath):
