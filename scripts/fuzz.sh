@@ -13,13 +13,15 @@
 # front end does not need cannot break the fuzzer.  The seed corpus is examples/*.nn and
 # test/*/*.nn; the corpus grows in test/fuzz/corpus-work/ (git-ignored) across runs.
 # Crashers are saved to test/fuzz/crashers/ (reproduce: build-fuzz/fuzz_frontend FILE).
-# NNCC_FUZZ_PARSE_ONLY=1 fuzzes the parser alone.
+# NNCC_FUZZ_PARSE_ONLY=1 fuzzes the parser alone; NNCC_FUZZ_DIR=DIR builds in DIR instead of
+# build-fuzz/.  ctest runs `fuzz.sh 10` as the test fuzz-smoke (plain build only): the
+# target must build and survive ten seconds on the seed corpus.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-60}
 target=${2:-frontend}
 case $target in frontend|idx|npy|all) ;; *) echo "fuzz.sh: unknown target '$target' (frontend, idx, npy, all)" >&2; exit 2 ;; esac
-out=$root/build-fuzz
+out=${NNCC_FUZZ_DIR:-$root/build-fuzz}   # ctest's smoke run (fuzz-smoke) uses its build tree
 gen=$out/gen
 mkdir -p "$gen" "$out/obj" "$root/test/fuzz/crashers" "$root/test/fuzz/corpus-work"
 "$root/scripts/install-deps.sh" --fuzz   # clang-19 and its libFuzzer runtime

@@ -3,13 +3,16 @@
 # package is already installed it does nothing (and needs no network).
 #   build:  cmake ninja-build flex bison llvm-19-dev (libLLVM-19, headers) gcc (the linker driver)
 #   tests:  llvm-19-tools (FileCheck, lit, not), python3-torch + python3-numpy (the reference),
-#           libopenblas0-pthread (or PyTorch falls back on the slow reference BLAS)
+#           libopenblas0-pthread (or PyTorch falls back on the slow reference BLAS),
+#           valgrind (runtime/workspace_reuse.test)
 #   train:  zlib1g-dev (the trainer's gzip IDX reader; executables link -lz),
 #           dataset-fashion-mnist (the example data: /usr/share/datasets/fashion-mnist)
-#   fuzz:   clang-19 libclang-rt-19-dev (only with --fuzz)
+#   fuzz:   clang-19 libclang-rt-19-dev (with --fuzz; scripts/test.sh passes it, for ctest's
+#           fuzz-smoke)
 set -euo pipefail
 packages=(gcc libc6-dev cmake ninja-build flex bison llvm-19-dev llvm-19-tools zlib1g-dev
-          libzstd-dev python3-torch python3-numpy libopenblas0-pthread dataset-fashion-mnist)
+          libzstd-dev python3-torch python3-numpy libopenblas0-pthread valgrind
+          dataset-fashion-mnist)
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-19 libclang-rt-19-dev); fi
 
 missing=()

@@ -4,7 +4,7 @@
 # (in build-san/); CI runs both.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/scripts/install-deps.sh"
+"$root/scripts/install-deps.sh" --fuzz   # clang-19 + libFuzzer too: ctest's fuzz-smoke
 unset OPENBLAS_CORETYPE   # the reference's BLAS must see this CPU as it is (TOOLCHAIN.md)
 if [[ "${NNCC_SANITIZE:-0}" == 1 ]]; then
   export NNCC_BUILD_DIR=${NNCC_BUILD_DIR:-$root/build-san}

@@ -8,6 +8,8 @@
 #   %rtdir      the runtime library and headers, as the compiler uses them
 #   %cc         the C compiler for test programs (with the sanitizers when the build has them)
 #   %objroot    the build directory
+#   %valgrind   valgrind (errors fail the command); empty in the sanitizer build, where
+#               ASan and UBSan do the checking and valgrind cannot run
 import os
 import lit.formats
 
@@ -42,14 +44,28 @@ config.environment.pop("OPENBLAS_CORETYPE", None)
 test_cc = "cc -fsanitize=address,undefined" if config.sanitize else "cc"
 config.substitutions.append(("%cc", test_cc))
 config.environment["CC"] = test_cc
+config.substitutions.append(("%valgrind", "" if config.sanitize else
+                              "valgrind -q --error-exitcode=97 --leak-check=no"))
 if config.sanitize:
     config.available_features.add("sanitize")
     config.environment["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"
     config.environment["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+# The numeric tests compare with PyTorch (REQUIRES: torch).  A missing reference is a
+# failure, never a skip: the feature is always on, so those tests run and fail on the
+# ImportError, and lit says why up front.  NNCC_ALLOW_NO_TORCH=1 (for a machine that
+# cannot have torch; CI never sets it) turns them into UNSUPPORTED instead.
+import subprocess
 try:
-    import subprocess
     subprocess.run([config.torch_python, "-c", "import torch, numpy"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    config.available_features.add("torch")
+    have_torch = True
 except Exception:
-    pass
+    have_torch = False
+if have_torch or os.environ.get("NNCC_ALLOW_NO_TORCH") != "1":
+    config.available_features.add("torch")
+if not have_torch:
+    (lit_config.note if os.environ.get("NNCC_ALLOW_NO_TORCH") == "1" else lit_config.warning)(
+        "%s cannot import torch and numpy: every numeric test (REQUIRES: torch) %s; "
+        "scripts/install-deps.sh installs python3-torch" % (
+            config.torch_python, "is skipped (NNCC_ALLOW_NO_TORCH=1)"
+            if os.environ.get("NNCC_ALLOW_NO_TORCH") == "1" else "fails"))

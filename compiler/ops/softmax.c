@@ -43,7 +43,7 @@ static SymCount softmax_flops(const Graph *g, const Node *n) {
 /* --- lowering ---
  *   R rows of N (the last axis): x [R, N], y [R, N]
  * Per row: the max (scalar), e = exp(x - max) stored into y (vectorized), the sum
- * (scalar), then y *= 1/sum (softmax) or y = x - (max + log(sum)) (log_softmax).
+ * (scalar), then y *= 1/sum (softmax) or y = (x - max) - log(sum) (log_softmax).
  */
 static void lower_softmax(struct LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
@@ -79,9 +79,10 @@ static void lower_softmax(struct LowerCtx *lc, const Node *n) {
     int inv = ls_local(lp, rb, LT_F32, le_bin(lp, LO_DIV, le_f32(lp, 1.0), le_local(lp, sum)));
     v = le_bin(lp, LO_MUL, le_load(lp, y, at), le_local(lp, inv));
   } else {
-    int ls = ls_local(lp, rb, LT_F32,
-                      le_bin(lp, LO_ADD, le_local(lp, m), le_un(lp, LO_LOG, le_local(lp, sum))));
-    v = le_bin(lp, LO_SUB, le_load(lp, x, at), le_local(lp, ls));
+    /* (x - max) - log(sum), not x - (max + log(sum)): at the maximum, log(sum) may be far
+     * below max's rounding (PyTorch keeps it) */
+    int ls = ls_local(lp, rb, LT_F32, le_un(lp, LO_LOG, le_local(lp, sum)));
+    v = le_bin(lp, LO_SUB, le_bin(lp, LO_SUB, le_load(lp, x, at), le_local(lp, m)), le_local(lp, ls));
   }
   LStmt *l4 = ls_for(lp, rb, i, le_i64(lp, 0), le_i64(lp, N));
   l4->vec = lp->vec_f32;

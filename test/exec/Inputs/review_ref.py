@@ -8,7 +8,8 @@ outputs, i32 inputs beside f32 ones, and parameter names of pipes and blocks.
 Each case is one small .nn model with a torch module computing the same function under
 the same state_dict names.  It is built with `nncc m.nn -o m` (a model whose state_dict
 names differ from nncc's fails at --weights), run on random weights and inputs, and every
-output is compared with torch in float64: err = max|a - b| / max|b| <= 1e-4.
+output is compared with torch in float64, element by element, with the measure of
+conformance/measure.py (err <= 1e-4; PyTorch's own float32 error printed beside).
 Prints `PASS name  err=E` or `FAIL name  reason`; last line `N passed, M failed`.
 """
 import argparse
@@ -23,9 +24,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conformance"))
 from lowering_ref import write_safetensors  # noqa: E402
+import measure  # noqa: E402
 
-TOL = 1e-4
 
 
 class Net(nn.Module):
@@ -253,27 +255,9 @@ def run_case(nncc, case, root):
         if r.returncode != 0:
             yield rname, False, "exit %d: %s" % (r.returncode, r.stdout.strip()[:300])
             continue
-        ref = mod.double().eval()
-        with torch.no_grad():
-            tin = {k: torch.from_numpy(v.astype(np.float64) if v.dtype == np.float32 else v)
-                   for k, v in inputs.items()}
-            want = ref(**tin)
-        worst, msg = 0.0, None
-        for o in case.outputs:
-            a = np.load(os.path.join(wd, "out_%s.npy" % o))
-            b = want[o].numpy()
-            if a.shape != b.shape:
-                msg = "%s: shape %s, expected %s" % (o, a.shape, b.shape)
-                break
-            if not np.all(np.isfinite(a)):
-                msg = "%s: non-finite output" % o
-                break
-            err = float(np.max(np.abs(a.astype(np.float64) - b)) / max(np.max(np.abs(b)), 1e-30))
-            if err > TOL:
-                msg = "%s: err=%.1e" % (o, err)
-                break
-            worst = max(worst, err)
-        yield rname, msg is None, msg or "err=%.1e" % worst
+        got = {o: np.load(os.path.join(wd, "out_%s.npy" % o)) for o in case.outputs}
+        ok, msg = measure.check_outputs(mod, inputs, got, case.outputs, seed=seed)
+        yield rname, ok, msg
 
 
 def main():

@@ -24,13 +24,14 @@ SEQ = "seq"  # the symbolic length in per-sample shapes
 
 
 class Input:
-    def __init__(self, name, shape, dtype="f32", vocab=0, scale=1.0, bad_id=False):
+    def __init__(self, name, shape, dtype="f32", vocab=0, scale=1.0, bad_id=False, decades=None):
         self.name = name
         self.shape = tuple(shape)  # per sample; SEQ marks the symbolic length
         self.dtype = dtype         # "f32" | "i32"
         self.vocab = vocab         # i32: ids drawn from [0, vocab)
         self.scale = scale         # f32: standard deviation of the normal inputs
         self.bad_id = bad_id       # i32: one id set to vocab (error cases)
+        self.decades = decades     # f32: (lo, hi): magnitudes spread over 10^lo .. 10^hi
 
     def decl(self):
         dims = ", ".join(str(d) for d in self.shape)
@@ -160,6 +161,12 @@ def _conv2d_params():
         (1, 1, 1, 1, 1, 1, 0, True, 17),     # everything 1
         (3, 31, 23, 8, 11, 4, 2, True, 1),   # AlexNet-like first layer, small
         (4, 7, 9, 5, 3, 1, 3, True, 3),      # padding larger than kernel/2: border of bias-only outputs
+        # 1x1 kernels on every schedule (issue 11: the stride-1 GEMM path taken for stride 2):
+        (8, 14, 13, 32, 1, 2, 0, True, 3),   # stride 2, 2 filter vectors (ResNet downsample)
+        (16, 9, 10, 16, 1, 2, 0, False, 1),  # stride 2, one AVX-512 vector of filters
+        (6, 11, 12, 8, 1, 3, 0, True, 3),    # stride 3, one AVX2 vector of filters
+        (5, 10, 9, 20, 1, 2, 1, True, 3),    # stride 2 with padding
+        (12, 7, 9, 24, 1, 1, 0, True, 3),    # stride 1: the GEMM path itself
     ]
     return cases
 
@@ -302,6 +309,8 @@ def misc_models():
         ("leaky_relu_pipe_0.3", "x |> leaky_relu(0.3)", lambda x: F.leaky_relu(x, 0.3)),
         ("sigmoid", "sigmoid(x)", torch.sigmoid),
         ("tanh", "tanh(x)", torch.tanh),
+        # a slope above 1: max(x, slope * x) is not leaky_relu there (issue 11)
+        ("leaky_relu_2.5", "leaky_relu(x, slope=2.5)", lambda x: F.leaky_relu(x, 2.5)),
     ]
     shapes = [((5, 7, 3), None, 3), ((17,), None, 17), ((SEQ, 9), 1, None)]
     for i, (an, expr, fn) in enumerate(acts):
@@ -312,6 +321,13 @@ def misc_models():
             name = "act_%s_%s" % (an, "x".join(str(d) for d in shape))
             out.append(Model(name, src, lambda fn=fn: Net({}, lambda m, x, fn=fn: {"y": fn(x)}),
                              [x], ["y"], runs))
+    # magnitudes from 1e-7 to 10 (each element is held to its own size: tanh and sigmoid
+    # near 0, where tanh's polynomial branch works, issue 11)
+    for (an, expr, fn) in [("tanh", "tanh(x)", torch.tanh), ("sigmoid", "sigmoid(x)", torch.sigmoid),
+                           ("leaky_relu_0.2", "leaky_relu(x, slope=0.2)", lambda x: F.leaky_relu(x, 0.2))]:
+        x = Input("x", (7, 40), decades=(-7, 1))
+        out.append(Model("act_%s_decades_7x40" % an, _src([x], ["output y = %s" % expr]),
+                         lambda fn=fn: Net({}, lambda m, x, fn=fn: {"y": fn(x)}), [x], ["y"], [(3, None)]))
     for op, tfn in (("softmax", F.softmax), ("log_softmax", F.log_softmax)):
         for (shape, scale, b) in [((10,), 1.0, 3), ((33,), 60.0, 17), ((1,), 5.0, 3),
                                   ((1000,), 30.0, 1), ((SEQ, 7), 60.0, None), ((3, 4, 5), 10.0, 3)]:
@@ -455,6 +471,20 @@ def structure_models():
                                  lambda m, x: (lambda h: {"y1": F.relu(h), "y2": torch.sigmoid(h),
                                                           "y3": m.y3(h)})(m.h(x))),
                      [x], ["y1", "y2", "y3"], [(1, None), (3, None)], gain=1.41))
+    # a dense / conv2d that is an output and also feeds an activation (issue 11: the
+    # activation fused into the producer made the producer's output act(h))
+    x = Input("x", (6,))
+    out.append(Model("multi_output_fused_dense", _src([x], ["output h = dense(x, 7)",
+                                                           "output y = relu(h)"]),
+                     lambda: Net({"h": nn.Linear(6, 7)},
+                                 lambda m, x: (lambda h: {"h": h, "y": F.relu(h)})(m.h(x))),
+                     [x], ["h", "y"], [(1, None), (5, None)], gain=1.41))
+    x = Input("x", (3, 6, 5))
+    out.append(Model("multi_output_fused_conv", _src([x], ["output c = conv2d(x, 16, kernel=3, pad=1)",
+                                                          "output y = c |> leaky_relu(0.1)"]),
+                     lambda: Net({"c": nn.Conv2d(3, 16, 3, padding=1)},
+                                 lambda m, x: (lambda c: {"c": c, "y": F.leaky_relu(c, 0.1)})(m.c(x))),
+                     [x], ["c", "y"], [(3, None)], gain=1.41))
     # The naming rules of LANGUAGE.md section 4, each on its own.
     x = Input("x", (10,))
     out.append(Model("naming_pipe_stages", _src([x], ["h = x |> dense(16) |> relu |> dense(8)",
