@@ -18,6 +18,8 @@
 
 #include "safetensors.h"
 
+#include "atomic_file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
@@ -748,51 +750,27 @@ int nncc_st_write_f32(const char *path, int n, const nncc_st_out *t, char *err, 
     return fail(err, errsize, NNCC_ERR_NOMEM, "cannot save %s: out of memory", path);
   }
 
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 32);
-  if (!tmp) {
+  /* atomic_file.h: a unique temporary in the target's directory, renamed over it; links
+   * kept, devices written in place */
+  nncc_af a;
+  int e = nncc_af_begin(&a, path);
+  if (e) {
     free(h.s);
-    return fail(err, errsize, NNCC_ERR_NOMEM, "cannot save %s: out of memory", path);
-  }
-  snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-  FILE *fp = fopen(tmp, "wb");
-  if (!fp) {
-    int e = errno;
-    free(h.s);
-    free(tmp);
-    return fail(err, errsize, NNCC_ERR_IO, "cannot save %s: %s", path, strerror(e));
+    return fail(err, errsize, e == ENOMEM ? NNCC_ERR_NOMEM : NNCC_ERR_IO, "cannot save %s: %s",
+                path, strerror(e));
   }
   unsigned char len[8];
   for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
-  int ok = fwrite(len, 1, 8, fp) == 8 && fwrite(h.s, 1, h.n, fp) == h.n;
-  for (int i = 0; ok && i < n; i++) {
+  e = nncc_af_write(&a, len, 8);
+  if (!e) e = nncc_af_write(&a, h.s, h.n);
+  for (int i = 0; !e && i < n; i++) {
     size_t numel = 1;
     for (int k = 0; k < t[i].rank; k++) numel *= (size_t)t[i].dims[k];
-    ok = numel == 0 || fwrite(t[i].data, 4, numel, fp) == numel;
+    if (numel) e = nncc_af_write(&a, t[i].data, numel * 4);
   }
-  int e = errno;
-  if (ok && fflush(fp) != 0) ok = 0, e = errno;
-  if (ok && fsync(fileno(fp)) != 0) ok = 0, e = errno;
-  if (fclose(fp) != 0 && ok) ok = 0, e = errno;
-  if (ok && rename(tmp, path) != 0) ok = 0, e = errno;
   free(h.s);
-  if (!ok) {
-    remove(tmp);
-    free(tmp);
-    return fail(err, errsize, NNCC_ERR_IO, "cannot save %s: %s", path, strerror(e ? e : EIO));
-  }
-  free(tmp);
-  /* make the rename itself durable (best effort: not every file system allows it) */
-  char *dir = strdup(path);
-  if (dir) {
-    char *slash = strrchr(dir, '/');
-    const char *d = slash ? (slash == dir ? "/" : (*slash = 0, dir)) : ".";
-    int fd = open(d, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-      fsync(fd);
-      close(fd);
-    }
-    free(dir);
-  }
+  if (e) nncc_af_abort(&a);
+  else e = nncc_af_commit(&a);
+  if (e) return fail(err, errsize, NNCC_ERR_IO, "cannot save %s: %s", path, strerror(e));
   return 0;
 }

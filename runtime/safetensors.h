@@ -83,9 +83,10 @@ typedef struct nncc_st_out {
   const float *data;              /* product(dims) floats */
 } nncc_st_out;
 
-/* Writes the tensors as F32 in the given order, atomically: path.tmp.<pid> in the same
- * directory, fflush + fsync, rename over path (then fsync the directory).  On failure the
- * temporary is removed and an existing file at path is untouched. */
+/* Writes the tensors as F32 in the given order, atomically (atomic_file.h: a unique
+ * temporary file in the target's directory, fsync, rename over the target; symlinks and the
+ * file's mode kept; devices written in place).  On failure the temporary is removed and an
+ * existing file at path is untouched. */
 int nncc_st_write_f32(const char *path, int n, const nncc_st_out *t, char *err, size_t errsize);
 
 #endif
