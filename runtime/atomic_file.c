@@ -206,7 +206,11 @@ int nncc_af_commit(nncc_af *a) {
     return e;
   }
   if (fsync(a->fd) != 0) e = errno;
-  if (!e && a->have_mode) fchmod(a->fd, a->mode);   /* a linker may have re-created a named temp */
+  /* a linker may have re-created a named temporary (a new inode): its name gets the mode */
+  if (!e && a->have_mode) {
+    if (a->tmp) chmod(a->tmp, a->mode);
+    else fchmod(a->fd, a->mode);
+  }
   char *dir = dir_of(a->target);
   if (!dir) e = ENOMEM;
   if (!e && a->anonymous) {

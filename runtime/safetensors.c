@@ -637,9 +637,8 @@ int nncc_st_to_f32(const nncc_st_file *f, const nncc_st_tensor *t, float *dst, c
   }
 }
 
-int nncc_st_load_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
-                        float *dst, char *err, size_t errsize) {
-  /* everything is checked first, so a failure leaves dst unchanged */
+int nncc_st_check_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
+                         char *err, size_t errsize) {
   for (int i = 0; i < n_params; i++) {
     const nncc_param_desc *p = &params[i];
     const nncc_st_tensor *t = nncc_st_find(f, p->name);
@@ -666,8 +665,16 @@ int nncc_st_load_params(const nncc_st_file *f, int n_params, const nncc_param_de
       return fail(err, errsize, NNCC_ERR_FORMAT, "%s has a tensor '%s' that the model does not have",
                   f->label, f->tensors[i].name);
   }
+  return 0;
+}
+
+int nncc_st_load_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
+                        float *dst, char *err, size_t errsize) {
+  /* everything is checked first, so a failure leaves dst unchanged */
+  int rc = nncc_st_check_params(f, n_params, params, err, errsize);
+  if (rc) return rc;
   for (int i = 0; i < n_params; i++) {
-    int rc = nncc_st_to_f32(f, nncc_st_find(f, params[i].name), dst + params[i].offset, err, errsize);
+    rc = nncc_st_to_f32(f, nncc_st_find(f, params[i].name), dst + params[i].offset, err, errsize);
     if (rc) return rc;   /* unreachable: dtypes were checked */
   }
   return 0;

@@ -75,6 +75,10 @@ int nncc_st_to_f32(const nncc_st_file *f, const nncc_st_tensor *t, float *dst, c
 int nncc_st_load_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
                         float *dst, char *err, size_t errsize);
 
+/* The checks of nncc_st_load_params alone (the compiler converts tensor by tensor). */
+int nncc_st_check_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
+                         char *err, size_t errsize);
+
 /* One tensor to write. */
 typedef struct nncc_st_out {
   const char *name;

@@ -24,15 +24,12 @@
 #define BIG (1 << 18)   /* floats: a 1 MB file, so that a torn write has room to show */
 
 static int64_t big_ws(int64_t batch, int64_t seq) { return batch + seq; }
-static int big_forward(const float *params, const float *packed, float *ws, int64_t batch,
-                       int64_t seq, const void *const *in, void *const *out) {
-  return 0;
-}
+static int big_forward(const nncc_exec *x) { return 0; }
 static const nncc_param_desc big_params[] = {{"big.weight", 1, NNCC_INIT_ZERO, {BIG}, BIG, 0, 1, 1}};
 static const nncc_tensor_desc big_io[] = {{"x", NNCC_F32, 1, {1}, 0}};
 static const nncc_model_desc big_desc = {
   NNCC_ABI_VERSION, 0, "big", 1, 1, 0, 1, big_params, big_io, NULL, big_io,
-  BIG, 0, big_ws, NULL, big_forward, NULL,
+  BIG, 0, big_ws, NULL, big_forward, NULL, NULL,
 };
 
 static const char *dir;
