@@ -69,7 +69,7 @@ int embed_weights(const Graph *g, const char *st_path, const char *raw_path) {
    * destination, since nncc_st_load_params writes nothing before all checks pass */
   int rc = nncc_st_check_params(&f, g->nparams, pd, err, sizeof err);
   FILE *out = rc ? NULL : fopen(raw_path, "wb");
-  float *buf = rc ? NULL : xmalloc((size_t)biggest * sizeof(float));
+  float *buf = NULL;   /* conversions from F64 / F16 / BF16: one parameter at a time */
   int64_t at = 0;   /* floats written */
   static const float zeros[256];
   for (int i = 0; !rc && out && i < g->nparams; i++) {
@@ -79,8 +79,14 @@ int embed_weights(const Graph *g, const char *st_path, const char *raw_path) {
       fwrite(zeros, sizeof(float), (size_t)k, out);
       at += k;
     }
-    rc = nncc_st_to_f32(&f, nncc_st_find(&f, p->name), buf, err, sizeof err);
-    if (!rc && p->numel && fwrite(buf, sizeof(float), (size_t)p->numel, out) != (size_t)p->numel) break;
+    const nncc_st_tensor *t = nncc_st_find(&f, p->name);
+    const void *src = t->data;   /* F32 is copied straight from the file */
+    if (t->dtype != NNCC_ST_F32) {
+      if (!buf) buf = xmalloc((size_t)biggest * sizeof(float));
+      rc = nncc_st_to_f32(&f, t, buf, err, sizeof err);
+      src = buf;
+    }
+    if (!rc && p->numel && fwrite(src, sizeof(float), (size_t)p->numel, out) != (size_t)p->numel) break;
     at += p->numel;
   }
   while (!rc && out && at < g->param_floats) {
