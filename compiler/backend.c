@@ -32,12 +32,12 @@
 #include "link.h"
 #include "lower.h"
 #include "outputs.h"
+#include "target.h"
 
 /* f32 lanes of the widest vector register a named CPU has (4 when unknown: SSE). */
 static int cpu_vec_f32(const char *cpu, const char *features) {
   if (features && strstr(features, "+avx512f")) return 16;
   if (features && (strstr(features, "+avx2") || strstr(features, "+avx,"))) return 8;
-  if (features && *features) return 4;
   static const char *const avx512[] = {
       "x86-64-v4", "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
       "icelake-server", "tigerlake", "sapphirerapids", "rocketlake", "graniterapids",
@@ -47,8 +47,9 @@ static int cpu_vec_f32(const char *cpu, const char *features) {
       "arrowlake", "arrowlake-s", "lunarlake", "gracemont", "znver1", "znver2", "znver3",
       "bdver4", "sandybridge", "ivybridge", "bdver1", "bdver2", "bdver3", "btver2", "sierraforest",
       "grandridge", "clearwaterforest", "pantherlake", NULL};
+  int no512 = features && strstr(features, "-avx512f") != NULL;   /* "skylake-avx512,-avx512f" */
   for (int i = 0; avx512[i]; i++)
-    if (!strcmp(cpu, avx512[i])) return 16;
+    if (!strcmp(cpu, avx512[i])) return no512 ? 8 : 16;
   for (int i = 0; avx2[i]; i++)
     if (!strcmp(cpu, avx2[i])) return 8;
   return 4;
@@ -84,14 +85,9 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   LLVMInitializeNativeAsmPrinter();
   char *triple = LLVMGetDefaultTargetTriple();
   char *cpu, *features;
-  if (!opts->target_cpu || !strcmp(opts->target_cpu, "native") || !strcmp(opts->target_cpu, "host")) {
-    cpu = LLVMGetHostCPUName();
-    features = LLVMGetHostCPUFeatures();
-  } else {
-    cpu = LLVMCreateMessage(opts->target_cpu);
-    features = LLVMCreateMessage("");
-  }
+  target_split(opts->target_cpu, &cpu, &features);   /* checked by main (target.c) */
   int vec = cpu_vec_f32(cpu, features);
+  codegen_set_fma(target_has_fma(opts->target_cpu, cpu, features));
   int status = 0;
 
   /* the entry points: forward, and with training gradients / evaluate / update */

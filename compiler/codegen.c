@@ -24,7 +24,8 @@
  * last lane, an accumulation sums the lanes), otherwise masked gather/scatter.
  * Locals declared inside the vector loop are vectors.  exp, tanh and sigmoid are
  * branch-free polynomial code (Cephes), the same in scalar and vector form.
- * fadd and fmul carry the `contract` flag; LE_FMA is llvm.fma.
+ * fadd and fmul carry the `contract` flag; LE_FMA is llvm.fma (fmul + fadd on targets
+ * without FMA).
  */
 #include "codegen.h"
 
@@ -157,7 +158,13 @@ static LLVMValueRef intrinsic1(Cg *c, const char *name, LLVMValueRef x) {
   return intrinsic(c, name, &t, 1, &x, 1);
 }
 
+/* Whether the target has fused multiply-add (backend.c asks target.c).  Without it llvm.fma
+ * would be a call to fmaf per element, so fma3 is a multiply and an add, both `contract`. */
+static int target_fma = 1;
+void codegen_set_fma(int has_fma) { target_fma = has_fma; }
+
 static LLVMValueRef fma3(Cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef d) {
+  if (!target_fma) return fadd(c, fmul(c, a, b), d);
   if (is_vec(a) || is_vec(b) || is_vec(d)) {
     a = splat(c, a);
     b = splat(c, b);

@@ -28,6 +28,9 @@ typedef struct CgEntries {
 /* Emits the program into mod (whose data layout is already set). */
 void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out);
 
+/* Whether the target has FMA (default yes); without, LE_FMA is fmul + fadd `contract`. */
+void codegen_set_fma(int has_fma);
+
 /* --- artifact.c --- */
 /* Adds the descriptor (embedded_weights: referring to the hidden symbol <model>_nncc_weights
  * that link.c defines), the M_* wrappers, and, when executable, main().  */

@@ -19,6 +19,7 @@
 #include "ir.h"
 #include "outputs.h"
 #include "sema.h"
+#include "target.h"
 
 enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
 
@@ -132,6 +133,8 @@ int main(int argc, char **argv) {
       input = a;
     }
   }
+  int target_rc = target_check(bo.target_cpu);   /* a usable CPU name (target.c) */
+  if (target_rc) return target_rc < 0 ? 0 : target_rc;
   if (!input) return usage_error("%s", "no input file");
   if (bo.output && mode == MODE_CHECK) mode = MODE_BACKEND;   /* -o alone builds an artifact */
   if (mode == MODE_BACKEND && bo.emit == EMIT_OBJ && !bo.output)
