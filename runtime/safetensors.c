@@ -9,6 +9,9 @@
  * header, integers against overflow, and strings are decoded (escapes, \uXXXX surrogate
  * pairs) into NUL-terminated UTF-8.
  *
+ * As strict as the reference implementation (and more): the header must be UTF-8, and the
+ * tensors must cover the data section exactly (no gaps, no trailing bytes).
+ *
  * Invariants after nncc_st_parse succeeds: names are unique (checked by sorting, as are
  * overlaps: a hostile header may list millions of tensors); each tensor's rank <= 8, numel
  * does not overflow, end - begin == numel * itemsize, end <= the data section's size, and
@@ -438,7 +441,10 @@ static int check_tensors(nncc_st_file *f, uint64_t data_size, char *err, size_t 
                   (unsigned long long)data_size);
   }
   /* duplicates and overlaps by sorting (a hostile header may hold millions of entries) */
-  if (f->n_tensors < 2) return 0;
+  if (f->n_tensors == 0 && data_size != 0)
+    return fail(err, errsize, NNCC_ERR_FORMAT, "%s: %llu bytes of data but no tensors: trailing "
+                "bytes", f->label, (unsigned long long)data_size);
+  if (f->n_tensors == 0) return 0;
   const nncc_st_tensor **o = malloc((size_t)f->n_tensors * sizeof *o);
   if (!o) return fail(err, errsize, NNCC_ERR_NOMEM, "%s: out of memory", f->label);
   for (int i = 0; i < f->n_tensors; i++) o[i] = &f->tensors[i];
@@ -459,8 +465,46 @@ static int check_tensors(nncc_st_file *f, uint64_t data_size, char *err, size_t 
                 t->name, (unsigned long long)t->begin, (unsigned long long)t->end);
     if (!last || t->end > last->end) last = t;
   }
+  /* as strict as the reference implementation: the tensors, in offset order, cover the data
+   * section exactly: no gap before or between them, no bytes after the last one */
+  uint64_t at = 0;
+  for (int i = 0; i < f->n_tensors && !rc; i++) {
+    const nncc_st_tensor *t = o[i];
+    if (t->begin != at)
+      rc = fail(err, errsize, NNCC_ERR_FORMAT,
+                "%s: tensor '%s' starts at byte %llu of the data, but the tensors before it end "
+                "at %llu: a gap (the data must be contiguous)", f->label, t->name,
+                (unsigned long long)t->begin, (unsigned long long)at);
+    at = t->end;
+  }
+  if (!rc && at != data_size)
+    rc = fail(err, errsize, NNCC_ERR_FORMAT,
+              "%s: %llu bytes after the last tensor's data (the tensors end at byte %llu of "
+              "%llu): trailing bytes", f->label, (unsigned long long)(data_size - at),
+              (unsigned long long)at, (unsigned long long)data_size);
   free(o);
   return rc;
+}
+
+/* Whether s[0, n) is UTF-8 as RFC 3629 defines it (no overlong forms, no surrogates, nothing
+ * above U+10FFFF); *at is the offset of the first bad byte.  JSON text must be UTF-8, and the
+ * reference implementation rejects a header that is not. */
+static int valid_utf8(const unsigned char *s, size_t n, size_t *at) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i];
+    size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (!len || i + len > n) break;
+    unsigned cp = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
+    size_t k = 1;
+    for (; k < len && (s[i + k] & 0xC0) == 0x80; k++) cp = cp << 6 | (s[i + k] & 0x3F);
+    if (k != len) break;
+    static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) break;
+    i += len;
+  }
+  *at = i;
+  return i == n;
 }
 
 int nncc_st_parse(const char *label, const void *buf, size_t size, nncc_st_file *f, char *err,
@@ -484,6 +528,10 @@ int nncc_st_parse(const char *label, const void *buf, size_t size, nncc_st_file 
     return fail(err, errsize, NNCC_ERR_FORMAT,
                 "%s is truncated: header length %llu runs past the end of the file (%zu bytes)",
                 label, (unsigned long long)n, size);
+  size_t bad_at;
+  if (!valid_utf8(b + 8, (size_t)n, &bad_at))
+    return fail(err, errsize, NNCC_ERR_FORMAT,
+                "%s: malformed header: invalid UTF-8 at byte %zu of the JSON", label, bad_at);
   Json j = {(const char *)b + 8, (const char *)b + 8, (const char *)b + 8 + n, label, err, errsize, 0};
   int cap = 0, rc = 0, have_meta = 0;
   if (expect(&j, '{', "expected '{' at the start")) goto bad;
@@ -615,7 +663,10 @@ int nncc_st_to_f32(const nncc_st_file *f, const nncc_st_tensor *t, float *dst, c
       for (int64_t i = 0; i < t->numel; i++) {
         double d;
         memcpy(&d, s + 8 * i, 8);
-        dst[i] = d > FLT_MAX ? INFINITY : d < -FLT_MAX ? -INFINITY : (float)d;
+        /* IEEE round to nearest, as PyTorch's .float(): beyond FLT_MAX by half an ulp or
+         * more is +-inf, just above it rounds to FLT_MAX; NaN stays NaN */
+        volatile float r = (float)d;
+        dst[i] = r;
       }
       return 0;
     case NNCC_ST_F16:

@@ -26,7 +26,8 @@
 /* Element types this reader knows; only the floating ones convert to f32. */
 enum {
   NNCC_ST_F32,    /* float32 */
-  NNCC_ST_F64,    /* float64: converted (values beyond f32 range become +-inf) */
+  NNCC_ST_F64,    /* float64: rounded to nearest as PyTorch's .float() does: values beyond
+                     the f32 range become +-inf (just above FLT_MAX: FLT_MAX), NaN stays */
   NNCC_ST_F16,    /* IEEE half: converted exactly */
   NNCC_ST_BF16,   /* bfloat16: converted exactly */
   NNCC_ST_OTHER,  /* integers, bool, f8: parsed and bounds-checked, not loadable */
