@@ -3,14 +3,13 @@
  *
  *   <M>_nncc_desc   a constant nncc_model_desc (runtime/nncc_rt.h, field for field) with
  *                   its param / input / target / output arrays and name strings (private),
- *                   and the embedded weights (--weights) as one 64-byte aligned constant;
+ *                   and a reference to the embedded weights (--weights: link.c);
  *   M_create ...    tiny wrappers (default visibility) that call the generic nncc_rt_*
  *                   functions; M_forward packs its pointer arguments into stack arrays;
  *   main            (executables) nncc_rt_main(argc, argv, &desc);
- *   M.h             the prototypes, with each input's and output's shape in a comment.
- * Linking runs the system C compiler driver (`cc`) on a temporary object and the runtime
- * library, into a temporary name in the output's directory that is renamed over the output,
- * so a failed build never leaves a torn artifact.
+ *   M.h             the prototypes, with each input's and output's shape in a comment, and
+ *                   nncc.h's text (the error codes).
+ * Linking is link.c's.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -28,7 +27,8 @@
 #include "codegen.h"
 #include "diag.h"
 #include "nncc_rt.h"
-#include "safetensors.h"
+#include "nncc_h_text.h"
+#include "outputs.h"
 
 #ifndef NNCC_LINK_SANITIZE
 #define NNCC_LINK_SANITIZE 0
@@ -197,7 +197,7 @@ static void training_wrapper(Ai *a, const Graph *g, int symbolic_seq, const char
 }
 
 void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgEntries *fns,
-                             const float *weights, int executable) {
+                             int embedded_weights, int executable) {
   const Graph *g = lp->graph;
   Ai ai = {0}, *a = &ai;
   a->ctx = LLVMGetModuleContext(mod);
@@ -237,16 +237,16 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgE
   LLVMValueRef targets = tensor_descs(a, g, g->targets, g->ntargets, NULL, "nncc.targets");
   LLVMValueRef outputs = tensor_descs(a, g, g->outputs, g->noutputs, g->output_names, "nncc.outputs");
 
+  /* --weights: the hidden symbol M_nncc_weights, defined by link.c's .incbin */
   LLVMValueRef embedded = LLVMConstNull(a->ptr);
-  if (weights) {
-    LLVMValueRef data = LLVMConstStringInContext(a->ctx, (const char *)weights,
-                                                 (unsigned)(g->param_floats * 4), 1);
-    LLVMValueRef gw = LLVMAddGlobal(mod, LLVMTypeOf(data), "nncc.weights");
-    LLVMSetInitializer(gw, data);
-    LLVMSetGlobalConstant(gw, 1);
-    LLVMSetLinkage(gw, LLVMPrivateLinkage);
-    LLVMSetAlignment(gw, 64);
-    embedded = gw;
+  if (embedded_weights) {
+    char *wname = xasprintf("%s_nncc_weights", g->name);
+    embedded = LLVMAddGlobal(mod, LLVMInt8TypeInContext(a->ctx), wname);
+    free(wname);
+    LLVMSetLinkage(embedded, LLVMExternalLinkage);
+    LLVMSetVisibility(embedded, LLVMHiddenVisibility);
+    LLVMSetGlobalConstant(embedded, 1);
+    LLVMSetAlignment(embedded, 64);
   }
 
   LLVMValueRef train = fns->trainable ? train_desc(a, g, fns) : LLVMConstNull(a->ptr);
@@ -370,42 +370,6 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgE
   LLVMDisposeBuilder(a->b);
 }
 
-/* --- weights --- */
-
-float *artifact_read_weights(const Graph *g, const char *path) {
-  nncc_st_file f;
-  char err[512];
-  if (nncc_st_read(path, &f, err, sizeof err) != 0) {
-    fprintf(stderr, "nncc: error: %s\n", err);
-    nncc_st_free(&f);
-    return NULL;
-  }
-  nncc_param_desc *pd = xcalloc((size_t)g->nparams + 1, sizeof *pd);
-  for (int i = 0; i < g->nparams; i++) {
-    const Param *p = &g->params[i];
-    pd[i].name = p->name;
-    pd[i].rank = p->shape.rank;
-    pd[i].init = (int32_t)p->init;
-    for (int d = 0; d < p->shape.rank && d < NNCC_MAX_RANK; d++) pd[i].dims[d] = p->shape.d[d].n;
-    pd[i].numel = p->numel;
-    pd[i].offset = p->offset;
-    pd[i].fan_in = p->fan_in;
-    pd[i].fan_out = p->fan_out;
-  }
-  float *w = xcalloc((size_t)g->param_floats + 1, sizeof(float));
-  int rc = nncc_st_load_params(&f, g->nparams, pd, w, err, sizeof err);
-  nncc_st_free(&f);
-  free(pd);
-  if (rc != 0) {
-    fprintf(stderr, "nncc: error: %s\n", err);
-    fprintf(stderr, "note: the weights must match model '%s' exactly: every parameter, with "
-            "its shape, and nothing else ('nncc --summary' lists them)\n", g->name);
-    free(w);
-    return NULL;
-  }
-  return w;
-}
-
 /* --- the header --- */
 
 static void type_and_dims(FILE *h, const Graph *g, const Node *n) {
@@ -446,49 +410,37 @@ static char **c_param_names(const Graph *g) {
   return names;
 }
 
-static char *header_path(const char *so_path) {
-  size_t n = strlen(so_path);
-  if (n > 3 && !strcmp(so_path + n - 3, ".so")) n -= 3;
-  char *p = xmalloc(n + 3);
-  memcpy(p, so_path, n);
-  strcpy(p + n, ".h");
-  return p;
-}
-
-/* dir/.base.nncc-tmp.PID beside path */
-static char *temp_beside(const char *path) {
-  const char *slash = strrchr(path, '/');
-  size_t dirlen = slash ? (size_t)(slash - path + 1) : 0;
-  return xasprintf("%.*s.%s.nncc-tmp.%ld", (int)dirlen, path, path + dirlen, (long)getpid());
-}
-
-int artifact_write_header(const Graph *g, const char *so_path) {
-  char *hp = header_path(so_path);
-  char *tmp = temp_beside(hp);
-  FILE *h = fopen(tmp, "w");
-  if (!h) {
-    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", hp, strerror(errno));
-    free(tmp);
-    free(hp);
-    return -1;
-  }
+int artifact_write_header(const Graph *g, const char *hp, int embedded_weights) {
+  FILE *h = outputs_text_begin(hp);   /* written atomically at the end */
   const char *M = g->name;
+  const char *hbase = strrchr(hp, '/') ? strrchr(hp, '/') + 1 : hp;
   char *guard = xasprintf("NNCC_MODEL_%s_H", M);
   for (char *p = guard; *p; p++) {
     if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
     else if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))) *p = '_';
   }
-  fprintf(h, "/* %s.h - the C interface of model '%s', generated by nncc; do not edit.\n", M, M);
+  fprintf(h, "/* %s - the C interface of model '%s', generated by nncc; do not edit.\n", hbase, M);
   fprintf(h, " *\n * Arrays are [batch, ...shape], row-major, contiguous.  Every int result is 0 on\n"
              " * success and a negative code otherwise, with a message from nncc_last_error().\n"
-             " * Inputs and outputs must not overlap.\n */\n");
+             " * Inputs and outputs must not overlap.\n"
+             " * Threads: one model object is used by one thread at a time (a call while another\n"
+             " * thread is inside the same object returns NNCC_ERR_BUSY); two objects may be used\n"
+             " * from two threads at once.  Link with -lm (libm).\n */\n");
   fprintf(h, "#ifndef %s\n#define %s\n\n#include <stdint.h>\n\n", guard, guard);
+  /* nncc.h (the error codes, nncc_last_error) verbatim: no include path needed */
+  fprintf(h, "/* ---- nncc.h, included verbatim ---- */\n%s/* ---- end of nncc.h ---- */\n\n", nncc_h_text);
   fprintf(h, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
   fprintf(h, "typedef struct %s %s;\n\n", M, M);
-  fprintf(h, "/* A model with the default initialisation (seed 0); NULL on failure. */\n");
+  if (embedded_weights)
+    fprintf(h, "/* A model holding the weights embedded at build time (nncc --weights); NULL on "
+               "failure. */\n");
+  else
+    fprintf(h, "/* A model with the default initialisation (M_init with seed 0); NULL on failure. */\n");
   fprintf(h, "%s *%s_create(void);\n", M, M);
   fprintf(h, "void %s_destroy(%s *m);\n", M, M);
-  fprintf(h, "/* Re-initialises the parameters (He / Xavier defaults). */\n");
+  fprintf(h, "/* Re-initialises the parameters from seed, deterministically: conv and dense weights\n"
+             " * He-uniform and their biases 0; recurrent weights and biases U(-1/sqrt(units),\n"
+             " * 1/sqrt(units)) as in PyTorch; embeddings N(0, 1). */\n");
   fprintf(h, "int %s_init(%s *m, uint64_t seed);\n", M, M);
   fprintf(h, "/* Loads / saves the parameters as safetensors (PyTorch state_dict names). */\n");
   fprintf(h, "int %s_load(%s *m, const char *path);\n", M, M);
@@ -569,136 +521,8 @@ int artifact_write_header(const Graph *g, const char *so_path) {
   }
   for (int i = 0; i <= g->ninputs + g->noutputs; i++) free(cn[i]);
   free(cn);
-  fprintf(h, "/* The message of the last failure on this thread. */\n");
-  fprintf(h, "const char *nncc_last_error(void);\n\n");
+  fprintf(h, "\n");
   fprintf(h, "#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s */\n", guard);
   free(guard);
-  int bad = ferror(h);
-  bad |= fclose(h) != 0;
-  if (bad || rename(tmp, hp) != 0) {
-    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", hp, strerror(errno));
-    unlink(tmp);
-    free(tmp);
-    free(hp);
-    return -1;
-  }
-  free(tmp);
-  free(hp);
-  return 0;
-}
-
-/* --- linking --- */
-
-static int file_exists(const char *p) {
-  struct stat st;
-  return stat(p, &st) == 0;
-}
-
-/* The directory holding libnncc_rt.a (malloc'd). */
-static char *runtime_dir(void) {
-  const char *env = getenv("NNCC_RUNTIME_DIR");
-  if (env && *env) return xstrdup(env);
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash) {
-      *slash = '\0';
-      char *d = xasprintf("%s/../lib/nncc", exe);
-      char *lib = xasprintf("%s/libnncc_rt.a", d);
-      int ok = file_exists(lib);
-      free(lib);
-      if (ok) return d;
-      free(d);
-      /* the build tree: build/nncc beside build/lib/nncc */
-      d = xasprintf("%s/lib/nncc", exe);
-      lib = xasprintf("%s/libnncc_rt.a", d);
-      ok = file_exists(lib);
-      free(lib);
-      if (ok) return d;
-      free(d);
-    }
-  }
-#ifdef NNCC_BUILD_RUNTIME_DIR
-  {
-    char *lib = xasprintf("%s/libnncc_rt.a", NNCC_BUILD_RUNTIME_DIR);
-    int ok = file_exists(lib);
-    free(lib);
-    if (ok) return xstrdup(NNCC_BUILD_RUNTIME_DIR);
-  }
-#endif
-#ifdef NNCC_INSTALL_RUNTIME_DIR
-  return xstrdup(NNCC_INSTALL_RUNTIME_DIR);
-#else
-  return xstrdup(".");
-#endif
-}
-
-static int run(char *const *argv) {
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    execvp(argv[0], argv);
-    fprintf(stderr, "nncc: error: cannot run '%s': %s\n", argv[0], strerror(errno));
-    _exit(127);
-  }
-  int st;
-  while (waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR) return -1;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-int artifact_link(const char *obj_path, const char *out_path, int shared) {
-  char *rtdir = runtime_dir();
-  char *rtlib = xasprintf("%s/libnncc_rt.a", rtdir);
-  if (!file_exists(rtlib)) {
-    fprintf(stderr, "nncc: error: the runtime library '%s' is missing (set NNCC_RUNTIME_DIR)\n", rtlib);
-    free(rtlib);
-    free(rtdir);
-    return 2;
-  }
-  char *tmp = temp_beside(out_path);
-  FILE *probe = fopen(tmp, "w");  /* an unwritable output is the user's error, not cc's */
-  if (!probe) {
-    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", out_path, strerror(errno));
-    free(tmp);
-    free(rtlib);
-    free(rtdir);
-    return 1;
-  }
-  fclose(probe);
-  const char *cc = getenv("NNCC_CC");
-  if (!cc || !*cc) cc = "cc";
-  const char *argv[16];
-  int n = 0;
-  argv[n++] = cc;
-  if (shared) argv[n++] = "-shared";
-  argv[n++] = "-o";
-  argv[n++] = tmp;
-  argv[n++] = obj_path;
-  argv[n++] = rtlib;
-  argv[n++] = "-lm";
-  argv[n++] = "-lpthread";
-  if (!shared) argv[n++] = "-lz";   /* the trainer's gzip IDX reader (runtime/idx.c) */
-  /* no debug information from the runtime in the user's artifact (symbols stay, so profiles
-   * still name the kernels); --gc-sections drops the runtime code the model does not use */
-  argv[n++] = "-Wl,--strip-debug,--gc-sections";
-  if (NNCC_LINK_SANITIZE) argv[n++] = "-fsanitize=address,undefined";
-  argv[n++] = NULL;
-  int rc = run((char *const *)argv);
-  int status = 0;
-  if (rc != 0) {
-    fprintf(stderr, "nncc: error: linking '%s' failed (%s exited with %d)\n", out_path, cc, rc);
-    unlink(tmp);
-    status = 2;
-  } else if (rename(tmp, out_path) != 0) {
-    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", out_path, strerror(errno));
-    unlink(tmp);
-    status = 1;
-  }
-  free(tmp);
-  free(rtlib);
-  free(rtdir);
-  return status;
+  return outputs_text_end(h, hp) ? -1 : 0;
 }

@@ -29,13 +29,15 @@
 
 #include "codegen.h"
 #include "diag.h"
+#include "link.h"
 #include "lower.h"
+#include "outputs.h"
+#include "target.h"
 
 /* f32 lanes of the widest vector register a named CPU has (4 when unknown: SSE). */
 static int cpu_vec_f32(const char *cpu, const char *features) {
   if (features && strstr(features, "+avx512f")) return 16;
   if (features && (strstr(features, "+avx2") || strstr(features, "+avx,"))) return 8;
-  if (features && *features) return 4;
   static const char *const avx512[] = {
       "x86-64-v4", "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
       "icelake-server", "tigerlake", "sapphirerapids", "rocketlake", "graniterapids",
@@ -45,47 +47,47 @@ static int cpu_vec_f32(const char *cpu, const char *features) {
       "arrowlake", "arrowlake-s", "lunarlake", "gracemont", "znver1", "znver2", "znver3",
       "bdver4", "sandybridge", "ivybridge", "bdver1", "bdver2", "bdver3", "btver2", "sierraforest",
       "grandridge", "clearwaterforest", "pantherlake", NULL};
+  int no512 = features && strstr(features, "-avx512f") != NULL;   /* "skylake-avx512,-avx512f" */
   for (int i = 0; avx512[i]; i++)
-    if (!strcmp(cpu, avx512[i])) return 16;
+    if (!strcmp(cpu, avx512[i])) return no512 ? 8 : 16;
   for (int i = 0; avx2[i]; i++)
     if (!strcmp(cpu, avx2[i])) return 8;
   return 4;
 }
 
 static int write_file(const char *path, const char *data, size_t len) {
-  FILE *f = fopen(path, "wb");
-  if (!f) {
-    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", path, strerror(errno));
-    return 1;
-  }
-  size_t w = fwrite(data, 1, len, f);
-  int bad = w != len || ferror(f);
-  bad |= fclose(f) != 0;
-  if (bad) {
-    fprintf(stderr, "nncc: error: cannot write '%s'\n", path);
-    return 1;
-  }
-  return 0;
+  return outputs_write(path, data, len);   /* atomically: outputs.c */
 }
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), m = strlen(suffix);
-  return n >= m && !strcmp(s + n - m, suffix);
+/* A private temporary directory for the object and the embedded weights (malloc'd). */
+static char *make_scratch(const char *model) {
+  const char *tmpdir = getenv("TMPDIR");
+  char *dir = xasprintf("%s/nncc-%s-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp", model);
+  if (!mkdtemp(dir)) {
+    fprintf(stderr, "nncc: error: cannot create a temporary directory '%s': %s\n", dir, strerror(errno));
+    free(dir);
+    return NULL;
+  }
+  return dir;
 }
+
+static void remove_scratch(char *dir, const char *const *files, int n) {
+  if (!dir) return;
+  for (int i = 0; i < n; i++)
+    if (files[i]) unlink(files[i]);
+  rmdir(dir);
+  free(dir);
+}
+
 
 int backend_run(const Graph *g, const BackendOptions *opts) {
   LLVMInitializeNativeTarget();
   LLVMInitializeNativeAsmPrinter();
   char *triple = LLVMGetDefaultTargetTriple();
   char *cpu, *features;
-  if (!opts->target_cpu || !strcmp(opts->target_cpu, "native") || !strcmp(opts->target_cpu, "host")) {
-    cpu = LLVMGetHostCPUName();
-    features = LLVMGetHostCPUFeatures();
-  } else {
-    cpu = LLVMCreateMessage(opts->target_cpu);
-    features = LLVMCreateMessage("");
-  }
+  target_split(opts->target_cpu, &cpu, &features);   /* checked by main (target.c) */
   int vec = cpu_vec_f32(cpu, features);
+  codegen_set_fma(target_has_fma(opts->target_cpu, cpu, features));
   int status = 0;
 
   /* the entry points: forward, and with training gradients / evaluate / update */
@@ -103,25 +105,36 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   }
   LoopProgram *lp = progs[0];
   if (opts->emit == EMIT_LOOPS) {
-    FILE *f = opts->output ? fopen(opts->output, "w") : stdout;
-    if (!f) {
-      fprintf(stderr, "nncc: error: cannot write '%s': %s\n", opts->output, strerror(errno));
-      status = 1;
-    } else {
-      for (int i = 0; i < nprog; i++) loops_print(f, progs[i]);
-      if (f != stdout && fclose(f) != 0) status = 1;
-    }
+    FILE *f = outputs_text_begin(opts->output);
+    for (int i = 0; i < nprog; i++) loops_print(f, progs[i]);
+    status = outputs_text_end(f, opts->output);
     goto out_lp;
   }
 
-  float *weights = NULL;
-  if (opts->weights) {
-    weights = artifact_read_weights(g, opts->weights);
-    if (!weights) {
-      status = 1;
-      goto out_lp;
-    }
+  /* the scratch directory: the object, and the weights as raw floats + .incbin (link.c) */
+  char *scratch = make_scratch(g->name);
+  if (!scratch) {
+    status = 2;
+    goto out_lp;
   }
+  enum { F_OBJ, F_RAW, F_ASM, F_OUT, NFILES };
+  char *files[NFILES] = {xasprintf("%s/%s.o", scratch, g->name), NULL, NULL,
+                         xasprintf("%s/out", scratch)};
+  if (opts->weights) {
+    files[F_RAW] = xasprintf("%s/%s.weights", scratch, g->name);
+    files[F_ASM] = xasprintf("%s/%s_weights.s", scratch, g->name);
+    status = embed_weights(g, opts->weights, files[F_RAW]);
+    if (!status) {
+      char *text = embed_weights_asm(g->name, files[F_RAW], (uint64_t)g->param_floats * 4);
+      FILE *f = fopen(files[F_ASM], "w");
+      if (!f || fputs(text, f) < 0) status = 2;
+      if (f && fclose(f) != 0) status = 2;
+      if (status) fprintf(stderr, "nncc: error: cannot write '%s'\n", files[F_ASM]);
+      free(text);
+    }
+    if (status) goto out_scratch;
+  }
+  OutputKind kind = opts->output ? outputs_kind(opts->output) : OUT_EXECUTABLE;
 
   LLVMTargetRef target;
   char *err = NULL;
@@ -129,8 +142,7 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
     fprintf(stderr, "nncc: internal error: no LLVM target for %s: %s\n", triple, err);
     LLVMDisposeMessage(err);
     status = 2;
-    free(weights);
-    goto out_lp;
+    goto out_scratch;
   }
   LLVMCodeGenOptLevel cgl = opts->opt_level <= 0 ? LLVMCodeGenLevelNone
                           : opts->opt_level == 1 ? LLVMCodeGenLevelLess
@@ -147,12 +159,11 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   LLVMDisposeMessage(layout);
   LLVMDisposeTargetData(td);
 
-  int executable = opts->emit == EMIT_ARTIFACT && opts->output && !ends_with(opts->output, ".so");
+  int executable = opts->emit == EMIT_ARTIFACT && kind == OUT_EXECUTABLE;
   CgEntries fns = {.trainable = nprog > 1};
   CgFunctions *slots[NPROG] = {&fns.forward, &fns.gradients, &fns.evaluate, &fns.update};
   for (int i = 0; i < nprog; i++) codegen_program(progs[i], mod, slots[i]);
-  artifact_emit_interface(lp, mod, &fns, weights, executable);
-  free(weights);
+  artifact_emit_interface(lp, mod, &fns, opts->weights != NULL, executable);
 
   if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &err)) {
     char *msg = xstrdup(err ? err : "");
@@ -222,35 +233,14 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
       status = 2;
       break;
     }
-    const char *tmpdir = getenv("TMPDIR");
-    char *obj = xasprintf("%s/nncc-%s-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp", g->name);
-    int fd = mkstemp(obj);
-    if (fd < 0) {
-      fprintf(stderr, "nncc: error: cannot create a temporary file '%s': %s\n", obj, strerror(errno));
-      status = 2;
-    } else {
-      const char *data = LLVMGetBufferStart(buf);
-      size_t len = LLVMGetBufferSize(buf), off = 0;
-      while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w <= 0) {
-          if (w < 0 && errno == EINTR) continue;
-          break;
-        }
-        off += (size_t)w;
-      }
-      close(fd);
-      if (off != len) {
-        fprintf(stderr, "nncc: error: cannot write the temporary object '%s'\n", obj);
-        status = 2;
-      } else {
-        int shared = ends_with(opts->output, ".so");
-        status = artifact_link(obj, opts->output, shared);
-        if (!status && shared && artifact_write_header(g, opts->output) != 0) status = 1;
-      }
-      unlink(obj);
+    status = write_file(files[F_OBJ], LLVMGetBufferStart(buf), LLVMGetBufferSize(buf)) ? 2 : 0;
+    if (!status) {
+      LinkJob job = {kind, opts->output, files[F_OBJ], files[F_ASM], files[F_OUT]};
+      status = link_artifact(&job);
     }
-    free(obj);
+    char *header = outputs_header(opts->output, kind);
+    if (!status && header && artifact_write_header(g, header, opts->weights != NULL) != 0) status = 1;
+    free(header);
     LLVMDisposeMemoryBuffer(buf);
     break;
   }
@@ -260,6 +250,9 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   LLVMDisposeModule(mod);
   LLVMContextDispose(ctx);
   LLVMDisposeTargetMachine(tm);
+out_scratch:
+  remove_scratch(scratch, (const char *const *)files, NFILES);
+  for (int i = 0; i < NFILES; i++) free(files[i]);
 out_lp:
   for (int i = 0; i < nprog; i++) loops_free(progs[i]);
 out_target:

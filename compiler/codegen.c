@@ -24,7 +24,8 @@
  * last lane, an accumulation sums the lanes), otherwise masked gather/scatter.
  * Locals declared inside the vector loop are vectors.  exp, tanh and sigmoid are
  * branch-free polynomial code (Cephes), the same in scalar and vector form.
- * fadd and fmul carry the `contract` flag; LE_FMA is llvm.fma.
+ * fadd and fmul carry the `contract` flag; LE_FMA is llvm.fma (fmul + fadd on targets
+ * without FMA).
  */
 #include "codegen.h"
 
@@ -157,7 +158,13 @@ static LLVMValueRef intrinsic1(Cg *c, const char *name, LLVMValueRef x) {
   return intrinsic(c, name, &t, 1, &x, 1);
 }
 
+/* Whether the target has fused multiply-add (backend.c asks target.c).  Without it llvm.fma
+ * would be a call to fmaf per element, so fma3 is a multiply and an add, both `contract`. */
+static int target_fma = 1;
+void codegen_set_fma(int has_fma) { target_fma = has_fma; }
+
 static LLVMValueRef fma3(Cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef d) {
+  if (!target_fma) return fadd(c, fmul(c, a, b), d);
   if (is_vec(a) || is_vec(b) || is_vec(d)) {
     a = splat(c, a);
     b = splat(c, b);
@@ -849,6 +856,35 @@ static LLVMValueRef buf_base(Cg *c, int buf, LLVMValueRef *x, LLVMValueRef *slot
   return LLVMBuildInBoundsGEP2(c->b, c->f32, x[field], &idx, 1, b->name);
 }
 
+/* a op b into *ovf |= overflow, through llvm.s<op>.with.overflow.i64 */
+static LLVMValueRef op_checked(Cg *c, const char *name, LLVMValueRef a, LLVMValueRef b, LLVMValueRef *ovf) {
+  LLVMValueRef args[2] = {a, b};
+  LLVMValueRef r = intrinsic(c, name, &c->i64, 1, args, 2);
+  *ovf = LLVMBuildOr(c->b, *ovf, LLVMBuildExtractValue(c->b, r, 1, ""), "");
+  return LLVMBuildExtractValue(c->b, r, 0, "");
+}
+
+/* The workspace size function's total (what slot_offsets computes at nslots), with every
+ * multiply and add checked: -1 when it overflows int64, which the runtime reports as an
+ * argument error (a huge batch must not wrap to a small workspace the kernels overrun). */
+static LLVMValueRef checked_workspace_total(Cg *c, LLVMValueRef batch, LLVMValueRef seq) {
+  const LoopProgram *lp = c->lp;
+  LLVMValueRef ovf = LLVMConstInt(c->i1, 0, 0), acc = LLVMConstInt(c->i64, 0, 0);
+  for (int s = 0; s < lp->nslots; s++) {
+    SymCount sz = lp->slot_size[s];
+    LLVMValueRef per = LLVMConstInt(c->i64, (unsigned long long)sz.fixed, 0);
+    if (sz.per_seq)
+      per = op_checked(c, "llvm.sadd.with.overflow", per,
+                       op_checked(c, "llvm.smul.with.overflow", seq,
+                                  LLVMConstInt(c->i64, (unsigned long long)sz.per_seq, 0), &ovf), &ovf);
+    LLVMValueRef n = op_checked(c, "llvm.smul.with.overflow", batch, per, &ovf);
+    n = op_checked(c, "llvm.sadd.with.overflow", n, LLVMConstInt(c->i64, 15, 0), &ovf);
+    n = LLVMBuildAnd(c->b, n, LLVMConstInt(c->i64, (unsigned long long)~(int64_t)15, 1), "");
+    acc = op_checked(c, "llvm.sadd.with.overflow", acc, n, &ovf);
+  }
+  return LLVMBuildSelect(c->b, ovf, LLVMConstInt(c->i64, (unsigned long long)-1, 1), acc, "");
+}
+
 /* Offsets of the workspace slots (and the total, at index nslots), in floats. */
 static LLVMValueRef *slot_offsets(Cg *c, LLVMValueRef batch, LLVMValueRef seq) {
   const LoopProgram *lp = c->lp;
@@ -999,9 +1035,7 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
     LLVMSetValueName2(LLVMGetParam(wfn, 0), "batch", 5);
     LLVMSetValueName2(LLVMGetParam(wfn, 1), "seq", 3);
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, wfn, "entry"));
-    LLVMValueRef *soff = slot_offsets(c, LLVMGetParam(wfn, 0), LLVMGetParam(wfn, 1));
-    LLVMBuildRet(c->b, soff[lp->nslots]);
-    free(soff);
+    LLVMBuildRet(c->b, checked_workspace_total(c, LLVMGetParam(wfn, 0), LLVMGetParam(wfn, 1)));
     out->workspace = wfn;
   }
 

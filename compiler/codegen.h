@@ -28,18 +28,16 @@ typedef struct CgEntries {
 /* Emits the program into mod (whose data layout is already set). */
 void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out);
 
+/* Whether the target has FMA (default yes); without, LE_FMA is fmul + fadd `contract`. */
+void codegen_set_fma(int has_fma);
+
 /* --- artifact.c --- */
-/* Adds the descriptor (with embedded weights when weights != NULL: param_floats floats),
- * the M_* wrappers, and, when executable, main().  */
+/* Adds the descriptor (embedded_weights: referring to the hidden symbol <model>_nncc_weights
+ * that link.c defines), the M_* wrappers, and, when executable, main().  */
 void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgEntries *fns,
-                             const float *weights, int executable);
-/* Reads and checks a safetensors file against the graph's parameters; returns a malloc'd
- * param_floats array, or NULL after diagnosing (a user error). */
-float *artifact_read_weights(const Graph *g, const char *path);
-/* Writes PATH's header (model.so -> model.h); returns 0, or -1 after printing an error. */
-int artifact_write_header(const Graph *g, const char *so_path);
-/* Links obj_path with the runtime into out_path (a .so when shared); returns 0, 1 (user error:
- * cannot write the output) or 2 (toolchain failure), after printing the error. */
-int artifact_link(const char *obj_path, const char *out_path, int shared);
+                             int embedded_weights, int executable);
+/* Writes the header hp (model.so -> model.h) atomically; returns 0, or -1 after printing an
+ * error.  embedded_weights: the artifact carries --weights (M_create starts from them). */
+int artifact_write_header(const Graph *g, const char *hp, int embedded_weights);
 
 #endif

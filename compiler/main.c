@@ -17,7 +17,9 @@
 #include "backend.h"
 #include "diag.h"
 #include "ir.h"
+#include "outputs.h"
 #include "sema.h"
+#include "target.h"
 
 enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
 
@@ -34,8 +36,11 @@ typedef enum Mode {
 static const char usage_text[] =
     "usage: nncc MODEL.nn [options]\n"
     "\n"
-    "  -o PATH              build PATH: a shared library if it ends in .so (with PATH's\n"
-    "                       header beside it: model.so -> model.h), else an executable\n"
+    "  -o PATH              build PATH, by its extension: .so a shared library, .a a static\n"
+    "                       library that carries the runtime, .o an object (link it with\n"
+    "                       libnncc_rt.a), each with its header beside it (model.so ->\n"
+    "                       model.h); no extension: an executable.  With --emit or\n"
+    "                       --summary: write that output to PATH\n"
     "  --summary            print the layer table: shapes, parameters, FLOPs\n"
     "  --emit=STAGE         print one stage and stop: ast, ir, grad (the gradient program),\n"
     "                       dot, loops, llvm, asm, obj\n"
@@ -128,12 +133,17 @@ int main(int argc, char **argv) {
       input = a;
     }
   }
+  int target_rc = target_check(bo.target_cpu);   /* a usable CPU name (target.c) */
+  if (target_rc) return target_rc < 0 ? 0 : target_rc;
   if (!input) return usage_error("%s", "no input file");
-  if (bo.output && mode == MODE_CHECK) mode = MODE_BACKEND;
+  if (bo.output && mode == MODE_CHECK) mode = MODE_BACKEND;   /* -o alone builds an artifact */
   if (mode == MODE_BACKEND && bo.emit == EMIT_OBJ && !bo.output)
     return usage_error("%s", "--emit=obj writes a binary file: give -o PATH");
   if (bo.weights && mode != MODE_BACKEND)
     return usage_error("%s", "--weights is used when building an artifact: give -o PATH");
+  /* nothing is written over the input, the weights or a directory (outputs.c) */
+  int out_rc = outputs_check(input, bo.weights, bo.output, mode == MODE_BACKEND && bo.emit == EMIT_ARTIFACT);
+  if (out_rc) return out_rc;
   bo.source_path = input;
 
   SourceFile *file = source_load(input);
@@ -144,20 +154,23 @@ int main(int argc, char **argv) {
   if (syntax_errors || diag_error_count()) {
     status = EXIT_INPUT;
   } else if (mode == MODE_AST) {
-    ast_print(stdout, prog);
+    FILE *out = outputs_text_begin(bo.output);
+    ast_print(out, prog);
+    status = outputs_text_end(out, bo.output);
   } else {
     Graph *g = sema_build(prog, model_name);
     if (!g) {
       status = EXIT_INPUT;
     } else {
       ir_verify(g);
+      FILE *out = mode == MODE_BACKEND ? stdout : outputs_text_begin(bo.output);   /* -o FILE */
       switch (mode) {
-      case MODE_IR: ir_print(stdout, g); break;
-      case MODE_DOT: ir_print_dot(stdout, g); break;
-      case MODE_SUMMARY: ir_print_summary(stdout, g); break;
+      case MODE_IR: ir_print(out, g); break;
+      case MODE_DOT: ir_print_dot(out, g); break;
+      case MODE_SUMMARY: ir_print_summary(out, g); break;
       case MODE_GRAD:
         if (autodiff(g)) status = EXIT_INPUT;
-        else ir_verify(g), ir_print_grad(stdout, g);
+        else ir_verify(g), ir_print_grad(out, g);
         break;
       case MODE_BACKEND:
         bo.train = train_flag >= 0 ? train_flag : g->loss >= 0;
@@ -176,6 +189,7 @@ int main(int argc, char **argv) {
         break;
       default: break;
       }
+      if (out != stdout) status = outputs_text_end(out, bo.output);
       graph_free(g);
     }
   }

@@ -44,7 +44,7 @@ typedef struct OpInfo {
   const ArgSpec *args;       /* in positional order */
   int nargs;
   int variadic;              /* concat: one or more tensors, no other arguments */
-  int parametric;            /* has parameters (the naming rules of LANGUAGE.md section 4) */
+  int parametric;            /* has parameters (the naming rules of docs/language.md ("Parameter names")) */
   /* Shape rule: reads the inputs' shapes and n->a, sets n->shape, n->dtype
    * (and n->classes); on a violation diagnoses at n->loc / n->arg_loc with
    * notes giving the arithmetic, and returns -1.  Floored windows warn. */

@@ -16,7 +16,7 @@
  * nothing of the model.  Each scope is pre-scanned so a name used before its
  * binding gets "used before it is defined" rather than "unknown name".
  *
- * Parameter naming (LANGUAGE.md section 4).  Every expression is evaluated
+ * Parameter naming (docs/language.md, "Parameter names").  Every expression is evaluated
  * under a `prefix`, the name its single parametric call would get:
  *   - a binding `h = E` evaluates E under "h" (a block-local binding under
  *     "<call prefix>.h"; a block's `return E` under the call prefix itself);

@@ -2,7 +2,7 @@
  *
  * sema_build resolves names (define before use), binds call arguments to each
  * op's schema (ops.h), inlines blocks, numbers pipe stages, names parameters
- * as PyTorch's state_dict would (LANGUAGE.md section 4), runs every op's shape
+ * as PyTorch's state_dict would (docs/language.md, "Parameter names"), runs every op's shape
  * rule, checks the `:` annotations, and applies the model's `train` block.
  */
 #ifndef NNCC_SEMA_H

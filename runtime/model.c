@@ -60,6 +60,8 @@ struct nncc_model {
   int64_t ws_cap;        /* floats allocated in ws */
   int64_t ws_batch, ws_seq;   /* the shape ws was last sized for (0, 0: none yet) */
   nncc_workspace_fn ws_fn;    /* ... by this entry point's size function */
+  void *owner;           /* the thread inside an entry point (model_enter), or NULL */
+  int depth;             /* its nesting (train_step calls gradients and update) */
 };
 
 /* ---- creation --------------------------------------------------------------------------- */
@@ -148,7 +150,7 @@ static uint64_t fnv1a64(const char *s) {
 
 static float uniform01(uint64_t *s) { return (float)(splitmix64(s) >> 40) * (1.0f / 16777216.0f); }
 
-NNCC_API int nncc_rt_init(nncc_model *m, uint64_t seed) {
+static int unguarded_init(nncc_model *m, uint64_t seed) {
   if (!m) return nncc_rt_fail(NNCC_ERR_ARG, "nncc_rt_init: the model is NULL");
   const nncc_model_desc *d = m->d;
   uint64_t s0 = seed;
@@ -210,7 +212,7 @@ NNCC_API float *nncc_rt_param(nncc_model *m, const char *name, int64_t *numel) {
   return NULL;
 }
 
-NNCC_API int nncc_rt_load(nncc_model *m, const char *path) {
+static int unguarded_load(nncc_model *m, const char *path) {
   if (!m || !path)
     return nncc_rt_fail(NNCC_ERR_ARG, "nncc_rt_load: %s is NULL", !m ? "the model" : "the path");
   char err[1024];
@@ -223,7 +225,7 @@ NNCC_API int nncc_rt_load(nncc_model *m, const char *path) {
   return NNCC_OK;
 }
 
-NNCC_API int nncc_rt_save(const nncc_model *m, const char *path) {
+static int unguarded_save(const nncc_model *m, const char *path) {
   if (!m || !path)
     return nncc_rt_fail(NNCC_ERR_ARG, "nncc_rt_save: %s is NULL", !m ? "the model" : "the path");
   const nncc_model_desc *d = m->d;
@@ -299,7 +301,7 @@ static int ensure_workspace(nncc_model *m, int64_t batch, int64_t seq) {
   return ensure_workspace_for(m, m->d->workspace_floats, "forward", batch, seq);
 }
 
-NNCC_API int nncc_rt_forward(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+static int unguarded_forward(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
                              void *const *out) {
   if (!m) return nncc_rt_fail(NNCC_ERR_ARG, "nncc_rt_forward: the model is NULL");
   const nncc_model_desc *d = m->d;
@@ -384,7 +386,7 @@ static int run_entry(nncc_model *m, nncc_entry_fn fn, nncc_workspace_fn wsfn, co
   return fn(&x);
 }
 
-NNCC_API int nncc_rt_gradients(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+static int unguarded_gradients(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
                                const void *const *targets, float *loss) {
   int rc = check_train_call(m, "gradients", batch, &seq, in, targets);
   if (rc) return rc;
@@ -396,7 +398,7 @@ NNCC_API int nncc_rt_gradients(nncc_model *m, int64_t batch, int64_t seq, const 
   return NNCC_OK;
 }
 
-NNCC_API int nncc_rt_evaluate(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+static int unguarded_evaluate(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
                               const void *const *targets, float *loss, int64_t *correct) {
   int rc = check_train_call(m, "evaluate", batch, &seq, in, targets);
   if (rc) return rc;
@@ -445,7 +447,7 @@ static void fill_hyper(const nncc_model *m, int64_t t, float *h) {
   }
 }
 
-NNCC_API int nncc_rt_update(nncc_model *m) {
+static int unguarded_update(nncc_model *m) {
   int rc = need_train(m, "update");
   if (rc) return rc;
   float hyper[NNCC_H_COUNT];
@@ -459,7 +461,7 @@ NNCC_API int nncc_rt_update(nncc_model *m) {
   return NNCC_OK;
 }
 
-NNCC_API int nncc_rt_train_step(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+static int unguarded_train_step(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
                                 const void *const *targets, float *loss) {
   int rc = nncc_rt_gradients(m, batch, seq, in, targets, loss);
   return rc ? rc : nncc_rt_update(m);
@@ -696,4 +698,81 @@ done:
   free(buf);
   ckpt_free(&c);
   return rc;
+}
+
+/* ---- one object, one thread at a time ----------------------------------------------------
+ * Every entry point that reads or writes the object's buffers runs between model_enter and
+ * model_leave: a second thread calling in while the first is inside gets NNCC_ERR_BUSY at
+ * once, instead of sharing the workspace (wrong numbers, or memory freed under it when the
+ * workspace grows).  The owner is a thread-local address set by compare-and-swap; the same
+ * thread may nest (train_step calls gradients and update).  New entry points: write
+ * `static int unguarded_NAME(...)` and wrap it below with GUARDED. */
+
+static _Thread_local char this_thread;
+
+static int model_enter(nncc_model *m, const char *what) {
+  void *me = &this_thread, *expected = NULL;
+  if (__atomic_compare_exchange_n(&m->owner, &expected, me, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+    m->depth = 1;
+    return NNCC_OK;
+  }
+  if (expected == me) {
+    m->depth++;
+    return NNCC_OK;
+  }
+  return nncc_rt_fail(NNCC_ERR_BUSY, "%s_%s: the model is in use by another thread (one model "
+                      "object is used by one thread at a time; create one per thread)",
+                      m->d->name, what);
+}
+
+static void model_leave(nncc_model *m) {
+  if (--m->depth == 0) __atomic_store_n(&m->owner, NULL, __ATOMIC_RELEASE);
+}
+
+/* the body of a guarded entry point; a NULL model goes straight to the call's own check */
+#define GUARDED(m, what, call)                                  \
+  do {                                                          \
+    nncc_model *gm_ = (nncc_model *)(m);                        \
+    if (!gm_) return (call);                                    \
+    int rc_ = model_enter(gm_, what);                           \
+    if (rc_) return rc_;                                        \
+    rc_ = (call);                                               \
+    model_leave(gm_);                                           \
+    return rc_;                                                 \
+  } while (0)
+
+NNCC_API int nncc_rt_init(nncc_model *m, uint64_t seed) {
+  GUARDED(m, "init", unguarded_init(m, seed));
+}
+
+NNCC_API int nncc_rt_load(nncc_model *m, const char *path) {
+  GUARDED(m, "load", unguarded_load(m, path));
+}
+
+NNCC_API int nncc_rt_save(const nncc_model *m, const char *path) {
+  GUARDED(m, "save", unguarded_save(m, path));
+}
+
+NNCC_API int nncc_rt_forward(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+                             void *const *out) {
+  GUARDED(m, "forward", unguarded_forward(m, batch, seq, in, out));
+}
+
+NNCC_API int nncc_rt_gradients(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+                               const void *const *targets, float *loss) {
+  GUARDED(m, "gradients", unguarded_gradients(m, batch, seq, in, targets, loss));
+}
+
+NNCC_API int nncc_rt_evaluate(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+                              const void *const *targets, float *loss, int64_t *correct) {
+  GUARDED(m, "evaluate", unguarded_evaluate(m, batch, seq, in, targets, loss, correct));
+}
+
+NNCC_API int nncc_rt_update(nncc_model *m) {
+  GUARDED(m, "update", unguarded_update(m));
+}
+
+NNCC_API int nncc_rt_train_step(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
+                                const void *const *targets, float *loss) {
+  GUARDED(m, "train_step", unguarded_train_step(m, batch, seq, in, targets, loss));
 }

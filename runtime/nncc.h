@@ -27,6 +27,8 @@ enum {
   NNCC_ERR_FORMAT = -3,  /* a weight / .npy file that is malformed or does not fit the model */
   NNCC_ERR_RANGE = -4,   /* a token id or label outside [0, classes) */
   NNCC_ERR_NOMEM = -5,   /* allocation failed */
+  NNCC_ERR_BUSY = -6,    /* the model object is in use by another thread (one object, one
+                            thread at a time; two objects may run in two threads at once) */
 };
 
 /* The message of the last failure on this thread; "" when nothing has failed yet. */

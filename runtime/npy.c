@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "atomic_file.h"
 #include "rt_internal.h"
 
 void nncc_npy_free(nncc_npy *a) {
@@ -310,15 +311,16 @@ int nncc_npy_write(const char *path, int dtype, int rank, const int64_t *dims, c
   h[n++] = '\n';
   unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(n & 0xFF),
                            (unsigned char)(n >> 8)};
-  FILE *fp = fopen(path, "wb");
-  if (!fp) return nncc_rt_fail(NNCC_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-  int ok = fwrite(pre, 1, 10, fp) == 10 && fwrite(h, 1, (size_t)n, fp) == (size_t)n &&
-           (numel == 0 || fwrite(data, 4, (size_t)numel, fp) == (size_t)numel);
-  int e = errno;
-  if (fclose(fp) != 0 && ok) ok = 0, e = errno;
-  if (!ok) {
-    remove(path);
-    return nncc_rt_fail(NNCC_ERR_IO, "cannot write %s: %s", path, strerror(e ? e : EIO));
-  }
+  /* atomically (atomic_file.h): a failed write never leaves a torn file, and a device such
+   * as /dev/null or /dev/full is written in place, never replaced or deleted */
+  nncc_af af;
+  int e = nncc_af_begin(&af, path);
+  if (e) return nncc_rt_fail(NNCC_ERR_IO, "cannot write %s: %s", path, strerror(e));
+  e = nncc_af_write(&af, pre, 10);
+  if (!e) e = nncc_af_write(&af, h, (size_t)n);
+  if (!e && numel > 0) e = nncc_af_write(&af, data, (size_t)numel * 4);
+  if (e) nncc_af_abort(&af);
+  else e = nncc_af_commit(&af);
+  if (e) return nncc_rt_fail(NNCC_ERR_IO, "cannot write %s: %s", path, strerror(e));
   return 0;
 }

@@ -9,6 +9,9 @@
  * header, integers against overflow, and strings are decoded (escapes, \uXXXX surrogate
  * pairs) into NUL-terminated UTF-8.
  *
+ * As strict as the reference implementation (and more): the header must be UTF-8, and the
+ * tensors must cover the data section exactly (no gaps, no trailing bytes).
+ *
  * Invariants after nncc_st_parse succeeds: names are unique (checked by sorting, as are
  * overlaps: a hostile header may list millions of tensors); each tensor's rank <= 8, numel
  * does not overflow, end - begin == numel * itemsize, end <= the data section's size, and
@@ -17,6 +20,8 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "safetensors.h"
+
+#include "atomic_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -436,7 +441,10 @@ static int check_tensors(nncc_st_file *f, uint64_t data_size, char *err, size_t 
                   (unsigned long long)data_size);
   }
   /* duplicates and overlaps by sorting (a hostile header may hold millions of entries) */
-  if (f->n_tensors < 2) return 0;
+  if (f->n_tensors == 0 && data_size != 0)
+    return fail(err, errsize, NNCC_ERR_FORMAT, "%s: %llu bytes of data but no tensors: trailing "
+                "bytes", f->label, (unsigned long long)data_size);
+  if (f->n_tensors == 0) return 0;
   const nncc_st_tensor **o = malloc((size_t)f->n_tensors * sizeof *o);
   if (!o) return fail(err, errsize, NNCC_ERR_NOMEM, "%s: out of memory", f->label);
   for (int i = 0; i < f->n_tensors; i++) o[i] = &f->tensors[i];
@@ -457,8 +465,46 @@ static int check_tensors(nncc_st_file *f, uint64_t data_size, char *err, size_t 
                 t->name, (unsigned long long)t->begin, (unsigned long long)t->end);
     if (!last || t->end > last->end) last = t;
   }
+  /* as strict as the reference implementation: the tensors, in offset order, cover the data
+   * section exactly: no gap before or between them, no bytes after the last one */
+  uint64_t at = 0;
+  for (int i = 0; i < f->n_tensors && !rc; i++) {
+    const nncc_st_tensor *t = o[i];
+    if (t->begin != at)
+      rc = fail(err, errsize, NNCC_ERR_FORMAT,
+                "%s: tensor '%s' starts at byte %llu of the data, but the tensors before it end "
+                "at %llu: a gap (the data must be contiguous)", f->label, t->name,
+                (unsigned long long)t->begin, (unsigned long long)at);
+    at = t->end;
+  }
+  if (!rc && at != data_size)
+    rc = fail(err, errsize, NNCC_ERR_FORMAT,
+              "%s: %llu bytes after the last tensor's data (the tensors end at byte %llu of "
+              "%llu): trailing bytes", f->label, (unsigned long long)(data_size - at),
+              (unsigned long long)at, (unsigned long long)data_size);
   free(o);
   return rc;
+}
+
+/* Whether s[0, n) is UTF-8 as RFC 3629 defines it (no overlong forms, no surrogates, nothing
+ * above U+10FFFF); *at is the offset of the first bad byte.  JSON text must be UTF-8, and the
+ * reference implementation rejects a header that is not. */
+static int valid_utf8(const unsigned char *s, size_t n, size_t *at) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i];
+    size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (!len || i + len > n) break;
+    unsigned cp = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
+    size_t k = 1;
+    for (; k < len && (s[i + k] & 0xC0) == 0x80; k++) cp = cp << 6 | (s[i + k] & 0x3F);
+    if (k != len) break;
+    static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) break;
+    i += len;
+  }
+  *at = i;
+  return i == n;
 }
 
 int nncc_st_parse(const char *label, const void *buf, size_t size, nncc_st_file *f, char *err,
@@ -482,6 +528,10 @@ int nncc_st_parse(const char *label, const void *buf, size_t size, nncc_st_file 
     return fail(err, errsize, NNCC_ERR_FORMAT,
                 "%s is truncated: header length %llu runs past the end of the file (%zu bytes)",
                 label, (unsigned long long)n, size);
+  size_t bad_at;
+  if (!valid_utf8(b + 8, (size_t)n, &bad_at))
+    return fail(err, errsize, NNCC_ERR_FORMAT,
+                "%s: malformed header: invalid UTF-8 at byte %zu of the JSON", label, bad_at);
   Json j = {(const char *)b + 8, (const char *)b + 8, (const char *)b + 8 + n, label, err, errsize, 0};
   int cap = 0, rc = 0, have_meta = 0;
   if (expect(&j, '{', "expected '{' at the start")) goto bad;
@@ -613,7 +663,10 @@ int nncc_st_to_f32(const nncc_st_file *f, const nncc_st_tensor *t, float *dst, c
       for (int64_t i = 0; i < t->numel; i++) {
         double d;
         memcpy(&d, s + 8 * i, 8);
-        dst[i] = d > FLT_MAX ? INFINITY : d < -FLT_MAX ? -INFINITY : (float)d;
+        /* IEEE round to nearest, as PyTorch's .float(): beyond FLT_MAX by half an ulp or
+         * more is +-inf, just above it rounds to FLT_MAX; NaN stays NaN */
+        volatile float r = (float)d;
+        dst[i] = r;
       }
       return 0;
     case NNCC_ST_F16:
@@ -635,9 +688,8 @@ int nncc_st_to_f32(const nncc_st_file *f, const nncc_st_tensor *t, float *dst, c
   }
 }
 
-int nncc_st_load_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
-                        float *dst, char *err, size_t errsize) {
-  /* everything is checked first, so a failure leaves dst unchanged */
+int nncc_st_check_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
+                         char *err, size_t errsize) {
   for (int i = 0; i < n_params; i++) {
     const nncc_param_desc *p = &params[i];
     const nncc_st_tensor *t = nncc_st_find(f, p->name);
@@ -664,8 +716,16 @@ int nncc_st_load_params(const nncc_st_file *f, int n_params, const nncc_param_de
       return fail(err, errsize, NNCC_ERR_FORMAT, "%s has a tensor '%s' that the model does not have",
                   f->label, f->tensors[i].name);
   }
+  return 0;
+}
+
+int nncc_st_load_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
+                        float *dst, char *err, size_t errsize) {
+  /* everything is checked first, so a failure leaves dst unchanged */
+  int rc = nncc_st_check_params(f, n_params, params, err, errsize);
+  if (rc) return rc;
   for (int i = 0; i < n_params; i++) {
-    int rc = nncc_st_to_f32(f, nncc_st_find(f, params[i].name), dst + params[i].offset, err, errsize);
+    rc = nncc_st_to_f32(f, nncc_st_find(f, params[i].name), dst + params[i].offset, err, errsize);
     if (rc) return rc;   /* unreachable: dtypes were checked */
   }
   return 0;
@@ -748,51 +808,27 @@ int nncc_st_write_f32(const char *path, int n, const nncc_st_out *t, char *err, 
     return fail(err, errsize, NNCC_ERR_NOMEM, "cannot save %s: out of memory", path);
   }
 
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 32);
-  if (!tmp) {
+  /* atomic_file.h: a unique temporary in the target's directory, renamed over it; links
+   * kept, devices written in place */
+  nncc_af a;
+  int e = nncc_af_begin(&a, path);
+  if (e) {
     free(h.s);
-    return fail(err, errsize, NNCC_ERR_NOMEM, "cannot save %s: out of memory", path);
-  }
-  snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-  FILE *fp = fopen(tmp, "wb");
-  if (!fp) {
-    int e = errno;
-    free(h.s);
-    free(tmp);
-    return fail(err, errsize, NNCC_ERR_IO, "cannot save %s: %s", path, strerror(e));
+    return fail(err, errsize, e == ENOMEM ? NNCC_ERR_NOMEM : NNCC_ERR_IO, "cannot save %s: %s",
+                path, strerror(e));
   }
   unsigned char len[8];
   for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
-  int ok = fwrite(len, 1, 8, fp) == 8 && fwrite(h.s, 1, h.n, fp) == h.n;
-  for (int i = 0; ok && i < n; i++) {
+  e = nncc_af_write(&a, len, 8);
+  if (!e) e = nncc_af_write(&a, h.s, h.n);
+  for (int i = 0; !e && i < n; i++) {
     size_t numel = 1;
     for (int k = 0; k < t[i].rank; k++) numel *= (size_t)t[i].dims[k];
-    ok = numel == 0 || fwrite(t[i].data, 4, numel, fp) == numel;
+    if (numel) e = nncc_af_write(&a, t[i].data, numel * 4);
   }
-  int e = errno;
-  if (ok && fflush(fp) != 0) ok = 0, e = errno;
-  if (ok && fsync(fileno(fp)) != 0) ok = 0, e = errno;
-  if (fclose(fp) != 0 && ok) ok = 0, e = errno;
-  if (ok && rename(tmp, path) != 0) ok = 0, e = errno;
   free(h.s);
-  if (!ok) {
-    remove(tmp);
-    free(tmp);
-    return fail(err, errsize, NNCC_ERR_IO, "cannot save %s: %s", path, strerror(e ? e : EIO));
-  }
-  free(tmp);
-  /* make the rename itself durable (best effort: not every file system allows it) */
-  char *dir = strdup(path);
-  if (dir) {
-    char *slash = strrchr(dir, '/');
-    const char *d = slash ? (slash == dir ? "/" : (*slash = 0, dir)) : ".";
-    int fd = open(d, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-      fsync(fd);
-      close(fd);
-    }
-    free(dir);
-  }
+  if (e) nncc_af_abort(&a);
+  else e = nncc_af_commit(&a);
+  if (e) return fail(err, errsize, NNCC_ERR_IO, "cannot save %s: %s", path, strerror(e));
   return 0;
 }

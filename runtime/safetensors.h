@@ -26,7 +26,8 @@
 /* Element types this reader knows; only the floating ones convert to f32. */
 enum {
   NNCC_ST_F32,    /* float32 */
-  NNCC_ST_F64,    /* float64: converted (values beyond f32 range become +-inf) */
+  NNCC_ST_F64,    /* float64: rounded to nearest as PyTorch's .float() does: values beyond
+                     the f32 range become +-inf (just above FLT_MAX: FLT_MAX), NaN stays */
   NNCC_ST_F16,    /* IEEE half: converted exactly */
   NNCC_ST_BF16,   /* bfloat16: converted exactly */
   NNCC_ST_OTHER,  /* integers, bool, f8: parsed and bounds-checked, not loadable */
@@ -75,6 +76,10 @@ int nncc_st_to_f32(const nncc_st_file *f, const nncc_st_tensor *t, float *dst, c
 int nncc_st_load_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
                         float *dst, char *err, size_t errsize);
 
+/* The checks of nncc_st_load_params alone (the compiler converts tensor by tensor). */
+int nncc_st_check_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
+                         char *err, size_t errsize);
+
 /* One tensor to write. */
 typedef struct nncc_st_out {
   const char *name;
@@ -83,9 +88,10 @@ typedef struct nncc_st_out {
   const float *data;              /* product(dims) floats */
 } nncc_st_out;
 
-/* Writes the tensors as F32 in the given order, atomically: path.tmp.<pid> in the same
- * directory, fflush + fsync, rename over path (then fsync the directory).  On failure the
- * temporary is removed and an existing file at path is untouched. */
+/* Writes the tensors as F32 in the given order, atomically (atomic_file.h: a unique
+ * temporary file in the target's directory, fsync, rename over the target; symlinks and the
+ * file's mode kept; devices written in place).  On failure the temporary is removed and an
+ * existing file at path is untouched. */
 int nncc_st_write_f32(const char *path, int n, const nncc_st_out *t, char *err, size_t errsize);
 
 #endif

@@ -30,6 +30,8 @@
 #include "trainer.h"
 
 #define PRINT_VALUES 8   /* values shown per output without --output */
+#define NNCC_MAX_BENCH 100000000LL   /* --bench: at most 1e8 runs (800 MB of timings) */
+#define NNCC_MAX_DIM (1LL << 40)     /* --batch, --seq: beyond, no array fits in memory */
 
 typedef struct Run {
   const char *prog;
@@ -258,8 +260,10 @@ static int run(Run *r, int argc, char **argv) {
       if ((rc = bind_file(r, "output", val, d->n_outputs, d->outputs, r->out_path))) return rc;
       n_out++;
     } else if (!strcmp(opt, "--bench")) {
-      if (!parse_count(val, 1, &bench))
-        return complain(r, 2, "--bench wants a number of runs >= 1, got '%s'", val);
+      /* the timings are kept (8 bytes a run): the count is bounded before any allocation */
+      if (!parse_count(val, 1, &bench) || bench > NNCC_MAX_BENCH)
+        return complain(r, 2, "--bench wants a number of runs in [1, %lld], got '%s'",
+                        (long long)NNCC_MAX_BENCH, val);
     } else if (!strcmp(opt, "--seed")) {
       char *end;
       errno = 0;
@@ -268,11 +272,13 @@ static int run(Run *r, int argc, char **argv) {
         return complain(r, 2, "--seed wants an integer in [0, 2^64), got '%s'", val);
       have_seed = 1;
     } else if (!strcmp(opt, "--batch")) {
-      if (!parse_count(val, 1, &batch)) return complain(r, 2, "--batch wants an integer >= 1, got '%s'", val);
+      if (!parse_count(val, 1, &batch) || batch > NNCC_MAX_DIM)
+        return complain(r, 2, "--batch wants an integer in [1, 2^40], got '%s'", val);
       batch_given = 1;
     } else {
       if (!d->has_seq) return complain(r, 2, "--seq: the model '%s' has no symbolic length", d->name);
-      if (!parse_count(val, 1, &seq)) return complain(r, 2, "--seq wants an integer >= 1, got '%s'", val);
+      if (!parse_count(val, 1, &seq) || seq > NNCC_MAX_DIM)
+        return complain(r, 2, "--seq wants an integer in [1, 2^40], got '%s'", val);
       seq_given = 1;
     }
   }

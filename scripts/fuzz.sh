@@ -76,7 +76,7 @@ cflags=(-std=c11 -g -O1 "${san[@]}" "${defs[@]}" -I"$root/compiler" -I"$gen" -I"
 
 rm -f "$out/obj/"*.o "$out/libnncc_fuzz.a"
 srcs=("$gen/parser.c" "$gen/lexer.c")
-for f in "$root"/compiler/*.c "$root"/compiler/ops/*.c "$root"/runtime/safetensors.c; do
+for f in "$root"/compiler/*.c "$root"/compiler/ops/*.c "$root"/runtime/safetensors.c "$root"/runtime/atomic_file.c; do
   [[ -f $f ]] || continue
   case $(basename "$f") in main.c|codegen.c|artifact.c|backend.c) continue ;; esac
   srcs+=("$f")

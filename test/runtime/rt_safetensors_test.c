@@ -5,6 +5,7 @@
  * Usage: rt_safetensors_test DIR (a scratch directory).  Driven by rt_safetensors.test. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
+#include <float.h>
 #include <math.h>
 #include <sys/stat.h>
 
@@ -178,6 +179,17 @@ static void test_conversions(void) {
              p[5] == ldexpf(1, -24) && p[6] == 1.5f && p[7] == -5,
          "f16/bf16 -> f32: %g %g %g %g %g %g %g %g", p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]);
   printf("case load_f64_f16_bf16: ok\n");
+  /* F64 beyond the float range: as PyTorch's .float(), round to nearest (3.4028235e38 is
+   * within half an ulp of FLT_MAX and rounds to it; 3.41e38 is +inf); NaN stays NaN */
+  double r[8] = {3.4028235e38, -3.4028235e38, 3.41e38, -1e39, NAN, 1e-50, -0.0, 1};
+  write_st("f64_range.safetensors", -1,
+           "{\"fc.weight\":{\"dtype\":\"F64\",\"shape\":[2,3],\"data_offsets\":[0,48]},"
+           "\"fc.bias\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[48,64]}}",
+           r, sizeof r);
+  EXPECT(nncc_rt_load(m, at("f64_range.safetensors")) == 0, "f64 range: %s", nncc_last_error());
+  printf("case f64_range: %.9g %.9g %g %g %g %g %g\n", p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
+  EXPECT(p[0] == FLT_MAX && p[1] == -FLT_MAX && p[2] == INFINITY && p[3] == -INFINITY &&
+             isnan(p[4]) && p[5] == 0 && signbit(p[6]), "f64 range");
   nncc_rt_destroy(m);
 }
 
@@ -245,8 +257,24 @@ static void test_bad_files(void) {
   bad_st("too_many_dims", "{\"fc.weight\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],"
          "\"data_offsets\":[0,4]}}", 32, NNCC_ERR_FORMAT, "tensor 'fc.weight' has more than 8 dimensions");
 
+  /* stricter than before, as strict as the reference implementation */
+  bad_st("trailing_bytes", "{" W_OK "," B_OK "}", 36, NNCC_ERR_FORMAT,
+         "trailing_bytes.safetensors: 4 bytes after the last tensor's data (the tensors end at "
+         "byte 32 of 36): trailing bytes");
+  bad_st("gap_between", "{" W_OK ",\"fc.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[28,36]}}",
+         36, NNCC_ERR_FORMAT, "gap_between.safetensors: tensor 'fc.bias' starts at byte 28 of the "
+         "data, but the tensors before it end at 24: a gap (the data must be contiguous)");
+  bad_st("gap_first", "{\"fc.weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[4,28]},"
+         "\"fc.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[28,36]}}",
+         36, NNCC_ERR_FORMAT, "tensor 'fc.weight' starts at byte 4 of the data, but the tensors before it end at 0");
+  bad_st("no_tensors_trailing", "{}", 8, NNCC_ERR_FORMAT, "8 bytes of data but no tensors: trailing bytes");
+  bad_st("invalid_utf8_name", "{\"fc.\xff\":{}}", 0, NNCC_ERR_FORMAT,
+         "malformed header: invalid UTF-8 at byte 5 of the JSON");
+  bad_st("overlong_utf8", "{\"\xc0\xaf\":{}}", 0, NNCC_ERR_FORMAT, "invalid UTF-8 at byte 2");
+  bad_st("surrogate_utf8", "{\"\xed\xa0\x80\":{}}", 0, NNCC_ERR_FORMAT, "invalid UTF-8 at byte 2");
+
   /* the tensors do not fit the model */
-  bad_st("missing_tensor", "{" W_OK "}", 32, NNCC_ERR_FORMAT,
+  bad_st("missing_tensor", "{" W_OK "}", 24, NNCC_ERR_FORMAT,
          "missing_tensor.safetensors has no tensor 'fc.bias' (the model needs [2])");
   bad_st("extra_tensor",
          "{" W_OK "," B_OK ",\"fc.extra\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[32,36]}}",

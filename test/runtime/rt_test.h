@@ -43,6 +43,7 @@ static inline const char *code_name(int code) {
     case NNCC_ERR_FORMAT: return "ERR_FORMAT";
     case NNCC_ERR_RANGE: return "ERR_RANGE";
     case NNCC_ERR_NOMEM: return "ERR_NOMEM";
+    case NNCC_ERR_BUSY: return "ERR_BUSY";
     default: return "?";
   }
 }

@@ -145,7 +145,7 @@ model t {
             m.r(torch.cat([e, feats], 2))[0]))(m.e(ids.long())),
         [("ids", ("seq", ), "i32"), ("feats", ("seq", 3), "f32")], ["r", "l", "e2"],
         runs=((1, 1), (2, 5), (3, 17)), vocab=11))
-    # Parameter names (LANGUAGE.md section 4): a pipe whose head is a call (stage 0), a block
+    # Parameter names (docs/language.md, "Parameter names"): a pipe whose head is a call (stage 0), a block
     # inside a pipe, a block returning a single call, nested blocks, bidirectional in a pipe.
     L.append(Case("names_pipes_blocks", """
 block unit(x, n) {

@@ -1,4 +1,4 @@
-"""cases.py - the conformance cases: the spec's examples and generated per-op models.
+"""cases.py - the conformance cases: the examples and generated per-op models.
 
 A Model is one .nn source compiled once, plus the PyTorch module that computes the same
 function with the same parameter names, and the runs (batch, seq) to execute it with.  Each
@@ -8,7 +8,7 @@ Per-op models are generated here from one set of parameters each, which writes b
 .nn text and the torch module, so the two cannot drift apart.  The lists are chosen by
 hand to cover every value of each parameter (not the cross product) plus edge cases.
 
-Naming of per-op models follows LANGUAGE.md section 4: `output y = conv2d(x, ...)` holds
+Naming of per-op models follows docs/language.md ("Parameter names"): `output y = conv2d(x, ...)` holds
 one parametric call outside a pipe, so its parameters are `y.weight` and `y.bias`.
 """
 import os
@@ -90,7 +90,7 @@ def _out(n, k, s, p):
 
 
 # ---------------------------------------------------------------------------------------
-# The spec's examples.
+# The examples.
 
 def example_models(examples_dir):
     def src(stem):
@@ -485,7 +485,7 @@ def structure_models():
                      lambda: Net({"c": nn.Conv2d(3, 16, 3, padding=1)},
                                  lambda m, x: (lambda c: {"c": c, "y": F.leaky_relu(c, 0.1)})(m.c(x))),
                      [x], ["c", "y"], [(3, None)], gain=1.41))
-    # The naming rules of LANGUAGE.md section 4, each on its own.
+    # The naming rules of docs/language.md ("Parameter names"), each on its own.
     x = Input("x", (10,))
     out.append(Model("naming_pipe_stages", _src([x], ["h = x |> dense(16) |> relu |> dense(8)",
                                                       "output y = h"]),

@@ -10,7 +10,7 @@
  *       (raw little-endian float32, [BATCH, 1, 32, 32]), writes the NOUT = BATCH*10 logits to
  *       OUT.raw.  Exit 0, or 1 with nncc_last_error() on stderr.
  *   lenet5_main errors WEIGHTS
- *       the contract of LANGUAGE.md section 4 for bad arguments: each must return a negative
+ *       the contract of docs/c-api.md ("Errors") for bad arguments: each must return a negative
  *       code with a non-empty nncc_last_error(), and never crash.  Exit 0 when all do, 1
  *       (naming the first that did not) otherwise.
  */

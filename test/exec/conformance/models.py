@@ -1,7 +1,7 @@
-"""models.py - the spec's example models (examples/*.nn) written by hand in PyTorch.
+"""models.py - the example models (examples/*.nn) written by hand in PyTorch.
 
 Each module is written the way the .nn file reads, so that its state_dict keys are the
-names LANGUAGE.md section 4 gives nncc's parameters:
+names docs/language.md ("Parameter names") gives nncc's parameters:
   - a binding with one parametric call outside a pipe names it directly (`c1.weight`);
   - a pipe is an nn.Sequential whose stages are numbered from 0, parameter-free stages
     (relu, maxpool2d, flatten, dropout, global_avgpool) included, a plain name at the head
@@ -203,7 +203,7 @@ def _rnn(prefix, layers, bidir=False):
     return out
 
 
-# The state_dict keys LANGUAGE.md section 4 gives each example, written out by hand from the
+# The state_dict keys docs/language.md ("Parameter names") gives each example, written out by hand from the
 # naming rule (not from the modules above), so that run.py --check-names can compare them.
 EXPECTED_NAMES = {
     "lenet5": _w("c1", "c3", "f5", "f6", "logits"),

@@ -36,8 +36,8 @@ exit status is 1 when anything failed.
 
 Options: --nncc PATH, --filter REGEX (on case names), --jobs N (models built and run in
 parallel processes), --keep DIR (keep each model's work directory under DIR), --list,
---check-names (print each example's state_dict keys and compare them with LANGUAGE.md
-section 4's rule as written out in models.EXPECTED_NAMES), --self-check (no nncc: the
+--check-names (print each example's state_dict keys and compare them with docs/language.md
+("Parameter names") as written out in models.EXPECTED_NAMES), --self-check (no nncc: the
 "artifact" is PyTorch in float64, to test this harness itself), --tol, --timeout.
 """
 import argparse

@@ -1,0 +1,326 @@
+/* link.c - from the model's object code to the artifact the user asked for (outputs.h kinds),
+ * and the embedded weights.
+ *
+ *   executable   cc -o OUT  model.o [weights.s] libnncc_rt.a -lm -lpthread
+ *   .so          cc -shared ...the same...
+ *   .a           a copy of libnncc_rt.a with model.o [weights.o] added: `cc app.c m.a -lm`
+ *   .o           model.o alone, or `cc -r` of model.o and weights.s: link it with libnncc_rt.a
+ *
+ * Embedded weights (--weights) never go through LLVM: embed_weights() converts the
+ * safetensors file, parameter by parameter, straight into a raw little-endian f32 file, and a
+ * two-line assembler file `.incbin`s it under the symbol M_nncc_weights (which the descriptor
+ * references).  So embedding is a copy: linear in the size, the compiler's memory is the
+ * weights file plus one parameter, and nothing limits the size to 32 bits.  On x86-64 the
+ * data goes to a large-data section (.lrodata, flag "l"), which the linker places after
+ * everything else, so that gigabytes of weights never push code and its data out of the
+ * +-2 GiB reach of RIP-relative addressing.
+ * Every intermediate file lives in one private temporary directory, removed at the end; the
+ * artifact is written through runtime/atomic_file.c (a named temporary beside the target that
+ * the linker fills, then renamed), so a failed build never leaves a torn artifact.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "link.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "atomic_file.h"
+#include "diag.h"
+#include "nncc_rt.h"
+#include "safetensors.h"
+
+#ifndef NNCC_LINK_SANITIZE
+#define NNCC_LINK_SANITIZE 0
+#endif
+
+/* --- the embedded weights --- */
+
+int embed_weights(const Graph *g, const char *st_path, const char *raw_path) {
+  nncc_st_file f;
+  char err[512];
+  if (nncc_st_read(st_path, &f, err, sizeof err) != 0) {
+    fprintf(stderr, "nncc: error: %s\n", err);
+    nncc_st_free(&f);
+    return 1;
+  }
+  nncc_param_desc *pd = xcalloc((size_t)g->nparams + 1, sizeof *pd);
+  int64_t biggest = 1;
+  for (int i = 0; i < g->nparams; i++) {
+    const Param *p = &g->params[i];
+    pd[i].name = p->name;
+    pd[i].rank = p->shape.rank;
+    pd[i].init = (int32_t)p->init;
+    for (int d = 0; d < p->shape.rank && d < NNCC_MAX_RANK; d++) pd[i].dims[d] = p->shape.d[d].n;
+    pd[i].numel = p->numel;
+    pd[i].offset = p->offset;
+    if (p->numel > biggest) biggest = p->numel;
+  }
+  /* every tensor checked first (names, shapes, dtypes, nothing extra): a zero-sized
+   * destination, since nncc_st_load_params writes nothing before all checks pass */
+  int rc = nncc_st_check_params(&f, g->nparams, pd, err, sizeof err);
+  FILE *out = rc ? NULL : fopen(raw_path, "wb");
+  float *buf = NULL;   /* conversions from F64 / F16 / BF16: one parameter at a time */
+  int64_t at = 0;   /* floats written */
+  static const float zeros[256];
+  for (int i = 0; !rc && out && i < g->nparams; i++) {
+    const Param *p = &g->params[i];
+    while (at < p->offset) {   /* padding between parameters, if the layout has any */
+      int64_t k = p->offset - at < 256 ? p->offset - at : 256;
+      fwrite(zeros, sizeof(float), (size_t)k, out);
+      at += k;
+    }
+    const nncc_st_tensor *t = nncc_st_find(&f, p->name);
+    const void *src = t->data;   /* F32 is copied straight from the file */
+    if (t->dtype != NNCC_ST_F32) {
+      if (!buf) buf = xmalloc((size_t)biggest * sizeof(float));
+      rc = nncc_st_to_f32(&f, t, buf, err, sizeof err);
+      src = buf;
+    }
+    if (!rc && p->numel && fwrite(src, sizeof(float), (size_t)p->numel, out) != (size_t)p->numel) break;
+    at += p->numel;
+  }
+  while (!rc && out && at < g->param_floats) {
+    int64_t k = g->param_floats - at < 256 ? g->param_floats - at : 256;
+    fwrite(zeros, sizeof(float), (size_t)k, out);
+    at += k;
+  }
+  free(buf);
+  free(pd);
+  nncc_st_free(&f);
+  if (rc) {
+    if (out) fclose(out);
+    fprintf(stderr, "nncc: error: %s\n", err);
+    fprintf(stderr, "note: the weights must match model '%s' exactly: every parameter, with "
+            "its shape, and nothing else ('nncc --summary' lists them)\n", g->name);
+    return 1;
+  }
+  int bad = !out || ferror(out);
+  if (out) bad |= fclose(out) != 0;
+  if (bad) {
+    fprintf(stderr, "nncc: error: cannot write the weights to '%s': %s\n", raw_path, strerror(errno));
+    return 2;
+  }
+  return 0;
+}
+
+char *embed_weights_asm(const char *model, const char *raw_path, uint64_t bytes) {
+#if defined(__x86_64__)
+  const char *section = ".section .lrodata.nncc_weights,\"al\",@progbits";
+#else
+  const char *section = ".section .rodata.nncc_weights,\"a\",%progbits";
+#endif
+  /* raw_path comes from mkdtemp and the model's name: no quote or backslash to escape */
+  return xasprintf("# the weights of model '%s', %" PRIu64 " bytes (generated by nncc)\n"
+                   "\t%s\n\t.balign 64\n\t.globl %s_nncc_weights\n\t.hidden %s_nncc_weights\n"
+                   "\t.type %s_nncc_weights, @object\n\t.size %s_nncc_weights, %" PRIu64 "\n"
+                   "%s_nncc_weights:\n\t.incbin \"%s\"\n"
+                   "\t.section .note.GNU-stack,\"\",@progbits\n",
+                   model, bytes, section, model, model, model, model, bytes, model, raw_path);
+}
+
+/* --- running the toolchain --- */
+
+static int file_exists(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0;
+}
+
+/* The directory holding libnncc_rt.a (malloc'd). */
+static char *runtime_dir(void) {
+  const char *env = getenv("NNCC_RUNTIME_DIR");
+  if (env && *env) return xstrdup(env);
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = '\0';
+      /* installed: PREFIX/bin/nncc beside PREFIX/lib/nncc; the build tree: build/lib/nncc */
+      static const char *const rel[] = {"%s/../lib/nncc", "%s/lib/nncc"};
+      for (int i = 0; i < 2; i++) {
+        char *d = xasprintf(rel[i], exe);
+        char *lib = xasprintf("%s/libnncc_rt.a", d);
+        int ok = file_exists(lib);
+        free(lib);
+        if (ok) return d;
+        free(d);
+      }
+    }
+  }
+#ifdef NNCC_BUILD_RUNTIME_DIR
+  {
+    char *lib = xasprintf("%s/libnncc_rt.a", NNCC_BUILD_RUNTIME_DIR);
+    int ok = file_exists(lib);
+    free(lib);
+    if (ok) return xstrdup(NNCC_BUILD_RUNTIME_DIR);
+  }
+#endif
+#ifdef NNCC_INSTALL_RUNTIME_DIR
+  return xstrdup(NNCC_INSTALL_RUNTIME_DIR);
+#else
+  return xstrdup(".");
+#endif
+}
+
+static int run(const char *const *argv) {
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    execvp(argv[0], (char *const *)argv);
+    fprintf(stderr, "nncc: error: cannot run '%s': %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *tool(const char *env, const char *dflt) {
+  const char *t = getenv(env);
+  return t && *t ? t : dflt;
+}
+
+static int copy_file(const char *from, int to_fd) {
+  FILE *in = fopen(from, "rb");
+  if (!in) return errno;
+  char buf[1 << 16];
+  size_t n;
+  int e = 0;
+  while (!e && (n = fread(buf, 1, sizeof buf, in)) > 0) {
+    const char *p = buf;
+    while (n > 0) {
+      ssize_t w = write(to_fd, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        e = w < 0 ? errno : EIO;
+        break;
+      }
+      p += w;
+      n -= (size_t)w;
+    }
+  }
+  if (!e && ferror(in)) e = EIO;
+  fclose(in);
+  return e;
+}
+
+int link_artifact(const LinkJob *job) {
+  char *rtdir = runtime_dir();
+  char *rtlib = xasprintf("%s/libnncc_rt.a", rtdir);
+  free(rtdir);
+  if (job->kind != OUT_OBJECT && !file_exists(rtlib)) {
+    fprintf(stderr, "nncc: error: the runtime library '%s' is missing (set NNCC_RUNTIME_DIR)\n", rtlib);
+    free(rtlib);
+    return 2;
+  }
+  /* the artifact's temporary beside it, with a name the linker can write */
+  nncc_af af;
+  int e = nncc_af_begin_ex(&af, job->output, job->kind == OUT_EXECUTABLE, 1);
+  if (e) {
+    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", job->output, strerror(e));
+    free(rtlib);
+    return 1;
+  }
+  /* a device or FIFO target is written in place: build into the scratch file, copy after */
+  const char *into = af.in_place ? job->scratch : af.tmp;
+  const char *cc = tool("NNCC_CC", "cc");
+  const char *argv[24] = {0};
+  int n = 0, rc = 0, status = 0;
+  char *wobj = NULL;
+  int into_fd = af.in_place ? -1 : af.fd;
+  if (af.in_place && job->kind == OUT_STATIC) {
+    into_fd = open(into, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (into_fd < 0) e = errno;
+  }
+  switch (job->kind) {
+  case OUT_EXECUTABLE:
+  case OUT_SHARED:
+    argv[n++] = cc;
+    if (job->kind == OUT_SHARED) argv[n++] = "-shared";
+    argv[n++] = "-o";
+    argv[n++] = into;
+    argv[n++] = job->object;
+    if (job->weights_asm) argv[n++] = job->weights_asm;
+    argv[n++] = rtlib;
+    argv[n++] = "-lm";
+    argv[n++] = "-lpthread";
+    if (job->kind == OUT_EXECUTABLE) argv[n++] = "-lz";   /* the trainer's gzip IDX reader */
+    /* no debug information from the runtime in the user's artifact (symbols stay, so
+     * profiles still name the kernels); --gc-sections drops the runtime code not used */
+    argv[n++] = "-Wl,--strip-debug,--gc-sections";
+    if (NNCC_LINK_SANITIZE) argv[n++] = "-fsanitize=address,undefined";
+    argv[n] = NULL;
+    rc = run(argv);
+    break;
+  case OUT_OBJECT:
+    if (!job->weights_asm) {
+      e = copy_file(job->object, af.fd);   /* in place or not, straight to the target */
+      into = NULL;
+      break;
+    }
+    argv[n++] = cc;
+    argv[n++] = "-r";
+    argv[n++] = "-nostdlib";
+    argv[n++] = "-o";
+    argv[n++] = into;
+    argv[n++] = job->object;
+    argv[n++] = job->weights_asm;
+    argv[n] = NULL;
+    rc = run(argv);
+    break;
+  case OUT_STATIC:
+    if (!e) e = copy_file(rtlib, into_fd);
+    if (af.in_place && into_fd >= 0) close(into_fd);
+    if (e) break;
+    if (job->weights_asm) {
+      wobj = xasprintf("%s_weights.o", job->object);
+      const char *as[] = {cc, "-c", "-o", wobj, job->weights_asm, NULL};
+      rc = run(as);
+    }
+    if (!rc) {
+      argv[n++] = tool("NNCC_AR", "ar");
+      argv[n++] = "rs";
+      argv[n++] = into;
+      argv[n++] = job->object;
+      if (wobj) argv[n++] = wobj;
+      argv[n] = NULL;
+      rc = run(argv);
+    }
+    break;
+  default: unreachable();
+  }
+  if (wobj) {
+    unlink(wobj);
+    free(wobj);
+  }
+  free(rtlib);
+  if (rc != 0) {
+    fprintf(stderr, "nncc: error: linking '%s' failed (%s exited with %d)\n", job->output,
+            argv[0] ? argv[0] : cc, rc);
+    nncc_af_abort(&af);
+    return 2;
+  }
+  if (!e && af.in_place && into) {
+    e = copy_file(into, af.fd);
+    unlink(into);
+  }
+  if (!e) e = nncc_af_commit(&af);
+  else nncc_af_abort(&af);
+  if (e) {
+    fprintf(stderr, "nncc: error: cannot write '%s': %s\n", job->output, strerror(e));
+    status = 1;
+  }
+  return status;
+}
