@@ -639,6 +639,83 @@ static void fill_loop(LoopProgram *lp, LStmt *body, int dst, LExpr *count, doubl
 
 static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
+/* Channels cvar * mult + i, i < nb, of batch row b: dxs[b, c, q] for every q, the nb
+ * accumulators (independent FMA chains) sharing each load of dyp. */
+enum { CONV_DX_BLOCK = 4, CONV_DW_BLOCK = 4 };
+
+static void conv_dx_channels(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int b, int cvar,
+                             int64_t mult, int nb, int dyp, int w, int dxs, int64_t DPS,
+                             int64_t Wq, int64_t NQ) {
+  int q = lvar(lp, "q"), f = lvar(lp, "f"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+  LStmt *lq = ls_for(lp, blk, q, le_i64(lp, 0), le_i64(lp, NQ));
+  lq->vec = lp->vec_f32;
+  LStmt *qb = ls_body(lq);
+  int acc[CONV_DX_BLOCK];
+  for (int i = 0; i < nb; i++) acc[i] = ls_local(lp, qb, LT_F32, le_f32(lp, 0));
+  LStmt *lf = ls_for(lp, qb, f, le_i64(lp, 0), le_i64(lp, g->F));
+  LStmt *lky = ls_for(lp, ls_body(lf), ky, le_i64(lp, 0), le_i64(lp, g->kh));
+  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, g->kw));
+  LStmt *kb = ls_body(lkx);
+  LExpr *plane = le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g->F)), le_var(lp, f)),
+                        le_i64(lp, DPS));
+  LExpr *di = le_add(lp, plane, le_add(lp, le_var(lp, q),
+                                       le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, Wq)),
+                                              le_var(lp, kx))));
+  int dv = ls_local(lp, kb, LT_F32, le_load(lp, dyp, di));
+  for (int i = 0; i < nb; i++) {
+    LExpr *c = le_add(lp, le_mul(lp, le_var(lp, cvar), le_i64(lp, mult)), le_i64(lp, i));
+    LExpr *wi = ix4(lp, le_var(lp, f), c, le_sub(lp, le_i64(lp, g->kh - 1), le_var(lp, ky)),
+                    le_sub(lp, le_i64(lp, g->kw - 1), le_var(lp, kx)), g->C, g->kh, g->kw);
+    ls_set(lp, kb, acc[i], le_fma(lp, le_local(lp, dv), le_load(lp, w, wi), le_local(lp, acc[i])));
+  }
+  for (int i = 0; i < nb; i++) {
+    LExpr *c = le_add(lp, le_mul(lp, le_var(lp, cvar), le_i64(lp, mult)), le_i64(lp, i));
+    ls_store(lp, qb, dxs,
+             le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g->C)), c),
+                               le_i64(lp, NQ)),
+                    le_var(lp, q)),
+             le_local(lp, acc[i]));
+  }
+}
+
+/* Filters fvar * mult + i, i < nb: dW[f, c, ky, kx] for every c, ky, kx (see lower_conv_dw),
+ * the nb vector accumulators sharing each load of xp. */
+static void conv_dw_filters(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int fvar, int64_t mult,
+                            int nb, int dyq, int xp, int dw, int64_t NQ, int64_t XPS, int64_t Wp) {
+  int64_t V = lp->vec_f32;
+  int c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+  int l = lvar(lp, "l"), b = lvar(lp, "b"), qb = lvar(lp, "qb");
+  LStmt *lc_ = ls_for(lp, blk, c, le_i64(lp, 0), le_i64(lp, g->C));
+  LStmt *lky = ls_for(lp, ls_body(lc_), ky, le_i64(lp, 0), le_i64(lp, g->kh));
+  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, g->kw));
+  LStmt *ll = ls_for(lp, ls_body(lkx), l, le_i64(lp, 0), le_i64(lp, V));
+  ll->vec = (int)V;
+  LStmt *lb_ = ls_body(ll);
+  int acc[CONV_DW_BLOCK];
+  for (int i = 0; i < nb; i++) acc[i] = ls_local(lp, lb_, LT_F32, le_f32(lp, 0));
+  LStmt *lb = ls_for(lp, lb_, b, le_i64(lp, 0), le_batch(lp));
+  LStmt *lqb = ls_for(lp, ls_body(lb), qb, le_i64(lp, 0), le_i64(lp, NQ / V));
+  LStmt *qbb = ls_body(lqb);
+  LExpr *q = le_add(lp, le_mul(lp, le_var(lp, qb), le_i64(lp, V)), le_var(lp, l));
+  LExpr *xi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g->C)), le_var(lp, c)),
+                                le_i64(lp, XPS)),
+                     le_add(lp, le_mul(lp, q, le_i64(lp, g->sw)),
+                            le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, Wp)), le_var(lp, kx))));
+  int xv = ls_local(lp, qbb, LT_F32, le_load(lp, xp, xi));
+  for (int i = 0; i < nb; i++) {
+    LExpr *f = le_add(lp, le_mul(lp, le_var(lp, fvar), le_i64(lp, mult)), le_i64(lp, i));
+    LExpr *di = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g->F)), f),
+                                  le_i64(lp, NQ)),
+                       q);
+    ls_set(lp, qbb, acc[i], le_fma(lp, le_load(lp, dyq, di), le_local(lp, xv), le_local(lp, acc[i])));
+  }
+  for (int i = 0; i < nb; i++) {
+    LExpr *f = le_add(lp, le_mul(lp, le_var(lp, fvar), le_i64(lp, mult)), le_i64(lp, i));
+    ls_accumulate(lp, lb_, dw, ix4(lp, f, le_var(lp, c), le_var(lp, ky), le_var(lp, kx), g->C, g->kh, g->kw),
+                  le_local(lp, acc[i]));
+  }
+}
+
 /* _conv_dx.  Flat planes so that the vector loop runs over whole vectors of a contiguous
  * axis: dyp [B, F, DPS] holds the dilated, shifted dy as Hq rows of pitch Wq (DPS leaves
  * room for the reads of the last vector), dxs [B, C, NQ] the result with the same pitch Wq,
@@ -680,32 +757,20 @@ static void lower_conv_dx(LowerCtx *lc, const Node *n) {
                                  1, g.OH, g.OW)));
   }
   {
-    int b = lvar(lp, "b"), c = lvar(lp, "c"), q = lvar(lp, "q");
-    int f = lvar(lp, "f"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+    int b = lvar(lp, "b");
     LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
     lb->parallel = 1;
-    LStmt *lc_ = ls_for(lp, ls_body(lb), c, le_i64(lp, 0), le_i64(lp, g.C));
-    LStmt *lq = ls_for(lp, ls_body(lc_), q, le_i64(lp, 0), le_i64(lp, NQ));
-    lq->vec = (int)V;
-    LStmt *qb = ls_body(lq);
-    int acc = ls_local(lp, qb, LT_F32, le_f32(lp, 0));
-    LStmt *lf = ls_for(lp, qb, f, le_i64(lp, 0), le_i64(lp, g.F));
-    LStmt *lky = ls_for(lp, ls_body(lf), ky, le_i64(lp, 0), le_i64(lp, g.kh));
-    LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, g.kw));
-    LExpr *plane = le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g.F)), le_var(lp, f)),
-                          le_i64(lp, DPS));
-    LExpr *di = le_add(lp, plane, le_add(lp, le_var(lp, q),
-                                         le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, Wq)),
-                                                le_var(lp, kx))));
-    LExpr *wi = ix4(lp, le_var(lp, f), le_var(lp, c),
-                    le_sub(lp, le_i64(lp, g.kh - 1), le_var(lp, ky)),
-                    le_sub(lp, le_i64(lp, g.kw - 1), le_var(lp, kx)), g.C, g.kh, g.kw);
-    ls_set(lp, ls_body(lkx), acc, le_fma(lp, le_load(lp, dyp, di), le_load(lp, w, wi), le_local(lp, acc)));
-    ls_store(lp, qb, dxs,
-             le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g.C)), le_var(lp, c)),
-                               le_i64(lp, NQ)),
-                    le_var(lp, q)),
-             le_local(lp, acc));
+    int64_t blocks = g.C / CONV_DX_BLOCK;
+    if (blocks > 0) {
+      int cb = lvar(lp, "cb");
+      LStmt *lcb = ls_for(lp, ls_body(lb), cb, le_i64(lp, 0), le_i64(lp, blocks));
+      conv_dx_channels(lp, ls_body(lcb), &g, b, cb, CONV_DX_BLOCK, CONV_DX_BLOCK, dyp, w, dxs, DPS, Wq, NQ);
+    }
+    if (blocks * CONV_DX_BLOCK < g.C) {
+      int c = lvar(lp, "c");
+      LStmt *lc_ = ls_for(lp, ls_body(lb), c, le_i64(lp, blocks * CONV_DX_BLOCK), le_i64(lp, g.C));
+      conv_dx_channels(lp, ls_body(lc_), &g, b, c, 1, 1, dyp, w, dxs, DPS, Wq, NQ);
+    }
   }
   {
     int r = lvar(lp, "bc"), iy = lvar(lp, "iy"), ix = lvar(lp, "ix");
@@ -767,31 +832,19 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
              le_load(lp, dy, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, oy), le_var(lp, ox), 1, g.OH, g.OW)));
   }
   fill_loop(lp, body, dw, le_i64(lp, g.F * g.C * g.kh * g.kw), 0.0);
-  int f = lvar(lp, "f"), c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
-  int l = lvar(lp, "l"), b = lvar(lp, "b"), qb = lvar(lp, "qb");
-  LStmt *lf = ls_for(lp, body, f, le_i64(lp, 0), le_i64(lp, g.F));
-  lf->parallel = 1;
-  LStmt *lc_ = ls_for(lp, ls_body(lf), c, le_i64(lp, 0), le_i64(lp, g.C));
-  LStmt *lky = ls_for(lp, ls_body(lc_), ky, le_i64(lp, 0), le_i64(lp, g.kh));
-  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, g.kw));
-  LStmt *ll = ls_for(lp, ls_body(lkx), l, le_i64(lp, 0), le_i64(lp, V));
-  ll->vec = (int)V;
-  LStmt *lb_ = ls_body(ll);
-  int acc = ls_local(lp, lb_, LT_F32, le_f32(lp, 0));
-  LStmt *lb = ls_for(lp, lb_, b, le_i64(lp, 0), le_batch(lp));
-  LStmt *lqb = ls_for(lp, ls_body(lb), qb, le_i64(lp, 0), le_i64(lp, NQ / V));
-  LExpr *q = le_add(lp, le_mul(lp, le_var(lp, qb), le_i64(lp, V)), le_var(lp, l));
-  LExpr *di = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g.F)), le_var(lp, f)),
-                                le_i64(lp, NQ)),
-                     q);
-  LExpr *xi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g.C)), le_var(lp, c)),
-                                le_i64(lp, XPS)),
-                     le_add(lp, le_mul(lp, q, le_i64(lp, s)),
-                            le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, Wp)), le_var(lp, kx))));
-  ls_set(lp, ls_body(lqb), acc, le_fma(lp, le_load(lp, dyq, di), le_load(lp, xp, xi), le_local(lp, acc)));
-  ls_accumulate(lp, lb_, dw,
-                ix4(lp, le_var(lp, f), le_var(lp, c), le_var(lp, ky), le_var(lp, kx), g.C, g.kh, g.kw),
-                le_local(lp, acc));
+  int64_t blocks = g.F / CONV_DW_BLOCK;
+  if (blocks > 0) {
+    int fb = lvar(lp, "fb");
+    LStmt *lfb = ls_for(lp, body, fb, le_i64(lp, 0), le_i64(lp, blocks));
+    lfb->parallel = 1;
+    conv_dw_filters(lp, ls_body(lfb), &g, fb, CONV_DW_BLOCK, CONV_DW_BLOCK, dyq, xp, dw, NQ, XPS, Wp);
+  }
+  if (blocks * CONV_DW_BLOCK < g.F) {
+    int f = lvar(lp, "f");
+    LStmt *lf = ls_for(lp, body, f, le_i64(lp, blocks * CONV_DW_BLOCK), le_i64(lp, g.F));
+    lf->parallel = 1;
+    conv_dw_filters(lp, ls_body(lf), &g, f, 1, 1, dyq, xp, dw, NQ, XPS, Wp);
+  }
 }
 
 static void lower_conv_db(LowerCtx *lc, const Node *n) {
