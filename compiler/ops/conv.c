@@ -637,35 +637,100 @@ static void fill_loop(LoopProgram *lp, LStmt *body, int dst, LExpr *count, doubl
   ls_store(lp, ls_body(l), dst, le_var(lp, i), le_f32(lp, v));
 }
 
-/* x [B, C, H, W] zero-padded by ph rows and pw columns on each side into a scratch copy
- * [B, C, H + 2ph, W + 2pw]; x itself when there is no padding. */
-static int conv_pad(LowerCtx *lc, LStmt *body, const Node *n, int src, const ConvGeo *g) {
-  LoopProgram *lp = lc->lp;
-  if (g->ph == 0 && g->pw == 0) return src;
-  int64_t Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw;
-  int xp = lower_scratch(lc, arena_printf(lp->arena, "%s.xpad", n->name), LT_F32,
-                         (SymCount){g->C * Hp * Wp, 0}, 1);
-  fill_loop(lp, body, xp, le_mul(lp, le_batch(lp), le_i64(lp, g->C * Hp * Wp)), 0.0);
-  int r = lvar(lp, "bc"), y = lvar(lp, "y"), x = lvar(lp, "x");
-  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g->C)));
-  LStmt *ly = ls_for(lp, ls_body(lr), y, le_i64(lp, 0), le_i64(lp, g->H));
-  LStmt *lx = ls_for(lp, ls_body(ly), x, le_i64(lp, 0), le_i64(lp, g->W));
-  lx->vec = lp->vec_f32;
-  LExpr *dst = ix4(lp, le_i64(lp, 0), le_var(lp, r), le_add(lp, le_var(lp, y), le_i64(lp, g->ph)),
-                   le_add(lp, le_var(lp, x), le_i64(lp, g->pw)), 1, Hp, Wp);
-  LExpr *from = ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, y), le_var(lp, x), 1, g->H, g->W);
-  ls_store(lp, ls_body(lx), xp, dst, le_load(lp, src, from));
-  return xp;
+static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
+
+/* Channels cvar * mult + i, i < nb, of batch row b: dxs[b, c, q] for every q, the nb
+ * accumulators (independent FMA chains) sharing each load of dyp. */
+enum { CONV_DX_BLOCK = 4, CONV_DW_BLOCK = 4 };
+
+static void conv_dx_channels(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int b, int cvar,
+                             int64_t mult, int nb, int dyp, int w, int dxs, int64_t DPS,
+                             int64_t Wq, int64_t NQ) {
+  int q = lvar(lp, "q"), f = lvar(lp, "f"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+  LStmt *lq = ls_for(lp, blk, q, le_i64(lp, 0), le_i64(lp, NQ));
+  lq->vec = lp->vec_f32;
+  LStmt *qb = ls_body(lq);
+  int acc[CONV_DX_BLOCK];
+  for (int i = 0; i < nb; i++) acc[i] = ls_local(lp, qb, LT_F32, le_f32(lp, 0));
+  LStmt *lf = ls_for(lp, qb, f, le_i64(lp, 0), le_i64(lp, g->F));
+  LStmt *lky = ls_for(lp, ls_body(lf), ky, le_i64(lp, 0), le_i64(lp, g->kh));
+  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, g->kw));
+  LStmt *kb = ls_body(lkx);
+  LExpr *plane = le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g->F)), le_var(lp, f)),
+                        le_i64(lp, DPS));
+  LExpr *di = le_add(lp, plane, le_add(lp, le_var(lp, q),
+                                       le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, Wq)),
+                                              le_var(lp, kx))));
+  int dv = ls_local(lp, kb, LT_F32, le_load(lp, dyp, di));
+  for (int i = 0; i < nb; i++) {
+    LExpr *c = le_add(lp, le_mul(lp, le_var(lp, cvar), le_i64(lp, mult)), le_i64(lp, i));
+    LExpr *wi = ix4(lp, le_var(lp, f), c, le_sub(lp, le_i64(lp, g->kh - 1), le_var(lp, ky)),
+                    le_sub(lp, le_i64(lp, g->kw - 1), le_var(lp, kx)), g->C, g->kh, g->kw);
+    ls_set(lp, kb, acc[i], le_fma(lp, le_local(lp, dv), le_load(lp, w, wi), le_local(lp, acc[i])));
+  }
+  for (int i = 0; i < nb; i++) {
+    LExpr *c = le_add(lp, le_mul(lp, le_var(lp, cvar), le_i64(lp, mult)), le_i64(lp, i));
+    ls_store(lp, qb, dxs,
+             le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g->C)), c),
+                               le_i64(lp, NQ)),
+                    le_var(lp, q)),
+             le_local(lp, acc[i]));
+  }
 }
 
+/* Filters fvar * mult + i, i < nb: dW[f, c, ky, kx] for every c, ky, kx (see lower_conv_dw),
+ * the nb vector accumulators sharing each load of xp. */
+static void conv_dw_filters(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int fvar, int64_t mult,
+                            int nb, int dyq, int xp, int dw, int64_t NQ, int64_t XPS, int64_t Wp) {
+  int64_t V = lp->vec_f32;
+  int c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+  int l = lvar(lp, "l"), b = lvar(lp, "b"), qb = lvar(lp, "qb");
+  LStmt *lc_ = ls_for(lp, blk, c, le_i64(lp, 0), le_i64(lp, g->C));
+  LStmt *lky = ls_for(lp, ls_body(lc_), ky, le_i64(lp, 0), le_i64(lp, g->kh));
+  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, g->kw));
+  LStmt *ll = ls_for(lp, ls_body(lkx), l, le_i64(lp, 0), le_i64(lp, V));
+  ll->vec = (int)V;
+  LStmt *lb_ = ls_body(ll);
+  int acc[CONV_DW_BLOCK];
+  for (int i = 0; i < nb; i++) acc[i] = ls_local(lp, lb_, LT_F32, le_f32(lp, 0));
+  LStmt *lb = ls_for(lp, lb_, b, le_i64(lp, 0), le_batch(lp));
+  LStmt *lqb = ls_for(lp, ls_body(lb), qb, le_i64(lp, 0), le_i64(lp, NQ / V));
+  LStmt *qbb = ls_body(lqb);
+  LExpr *q = le_add(lp, le_mul(lp, le_var(lp, qb), le_i64(lp, V)), le_var(lp, l));
+  LExpr *xi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g->C)), le_var(lp, c)),
+                                le_i64(lp, XPS)),
+                     le_add(lp, le_mul(lp, q, le_i64(lp, g->sw)),
+                            le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, Wp)), le_var(lp, kx))));
+  int xv = ls_local(lp, qbb, LT_F32, le_load(lp, xp, xi));
+  for (int i = 0; i < nb; i++) {
+    LExpr *f = le_add(lp, le_mul(lp, le_var(lp, fvar), le_i64(lp, mult)), le_i64(lp, i));
+    LExpr *di = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g->F)), f),
+                                  le_i64(lp, NQ)),
+                       q);
+    ls_set(lp, qbb, acc[i], le_fma(lp, le_load(lp, dyq, di), le_local(lp, xv), le_local(lp, acc[i])));
+  }
+  for (int i = 0; i < nb; i++) {
+    LExpr *f = le_add(lp, le_mul(lp, le_var(lp, fvar), le_i64(lp, mult)), le_i64(lp, i));
+    ls_accumulate(lp, lb_, dw, ix4(lp, f, le_var(lp, c), le_var(lp, ky), le_var(lp, kx), g->C, g->kh, g->kw),
+                  le_local(lp, acc[i]));
+  }
+}
+
+/* _conv_dx.  Flat planes so that the vector loop runs over whole vectors of a contiguous
+ * axis: dyp [B, F, DPS] holds the dilated, shifted dy as Hq rows of pitch Wq (DPS leaves
+ * room for the reads of the last vector), dxs [B, C, NQ] the result with the same pitch Wq,
+ * NQ = H Wq rounded up to the vector width; its columns >= W are discarded by the copy into
+ * dx.  dxs[q] = sum_{f, ky, kx} dyp[q + ky Wq + kx] W[f, c, kh-1-ky, kw-1-kx]. */
 static void lower_conv_dx(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   ConvGeo g = conv_geo(lc->g, &lc->g->nodes[n->fwd]);
   int dy = lower_value(lc, n->in[0]), w = lower_value(lc, n->in[1]), dx = lower_value(lc, n->id);
   LStmt *body = lower_begin(lc, n);
+  int64_t V = lp->vec_f32;
   int64_t Hq = g.H + g.kh - 1, Wq = g.W + g.kw - 1;
+  int64_t NQ = round_up(g.H * Wq, V), DPS = round_up(Hq * Wq + V + g.kw, V);
   int64_t ty = g.kh - 1 - g.ph, tx = g.kw - 1 - g.pw; /* dy row oy goes to dyp row oy sh + ty */
-  /* the rows of dy that land inside dyp: 0 <= oy sh + ty < Hq */
+  /* the rows of dy that land inside dyp: 0 <= oy sh + ty < Hq (the others only meet padding) */
   int64_t oy_lo = ty >= 0 ? 0 : (-ty + g.sh - 1) / g.sh;
   int64_t oy_hi = (Hq - 1 - ty) / g.sh + 1;
   if (oy_hi > g.OH) oy_hi = g.OH;
@@ -673,74 +738,113 @@ static void lower_conv_dx(LowerCtx *lc, const Node *n) {
   int64_t ox_hi = (Wq - 1 - tx) / g.sw + 1;
   if (ox_hi > g.OW) ox_hi = g.OW;
   int dyp = lower_scratch(lc, arena_printf(lp->arena, "%s.dyp", n->name), LT_F32,
-                          (SymCount){g.F * Hq * Wq, 0}, 1);
-  fill_loop(lp, body, dyp, le_mul(lp, le_batch(lp), le_i64(lp, g.F * Hq * Wq)), 0.0);
+                          (SymCount){g.F * DPS, 0}, 1);
+  int dxs = lower_scratch(lc, arena_printf(lp->arena, "%s.dxs", n->name), LT_F32,
+                          (SymCount){g.C * NQ, 0}, 1);
+  fill_loop(lp, body, dyp, le_mul(lp, le_batch(lp), le_i64(lp, g.F * DPS)), 0.0);
   {
     int r = lvar(lp, "bf"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
     LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g.F)));
     LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, oy_lo), le_i64(lp, oy_hi));
     LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, ox_lo), le_i64(lp, ox_hi));
-    lox->vec = lp->vec_f32;
+    lox->vec = (int)V;
     LExpr *qy = le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, g.sh)), le_i64(lp, ty));
     LExpr *qx = le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, g.sw)), le_i64(lp, tx));
-    ls_store(lp, ls_body(lox), dyp, ix4(lp, le_i64(lp, 0), le_var(lp, r), qy, qx, 1, Hq, Wq),
+    LExpr *di = le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, DPS)),
+                       le_add(lp, le_mul(lp, qy, le_i64(lp, Wq)), qx));
+    ls_store(lp, ls_body(lox), dyp, di,
              le_load(lp, dy, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, oy), le_var(lp, ox),
                                  1, g.OH, g.OW)));
   }
-  int b = lvar(lp, "b"), c = lvar(lp, "c"), iy = lvar(lp, "iy"), ix = lvar(lp, "ix");
-  int f = lvar(lp, "f"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
-  LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
-  lb->parallel = 1;
-  LStmt *lc_ = ls_for(lp, ls_body(lb), c, le_i64(lp, 0), le_i64(lp, g.C));
-  LStmt *liy = ls_for(lp, ls_body(lc_), iy, le_i64(lp, 0), le_i64(lp, g.H));
-  LStmt *lix = ls_for(lp, ls_body(liy), ix, le_i64(lp, 0), le_i64(lp, g.W));
-  lix->vec = lp->vec_f32;
-  LStmt *xb = ls_body(lix);
-  int acc = ls_local(lp, xb, LT_F32, le_f32(lp, 0));
-  LStmt *lf = ls_for(lp, xb, f, le_i64(lp, 0), le_i64(lp, g.F));
-  LStmt *lky = ls_for(lp, ls_body(lf), ky, le_i64(lp, 0), le_i64(lp, g.kh));
-  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, g.kw));
-  LExpr *di = ix4(lp, le_var(lp, b), le_var(lp, f), le_add(lp, le_var(lp, iy), le_var(lp, ky)),
-                  le_add(lp, le_var(lp, ix), le_var(lp, kx)), g.F, Hq, Wq);
-  LExpr *wi = ix4(lp, le_var(lp, f), le_var(lp, c),
-                  le_sub(lp, le_i64(lp, g.kh - 1), le_var(lp, ky)),
-                  le_sub(lp, le_i64(lp, g.kw - 1), le_var(lp, kx)), g.C, g.kh, g.kw);
-  ls_set(lp, ls_body(lkx), acc, le_fma(lp, le_load(lp, dyp, di), le_load(lp, w, wi), le_local(lp, acc)));
-  ls_store(lp, xb, dx, ix4(lp, le_var(lp, b), le_var(lp, c), le_var(lp, iy), le_var(lp, ix), g.C, g.H, g.W),
-           le_local(lp, acc));
+  {
+    int b = lvar(lp, "b");
+    LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
+    lb->parallel = 1;
+    int64_t blocks = g.C / CONV_DX_BLOCK;
+    if (blocks > 0) {
+      int cb = lvar(lp, "cb");
+      LStmt *lcb = ls_for(lp, ls_body(lb), cb, le_i64(lp, 0), le_i64(lp, blocks));
+      conv_dx_channels(lp, ls_body(lcb), &g, b, cb, CONV_DX_BLOCK, CONV_DX_BLOCK, dyp, w, dxs, DPS, Wq, NQ);
+    }
+    if (blocks * CONV_DX_BLOCK < g.C) {
+      int c = lvar(lp, "c");
+      LStmt *lc_ = ls_for(lp, ls_body(lb), c, le_i64(lp, blocks * CONV_DX_BLOCK), le_i64(lp, g.C));
+      conv_dx_channels(lp, ls_body(lc_), &g, b, c, 1, 1, dyp, w, dxs, DPS, Wq, NQ);
+    }
+  }
+  {
+    int r = lvar(lp, "bc"), iy = lvar(lp, "iy"), ix = lvar(lp, "ix");
+    LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g.C)));
+    LStmt *liy = ls_for(lp, ls_body(lr), iy, le_i64(lp, 0), le_i64(lp, g.H));
+    LStmt *lix = ls_for(lp, ls_body(liy), ix, le_i64(lp, 0), le_i64(lp, g.W));
+    lix->vec = (int)V;
+    LExpr *si = le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, NQ)),
+                       le_add(lp, le_mul(lp, le_var(lp, iy), le_i64(lp, Wq)), le_var(lp, ix)));
+    ls_store(lp, ls_body(lix), dx,
+             ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, iy), le_var(lp, ix), 1, g.H, g.W),
+             le_load(lp, dxs, si));
+  }
 }
 
+/* _conv_dw.  Flat planes again: xp [B, C, XPS] is x zero-padded, Hp rows of pitch Wp, and
+ * dyq [B, F, NQ] is dy with the same pitch Wp (zero in columns >= OW and past OH Wp, NQ a
+ * whole number of vectors), so that with q = oy Wp + ox the input element under kernel tap
+ * (ky, kx) is xp[s q + ky Wp + kx] (sh = sw for conv2d; conv1d has one row).  Then
+ *   dW[f, c, ky, kx] = sum over lanes l of sum_{b, qb} dyq[b, f, qb V + l] xp[b, c, s (qb V + l) + ky Wp + kx]
+ * one vector accumulator per weight, its lanes summed once into the zeroed dW. */
 static void lower_conv_dw(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
-  const Node *fw = &lc->g->nodes[n->fwd];
-  ConvGeo g = conv_geo(lc->g, fw);
+  ConvGeo g = conv_geo(lc->g, &lc->g->nodes[n->fwd]);
   int dy = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dw = lower_value(lc, n->id);
   LStmt *body = lower_begin(lc, n);
-  int xp = conv_pad(lc, body, n, x, &g);
+  int64_t V = lp->vec_f32, s = g.sw;
+  if (g.OH > 1 && g.sh != g.sw) die("conv_dw: unequal strides");
   int64_t Hp = g.H + 2 * g.ph, Wp = g.W + 2 * g.pw;
+  int64_t NQ = round_up(g.OH * Wp, V);
+  int64_t XPS = round_up(Hp * Wp > s * NQ + g.kh * Wp + g.kw ? Hp * Wp : s * NQ + g.kh * Wp + g.kw, V);
+  int xp = lower_scratch(lc, arena_printf(lp->arena, "%s.xp", n->name), LT_F32,
+                         (SymCount){g.C * XPS, 0}, 1);
+  int dyq = lower_scratch(lc, arena_printf(lp->arena, "%s.dyq", n->name), LT_F32,
+                          (SymCount){g.F * NQ, 0}, 1);
+  fill_loop(lp, body, xp, le_mul(lp, le_batch(lp), le_i64(lp, g.C * XPS)), 0.0);
+  {
+    int r = lvar(lp, "bc"), y = lvar(lp, "y"), xx = lvar(lp, "x");
+    LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g.C)));
+    LStmt *ly = ls_for(lp, ls_body(lr), y, le_i64(lp, 0), le_i64(lp, g.H));
+    LStmt *lx = ls_for(lp, ls_body(ly), xx, le_i64(lp, 0), le_i64(lp, g.W));
+    lx->vec = (int)V;
+    LExpr *dst = le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, XPS)),
+                        le_add(lp, le_mul(lp, le_add(lp, le_var(lp, y), le_i64(lp, g.ph)), le_i64(lp, Wp)),
+                               le_add(lp, le_var(lp, xx), le_i64(lp, g.pw))));
+    ls_store(lp, ls_body(lx), xp, dst,
+             le_load(lp, x, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, y), le_var(lp, xx), 1, g.H, g.W)));
+  }
+  fill_loop(lp, body, dyq, le_mul(lp, le_batch(lp), le_i64(lp, g.F * NQ)), 0.0);
+  {
+    int r = lvar(lp, "bf"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
+    LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g.F)));
+    LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, 0), le_i64(lp, g.OH));
+    LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, 0), le_i64(lp, g.OW));
+    lox->vec = (int)V;
+    LExpr *dst = le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, NQ)),
+                        le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, Wp)), le_var(lp, ox)));
+    ls_store(lp, ls_body(lox), dyq, dst,
+             le_load(lp, dy, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, oy), le_var(lp, ox), 1, g.OH, g.OW)));
+  }
   fill_loop(lp, body, dw, le_i64(lp, g.F * g.C * g.kh * g.kw), 0.0);
-  int f = lvar(lp, "f"), c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
-  int ox = lvar(lp, "ox"), b = lvar(lp, "b"), oy = lvar(lp, "oy");
-  LStmt *lf = ls_for(lp, body, f, le_i64(lp, 0), le_i64(lp, g.F));
-  lf->parallel = 1;
-  LStmt *lc_ = ls_for(lp, ls_body(lf), c, le_i64(lp, 0), le_i64(lp, g.C));
-  LStmt *lky = ls_for(lp, ls_body(lc_), ky, le_i64(lp, 0), le_i64(lp, g.kh));
-  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, g.kw));
-  LStmt *lox = ls_for(lp, ls_body(lkx), ox, le_i64(lp, 0), le_i64(lp, g.OW));
-  lox->vec = lp->vec_f32;
-  LStmt *ob = ls_body(lox);
-  int acc = ls_local(lp, ob, LT_F32, le_f32(lp, 0));
-  LStmt *lb = ls_for(lp, ob, b, le_i64(lp, 0), le_batch(lp));
-  LStmt *loy = ls_for(lp, ls_body(lb), oy, le_i64(lp, 0), le_i64(lp, g.OH));
-  LExpr *di = ix4(lp, le_var(lp, b), le_var(lp, f), le_var(lp, oy), le_var(lp, ox), g.F, g.OH, g.OW);
-  LExpr *xi = ix4(lp, le_var(lp, b), le_var(lp, c),
-                  le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, g.sh)), le_var(lp, ky)),
-                  le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, g.sw)), le_var(lp, kx)),
-                  g.C, Hp, Wp);
-  ls_set(lp, ls_body(loy), acc, le_fma(lp, le_load(lp, dy, di), le_load(lp, xp, xi), le_local(lp, acc)));
-  ls_accumulate(lp, ob, dw,
-                ix4(lp, le_var(lp, f), le_var(lp, c), le_var(lp, ky), le_var(lp, kx), g.C, g.kh, g.kw),
-                le_local(lp, acc));
+  int64_t blocks = g.F / CONV_DW_BLOCK;
+  if (blocks > 0) {
+    int fb = lvar(lp, "fb");
+    LStmt *lfb = ls_for(lp, body, fb, le_i64(lp, 0), le_i64(lp, blocks));
+    lfb->parallel = 1;
+    conv_dw_filters(lp, ls_body(lfb), &g, fb, CONV_DW_BLOCK, CONV_DW_BLOCK, dyq, xp, dw, NQ, XPS, Wp);
+  }
+  if (blocks * CONV_DW_BLOCK < g.F) {
+    int f = lvar(lp, "f");
+    LStmt *lf = ls_for(lp, body, f, le_i64(lp, blocks * CONV_DW_BLOCK), le_i64(lp, g.F));
+    lf->parallel = 1;
+    conv_dw_filters(lp, ls_body(lf), &g, f, 1, 1, dyq, xp, dw, NQ, XPS, Wp);
+  }
 }
 
 static void lower_conv_db(LowerCtx *lc, const Node *n) {
