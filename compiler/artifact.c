@@ -113,6 +113,27 @@ static LLVMValueRef call(Ai *a, LLVMValueRef f, LLVMValueRef *args, int n) {
   return LLVMBuildCall2(a->b, LLVMGlobalGetValueType(f), f, args, (unsigned)n, "");
 }
 
+/* if (m == NULL) return nncc_rt_fail(NNCC_ERR_ARG, "M_suffix: the model is NULL") (or NULL for
+ * a pointer result): the message names the function the user called, which the generic
+ * runtime cannot know without the model. */
+static void null_model_check(Ai *a, LLVMValueRef f, const char *model, const char *suffix,
+                             LLVMTypeRef ret) {
+  LLVMTypeRef fail_pt[2] = {a->i32, a->ptr};
+  LLVMTypeRef fail_t = LLVMFunctionType(a->i32, fail_pt, 2, 1);
+  LLVMValueRef fail = LLVMGetNamedFunction(a->mod, "nncc_rt_fail");
+  if (!fail) fail = LLVMAddFunction(a->mod, "nncc_rt_fail", fail_t);
+  LLVMBasicBlockRef null_bb = LLVMAppendBasicBlockInContext(a->ctx, f, "null_model");
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(a->ctx, f, "body");
+  LLVMBuildCondBr(a->b, LLVMBuildIsNull(a->b, LLVMGetParam(f, 0), ""), null_bb, body);
+  LLVMPositionBuilderAtEnd(a->b, null_bb);
+  char *msg = xasprintf("%s_%s: the model is NULL", model, suffix);
+  LLVMValueRef args[2] = {LLVMConstInt(a->i32, (unsigned long long)NNCC_ERR_ARG, 1), private_string(a, msg)};
+  free(msg);
+  LLVMValueRef rc = LLVMBuildCall2(a->b, fail_t, fail, args, 2, "");
+  LLVMBuildRet(a->b, ret == a->i32 ? rc : LLVMConstNull(ret));
+  LLVMPositionBuilderAtEnd(a->b, body);
+}
+
 /* A wrapper: `ret M_suffix(params...)` whose entry block the caller fills. */
 static LLVMValueRef wrapper(Ai *a, const char *model, const char *suffix, LLVMTypeRef ret,
                             LLVMTypeRef *pt, int n) {
@@ -123,6 +144,7 @@ static LLVMValueRef wrapper(Ai *a, const char *model, const char *suffix, LLVMTy
   unsigned kind = LLVMGetEnumAttributeKindForName("nounwind", 8);
   LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(a->ctx, kind, 0));
   LLVMPositionBuilderAtEnd(a->b, LLVMAppendBasicBlockInContext(a->ctx, f, "entry"));
+  if (n > 0 && ret != a->voidt) null_model_check(a, f, model, suffix, ret);
   return f;
 }
 

@@ -161,6 +161,23 @@ static void report(const char *kind, Loc loc, const char *fmt, va_list ap) {
   if (loc.file && loc.line > 0) show_source(loc);
 }
 
+static void (*context_fn)(void *);
+static void *context_arg;
+
+void diag_set_context(void (*fn)(void *arg), void *arg) {
+  context_fn = fn;
+  context_arg = arg;
+}
+
+/* the context's notes (sema: the block calls being expanded), never for its own notes */
+static void add_context(void) {
+  static int inside;
+  if (!context_fn || inside || quiet) return;
+  inside = 1;
+  context_fn(context_arg);
+  inside = 0;
+}
+
 void diag_error(Loc loc, const char *fmt, ...) {
   n_errors++;
   if (n_errors > DIAG_MAX_ERRORS) {
@@ -172,6 +189,7 @@ void diag_error(Loc loc, const char *fmt, ...) {
   va_start(ap, fmt);
   report("error", loc, fmt, ap);
   va_end(ap);
+  add_context();
 }
 
 void diag_warning(Loc loc, const char *fmt, ...) {
@@ -181,6 +199,7 @@ void diag_warning(Loc loc, const char *fmt, ...) {
   va_start(ap, fmt);
   report("warning", loc, fmt, ap);
   va_end(ap);
+  add_context();
 }
 
 void diag_note(Loc loc, const char *fmt, ...) {

@@ -41,6 +41,10 @@ void diag_warning(Loc loc, const char *fmt, ...) __attribute__((format(printf, 2
 /* A note belongs to the previous error or warning; a note with no file prints without a location. */
 void diag_note(Loc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* fn(arg) runs after each error and warning to add notes about where the compiler is (sema:
+ * "in the call of block 'unit' here"); NULL to stop. */
+void diag_set_context(void (*fn)(void *arg), void *arg);
+
 int diag_error_count(void);
 int diag_warning_count(void);
 void diag_reset(void);

@@ -39,6 +39,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "hints.h"
 #include "ops.h"
 
 enum {
@@ -669,8 +670,16 @@ static Value eval_op(Sema *s, const OpInfo *op, const Expr *e, CallArg *args, in
         diag_error(a->name_loc, "%s has no argument '%s'", op->name, a->name);
         const char **names = arena_alloc(s->tmp, (size_t)(op->nargs + 1) * sizeof *names);
         for (int k = 0; k < op->nargs; k++) names[k] = op->args[k].name;
-        const char *sugg = closest(a->name, names, op->nargs);
-        if (sugg) note_did_you_mean(sugg);
+        const char *alias = hint_kwarg_alias(a->name, names, op->nargs);   /* PyTorch's name */
+        const char *sugg = alias ? alias : closest(a->name, names, op->nargs);
+        if (!strcmp(a->name, "bidirectional") &&
+            (!strcmp(op->name, "rnn") || !strcmp(op->name, "lstm") || !strcmp(op->name, "gru")))
+          diag_note(no_loc, "did you mean bidirectional(%s(...))? wrap the layer: "
+                    "bidirectional(%s(x, 64)) or x |> bidirectional(%s(64))", op->name, op->name, op->name);
+        else if (alias)
+          diag_note(no_loc, "did you mean '%s'? (PyTorch's %s= is %s= here; %s)", alias, a->name,
+                    alias, signature(s, op));
+        else if (sugg) note_did_you_mean(sugg);
         else diag_note(no_loc, "%s", signature(s, op));
         ok = 0;
         continue;
@@ -897,13 +906,21 @@ static Value eval_call(Sema *s, const Expr *e, const Value *piped, const char *p
     return poison();
   }
   diag_error(at, "unknown operation '%s'", e->name);
-  const char *sugg = op_suggest(e->name);
+  const char *sugg = hint_op_alias(e->name);   /* PyTorch's name: linear, Conv2d, ... */
+  if (sugg) {
+    diag_note(no_loc, "did you mean '%s'? (PyTorch's %s is nncc's %s)", sugg, e->name, sugg);
+    return poison();
+  }
+  sugg = op_suggest(e->name);
   if (!sugg) {
     const char **names = arena_alloc(s->tmp, (size_t)(s->nblocks + 1) * sizeof *names);
     for (int i = 0; i < s->nblocks; i++) names[i] = s->blocks[i].d->name;
     sugg = closest(e->name, names, s->nblocks);
   }
   note_did_you_mean(sugg);
+  const char *near[3];
+  if (hint_closest_ops(e->name, near, 3) == 3)
+    diag_note(no_loc, "the closest operations are %s, %s and %s", near[0], near[1], near[2]);
   return poison();
 }
 
@@ -1194,6 +1211,8 @@ static void check_outputs_use_no_target(Sema *s, const Stmt **out_stmts) {
   }
 }
 
+static void warn_unused(Sema *s, const Decl *m, const int *let_node);
+
 static void build_model(Sema *s, const Decl *m) {
   Graph *g = s->g;
   Scope sc = {0};
@@ -1202,6 +1221,9 @@ static void build_model(Sema *s, const Decl *m) {
   const Stmt **out_stmts = arena_alloc(s->tmp, (size_t)(m->nbody + 1) * sizeof *out_stmts);
   const Stmt *loss_stmt = NULL;
   int has_output = 0; /* an output statement, even a wrong one (no second error then) */
+  int *let_node = arena_alloc(s->tmp, (size_t)(m->nbody + 1) * sizeof *let_node);
+  for (int i = 0; i < m->nbody; i++) let_node[i] = -1;
+  int errors0 = diag_error_count();
   for (int i = 0; i < m->nbody; i++) {
     const Stmt *st = &m->body[i];
     s->cur_stmt = st;
@@ -1217,6 +1239,7 @@ static void build_model(Sema *s, const Decl *m) {
       Value v = eval_named(s, st->value, st->name);
       if (st->has_annot) check_annotation(s, st, v, st->name);
       scope_define(s, st, v);
+      if (st->kind == ST_LET && v.kind == V_TENSOR && strcmp(st->name, "loss")) let_node[i] = v.node;
       if (v.kind == V_POISON) {
         if (!strcmp(st->name, "loss")) loss_stmt = st;
         break;
@@ -1276,6 +1299,7 @@ static void build_model(Sema *s, const Decl *m) {
     diag_error(loss_stmt->name_loc, "a model with a loss needs at least one target, e.g. "
                "target y : label[10]");
   if (g->noutputs) check_outputs_use_no_target(s, out_stmts);
+  if (diag_error_count() == errors0) warn_unused(s, m, let_node);
 }
 
 /* --- train blocks ------------------------------------------------------------------------- */
@@ -1702,6 +1726,34 @@ static const Decl *select_model(Sema *s, const char *model_name) {
   return s->models[0];
 }
 
+/* diag context: an error inside a block says which call it came from, innermost first
+ * (a block called three times is expanded three times) */
+static void block_call_notes(void *arg) {
+  Sema *s = arg;
+  for (int k = s->depth - 1; k >= 0; k--)
+    diag_note(s->stack_loc[k], "in block '%s', called here", s->stack[k]->name);
+}
+
+/* Warnings for an input no output (nor the loss) depends on, and a binding whose value nothing
+ * uses: let_node[i] is statement i's node (-1: not a tensor binding). */
+static void warn_unused(Sema *s, const Decl *m, const int *let_node) {
+  Graph *g = s->g;
+  char *live = arena_alloc(s->tmp, (size_t)g->nnodes + 1);
+  for (int k = 0; k < g->noutputs; k++) live[g->outputs[k]] = 1;
+  if (g->loss >= 0) live[g->loss] = 1;
+  for (int n = g->nnodes - 1; n >= 0; n--)
+    if (live[n])
+      for (int k = 0; k < g->nodes[n].nin; k++) live[g->nodes[n].in[k]] = 1;
+  for (int k = 0; k < g->ninputs; k++)
+    if (!live[g->inputs[k]])
+      diag_warning(g->nodes[g->inputs[k]].loc, "input '%s' is never used: no output depends on it",
+                   g->nodes[g->inputs[k]].name);
+  for (int i = 0; i < m->nbody; i++)
+    if (let_node[i] >= 0 && !live[let_node[i]] && g->nodes[let_node[i]].op != OP_input)
+      diag_warning(m->body[i].name_loc, "'%s' is computed but no output depends on it",
+                   m->body[i].name);
+}
+
 Graph *sema_build(const Program *p, const char *model_name) {
   int errors0 = diag_error_count();
   Sema sema;
@@ -1717,7 +1769,9 @@ Graph *sema_build(const Program *p, const char *model_name) {
     g->loc = m->name_loc;
     s->g = g;
     s->model = m;
+    diag_set_context(block_call_notes, s);
     build_model(s, m);
+    diag_set_context(NULL, NULL);
     /* every train block is checked; the model's own is applied */
     for (int i = 0; i < s->ntrains; i++) {
       const Decl *t = s->trains[i];

@@ -196,7 +196,7 @@ static int unguarded_init(nncc_model *m, uint64_t seed) {
 NNCC_API float *nncc_rt_param(nncc_model *m, const char *name, int64_t *numel) {
   if (numel) *numel = 0;
   if (!m || !name) {
-    nncc_rt_fail(NNCC_ERR_ARG, "nncc_rt_param: %s is NULL", !m ? "the model" : "the name");
+    nncc_rt_fail(NNCC_ERR_ARG, "%s_param: %s is NULL", !m ? "nncc_rt" : m->d->name, !m ? "the model" : "the name");
     return NULL;
   }
   for (int i = 0; i < m->d->n_params; i++) {
@@ -214,7 +214,7 @@ NNCC_API float *nncc_rt_param(nncc_model *m, const char *name, int64_t *numel) {
 
 static int unguarded_load(nncc_model *m, const char *path) {
   if (!m || !path)
-    return nncc_rt_fail(NNCC_ERR_ARG, "nncc_rt_load: %s is NULL", !m ? "the model" : "the path");
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_load: %s is NULL", !m ? "nncc_rt" : m->d->name, !m ? "the model" : "the path");
   char err[1024];
   nncc_st_file f;
   int rc = nncc_st_read(path, &f, err, sizeof err);
@@ -227,7 +227,7 @@ static int unguarded_load(nncc_model *m, const char *path) {
 
 static int unguarded_save(const nncc_model *m, const char *path) {
   if (!m || !path)
-    return nncc_rt_fail(NNCC_ERR_ARG, "nncc_rt_save: %s is NULL", !m ? "the model" : "the path");
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_save: %s is NULL", !m ? "nncc_rt" : m->d->name, !m ? "the model" : "the path");
   const nncc_model_desc *d = m->d;
   nncc_st_out *t = calloc((size_t)(d->n_params ? d->n_params : 1), sizeof *t);
   if (!t) return nncc_rt_fail(NNCC_ERR_NOMEM, "cannot save %s: out of memory", path);

@@ -174,9 +174,12 @@ static int parse_args(Trainer *t, int argc, char **argv) {
     } else if (!strcmp(opt, "--test")) {
       if ((rc = bind(t, "--test", val, t->test_path))) return rc;
     } else if (!strcmp(opt, "--epochs")) {
-      if (!parse_int(val, 1, &t->epochs)) return complain(t, 2, "--epochs wants an integer >= 1, got '%s'", val);
+      /* bounded so that steps x epochs (the progress line's total) cannot overflow */
+      if (!parse_int(val, 1, &t->epochs) || t->epochs > 1000000000)
+        return complain(t, 2, "--epochs wants an integer in [1, 1000000000], got '%s'", val);
     } else if (!strcmp(opt, "--batch")) {
-      if (!parse_int(val, 1, &t->batch)) return complain(t, 2, "--batch wants an integer >= 1, got '%s'", val);
+      if (!parse_int(val, 1, &t->batch) || t->batch > (1LL << 40))
+        return complain(t, 2, "--batch wants an integer in [1, 2^40], got '%s'", val);
       t->batch_given = 1;
     } else if (!strcmp(opt, "--progress")) {
       if (!parse_int(val, 0, &t->progress)) return complain(t, 2, "--progress wants an integer >= 0, got '%s'", val);

@@ -2,10 +2,12 @@
 # Fuzzes with libFuzzer under AddressSanitizer + UndefinedBehaviorSanitizer:
 #   scripts/fuzz.sh [SECONDS, default 60] [TARGET, default frontend]
 # TARGET: frontend (scanner, parser, and sema when it builds), idx (the trainer's IDX reader,
-# plain and gzip: test/fuzz/fuzz_idx.c), npy (the .npy reader: test/fuzz/fuzz_npy.c), or all
-# (each for SECONDS, one after another).  The runtime targets are built from runtime/idx.c,
-# npy.c and error.c with zlib; their seeds are test/fuzz/seeds-idx/ and seeds-npy/, their
-# corpora grow in test/fuzz/corpus-work-idx/ and corpus-work-npy/ (git-ignored).
+# plain and gzip: test/fuzz/fuzz_idx.c), npy (the .npy reader: test/fuzz/fuzz_npy.c),
+# safetensors (the weights reader and loader: test/fuzz/fuzz_safetensors.c), or all (each for
+# SECONDS, one after another).  The runtime targets are built from runtime/idx.c, npy.c,
+# safetensors.c, atomic_file.c and error.c with zlib; their seeds are test/fuzz/seeds-TARGET/,
+# their corpora grow in test/fuzz/corpus-work-TARGET/ (git-ignored).
+# scripts/fuzz-all.sh runs every target and sums the executions.
 #
 # Builds directly from the sources with clang (clang-19, else clang): flex and bison run
 # into build-fuzz/gen, the compiler's sources (all of compiler/*.c and compiler/ops/*.c but
@@ -20,7 +22,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-60}
 target=${2:-frontend}
-case $target in frontend|idx|npy|all) ;; *) echo "fuzz.sh: unknown target '$target' (frontend, idx, npy, all)" >&2; exit 2 ;; esac
+case $target in frontend|idx|npy|safetensors|all) ;; *) echo "fuzz.sh: unknown target '$target' (frontend, idx, npy, safetensors, all)" >&2; exit 2 ;; esac
 out=${NNCC_FUZZ_DIR:-$root/build-fuzz}   # ctest's smoke run (fuzz-smoke) uses its build tree
 gen=$out/gen
 mkdir -p "$gen" "$out/obj" "$root/test/fuzz/crashers" "$root/test/fuzz/corpus-work"
@@ -44,23 +46,25 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 # --- the runtime's file readers ------------------------------------------------------------
-fuzz_runtime() {   # idx | npy
+fuzz_runtime() {   # idx | npy | safetensors
   local t=$1 rflags=(-std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
                      -fno-omit-frame-pointer -I"$root/runtime" -w)
   mkdir -p "$root/test/fuzz/corpus-work-$t"
   "$cc" "${rflags[@]}" "$root/test/fuzz/fuzz_$t.c" "$root/runtime/idx.c" "$root/runtime/npy.c" \
-    "$root/runtime/error.c" -lz -lm -o "$out/fuzz_$t"
+    "$root/runtime/safetensors.c" "$root/runtime/atomic_file.c" "$root/runtime/error.c" -lz -lm \
+    -o "$out/fuzz_$t"
   (cd "$out" && ./"fuzz_$t" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
      -artifact_prefix="$root/test/fuzz/crashers/$t-" -print_final_stats=1 \
      "$root/test/fuzz/corpus-work-$t" "$root/test/fuzz/seeds-$t")
 }
-if [[ $target == idx || $target == npy ]]; then
+if [[ $target == idx || $target == npy || $target == safetensors ]]; then
   fuzz_runtime "$target"
   exit
 fi
 if [[ $target == all ]]; then
   fuzz_runtime idx
   fuzz_runtime npy
+  fuzz_runtime safetensors
 fi
 
 # --- the front end -------------------------------------------------------------------------

@@ -3,7 +3,7 @@
  * Each input is parsed twice, as float32 and as int32 wanted; when it parses, the result
  * must be consistent: numel = product(dims), every element readable (the data buffer holds
  * numel elements: ASan checks the reads).  A failed parse must leave the array empty.
- * Built and run by scripts/fuzz-all.sh.
+ * Built and run by scripts/fuzz.sh npy (and scripts/fuzz-all.sh).
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * the tensors are loaded into a small fixed model ("w" [2, 3], "b" [3]) whose buffer is
  * guarded on both sides: a load that fails must leave it untouched, and one that succeeds
  * must write only inside it.  Any violation aborts (a crash for libFuzzer).
- * Built and run by scripts/fuzz-all.sh.
+ * Built and run by scripts/fuzz.sh safetensors (and scripts/fuzz-all.sh).
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -196,14 +196,14 @@ static void test_param(void) {
              "dense_param: the model has no parameter 'fc.nope'");
   EXPECT(n == 0, "numel is 0 for an unknown name");
   p = nncc_rt_param(m, NULL, &n);
-  EXPECT_ERR("param_null_name", p ? 0 : NNCC_ERR_ARG, NNCC_ERR_ARG, "nncc_rt_param: the name is NULL");
+  EXPECT_ERR("param_null_name", p ? 0 : NNCC_ERR_ARG, NNCC_ERR_ARG, "dense_param: the name is NULL");
   p = nncc_rt_param(NULL, "fc.weight", &n);
   EXPECT_ERR("param_null_model", p ? 0 : NNCC_ERR_ARG, NNCC_ERR_ARG, "nncc_rt_param: the model is NULL");
   EXPECT_ERR("init_null_model", nncc_rt_init(NULL, 1), NNCC_ERR_ARG, "nncc_rt_init: the model is NULL");
   EXPECT_ERR("load_null_model", nncc_rt_load(NULL, "x"), NNCC_ERR_ARG, "nncc_rt_load: the model is NULL");
-  EXPECT_ERR("load_null_path", nncc_rt_load(m, NULL), NNCC_ERR_ARG, "nncc_rt_load: the path is NULL");
+  EXPECT_ERR("load_null_path", nncc_rt_load(m, NULL), NNCC_ERR_ARG, "dense_load: the path is NULL");
   EXPECT_ERR("save_null_model", nncc_rt_save(NULL, "x"), NNCC_ERR_ARG, "nncc_rt_save: the model is NULL");
-  EXPECT_ERR("save_null_path", nncc_rt_save(m, NULL), NNCC_ERR_ARG, "nncc_rt_save: the path is NULL");
+  EXPECT_ERR("save_null_path", nncc_rt_save(m, NULL), NNCC_ERR_ARG, "dense_save: the path is NULL");
   nncc_rt_destroy(m);
 }
 

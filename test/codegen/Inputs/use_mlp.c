@@ -23,6 +23,11 @@ int main(void) {
   printf("absent: %s\n", mlp_param(m, "nope", &n) ? "found" : "NULL");
   rc = mlp_forward(m, 0, &x[0][0], &y[0][0]);
   printf("batch 0: %d %s\n", rc, nncc_last_error());
+  /* run-time messages name the function the user called */
+  rc = mlp_forward(NULL, 1, &x[0][0], &y[0][0]);
+  printf("null model: %d %s\n", rc, nncc_last_error());
+  printf("null name: %s %s\n", mlp_param(m, NULL, &n) ? "found" : "NULL", nncc_last_error());
+  printf("null path: %d %s\n", mlp_load(m, NULL), nncc_last_error());
   mlp_destroy(m);
   return 0;
 }
