@@ -3,7 +3,8 @@
 Three classes of 2x2 ubyte "images" around three corners, as IDX files (gzip and plain) and
 the same data as .npy (float32 x / 255, as the trainer scales ubyte IDX images), plus broken
 variants: a label out of range, a corrupt and a truncated gzip file, a label file with fewer
-samples, a text file."""
+samples, a text file.  And sequences for seqtag_train.nn: x [samples, seq, 3], t [samples,
+seq] (seq 5 for training, 7 for the test set, 6 in a mismatched file)."""
 import gzip
 import os
 import struct
@@ -46,6 +47,11 @@ def main():
     c[len(c) // 2] ^= 0xFF
     open(os.path.join(d, "corrupt-images-idx3-ubyte.gz"), "wb").write(bytes(c))
     open(os.path.join(d, "text.txt"), "w").write("hello\n")
+    for name, n, s in (("seq-train", 40, 5), ("seq-test", 12, 7)):
+        sx = rng.normal(0, 1, (n, s, 3)).astype(np.float32)
+        np.save(os.path.join(d, name + "-x.npy"), sx)
+        np.save(os.path.join(d, name + "-t.npy"), (sx[:, :, 0] + 0.5 * sx[:, :, 1] > 0).astype(np.int32))
+    np.save(os.path.join(d, "seq-bad-x.npy"), np.zeros((40, 6, 3), np.float32))
 
 
 if __name__ == "__main__":
