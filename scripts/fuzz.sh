@@ -16,8 +16,8 @@
 # test/*/*.nn; the corpus grows in test/fuzz/corpus-work/ (git-ignored) across runs.
 # Crashers are saved to test/fuzz/crashers/ (reproduce: build-fuzz/fuzz_frontend FILE).
 # NNCC_FUZZ_PARSE_ONLY=1 fuzzes the parser alone; NNCC_FUZZ_DIR=DIR builds in DIR instead of
-# build-fuzz/.  ctest runs `fuzz.sh 10` as the test fuzz-smoke (plain build only): the
-# target must build and survive ten seconds on the seed corpus.
+# build-fuzz/.  ctest runs `fuzz-all.sh 10` as the test fuzz-smoke (plain build only): every
+# target must build and survive ten seconds on its seed corpus.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-60}
