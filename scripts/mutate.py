@@ -260,7 +260,7 @@ def main():
                 elif rc != 0:
                     status, detail = "CAUGHT", first_failure(out) or "lit exit %d" % rc
                 else:
-                    status, detail = "SURVIVED", "%s pass" % " ".join(paths)
+                    status, detail = "SURVIVED", "%s pass" % (" ".join(paths).strip() or "all suites")
         finally:
             restore(src, saved)
         secs = time.time() - t0
