@@ -67,7 +67,7 @@ def parse(path):
             continue
         if cur is None or (state == "head" and (line.startswith("#") or not line.strip())):
             continue
-        if line.startswith("file: ") and state in ("head", "new"):
+        if line.startswith("file: ") and state in ("head", "new", "done"):
             close_hunk()
             f, orig, new, state = line[6:].strip(), [], [], "file"
         elif line.startswith("--- original") and state == "file":
@@ -76,8 +76,13 @@ def parse(path):
             state = "new"
         elif state == "orig":
             orig.append(line)
+        elif state == "new" and not line.strip():
+            close_hunk()          # a blank line ends the replacement
+            state = "done"
         elif state == "new":
             new.append(line)
+        elif state == "done" and (line.startswith("#") or not line.strip()):
+            continue
         elif state == "head" and line.startswith("why: "):
             cur.why = line[5:].strip()
         elif state == "head" and line.startswith("tests: "):
@@ -86,8 +91,6 @@ def parse(path):
             sys.exit("%s:%d: unexpected line in mutant %s: %r" % (path, no, cur.name, line))
     close_hunk()
     for m in mutants:
-        # a blank line separates mutants: it belongs to no replacement
-        m.hunks = [(f, o, n.rstrip("\n") + "\n" if n.strip() else n) for f, o, n in m.hunks]
         if not m.hunks:
             sys.exit("%s:%d: mutant %s has no edit" % (path, m.line, m.name))
     names = [m.name for m in mutants]
