@@ -70,9 +70,28 @@ static LExpr *lrn_pow(LoopProgram *lp, int d, double beta) {
   return le_bin(lp, LO_POW, le_local(lp, d), le_f32(lp, beta));
 }
 
+/* Appends to bs the local S = k + alpha/size * sum of in[b, w, s]^2 over the window of
+ * channel c, w in [c - size/2, c + (size-1)/2] clipped to [0, C) (the forward's window, which
+ * the gradient recomputes); returns the local.  n is the lrn node. */
+static int lrn_denominator(LoopProgram *lp, const Node *n, LStmt *bs, int in, int b, int c,
+                           int s, int w) {
+  int64_t ch = n->shape.d[0].n, size = n->a.kernel;
+  int sum = ls_local(lp, bs, LT_F32, le_f32(lp, 0));
+  LExpr *lo = le_bin(lp, LO_MAX, le_sub(lp, le_var(lp, c), le_i64(lp, size / 2)), le_i64(lp, 0));
+  LExpr *hi = le_bin(lp, LO_MIN, le_add(lp, le_var(lp, c), le_i64(lp, (size - 1) / 2 + 1)),
+                     le_i64(lp, ch));
+  LStmt *lw = ls_for(lp, bs, w, lo, hi);
+  LExpr *v1 = le_load(lp, in, lrn_at(lp, n, b, le_var(lp, w), s));
+  LExpr *v2 = le_load(lp, in, lrn_at(lp, n, b, le_var(lp, w), s));
+  ls_set(lp, ls_body(lw), sum, le_fma(lp, v1, v2, le_local(lp, sum)));
+  return ls_local(lp, bs, LT_F32,
+                  le_fma(lp, le_f32(lp, n->a.alpha / (double)size), le_local(lp, sum),
+                         le_f32(lp, n->a.k)));
+}
+
 static void lower_lrn(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
-  int64_t ch = n->shape.d[0].n, size = n->a.kernel;
+  int64_t ch = n->shape.d[0].n;
   LStmt *body = lower_begin(lc, n);
   int in = lower_value(lc, n->in[0]), out = lower_value(lc, n->id);
   int b = lvar(lp, "b"), c = lvar(lp, "c"), s = lvar(lp, "s"), w = lvar(lp, "w");
@@ -82,17 +101,7 @@ static void lower_lrn(LowerCtx *lc, const Node *n) {
   LStmt *ls = ls_for(lp, ls_body(lch), s, le_i64(lp, 0), spatial(lp, n));
   ls->vec = lp->vec_f32;
   LStmt *bs = ls_body(ls);
-  int sum = ls_local(lp, bs, LT_F32, le_f32(lp, 0));
-  LExpr *lo = le_bin(lp, LO_MAX, le_sub(lp, le_var(lp, c), le_i64(lp, size / 2)), le_i64(lp, 0));
-  LExpr *hi = le_bin(lp, LO_MIN, le_add(lp, le_var(lp, c), le_i64(lp, (size - 1) / 2 + 1)),
-                     le_i64(lp, ch));
-  LStmt *lw = ls_for(lp, bs, w, lo, hi);
-  LExpr *v1 = le_load(lp, in, lrn_at(lp, n, b, le_var(lp, w), s));
-  LExpr *v2 = le_load(lp, in, lrn_at(lp, n, b, le_var(lp, w), s));
-  ls_set(lp, ls_body(lw), sum, le_fma(lp, v1, v2, le_local(lp, sum)));
-  int d = ls_local(lp, bs, LT_F32,
-                   le_fma(lp, le_f32(lp, n->a.alpha / (double)size), le_local(lp, sum),
-                          le_f32(lp, n->a.k)));
+  int d = lrn_denominator(lp, n, bs, in, b, c, s, w);
   ls_store(lp, bs, out, lrn_at(lp, n, b, le_var(lp, c), s),
            le_bin(lp, LO_DIV, le_load(lp, in, lrn_at(lp, n, b, le_var(lp, c), s)),
                   lrn_pow(lp, d, n->a.beta)));
@@ -149,17 +158,7 @@ static void lower_lrn_grad(LowerCtx *lc, const Node *n) {
     LStmt *ls = ls_for(lp, ls_body(lch), s, le_i64(lp, 0), spatial(lp, f));
     ls->vec = lp->vec_f32;
     LStmt *bs = ls_body(ls);
-    int sum = ls_local(lp, bs, LT_F32, le_f32(lp, 0));
-    LExpr *lo = le_bin(lp, LO_MAX, le_sub(lp, le_var(lp, c), le_i64(lp, size / 2)), le_i64(lp, 0));
-    LExpr *hi = le_bin(lp, LO_MIN, le_add(lp, le_var(lp, c), le_i64(lp, (size - 1) / 2 + 1)),
-                       le_i64(lp, ch));
-    LStmt *lw = ls_for(lp, bs, w, lo, hi);
-    LExpr *v1 = le_load(lp, in, lrn_at(lp, f, b, le_var(lp, w), s));
-    LExpr *v2 = le_load(lp, in, lrn_at(lp, f, b, le_var(lp, w), s));
-    ls_set(lp, ls_body(lw), sum, le_fma(lp, v1, v2, le_local(lp, sum)));
-    int d = ls_local(lp, bs, LT_F32,
-                     le_fma(lp, le_f32(lp, f->a.alpha / (double)size), le_local(lp, sum),
-                            le_f32(lp, f->a.k)));
+    int d = lrn_denominator(lp, f, bs, in, b, c, s, w);
     int p = ls_local(lp, bs, LT_F32, le_bin(lp, LO_DIV, le_f32(lp, 1.0), lrn_pow(lp, d, f->a.beta)));
     ls_store(lp, bs, pb, lrn_at(lp, f, b, le_var(lp, c), s), le_local(lp, p));
     LExpr *t = le_bin(lp, LO_MUL,
