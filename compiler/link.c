@@ -59,7 +59,10 @@
 #define SHF_X86_64_LARGE 0x10000000
 #endif
 static const char elf_shstr[] = "\0.lrodata.nncc_weights\0.note.GNU-stack\0.symtab\0.strtab\0.shstrtab";
-enum { SH_DATA = 1, SH_NOTE = 24, SH_SYMTAB = 40, SH_STRTAB = 48, SH_SHSTRTAB = 56 };   /* name offsets */
+/* the names' offsets in elf_shstr */
+enum { SH_DATA = 1, SH_NOTE = SH_DATA + sizeof ".lrodata.nncc_weights",
+       SH_SYMTAB = SH_NOTE + sizeof ".note.GNU-stack", SH_STRTAB = SH_SYMTAB + sizeof ".symtab",
+       SH_SHSTRTAB = SH_STRTAB + sizeof ".strtab" };
 
 static uint64_t align8(uint64_t x) { return (x + 7) & ~(uint64_t)7; }
 
