@@ -121,9 +121,14 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   char *files[NFILES] = {xasprintf("%s/%s.o", scratch, g->name), NULL, NULL,
                          xasprintf("%s/out", scratch)};
   if (opts->weights) {
+#if defined(__x86_64__)
+    /* straight into an ELF object (link.c): one copy of the weights */
+    files[F_RAW] = xasprintf("%s/%s_weights.o", scratch, g->name);
+    status = embed_weights(g, opts->weights, files[F_RAW], 1);
+#else
     files[F_RAW] = xasprintf("%s/%s.weights", scratch, g->name);
     files[F_ASM] = xasprintf("%s/%s_weights.s", scratch, g->name);
-    status = embed_weights(g, opts->weights, files[F_RAW]);
+    status = embed_weights(g, opts->weights, files[F_RAW], 0);
     if (!status) {
       char *text = embed_weights_asm(g->name, files[F_RAW], (uint64_t)g->param_floats * 4);
       FILE *f = fopen(files[F_ASM], "w");
@@ -132,6 +137,7 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
       if (status) fprintf(stderr, "nncc: error: cannot write '%s'\n", files[F_ASM]);
       free(text);
     }
+#endif
     if (status) goto out_scratch;
   }
   OutputKind kind = opts->output ? outputs_kind(opts->output) : OUT_EXECUTABLE;
@@ -235,7 +241,8 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
     }
     status = write_file(files[F_OBJ], LLVMGetBufferStart(buf), LLVMGetBufferSize(buf)) ? 2 : 0;
     if (!status) {
-      LinkJob job = {kind, opts->output, files[F_OBJ], files[F_ASM], files[F_OUT]};
+      LinkJob job = {kind, opts->output, files[F_OBJ], files[F_ASM] ? files[F_ASM] : files[F_RAW],
+                     files[F_OUT]};
       status = link_artifact(&job);
     }
     char *header = outputs_header(opts->output, kind);

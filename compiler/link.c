@@ -1,19 +1,20 @@
 /* link.c - from the model's object code to the artifact the user asked for (outputs.h kinds),
  * and the embedded weights.
  *
- *   executable   cc -o OUT  model.o [weights.s] libnncc_rt.a -lm -lpthread
+ *   executable   cc -o OUT  model.o [weights.o|.s] libnncc_rt.a -lm -lpthread
  *   .so          cc -shared ...the same...
  *   .a           a copy of libnncc_rt.a with model.o [weights.o] added: `cc app.c m.a -lm`
- *   .o           model.o alone, or `cc -r` of model.o and weights.s: link it with libnncc_rt.a
+ *   .o           model.o alone, or `cc -r` of model.o and the weights: link it with libnncc_rt.a
  *
  * Embedded weights (--weights) never go through LLVM: embed_weights() converts the
- * safetensors file, parameter by parameter, straight into a raw little-endian f32 file, and a
- * two-line assembler file `.incbin`s it under the symbol M_nncc_weights (which the descriptor
- * references).  So embedding is a copy: linear in the size, the compiler's memory is the
- * weights file plus one parameter, and nothing limits the size to 32 bits.  On x86-64 the
- * data goes to a large-data section (.lrodata, flag "l"), which the linker places after
- * everything else, so that gigabytes of weights never push code and its data out of the
- * +-2 GiB reach of RIP-relative addressing.
+ * safetensors file, parameter by parameter, straight into the data section of a small ELF
+ * object that it writes itself (x86-64; elsewhere a raw file that a two-line assembler file
+ * `.incbin`s), defining the hidden symbol M_nncc_weights that the descriptor references.  So
+ * embedding is a copy: linear in the size, the compiler's memory is the weights file plus one
+ * parameter, and every size and offset is 64-bit.  The data goes to a large-data section
+ * (.lrodata, flag SHF_X86_64_LARGE), which the linker places after everything else, so that
+ * gigabytes of weights never push code and its data out of the +-2 GiB reach of RIP-relative
+ * addressing.
  * Every intermediate file lives in one private temporary directory, removed at the end; the
  * artifact is written through runtime/atomic_file.c (a named temporary beside the target that
  * the linker fills, then renamed), so a failed build never leaves a torn artifact.
@@ -23,6 +24,7 @@
 #endif
 #include "link.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -45,7 +47,83 @@
 
 /* --- the embedded weights --- */
 
-int embed_weights(const Graph *g, const char *st_path, const char *raw_path) {
+/* --- an ELF relocatable object around the weights (x86-64) ---
+ *
+ *   0         the ELF header
+ *   64        the data: `bytes` bytes, section 1 (.lrodata.nncc_weights, alloc + large, align 64)
+ *   ...       .symtab (null, the section, SYM: global hidden object of size bytes), .strtab,
+ *             .shstrtab, then the 6 section headers (null, data, .note.GNU-stack, .symtab,
+ *             .strtab, .shstrtab)
+ * Every offset and size is 64-bit, so nothing limits the weights to 4 GiB. */
+#ifndef SHF_X86_64_LARGE
+#define SHF_X86_64_LARGE 0x10000000
+#endif
+static const char elf_shstr[] = "\0.lrodata.nncc_weights\0.note.GNU-stack\0.symtab\0.strtab\0.shstrtab";
+/* the names' offsets in elf_shstr */
+enum { SH_DATA = 1, SH_NOTE = SH_DATA + sizeof ".lrodata.nncc_weights",
+       SH_SYMTAB = SH_NOTE + sizeof ".note.GNU-stack", SH_STRTAB = SH_SYMTAB + sizeof ".symtab",
+       SH_SHSTRTAB = SH_STRTAB + sizeof ".strtab" };
+
+static uint64_t align8(uint64_t x) { return (x + 7) & ~(uint64_t)7; }
+
+static uint64_t elf_shoff(const char *sym, uint64_t bytes) {
+  uint64_t symtab = align8(64 + bytes), strtab = symtab + 3 * sizeof(Elf64_Sym);
+  return align8(strtab + strlen(sym) + 2 + sizeof elf_shstr);
+}
+
+int embed_elf_begin(FILE *f, const char *sym, uint64_t bytes) {
+  Elf64_Ehdr h;
+  memset(&h, 0, sizeof h);
+  memcpy(h.e_ident, ELFMAG, SELFMAG);
+  h.e_ident[EI_CLASS] = ELFCLASS64;
+  h.e_ident[EI_DATA] = ELFDATA2LSB;
+  h.e_ident[EI_VERSION] = EV_CURRENT;
+  h.e_type = ET_REL;
+  h.e_machine = EM_X86_64;
+  h.e_version = EV_CURRENT;
+  h.e_shoff = elf_shoff(sym, bytes);
+  h.e_ehsize = sizeof h;
+  h.e_shentsize = sizeof(Elf64_Shdr);
+  h.e_shnum = 6;
+  h.e_shstrndx = 5;
+  return fwrite(&h, sizeof h, 1, f) == 1 ? 0 : -1;
+}
+
+int embed_elf_end(FILE *f, const char *sym, uint64_t bytes) {
+  uint64_t symtab = align8(64 + bytes), strtab = symtab + 3 * sizeof(Elf64_Sym);
+  uint64_t strsz = strlen(sym) + 2, shstrtab = strtab + strsz, shoff = elf_shoff(sym, bytes);
+  if (fseeko(f, (off_t)symtab, SEEK_SET) != 0) return -1;   /* pads the data to 8 bytes */
+  Elf64_Sym st[3];
+  memset(st, 0, sizeof st);
+  st[1].st_info = ELF64_ST_INFO(STB_LOCAL, STT_SECTION);
+  st[1].st_shndx = 1;
+  st[2].st_name = 1;
+  st[2].st_info = ELF64_ST_INFO(STB_GLOBAL, STT_OBJECT);
+  st[2].st_other = STV_HIDDEN;
+  st[2].st_shndx = 1;
+  st[2].st_size = bytes;
+  fwrite(st, sizeof st, 1, f);
+  fputc(0, f);
+  fwrite(sym, 1, strlen(sym) + 1, f);
+  fwrite(elf_shstr, 1, sizeof elf_shstr, f);
+  for (uint64_t at = shstrtab + sizeof elf_shstr; at < shoff; at++) fputc(0, f);
+  Elf64_Shdr sh[6];
+  memset(sh, 0, sizeof sh);
+  sh[1] = (Elf64_Shdr){.sh_name = SH_DATA, .sh_type = SHT_PROGBITS, .sh_flags = SHF_ALLOC | SHF_X86_64_LARGE,
+                       .sh_offset = 64, .sh_size = bytes, .sh_addralign = 64};
+  sh[2] = (Elf64_Shdr){.sh_name = SH_NOTE, .sh_type = SHT_PROGBITS, .sh_offset = symtab, .sh_addralign = 1};
+  sh[3] = (Elf64_Shdr){.sh_name = SH_SYMTAB, .sh_type = SHT_SYMTAB, .sh_offset = symtab,
+                       .sh_size = sizeof st, .sh_link = 4, .sh_info = 2, .sh_addralign = 8,
+                       .sh_entsize = sizeof(Elf64_Sym)};
+  sh[4] = (Elf64_Shdr){.sh_name = SH_STRTAB, .sh_type = SHT_STRTAB, .sh_offset = strtab, .sh_size = strsz,
+                       .sh_addralign = 1};
+  sh[5] = (Elf64_Shdr){.sh_name = SH_SHSTRTAB, .sh_type = SHT_STRTAB, .sh_offset = shstrtab,
+                       .sh_size = sizeof elf_shstr, .sh_addralign = 1};
+  fwrite(sh, sizeof sh, 1, f);
+  return ferror(f) ? -1 : 0;
+}
+
+int embed_weights(const Graph *g, const char *st_path, const char *raw_path, int as_elf) {
   nncc_st_file f;
   char err[512];
   if (nncc_st_read(st_path, &f, err, sizeof err) != 0) {
@@ -71,8 +149,11 @@ int embed_weights(const Graph *g, const char *st_path, const char *raw_path) {
   FILE *out = rc ? NULL : fopen(raw_path, "wb");
   float *buf = NULL;   /* conversions from F64 / F16 / BF16: one parameter at a time */
   int64_t at = 0;   /* floats written */
+  char *sym = xasprintf("%s_nncc_weights", g->name);
+  uint64_t bytes = (uint64_t)g->param_floats * sizeof(float);
+  int werr = out && as_elf && embed_elf_begin(out, sym, bytes) != 0;   /* a write error */
   static const float zeros[256];
-  for (int i = 0; !rc && out && i < g->nparams; i++) {
+  for (int i = 0; !rc && !werr && out && i < g->nparams; i++) {
     const Param *p = &g->params[i];
     while (at < p->offset) {   /* padding between parameters, if the layout has any */
       int64_t k = p->offset - at < 256 ? p->offset - at : 256;
@@ -94,9 +175,16 @@ int embed_weights(const Graph *g, const char *st_path, const char *raw_path) {
     fwrite(zeros, sizeof(float), (size_t)k, out);
     at += k;
   }
+  if (!rc && !werr && out && as_elf && embed_elf_end(out, sym, bytes) != 0) werr = 1;
+  free(sym);
   free(buf);
   free(pd);
   nncc_st_free(&f);
+  if (werr && !rc) {
+    fclose(out);
+    fprintf(stderr, "nncc: error: cannot write the weights to '%s': %s\n", raw_path, strerror(errno));
+    return 2;
+  }
   if (rc) {
     if (out) fclose(out);
     fprintf(stderr, "nncc: error: %s\n", err);
@@ -192,6 +280,11 @@ static const char *tool(const char *env, const char *dflt) {
   return t && *t ? t : dflt;
 }
 
+static int ends_with_o(const char *p) {
+  size_t n = strlen(p);
+  return n > 2 && !strcmp(p + n - 2, ".o");
+}
+
 static int copy_file(const char *from, int to_fd) {
   FILE *in = fopen(from, "rb");
   if (!in) return errno;
@@ -252,7 +345,7 @@ int link_artifact(const LinkJob *job) {
     argv[n++] = "-o";
     argv[n++] = into;
     argv[n++] = job->object;
-    if (job->weights_asm) argv[n++] = job->weights_asm;
+    if (job->weights) argv[n++] = job->weights;
     argv[n++] = rtlib;
     argv[n++] = "-lm";
     argv[n++] = "-lpthread";
@@ -265,7 +358,7 @@ int link_artifact(const LinkJob *job) {
     rc = run(argv);
     break;
   case OUT_OBJECT:
-    if (!job->weights_asm) {
+    if (!job->weights) {
       e = copy_file(job->object, af.fd);   /* in place or not, straight to the target */
       into = NULL;
       break;
@@ -276,7 +369,7 @@ int link_artifact(const LinkJob *job) {
     argv[n++] = "-o";
     argv[n++] = into;
     argv[n++] = job->object;
-    argv[n++] = job->weights_asm;
+    argv[n++] = job->weights;
     argv[n] = NULL;
     rc = run(argv);
     break;
@@ -284,9 +377,11 @@ int link_artifact(const LinkJob *job) {
     if (!e) e = copy_file(rtlib, into_fd);
     if (af.in_place && into_fd >= 0) close(into_fd);
     if (e) break;
-    if (job->weights_asm) {
+    if (job->weights && ends_with_o(job->weights)) {
+      argv[0] = NULL;   /* already an object: into the archive as it is */
+    } else if (job->weights) {
       wobj = xasprintf("%s_weights.o", job->object);
-      const char *as[] = {cc, "-c", "-o", wobj, job->weights_asm, NULL};
+      const char *as[] = {cc, "-c", "-o", wobj, job->weights, NULL};
       rc = run(as);
     }
     if (!rc) {
@@ -295,6 +390,7 @@ int link_artifact(const LinkJob *job) {
       argv[n++] = into;
       argv[n++] = job->object;
       if (wobj) argv[n++] = wobj;
+      else if (job->weights) argv[n++] = job->weights;
       argv[n] = NULL;
       rc = run(argv);
     }

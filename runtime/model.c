@@ -484,7 +484,7 @@ static const char *optimizer_name(int o) {
        : o == NNCC_OPT_RMSPROP ? "rmsprop" : "adam";
 }
 
-NNCC_API int nncc_rt_set_option(nncc_model *m, const char *name, double value) {
+static int unguarded_set_option(nncc_model *m, const char *name, double value) {
   int rc = need_train(m, "set_option");
   if (rc) return rc;
   const nncc_model_desc *d = m->d;
@@ -613,7 +613,7 @@ static int ckpt_layout(const nncc_model *m, Ckpt *c) {
   return NNCC_OK;
 }
 
-NNCC_API int nncc_rt_save_checkpoint(const nncc_model *m, const char *path) {
+static int unguarded_save_checkpoint(const nncc_model *m, const char *path) {
   int rc = need_train(m, "save_checkpoint");
   if (rc) return rc;
   if (!path) return nncc_rt_fail(NNCC_ERR_ARG, "%s_save_checkpoint: the path is NULL", m->d->name);
@@ -657,7 +657,7 @@ done:
   return rc;
 }
 
-NNCC_API int nncc_rt_load_checkpoint(nncc_model *m, const char *path) {
+static int unguarded_load_checkpoint(nncc_model *m, const char *path) {
   int rc = need_train(m, "load_checkpoint");
   if (rc) return rc;
   if (!path) return nncc_rt_fail(NNCC_ERR_ARG, "%s_load_checkpoint: the path is NULL", m->d->name);
@@ -775,4 +775,16 @@ NNCC_API int nncc_rt_update(nncc_model *m) {
 NNCC_API int nncc_rt_train_step(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
                                 const void *const *targets, float *loss) {
   GUARDED(m, "train_step", unguarded_train_step(m, batch, seq, in, targets, loss));
+}
+
+NNCC_API int nncc_rt_set_option(nncc_model *m, const char *name, double value) {
+  GUARDED(m, "set_option", unguarded_set_option(m, name, value));
+}
+
+NNCC_API int nncc_rt_save_checkpoint(const nncc_model *m, const char *path) {
+  GUARDED(m, "save_checkpoint", unguarded_save_checkpoint(m, path));
+}
+
+NNCC_API int nncc_rt_load_checkpoint(nncc_model *m, const char *path) {
+  GUARDED(m, "load_checkpoint", unguarded_load_checkpoint(m, path));
 }

@@ -6,7 +6,8 @@
  * planted at the old temporary name (PATH.tmp.<pid>) is not followed; a file's mode and a
  * symlink at the target are kept; a 250-character name saves; /dev/null is written in place
  * and stays a device; an .npy write to /dev/full fails and /dev/full stays; a failed save
- * (file size limit) leaves no temporary behind and the old file intact.
+ * (file size limit) leaves no temporary behind and the old file intact; a killed save
+ * leaves no temporary either.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -16,6 +17,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "npy.h"
@@ -211,6 +213,39 @@ static void test_files(void) {
   free(keep);
 }
 
+/* A save killed part-way (SIGKILL: no cleanup can run) leaves no temporary file behind: the
+ * data goes to an anonymous O_TMPFILE that gets a name only for the instant of the rename.
+ * A child saves a 16 MB model in a loop; it is killed during its saves. */
+static void test_killed(void) {
+  char *sub = path_in("killed");
+  mkdir(sub, 0755);
+  char *path = malloc(strlen(sub) + 32);
+  sprintf(path, "%s/w.safetensors", sub);
+  int leftovers = 0, rounds = 5;
+  for (int r = 0; r < rounds; r++) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      static const nncc_param_desc p16[] = {{"big.weight", 1, NNCC_INIT_ZERO, {1 << 22}, 1 << 22, 0, 1, 1}};
+      nncc_model_desc d16 = big_desc;
+      d16.params = p16;
+      d16.param_floats = 1 << 22;
+      nncc_model *m = nncc_rt_create(&d16);
+      for (;;) nncc_rt_save(m, path);
+    }
+    usleep(150000 + 37000 * r);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    DIR *d = opendir(sub);
+    for (struct dirent *e; d && (e = readdir(d));)
+      leftovers += e->d_name[0] != '.' ? strcmp(e->d_name, "w.safetensors") != 0 : strncmp(e->d_name, ".nncc-", 6) == 0;
+    if (d) closedir(d);
+  }
+  printf("case killed_saves: %d saves killed, %d temporaries left\n", rounds, leftovers);
+  EXPECT(leftovers == 0, "a killed save left its temporary");
+  free(path);
+  free(sub);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: rt_save_test DIR\n");
@@ -219,5 +254,6 @@ int main(int argc, char **argv) {
   dir = argv[1];
   test_files();
   test_concurrent();
+  test_killed();
   return finish();
 }
