@@ -1,8 +1,9 @@
-"""grad_misc.py - checks the gradients of softmax, log_softmax, lrn and embedding against
+"""grad_misc.py - checks the gradients of the activations, dense, the losses, softmax,
+log_softmax, lrn and embedding against
 PyTorch autograd (run with %python: torch + numpy).
 
-  grad_misc.py --nncc NNCC --dir DIR [GROUP...]     GROUP: softmax, lrn, lrn_conv, embedding,
-                                                    fd (default: all)
+  grad_misc.py --nncc NNCC --dir DIR [GROUP...]     GROUP: act, softmax, lrn, lrn_conv,
+                                                    embedding, fd (default: all)
 
 Each case is one small trainable .nn model (model name `m`, written here) and the torch
 function that computes the same loss from the same parameters (state_dict names).  The model
@@ -299,6 +300,91 @@ def embedding_cases():
     return cases
 
 
+ACTS = [  # (nncc spelling, torch function)
+    ("relu", torch.relu),
+    ("leaky_relu", lambda v: F.leaky_relu(v, 0.01)),
+    ("leaky_relu(slope=0.3)", lambda v: F.leaky_relu(v, 0.3)),
+    ("leaky_relu(slope=2.5)", lambda v: F.leaky_relu(v, 2.5)),
+    ("leaky_relu(slope=0)", lambda v: F.leaky_relu(v, 0.0)),
+    ("sigmoid", torch.sigmoid),
+    ("tanh", torch.tanh),
+]
+
+
+def act_label(spelling):
+    return spelling.replace("(slope=", "_").replace(")", "")
+
+
+def act_cases():
+    """Each activation's rule (_act_grad), fused into the dense before it and standalone on an
+    input, with [K] and [seq, K] shapes, into cross_entropy and mse; dense with and without a
+    bias; an activation whose dense is itself an output (the fused value must stay unfused)."""
+    cases = []
+    for spelling, fn in ACTS:
+        tag = act_label(spelling)
+        # dense |> act -> dense -> cross_entropy (K = 21: vectors + a remainder)
+        cases.append(dict(
+            name=f"act_{tag}_dense_ce",
+            src=f"""model m {{
+  input x : f32[9]
+  target lab : label[4]
+  h = dense(x, 21) |> {spelling}
+  output z = dense(h, 4)
+  loss = cross_entropy(z, lab)
+}}""",
+            params={"h.0.weight": (21, 9), "h.0.bias": (21,), "z.weight": (4, 21), "z.bias": (4,)},
+            inputs=[("x", "f32", (9,)), ("lab", ("label", 4), ())],
+            ref=lambda P, I, fn=fn: ce(dense(fn(dense(I["x"], P, "h.0")), P, "z"), I["lab"]),
+            runs=[(1, 0), (7, 0)]))
+        # per step: dense (no bias) |> act -> mse against a real target, over [seq, 19]
+        cases.append(dict(
+            name=f"act_{tag}_seq_nobias_mse",
+            src=f"""model m {{
+  input x : f32[seq, 5]
+  target t : f32[seq, 19]
+  output y = dense(x, 19, bias=false) |> {spelling}
+  loss = mse(y, t)
+}}""",
+            params={"y.0.weight": (19, 5)},
+            inputs=[("x", "f32", ("S", 5)), ("t", "f32", ("S", 19))],
+            ref=lambda P, I, fn=fn: F.mse_loss(fn(dense(I["x"], P, "y.0", bias=False)), I["t"]),
+            runs=[(1, 1), (3, 6)]))
+    # the dense is an output too and the activation after it is another output: h must reach
+    # the second dense unactivated, y = act(h) feeds the loss with h's dense
+    cases.append(dict(
+        name="act_after_output_dense_ce",
+        src="""model m {
+  input x : f32[6]
+  target lab : label[5]
+  output h = dense(x, 11)
+  output y = leaky_relu(h, slope=0.2)
+  output z = dense(y, 5)
+  loss = cross_entropy(z, lab)
+}""",
+        params={"h.weight": (11, 6), "h.bias": (11,), "z.weight": (5, 11), "z.bias": (5,)},
+        inputs=[("x", "f32", (6,)), ("lab", ("label", 5), ())],
+        ref=lambda P, I: ce(dense(F.leaky_relu(dense(I["x"], P, "h"), 0.2), P, "z"), I["lab"]),
+        runs=[(1, 0), (4, 0)]))
+    # two dense layers, cross_entropy per step over [seq, 7]: dense's dx through a chain
+    cases.append(dict(
+        name="dense_chain_seq_ce",
+        src="""model m {
+  input x : f32[seq, 33]
+  target lab : label[seq, 7]
+  h = dense(x, 17) |> tanh
+  g = dense(h, 40) |> sigmoid
+  output z = dense(g, 7)
+  loss = cross_entropy(z, lab)
+}""",
+        params={"h.0.weight": (17, 33), "h.0.bias": (17,), "g.0.weight": (40, 17),
+                "g.0.bias": (40,), "z.weight": (7, 40), "z.bias": (7,)},
+        inputs=[("x", "f32", ("S", 33)), ("lab", ("label", 7), ("S",))],
+        ref=lambda P, I: ce(dense(torch.sigmoid(dense(torch.tanh(dense(I["x"], P, "h.0")), P, "g.0")),
+                                  P, "z"), I["lab"]),
+        runs=[(1, 1), (2, 9)]))
+    return cases
+
+
 # --- running a case ----------------------------------------------------------------------------
 
 def build(nncc, d, case):
@@ -468,6 +554,41 @@ def fd_checks(rng):
         for r in range(R):
             rule[ids[r]] += dy[r]
         out.append((f"fd_embedding_v{V}_d{D}_r{R}", rel(rule, fd_grad(lambda w: (dy * w[ids]).sum(), W))))
+    # the activations' rules as _act_grad lowers them: relu and leaky_relu (slope > 0) read y,
+    # leaky_relu with slope <= 0 reads x; sigmoid reads y (y(1-y)), tanh reads y (1-y^2)
+    x = rng.standard_normal(41) * 2
+    x[np.abs(x) < 1e-3] += 0.1   # no point on the kink
+    dy = rng.standard_normal(41)
+    for slope in (0.01, 0.3, 2.5, 0.0, -0.5):
+        f = lambda v, s=slope: np.where(v > 0, v, s * v)
+        y = f(x)
+        pos = (y > 0) if slope > 0 else (x > 0)
+        out.append((f"fd_leaky_relu_{slope}", rel(np.where(pos, dy, dy * slope),
+                                                 fd_grad(lambda v: (dy * f(v)).sum(), x.copy()))))
+    sig = lambda v: 1 / (1 + np.exp(-v))
+    y = sig(x)
+    out.append(("fd_sigmoid", rel(dy * y * (1 - y), fd_grad(lambda v: (dy * sig(v)).sum(), x.copy()))))
+    y = np.tanh(x)
+    out.append(("fd_tanh", rel(dy * (1 - y * y), fd_grad(lambda v: (dy * np.tanh(v)).sum(), x.copy()))))
+    y = np.maximum(x, 0)
+    out.append(("fd_relu", rel(np.where(y > 0, dy, 0), fd_grad(lambda v: (dy * np.maximum(v, 0)).sum(),
+                                                                 x.copy()))))
+    # the losses: _ce_grad = (softmax(z) - onehot) / rows, _mse_grad = 2 (y - t) / count
+    for R, K in ((1, 3), (6, 10)):
+        z, lab = rng.standard_normal((R, K)), rng.integers(0, K, size=R)
+        onehot = np.eye(K)[lab]
+        ce_np = lambda v: -np.mean(np.log(np_softmax(v))[np.arange(R), lab])
+        out.append((f"fd_cross_entropy_{R}x{K}", rel((np_softmax(z) - onehot) / R, fd_grad(ce_np, z))))
+        t = rng.standard_normal((R, K))
+        mse_np = lambda v: np.mean((v - t) ** 2)
+        out.append((f"fd_mse_{R}x{K}", rel(2 * (z - t) / z.size, fd_grad(mse_np, z))))
+    # dense: y = x W^T + b over rows; _dense_dx = dy W, _dense_dw = dy^T x, _dense_db = sum dy
+    for R, K, U in ((1, 3, 2), (5, 7, 4)):
+        x, W, b = rng.standard_normal((R, K)), rng.standard_normal((U, K)), rng.standard_normal(U)
+        dy = rng.standard_normal((R, U))
+        out.append((f"fd_dense_dx_{R}x{K}x{U}", rel(dy @ W, fd_grad(lambda v: (dy * (v @ W.T + b)).sum(), x))))
+        out.append((f"fd_dense_dw_{R}x{K}x{U}", rel(dy.T @ x, fd_grad(lambda w: (dy * (x @ w.T + b)).sum(), W))))
+        out.append((f"fd_dense_db_{R}x{K}x{U}", rel(dy.sum(0), fd_grad(lambda c: (dy * (x @ W.T + c)).sum(), b))))
     return out
 
 
@@ -476,12 +597,12 @@ def main():
     ap.add_argument("--nncc", required=True)
     ap.add_argument("--dir", required=True)
     ap.add_argument("groups", nargs="*",
-                    default=["softmax", "lrn", "lrn_conv", "embedding", "fd"])
+                    default=["act", "softmax", "lrn", "lrn_conv", "embedding", "fd"])
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     rng = np.random.default_rng(20261128)
     passed = failed = 0
-    groups = {"softmax": softmax_cases, "lrn": lrn_cases, "lrn_conv": lrn_conv_cases,
+    groups = {"act": act_cases, "softmax": softmax_cases, "lrn": lrn_cases, "lrn_conv": lrn_conv_cases,
               "embedding": embedding_cases}
     for group in args.groups:
         worst = 0.0
