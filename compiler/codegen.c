@@ -14,15 +14,18 @@
  * offset, in[i], out[i], targets[i], ws + slot offset, ...), calls the kernels in order
  * and returns the first non-zero code.
  *
- * Vectorization (loops.h): a loop with vec = W > 1 whose body is vectorizable
- * (no reduction into a scalar local declared outside, no branch or loop bound
- * that depends on the loop variable) becomes a main loop stepping by W, where
+ * Vectorization (loops.h): a loop with vec = W > 1 (its body must be vectorizable: no set
+ * of a local declared outside other than the loop's own reduction, no branch or loop bound
+ * that depends on the loop variable; anything else is a compiler error, never a silent
+ * scalar loop) becomes a main loop stepping by W, where
  * every expression that depends on the variable is a <W x T> vector, followed by
  * a scalar remainder loop that re-emits the body.  Loads and stores use the
  * index's derivative d(index)/d(var): 1 -> a contiguous vector access (align 4),
  * 0 -> a scalar access (a load is splatted; a store of a vector value keeps the
  * last lane, an accumulation sums the lanes), otherwise masked gather/scatter.
- * Locals declared inside the vector loop are vectors.  exp, tanh and sigmoid are
+ * Locals declared inside the vector loop are vectors.  A reduction loop (ls_reduce) keeps
+ * its local as a vector of lane partials during the main loop, folds them into the scalar in
+ * lane order 0..W-1 after it, and lets the remainder add to that.  exp, tanh and sigmoid are
  * branch-free polynomial code (Cephes), the same in scalar and vector form.
  * fadd and fmul carry the `contract` flag; LE_FMA is llvm.fma (fmul + fadd on targets
  * without FMA).
@@ -285,7 +288,8 @@ static int stride_of(Cg *c, const LExpr *e, int64_t *s) {
 }
 
 /* Static legality of vectorizing loop `var`: locals declared inside are vectors; a set of an
- * outer local, or a branch / bound / check that depends on the variable, is not supported. */
+ * outer local (other than the loop's own reduction, inner[] == 2: ls_combine only), or a
+ * branch / bound / check that depends on the variable, is not supported. */
 static int dep_static(const LExpr *e, int var, const char *inner) {
   if (!e) return 0;
   if (e->kind == LE_VAR) return e->var == var;
@@ -305,7 +309,7 @@ static int legal_stmt(const LStmt *s, int var, char *inner) {
     if (dep_static(s->lo, var, inner) || dep_static(s->hi, var, inner)) return 0;
     return legal_stmt(s->body[0], var, inner);
   case LS_LOCAL: inner[s->local] = 1; return 1;
-  case LS_SET: return inner[s->local];
+  case LS_SET: return inner[s->local] == 1 || (inner[s->local] == 2 && s->accumulate);
   case LS_STORE: return 1;
   case LS_IF:
     if (dep_static(s->cond, var, inner)) return 0;
@@ -321,9 +325,43 @@ static int legal_stmt(const LStmt *s, int var, char *inner) {
 
 static int vectorizable(Cg *c, const LStmt *loop) {
   char *inner = xcalloc((size_t)c->lp->nlocals + 1, 1);
+  if (loop->reduce) inner[loop->reduce - 1] = 2;
   int ok = legal_stmt(loop->body[0], loop->var, inner);
   free(inner);
   return ok;
+}
+
+/* Does e read local l? */
+static int expr_reads(const LExpr *e, int l) {
+  if (!e) return 0;
+  if (e->kind == LE_LOCAL && e->local == l) return 1;
+  return expr_reads(e->a, l) || expr_reads(e->b, l) || expr_reads(e->c, l);
+}
+
+/* A reduction loop's body may touch its local only through ls_combine with the loop's op. */
+static int reduction_well_formed(const LStmt *s, int l, LOp op) {
+  if (!s) return 1;
+  switch (s->kind) {
+  case LS_BLOCK:
+    for (int i = 0; i < s->nbody; i++)
+      if (!reduction_well_formed(s->body[i], l, op)) return 0;
+    return 1;
+  case LS_FOR:
+    return !expr_reads(s->lo, l) && !expr_reads(s->hi, l) && reduction_well_formed(s->body[0], l, op);
+  case LS_IF:
+    return !expr_reads(s->cond, l) && reduction_well_formed(s->body[0], l, op) &&
+           reduction_well_formed(s->else_body, l, op);
+  case LS_SET:
+    if (s->local == l && (!s->accumulate || s->reduce_op != op)) return 0;
+    return !expr_reads(s->value, l);
+  case LS_LOCAL: return !expr_reads(s->value, l);
+  case LS_STORE: return !expr_reads(s->index, l) && !expr_reads(s->value, l);
+  case LS_CHECK:
+    for (int i = 0; i < s->nargs; i++)
+      if (expr_reads(s->args[i], l)) return 0;
+    return !expr_reads(s->cond, l);
+  }
+  return 0;
 }
 
 /* --- expressions --- */
@@ -621,9 +659,32 @@ static void emit_for(Cg *c, const LStmt *s) {
   LLVMValueRef lo = emit_expr(c, s->lo), hi = emit_expr(c, s->hi);
   if (is_vec(lo) || is_vec(hi)) die("loop bounds depend on a vectorized variable");
   int w = s->vec;
-  if (w <= 1 || c->vw || !vectorizable(c, s)) {
+  if (s->reduce && !reduction_well_formed(s->body[0], s->reduce - 1, s->reduce_op))
+    die("reduction loop %s reads or sets its local %%%d other than by combining into it",
+        c->lp->var_names[s->var], s->reduce - 1);
+  if (w > 1 && !c->vw && !vectorizable(c, s))
+    die("loop %s asks for %d lanes but its body cannot be vectorized (a set of an outer local "
+        "that is not its reduction, or a branch, bound or check on the variable)",
+        c->lp->var_names[s->var], w);
+  if (w <= 1 || c->vw) {
     emit_loop(c, s, lo, hi, 1);
     return;
+  }
+  /* a reduction: the local is a vector of lane partials during the main loop */
+  int red = s->reduce - 1;
+  LLVMValueRef red_ptr = NULL, partial = NULL;
+  LType red_t = LT_F32;
+  if (s->reduce) {
+    red_t = c->lp->local_types[red];
+    red_ptr = c->local_ptr[red];
+    if (!red_ptr || c->local_vec[red]) die("reduction into local %%%d outside its block", red);
+    LLVMTypeRef vt = LLVMVectorType(scalar_type(c, red_t), (unsigned)w);
+    partial = alloca_of(c, vt);
+    LLVMValueRef start = s->reduce_op == LO_ADD ? LLVMConstNull(scalar_type(c, red_t))
+                                                : LLVMBuildLoad2(c->b, scalar_type(c, red_t), red_ptr, "");
+    LLVMBuildStore(c->b, splat_n(c, start, w), partial);
+    c->local_ptr[red] = partial;
+    c->local_vec[red] = (char)w;
   }
   /* main loop: [lo, vend) by w; remainder [vend, hi) scalar */
   LLVMValueRef n = LLVMBuildSub(c->b, hi, lo, "");
@@ -638,6 +699,18 @@ static void emit_for(Cg *c, const LStmt *s) {
   c->vw = 0;
   c->vvar = -1;
   c->vvar_vec = NULL;
+  if (s->reduce) {
+    /* fold the partials into the local in lane order, then the remainder adds to it */
+    c->local_ptr[red] = red_ptr;
+    c->local_vec[red] = 0;
+    LLVMTypeRef et = scalar_type(c, red_t);
+    LLVMValueRef p = LLVMBuildLoad2(c->b, LLVMVectorType(et, (unsigned)w), partial, "");
+    LLVMValueRef acc = LLVMBuildLoad2(c->b, et, red_ptr, "");
+    for (int i = 0; i < w; i++)
+      acc = emit_bin(c, s->reduce_op, red_t, acc,
+                     LLVMBuildExtractElement(c->b, p, LLVMConstInt(c->i32, (unsigned long long)i, 0), ""));
+    LLVMBuildStore(c->b, acc, red_ptr);
+  }
   emit_loop(c, s, vend, hi, 1);
 }
 
@@ -687,6 +760,12 @@ static void emit_stmt(Cg *c, const LStmt *s) {
     LLVMValueRef v = emit_expr(c, s->value);
     if (c->local_vec[s->local]) v = splat(c, v);
     else if (is_vec(v)) die("a vector value set into a scalar local");
+    if (s->accumulate) { /* ls_combine: local = local op v (a vector of partials in a reduction) */
+      LLVMTypeRef t = scalar_type(c, c->lp->local_types[s->local]);
+      if (c->local_vec[s->local]) t = LLVMVectorType(t, (unsigned)c->local_vec[s->local]);
+      LLVMValueRef cur = LLVMBuildLoad2(c->b, t, c->local_ptr[s->local], "");
+      v = emit_bin(c, s->reduce_op, c->lp->local_types[s->local], cur, v);
+    }
     LLVMBuildStore(c->b, v, c->local_ptr[s->local]);
     return;
   }

@@ -285,6 +285,24 @@ LStmt *ls_set(LoopProgram *lp, LStmt *block, int local, LExpr *value) {
   return append(lp, block, s);
 }
 
+LStmt *ls_reduce(LoopProgram *lp, LStmt *block, int var, LExpr *lo, LExpr *hi, int local, LOp op) {
+  if (local < 0 || local >= lp->nlocals) die("bad local %d", local);
+  if (op != LO_ADD && op != LO_MAX) die("ls_reduce: only + and max reduce");
+  if (op == LO_MAX && lp->local_types[local] != LT_F32) die("ls_reduce: max reduces f32 only");
+  LStmt *s = ls_for(lp, block, var, lo, hi);
+  s->reduce = local + 1;
+  s->reduce_op = op;
+  s->vec = lp->local_types[local] == LT_F32 ? lp->vec_f32 : 0;
+  return s;
+}
+
+LStmt *ls_combine(LoopProgram *lp, LStmt *block, int local, LOp op, LExpr *value) {
+  LStmt *s = ls_set(lp, block, local, value);
+  s->accumulate = 1;
+  s->reduce_op = op;
+  return s;
+}
+
 LStmt *ls_if(LoopProgram *lp, LStmt *block, LExpr *cond) {
   if (cond->type != LT_BOOL) die("ls_if: condition must be bool");
   LStmt *s = new_stmt(lp, LS_IF);
@@ -463,6 +481,7 @@ static void print_stmt(FILE *out, const LoopProgram *lp, const LStmt *s, int dep
     if (s->vec > 1) fprintf(out, " vec %d", s->vec);
     if (s->unroll) fputs(s->unroll > 0 ? " unroll" : " nounroll", out);
     if (s->parallel) fputs(" parallel", out);
+    if (s->reduce) fprintf(out, " reduce %%%d %s", s->reduce - 1, s->reduce_op == LO_MAX ? "max" : "+");
     fputs(" {\n", out);
     print_block(out, lp, s->body[0], depth + 1);
     indent(out, depth);
@@ -484,7 +503,8 @@ static void print_stmt(FILE *out, const LoopProgram *lp, const LStmt *s, int dep
     return;
   case LS_SET:
     indent(out, depth);
-    fprintf(out, "%%%d = ", s->local);
+    if (s->accumulate) fprintf(out, "%%%d %s= ", s->local, s->reduce_op == LO_MAX ? "max" : "+");
+    else fprintf(out, "%%%d = ", s->local);
     print_expr(out, lp, s->value, 0);
     fputc('\n', out);
     return;

@@ -124,11 +124,13 @@ struct LStmt {
   int unroll;     /* 1: fully unroll (constant bounds); -1: never unroll (keeps a
                    * register tile's loads from being shared across iterations) */
   int parallel;   /* iterations may run on threads (a hint; see codegen) */
+  int reduce;     /* a reduction loop (ls_reduce): 1 + the local it reduces into, 0: none */
+  LOp reduce_op;  /* LO_ADD or LO_MAX; also on the LS_SET of ls_combine */
   /* LS_STORE */
   int buf;
   LExpr *index;
   LExpr *value;   /* also LS_LOCAL, LS_SET */
-  int accumulate;
+  int accumulate; /* LS_STORE: buf[index] += value; LS_SET: local = local reduce_op value */
   /* LS_LOCAL, LS_SET */
   int local;
   /* LS_IF, LS_CHECK */
@@ -212,6 +214,16 @@ LStmt *ls_store(LoopProgram *lp, LStmt *block, int buf, LExpr *index, LExpr *val
 LStmt *ls_accumulate(LoopProgram *lp, LStmt *block, int buf, LExpr *index, LExpr *value);
 int ls_local(LoopProgram *lp, LStmt *block, LType t, LExpr *init);            /* returns the local's id */
 LStmt *ls_set(LoopProgram *lp, LStmt *block, int local, LExpr *value);
+/* A reduction: for var in [lo, hi) vec lp->vec_f32 whose body folds values into `local` (declared
+ * outside the loop) with op (LO_ADD or LO_MAX) through ls_combine, and reads or sets it nowhere
+ * else.  Vectorized, each lane keeps a partial (starting at 0 for LO_ADD, at the local's value
+ * for LO_MAX); after the main loop the partials are folded into the local in lane order
+ * 0, 1, ..., W-1, then the remainder runs in scalar code.  The result depends on the vector
+ * width and the trip count only: the same program gives the same bits on every run.  Returns
+ * the loop (its body: ls_body). */
+LStmt *ls_reduce(LoopProgram *lp, LStmt *block, int var, LExpr *lo, LExpr *hi, int local, LOp op);
+/* local = local op value, inside the body of the ls_reduce loop of that local. */
+LStmt *ls_combine(LoopProgram *lp, LStmt *block, int local, LOp op, LExpr *value);
 LStmt *ls_if(LoopProgram *lp, LStmt *block, LExpr *cond);
 LStmt *ls_check(LoopProgram *lp, LStmt *block, LExpr *cond, int code, const char *message,
                 int nargs, LExpr *const *args);

@@ -45,16 +45,18 @@ void lower_update(LowerCtx *lc) {
   ls_store(lp, kc->body, sc, le_i64(lp, NNCC_S_SUMSQ), le_f32(lp, 0));
   ls_store(lp, kc->body, sc, le_i64(lp, NNCC_S_SCALE), le_f32(lp, 1));
   LStmt *clip = ls_body(ls_if(lp, kc->body, le_bin(lp, LO_GT, lower_hyper(lc, NNCC_H_CLIP), le_f32(lp, 0))));
+  /* the sum of squares: one reduction per tensor into one local, lane partials folded in order */
+  int sumsq = ls_local(lp, clip, LT_F32, le_f32(lp, 0));
   for (int p = 0; p < g->nparams; p++) {
     const Param *pa = &g->params[p];
     if (!pa->trained) continue;
     int gb = grad_buf(lc, pa), i = lvar(lp, "i");
-    LStmt *l = ls_for(lp, clip, i, le_i64(lp, 0), le_i64(lp, pa->numel));
-    l->vec = lp->vec_f32;
+    LStmt *l = ls_reduce(lp, clip, i, le_i64(lp, 0), le_i64(lp, pa->numel), sumsq, LO_ADD);
     LExpr *gv = le_load(lp, gb, le_var(lp, i));
-    ls_accumulate(lp, ls_body(l), sc, le_i64(lp, NNCC_S_SUMSQ), le_bin(lp, LO_MUL, gv, gv));
+    ls_combine(lp, ls_body(l), sumsq, LO_ADD, le_bin(lp, LO_MUL, gv, gv));
   }
-  LExpr *norm = le_un(lp, LO_SQRT, le_load(lp, sc, le_i64(lp, NNCC_S_SUMSQ)));
+  ls_store(lp, clip, sc, le_i64(lp, NNCC_S_SUMSQ), le_local(lp, sumsq));
+  LExpr *norm = le_un(lp, LO_SQRT, le_local(lp, sumsq));
   LExpr *coef = le_bin(lp, LO_DIV, lower_hyper(lc, NNCC_H_CLIP), le_bin(lp, LO_ADD, norm, le_f32(lp, 1e-6)));
   ls_store(lp, clip, sc, le_i64(lp, NNCC_S_SCALE), le_bin(lp, LO_MIN, coef, le_f32(lp, 1)));
 

@@ -853,19 +853,17 @@ static void lower_conv_db(LowerCtx *lc, const Node *n) {
   int dy = lower_value(lc, n->in[0]), db = lower_value(lc, n->id);
   LStmt *body = lower_begin(lc, n);
   int64_t Q = g.OH * g.OW;
-  fill_loop(lp, body, db, le_i64(lp, g.F), 0.0);
   int f = lvar(lp, "f"), q = lvar(lp, "q"), b = lvar(lp, "b");
   LStmt *lf = ls_for(lp, body, f, le_i64(lp, 0), le_i64(lp, g.F));
-  LStmt *lq = ls_for(lp, ls_body(lf), q, le_i64(lp, 0), le_i64(lp, Q));
-  lq->vec = lp->vec_f32;
-  LStmt *qb = ls_body(lq);
-  int acc = ls_local(lp, qb, LT_F32, le_f32(lp, 0));
-  LStmt *lb = ls_for(lp, qb, b, le_i64(lp, 0), le_batch(lp));
+  LStmt *fb = ls_body(lf);
+  int acc = ls_local(lp, fb, LT_F32, le_f32(lp, 0));
+  LStmt *lq = ls_reduce(lp, fb, q, le_i64(lp, 0), le_i64(lp, Q), acc, LO_ADD);
+  LStmt *lb = ls_for(lp, ls_body(lq), b, le_i64(lp, 0), le_batch(lp));
   LExpr *di = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g.F)), le_var(lp, f)),
                                 le_i64(lp, Q)),
                      le_var(lp, q));
-  ls_set(lp, ls_body(lb), acc, le_bin(lp, LO_ADD, le_local(lp, acc), le_load(lp, dy, di)));
-  ls_accumulate(lp, qb, db, le_var(lp, f), le_local(lp, acc));
+  ls_combine(lp, ls_body(lb), acc, LO_ADD, le_load(lp, dy, di));
+  ls_store(lp, fb, db, le_var(lp, f), le_local(lp, acc));
 }
 
 OP_INTERNAL(conv_dx, lower_conv_dx);

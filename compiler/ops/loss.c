@@ -179,13 +179,13 @@ static LStmt *ce_rows(LowerCtx *lc, const Node *n, LStmt *body, int *r, int *lab
   LExpr *row = le_mul(lp, le_var(lp, *r), le_i64(lp, C));
   int c = lvar(lp, "c");
   *m = ls_local(lp, rb, LT_F32, le_load(lp, z, row));
-  LStmt *lc1 = ls_for(lp, rb, c, le_i64(lp, 1), le_i64(lp, C));
-  ls_set(lp, ls_body(lc1), *m, le_bin(lp, LO_MAX, le_local(lp, *m), le_load(lp, z, le_add(lp, row, le_var(lp, c)))));
+  LStmt *lc1 = ls_reduce(lp, rb, c, le_i64(lp, 1), le_i64(lp, C), *m, LO_MAX);
+  ls_combine(lp, ls_body(lc1), *m, LO_MAX, le_load(lp, z, le_add(lp, row, le_var(lp, c))));
   *s = ls_local(lp, rb, LT_F32, le_f32(lp, 0));
   int c2 = lvar(lp, "c");
-  LStmt *lc2 = ls_for(lp, rb, c2, le_i64(lp, 0), le_i64(lp, C));
-  ls_set(lp, ls_body(lc2), *s, le_bin(lp, LO_ADD, le_local(lp, *s),
-         le_un(lp, LO_EXP, le_bin(lp, LO_SUB, le_load(lp, z, le_add(lp, row, le_var(lp, c2))), le_local(lp, *m)))));
+  LStmt *lc2 = ls_reduce(lp, rb, c2, le_i64(lp, 0), le_i64(lp, C), *s, LO_ADD);
+  ls_combine(lp, ls_body(lc2), *s, LO_ADD,
+             le_un(lp, LO_EXP, le_bin(lp, LO_SUB, le_load(lp, z, le_add(lp, row, le_var(lp, c2))), le_local(lp, *m))));
   return rb;
 }
 
@@ -258,9 +258,9 @@ static void lower_mse(LowerCtx *lc, const Node *n) {
   LExpr *N = lower_total(lc, shape_numel(s));
   int total = ls_local(lp, body, LT_F32, le_f32(lp, 0));
   int i = lvar(lp, "i");
-  LStmt *l = ls_for(lp, body, i, le_i64(lp, 0), N);
+  LStmt *l = ls_reduce(lp, body, i, le_i64(lp, 0), N, total, LO_ADD);
   LExpr *d = le_bin(lp, LO_SUB, le_load(lp, y, le_var(lp, i)), le_load(lp, t, le_var(lp, i)));
-  ls_set(lp, ls_body(l), total, le_fma(lp, d, d, le_local(lp, total)));
+  ls_combine(lp, ls_body(l), total, LO_ADD, le_bin(lp, LO_MUL, d, d));
   ls_store(lp, body, loss, le_i64(lp, 0), le_bin(lp, LO_DIV, le_local(lp, total), le_cast(lp, LT_F32, N)));
 }
 
