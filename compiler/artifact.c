@@ -1,7 +1,7 @@
 /* artifact.c - what makes a compiled model usable: its descriptor, the C interface, the
  * header, and the link step.
  *
- *   <M>_nncc_desc   a constant nncc_model_desc (runtime/nncc_rt.h, field for field) with
+ *   <M>_nncc_desc   a constant nncc_model_desc (runtime/nncc_desc.def, field for field) with
  *                   its param / input / target / output arrays and name strings (private),
  *                   and a reference to the embedded weights (--weights: link.c);
  *   M_create ...    tiny wrappers (default visibility) that call the generic nncc_rt_*
@@ -34,13 +34,89 @@
 #define NNCC_LINK_SANITIZE 0
 #endif
 
+/* The descriptors' layout comes from runtime/nncc_desc.def, the table nncc_rt.h builds its
+ * structs from: here an enum of field indices per struct (nncc_train_desc__lr, ...) and a
+ * list of (struct, field, kind) from which the LLVM types are made and each constant is
+ * checked: every field set, each of its kind. */
+#define NNCC_STRUCT(S) enum {
+#define NNCC_FIELD(S, KIND, CTYPE, NAME) S##__##NAME,
+#define NNCC_DIMS(S, NAME) S##__##NAME,
+#define NNCC_END(S) S##__COUNT };
+#include "nncc_desc.def"
+#undef NNCC_STRUCT
+#undef NNCC_FIELD
+#undef NNCC_DIMS
+#undef NNCC_END
+
+typedef enum { DK_I32, DK_I64, DK_F64, DK_PTR, DK_DIMS } DescKind;
+typedef struct DescField {
+  const char *strct, *name;
+  DescKind kind;
+} DescField;
+static const DescField desc_fields[] = {
+#define NNCC_STRUCT(S)
+#define NNCC_FIELD(S, KIND, CTYPE, NAME) {#S, #NAME, DK_##KIND},
+#define NNCC_DIMS(S, NAME) {#S, #NAME, DK_DIMS},
+#define NNCC_END(S)
+#include "nncc_desc.def"
+#undef NNCC_STRUCT
+#undef NNCC_FIELD
+#undef NNCC_DIMS
+#undef NNCC_END
+};
+enum { N_DESC_FIELDS = (int)(sizeof desc_fields / sizeof desc_fields[0]) };
+
 typedef struct Ai {
   LLVMContextRef ctx;
   LLVMModuleRef mod;
   LLVMBuilderRef b;
   LLVMTypeRef i32, i64, f32, ptr, voidt;
-  LLVMTypeRef tensor_t, param_t, model_t;
+  LLVMTypeRef tensor_t, param_t, train_t, model_t;
 } Ai;
+
+static LLVMTypeRef desc_kind_type(Ai *a, DescKind k) {
+  switch (k) {
+  case DK_I32: return a->i32;
+  case DK_I64: return a->i64;
+  case DK_F64: return LLVMDoubleTypeInContext(a->ctx);
+  case DK_PTR: return a->ptr;
+  case DK_DIMS: return LLVMArrayType(a->i64, NNCC_MAX_RANK);
+  }
+  die("bad descriptor field kind");
+}
+
+/* The named LLVM struct of descriptor `strct`, field for field from the table. */
+static LLVMTypeRef desc_type(Ai *a, const char *strct) {
+  LLVMTypeRef ft[64];
+  unsigned n = 0;
+  for (int i = 0; i < N_DESC_FIELDS; i++)
+    if (!strcmp(desc_fields[i].strct, strct)) {
+      if (n == 64) die("descriptor %s: too many fields", strct);
+      ft[n++] = desc_kind_type(a, desc_fields[i].kind);
+    }
+  if (!n) die("descriptor %s is not in nncc_desc.def", strct);
+  LLVMTypeRef t = LLVMStructCreateNamed(a->ctx, strct);
+  LLVMStructSetBody(t, ft, n, 0);
+  return t;
+}
+
+/* A constant of descriptor type t from v[0..n) (indexed by the table's enum): every field must
+ * be set and of its kind, or the compiler stops naming the field (a field added to the table
+ * and forgotten here). */
+static LLVMValueRef desc_const(Ai *a, LLVMTypeRef t, LLVMValueRef *v, unsigned n) {
+  const char *strct = LLVMGetStructName(t);
+  if (LLVMCountStructElementTypes(t) != n) die("descriptor %s: %u values for %u fields", strct, n,
+                                               LLVMCountStructElementTypes(t));
+  unsigned k = 0;
+  for (int i = 0; i < N_DESC_FIELDS; i++) {
+    if (strcmp(desc_fields[i].strct, strct)) continue;
+    if (!v[k]) die("descriptor %s: field '%s' is not set", strct, desc_fields[i].name);
+    if (LLVMTypeOf(v[k]) != desc_kind_type(a, desc_fields[i].kind))
+      die("descriptor %s: field '%s' has the wrong type", strct, desc_fields[i].name);
+    k++;
+  }
+  return LLVMConstNamedStruct(t, v, n);
+}
 
 static LLVMValueRef private_string(Ai *a, const char *s) {
   LLVMValueRef str = LLVMConstStringInContext(a->ctx, s, (unsigned)strlen(s), 0);
@@ -86,10 +162,13 @@ static LLVMValueRef tensor_descs(Ai *a, const Graph *g, const int *ids, int n,
     int64_t dims[NNCC_MAX_RANK] = {0};
     for (int d = 0; d < nd->shape.rank && d < NNCC_MAX_RANK; d++)
       dims[d] = nd->shape.d[d].sym ? -1 : nd->shape.d[d].n;
-    LLVMValueRef f[5] = {private_string(a, names ? names[i] : nd->name), i32c(a, dtype_code(nd->dtype)),
-                         i32c(a, nd->shape.rank), dims_const(a, dims, nd->shape.rank),
-                         i64c(a, nd->dtype == DT_F32 ? 0 : nd->classes)};
-    el[i] = LLVMConstNamedStruct(a->tensor_t, f, 5);
+    LLVMValueRef f[nncc_tensor_desc__COUNT] = {0};
+    f[nncc_tensor_desc__name] = private_string(a, names ? names[i] : nd->name);
+    f[nncc_tensor_desc__dtype] = i32c(a, dtype_code(nd->dtype));
+    f[nncc_tensor_desc__rank] = i32c(a, nd->shape.rank);
+    f[nncc_tensor_desc__dims] = dims_const(a, dims, nd->shape.rank);
+    f[nncc_tensor_desc__classes] = i64c(a, nd->dtype == DT_F32 ? 0 : nd->classes);
+    el[i] = desc_const(a, a->tensor_t, f, nncc_tensor_desc__COUNT);
   }
   LLVMValueRef r = const_array(a, a->tensor_t, el, n, name);
   free(el);
@@ -162,14 +241,8 @@ static LLVMValueRef pack_ptrs(Ai *a, LLVMValueRef f, int first, int n, const cha
 
 static LLVMValueRef f64c(Ai *a, double v) { return LLVMConstReal(LLVMDoubleTypeInContext(a->ctx), v); }
 
-/* The nncc_train_desc constant (runtime/nncc_rt.h, field for field). */
+/* The nncc_train_desc constant (runtime/nncc_desc.def). */
 static LLVMValueRef train_desc(Ai *a, const Graph *g, const CgEntries *fns) {
-  LLVMTypeRef f64 = LLVMDoubleTypeInContext(a->ctx);
-  LLVMTypeRef tf[23] = {a->i32, a->i32, f64, f64, f64, f64, f64, f64, f64, f64, a->i64, a->i64,
-                        a->i32, a->i32, a->i32, a->ptr, a->i64, a->ptr, a->ptr, a->ptr, a->ptr,
-                        a->ptr, a->ptr};
-  LLVMTypeRef train_t = LLVMStructCreateNamed(a->ctx, "nncc_train_desc");
-  LLVMStructSetBody(train_t, tf, 23, 0);
   const TrainConfig *t = &g->train;
   int ntrained = 0;
   LLVMValueRef *tr = xcalloc((size_t)g->nparams + 1, sizeof(LLVMValueRef));
@@ -182,16 +255,32 @@ static LLVMValueRef train_desc(Ai *a, const Graph *g, const CgEntries *fns) {
   LLVMValueRef offsets = const_array(a, a->i64, go, g->nparams, "nncc.grad_offset");
   free(tr);
   free(go);
-  LLVMValueRef v[23] = {i32c(a, (int)t->optimizer), i32c(a, t->nesterov), f64c(a, t->lr),
-                        f64c(a, t->momentum), f64c(a, t->weight_decay), f64c(a, t->clip_norm),
-                        f64c(a, t->decay), f64c(a, t->beta1), f64c(a, t->beta2), f64c(a, t->eps),
-                        i64c(a, t->batch), i64c(a, t->bptt), i32c(a, t->stateful),
-                        i32c(a, g->nodes[g->loss].op == OP_mse ? 1 : 0), i32c(a, ntrained), trained,
-                        i64c(a, g->grad_floats), offsets, fn_or_null(a, fns->gradients.entry),
-                        fn_or_null(a, fns->gradients.workspace), fn_or_null(a, fns->evaluate.entry),
-                        fn_or_null(a, fns->evaluate.workspace), fn_or_null(a, fns->update.entry)};
-  LLVMValueRef gd = LLVMAddGlobal(a->mod, train_t, "nncc.train");
-  LLVMSetInitializer(gd, LLVMConstNamedStruct(train_t, v, 23));
+  LLVMValueRef v[nncc_train_desc__COUNT] = {0};
+  v[nncc_train_desc__optimizer] = i32c(a, (int)t->optimizer);
+  v[nncc_train_desc__nesterov] = i32c(a, t->nesterov);
+  v[nncc_train_desc__lr] = f64c(a, t->lr);
+  v[nncc_train_desc__momentum] = f64c(a, t->momentum);
+  v[nncc_train_desc__weight_decay] = f64c(a, t->weight_decay);
+  v[nncc_train_desc__clip_norm] = f64c(a, t->clip_norm);
+  v[nncc_train_desc__decay] = f64c(a, t->decay);
+  v[nncc_train_desc__beta1] = f64c(a, t->beta1);
+  v[nncc_train_desc__beta2] = f64c(a, t->beta2);
+  v[nncc_train_desc__eps] = f64c(a, t->eps);
+  v[nncc_train_desc__batch] = i64c(a, t->batch);
+  v[nncc_train_desc__bptt] = i64c(a, t->bptt);
+  v[nncc_train_desc__stateful] = i32c(a, t->stateful);
+  v[nncc_train_desc__loss_kind] = i32c(a, g->nodes[g->loss].op == OP_mse ? 1 : 0);
+  v[nncc_train_desc__n_trained] = i32c(a, ntrained);
+  v[nncc_train_desc__trained] = trained;
+  v[nncc_train_desc__grad_floats] = i64c(a, g->grad_floats);
+  v[nncc_train_desc__grad_offset] = offsets;
+  v[nncc_train_desc__gradients] = fn_or_null(a, fns->gradients.entry);
+  v[nncc_train_desc__gradients_workspace] = fn_or_null(a, fns->gradients.workspace);
+  v[nncc_train_desc__evaluate] = fn_or_null(a, fns->evaluate.entry);
+  v[nncc_train_desc__evaluate_workspace] = fn_or_null(a, fns->evaluate.workspace);
+  v[nncc_train_desc__update] = fn_or_null(a, fns->update.entry);
+  LLVMValueRef gd = LLVMAddGlobal(a->mod, a->train_t, "nncc.train");
+  LLVMSetInitializer(gd, desc_const(a, a->train_t, v, nncc_train_desc__COUNT));
   LLVMSetGlobalConstant(gd, 1);
   LLVMSetLinkage(gd, LLVMPrivateLinkage);
   return gd;
@@ -230,17 +319,10 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgE
   a->f32 = LLVMFloatTypeInContext(a->ctx);
   a->ptr = LLVMPointerTypeInContext(a->ctx, 0);
   a->voidt = LLVMVoidTypeInContext(a->ctx);
-  LLVMTypeRef dims_t = LLVMArrayType(a->i64, NNCC_MAX_RANK);
-  a->tensor_t = LLVMStructCreateNamed(a->ctx, "nncc_tensor_desc");
-  LLVMTypeRef tf[5] = {a->ptr, a->i32, a->i32, dims_t, a->i64};
-  LLVMStructSetBody(a->tensor_t, tf, 5, 0);
-  a->param_t = LLVMStructCreateNamed(a->ctx, "nncc_param_desc");
-  LLVMTypeRef pf[8] = {a->ptr, a->i32, a->i32, dims_t, a->i64, a->i64, a->i64, a->i64};
-  LLVMStructSetBody(a->param_t, pf, 8, 0);
-  a->model_t = LLVMStructCreateNamed(a->ctx, "nncc_model_desc");
-  LLVMTypeRef mf[18] = {a->i32, a->i32, a->ptr, a->i32, a->i32, a->i32, a->i32, a->ptr, a->ptr,
-                        a->ptr, a->ptr, a->i64, a->i64, a->ptr, a->ptr, a->ptr, a->ptr, a->ptr};
-  LLVMStructSetBody(a->model_t, mf, 18, 0);
+  a->tensor_t = desc_type(a, "nncc_tensor_desc");
+  a->param_t = desc_type(a, "nncc_param_desc");
+  a->train_t = desc_type(a, "nncc_train_desc");
+  a->model_t = desc_type(a, "nncc_model_desc");
 
   /* parameters */
   LLVMValueRef *pel = xcalloc((size_t)g->nparams + 1, sizeof(LLVMValueRef));
@@ -248,10 +330,16 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgE
     const Param *p = &g->params[i];
     int64_t dims[NNCC_MAX_RANK] = {0};
     for (int d = 0; d < p->shape.rank && d < NNCC_MAX_RANK; d++) dims[d] = p->shape.d[d].n;
-    LLVMValueRef f[8] = {private_string(a, p->name), i32c(a, p->shape.rank), i32c(a, (int)p->init),
-                         dims_const(a, dims, p->shape.rank), i64c(a, p->numel), i64c(a, p->offset),
-                         i64c(a, p->fan_in), i64c(a, p->fan_out)};
-    pel[i] = LLVMConstNamedStruct(a->param_t, f, 8);
+    LLVMValueRef f[nncc_param_desc__COUNT] = {0};
+    f[nncc_param_desc__name] = private_string(a, p->name);
+    f[nncc_param_desc__rank] = i32c(a, p->shape.rank);
+    f[nncc_param_desc__init] = i32c(a, (int)p->init);
+    f[nncc_param_desc__dims] = dims_const(a, dims, p->shape.rank);
+    f[nncc_param_desc__numel] = i64c(a, p->numel);
+    f[nncc_param_desc__offset] = i64c(a, p->offset);
+    f[nncc_param_desc__fan_in] = i64c(a, p->fan_in);
+    f[nncc_param_desc__fan_out] = i64c(a, p->fan_out);
+    pel[i] = desc_const(a, a->param_t, f, nncc_param_desc__COUNT);
   }
   LLVMValueRef params = const_array(a, a->param_t, pel, g->nparams, "nncc.params");
   free(pel);
@@ -272,16 +360,29 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgE
   }
 
   LLVMValueRef train = fns->trainable ? train_desc(a, g, fns) : LLVMConstNull(a->ptr);
-  LLVMValueRef mfv[18] = {i32c(a, NNCC_ABI_VERSION), i32c(a, lp->symbolic_seq), private_string(a, g->name),
-                          i32c(a, g->nparams), i32c(a, g->ninputs), i32c(a, g->ntargets),
-                          i32c(a, g->noutputs), params, inputs, targets, outputs,
-                          i64c(a, g->param_floats), i64c(a, lp->packed_floats),
-                          fn_or_null(a, fns->forward.workspace), fn_or_null(a, fns->forward.prepare),
-                          fn_or_null(a, fns->forward.entry), embedded, train};
+  LLVMValueRef mfv[nncc_model_desc__COUNT] = {0};
+  mfv[nncc_model_desc__abi_version] = i32c(a, NNCC_ABI_VERSION);
+  mfv[nncc_model_desc__has_seq] = i32c(a, lp->symbolic_seq);
+  mfv[nncc_model_desc__name] = private_string(a, g->name);
+  mfv[nncc_model_desc__n_params] = i32c(a, g->nparams);
+  mfv[nncc_model_desc__n_inputs] = i32c(a, g->ninputs);
+  mfv[nncc_model_desc__n_targets] = i32c(a, g->ntargets);
+  mfv[nncc_model_desc__n_outputs] = i32c(a, g->noutputs);
+  mfv[nncc_model_desc__params] = params;
+  mfv[nncc_model_desc__inputs] = inputs;
+  mfv[nncc_model_desc__targets] = targets;
+  mfv[nncc_model_desc__outputs] = outputs;
+  mfv[nncc_model_desc__param_floats] = i64c(a, g->param_floats);
+  mfv[nncc_model_desc__packed_floats] = i64c(a, lp->packed_floats);
+  mfv[nncc_model_desc__workspace_floats] = fn_or_null(a, fns->forward.workspace);
+  mfv[nncc_model_desc__prepare] = fn_or_null(a, fns->forward.prepare);
+  mfv[nncc_model_desc__forward] = fn_or_null(a, fns->forward.entry);
+  mfv[nncc_model_desc__embedded_params] = embedded;
+  mfv[nncc_model_desc__train] = train;
   char *dname = xasprintf("%s_nncc_desc", g->name);
   LLVMValueRef desc = LLVMAddGlobal(mod, a->model_t, dname);
   free(dname);
-  LLVMSetInitializer(desc, LLVMConstNamedStruct(a->model_t, mfv, 18));
+  LLVMSetInitializer(desc, desc_const(a, a->model_t, mfv, nncc_model_desc__COUNT));
   LLVMSetGlobalConstant(desc, 1);
   LLVMSetLinkage(desc, LLVMInternalLinkage);
 

@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "diag.h"
+#include "nncc_rt.h"
 
 typedef struct Cg {
   LLVMContextRef ctx;
@@ -897,9 +898,27 @@ static LLVMValueRef emit_kernel(Cg *c, const Kernel *k, const char *prefix, int 
   return fn;
 }
 
-/* The fields of nncc_exec (runtime/nncc_rt.h), each 8 bytes, in order. */
+/* The fields of nncc_exec (runtime/nncc_rt.h), each 8 bytes, in order: checked against the
+ * runtime's struct when the compiler is built. */
 enum { X_PARAMS, X_PACKED, X_WS, X_GRADS, X_STATE, X_HYPER, X_SCALARS, X_IN, X_OUT, X_TARGETS,
        X_BATCH, X_SEQ, X_SEED, X_NFIELDS };
+#define EXEC_AT(k, field) \
+  _Static_assert(offsetof(nncc_exec, field) == 8 * (k) && sizeof(((nncc_exec *)0)->field) == 8, \
+                 "nncc_exec." #field " is not where codegen.c reads it")
+EXEC_AT(X_PARAMS, params);
+EXEC_AT(X_PACKED, packed);
+EXEC_AT(X_WS, ws);
+EXEC_AT(X_GRADS, grads);
+EXEC_AT(X_STATE, state);
+EXEC_AT(X_HYPER, hyper);
+EXEC_AT(X_SCALARS, scalars);
+EXEC_AT(X_IN, in);
+EXEC_AT(X_OUT, out);
+EXEC_AT(X_TARGETS, targets);
+EXEC_AT(X_BATCH, batch);
+EXEC_AT(X_SEQ, seq);
+EXEC_AT(X_SEED, seed);
+_Static_assert(sizeof(nncc_exec) == 8 * X_NFIELDS, "nncc_exec has fields codegen.c does not know");
 
 static LLVMValueRef exec_field(Cg *c, LLVMValueRef exec, int k, LLVMTypeRef t, const char *name) {
   LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(8 * k), 0);
