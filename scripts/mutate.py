@@ -28,6 +28,7 @@ Last run: see docs/internals.md, "Testing" (36 caught / 37 total with --quick; t
 survivor, grad_leaky_relu_slope, has no gradient test of leaky_relu to fail).
 """
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -191,8 +192,11 @@ def main():
     ap.add_argument("--tests", default=None, help="lit paths under test/ (space separated)")
     ap.add_argument("--only", default="", help="regex on mutant names")
     ap.add_argument("--file", default=LIST, help="the mutation list")
-    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "nncc-mutate"),
-                    help="scratch directory (src/ and build/ inside; reused between runs)")
+    # one scratch directory per checkout: two worktrees mutating at once must not share one
+    tag = hashlib.sha1(ROOT.encode()).hexdigest()[:8]
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), f"nncc-mutate-{tag}"),
+                    help="scratch directory (src/ and build/ inside; reused between runs; "
+                         "default: one per checkout)")
     ap.add_argument("--sanitize", action="store_true", help="ASan + UBSan build")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per test run")
     ap.add_argument("--jobs", type=int, default=2, help="lit workers")
