@@ -61,6 +61,12 @@ typedef struct Cg {
   int vvar;
   LLVMValueRef vvar_vec;     /* <vw x i64> lane indices of vvar, built on first use */
   LLVMValueRef fail_fn;      /* nncc_rt_fail */
+  LLVMValueRef par_fn;       /* nncc_rt_parallel_for */
+  int nbase;                 /* buffers the kernel takes (its parameters before batch) */
+  const int *base_list;      /*   their ids, in parameter order */
+  const char *kname;         /* the kernel's LLVM name, for its outlined loops */
+  int npar;                  /* outlined loops of this kernel so far */
+  int in_par;                /* emitting an outlined loop: nested parallel loops run serially */
 } Cg;
 
 /* --- small helpers (PostgreSQL llvmjit_emit.h style) --- */
@@ -741,10 +747,263 @@ static void emit_check(Cg *c, const LStmt *s) {
   LLVMPositionBuilderAtEnd(c->b, ok);
 }
 
+static void set_vector_attrs(Cg *c, LLVMValueRef fn);
+static void add_param_attr(Cg *c, LLVMValueRef fn, unsigned idx, const char *name);
+
+/* --- parallel loops ---
+ *
+ * A loop marked parallel (its iterations write disjoint outputs: lowering's promise) that is
+ * not inside a vector loop is outlined: its body goes into a function
+ *   i32 K.parN(ptr noalias bufs..., i64 batch, i64 seq, i64 seed, captured..., i64 lo, i64 hi)
+ * (noalias like the kernel's own parameters; inlined into the trampoline by the optimizer)
+ * and a trampoline i32 K.parN.run(ptr ctx, i64 lo, i64 hi) that unpacks the kernel's values
+ * from ctx; the kernel stores them in ctx and calls nncc_rt_parallel_for(trampoline, ctx, lo,
+ * hi, work), work being the loop's estimated element operations, so the runtime keeps tiny
+ * loops on the calling thread.  Captured: the loop variables and locals of the enclosing code
+ * that the loop reads.  A loop that sets a local declared outside it is not parallel (a race)
+ * and runs serially. */
+
+static void reads_of_expr(const LExpr *e, char *lread, char *vread) {
+  if (!e) return;
+  if (e->kind == LE_LOCAL) lread[e->local] = 1;
+  if (e->kind == LE_VAR) vread[e->var] = 1;
+  reads_of_expr(e->a, lread, vread);
+  reads_of_expr(e->b, lread, vread);
+  reads_of_expr(e->c, lread, vread);
+}
+
+/* What s reads (locals, variables), which locals it sets or declares, which variables its
+ * loops bind. */
+static void reads_of_stmt(const LStmt *s, char *lread, char *vread, char *lset, char *ldecl,
+                          char *vdecl) {
+  if (!s) return;
+  for (int i = 0; i < s->nbody; i++) reads_of_stmt(s->body[i], lread, vread, lset, ldecl, vdecl);
+  reads_of_stmt(s->else_body, lread, vread, lset, ldecl, vdecl);
+  if (s->kind == LS_FOR) vdecl[s->var] = 1;
+  if (s->kind == LS_SET) lset[s->local] = 1;
+  if (s->kind == LS_LOCAL) ldecl[s->local] = 1;
+  reads_of_expr(s->lo, lread, vread);
+  reads_of_expr(s->hi, lread, vread);
+  reads_of_expr(s->index, lread, vread);
+  reads_of_expr(s->value, lread, vread);
+  reads_of_expr(s->cond, lread, vread);
+  for (int i = 0; i < s->nargs; i++) reads_of_expr(s->args[i], lread, vread);
+}
+
+/* Only constants, batch and seq: computable before the loop. */
+static int expr_static(const LExpr *e) {
+  if (!e) return 1;
+  switch (e->kind) {
+  case LE_CONST: case LE_BATCH: case LE_SEQ: return 1;
+  case LE_BIN: case LE_UN: case LE_CAST: return expr_static(e->a) && expr_static(e->b);
+  default: return 0;
+  }
+}
+
+/* A loop's trip count as an i64 value computed in the kernel, or an estimate when its bounds
+ * depend on enclosing loops: the constant side of a min(), else 16. */
+static LLVMValueRef trips_estimate(Cg *c, const LStmt *s) {
+  if (expr_static(s->lo) && expr_static(s->hi) && s->lo->type == LT_I64) {
+    LLVMValueRef n = LLVMBuildSub(c->b, emit_expr(c, s->hi), emit_expr(c, s->lo), "");
+    LLVMValueRef neg = LLVMBuildICmp(c->b, LLVMIntSLT, n, LLVMConstInt(c->i64, 0, 0), "");
+    return LLVMBuildSelect(c->b, neg, LLVMConstInt(c->i64, 0, 0), n, "");
+  }
+  const LExpr *h = s->hi;
+  if (h->kind == LE_BIN && h->op == LO_MIN) {
+    if (h->a->kind == LE_CONST) return LLVMConstInt(c->i64, (unsigned long long)h->a->ival, 0);
+    if (h->b->kind == LE_CONST) return LLVMConstInt(c->i64, (unsigned long long)h->b->ival, 0);
+  }
+  return LLVMConstInt(c->i64, 16, 0);
+}
+
+/* Estimated element operations of one execution of s. */
+static LLVMValueRef work_estimate(Cg *c, const LStmt *s) {
+  if (!s) return LLVMConstInt(c->i64, 0, 0);
+  switch (s->kind) {
+  case LS_BLOCK: {
+    LLVMValueRef w = LLVMConstInt(c->i64, 0, 0);
+    for (int i = 0; i < s->nbody; i++) w = LLVMBuildAdd(c->b, w, work_estimate(c, s->body[i]), "");
+    return w;
+  }
+  case LS_FOR: return LLVMBuildMul(c->b, trips_estimate(c, s), work_estimate(c, s->body[0]), "");
+  case LS_IF:
+    return LLVMBuildAdd(c->b, work_estimate(c, s->body[0]), work_estimate(c, s->else_body), "");
+  default: return LLVMConstInt(c->i64, 1, 0);
+  }
+}
+
+static LLVMValueRef slot_ptr(Cg *c, LLVMValueRef ctx, int i) {
+  LLVMValueRef idx = LLVMConstInt(c->i64, (unsigned long long)i, 0);
+  return LLVMBuildInBoundsGEP2(c->b, c->i64, ctx, &idx, 1, "");
+}
+
+static int emit_parallel(Cg *c, const LStmt *s) {
+  const LoopProgram *lp = c->lp;
+  char *lread = xcalloc((size_t)lp->nlocals + 1, 1), *lset = xcalloc((size_t)lp->nlocals + 1, 1);
+  char *ldecl = xcalloc((size_t)lp->nlocals + 1, 1), *vread = xcalloc((size_t)lp->nvars + 1, 1);
+  char *vdecl = xcalloc((size_t)lp->nvars + 1, 1);
+  reads_of_stmt(s, lread, vread, lset, ldecl, vdecl);
+  int ok = 1;
+  for (int l = 0; l < lp->nlocals; l++)
+    if (lset[l] && !ldecl[l]) ok = 0;   /* sets an outer local: a race */
+  /* captured: outer locals and variables it reads */
+  int ncap = 0;
+  int *cap_local = xcalloc((size_t)lp->nlocals + lp->nvars + 1, sizeof(int));
+  int *cap_var = xcalloc((size_t)lp->nlocals + lp->nvars + 1, sizeof(int));
+  for (int l = 0; ok && l < lp->nlocals; l++)
+    if (lread[l] && !ldecl[l]) {
+      if (!c->local_ptr[l] || c->local_vec[l]) ok = 0;
+      cap_local[ncap] = l;
+      cap_var[ncap++] = -1;
+    }
+  for (int v = 0; ok && v < lp->nvars; v++)
+    if (vread[v] && !vdecl[v]) {
+      if (!c->var_s[v]) ok = 0;
+      cap_local[ncap] = -1;
+      cap_var[ncap++] = v;
+    }
+  free(lread);
+  free(lset);
+  free(ldecl);
+  free(vread);
+  free(vdecl);
+  if (!ok) {
+    free(cap_local);
+    free(cap_var);
+    return 0;
+  }
+
+  /* in the kernel: the context, the bounds, the work, the call */
+  int nslots = c->nbase + 3 + ncap;
+  LLVMValueRef ctx = alloca_of(c, LLVMArrayType(c->i64, (unsigned)nslots));
+  for (int i = 0; i < c->nbase; i++) LLVMBuildStore(c->b, c->base[c->base_list[i]], slot_ptr(c, ctx, i));
+  LLVMBuildStore(c->b, c->batch, slot_ptr(c, ctx, c->nbase));
+  LLVMBuildStore(c->b, c->seq, slot_ptr(c, ctx, c->nbase + 1));
+  LLVMBuildStore(c->b, c->seed, slot_ptr(c, ctx, c->nbase + 2));
+  LLVMTypeRef *cap_t = xcalloc((size_t)ncap + 1, sizeof(LLVMTypeRef));
+  for (int j = 0; j < ncap; j++) {
+    LLVMValueRef v;
+    if (cap_var[j] >= 0) {
+      v = c->var_s[cap_var[j]];
+      cap_t[j] = c->i64;
+    } else {
+      cap_t[j] = scalar_type(c, lp->local_types[cap_local[j]]);
+      v = LLVMBuildLoad2(c->b, cap_t[j], c->local_ptr[cap_local[j]], "");
+    }
+    LLVMBuildStore(c->b, v, slot_ptr(c, ctx, c->nbase + 3 + j));
+  }
+  LLVMValueRef lo = emit_expr(c, s->lo), hi = emit_expr(c, s->hi);
+  LLVMValueRef work = LLVMBuildMul(c->b, trips_estimate(c, s), work_estimate(c, s->body[0]), "work");
+
+  /* the outlined body */
+  int nparams = c->nbase + 3 + ncap + 2;
+  LLVMTypeRef *pt = xcalloc((size_t)nparams, sizeof(LLVMTypeRef));
+  for (int i = 0; i < c->nbase; i++) pt[i] = c->ptr;
+  pt[c->nbase] = pt[c->nbase + 1] = pt[c->nbase + 2] = c->i64;
+  for (int j = 0; j < ncap; j++) pt[c->nbase + 3 + j] = cap_t[j];
+  pt[nparams - 2] = pt[nparams - 1] = c->i64;
+  char *name = xasprintf("%s.par%d", c->kname, c->npar++);
+  LLVMValueRef body_fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->i32, pt, (unsigned)nparams, 0));
+  LLVMSetLinkage(body_fn, LLVMInternalLinkage);
+  set_vector_attrs(c, body_fn);
+  for (int i = 0; i < c->nbase; i++) add_param_attr(c, body_fn, (unsigned)i + 1, "noalias");
+
+  /* save the kernel's state */
+  LLVMBasicBlockRef at = LLVMGetInsertBlock(c->b);
+  LLVMValueRef saved_fn = c->fn, saved_term = c->entry_term;
+  LLVMValueRef saved_batch = c->batch, saved_seq = c->seq, saved_seed = c->seed;
+  size_t nb = (size_t)lp->nbufs + 1, nl = (size_t)lp->nlocals + 1, nv = (size_t)lp->nvars + 1;
+  LLVMValueRef *saved_base = xmalloc(nb * sizeof(LLVMValueRef));
+  LLVMValueRef *saved_lp = xmalloc(nl * sizeof(LLVMValueRef));
+  LLVMValueRef *saved_vs = xmalloc(nv * sizeof(LLVMValueRef));
+  char *saved_lv = xmalloc(nl);
+  memcpy(saved_base, c->base, nb * sizeof(LLVMValueRef));
+  memcpy(saved_lp, c->local_ptr, nl * sizeof(LLVMValueRef));
+  memcpy(saved_vs, c->var_s, nv * sizeof(LLVMValueRef));
+  memcpy(saved_lv, c->local_vec, nl);
+
+  c->fn = body_fn;
+  memset(c->base, 0, nb * sizeof(LLVMValueRef));
+  for (int i = 0; i < c->nbase; i++) c->base[c->base_list[i]] = LLVMGetParam(body_fn, (unsigned)i);
+  c->batch = LLVMGetParam(body_fn, (unsigned)c->nbase);
+  c->seq = LLVMGetParam(body_fn, (unsigned)c->nbase + 1);
+  c->seed = LLVMGetParam(body_fn, (unsigned)c->nbase + 2);
+  memset(c->local_ptr, 0, nl * sizeof(LLVMValueRef));
+  memset(c->local_vec, 0, nl);
+  memset(c->var_s, 0, nv * sizeof(LLVMValueRef));
+  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, body_fn, "entry");
+  LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(c->ctx, body_fn, "start");
+  LLVMPositionBuilderAtEnd(c->b, entry);
+  c->entry_term = LLVMBuildBr(c->b, start);
+  LLVMPositionBuilderAtEnd(c->b, start);
+  for (int j = 0; j < ncap; j++) {
+    LLVMValueRef v = LLVMGetParam(body_fn, (unsigned)(c->nbase + 3 + j));
+    if (cap_var[j] >= 0) {
+      c->var_s[cap_var[j]] = v;
+    } else {
+      c->local_ptr[cap_local[j]] = alloca_of(c, cap_t[j]);
+      LLVMBuildStore(c->b, v, c->local_ptr[cap_local[j]]);
+    }
+  }
+  c->in_par = 1;
+  emit_loop(c, s, LLVMGetParam(body_fn, (unsigned)nparams - 2), LLVMGetParam(body_fn, (unsigned)nparams - 1), 1);
+  c->in_par = 0;
+  LLVMBuildRet(c->b, LLVMConstInt(c->i32, 0, 0));
+
+  /* the trampoline the runtime calls */
+  char *tname = xasprintf("%s.run", name);
+  LLVMTypeRef tpt[3] = {c->ptr, c->i64, c->i64};
+  LLVMValueRef tramp = LLVMAddFunction(c->mod, tname, LLVMFunctionType(c->i32, tpt, 3, 0));
+  free(tname);
+  LLVMSetLinkage(tramp, LLVMInternalLinkage);
+  set_vector_attrs(c, tramp);
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, tramp, "entry"));
+  LLVMValueRef tctx = LLVMGetParam(tramp, 0);
+  LLVMValueRef *args = xcalloc((size_t)nparams, sizeof(LLVMValueRef));
+  for (int i = 0; i < nparams - 2; i++) args[i] = LLVMBuildLoad2(c->b, pt[i], slot_ptr(c, tctx, i), "");
+  args[nparams - 2] = LLVMGetParam(tramp, 1);
+  args[nparams - 1] = LLVMGetParam(tramp, 2);
+  LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMGlobalGetValueType(body_fn), body_fn, args, (unsigned)nparams, ""));
+  free(args);
+  free(name);
+
+  /* back in the kernel */
+  c->fn = saved_fn;
+  c->entry_term = saved_term;
+  c->batch = saved_batch;
+  c->seq = saved_seq;
+  c->seed = saved_seed;
+  memcpy(c->base, saved_base, nb * sizeof(LLVMValueRef));
+  memcpy(c->local_ptr, saved_lp, nl * sizeof(LLVMValueRef));
+  memcpy(c->var_s, saved_vs, nv * sizeof(LLVMValueRef));
+  memcpy(c->local_vec, saved_lv, nl);
+  free(saved_base);
+  free(saved_lp);
+  free(saved_vs);
+  free(saved_lv);
+  LLVMPositionBuilderAtEnd(c->b, at);
+  LLVMValueRef cargs[5] = {tramp, ctx, lo, hi, work};
+  LLVMValueRef rc = LLVMBuildCall2(c->b, LLVMGlobalGetValueType(c->par_fn), c->par_fn, cargs, 5, "");
+  LLVMBasicBlockRef ok_bb = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "par.ok");
+  LLVMBasicBlockRef bad_bb = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "par.fail");
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, rc, LLVMConstInt(c->i32, 0, 0), ""), ok_bb, bad_bb);
+  LLVMPositionBuilderAtEnd(c->b, bad_bb);
+  LLVMBuildRet(c->b, rc);
+  LLVMPositionBuilderAtEnd(c->b, ok_bb);
+  free(pt);
+  free(cap_t);
+  free(cap_local);
+  free(cap_var);
+  return 1;
+}
+
 static void emit_stmt(Cg *c, const LStmt *s) {
   switch (s->kind) {
   case LS_BLOCK: emit_block(c, s); return;
-  case LS_FOR: emit_for(c, s); return;
+  case LS_FOR:
+    if (s->parallel && !c->vw && !c->in_par && s->vec <= 1 && emit_parallel(c, s)) return;
+    emit_for(c, s);
+    return;
   case LS_STORE: emit_store(c, s); return;
   case LS_LOCAL: {
     LLVMTypeRef t = scalar_type(c, c->lp->local_types[s->local]);
@@ -870,6 +1129,11 @@ static LLVMValueRef emit_kernel(Cg *c, const Kernel *k, const char *prefix, int 
                       strlen(lp->bufs[list[i]].name));
   }
   c->fn = fn;
+  c->nbase = nused;
+  c->base_list = list;
+  c->kname = LLVMGetValueName(fn);
+  c->npar = 0;
+  c->in_par = 0;
   memset(c->base, 0, sizeof(LLVMValueRef) * (size_t)lp->nbufs);
   for (int i = 0; i < nused; i++) c->base[list[i]] = LLVMGetParam(fn, (unsigned)i);
   c->batch = LLVMGetParam(fn, (unsigned)nused);
@@ -1025,6 +1289,10 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
   c->fail_fn = LLVMGetNamedFunction(mod, "nncc_rt_fail");
   if (!c->fail_fn)
     c->fail_fn = LLVMAddFunction(mod, "nncc_rt_fail", LLVMFunctionType(c->i32, fail_args, 2, 1));
+  LLVMTypeRef par_args[5] = {c->ptr, c->ptr, c->i64, c->i64, c->i64};
+  c->par_fn = LLVMGetNamedFunction(mod, "nncc_rt_parallel_for");
+  if (!c->par_fn)
+    c->par_fn = LLVMAddFunction(mod, "nncc_rt_parallel_for", LLVMFunctionType(c->i32, par_args, 5, 0));
   const char *model = lp->graph->name;
 
   /* prepare kernels and the prepare function */

@@ -34,6 +34,13 @@ enum {
 /* The message of the last failure on this thread; "" when nothing has failed yet. */
 NNCC_API const char *nncc_last_error(void);
 
+/* Threads: generated code runs its parallel loops on NNCC_NUM_THREADS threads (default: the
+ * CPUs the process may run on), counting the calling thread.  nncc_set_num_threads(n) changes
+ * that for the whole process (n >= 1; 1: no worker threads); the results do not depend on it.
+ * nncc_get_num_threads() returns the current count. */
+NNCC_API int nncc_set_num_threads(int n);
+NNCC_API int nncc_get_num_threads(void);
+
 #ifdef __cplusplus
 }
 #endif

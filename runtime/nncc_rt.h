@@ -74,6 +74,13 @@ enum {
 /* optimizer state floats per trained float */
 #define NNCC_STATE_SLOTS(opt) ((opt) == NNCC_OPT_ADAM ? 2 : 1)
 
+/* A parallel loop's body, outlined by codegen.c: runs iterations [lo, hi) of the loop with
+ * the kernel's values in ctx; 0 or a negative code (after nncc_rt_fail). */
+typedef int (*nncc_par_fn)(void *ctx, int64_t lo, int64_t hi);
+/* threads.c: runs fn over [lo, hi) split into contiguous chunks on the pool's threads, as
+ * many as `work` (the loop's estimated element operations; -1: unknown) is worth. */
+NNCC_API int nncc_rt_parallel_for(nncc_par_fn fn, void *ctx, int64_t lo, int64_t hi, int64_t work);
+
 /* Returns 0, or a negative code after nncc_rt_fail() set the message. */
 typedef int (*nncc_entry_fn)(const nncc_exec *x);
 typedef nncc_entry_fn nncc_forward_fn;
