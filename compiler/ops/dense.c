@@ -181,6 +181,8 @@ static void lower_dense(struct LowerCtx *lc, const Node *n) {
         kb = lvar(lp, "kb"), k = lvar(lp, "k");
     LStmt *lr = ls_for(lp, body, r, le_mul(lp, nblocks, le_i64(lp, DENSE_ROWS)), R);
     LStmt *ub = unit_loops(lp, ls_body(lr), uv, ul, U);
+    /* batch 1 (a GEMV): the unit vectors are the work to share between threads */
+    ls_body(lr)->body[ls_body(lr)->nbody - 1]->parallel = 1;
     LExpr *u = le_add(lp, le_mul(lp, le_var(lp, uv), le_i64(lp, V)), le_var(lp, ul));
     int total = ls_local(lp, ub, LT_F32, bias >= 0 ? le_load(lp, bias, u) : le_f32(lp, 0));
     LStmt *lkc = ls_for(lp, ub, kc, le_i64(lp, 0), le_i64(lp, NC));
