@@ -442,21 +442,38 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
                         (SymCount){OHW * FP, 0}, 1);
   int b = lvar(lp, "b"), fb = lvar(lp, "fb"), fl = lvar(lp, "fl"), cc = lvar(lp, "cc");
   LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
-  LStmt *lfb = ls_for(lp, ls_body(lb), fb, le_i64(lp, 0), le_i64(lp, FV / pl.nf));
-  lfb->parallel = 1;
-  LStmt *lfl = ls_for(lp, ls_body(lfb), fl, le_i64(lp, 0), le_i64(lp, V));
-  lfl->vec = (int)V;
   /* Row blocks of tyb tile rows, chunks inside: a chunk's weights stay in L1 over a row
    * block, and the row block's part of t (at most ~128 KiB) in L2 over all chunks. */
   int64_t NB = pl.nf * V, nblk = FP / NB, nch = (C + pl.CC - 1) / pl.CC;
+  int64_t nfb = FV / pl.nf;
   int64_t nty = pl.OH / pl.ry, resty = pl.OH % pl.ry;
   int64_t tyb = 128 * 1024 / (pl.ry * pl.OW * NB * 4);
   if (tyb < 1) tyb = 1;
   if (tyb > nty) tyb = nty;
+  /* Threads share the (filter block, row block) pairs, which write disjoint parts of t: at
+   * batch 1 too, so there should be a few of them even when the filters make one block. */
+  if (nty > 0 && nfb * ((nty + tyb - 1) / tyb) < 4) {
+    int64_t want = (4 + nfb - 1) / nfb;
+    if (want > nty) want = nty;
+    tyb = (nty + want - 1) / want;
+  }
   if (nty > 0) {
+    int64_t nob = (nty + tyb - 1) / tyb;
     int ob = lvar(lp, "ob"), ty = lvar(lp, "ty");
-    LStmt *lob = ls_for(lp, ls_body(lfl), ob, le_i64(lp, 0), le_i64(lp, (nty + tyb - 1) / tyb));
-    LStmt *lcc = ls_for(lp, ls_body(lob), cc, le_i64(lp, 0), le_i64(lp, nch));
+    /* the longer of the two loops outside, on threads; the vector loop over the block's
+     * filters inside both */
+    LStmt *louter, *linner;
+    if (nob > nfb) {
+      louter = ls_for(lp, ls_body(lb), ob, le_i64(lp, 0), le_i64(lp, nob));
+      linner = ls_for(lp, ls_body(louter), fb, le_i64(lp, 0), le_i64(lp, nfb));
+    } else {
+      louter = ls_for(lp, ls_body(lb), fb, le_i64(lp, 0), le_i64(lp, nfb));
+      linner = ls_for(lp, ls_body(louter), ob, le_i64(lp, 0), le_i64(lp, nob));
+    }
+    louter->parallel = 1;
+    LStmt *lfl = ls_for(lp, ls_body(linner), fl, le_i64(lp, 0), le_i64(lp, V));
+    lfl->vec = (int)V;
+    LStmt *lcc = ls_for(lp, ls_body(lfl), cc, le_i64(lp, 0), le_i64(lp, nch));
     LExpr *ty0 = le_mul(lp, le_var(lp, ob), le_i64(lp, tyb));
     LStmt *lty = ls_for(lp, ls_body(lcc), ty, ty0,
                         le_bin(lp, LO_MIN, le_i64(lp, nty), le_add(lp, ty0, le_i64(lp, tyb))));
@@ -464,9 +481,13 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
                     le_mul(lp, le_var(lp, ty), le_i64(lp, pl.ry)), pl.ry);
   }
   if (resty > 0) {
-    int cc2 = lvar(lp, "cc");
+    int fb2 = lvar(lp, "fb"), fl2 = lvar(lp, "fl"), cc2 = lvar(lp, "cc");
+    LStmt *lfb = ls_for(lp, ls_body(lb), fb2, le_i64(lp, 0), le_i64(lp, nfb));
+    lfb->parallel = 1;
+    LStmt *lfl = ls_for(lp, ls_body(lfb), fl2, le_i64(lp, 0), le_i64(lp, V));
+    lfl->vec = (int)V;
     LStmt *lcc = ls_for(lp, ls_body(lfl), cc2, le_i64(lp, 0), le_i64(lp, nch));
-    conv2d_row_band(lc, ls_body(lcc), &pl, xp, wp, t, b, fb, fl, cc2, le_i64(lp, nty * pl.ry),
+    conv2d_row_band(lc, ls_body(lcc), &pl, xp, wp, t, b, fb2, fl2, cc2, le_i64(lp, nty * pl.ry),
                     (int)resty);
   }
 
