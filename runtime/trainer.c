@@ -82,13 +82,17 @@ static int complain(const Trainer *t, int status, const char *fmt, ...) {
   /* a usage error is the same in every process (same arguments): process 0 says it */
   if (status == 2 && t->rank != 0) return status;
   if (t->tty && t->progress_len) fputc('\n', stderr);
-  if (t->dp) fprintf(stderr, "%s (process %d of %d): ", t->prog, t->rank, t->size);
-  else fprintf(stderr, "%s: ", t->prog);
+  /* one write per message, so that processes sharing a terminal do not interleave words */
+  char msg[2048];
+  int n = t->dp ? snprintf(msg, sizeof msg, "%s (process %d of %d): ", t->prog, t->rank, t->size)
+                : snprintf(msg, sizeof msg, "%s: ", t->prog);
+  if (n < 0 || (size_t)n >= sizeof msg) n = 0;
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
+  fprintf(stderr, "%s\n", msg);
   if (status == 2) fprintf(stderr, "run '%s train --help' for usage\n", t->prog);
+  fflush(stderr);
   return status;
 }
 
@@ -408,8 +412,7 @@ static int step(Trainer *t, int64_t e, int64_t s, int64_t first, int64_t count, 
     for (int64_t i = 0; i < t->grad_floats; i++) t->grads[i] *= scale;
   }
   if (t->grad_floats > 0 && t->dp->sum_f32(t->dp, t->grads, t->grad_floats, err, sizeof err))
-    return complain(t, 1, "epoch %lld, step %lld: averaging the gradients: %s", (long long)e + 1,
-                    (long long)s + 1, err);
+    return complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1, err);
   if (nncc_rt_update(t->m))
     return complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1,
                     nncc_last_error());
