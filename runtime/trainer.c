@@ -406,7 +406,7 @@ static int step(Trainer *t, int64_t e, int64_t s, int64_t first, int64_t count, 
   if (!isfinite(*loss)) return 0;   /* the caller stops every process at this step */
   /* this process's mean times mine / count, summed: the global batch's mean */
   if (mine == 0) {
-    memset(t->grads, 0, (size_t)t->grad_floats * sizeof(float));
+    if (t->grad_floats > 0) memset(t->grads, 0, (size_t)t->grad_floats * sizeof(float));
   } else if (mine != count) {
     float scale = (float)((double)mine / (double)count);
     for (int64_t i = 0; i < t->grad_floats; i++) t->grads[i] *= scale;
