@@ -39,10 +39,12 @@ def sh(cmd, env=None):
 
 
 def rate(out):
-    m = re.search(r"epoch 1/1: loss [0-9.naif]+, [0-9.]+ s, ([0-9.]+) samples/s", out)
+    """(samples/s, % of the epoch in the gradient exchange or None) from the epoch line."""
+    m = re.search(r"epoch 1/1: loss [0-9.naif]+, [0-9.]+ s, ([0-9.]+) samples/s"
+                  r"(?: \(([0-9.]+)% exchanging gradients\))?", out)
     if not m:
         raise RuntimeError("no epoch line in:\n" + out)
-    return float(m.group(1))
+    return float(m.group(1)), (float(m.group(2)) if m.group(2) else None)
 
 
 def main():
@@ -81,10 +83,14 @@ def main():
                                                       str(args.batch // 2)] + data, env1),
         ]
         got = {c[0]: [] for c in configs}
+        wait = {c[0]: [] for c in configs}
         for r in range(args.rounds):
             order = configs if r % 2 == 0 else list(reversed(configs))
             for name, cmd, env in order:
-                got[name].append(rate(sh(cmd, env=env)))
+                r_, w_ = rate(sh(cmd, env=env))
+                got[name].append(r_)
+                if w_ is not None:
+                    wait[name].append(w_)
                 print("%s %s round %d: %.0f samples/s" % (model, name, r + 1, got[name][-1]),
                       file=sys.stderr)
         base = statistics.median(got[configs[0][0]])
@@ -93,6 +99,9 @@ def main():
             note = ""
             if "2 threads" in name and not threads_read:
                 note = "the runtime has no threads yet (NNCC_NUM_THREADS, issue 8): runs on 1 thread"
+            if wait[name]:
+                note = "%.0f%% of the epoch in the gradient exchange (waiting for the other process included)" % (
+                    statistics.median(wait[name]))
             rows.append((model, name, v, min(got[name]), max(got[name]), v / base, note))
     load1 = os.getloadavg()
     shutil.rmtree(tmp)

@@ -75,6 +75,7 @@ typedef struct Trainer {
   int rank, size;               /* this process and the number of processes (0, 1 alone) */
   float *grads;                 /* the model's gradient buffer (dp): grad_floats floats */
   int64_t grad_floats;
+  double wait_time;             /* dp: seconds of this epoch spent in the exchanges */
 } Trainer;
 
 static int complain(const Trainer *t, int status, const char *fmt, ...) {
@@ -393,7 +394,10 @@ static int step(Trainer *t, int64_t e, int64_t s, int64_t first, int64_t count, 
   /* the loss sum and the failures first: a failure anywhere stops everyone here */
   double v[2] = {failed ? 0.0 : (double)l * (double)mine, failed};
   char err[512];
-  if (t->dp->sum_f64(t->dp, v, 2, err, sizeof err))
+  double t0 = now_s();
+  int rc = t->dp->sum_f64(t->dp, v, 2, err, sizeof err);
+  t->wait_time += now_s() - t0;
+  if (rc)
     return complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1, err);
   if (failed) return 1;
   if (v[1] > 0) {
@@ -411,8 +415,10 @@ static int step(Trainer *t, int64_t e, int64_t s, int64_t first, int64_t count, 
     float scale = (float)((double)mine / (double)count);
     for (int64_t i = 0; i < t->grad_floats; i++) t->grads[i] *= scale;
   }
-  if (t->grad_floats > 0 && t->dp->sum_f32(t->dp, t->grads, t->grad_floats, err, sizeof err))
-    return complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1, err);
+  t0 = now_s();
+  rc = t->grad_floats > 0 && t->dp->sum_f32(t->dp, t->grads, t->grad_floats, err, sizeof err);
+  t->wait_time += now_s() - t0;
+  if (rc) return complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1, err);
   if (nncc_rt_update(t->m))
     return complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1,
                     nncc_last_error());
@@ -423,6 +429,8 @@ static int step(Trainer *t, int64_t e, int64_t s, int64_t first, int64_t count, 
 static int epoch_end(Trainer *t, int64_t e, double loss_sum, int64_t seen, double secs) {
   printf("epoch %lld/%lld: loss %.4f, %.1f s, %.0f samples/s", (long long)e + 1,
          (long long)t->epochs, loss_sum / (double)seen, secs, (double)seen / (secs > 0 ? secs : 1e-9));
+  if (t->dp)   /* the exchanges, including the wait for the slowest process */
+    printf(" (%.0f%% exchanging gradients)", secs > 0 ? 100 * t->wait_time / secs : 0.0);
   fflush(stdout);
   if (t->test.n) {
     double tl = 0, acc = -1;
@@ -462,6 +470,7 @@ static int train(Trainer *t) {
   for (int64_t e = 0; e < t->epochs; e++) {
     double t_epoch = now_s(), last_draw = 0, loss_sum = 0;
     int64_t seen = 0;
+    t->wait_time = 0;
     nncc_data_shuffle(t->perm, t->train.samples, t->seed, e);
     for (int64_t s = 0; s < steps; s++) {
       int64_t first = s * global;

@@ -19,8 +19,9 @@ int nncc_rt_train_main(const char *prog, int argc, char **argv, const nncc_model
  * batch of size*B (spec section 3).
  *   sum_f32 / sum_f64  replace v[0..n) by its sum over all the processes, in place, in every
  *                      process (MPI_Allreduce with MPI_IN_PLACE).  0, or -1 after writing
- *                      what went wrong (a process that stopped answering) into err; the
- *                      processes cannot talk to one another after a failure. */
+ *                      what went wrong into err; the processes cannot talk to one another
+ *                      after a failure.  (A process that stops answering is the
+ *                      implementation's to notice: mpi_trainer.c's watchdog.) */
 #define NNCC_DP_DEFAULT_TIMEOUT 600   /* seconds a collective waits (NNCC_MPI_TIMEOUT) */
 
 typedef struct nncc_rt_dp {
