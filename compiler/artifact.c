@@ -308,7 +308,7 @@ static void training_wrapper(Ai *a, const Graph *g, int symbolic_seq, const char
 }
 
 void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgEntries *fns,
-                             int embedded_weights, int executable) {
+                             int embedded_weights, int executable, int mpi) {
   const Graph *g = lp->graph;
   Ai ai = {0}, *a = &ai;
   a->ctx = LLVMGetModuleContext(mod);
@@ -480,10 +480,13 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgE
     LLVMBuildRet(a->b, call(a, extern_fn(a, "nncc_rt_load_checkpoint", a->i32, pload, 2), args, 2));
   }
 
-  if (executable) {
+  if (executable || mpi) {
     LLVMTypeRef pm[3] = {a->i32, a->ptr, a->ptr};
-    LLVMValueRef rt_main = extern_fn(a, "nncc_rt_main", a->i32, pm, 3);
-    LLVMValueRef mainf = add_fn(a, "main", a->i32, pm, 2);
+    LLVMValueRef rt_main = extern_fn(a, mpi ? "nncc_rt_mpi_main" : "nncc_rt_main", a->i32, pm, 3);
+    char *name = executable ? xstrdup("main") : xasprintf("%s_main", M);
+    LLVMValueRef mainf = add_fn(a, name, a->i32, pm, 2);
+    free(name);
+    LLVMSetVisibility(mainf, LLVMDefaultVisibility);
     LLVMPositionBuilderAtEnd(a->b, LLVMAppendBasicBlockInContext(a->ctx, mainf, "entry"));
     args[0] = LLVMGetParam(mainf, 0);
     args[1] = LLVMGetParam(mainf, 1);
@@ -533,7 +536,7 @@ static char **c_param_names(const Graph *g) {
   return names;
 }
 
-int artifact_write_header(const Graph *g, const char *hp, int embedded_weights) {
+int artifact_write_header(const Graph *g, const char *hp, int embedded_weights, int mpi) {
   FILE *h = outputs_text_begin(hp);   /* written atomically at the end */
   const char *M = g->name;
   const char *hbase = strrchr(hp, '/') ? strrchr(hp, '/') + 1 : hp;
@@ -641,6 +644,13 @@ int artifact_write_header(const Graph *g, const char *hp, int embedded_weights) 
                "resumes exactly. */\n");
     fprintf(h, "int %s_save_checkpoint(const %s *m, const char *path);\n", M, M);
     fprintf(h, "int %s_load_checkpoint(%s *m, const char *path);\n", M, M);
+  }
+  if (mpi) {
+    fprintf(h, "\n/* Built with --mpi: what the standalone executable's main does, for a host program.\n"
+               " * M_main(argc, argv) with argv = {\"prog\", \"train\", \"--data\", ...} trains\n"
+               " * data-parallel on MPI_COMM_WORLD under mpirun (initialising MPI unless the program\n"
+               " * already has); returns the exit status (0 done, 1 an error, 2 a usage error). */\n");
+    fprintf(h, "int %s_main(int argc, char **argv);\n", M);
   }
   for (int i = 0; i <= g->ninputs + g->noutputs; i++) free(cn[i]);
   free(cn);

@@ -169,7 +169,8 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   CgEntries fns = {.trainable = nprog > 1};
   CgFunctions *slots[NPROG] = {&fns.forward, &fns.gradients, &fns.evaluate, &fns.update};
   for (int i = 0; i < nprog; i++) codegen_program(progs[i], mod, slots[i]);
-  artifact_emit_interface(lp, mod, &fns, opts->weights != NULL, executable);
+  artifact_emit_interface(lp, mod, &fns, opts->weights != NULL, executable,
+                          opts->mpi && opts->emit == EMIT_ARTIFACT);
 
   if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &err)) {
     char *msg = xstrdup(err ? err : "");
@@ -242,11 +243,11 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
     status = write_file(files[F_OBJ], LLVMGetBufferStart(buf), LLVMGetBufferSize(buf)) ? 2 : 0;
     if (!status) {
       LinkJob job = {kind, opts->output, files[F_OBJ], files[F_ASM] ? files[F_ASM] : files[F_RAW],
-                     files[F_OUT]};
+                     files[F_OUT], opts->mpi};
       status = link_artifact(&job);
     }
     char *header = outputs_header(opts->output, kind);
-    if (!status && header && artifact_write_header(g, header, opts->weights != NULL) != 0) status = 1;
+    if (!status && header && artifact_write_header(g, header, opts->weights != NULL, opts->mpi) != 0) status = 1;
     free(header);
     LLVMDisposeMemoryBuffer(buf);
     break;

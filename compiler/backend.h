@@ -26,6 +26,7 @@ typedef struct BackendOptions {
   int train;                 /* generate the training entry points (later issue) */
   const char *weights;       /* --weights FILE.safetensors: embed them, or NULL */
   const char *source_path;   /* the .nn file, for messages */
+  int mpi;                   /* --mpi: data-parallel trainer, linked with Open MPI */
 } BackendOptions;
 
 /* Returns 0 on success, 1 after diagnosing an error in the user's input (a weights file that

@@ -33,11 +33,14 @@ void codegen_set_fma(int has_fma);
 
 /* --- artifact.c --- */
 /* Adds the descriptor (embedded_weights: referring to the hidden symbol <model>_nncc_weights
- * that link.c defines), the M_* wrappers, and, when executable, main().  */
+ * that link.c defines), the M_* wrappers, and, when executable, main().  mpi (--mpi): main
+ * calls nncc_rt_mpi_main (runtime/mpi_trainer.c) instead of nncc_rt_main, and a library gets
+ * M_main(argc, argv), the same for a host program. */
 void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgEntries *fns,
-                             int embedded_weights, int executable);
+                             int embedded_weights, int executable, int mpi);
 /* Writes the header hp (model.so -> model.h) atomically; returns 0, or -1 after printing an
- * error.  embedded_weights: the artifact carries --weights (M_create starts from them). */
-int artifact_write_header(const Graph *g, const char *hp, int embedded_weights);
+ * error.  embedded_weights: the artifact carries --weights (M_create starts from them); mpi:
+ * it was built with --mpi (M_main). */
+int artifact_write_header(const Graph *g, const char *hp, int embedded_weights, int mpi);
 
 #endif

@@ -1,8 +1,11 @@
 /* link.c - from the model's object code to the artifact the user asked for (outputs.h kinds),
  * and the embedded weights.
  *
- *   executable   cc -o OUT  model.o [weights.o|.s] libnncc_rt.a -lm -lpthread
- *   .so          cc -shared ...the same...
+ *   executable   cc -o OUT  model.o [weights.o|.s] libnncc_rt.a -lm -lpthread -lz
+ *   .so          cc -shared ...the same... (without -lz)
+ *   --mpi        executable or .so: libnncc_rt_mpi.a before libnncc_rt.a, -lz, and the flags of
+ *                `mpicc -showme:link` (Open MPI's wrapper compiler; NNCC_MPICC names another),
+ *                so only these artifacts depend on libmpi
  *   .a           a copy of libnncc_rt.a with model.o [weights.o] added: `cc app.c m.a -lm`
  *   .o           model.o alone, or `cc -r` of model.o and the weights: link it with libnncc_rt.a
  *
@@ -309,10 +312,105 @@ static int copy_file(const char *from, int to_fd) {
   return e;
 }
 
+/* The output of argv (run without a shell), malloc'd; NULL when it cannot run or fails. */
+static char *capture(const char *const *argv) {
+  int fd[2];
+  if (pipe(fd) != 0) return NULL;
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fd[0]);
+    close(fd[1]);
+    return NULL;
+  }
+  if (pid == 0) {
+    close(fd[0]);
+    if (dup2(fd[1], 1) < 0) _exit(127);
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, 2);   /* "mpicc: not found" is said better by the caller */
+    execvp(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  close(fd[1]);
+  size_t len = 0, cap = 256;
+  char *out = xmalloc(cap);
+  for (;;) {
+    if (len + 1 >= cap) out = xrealloc(out, cap *= 2);
+    ssize_t n = read(fd[0], out + len, cap - len - 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    len += (size_t)n;
+  }
+  out[len] = '\0';
+  close(fd[0]);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) break;
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
+/* The flags of `mpicc -showme:link`, split at white space (Open MPI prints no quotes): a
+ * NULL-terminated malloc'd array of malloc'd strings, or NULL. */
+static char **mpi_link_flags(void) {
+  const char *argv[] = {tool("NNCC_MPICC", "mpicc"), "-showme:link", NULL};
+  char *out = capture(argv);
+  if (!out) return NULL;
+  int n = 0;
+  char **flags = xcalloc(strlen(out) / 2 + 2, sizeof *flags);
+  for (char *tok = strtok(out, " \t\r\n"); tok; tok = strtok(NULL, " \t\r\n")) flags[n++] = xstrdup(tok);
+  free(out);
+  if (n == 0) {
+    free(flags);
+    return NULL;
+  }
+  return flags;
+}
+
+static void free_flags(char **flags) {
+  for (int i = 0; flags && flags[i]; i++) free(flags[i]);
+  free(flags);
+}
+
+int link_mpi_check(void) {
+  char **flags = mpi_link_flags();
+  if (!flags) {
+    fprintf(stderr, "nncc: error: --mpi needs Open MPI's development files, and '%s "
+            "-showme:link' did not answer (install them: apt-get install libopenmpi-dev "
+            "openmpi-bin; NNCC_MPICC names another MPI C compiler wrapper)\n",
+            tool("NNCC_MPICC", "mpicc"));
+    return 2;
+  }
+  free_flags(flags);
+  char *rtdir = runtime_dir();
+  char *lib = xasprintf("%s/libnncc_rt_mpi.a", rtdir);
+  int ok = file_exists(lib);
+  if (!ok)
+    fprintf(stderr, "nncc: error: --mpi: this nncc was built without MPI support ('%s' is "
+            "missing); install libopenmpi-dev and rebuild nncc\n", lib);
+  free(lib);
+  free(rtdir);
+  return ok ? 0 : 2;
+}
+
 int link_artifact(const LinkJob *job) {
   char *rtdir = runtime_dir();
   char *rtlib = xasprintf("%s/libnncc_rt.a", rtdir);
+  char *mpilib = xasprintf("%s/libnncc_rt_mpi.a", rtdir);
+  char **mpiflags = NULL;
   free(rtdir);
+  if (job->mpi && (job->kind == OUT_EXECUTABLE || job->kind == OUT_SHARED)) {
+    mpiflags = mpi_link_flags();
+    if (!mpiflags || !file_exists(mpilib)) {
+      free_flags(mpiflags);
+      free(mpilib);
+      free(rtlib);
+      int rc = link_mpi_check();   /* says what is missing */
+      return rc ? rc : 2;
+    }
+  }
   if (job->kind != OUT_OBJECT && !file_exists(rtlib)) {
     fprintf(stderr, "nncc: error: the runtime library '%s' is missing (set NNCC_RUNTIME_DIR)\n", rtlib);
     free(rtlib);
@@ -329,7 +427,7 @@ int link_artifact(const LinkJob *job) {
   /* a device or FIFO target is written in place: build into the scratch file, copy after */
   const char *into = af.in_place ? job->scratch : af.tmp;
   const char *cc = tool("NNCC_CC", "cc");
-  const char *argv[24] = {0};
+  const char *argv[64] = {0};
   int n = 0, rc = 0, status = 0;
   char *wobj = NULL;
   int into_fd = af.in_place ? -1 : af.fd;
@@ -346,10 +444,13 @@ int link_artifact(const LinkJob *job) {
     argv[n++] = into;
     argv[n++] = job->object;
     if (job->weights) argv[n++] = job->weights;
+    if (mpiflags) argv[n++] = mpilib;   /* the data-parallel trainer, then what it calls */
     argv[n++] = rtlib;
     argv[n++] = "-lm";
     argv[n++] = "-lpthread";
-    if (job->kind == OUT_EXECUTABLE) argv[n++] = "-lz";   /* the trainer's gzip IDX reader */
+    /* the trainer's gzip IDX reader */
+    if (job->kind == OUT_EXECUTABLE || mpiflags) argv[n++] = "-lz";
+    for (int i = 0; mpiflags && mpiflags[i] && n < 56; i++) argv[n++] = mpiflags[i];
     /* no debug information from the runtime in the user's artifact (symbols stay, so
      * profiles still name the kernels); --gc-sections drops the runtime code not used */
     argv[n++] = "-Wl,--strip-debug,--gc-sections";
@@ -402,6 +503,8 @@ int link_artifact(const LinkJob *job) {
     free(wobj);
   }
   free(rtlib);
+  free(mpilib);
+  free_flags(mpiflags);
   if (rc != 0) {
     fprintf(stderr, "nncc: error: linking '%s' failed (%s exited with %d)\n", job->output,
             argv[0] ? argv[0] : cc, rc);

@@ -30,7 +30,13 @@ typedef struct LinkJob {
   const char *object;        /* the model's object file */
   const char *weights;       /* the weights' object (.o) or assembler file (.s), or NULL */
   const char *scratch;       /* a free path in a private temporary directory */
+  int mpi;                   /* --mpi: + libnncc_rt_mpi.a and Open MPI (executable, .so) */
 } LinkJob;
+
+/* --mpi: 0 when an artifact can be linked with MPI (Open MPI's wrapper compiler answers
+ * `mpicc -showme:link`, NNCC_MPICC naming another, and this nncc has libnncc_rt_mpi.a);
+ * otherwise 2 after saying what is missing and how to install it. */
+int link_mpi_check(void);
 
 /* Returns 0, 1 (the output cannot be written: the user's error) or 2 (the toolchain failed),
  * after printing the error. */

@@ -17,6 +17,7 @@
 #include "backend.h"
 #include "diag.h"
 #include "ir.h"
+#include "link.h"
 #include "outputs.h"
 #include "sema.h"
 #include "target.h"
@@ -51,6 +52,9 @@ static const char usage_text[] =
     "  --target-cpu CPU     generate code for CPU (default: this machine; e.g. x86-64-v3)\n"
     "  --train, --no-train  generate the training entry points or not (default: when the\n"
     "                       model has a loss)\n"
+    "  --mpi                data-parallel training with MPI: `mpirun -np N ./model train\n"
+    "                       --batch B` trains on global batches of N*B (an executable, or a\n"
+    "                       .so with M_main); needs Open MPI (libopenmpi-dev, openmpi-bin)\n"
     "  --version            print the version\n"
     "  --help               print this help\n"
     "\n"
@@ -80,7 +84,7 @@ int main(int argc, char **argv) {
   const char *input = NULL, *model_name = NULL;
   Mode mode = MODE_CHECK;
   BackendOptions bo = {.emit = EMIT_ARTIFACT, .opt_level = 3, .train = -1};
-  int train_flag = -1;
+  int train_flag = -1, mpi = 0;
 
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
@@ -123,6 +127,8 @@ int main(int argc, char **argv) {
       train_flag = 1;
     } else if (!strcmp(a, "--no-train")) {
       train_flag = 0;
+    } else if (!strcmp(a, "--mpi")) {
+      mpi = 1;
     } else if (missing) {
       return usage_error("%s needs a value", a);
     } else if (a[0] == '-' && a[1]) {
@@ -141,6 +147,17 @@ int main(int argc, char **argv) {
     return usage_error("%s", "--emit=obj writes a binary file: give -o PATH");
   if (bo.weights && mode != MODE_BACKEND)
     return usage_error("%s", "--weights is used when building an artifact: give -o PATH");
+  if (mpi) {
+    OutputKind k = bo.output ? outputs_kind(bo.output) : OUT_UNKNOWN;
+    if (mode != MODE_BACKEND || bo.emit != EMIT_ARTIFACT || (k != OUT_EXECUTABLE && k != OUT_SHARED))
+      return usage_error("%s", "--mpi builds a data-parallel trainer: an executable (-o model) "
+                         "or a shared library (-o model.so)");
+    if (train_flag == 0)
+      return usage_error("%s", "--mpi trains the model: it cannot go with --no-train");
+    int mpi_rc = link_mpi_check();   /* Open MPI's wrapper compiler and libnncc_rt_mpi.a */
+    if (mpi_rc) return mpi_rc;
+    bo.mpi = 1;
+  }
   /* nothing is written over the input, the weights or a directory (outputs.c) */
   int out_rc = outputs_check(input, bo.weights, bo.output, mode == MODE_BACKEND && bo.emit == EMIT_ARTIFACT);
   if (out_rc) return out_rc;
@@ -179,6 +196,12 @@ int main(int argc, char **argv) {
           fprintf(stderr, "%s: warning: no training entry points: nncc cannot differentiate "
                   "'%s' yet (--no-train silences this)\n", input, autodiff_unsupported(g));
           bo.train = 0;
+        }
+        if (bo.mpi && !bo.train) {
+          fprintf(stderr, "nncc: error: --mpi: model '%s' has no training entry points (%s)\n",
+                  g->name, g->loss < 0 ? "it has no loss" : "see the warning above");
+          status = EXIT_USAGE;
+          break;
         }
         if (bo.train && autodiff(g)) {
           status = EXIT_INPUT;

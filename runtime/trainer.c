@@ -19,6 +19,18 @@
  * saved after an earlier epoch (or by an earlier run) is left as it was.  A loss that is not
  * finite is such an error (saving NaN weights over good ones helps nobody).  Usage errors exit
  * with status 2.  Everything allocated is freed on every path.
+ *
+ * Data-parallel (a nncc_rt_dp from runtime/mpi_trainer.c, N processes, --batch B): every
+ * process reads the whole training set and draws the same permutation; a step takes the
+ * global batch of N*B samples (the last one smaller), process r the samples [r*B, (r+1)*B) of
+ * it (possibly none in the last one).  Process r computes the gradient of its samples' mean
+ * loss (nncc_rt_gradients), scales it by its count / the global count, and one in-place sum
+ * over the processes of the whole gradient buffer gives every process the gradient of the
+ * global batch's mean loss, which is what one process computes with --batch N*B (up to
+ * rounding); every process then takes the same nncc_rt_update, so the parameters stay equal
+ * without ever being sent.  The loss (times the count) and a failure flag are summed first, so
+ * a failing step or a non-finite loss stops every process at the same step.  Process 0 alone
+ * reads the test set, prints, logs and saves; its status after each epoch is shared too.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -59,22 +71,35 @@ typedef struct Trainer {
   FILE *logf;
   int tty;
   int progress_len;             /* characters of the progress line on the terminal */
+  const nncc_rt_dp *dp;         /* data-parallel collectives, or NULL (one process) */
+  int rank, size;               /* this process and the number of processes (0, 1 alone) */
+  float *grads;                 /* the model's gradient buffer (dp): grad_floats floats */
+  int64_t grad_floats;
+  double wait_time;             /* dp: seconds of this epoch spent in the exchanges */
 } Trainer;
 
 static int complain(const Trainer *t, int status, const char *fmt, ...) {
   va_list ap;
+  /* a usage error is the same in every process (same arguments): process 0 says it */
+  if (status == 2 && t->rank != 0) return status;
   if (t->tty && t->progress_len) fputc('\n', stderr);
-  fprintf(stderr, "%s: ", t->prog);
+  /* one write per message, so that processes sharing a terminal do not interleave words */
+  char msg[2048];
+  int n = t->dp ? snprintf(msg, sizeof msg, "%s (process %d of %d): ", t->prog, t->rank, t->size)
+                : snprintf(msg, sizeof msg, "%s: ", t->prog);
+  if (n < 0 || (size_t)n >= sizeof msg) n = 0;
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
+  fprintf(stderr, "%s\n", msg);
   if (status == 2) fprintf(stderr, "run '%s train --help' for usage\n", t->prog);
+  fflush(stderr);
   return status;
 }
 
 static void usage(const Trainer *t) {
   const nncc_model_desc *d = t->d;
+  if (t->rank != 0) return;
   printf("usage: %s train --data NAME=FILE ... [--test NAME=FILE ...] [--epochs E] [--batch B]\n"
          "       [--lr LR] [--seed S] [--weights W.safetensors] [--save W.safetensors]\n"
          "       [--log LOSS.csv] [--progress N]\n"
@@ -111,6 +136,13 @@ static void usage(const Trainer *t) {
          "  --help              show this text\n",
          (long long)(t->td && t->td->batch > 0 ? t->td->batch : DEFAULT_BATCH),
          t->td ? t->td->lr : 0.0, DEFAULT_PROGRESS);
+  if (t->dp)
+    printf("\nData-parallel (built with --mpi; this run: %d process%s): --batch B is per process,\n"
+           "each step takes a global batch of N*B samples from the same seeded shuffle, process r\n"
+           "the samples [r*B, (r+1)*B), and the gradients are averaged over the processes; process 0\n"
+           "alone prints, logs, tests and saves.  NNCC_MPI_TIMEOUT=S (default %d) stops every\n"
+           "process when one has not answered for S seconds.\n",
+           t->size, t->size == 1 ? "" : "es", NNCC_DP_DEFAULT_TIMEOUT);
 }
 
 static int parse_int(const char *s, int64_t min, int64_t *v) {
@@ -321,28 +353,131 @@ static int evaluate(Trainer *t, double *loss, double *acc, int64_t *correct_out,
   return 0;
 }
 
+/* Data-parallel: every process learns whether any process failed (status != 0 here); the
+ * result is this process's status, 1 when another one failed, or 1 when they cannot agree. */
+static int agree(Trainer *t, int status, const char *when) {
+  if (!t->dp) return status;
+  double v[1] = {status != 0};
+  char err[512];
+  if (t->dp->sum_f64(t->dp, v, 1, err, sizeof err))
+    return complain(t, 1, "%s: %s", when, err);
+  if (status) return status;
+  if (v[0] > 0) {
+    if (t->rank == 0) complain(t, 1, "%s: stopping, another process failed (its message is above)", when);
+    return 1;
+  }
+  return 0;
+}
+
+/* One step: the batch-mean loss of samples [first, first + count) of the epoch's order into
+ * *loss, and one optimizer update.  Data-parallel, [first, first + count) is the global batch:
+ * this process takes its slice, and the gradients and the loss are averaged over all. */
+static int step(Trainer *t, int64_t e, int64_t s, int64_t first, int64_t count, float *loss) {
+  if (!t->dp) {
+    nncc_data_gather(&t->train, t->perm, first, count, t->buf);
+    if (nncc_rt_train_step(t->m, count, t->train.seq, t->in, t->tg, loss))
+      return complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1,
+                      nncc_last_error());
+    return 0;
+  }
+  int64_t mine = count - (int64_t)t->rank * t->batch;   /* this process's share */
+  mine = mine < 0 ? 0 : mine > t->batch ? t->batch : mine;
+  float l = 0;
+  int failed = 0;
+  if (mine > 0) {
+    nncc_data_gather(&t->train, t->perm, first + (int64_t)t->rank * t->batch, mine, t->buf);
+    if (nncc_rt_gradients(t->m, mine, t->train.seq, t->in, t->tg, &l)) {
+      complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1, nncc_last_error());
+      failed = 1;
+    }
+  }
+  /* the loss sum and the failures first: a failure anywhere stops everyone here */
+  double v[2] = {failed ? 0.0 : (double)l * (double)mine, failed};
+  char err[512];
+  double t0 = now_s();
+  int rc = t->dp->sum_f64(t->dp, v, 2, err, sizeof err);
+  t->wait_time += now_s() - t0;
+  if (rc)
+    return complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1, err);
+  if (failed) return 1;
+  if (v[1] > 0) {
+    if (t->rank == 0)
+      complain(t, 1, "epoch %lld, step %lld: stopping, another process failed (its message is "
+               "above)", (long long)e + 1, (long long)s + 1);
+    return 1;
+  }
+  *loss = (float)(v[0] / (double)count);
+  if (!isfinite(*loss)) return 0;   /* the caller stops every process at this step */
+  /* this process's mean times mine / count, summed: the global batch's mean */
+  if (mine == 0) {
+    if (t->grad_floats > 0) memset(t->grads, 0, (size_t)t->grad_floats * sizeof(float));
+  } else if (mine != count) {
+    float scale = (float)((double)mine / (double)count);
+    for (int64_t i = 0; i < t->grad_floats; i++) t->grads[i] *= scale;
+  }
+  t0 = now_s();
+  rc = t->grad_floats > 0 && t->dp->sum_f32(t->dp, t->grads, t->grad_floats, err, sizeof err);
+  t->wait_time += now_s() - t0;
+  if (rc) return complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1, err);
+  if (nncc_rt_update(t->m))
+    return complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1,
+                    nncc_last_error());
+  return 0;
+}
+
+/* After an epoch, in process 0: the summary line, the test set and the save. */
+static int epoch_end(Trainer *t, int64_t e, double loss_sum, int64_t seen, double secs) {
+  printf("epoch %lld/%lld: loss %.4f, %.1f s, %.0f samples/s", (long long)e + 1,
+         (long long)t->epochs, loss_sum / (double)seen, secs, (double)seen / (secs > 0 ? secs : 1e-9));
+  if (t->dp)   /* the exchanges, including the wait for the slowest process */
+    printf(" (%.0f%% exchanging gradients)", secs > 0 ? 100 * t->wait_time / secs : 0.0);
+  fflush(stdout);
+  if (t->test.n) {
+    double tl = 0, acc = -1;
+    int64_t correct = 0, rows = 0;
+    if (evaluate(t, &tl, &acc, &correct, &rows)) {
+      printf("\n");
+      return 1;
+    }
+    if (acc >= 0)
+      printf("; test: accuracy %.2f%% (%lld/%lld), loss %.4f", 100 * acc, (long long)correct,
+             (long long)rows, tl);
+    else
+      printf("; test: loss %.4f", tl);
+  }
+  if (t->save) {
+    if (nncc_rt_save(t->m, t->save)) {
+      printf("\n");
+      return complain(t, 1, "%s", nncc_last_error());
+    }
+    printf("; saved %s", t->save);
+  }
+  printf("\n");
+  fflush(stdout);
+  return 0;
+}
+
 static int train(Trainer *t) {
   const nncc_model_desc *d = t->d;
   int drop_last = d->has_seq && t->td->stateful;
-  int64_t steps = nncc_data_batches(t->train.samples, t->batch, drop_last);
+  int64_t global = t->batch * t->size;   /* samples per step, over all the processes */
+  int64_t steps = nncc_data_batches(t->train.samples, global, drop_last);
   if (steps == 0)
     return complain(t, 1, "%lld samples make no full batch of %lld (a stateful model keeps its "
-                    "batch fixed); lower --batch", (long long)t->train.samples, (long long)t->batch);
+                    "batch fixed); lower --batch", (long long)t->train.samples, (long long)global);
   int64_t total_steps = steps * t->epochs, done_steps = 0;
   double train_time = 0;   /* seconds spent in steps, for the rate and the time left */
   for (int64_t e = 0; e < t->epochs; e++) {
     double t_epoch = now_s(), last_draw = 0, loss_sum = 0;
     int64_t seen = 0;
+    t->wait_time = 0;
     nncc_data_shuffle(t->perm, t->train.samples, t->seed, e);
     for (int64_t s = 0; s < steps; s++) {
-      int64_t first = s * t->batch;
-      int64_t count = t->train.samples - first < t->batch ? t->train.samples - first : t->batch;
+      int64_t first = s * global;
+      int64_t count = t->train.samples - first < global ? t->train.samples - first : global;
       double t0 = now_s();
-      nncc_data_gather(&t->train, t->perm, first, count, t->buf);
       float loss = 0;
-      if (nncc_rt_train_step(t->m, count, t->train.seq, t->in, t->tg, &loss))
-        return complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1,
-                        nncc_last_error());
+      if (step(t, e, s, first, count, &loss)) return 1;
       double t1 = now_s();
       train_time += t1 - t0;
       done_steps++;
@@ -350,14 +485,16 @@ static int train(Trainer *t) {
                              (double)loss) < 0)
         return complain(t, 1, "cannot write %s: %s", t->log, strerror(errno));
       if (t->logf) fflush(t->logf);
-      if (!isfinite(loss))
-        return complain(t, 1, "epoch %lld, step %lld: the loss is %s; stopping (the weights "
+      if (!isfinite(loss))   /* data-parallel: the same loss, so the same decision, everywhere */
+        return t->rank != 0 ? 1 :
+               complain(t, 1, "epoch %lld, step %lld: the loss is %s; stopping (the weights "
                         "saved before are kept; a smaller --lr may help)", (long long)e + 1,
                         (long long)s + 1, isnan(loss) ? "nan" : "infinite");
       loss_sum += (double)loss * (double)count;
       seen += count;
       int last = s + 1 == steps;
-      int draw = t->tty ? (last || t1 - last_draw >= 0.1)
+      int draw = t->rank != 0 ? 0
+               : t->tty ? (last || t1 - last_draw >= 0.1)
                         : (t->progress > 0 && ((s + 1) % t->progress == 0 || last));
       if (draw) {
         last_draw = t1;
@@ -366,33 +503,48 @@ static int train(Trainer *t) {
         progress(t, e, s + 1, steps, loss_sum / (double)seen, rate, left);
       }
     }
-    progress_end(t);
+    if (t->rank == 0) progress_end(t);
     double secs = now_s() - t_epoch;
-    printf("epoch %lld/%lld: loss %.4f, %.1f s, %.0f samples/s", (long long)e + 1,
-           (long long)t->epochs, loss_sum / (double)seen, secs, (double)seen / (secs > 0 ? secs : 1e-9));
-    fflush(stdout);
-    if (t->test.n) {
-      double tl = 0, acc = -1;
-      int64_t correct = 0, rows = 0;
-      if (evaluate(t, &tl, &acc, &correct, &rows)) {
-        printf("\n");
-        return 1;
-      }
-      if (acc >= 0)
-        printf("; test: accuracy %.2f%% (%lld/%lld), loss %.4f", 100 * acc, (long long)correct,
-               (long long)rows, tl);
-      else
-        printf("; test: loss %.4f", tl);
+    int rc = t->rank == 0 ? epoch_end(t, e, loss_sum, seen, secs) : 0;
+    char when[64];
+    snprintf(when, sizeof when, "after epoch %lld", (long long)e + 1);
+    if ((rc = agree(t, rc, when))) return rc;
+  }
+  return 0;
+}
+
+/* Data-parallel: the model's gradient buffer, one block of grad_floats floats (model.c), from
+ * any trained parameter's gradient and its offset in the block. */
+static int find_grads(Trainer *t) {
+  const nncc_train_desc *td = t->td;
+  t->grad_floats = td->grad_floats;
+  for (int i = 0; i < t->d->n_params && !t->grads; i++)
+    if (td->grad_offset[i] >= 0) {
+      float *g = nncc_rt_grad(t->m, t->d->params[i].name, NULL);
+      if (!g) return complain(t, 1, "%s", nncc_last_error());
+      t->grads = g - td->grad_offset[i];
     }
-    if (t->save) {
-      if (nncc_rt_save(t->m, t->save)) {
-        printf("\n");
-        return complain(t, 1, "%s", nncc_last_error());
-      }
-      printf("; saved %s", t->save);
-    }
-    printf("\n");
-    fflush(stdout);
+  if (!t->grads) t->grad_floats = 0;   /* nothing is trained: nothing to average */
+  return 0;
+}
+
+/* Everything before the first step; data-parallel, process 0 alone reads the test set and
+ * opens the log. */
+static int setup(Trainer *t) {
+  const nncc_model_desc *d = t->d;
+  if (nncc_data_load(&t->train, d, t->data_path, "--data")) return complain(t, 1, "%s", nncc_last_error());
+  if (t->rank == 0 && t->test_path[0] && nncc_data_load(&t->test, d, t->test_path, "--test"))
+    return complain(t, 1, "%s", nncc_last_error());
+  if (alloc_batches(t)) return 1;
+  if (!(t->m = nncc_rt_create(d))) return complain(t, 1, "%s", nncc_last_error());
+  /* init also seeds the dropout stream, so --seed matters when fine-tuning too */
+  if (nncc_rt_init(t->m, t->seed) || (t->weights && nncc_rt_load(t->m, t->weights)))
+    return complain(t, 1, "%s", nncc_last_error());
+  if (t->have_lr && nncc_rt_set_option(t->m, "lr", t->lr)) return complain(t, 1, "--lr: %s", nncc_last_error());
+  if (t->dp && find_grads(t)) return 1;
+  if (t->log && t->rank == 0) {
+    if (!(t->logf = fopen(t->log, "w"))) return complain(t, 1, "cannot write %s: %s", t->log, strerror(errno));
+    fprintf(t->logf, "epoch,step,loss\n");
   }
   return 0;
 }
@@ -405,35 +557,40 @@ static int run(Trainer *t, int argc, char **argv) {
   int rc = parse_args(t, argc, argv);
   if (rc) return rc;
   if (!t->batch_given) t->batch = t->td->batch > 0 ? t->td->batch : DEFAULT_BATCH;
-  if (nncc_data_load(&t->train, d, t->data_path, "--data")) return complain(t, 1, "%s", nncc_last_error());
-  if (t->test_path[0] && nncc_data_load(&t->test, d, t->test_path, "--test"))
-    return complain(t, 1, "%s", nncc_last_error());
-  if (alloc_batches(t)) return 1;
-  if (!(t->m = nncc_rt_create(d))) return complain(t, 1, "%s", nncc_last_error());
-  /* init also seeds the dropout stream, so --seed matters when fine-tuning too */
-  if (nncc_rt_init(t->m, t->seed) || (t->weights && nncc_rt_load(t->m, t->weights)))
-    return complain(t, 1, "%s", nncc_last_error());
-  if (t->have_lr && nncc_rt_set_option(t->m, "lr", t->lr)) return complain(t, 1, "--lr: %s", nncc_last_error());
-  if (t->log) {
-    if (!(t->logf = fopen(t->log, "w"))) return complain(t, 1, "cannot write %s: %s", t->log, strerror(errno));
-    fprintf(t->logf, "epoch,step,loss\n");
-  }
+  if (t->dp && t->batch > (1LL << 40) / t->size)
+    return complain(t, 2, "--batch %lld x %d processes is more than 2^40 samples per step",
+                    (long long)t->batch, t->size);
+  /* every process must be ready (its files read) before the first collective step */
+  if ((rc = agree(t, setup(t), "before training"))) return rc;
+  if (t->rank != 0) return train(t);
   double lr = t->lr;
   if (!t->have_lr && nncc_rt_get_option(t->m, "lr", &lr)) lr = t->td->lr;
   printf("training %s: %lld samples", d->name, (long long)t->train.samples);
   if (d->has_seq) printf(" of %lld steps", (long long)t->train.seq);
   if (t->test.n) printf(" (test: %lld)", (long long)t->test.samples);
-  printf(", %lld epoch%s, batch %lld, lr %g, seed %llu%s%s\n", (long long)t->epochs,
-         t->epochs == 1 ? "" : "s", (long long)t->batch, lr, (unsigned long long)t->seed,
+  printf(", %lld epoch%s, batch %lld", (long long)t->epochs, t->epochs == 1 ? "" : "s",
+         (long long)t->batch);
+  if (t->dp)
+    printf(" x %d process%s (global batch %lld)", t->size, t->size == 1 ? "" : "es",
+           (long long)t->batch * t->size);
+  printf(", lr %g, seed %llu%s%s\n", lr, (unsigned long long)t->seed,
          t->weights ? ", from " : "", t->weights ? t->weights : "");
   fflush(stdout);
   return train(t);
 }
 
 int nncc_rt_train_main(const char *prog, int argc, char **argv, const nncc_model_desc *d) {
+  return nncc_rt_train_main_dp(prog, argc, argv, d, NULL);
+}
+
+int nncc_rt_train_main_dp(const char *prog, int argc, char **argv, const nncc_model_desc *d,
+                          const nncc_rt_dp *dp) {
   Trainer t;
   memset(&t, 0, sizeof t);
   t.prog = prog;
+  t.dp = dp;
+  t.rank = dp ? dp->rank : 0;
+  t.size = dp ? dp->size : 1;
   t.d = d;
   t.td = d->train;
   t.n = d->n_inputs + d->n_targets;

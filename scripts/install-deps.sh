@@ -7,12 +7,14 @@
 #           valgrind (runtime/workspace_reuse.test)
 #   train:  zlib1g-dev (the trainer's gzip IDX reader; executables link -lz),
 #           dataset-fashion-mnist (the example data: /usr/share/datasets/fashion-mnist)
+#   mpi:    openmpi-bin (mpirun) libopenmpi-dev (mpi.h, mpicc: nncc --mpi and the MPI tests;
+#           rebuild nncc after installing it so that libnncc_rt_mpi.a is built)
 #   fuzz:   clang-19 libclang-rt-19-dev (with --fuzz; scripts/test.sh passes it, for ctest's
 #           fuzz-smoke)
 set -euo pipefail
 packages=(gcc libc6-dev cmake ninja-build flex bison llvm-19-dev llvm-19-tools zlib1g-dev
           libzstd-dev python3-torch python3-numpy libopenblas0-pthread valgrind
-          dataset-fashion-mnist)
+          dataset-fashion-mnist openmpi-bin libopenmpi-dev)
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-19 libclang-rt-19-dev); fi
 
 missing=()

@@ -69,3 +69,32 @@ if not have_torch:
         "scripts/install-deps.sh installs python3-torch" % (
             config.torch_python, "is skipped (NNCC_ALLOW_NO_TORCH=1)"
             if os.environ.get("NNCC_ALLOW_NO_TORCH") == "1" else "fails"))
+
+# Data-parallel training (nncc --mpi) runs under Open MPI's mpirun, on this machine only:
+#   %mpirun  mpirun bounded in time (a hang fails the test), as root when CI is root, more
+#            processes than cores allowed, shared memory between the processes and the
+#            loopback interface for mpirun's own messages.
+#   %mpienv  the environment for a program that initialises MPI without mpirun.
+# Under the sanitizers, LeakSanitizer is off in MPI processes (ASan and UBSan stay on): Open
+# MPI keeps allocations past MPI_Finalize in components it has unloaded, whose frames cannot
+# even be named for a suppression.  The trainer's own frees are leak-checked by the
+# single-process tests, which run the same code.
+# Like torch, MPI is required (scripts/install-deps.sh installs openmpi-bin and
+# libopenmpi-dev): a missing mpirun or libnncc_rt_mpi.a fails the tests that REQUIRE mpi,
+# unless NNCC_ALLOW_NO_MPI=1 (then they are UNSUPPORTED).
+import shutil
+mpi_asan = "detect_leaks=0:abort_on_error=0"
+config.substitutions.append(("%mpirun", "timeout 300 mpirun --allow-run-as-root --oversubscribe "
+                             "--mca btl self,vader --mca oob_tcp_if_include lo" +
+                             (" -x ASAN_OPTIONS=" + mpi_asan if config.sanitize else "")))
+config.substitutions.append(("%mpienv", "env ASAN_OPTIONS=" + mpi_asan if config.sanitize else "env"))
+have_mpi = shutil.which("mpirun") is not None and os.path.exists(
+    os.path.join(config.nncc_runtime_dir, "libnncc_rt_mpi.a"))
+if have_mpi or os.environ.get("NNCC_ALLOW_NO_MPI") != "1":
+    config.available_features.add("mpi")
+if not have_mpi:
+    (lit_config.note if os.environ.get("NNCC_ALLOW_NO_MPI") == "1" else lit_config.warning)(
+        "no mpirun or no %s/libnncc_rt_mpi.a (nncc built without libopenmpi-dev): the MPI "
+        "tests (REQUIRES: mpi) %s; scripts/install-deps.sh installs openmpi-bin and "
+        "libopenmpi-dev" % (config.nncc_runtime_dir, "are skipped (NNCC_ALLOW_NO_MPI=1)"
+                            if os.environ.get("NNCC_ALLOW_NO_MPI") == "1" else "fail"))
