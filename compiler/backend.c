@@ -169,6 +169,7 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   CgEntries fns = {.trainable = nprog > 1};
   CgFunctions *slots[NPROG] = {&fns.forward, &fns.gradients, &fns.evaluate, &fns.update};
   for (int i = 0; i < nprog; i++) codegen_program(progs[i], mod, slots[i]);
+  codegen_module_done();   /* the shared-kernel table refers to this module only */
   artifact_emit_interface(lp, mod, &fns, opts->weights != NULL, executable,
                           opts->mpi && opts->emit == EMIT_ARTIFACT);
 

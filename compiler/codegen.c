@@ -1162,6 +1162,197 @@ static LLVMValueRef emit_kernel(Cg *c, const Kernel *k, const char *prefix, int 
   return fn;
 }
 
+/* --- one function for identical kernels ---
+ *
+ * Kernels take their buffers as parameters, so two kernels whose loop programs are the same
+ * up to which buffers they touch (the layers of a repeated block, the forward layers that the
+ * gradients and evaluate programs run again) can share one LLVM function: a deep model is
+ * optimised once per distinct layer, not once per layer.  The key is the kernel's statements
+ * serialised with buffers numbered by parameter position (and their element type), loop
+ * variables and locals numbered by first appearance; equal keys mean the same code. */
+
+typedef struct KeyBuf {
+  char *s;
+  size_t n, cap;
+} KeyBuf;
+
+static void key_put(KeyBuf *k, const void *p, size_t n) {
+  if (k->n + n > k->cap) {
+    k->cap = (k->n + n) * 2 + 256;
+    k->s = xrealloc(k->s, k->cap);
+  }
+  memcpy(k->s + k->n, p, n);
+  k->n += n;
+}
+static void key_i64(KeyBuf *k, int64_t v) { key_put(k, &v, sizeof v); }
+
+typedef struct KeyMaps {
+  int *var, *local, *buf;   /* id -> number (-1: not seen); buf: parameter position */
+  int nvar, nlocal;
+} KeyMaps;
+
+static int64_t key_var(KeyMaps *m, int v) {
+  if (m->var[v] < 0) m->var[v] = m->nvar++;
+  return m->var[v];
+}
+static int64_t key_local(KeyMaps *m, int l) {
+  if (m->local[l] < 0) m->local[l] = m->nlocal++;
+  return m->local[l];
+}
+
+static void key_expr(KeyBuf *k, KeyMaps *m, const LoopProgram *lp, const LExpr *e) {
+  if (!e) {
+    key_i64(k, -1);
+    return;
+  }
+  key_i64(k, e->kind);
+  key_i64(k, e->type);
+  key_i64(k, e->op);
+  key_i64(k, e->ival);
+  key_put(k, &e->fval, sizeof e->fval);
+  if (e->kind == LE_VAR) key_i64(k, key_var(m, e->var));
+  if (e->kind == LE_LOCAL) key_i64(k, key_local(m, e->local));
+  if (e->kind == LE_LOAD) {
+    key_i64(k, m->buf[e->buf]);
+    key_i64(k, lp->bufs[e->buf].elem);
+  }
+  key_expr(k, m, lp, e->a);
+  key_expr(k, m, lp, e->b);
+  key_expr(k, m, lp, e->c);
+}
+
+static void key_stmt(KeyBuf *k, KeyMaps *m, const LoopProgram *lp, const LStmt *s) {
+  if (!s) {
+    key_i64(k, -1);
+    return;
+  }
+  key_i64(k, s->kind);
+  key_i64(k, s->nbody);
+  switch (s->kind) {
+  case LS_FOR:
+    key_i64(k, key_var(m, s->var));
+    key_i64(k, s->vec);
+    key_i64(k, s->unroll);
+    key_i64(k, s->parallel);
+    key_i64(k, s->reduce ? key_local(m, s->reduce - 1) : -1);
+    key_i64(k, s->reduce_op);
+    break;
+  case LS_STORE:
+    key_i64(k, m->buf[s->buf]);
+    key_i64(k, lp->bufs[s->buf].elem);
+    key_i64(k, s->accumulate);
+    break;
+  case LS_LOCAL:
+    key_i64(k, key_local(m, s->local));
+    key_i64(k, lp->local_types[s->local]);
+    break;
+  case LS_SET:
+    key_i64(k, key_local(m, s->local));
+    key_i64(k, s->accumulate);
+    key_i64(k, s->reduce_op);
+    break;
+  case LS_CHECK:
+    key_i64(k, s->code);
+    key_put(k, s->message, strlen(s->message) + 1);
+    key_i64(k, s->nargs);
+    for (int i = 0; i < s->nargs; i++) key_expr(k, m, lp, s->args[i]);
+    break;
+  default: break;
+  }
+  key_expr(k, m, lp, s->lo);
+  key_expr(k, m, lp, s->hi);
+  key_expr(k, m, lp, s->index);
+  key_expr(k, m, lp, s->value);
+  key_expr(k, m, lp, s->cond);
+  for (int i = 0; i < s->nbody; i++) key_stmt(k, m, lp, s->body[i]);
+  key_stmt(k, m, lp, s->else_body);
+}
+
+/* The kernel's key, as a malloc'd byte string of *len bytes. */
+static char *kernel_key(const LoopProgram *lp, const Kernel *kn, size_t *len) {
+  char *used = xcalloc((size_t)lp->nbufs + 1, 1);
+  uses_stmt(kn->body, used);
+  KeyMaps m = {0};
+  m.var = xmalloc(sizeof(int) * ((size_t)lp->nvars + 1));
+  m.local = xmalloc(sizeof(int) * ((size_t)lp->nlocals + 1));
+  m.buf = xmalloc(sizeof(int) * ((size_t)lp->nbufs + 1));
+  memset(m.var, 0xff, sizeof(int) * ((size_t)lp->nvars + 1));
+  memset(m.local, 0xff, sizeof(int) * ((size_t)lp->nlocals + 1));
+  int pos = 0;
+  for (int i = 0; i < lp->nbufs; i++) m.buf[i] = used[i] ? pos++ : -1;
+  KeyBuf k = {0};
+  key_i64(&k, pos);
+  key_i64(&k, lp->vec_f32);
+  key_stmt(&k, &m, lp, kn->body);
+  free(used);
+  free(m.var);
+  free(m.local);
+  free(m.buf);
+  *len = k.n;
+  return k.s;
+}
+
+typedef struct KernelCacheEntry {
+  uint64_t hash;
+  size_t len;
+  char *key;
+  LLVMValueRef fn;
+} KernelCacheEntry;
+
+/* per module: the kernels emitted so far (every program of one artifact shares them) */
+static struct {
+  LLVMModuleRef mod;
+  KernelCacheEntry *e;
+  int n, cap;
+  int hits;
+} kcache;
+
+static uint64_t fnv1a(const char *s, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+  return h;
+}
+
+void codegen_module_done(void) {
+  for (int i = 0; i < kcache.n; i++) free(kcache.e[i].key);
+  free(kcache.e);
+  memset(&kcache, 0, sizeof kcache);
+}
+
+/* The kernel's function: an identical one emitted before, or a new one. */
+static LLVMValueRef kernel_fn(Cg *c, const Kernel *kn, const char *prefix, int **used_out,
+                              int *nused_out) {
+  if (kcache.mod != c->mod) {
+    codegen_module_done();
+    kcache.mod = c->mod;
+  }
+  size_t len;
+  char *key = kernel_key(c->lp, kn, &len);
+  uint64_t h = fnv1a(key, len);
+  for (int i = 0; i < kcache.n; i++)
+    if (kcache.e[i].hash == h && kcache.e[i].len == len && !memcmp(kcache.e[i].key, key, len)) {
+      free(key);
+      const LoopProgram *lp = c->lp;
+      char *used = xcalloc((size_t)lp->nbufs + 1, 1);
+      uses_stmt(kn->body, used);
+      int *list = xcalloc((size_t)lp->nbufs + 1, sizeof(int)), n = 0;
+      for (int b = 0; b < lp->nbufs; b++)
+        if (used[b]) list[n++] = b;
+      free(used);
+      *used_out = list;
+      *nused_out = n;
+      kcache.hits++;
+      return kcache.e[i].fn;
+    }
+  LLVMValueRef fn = emit_kernel(c, kn, prefix, used_out, nused_out);
+  if (kcache.n == kcache.cap) {
+    kcache.cap = kcache.cap ? 2 * kcache.cap : 64;
+    kcache.e = xrealloc(kcache.e, sizeof(KernelCacheEntry) * (size_t)kcache.cap);
+  }
+  kcache.e[kcache.n++] = (KernelCacheEntry){h, len, key, fn};
+  return fn;
+}
+
 /* The fields of nncc_exec (runtime/nncc_rt.h), each 8 bytes, in order: checked against the
  * runtime's struct when the compiler is built. */
 enum { X_PARAMS, X_PACKED, X_WS, X_GRADS, X_STATE, X_HYPER, X_SCALARS, X_IN, X_OUT, X_TARGETS,
@@ -1302,7 +1493,7 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
     int **kused = xcalloc((size_t)lp->nprepare, sizeof(int *));
     int *knused = xcalloc((size_t)lp->nprepare, sizeof(int));
     for (int k = 0; k < lp->nprepare; k++)
-      kf[k] = emit_kernel(c, &lp->prepare[k], "nncc.pack.", &kused[k], &knused[k]);
+      kf[k] = kernel_fn(c, &lp->prepare[k], "nncc.pack.", &kused[k], &knused[k]);
     LLVMTypeRef pt[2] = {c->ptr, c->ptr};
     char *name = lp->mode == MODE_FORWARD ? xasprintf("%s_nncc_prepare", model)
                                           : xasprintf("%s_nncc_%s_prepare", model, lp->entry);
@@ -1339,7 +1530,7 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
   int **kused = xcalloc((size_t)lp->nkernels + 1, sizeof(int *));
   int *knused = xcalloc((size_t)lp->nkernels + 1, sizeof(int));
   for (int k = 0; k < lp->nkernels; k++)
-    kf[k] = emit_kernel(c, &lp->kernels[k], kprefix, &kused[k], &knused[k]);
+    kf[k] = kernel_fn(c, &lp->kernels[k], kprefix, &kused[k], &knused[k]);
 
   /* the entry point: i32 M_nncc_<entry>(ptr exec) */
   char *name = xasprintf("%s_nncc_%s", model, lp->entry);

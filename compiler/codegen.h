@@ -27,6 +27,9 @@ typedef struct CgEntries {
 /* --- codegen.c --- */
 /* Emits the program into mod (whose data layout is already set). */
 void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out);
+/* The programs of one module share a function between identical kernels (same loops up to
+ * which buffers they touch); call this after the module's last codegen_program. */
+void codegen_module_done(void);
 
 /* Whether the target has FMA (default yes); without, LE_FMA is fmul + fadd `contract`. */
 void codegen_set_fma(int has_fma);
