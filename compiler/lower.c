@@ -304,6 +304,8 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
   lp->symbolic_seq = g->sym != NULL;
   LowerCtx lc = {.lp = lp, .g = g, .current_kernel = -1, .mode = mode};
   lc.value_buf = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+  lc.saved = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+  for (int i = 0; i < g->nnodes; i++) lc.saved[i] = -1;
   param_buf = xcalloc((size_t)g->nparams + 1, sizeof(int));
   for (int i = 0; i < g->nnodes; i++) lc.value_buf[i] = -1;
   for (int i = 0; i < g->nparams; i++) param_buf[i] = -1;
@@ -313,6 +315,7 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
     free(param_buf);
     param_buf = NULL;
     free(lc.value_buf);
+    free(lc.saved);
     plan_memory(lp);
     return lp;
   }
@@ -415,6 +418,7 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
   free(param_buf);
   param_buf = NULL;
   free(lc.value_buf);
+  free(lc.saved);
   if (failed) {
     loops_free(lp);
     return NULL;

@@ -29,6 +29,8 @@ typedef struct LowerCtx {
   int *value_buf;      /* per node: its buffer, -1 when not computed */
   int current_kernel;  /* index into lp->kernels of the kernel being built */
   int *fused_act;      /* per node: the activation node fused into its epilogue, or -1 */
+  int *saved;          /* per node: what its forward kernel saves for its gradient kernels
+                        * (MODE_GRADIENTS: recurrent layers' per-step states), or -1 */
 } LowerCtx;
 
 int lower_value(LowerCtx *lc, int node);
