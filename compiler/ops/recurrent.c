@@ -603,7 +603,8 @@ static void input_grad(LowerCtx *lc, LStmt *body, const Node *f, int dg, int64_t
  * visited last first (t = seq-1-s forward, s backward); per step and batch row b,
  *   A (over units u): dh = dY[b, t, d*U + u] + dh_next[b, u] gives the gate gradients dG and
  *     the part of dh_{t-1} that skips W_hh (gru: dh z; lstm: dc_{t-1} = dc f, kept in dc);
- *   B (over units k): dh_next[b, k] += sum_g,j dG_hh[b, t, g, j] W_hh[g*U + j, k].
+ *   B (over units k): dh_next[b, k] += sum_g,j dG_hh[b, t, g, j] W_hh[g*U + j, k],
+ *     or 0 at a truncation cut (bptt = K, t % K == 0), as is lstm's dc.
  * The first step the forward took has no previous state (zero): has_prev = s < seq - 1, and
  * tp, the previous time, is clamped so its loads stay in bounds. */
 static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb, int dys,
@@ -622,6 +623,12 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
 #define MUL(a, b2) le_bin(lp, LO_MUL, (a), (b2))
 #define SUB(a, b2) le_bin(lp, LO_SUB, (a), (b2))
 #define ONE le_f32(lp, 1)
+  /* bptt = K: the state entering steps K, 2K, ... is detached: nothing flows from step t to
+   * step t-1 when t % K == 0 (the forward direction's times; sema rejects bptt for
+   * bidirectional layers) */
+  int64_t K = lc->g->train.bptt;
+#define CUT(v) (K > 0 ? le_select(lp, le_bin(lp, LO_EQ, le_bin(lp, LO_MOD, L(t), le_i64(lp, K)), \
+                                            le_i64(lp, 0)), le_f32(lp, 0), (v)) : (v))
 
   int bz = lvar(lp, "b"), uz = lvar(lp, "u");
   LStmt *lbz = ls_for(lp, body, bz, le_i64(lp, 0), le_batch(lp));
@@ -670,7 +677,7 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
     gd[1] = MUL(MUL(L(dcv), L(cp)), MUL(L(fg), SUB(ONE, L(fg))));
     gd[2] = MUL(MUL(L(dcv), L(ig)), SUB(ONE, MUL(L(gg), L(gg))));
     gd[3] = MUL(MUL(L(dhv), L(tc)), MUL(L(og), SUB(ONE, L(og))));
-    ls_store(lp, ub, dc, mad(lp, le_var(lp, b), un, le_var(lp, u)), MUL(L(dcv), L(fg)));
+    ls_store(lp, ub, dc, mad(lp, le_var(lp, b), un, le_var(lp, u)), CUT(MUL(L(dcv), L(fg))));
   } else {
     int r = ls_local(lp, ub, LT_F32, SAVED(t, 0));
     int z = ls_local(lp, ub, LT_F32, SAVED(t, 1));
@@ -700,7 +707,8 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
     LExpr *wv = le_load(lp, whh, mad(lp, le_add(lp, le_i64(lp, gi * un), le_var(lp, j)), un, le_var(lp, k)));
     ls_set(lp, ls_body(lj), acc, le_fma(lp, dgv, wv, L(acc)));
   }
-  ls_store(lp, kb, dh, mad(lp, le_var(lp, b), un, le_var(lp, k)), L(acc));
+  ls_store(lp, kb, dh, mad(lp, le_var(lp, b), un, le_var(lp, k)), CUT(L(acc)));
+#undef CUT
 #undef LAST
 #undef ROW
 #undef SAVED

@@ -1,7 +1,8 @@
 """grad_recurrent.py - checks backpropagation through time (rnn tanh / relu, lstm, gru; stacked,
 bidirectional; after an embedding; dense at every step or last(h)) against PyTorch autograd.
 
-  grad_recurrent.py --nncc NNCC --dir DIR [GROUP...]     GROUP: rnn, lstm, gru, fd (default: all)
+  grad_recurrent.py --nncc NNCC --dir DIR [GROUP...]     GROUP: rnn, lstm, gru, bptt, fd
+                                                         (default: all)
 
 Each case is one small trainable .nn model (model name `m`) and the torch function that computes
 the same loss from the same parameters: the recurrent layer is torch's own kernel
@@ -43,25 +44,48 @@ FD_TOL = 1e-6
 
 # --- the torch reference --------------------------------------------------------------------
 
-def vf_layer(kind, x, P, prefix, units, layers, bidir, act="tanh"):
-    """torch's recurrent kernel on x [B, T, K] (batch first), zero initial state; the
-    parameters P[prefix + ".weight_ih_l0"] ... in state_dict order."""
+def vf_run(kind, x, P, prefix, units, layers, bidir, act="tanh", state=None):
+    """torch's recurrent kernel on x [B, T, K] (batch first) from `state` (zero when None; lstm:
+    (h, c)); the parameters P[prefix + ".weight_ih_l0"] ... in state_dict order.  Returns the
+    outputs and the final state."""
     dirs = 2 if bidir else 1
     ws = []
     for l in range(layers):
         for sfx in ([""] + (["_reverse"] if bidir else [])):
             for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 ws.append(P[f"{prefix}.{w}_l{l}{sfx}"])
-    h0 = torch.zeros(layers * dirs, x.shape[0], units, dtype=x.dtype)
+    if state is None:
+        h0 = torch.zeros(layers * dirs, x.shape[0], units, dtype=x.dtype)
+        state = (h0, h0.clone()) if kind == "lstm" else h0
     if kind == "lstm":
-        out = torch._VF.lstm(x, (h0, h0.clone()), ws, True, layers, 0.0, True, bidir, True)
-    elif kind == "gru":
-        out = torch._VF.gru(x, h0, ws, True, layers, 0.0, True, bidir, True)
+        out = torch._VF.lstm(x, state, ws, True, layers, 0.0, True, bidir, True)
+        return out[0], (out[1], out[2])
+    if kind == "gru":
+        out = torch._VF.gru(x, state, ws, True, layers, 0.0, True, bidir, True)
     elif act == "relu":
-        out = torch._VF.rnn_relu(x, h0, ws, True, layers, 0.0, True, bidir, True)
+        out = torch._VF.rnn_relu(x, state, ws, True, layers, 0.0, True, bidir, True)
     else:
-        out = torch._VF.rnn_tanh(x, h0, ws, True, layers, 0.0, True, bidir, True)
-    return out[0]
+        out = torch._VF.rnn_tanh(x, state, ws, True, layers, 0.0, True, bidir, True)
+    return out[0], out[1]
+
+
+def vf_layer(kind, x, P, prefix, units, layers, bidir, act="tanh"):
+    return vf_run(kind, x, P, prefix, units, layers, bidir, act)[0]
+
+
+def detach(state):
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def vf_truncated(kind, x, P, prefix, units, layers, act, K, state=None):
+    """bptt = K as PyTorch writes it: the sequence in chunks of K steps, the state detached
+    between chunks (h = h.detach()), one loss over all the outputs."""
+    outs = []
+    for start in range(0, x.shape[1], K):
+        o, state = vf_run(kind, x[:, start:start + K], P, prefix, units, layers, False, act, state)
+        outs.append(o)
+        state = detach(state)
+    return torch.cat(outs, 1), state
 
 
 def check_vf():
@@ -102,7 +126,8 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 RUNS = [(1, 1), (5, 7), (1, 64), (5, 64)]
 
 
-def seq_case(kind, units, layers, bidir, act="tanh", K=3, classes=4, embed=None, last=False):
+def seq_case(kind, units, layers, bidir, act="tanh", K=3, classes=4, embed=None, last=False,
+             bptt=0, runs=None):
     """x (f32 [seq, K] or embedding ids) -> kind -> dense per step (or last) -> cross_entropy."""
     call = f"{kind}(e, {units}" + (f", activation={act}" if kind == "rnn" and act != "tanh" else "") + \
         (f", layers={layers}" if layers > 1 else "") + ")"
@@ -126,6 +151,8 @@ def seq_case(kind, units, layers, bidir, act="tanh", K=3, classes=4, embed=None,
         body = f"  h = {call}\n  output z = dense(h, {classes})\n"
         inputs.append(("lab", ("label", classes), ("S",)))
     src = "model m {\n" + head + tgt + body + "  loss = cross_entropy(z, lab)\n}"
+    if bptt:
+        src += f"\ntrain m {{\n  bptt = {bptt}\n}}"
     params = {}
     if embed:
         params["e.weight"] = (embed[0], embed[1])
@@ -135,13 +162,17 @@ def seq_case(kind, units, layers, bidir, act="tanh", K=3, classes=4, embed=None,
 
     def ref(P, I):
         x = P["e.weight"][I["ids"]] if embed else I["e"]
-        h = vf_layer(kind, x, P, "h", units, layers, bidir, act)
+        if bptt:
+            h = vf_truncated(kind, x, P, "h", units, layers, act, bptt)[0]
+        else:
+            h = vf_layer(kind, x, P, "h", units, layers, bidir, act)
         if last:
             h = h[:, -1]
         return ce(dense(h, P, "z"), I["lab"])
     name = f"{kind}{'_' + act if kind == 'rnn' else ''}_u{units}_l{layers}" + \
-        ("_bi" if bidir else "") + (f"_emb{embed[0]}" if embed else "") + ("_last" if last else "")
-    return dict(name=name, src=src, params=params, inputs=inputs, ref=ref, runs=RUNS)
+        ("_bi" if bidir else "") + (f"_emb{embed[0]}" if embed else "") + ("_last" if last else "") + \
+        (f"_bptt{bptt}" if bptt else "")
+    return dict(name=name, src=src, params=params, inputs=inputs, ref=ref, runs=runs or RUNS)
 
 
 def rnn_cases():
@@ -165,6 +196,18 @@ def gru_cases():
             seq_case("gru", 4, 2, True),
             seq_case("gru", 17, 2, False, embed=(5, 6)),
             seq_case("gru", 5, 1, True, last=True)]
+
+
+TRUNC_RUNS = [(1, 1), (5, 7), (3, 12), (5, 64)]
+
+
+def bptt_cases():
+    """bptt = K against PyTorch with detach() every K steps (K = 1, 3, 4, 5, 100 > seq)."""
+    return [seq_case("lstm", 5, 2, False, bptt=3, runs=TRUNC_RUNS),
+            seq_case("lstm", 6, 1, False, embed=(5, 4), last=True, bptt=4, runs=TRUNC_RUNS),
+            seq_case("gru", 5, 2, False, bptt=5, runs=TRUNC_RUNS),
+            seq_case("rnn", 4, 1, False, act="relu", bptt=1, runs=TRUNC_RUNS),
+            seq_case("rnn", 4, 2, False, bptt=100, runs=TRUNC_RUNS)]
 
 
 def run(lib, case, batch, seq, rng):
@@ -222,7 +265,7 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("groups", nargs="*")
     args = ap.parse_args()
-    groups = {"rnn": rnn_cases, "lstm": lstm_cases, "gru": gru_cases}
+    groups = {"rnn": rnn_cases, "lstm": lstm_cases, "gru": gru_cases, "bptt": bptt_cases}
     wanted = args.groups or list(groups) + ["fd"]
     rng = np.random.default_rng(7)
     passed = failed = 0
