@@ -269,6 +269,9 @@ typedef struct RecPass {
   int xp, hs, cs;       /* scratch: projected inputs, hidden state, cell state (lstm, else -1) */
   int l;                /* the layer */
   int sv;               /* MODE_GRADIENTS: the saved states (see saved_at), else -1 */
+  int rs;               /* the carried state (M_step, stateful training), else -1 */
+  int64_t rs_off, rs_row; /* this node's offset in a row of rs, and the row's floats */
+  int s0;               /* stateful training: the saved initial state (saved0_at), else -1 */
 } RecPass;
 
 /* What the training forward saves for BPTT, per step t, layer l and direction d: a record of
@@ -347,7 +350,7 @@ static void step_rows(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int 
   }
   for (int i = 0; i < nr; i++) {
     RowRef b = {bv, nr, i};
-    int keep[5], nkeep = 0; /* the record's slots before h (saved when training) */
+    int keep[6], nkeep = 0; /* the record's slots, h last (saved when training) */
     LExpr *h;
     if (cell == CELL_RNN) {
       h = n->a.act == OP_relu ? le_bin(lp, LO_MAX, le_local(lp, acc[i][0]), le_f32(lp, 0))
@@ -436,6 +439,56 @@ static int rows_per_block(const LoopProgram *lp, int per_row) {
 }
 
 /* One layer and direction: the projection, h_{-1} = 0 (c_{-1} = 0), the recurrence. */
+/* The carried state (lower_rstate): per batch row, node after node, [L, D, C, U] with C = 2
+ * for lstm (h, c), else 1 (h).  The saved initial state of a stateful training forward,
+ * saved0 [batch, L, D, 2, U] (h, c), is what BPTT reads as h_{-1}, c_{-1}. */
+static int is_recurrent(OpKind k) { return k == OP_rnn || k == OP_lstm || k == OP_gru; }
+
+static int64_t node_state_floats(const Node *n) {
+  return n->a.layers * (n->a.bidirectional ? 2 : 1) * (n->a.cell == CELL_LSTM ? 2 : 1) * n->a.units;
+}
+
+int64_t op_recurrent_state_floats(const Graph *g) {
+  int limit = g->nfwd >= 0 ? g->nfwd : g->nnodes;
+  int64_t total = 0;
+  for (int i = 0; i < limit; i++) {
+    const Node *n = &g->nodes[i];
+    if (!is_recurrent(n->op)) continue;
+    if (n->a.bidirectional) return 0;
+    total += node_state_floats(n); /* each bounded by the shape rule; a few nodes */
+  }
+  return total;
+}
+
+int op_recurrent_streamable(const Graph *g) {
+  return g->sym != NULL && op_recurrent_state_floats(g) > 0;
+}
+
+static int64_t state_offset(const Graph *g, const Node *n) {
+  int64_t off = 0;
+  for (int i = 0; i < n->id; i++)
+    if (is_recurrent(g->nodes[i].op)) off += node_state_floats(&g->nodes[i]);
+  return off;
+}
+
+/* rstate[b, off + ((l * D + d) * C + which) * U + u] */
+static LExpr *rstate_at(LoopProgram *lp, const RecPass *p, LExpr *b, int64_t which, LExpr *unit) {
+  const Node *n = p->n;
+  int64_t un = n->a.units, c = n->a.cell == CELL_LSTM ? 2 : 1;
+  int64_t at = p->rs_off + ((p->l * (n->a.bidirectional ? 2 : 1) + p->d) * c + which) * un;
+  return le_add(lp, mad(lp, b, p->rs_row, le_i64(lp, at)), unit);
+}
+
+/* saved0[b, l, d, which, u] */
+static LExpr *saved0_at(LoopProgram *lp, const Node *n, LExpr *b, int64_t l, int64_t d,
+                        int64_t which, LExpr *unit) {
+  int64_t un = n->a.units, dirs = n->a.bidirectional ? 2 : 1;
+  return le_add(lp, mad(lp, b, n->a.layers * dirs * 2 * un, le_i64(lp, ((l * dirs + d) * 2 + which) * un)),
+                unit);
+}
+
+/* One layer and direction: the projection, the initial state (zero, or the carried one), the
+ * recurrence, and, when the state is carried, the final state back into rstate. */
 static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
   RecurrentCell cell = p->n->a.cell;
   int64_t un = p->n->a.units;
@@ -445,18 +498,44 @@ static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
   LStmt *lb0 = ls_for(lp, body, b0, le_i64(lp, 0), le_batch(lp));
   LStmt *lu0 = ls_for(lp, ls_body(lb0), u0, le_i64(lp, 0), le_i64(lp, un));
   lu0->vec = lp->vec_f32;
-  ls_store(lp, ls_body(lu0), p->hs, mad(lp, le_var(lp, b0), 2 * un, le_var(lp, u0)),
-           le_f32(lp, 0));
-  if (p->cs >= 0)
-    ls_store(lp, ls_body(lu0), p->cs, mad(lp, le_var(lp, b0), un, le_var(lp, u0)), le_f32(lp, 0));
+  LStmt *ub0 = ls_body(lu0);
+  for (int which = 0; which < (p->cs >= 0 ? 2 : 1); which++) {
+    LExpr *v = p->rs >= 0 ? le_load(lp, p->rs, rstate_at(lp, p, le_var(lp, b0), which, le_var(lp, u0)))
+                          : le_f32(lp, 0);
+    int iv = ls_local(lp, ub0, LT_F32, v);
+    if (which == 0)
+      ls_store(lp, ub0, p->hs, mad(lp, le_var(lp, b0), 2 * un, le_var(lp, u0)), le_local(lp, iv));
+    else
+      ls_store(lp, ub0, p->cs, mad(lp, le_var(lp, b0), un, le_var(lp, u0)), le_local(lp, iv));
+    if (p->s0 >= 0)
+      ls_store(lp, ub0, p->s0, saved0_at(lp, p->n, le_var(lp, b0), p->l, p->d, which, le_var(lp, u0)),
+               le_local(lp, iv));
+  }
 
+  Dim seq = p->n->shape.d[0];
   int s = lvar(lp, "s"), u = lvar(lp, "u");
-  LStmt *ls = ls_for(lp, body, s, le_i64(lp, 0), le_dim(lp, p->n->shape.d[0])); /* in order */
+  LStmt *ls = ls_for(lp, body, s, le_i64(lp, 0), le_dim(lp, seq)); /* in order */
   LStmt *lu = ls_for(lp, ls_body(ls), u, le_i64(lp, 0), le_i64(lp, un));
   lu->vec = lp->vec_f32;
   int per_row = (int)gates(cell) + (cell == CELL_GRU) + 1;
   blocked_rows(lp, ls_body(lu), p, s, u, batch_rows, rows_per_block(lp, per_row), step_fn, "b",
                0);
+
+  if (p->rs < 0) return;
+  /* the final state: h_{seq-1} is in half seq % 2 of the double buffer */
+  int b1 = lvar(lp, "b"), u1 = lvar(lp, "u");
+  LStmt *lb1 = ls_for(lp, body, b1, le_i64(lp, 0), le_batch(lp));
+  LStmt *lu1 = ls_for(lp, ls_body(lb1), u1, le_i64(lp, 0), le_i64(lp, un));
+  lu1->vec = lp->vec_f32;
+  LExpr *half = le_bin(lp, LO_MOD, le_dim(lp, seq), le_i64(lp, 2));
+  LExpr *hidx = le_add(lp, le_add(lp, le_mul(lp, le_var(lp, b1), le_i64(lp, 2 * un)),
+                                  le_mul(lp, half, le_i64(lp, un))),
+                       le_var(lp, u1));
+  ls_store(lp, ls_body(lu1), p->rs, rstate_at(lp, p, le_var(lp, b1), 0, le_var(lp, u1)),
+           le_load(lp, p->hs, hidx));
+  if (p->cs >= 0)
+    ls_store(lp, ls_body(lu1), p->rs, rstate_at(lp, p, le_var(lp, b1), 1, le_var(lp, u1)),
+             le_load(lp, p->cs, mad(lp, le_var(lp, b1), un, le_var(lp, u1))));
 }
 
 static void lower_recurrent(LowerCtx *lc, const Node *n) {
@@ -502,6 +581,18 @@ static void lower_recurrent(LowerCtx *lc, const Node *n) {
     p.sv = lower_scratch(lc, arena_printf(ar, "%s.saved", n->name), LT_F32,
                          seq_elems(seq, per_step), 1);
     lc->saved[n->id] = p.sv;
+  }
+  p.rs = p.s0 = -1;
+  int carry = lc->mode == MODE_STEP || (lc->mode == MODE_GRADIENTS && lc->g->train.stateful);
+  if (carry && op_recurrent_state_floats(lc->g) > 0) {
+    p.rs = lower_rstate(lc);
+    p.rs_off = state_offset(lc->g, n);
+    p.rs_row = op_recurrent_state_floats(lc->g);
+    if (lc->mode == MODE_GRADIENTS) {
+      p.s0 = lower_scratch(lc, arena_printf(ar, "%s.saved0", n->name), LT_F32,
+                           (SymCount){n->a.layers * dirs * 2 * un, 0}, 1);
+      lc->saved0[n->id] = p.s0;
+    }
   }
   int inter[2] = {-1, -1};
   for (int i = 0; i < 2 && i < nl - 1; i++)
@@ -623,6 +714,10 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
 #define MUL(a, b2) le_bin(lp, LO_MUL, (a), (b2))
 #define SUB(a, b2) le_bin(lp, LO_SUB, (a), (b2))
 #define ONE le_f32(lp, 1)
+  /* the state before the first step: zero, or the carried one a stateful forward saved */
+  int s0 = lc->saved0[f->id];
+#define INIT(which) (s0 >= 0 ? le_load(lp, s0, saved0_at(lp, f, le_var(lp, b), l, d, (which), le_var(lp, u))) \
+                             : le_f32(lp, 0))
   /* bptt = K: the state entering steps K, 2K, ... is detached: nothing flows from step t to
    * step t-1 when t % K == 0 (the forward direction's times; sema rejects bptt for
    * bidirectional layers) */
@@ -668,7 +763,7 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
     int gg = ls_local(lp, ub, LT_F32, SAVED(t, 2));
     int og = ls_local(lp, ub, LT_F32, SAVED(t, 3));
     int tc = ls_local(lp, ub, LT_F32, le_un(lp, LO_TANH, SAVED(t, 4)));
-    int cp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, 4), le_f32(lp, 0)));
+    int cp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, 4), INIT(1)));
     /* dc = dc_next + dh o (1 - tanh^2 c) */
     int dcv = ls_local(lp, ub, LT_F32,
                        le_fma(lp, MUL(L(dhv), L(og)), SUB(ONE, MUL(L(tc), L(tc))),
@@ -683,7 +778,7 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
     int z = ls_local(lp, ub, LT_F32, SAVED(t, 1));
     int nv = ls_local(lp, ub, LT_F32, SAVED(t, 2));
     int hn = ls_local(lp, ub, LT_F32, SAVED(t, 3));
-    int hp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, S - 1), le_f32(lp, 0)));
+    int hp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, S - 1), INIT(0)));
     /* h = (1 - z) n + z h_prev;  n = tanh(W_in x + b_in + r hn) */
     int dn = ls_local(lp, ub, LT_F32, MUL(MUL(L(dhv), SUB(ONE, L(z))), SUB(ONE, MUL(L(nv), L(nv)))));
     gd[0] = MUL(MUL(L(dn), L(hn)), MUL(L(r), SUB(ONE, L(r))));
@@ -709,6 +804,7 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
   }
   ls_store(lp, kb, dh, mad(lp, le_var(lp, b), un, le_var(lp, k)), CUT(L(acc)));
 #undef CUT
+#undef INIT
 #undef LAST
 #undef ROW
 #undef SAVED
@@ -814,6 +910,16 @@ static void lower_recurrent_dw(LowerCtx *lc, const Node *n) {
       }
       LExpr *dgv = le_load(lp, dgb, dg_at(lp, f, ROWBT(), l, d, slot, le_var(lp, j)));
       ls_set(lp, ls_body(lt), acc, le_fma(lp, dgv, xv, le_local(lp, acc)));
+      if (which == 1 && lc->saved0[f->id] >= 0) {
+        /* the first step's h_{-1}: the carried state (stateful training, one direction) */
+        int b2 = lvar(lp, "b");
+        LStmt *lb2 = ls_for(lp, kb, b2, le_i64(lp, 0), le_batch(lp));
+        LExpr *row0 = le_mul(lp, le_var(lp, b2), le_dim(lp, seq));
+        LExpr *h0 = le_load(lp, lc->saved0[f->id], saved0_at(lp, f, le_var(lp, b2), l, d, 0, le_var(lp, k)));
+        ls_set(lp, ls_body(lb2), acc,
+               le_fma(lp, le_load(lp, dgb, dg_at(lp, f, row0, l, d, slot, le_var(lp, j))), h0,
+                      le_local(lp, acc)));
+      }
       LExpr *at = mad(lp, le_add(lp, le_i64(lp, gi * un), le_var(lp, j)), cols,
                       le_add(lp, le_i64(lp, pd * width), le_var(lp, k)));
       ls_store(lp, kb, dw, at, le_local(lp, acc));
