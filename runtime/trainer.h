@@ -10,4 +10,9 @@
  * error (a bad option, a model that is not trainable). */
 int nncc_rt_train_main(const char *prog, int argc, char **argv, const nncc_model_desc *d);
 
+/* argv[0] is "sample": text from a character model through M_step (trainer.c).  Returns 0,
+ * 1 a run-time error, 2 a usage error (a model that cannot stream or is not a character
+ * model). */
+int nncc_rt_sample_main(const char *prog, int argc, char **argv, const nncc_model_desc *d);
+
 #endif

@@ -881,48 +881,68 @@ static void lower_recurrent_dw(LowerCtx *lc, const Node *n) {
       ls_store(lp, ls_body(lj), dw, le_add(lp, le_i64(lp, gi * un), le_var(lp, j)), le_local(lp, acc));
       continue;
     }
-    /* weights: parallel over j, vectorized over the input feature k, part by part (the
-     * directions of a lower bidirectional layer) */
+    /* weights: parallel over blocks of JB rows j, vectorized over the input feature k, part
+     * by part (the directions of a lower bidirectional layer): each row of the layer input
+     * (one vector load) serves JB accumulators, so the inputs stream JB times less; the rows
+     * left over by the blocks run one by one */
+    enum { JB = 8 };
     int64_t parts = which == 0 && l > 0 ? dirs : 1;
     int64_t width = which == 0 && l == 0 ? K : un;
     int64_t cols = parts * width;
-    int j = lvar(lp, "j");
-    LStmt *lj = ls_for(lp, body, j, le_i64(lp, 0), le_i64(lp, un));
-    lj->parallel = 1;
-    for (int64_t pd = 0; pd < parts; pd++) {
-      int k = lvar(lp, "k"), b = lvar(lp, "b"), t = lvar(lp, "t");
-      LStmt *lk = ls_for(lp, ls_body(lj), k, le_i64(lp, 0), le_i64(lp, width));
-      lk->vec = lp->vec_f32;
-      LStmt *kb = ls_body(lk);
-      int acc = ls_local(lp, kb, LT_F32, le_f32(lp, 0));
-      LStmt *lb = ls_for(lp, kb, b, le_i64(lp, 0), le_batch(lp));
-      LExpr *tlo = le_i64(lp, which == 1 && d == 0 ? 1 : 0);
-      LExpr *thi = which == 1 && d == 1 ? le_sub(lp, le_dim(lp, seq), le_i64(lp, 1)) : le_dim(lp, seq);
-      LStmt *lt = ls_for(lp, ls_body(lb), t, tlo, thi);
-      LExpr *xv;
-      if (which == 1) {
-        LExpr *prow = le_add(lp, ROWBT(), le_i64(lp, d ? 1 : -1));
-        xv = le_load(lp, sv, saved_at(lp, f, prow, l, d, S - 1, le_var(lp, k)));
-      } else if (l == 0) {
-        xv = le_load(lp, x, mad(lp, ROWBT(), K, le_var(lp, k)));
-      } else {
-        xv = le_load(lp, sv, saved_at(lp, f, ROWBT(), l - 1, pd, S - 1, le_var(lp, k)));
+    for (int blk = 0; blk < 2; blk++) {
+      int nr = blk == 0 ? JB : 1;
+      int64_t jlo = blk == 0 ? 0 : un / JB * JB, jhi = blk == 0 ? un / JB : un;
+      if (jhi <= jlo) continue;
+      int jv = lvar(lp, "j");
+      LStmt *lj = ls_for(lp, body, jv, le_i64(lp, jlo), le_i64(lp, jhi));
+      lj->parallel = 1;
+#define JROW(i) le_add(lp, le_mul(lp, le_var(lp, jv), le_i64(lp, nr)), le_i64(lp, (i)))
+      for (int64_t pd = 0; pd < parts; pd++) {
+        int k = lvar(lp, "k"), b = lvar(lp, "b"), t = lvar(lp, "t");
+        LStmt *lk = ls_for(lp, ls_body(lj), k, le_i64(lp, 0), le_i64(lp, width));
+        lk->vec = lp->vec_f32;
+        LStmt *kb = ls_body(lk);
+        int acc[JB];
+        for (int i = 0; i < nr; i++) acc[i] = ls_local(lp, kb, LT_F32, le_f32(lp, 0));
+        LStmt *lb = ls_for(lp, kb, b, le_i64(lp, 0), le_batch(lp));
+        LExpr *tlo = le_i64(lp, which == 1 && d == 0 ? 1 : 0);
+        LExpr *thi = which == 1 && d == 1 ? le_sub(lp, le_dim(lp, seq), le_i64(lp, 1)) : le_dim(lp, seq);
+        LStmt *lt = ls_for(lp, ls_body(lb), t, tlo, thi);
+        LExpr *xv;
+        if (which == 1) {
+          LExpr *prow = le_add(lp, ROWBT(), le_i64(lp, d ? 1 : -1));
+          xv = le_load(lp, sv, saved_at(lp, f, prow, l, d, S - 1, le_var(lp, k)));
+        } else if (l == 0) {
+          xv = le_load(lp, x, mad(lp, ROWBT(), K, le_var(lp, k)));
+        } else {
+          xv = le_load(lp, sv, saved_at(lp, f, ROWBT(), l - 1, pd, S - 1, le_var(lp, k)));
+        }
+        int xl = ls_local(lp, ls_body(lt), LT_F32, xv);
+        for (int i = 0; i < nr; i++) {
+          LExpr *dgv = le_load(lp, dgb, dg_at(lp, f, ROWBT(), l, d, slot, JROW(i)));
+          ls_set(lp, ls_body(lt), acc[i], le_fma(lp, dgv, le_local(lp, xl), le_local(lp, acc[i])));
+        }
+        if (which == 1 && lc->saved0[f->id] >= 0) {
+          /* the first step's h_{-1}: the carried state (stateful training, one direction) */
+          int b2 = lvar(lp, "b");
+          LStmt *lb2 = ls_for(lp, kb, b2, le_i64(lp, 0), le_batch(lp));
+          int h0 = ls_local(lp, ls_body(lb2), LT_F32,
+                            le_load(lp, lc->saved0[f->id],
+                                    saved0_at(lp, f, le_var(lp, b2), l, d, 0, le_var(lp, k))));
+          for (int i = 0; i < nr; i++) {
+            LExpr *row0 = le_mul(lp, le_var(lp, b2), le_dim(lp, seq));
+            ls_set(lp, ls_body(lb2), acc[i],
+                   le_fma(lp, le_load(lp, dgb, dg_at(lp, f, row0, l, d, slot, JROW(i))),
+                          le_local(lp, h0), le_local(lp, acc[i])));
+          }
+        }
+        for (int i = 0; i < nr; i++) {
+          LExpr *at = mad(lp, le_add(lp, le_i64(lp, gi * un), JROW(i)), cols,
+                          le_add(lp, le_i64(lp, pd * width), le_var(lp, k)));
+          ls_store(lp, kb, dw, at, le_local(lp, acc[i]));
+        }
       }
-      LExpr *dgv = le_load(lp, dgb, dg_at(lp, f, ROWBT(), l, d, slot, le_var(lp, j)));
-      ls_set(lp, ls_body(lt), acc, le_fma(lp, dgv, xv, le_local(lp, acc)));
-      if (which == 1 && lc->saved0[f->id] >= 0) {
-        /* the first step's h_{-1}: the carried state (stateful training, one direction) */
-        int b2 = lvar(lp, "b");
-        LStmt *lb2 = ls_for(lp, kb, b2, le_i64(lp, 0), le_batch(lp));
-        LExpr *row0 = le_mul(lp, le_var(lp, b2), le_dim(lp, seq));
-        LExpr *h0 = le_load(lp, lc->saved0[f->id], saved0_at(lp, f, le_var(lp, b2), l, d, 0, le_var(lp, k)));
-        ls_set(lp, ls_body(lb2), acc,
-               le_fma(lp, le_load(lp, dgb, dg_at(lp, f, row0, l, d, slot, le_var(lp, j))), h0,
-                      le_local(lp, acc)));
-      }
-      LExpr *at = mad(lp, le_add(lp, le_i64(lp, gi * un), le_var(lp, j)), cols,
-                      le_add(lp, le_i64(lp, pd * width), le_var(lp, k)));
-      ls_store(lp, kb, dw, at, le_local(lp, acc));
+#undef JROW
     }
   }
 #undef ROWBT
