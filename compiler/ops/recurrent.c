@@ -18,6 +18,15 @@
  * FLOPs per step, layer and direction: 2*G*units*(in_l + units) for the two
  * matrix-vector products, 2*G*units for the biases, plus the gate math
  * (rnn: 4*units for tanh, units for relu; lstm: 24*units; gru: 17*units).
+ *
+ * Training (MODE_GRADIENTS): the forward also saves every step's activations per layer and
+ * direction (saved_at), and the gradient rule is backpropagation through time, not an unrolled
+ * graph: _recurrent_bptt runs each layer's reverse loop over time, top layer first, giving the
+ * gate pre-activation gradients dG of every step (bptt = K cuts the carried gradient at steps
+ * K, 2K, ...); _recurrent_dx and _recurrent_dw are then matrix products over batch x steps.
+ * The carried state (M_step = MODE_STEP, stateful training) is read before a layer's first
+ * step and written after its last (rstate_at); a stateful forward keeps the state it started
+ * from (saved0_at) for BPTT's first step.
  */
 #include <stddef.h>
 #include <string.h>
@@ -691,7 +700,8 @@ static void input_grad(LowerCtx *lc, LStmt *body, const Node *f, int dg, int64_t
 }
 
 /* The reverse loop of layer l, direction d: steps s = 0 .. seq-1 visit the times the forward
- * visited last first (t = seq-1-s forward, s backward); per step and batch row b,
+ * visited last first (t = seq-1-s forward, s backward); per step and batch row b (in blocks
+ * of BB rows that share B's W_hh loads),
  *   A (over units u): dh = dY[b, t, d*U + u] + dh_next[b, u] gives the gate gradients dG and
  *     the part of dh_{t-1} that skips W_hh (gru: dh z; lstm: dc_{t-1} = dc f, kept in dc);
  *   B (over units k): dh_next[b, k] += sum_g,j dG_hh[b, t, g, j] W_hh[g*U + j, k],
@@ -707,7 +717,8 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
   Dim seq = f->shape.d[0];
   int whh = lower_param(lc, f, (int)((l * dirs + d) * 4 + 1));
 #define LAST() le_sub(lp, le_dim(lp, seq), le_i64(lp, 1))
-#define ROW(tl) le_add(lp, le_mul(lp, le_var(lp, b), le_dim(lp, seq)), le_local(lp, tl))
+#define BROW() row_of(lp, rb)
+#define ROW(tl) le_add(lp, le_mul(lp, BROW(), le_dim(lp, seq)), le_local(lp, tl))
 #define SAVED(tl, slot) le_load(lp, sv, saved_at(lp, f, ROW(tl), l, d, (slot), le_var(lp, u)))
 #define HAS_PREV() le_bin(lp, LO_LT, le_var(lp, s), LAST())
 #define L(x) le_local(lp, x)
@@ -716,7 +727,7 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
 #define ONE le_f32(lp, 1)
   /* the state before the first step: zero, or the carried one a stateful forward saved */
   int s0 = lc->saved0[f->id];
-#define INIT(which) (s0 >= 0 ? le_load(lp, s0, saved0_at(lp, f, le_var(lp, b), l, d, (which), le_var(lp, u))) \
+#define INIT(which) (s0 >= 0 ? le_load(lp, s0, saved0_at(lp, f, BROW(), l, d, (which), le_var(lp, u))) \
                              : le_f32(lp, 0))
   /* bptt = K: the state entering steps K, 2K, ... is detached: nothing flows from step t to
    * step t-1 when t % K == 0 (the forward direction's times; sema rejects bptt for
@@ -733,7 +744,7 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
   if (dc >= 0)
     ls_store(lp, ls_body(luz), dc, mad(lp, le_var(lp, bz), un, le_var(lp, uz)), le_f32(lp, 0));
 
-  int s = lvar(lp, "s"), b = lvar(lp, "b"), u = lvar(lp, "u"), k = lvar(lp, "k");
+  int s = lvar(lp, "s");
   LStmt *ls = ls_for(lp, body, s, le_i64(lp, 0), le_dim(lp, seq));
   LStmt *sb = ls_body(ls);
   int t = ls_local(lp, sb, LT_I64, d ? le_var(lp, s) : le_sub(lp, LAST(), le_var(lp, s)));
@@ -741,71 +752,98 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
                     d ? le_bin(lp, LO_MIN, le_add(lp, le_var(lp, s), le_i64(lp, 1)), LAST())
                       : le_bin(lp, LO_MAX, le_sub(lp, le_sub(lp, LAST(), le_var(lp, s)), le_i64(lp, 1)),
                                le_i64(lp, 0)));
-  LStmt *lb = ls_for(lp, sb, b, le_i64(lp, 0), le_batch(lp));
-  LStmt *bb = ls_body(lb);
-  /* A */
-  LStmt *lu = ls_for(lp, bb, u, le_i64(lp, 0), le_i64(lp, un));
-  lu->vec = lp->vec_f32;
-  LStmt *ub = ls_body(lu);
-  LExpr *dyv = le_load(lp, dys, mad(lp, ROW(t), dirs * un, le_add(lp, le_i64(lp, d * un), le_var(lp, u))));
-  int dhv = ls_local(lp, ub, LT_F32,
-                     le_bin(lp, LO_ADD, dyv, le_load(lp, dh, mad(lp, le_var(lp, b), un, le_var(lp, u)))));
-  LExpr *gd[4];
-  LExpr *direct = le_f32(lp, 0);
-  if (cell == CELL_RNN) {
-    int h = ls_local(lp, ub, LT_F32, SAVED(t, 0));
-    gd[0] = f->a.act == OP_relu
-                ? le_select(lp, le_bin(lp, LO_GT, L(h), le_f32(lp, 0)), L(dhv), le_f32(lp, 0))
-                : MUL(L(dhv), SUB(ONE, MUL(L(h), L(h))));
-  } else if (cell == CELL_LSTM) {
-    int ig = ls_local(lp, ub, LT_F32, SAVED(t, 0));
-    int fg = ls_local(lp, ub, LT_F32, SAVED(t, 1));
-    int gg = ls_local(lp, ub, LT_F32, SAVED(t, 2));
-    int og = ls_local(lp, ub, LT_F32, SAVED(t, 3));
-    int tc = ls_local(lp, ub, LT_F32, le_un(lp, LO_TANH, SAVED(t, 4)));
-    int cp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, 4), INIT(1)));
-    /* dc = dc_next + dh o (1 - tanh^2 c) */
-    int dcv = ls_local(lp, ub, LT_F32,
-                       le_fma(lp, MUL(L(dhv), L(og)), SUB(ONE, MUL(L(tc), L(tc))),
-                              le_load(lp, dc, mad(lp, le_var(lp, b), un, le_var(lp, u)))));
-    gd[0] = MUL(MUL(L(dcv), L(gg)), MUL(L(ig), SUB(ONE, L(ig))));
-    gd[1] = MUL(MUL(L(dcv), L(cp)), MUL(L(fg), SUB(ONE, L(fg))));
-    gd[2] = MUL(MUL(L(dcv), L(ig)), SUB(ONE, MUL(L(gg), L(gg))));
-    gd[3] = MUL(MUL(L(dhv), L(tc)), MUL(L(og), SUB(ONE, L(og))));
-    ls_store(lp, ub, dc, mad(lp, le_var(lp, b), un, le_var(lp, u)), CUT(MUL(L(dcv), L(fg))));
-  } else {
-    int r = ls_local(lp, ub, LT_F32, SAVED(t, 0));
-    int z = ls_local(lp, ub, LT_F32, SAVED(t, 1));
-    int nv = ls_local(lp, ub, LT_F32, SAVED(t, 2));
-    int hn = ls_local(lp, ub, LT_F32, SAVED(t, 3));
-    int hp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, S - 1), INIT(0)));
-    /* h = (1 - z) n + z h_prev;  n = tanh(W_in x + b_in + r hn) */
-    int dn = ls_local(lp, ub, LT_F32, MUL(MUL(L(dhv), SUB(ONE, L(z))), SUB(ONE, MUL(L(nv), L(nv)))));
-    gd[0] = MUL(MUL(L(dn), L(hn)), MUL(L(r), SUB(ONE, L(r))));
-    gd[1] = MUL(MUL(L(dhv), SUB(L(hp), L(nv))), MUL(L(z), SUB(ONE, L(z))));
-    gd[2] = L(dn);
-    gd[3] = MUL(L(dn), L(r));
-    direct = MUL(L(dhv), L(z));
+  /* blocks of BB batch rows (then the rows left, one by one): A for each row of the block,
+   * then B for the whole block, each W_hh load serving BB rows */
+  enum { BB = 4 };
+  for (int blk = 0; blk < 2; blk++) {
+    int nr = blk == 0 ? BB : 1;
+    int bv = lvar(lp, "b");
+    LExpr *lo = blk == 0 ? le_i64(lp, 0)
+                         : le_mul(lp, le_bin(lp, LO_DIV, le_batch(lp), le_i64(lp, BB)), le_i64(lp, BB));
+    LExpr *hi = blk == 0 ? le_bin(lp, LO_DIV, le_batch(lp), le_i64(lp, BB)) : le_batch(lp);
+    LStmt *bb = ls_body(ls_for(lp, sb, bv, lo, hi));
+    for (int i = 0; i < nr; i++) {
+      RowRef rb = {bv, nr, i};
+      /* A */
+      int u = lvar(lp, "u");
+      LStmt *lu = ls_for(lp, bb, u, le_i64(lp, 0), le_i64(lp, un));
+      lu->vec = lp->vec_f32;
+      LStmt *ub = ls_body(lu);
+      LExpr *dyv = le_load(lp, dys, mad(lp, ROW(t), dirs * un, le_add(lp, le_i64(lp, d * un), le_var(lp, u))));
+      int dhv = ls_local(lp, ub, LT_F32,
+                         le_bin(lp, LO_ADD, dyv, le_load(lp, dh, mad(lp, BROW(), un, le_var(lp, u)))));
+      LExpr *gd[4];
+      LExpr *direct = le_f32(lp, 0);
+      if (cell == CELL_RNN) {
+        int h = ls_local(lp, ub, LT_F32, SAVED(t, 0));
+        gd[0] = f->a.act == OP_relu
+                    ? le_select(lp, le_bin(lp, LO_GT, L(h), le_f32(lp, 0)), L(dhv), le_f32(lp, 0))
+                    : MUL(L(dhv), SUB(ONE, MUL(L(h), L(h))));
+      } else if (cell == CELL_LSTM) {
+        int ig = ls_local(lp, ub, LT_F32, SAVED(t, 0));
+        int fg = ls_local(lp, ub, LT_F32, SAVED(t, 1));
+        int gg = ls_local(lp, ub, LT_F32, SAVED(t, 2));
+        int og = ls_local(lp, ub, LT_F32, SAVED(t, 3));
+        int tc = ls_local(lp, ub, LT_F32, le_un(lp, LO_TANH, SAVED(t, 4)));
+        int cp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, 4), INIT(1)));
+        /* dc = dc_next + dh o (1 - tanh^2 c) */
+        int dcv = ls_local(lp, ub, LT_F32,
+                           le_fma(lp, MUL(L(dhv), L(og)), SUB(ONE, MUL(L(tc), L(tc))),
+                                  le_load(lp, dc, mad(lp, BROW(), un, le_var(lp, u)))));
+        gd[0] = MUL(MUL(L(dcv), L(gg)), MUL(L(ig), SUB(ONE, L(ig))));
+        gd[1] = MUL(MUL(L(dcv), L(cp)), MUL(L(fg), SUB(ONE, L(fg))));
+        gd[2] = MUL(MUL(L(dcv), L(ig)), SUB(ONE, MUL(L(gg), L(gg))));
+        gd[3] = MUL(MUL(L(dhv), L(tc)), MUL(L(og), SUB(ONE, L(og))));
+        ls_store(lp, ub, dc, mad(lp, BROW(), un, le_var(lp, u)), CUT(MUL(L(dcv), L(fg))));
+      } else {
+        int r = ls_local(lp, ub, LT_F32, SAVED(t, 0));
+        int z = ls_local(lp, ub, LT_F32, SAVED(t, 1));
+        int nv = ls_local(lp, ub, LT_F32, SAVED(t, 2));
+        int hn = ls_local(lp, ub, LT_F32, SAVED(t, 3));
+        int hp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, S - 1), INIT(0)));
+        /* h = (1 - z) n + z h_prev;  n = tanh(W_in x + b_in + r hn) */
+        int dn = ls_local(lp, ub, LT_F32, MUL(MUL(L(dhv), SUB(ONE, L(z))), SUB(ONE, MUL(L(nv), L(nv)))));
+        gd[0] = MUL(MUL(L(dn), L(hn)), MUL(L(r), SUB(ONE, L(r))));
+        gd[1] = MUL(MUL(L(dhv), SUB(L(hp), L(nv))), MUL(L(z), SUB(ONE, L(z))));
+        gd[2] = L(dn);
+        gd[3] = MUL(L(dn), L(r));
+        direct = MUL(L(dhv), L(z));
+      }
+      for (int64_t gi = 0; gi < dgates(cell); gi++)
+        ls_store(lp, ub, dgb, dg_at(lp, f, ROW(t), l, d, gi, le_var(lp, u)), gd[gi]);
+      ls_store(lp, ub, dh, mad(lp, BROW(), un, le_var(lp, u)), direct);
+    }
+    /* B */
+    int k = lvar(lp, "k");
+    LStmt *lk = ls_for(lp, bb, k, le_i64(lp, 0), le_i64(lp, un));
+    lk->vec = lp->vec_f32;
+    LStmt *kb = ls_body(lk);
+    int acc[BB];
+    for (int i = 0; i < nr; i++) {
+      RowRef rb = {bv, nr, i};
+      acc[i] = ls_local(lp, kb, LT_F32, le_load(lp, dh, mad(lp, BROW(), un, le_var(lp, k))));
+    }
+    for (int64_t gi = 0; gi < gn; gi++) {
+      int j = lvar(lp, "j");
+      LStmt *jb = ls_body(ls_for(lp, kb, j, le_i64(lp, 0), le_i64(lp, un)));
+      int w = ls_local(lp, jb, LT_F32,
+                       le_load(lp, whh, mad(lp, le_add(lp, le_i64(lp, gi * un), le_var(lp, j)), un,
+                                            le_var(lp, k))));
+      for (int i = 0; i < nr; i++) {
+        RowRef rb = {bv, nr, i};
+        LExpr *dgv = le_load(lp, dgb, dg_at(lp, f, ROW(t), l, d, hh_slot(cell, gi), le_var(lp, j)));
+        ls_set(lp, jb, acc[i], le_fma(lp, dgv, L(w), L(acc[i])));
+      }
+    }
+    for (int i = 0; i < nr; i++) {
+      RowRef rb = {bv, nr, i};
+      ls_store(lp, kb, dh, mad(lp, BROW(), un, le_var(lp, k)), CUT(L(acc[i])));
+    }
   }
-  for (int64_t gi = 0; gi < dgates(cell); gi++)
-    ls_store(lp, ub, dgb, dg_at(lp, f, ROW(t), l, d, gi, le_var(lp, u)), gd[gi]);
-  ls_store(lp, ub, dh, mad(lp, le_var(lp, b), un, le_var(lp, u)), direct);
-  /* B */
-  LStmt *lk = ls_for(lp, bb, k, le_i64(lp, 0), le_i64(lp, un));
-  lk->vec = lp->vec_f32;
-  LStmt *kb = ls_body(lk);
-  int acc = ls_local(lp, kb, LT_F32, le_load(lp, dh, mad(lp, le_var(lp, b), un, le_var(lp, k))));
-  for (int64_t gi = 0; gi < gn; gi++) {
-    int j = lvar(lp, "j");
-    LStmt *lj = ls_for(lp, kb, j, le_i64(lp, 0), le_i64(lp, un));
-    LExpr *dgv = le_load(lp, dgb, dg_at(lp, f, ROW(t), l, d, hh_slot(cell, gi), le_var(lp, j)));
-    LExpr *wv = le_load(lp, whh, mad(lp, le_add(lp, le_i64(lp, gi * un), le_var(lp, j)), un, le_var(lp, k)));
-    ls_set(lp, ls_body(lj), acc, le_fma(lp, dgv, wv, L(acc)));
-  }
-  ls_store(lp, kb, dh, mad(lp, le_var(lp, b), un, le_var(lp, k)), CUT(L(acc)));
 #undef CUT
 #undef INIT
 #undef LAST
+#undef BROW
 #undef ROW
 #undef SAVED
 #undef HAS_PREV
