@@ -28,6 +28,7 @@
 #include "diag.h"
 #include "nncc_rt.h"
 #include "nncc_h_text.h"
+#include "ops.h"
 #include "outputs.h"
 
 #ifndef NNCC_LINK_SANITIZE
@@ -379,6 +380,9 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgE
   mfv[nncc_model_desc__forward] = fn_or_null(a, fns->forward.entry);
   mfv[nncc_model_desc__embedded_params] = embedded;
   mfv[nncc_model_desc__train] = train;
+  mfv[nncc_model_desc__rstate_floats] = i64c(a, op_recurrent_state_floats(g));
+  mfv[nncc_model_desc__step] = fn_or_null(a, fns->streamable ? fns->step.entry : NULL);
+  mfv[nncc_model_desc__step_workspace] = fn_or_null(a, fns->streamable ? fns->step.workspace : NULL);
   char *dname = xasprintf("%s_nncc_desc", g->name);
   LLVMValueRef desc = LLVMAddGlobal(mod, a->model_t, dname);
   free(dname);
@@ -478,6 +482,28 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgE
     f = wrapper(a, M, "load_checkpoint", a->i32, pload, 2);
     args[0] = LLVMGetParam(f, 0), args[1] = LLVMGetParam(f, 1);
     LLVMBuildRet(a->b, call(a, extern_fn(a, "nncc_rt_load_checkpoint", a->i32, pload, 2), args, 2));
+  }
+
+  /* M_reset(m) whenever a state is carried (M_step, stateful training); M_step(m, batch,
+   * in..., out...) for streamable models */
+  if (fns->streamable || (fns->trainable && g->train.stateful && op_recurrent_state_floats(g) > 0)) {
+    f = wrapper(a, M, "reset", a->i32, p1, 1);
+    args[0] = LLVMGetParam(f, 0);
+    LLVMBuildRet(a->b, call(a, extern_fn(a, "nncc_rt_reset", a->i32, p1, 1), args, 1));
+  }
+  if (fns->streamable) {
+    int n = 2 + g->ninputs + g->noutputs;
+    LLVMTypeRef *pt = xcalloc((size_t)n, sizeof(LLVMTypeRef));
+    for (int i = 0; i < n; i++) pt[i] = a->ptr;
+    pt[1] = a->i64;
+    f = wrapper(a, M, "step", a->i32, pt, n);
+    free(pt);
+    LLVMTypeRef pst[4] = {a->ptr, a->i64, a->ptr, a->ptr};
+    args[0] = LLVMGetParam(f, 0);
+    args[1] = LLVMGetParam(f, 1);
+    args[2] = pack_ptrs(a, f, 2, g->ninputs, "in");
+    args[3] = pack_ptrs(a, f, 2 + g->ninputs, g->noutputs, "out");
+    LLVMBuildRet(a->b, call(a, extern_fn(a, "nncc_rt_step", a->i32, pst, 4), args, 4));
   }
 
   if (executable || mpi) {
@@ -644,6 +670,40 @@ int artifact_write_header(const Graph *g, const char *hp, int embedded_weights, 
                "resumes exactly. */\n");
     fprintf(h, "int %s_save_checkpoint(const %s *m, const char *path);\n", M, M);
     fprintf(h, "int %s_load_checkpoint(%s *m, const char *path);\n", M, M);
+  }
+  if (op_recurrent_streamable(g)) {
+    fprintf(h, "\n/* Streaming.  M_step: one time step of every input (its shape without the %s axis);\n"
+               " * the outputs for the sequence seen since the last M_reset, ending at this step (an\n"
+               " * output with a %s axis: this step's slice).  The recurrent state carries over to\n"
+               " * the next call; the batch must stay the same until M_reset. */\n",
+            g->sym, g->sym);
+    fprintf(h, "int %s_step(%s *m, int64_t batch,", M, M);
+    for (int i = 0; i < g->ninputs; i++) {
+      const Node *n = &g->nodes[g->inputs[i]];
+      fprintf(h, "\n    const %s *%s,", n->dtype == DT_F32 ? "float" : "int32_t", cn[1 + i]);
+    }
+    for (int i = 0; i < g->noutputs; i++) {
+      const Node *n = &g->nodes[g->outputs[i]];
+      fprintf(h, "\n    %s *%s%s", n->dtype == DT_F32 ? "float" : "int32_t",
+              cn[1 + g->ninputs + i], i + 1 < g->noutputs ? "," : ");\n");
+    }
+  }
+  int stateful = g->nfwd >= 0 && g->train.stateful && op_recurrent_state_floats(g) > 0;
+  if (op_recurrent_streamable(g) || stateful) {
+    fprintf(h, "%s/* Zeroes the carried recurrent state (%s). */\n", op_recurrent_streamable(g) ? "" : "\n",
+            !stateful ? "M_step's" : op_recurrent_streamable(g) ? "M_step's, and stateful training's"
+                                                              : "stateful training's");
+    fprintf(h, "int %s_reset(%s *m);\n", M, M);
+  }
+  if (!op_recurrent_streamable(g)) {
+    for (int i = 0; i < g->nnodes && (g->nfwd < 0 || i < g->nfwd); i++)
+      if ((g->nodes[i].op == OP_rnn || g->nodes[i].op == OP_lstm || g->nodes[i].op == OP_gru) &&
+          g->nodes[i].a.bidirectional) {
+        fprintf(h, "\n/* No M_step / M_reset: '%s' is bidirectional, and its backward direction "
+                   "needs the\n * whole sequence before it can give the first step's output. */\n",
+                g->nodes[i].name);
+        break;
+      }
   }
   if (mpi) {
     fprintf(h, "\n/* Built with --mpi: what the standalone executable's main does, for a host program.\n"

@@ -136,6 +136,23 @@ int autodiff(Graph *g) {
   }
   if (g->nfwd >= 0) die("autodiff: the graph already has a gradient program");
   if (apply_freeze(g)) return -1;
+  for (int i = 0; i < g->nnodes && (g->train.bptt > 0 || g->train.stateful); i++) {
+    const Node *n = &g->nodes[i];
+    if (!(n->op == OP_rnn || n->op == OP_lstm || n->op == OP_gru) || !n->a.bidirectional) continue;
+    if (g->train.bptt > 0) {
+      diag_error(n->loc, "bptt = %lld cannot truncate the bidirectional layer '%s'",
+                 (long long)g->train.bptt, n->name);
+      diag_note((Loc){0}, "its backward direction reads the steps after each cut; train it "
+                "on whole sequences (no bptt), or cut the data into sequences of %lld steps",
+                (long long)g->train.bptt);
+    } else {
+      diag_error(n->loc, "stateful training cannot carry the state of the bidirectional layer "
+                 "'%s'", n->name);
+      diag_note((Loc){0}, "its backward direction starts from the end of each sequence, which "
+                "the next call does not continue; train it with stateful = false");
+    }
+    return -1;
+  }
   g->nfwd = g->nnodes;
   int nf = g->nfwd;
   AdCtx ad = {.g = g};

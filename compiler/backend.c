@@ -31,6 +31,7 @@
 #include "diag.h"
 #include "link.h"
 #include "lower.h"
+#include "ops.h"
 #include "outputs.h"
 #include "target.h"
 
@@ -90,11 +91,19 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   codegen_set_fma(target_has_fma(opts->target_cpu, cpu, features));
   int status = 0;
 
-  /* the entry points: forward, and with training gradients / evaluate / update */
-  enum { NPROG = 4 };
+  /* the entry points: forward, with training gradients / evaluate / update, and for recurrent
+   * models that can stream, step */
+  enum { NPROG = 5 };
   LoopProgram *progs[NPROG] = {0};
-  static const LowerMode modes[NPROG] = {MODE_FORWARD, MODE_GRADIENTS, MODE_EVALUATE, MODE_UPDATE};
-  int nprog = opts->train && g->nfwd >= 0 ? NPROG : 1;
+  LowerMode modes[NPROG] = {MODE_FORWARD};
+  int nprog = 1;
+  if (opts->train && g->nfwd >= 0) {
+    modes[nprog++] = MODE_GRADIENTS;
+    modes[nprog++] = MODE_EVALUATE;
+    modes[nprog++] = MODE_UPDATE;
+  }
+  int streamable = op_recurrent_streamable(g);
+  if (streamable) modes[nprog++] = MODE_STEP;
   for (int i = 0; i < nprog; i++) {
     progs[i] = lower_program(g, modes[i], vec);
     if (!progs[i]) {
@@ -166,9 +175,18 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   LLVMDisposeTargetData(td);
 
   int executable = opts->emit == EMIT_ARTIFACT && kind == OUT_EXECUTABLE;
-  CgEntries fns = {.trainable = nprog > 1};
-  CgFunctions *slots[NPROG] = {&fns.forward, &fns.gradients, &fns.evaluate, &fns.update};
-  for (int i = 0; i < nprog; i++) codegen_program(progs[i], mod, slots[i]);
+  CgEntries fns = {.trainable = opts->train && g->nfwd >= 0, .streamable = streamable};
+  for (int i = 0; i < nprog; i++) {
+    CgFunctions *slot = modes[i] == MODE_FORWARD ? &fns.forward
+                      : modes[i] == MODE_GRADIENTS ? &fns.gradients
+                      : modes[i] == MODE_EVALUATE ? &fns.evaluate
+                      : modes[i] == MODE_UPDATE ? &fns.update : &fns.step;
+    /* step reads the forward's packed weights: the same layout, by the same lowering */
+    if (modes[i] == MODE_STEP && progs[i]->packed_floats != lp->packed_floats)
+      die("the step program packs %lld floats, the forward %lld", (long long)progs[i]->packed_floats,
+          (long long)lp->packed_floats);
+    codegen_program(progs[i], mod, slot);
+  }
   codegen_module_done();   /* the shared-kernel table refers to this module only */
   artifact_emit_interface(lp, mod, &fns, opts->weights != NULL, executable,
                           opts->mpi && opts->emit == EMIT_ARTIFACT);

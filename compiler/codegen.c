@@ -1356,7 +1356,7 @@ static LLVMValueRef kernel_fn(Cg *c, const Kernel *kn, const char *prefix, int *
 /* The fields of nncc_exec (runtime/nncc_rt.h), each 8 bytes, in order: checked against the
  * runtime's struct when the compiler is built. */
 enum { X_PARAMS, X_PACKED, X_WS, X_GRADS, X_STATE, X_HYPER, X_SCALARS, X_IN, X_OUT, X_TARGETS,
-       X_BATCH, X_SEQ, X_SEED, X_NFIELDS };
+       X_BATCH, X_SEQ, X_SEED, X_RSTATE, X_NFIELDS };
 #define EXEC_AT(k, field) \
   _Static_assert(offsetof(nncc_exec, field) == 8 * (k) && sizeof(((nncc_exec *)0)->field) == 8, \
                  "nncc_exec." #field " is not where codegen.c reads it")
@@ -1373,6 +1373,7 @@ EXEC_AT(X_TARGETS, targets);
 EXEC_AT(X_BATCH, batch);
 EXEC_AT(X_SEQ, seq);
 EXEC_AT(X_SEED, seed);
+EXEC_AT(X_RSTATE, rstate);
 _Static_assert(sizeof(nncc_exec) == 8 * X_NFIELDS, "nncc_exec has fields codegen.c does not know");
 
 static LLVMValueRef exec_field(Cg *c, LLVMValueRef exec, int k, LLVMTypeRef t, const char *name) {
@@ -1394,6 +1395,7 @@ static LLVMValueRef buf_base(Cg *c, int buf, LLVMValueRef *x, LLVMValueRef *slot
   case BUF_STATE: field = X_STATE; break;
   case BUF_HYPER: field = X_HYPER; break;
   case BUF_SCALAR: field = X_SCALARS; break;
+  case BUF_RSTATE: field = X_RSTATE; break;
   case BUF_INPUT: case BUF_OUTPUT: case BUF_TARGET: {
     int f = b->kind == BUF_INPUT ? X_IN : b->kind == BUF_OUTPUT ? X_OUT : X_TARGETS;
     if (!x[f]) die("buffer %s in a function without that argument", b->name);
@@ -1488,7 +1490,7 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
 
   /* prepare kernels and the prepare function */
   out->prepare = NULL;
-  if (lp->nprepare > 0) {
+  if (lp->nprepare > 0 && lp->mode != MODE_STEP) { /* step uses the forward's packed weights */
     LLVMValueRef *kf = xcalloc((size_t)lp->nprepare, sizeof(LLVMValueRef));
     int **kused = xcalloc((size_t)lp->nprepare, sizeof(int *));
     int *knused = xcalloc((size_t)lp->nprepare, sizeof(int));
@@ -1543,10 +1545,10 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
   LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fwd, "entry"));
   {
     static const char *const fnames[X_NFIELDS] = {"params", "packed", "ws", "grads", "state",
-        "hyper", "scalars", "in", "out", "targets", "batch", "seq", "seed"};
+        "hyper", "scalars", "in", "out", "targets", "batch", "seq", "seed", "rstate"};
     LLVMValueRef exec = LLVMGetParam(fwd, 0), x[X_NFIELDS];
     for (int f = 0; f < X_NFIELDS; f++)
-      x[f] = exec_field(c, exec, f, f >= X_BATCH ? c->i64 : c->ptr, fnames[f]);
+      x[f] = exec_field(c, exec, f, f >= X_BATCH && f <= X_SEED ? c->i64 : c->ptr, fnames[f]);
     LLVMValueRef batch = x[X_BATCH], seq = x[X_SEQ], seed = x[X_SEED];
     LLVMValueRef *soff = slot_offsets(c, batch, seq);
     LLVMValueRef *bases = xcalloc((size_t)lp->nbufs + 1, sizeof(LLVMValueRef));

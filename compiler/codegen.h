@@ -22,6 +22,8 @@ typedef struct CgEntries {
   CgFunctions forward;
   int trainable;
   CgFunctions gradients, evaluate, update;
+  int streamable;          /* M_step / M_reset (ops.h op_recurrent_streamable) */
+  CgFunctions step;
 } CgEntries;
 
 /* --- codegen.c --- */

@@ -570,6 +570,7 @@ void loops_print(FILE *out, const LoopProgram *lp) {
     case BUF_STATE: fprintf(out, "state +%" PRId64 " [", b->offset); break;
     case BUF_HYPER: fputs("hyper [", out); break;
     case BUF_SCALAR: fprintf(out, "scalar +%" PRId64 " [", b->offset); break;
+    case BUF_RSTATE: fputs("rstate [", out); break;
     }
     print_count(out, lp, b->per_sample, b->batched);
     fputc(']', out);

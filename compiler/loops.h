@@ -84,6 +84,8 @@ typedef enum BufKind {
   BUF_STATE,   /* state + offset: optimizer state, held by the model object */
   BUF_HYPER,   /* hyper[]: the update's run-time scalars (NNCC_H_*), read-only */
   BUF_SCALAR,  /* scalars + offset: the loss, the gradient norm (NNCC_S_*) */
+  BUF_RSTATE,  /* rstate: the carried recurrent state [batch, rstate floats], held by the model
+                * object (M_step, stateful training) */
 } BufKind;
 
 typedef struct LBuf {
@@ -154,6 +156,8 @@ typedef enum LowerMode {
   MODE_GRADIENTS,  /* M_gradients: forward in training mode, loss, backward into grads */
   MODE_EVALUATE,   /* the trainer's test pass: forward (inference), loss, correct count */
   MODE_UPDATE,     /* M_update: clipping, weight decay, the optimizer */
+  MODE_STEP,       /* M_step: the inference forward at seq = 1 from the carried recurrent state,
+                    * which it updates; shares the forward's packed weights */
 } LowerMode;
 
 typedef struct LoopProgram {

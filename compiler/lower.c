@@ -27,6 +27,9 @@
 #include "nncc_rt.h"
 #include "ops.h"
 
+/* The entry points that run the model for its outputs (M_forward, M_step). */
+static int inference(LowerMode m) { return m == MODE_FORWARD || m == MODE_STEP; }
+
 static int buf_for_node(LowerCtx *lc, const Node *n, BufKind kind, int index) {
   LoopProgram *lp = lc->lp;
   int b = loops_add_buf(lp, n->name, kind, n->dtype == DT_F32 ? LT_F32 : LT_I32);
@@ -46,7 +49,7 @@ int lower_value(LowerCtx *lc, int node) {
     b = buf_for_node(lc, n, n->is_target ? BUF_TARGET : BUF_INPUT, n->input_index);
   } else if (n->op == OP_param) {
     b = lower_param(lc, &lc->g->nodes[n->fwd], n->wrt);
-  } else if (n->is_loss && lc->mode != MODE_FORWARD) {
+  } else if (n->is_loss && !inference(lc->mode)) {
     b = buf_for_node(lc, n, BUF_SCALAR, 0);
     lp->bufs[b].offset = NNCC_S_LOSS;
     lp->bufs[b].per_sample = (SymCount){1, 0};
@@ -57,7 +60,7 @@ int lower_value(LowerCtx *lc, int node) {
     lp->bufs[b].offset = p->grad_offset;
     lp->bufs[b].per_sample = (SymCount){p->numel, 0};
     lp->bufs[b].batched = 0;
-  } else if (n->output_index >= 0 && lc->mode == MODE_FORWARD) {
+  } else if (n->output_index >= 0 && inference(lc->mode)) {
     b = buf_for_node(lc, n, BUF_OUTPUT, n->output_index);
   } else {
     b = buf_for_node(lc, n, BUF_TEMP, 0);
@@ -87,6 +90,16 @@ int lower_scalars(LowerCtx *lc) {
       return i;
   int b = loops_add_buf(lp, "scalars", BUF_SCALAR, LT_F32);
   lp->bufs[b].per_sample = (SymCount){NNCC_S_COUNT, 0};
+  return b;
+}
+
+int lower_rstate(LowerCtx *lc) {
+  LoopProgram *lp = lc->lp;
+  for (int i = 0; i < lp->nbufs; i++)
+    if (lp->bufs[i].kind == BUF_RSTATE) return i;
+  int b = loops_add_buf(lp, "rstate", BUF_RSTATE, LT_F32);
+  lp->bufs[b].per_sample = (SymCount){op_recurrent_state_floats(lc->g), 0};
+  lp->bufs[b].batched = 1;
   return b;
 }
 
@@ -130,7 +143,7 @@ int lower_scratch(LowerCtx *lc, const char *name, LType elem, SymCount per_sampl
 
 int lower_packed(LowerCtx *lc, const char *name, int64_t numel, LStmt **prepare_block) {
   LoopProgram *lp = lc->lp;
-  if (lc->mode != MODE_FORWARD) {
+  if (!inference(lc->mode)) {
     /* training entry points pack their weights at the start of the call (the parameters
      * change at every update): an unbatched temporary filled by a kernel of its own */
     int b = lower_scratch(lc, name, LT_F32, (SymCount){numel, 0}, 0);
@@ -292,6 +305,7 @@ static const char *mode_entry(LowerMode m) {
   case MODE_GRADIENTS: return "gradients";
   case MODE_EVALUATE: return "evaluate";
   case MODE_UPDATE: return "update";
+  case MODE_STEP: return "step";
   }
   return "?";
 }
@@ -304,15 +318,20 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
   lp->symbolic_seq = g->sym != NULL;
   LowerCtx lc = {.lp = lp, .g = g, .current_kernel = -1, .mode = mode};
   lc.value_buf = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+  lc.saved = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+  lc.saved0 = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+  for (int i = 0; i < g->nnodes; i++) lc.saved[i] = lc.saved0[i] = -1;
   param_buf = xcalloc((size_t)g->nparams + 1, sizeof(int));
   for (int i = 0; i < g->nnodes; i++) lc.value_buf[i] = -1;
   for (int i = 0; i < g->nparams; i++) param_buf[i] = -1;
-  if (mode != MODE_FORWARD && g->nfwd < 0) die("lower_program: the graph has no gradient program");
+  if (!inference(mode) && g->nfwd < 0) die("lower_program: the graph has no gradient program");
   if (mode == MODE_UPDATE) {
     lower_update(&lc);
     free(param_buf);
     param_buf = NULL;
     free(lc.value_buf);
+    free(lc.saved);
+    free(lc.saved0);
     plan_memory(lp);
     return lp;
   }
@@ -324,7 +343,7 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
   }
   char *needed = xcalloc((size_t)g->nnodes + 1, 1);
   int limit = g->nfwd >= 0 ? g->nfwd : g->nnodes;  /* the model's own nodes */
-  if (mode == MODE_FORWARD) {
+  if (inference(mode)) {
     for (int i = 0; i < g->noutputs; i++) mark_needed(g, g->outputs[i], needed);
   } else {
     mark_needed(g, g->loss, needed);
@@ -347,7 +366,7 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
     const Node *c = &g->nodes[i];
     if (!needed[i] || !is_activation(c->op) || c->nin != 1) continue;
     const Node *p = &g->nodes[c->in[0]];
-    if ((p->op == OP_dense || p->op == OP_conv2d) && (p->output_index < 0 || mode != MODE_FORWARD) &&
+    if ((p->op == OP_dense || p->op == OP_conv2d) && (p->output_index < 0 || !inference(mode)) &&
         uses[p->id] == 1 && lc.fused_act[p->id] < 0 && p->info && p->info->lower && c->info &&
         c->info->lower) {
       lc.fused_act[p->id] = i;
@@ -358,7 +377,7 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
 
   /* inputs first, so their buffers come first in the listing */
   for (int i = 0; i < g->ninputs; i++)
-    if (mode == MODE_FORWARD || needed[g->inputs[i]]) lower_value(&lc, g->inputs[i]);
+    if (inference(mode) || needed[g->inputs[i]]) lower_value(&lc, g->inputs[i]);
 
   int failed = 0;
   unsigned char reported[OP_COUNT] = {0};
@@ -366,7 +385,7 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
     if (!needed[id]) continue;
     const Node *n = &g->nodes[id];
     if (n->op == OP_input) {
-      if (n->output_index >= 0 && mode == MODE_FORWARD) {
+      if (n->output_index >= 0 && inference(mode)) {
         int src = lower_value(&lc, id);
         int dst = buf_for_node(&lc, n, BUF_OUTPUT, n->output_index);
         copy_kernel(&lc, n, src, dst);
@@ -378,7 +397,7 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
                  (n->op == OP_dropout && mode != MODE_GRADIENTS)) && n->nin >= 1;
     if (alias) {
       int src = lower_value(&lc, n->in[0]);
-      if ((n->output_index >= 0 && mode == MODE_FORWARD) ||
+      if ((n->output_index >= 0 && inference(mode)) ||
           (lc.grad_param && lc.grad_param[id] >= 0)) {
         int dst = lower_value(&lc, id);
         copy_kernel(&lc, n, src, dst);
@@ -415,6 +434,8 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
   free(param_buf);
   param_buf = NULL;
   free(lc.value_buf);
+  free(lc.saved);
+  free(lc.saved0);
   if (failed) {
     loops_free(lp);
     return NULL;

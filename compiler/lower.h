@@ -29,6 +29,10 @@ typedef struct LowerCtx {
   int *value_buf;      /* per node: its buffer, -1 when not computed */
   int current_kernel;  /* index into lp->kernels of the kernel being built */
   int *fused_act;      /* per node: the activation node fused into its epilogue, or -1 */
+  int *saved;          /* per node: what its forward kernel saves for its gradient kernels
+                        * (MODE_GRADIENTS: recurrent layers' per-step states), or -1 */
+  int *saved0;         /* per node: the initial state its forward started from, when it was
+                        * carried in (stateful training), or -1 (zero) */
 } LowerCtx;
 
 int lower_value(LowerCtx *lc, int node);
@@ -72,6 +76,8 @@ void lower_update(LowerCtx *lc);
 /* Run-time scalars and results for kernels: hyper[k] (NNCC_H_*) and the scalars buffer. */
 LExpr *lower_hyper(LowerCtx *lc, int k);
 int lower_scalars(LowerCtx *lc);
+/* The carried recurrent state (BUF_RSTATE, [batch, op_recurrent_state_floats(g)]). */
+int lower_rstate(LowerCtx *lc);
 /* Rows of a per-sample shape: batch * (numel / last dim), the last axis being the row. */
 LExpr *lower_rows(LowerCtx *lc, Shape s);
 

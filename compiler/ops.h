@@ -104,6 +104,13 @@ void op_note_value(const Graph *g, int id);
 /* Sets n's shape (dtype f32, no classes) after checking its size fits in int64; -1 if not. */
 int op_set_shape(Graph *g, Node *n, Shape s);
 int op_dim_equal(Dim a, Dim b);
+/* recurrent.c: the carried recurrent state (M_step, stateful training), per batch row: every
+ * recurrent node's h per layer and direction (and lstm's c), nodes in order.  0 when the
+ * model has no recurrent layer or a bidirectional one (then nothing is carried). */
+int64_t op_recurrent_state_floats(const Graph *g);
+/* Whether the model gets M_step: recurrent layers, all unidirectional, over the symbolic
+ * length. */
+int op_recurrent_streamable(const Graph *g);
 /* Saturating SymCount arithmetic for FLOP counts. */
 SymCount symcount_scale(SymCount c, int64_t k);
 SymCount symcount_add(SymCount a, SymCount b);

@@ -24,6 +24,11 @@
  *   NNCC_INIT_NORMAL       N(0, 1) by Box-Muller                   (PyTorch's nn.Embedding)
  * A uniform float is the top 24 bits of a draw times 2^-24.
  *
+ * Recurrent models carry a state between calls (M_step, and M_gradients when the train block says
+ * `stateful = true`): rstate holds rstate_batch rows of desc->rstate_floats floats, allocated
+ * zeroed by the first call that carries it and freed by nncc_rt_reset; a carrying call with
+ * another batch is an error until the reset.
+ *
  * For a model without a symbolic length (has_seq == 0) the seq argument is ignored and the
  * kernels and workspace function see seq = 1.
  */
@@ -60,6 +65,8 @@ struct nncc_model {
   int64_t ws_cap;        /* floats allocated in ws */
   int64_t ws_batch, ws_seq;   /* the shape ws was last sized for (0, 0: none yet) */
   nncc_workspace_fn ws_fn;    /* ... by this entry point's size function */
+  float *rstate;         /* the carried recurrent state, rstate_batch x d->rstate_floats, or NULL */
+  int64_t rstate_batch;  /* the batch it belongs to; 0: none (zero state) */
   void *owner;           /* the thread inside an entry point (model_enter), or NULL */
   int depth;             /* its nesting (train_step calls gradients and update) */
 };
@@ -130,6 +137,7 @@ NNCC_API void nncc_rt_destroy(nncc_model *m) {
   free(m->ws);
   free(m->grads);
   free(m->state);
+  free(m->rstate);
   free(m);
 }
 
@@ -255,18 +263,18 @@ static int tensor_numel(const nncc_tensor_desc *t, int64_t batch, int64_t seq, i
   return 1;
 }
 
-static int check_arrays(const nncc_model_desc *d, const char *kind, int n,
+static int check_arrays(const nncc_model_desc *d, const char *who, const char *kind, int n,
                         const nncc_tensor_desc *t, const void *const *a, int64_t batch,
                         int64_t seq) {
   for (int i = 0; i < n; i++) {
     int64_t numel;
     if (!a[i])
-      return nncc_rt_fail(NNCC_ERR_ARG, "%s_forward: %s '%s' is NULL", d->name, kind, t[i].name);
+      return nncc_rt_fail(NNCC_ERR_ARG, "%s_%s: %s '%s' is NULL", d->name, who, kind, t[i].name);
     if (!tensor_numel(&t[i], batch, seq, &numel))
       return nncc_rt_fail(NNCC_ERR_ARG,
-                          "%s_forward: %s '%s' would have more elements than fit in memory "
+                          "%s_%s: %s '%s' would have more elements than fit in memory "
                           "(batch %lld, seq %lld)",
-                          d->name, kind, t[i].name, (long long)batch, (long long)seq);
+                          d->name, who, kind, t[i].name, (long long)batch, (long long)seq);
   }
   return NNCC_OK;
 }
@@ -319,8 +327,8 @@ static int unguarded_forward(nncc_model *m, int64_t batch, int64_t seq, const vo
     return nncc_rt_fail(NNCC_ERR_ARG, "%s_forward: the input array is NULL", d->name);
   if (!out && d->n_outputs > 0)
     return nncc_rt_fail(NNCC_ERR_ARG, "%s_forward: the output array is NULL", d->name);
-  int rc = check_arrays(d, "input", d->n_inputs, d->inputs, in, batch, seq);
-  if (!rc) rc = check_arrays(d, "output", d->n_outputs, d->outputs, (const void *const *)out, batch, seq);
+  int rc = check_arrays(d, "forward", "input", d->n_inputs, d->inputs, in, batch, seq);
+  if (!rc) rc = check_arrays(d, "forward", "output", d->n_outputs, d->outputs, (const void *const *)out, batch, seq);
   if (rc) return rc;
   if (m->packed_dirty || m->exposed) {
     if (d->prepare) d->prepare(m->params, m->packed);
@@ -365,8 +373,8 @@ static int check_train_call(nncc_model *m, const char *who, int64_t batch, int64
   if ((!in && d->n_inputs > 0) || (!targets && d->n_targets > 0))
     return nncc_rt_fail(NNCC_ERR_ARG, "%s_%s: the %s array is NULL", d->name, who,
                         !in && d->n_inputs > 0 ? "input" : "target");
-  rc = check_arrays(d, "input", d->n_inputs, d->inputs, in, batch, *seq);
-  if (!rc) rc = check_arrays(d, "target", d->n_targets, d->targets, targets, batch, *seq);
+  rc = check_arrays(d, who, "input", d->n_inputs, d->inputs, in, batch, *seq);
+  if (!rc) rc = check_arrays(d, who, "target", d->n_targets, d->targets, targets, batch, *seq);
   return rc;
 }
 
@@ -382,8 +390,68 @@ static int run_entry(nncc_model *m, nncc_entry_fn fn, nncc_workspace_fn wsfn, co
   if (rc) return rc;
   nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .grads = m->grads,
                  .state = m->state, .hyper = hyper, .scalars = m->scalars, .in = in,
-                 .targets = targets, .batch = batch, .seq = seq, .seed = mix64(m->rng)};
+                 .targets = targets, .batch = batch, .seq = seq, .seed = mix64(m->rng),
+                 .rstate = m->rstate};
   return fn(&x);
+}
+
+/* Makes rstate hold a state for `batch` rows: zeroed when there is none yet; an error when the
+ * carried state belongs to another batch. */
+static int ensure_rstate(nncc_model *m, const char *who, int64_t batch) {
+  const nncc_model_desc *d = m->d;
+  if (m->rstate_batch == batch && m->rstate) return NNCC_OK;
+  if (m->rstate_batch)
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_%s: batch %lld, but the carried recurrent state is for "
+                        "batch %lld: call %s_reset first (the state is per batch row)", d->name,
+                        who, (long long)batch, (long long)m->rstate_batch, d->name);
+  int64_t n;
+  if (!nncc_rt_mul_ok(batch, d->rstate_floats, &n) || !nncc_rt_mul_ok(n, 4, &n))
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_%s: batch %lld needs a recurrent state too large to "
+                        "address", d->name, who, (long long)batch);
+  float *r = nncc_rt_alloc_floats(n / 4);
+  if (!r)
+    return nncc_rt_fail(NNCC_ERR_NOMEM, "%s_%s: out of memory for the recurrent state (batch "
+                        "%lld)", d->name, who, (long long)batch);
+  memset(r, 0, (size_t)n);
+  free(m->rstate);
+  m->rstate = r;
+  m->rstate_batch = batch;
+  return NNCC_OK;
+}
+
+static int unguarded_reset(nncc_model *m) {
+  if (!m) return nncc_rt_fail(NNCC_ERR_ARG, "nncc_rt_reset: the model is NULL");
+  free(m->rstate);
+  m->rstate = NULL;
+  m->rstate_batch = 0;
+  return NNCC_OK;
+}
+
+static int unguarded_step(nncc_model *m, int64_t batch, const void *const *in, void *const *out) {
+  if (!m) return nncc_rt_fail(NNCC_ERR_ARG, "nncc_rt_step: the model is NULL");
+  const nncc_model_desc *d = m->d;
+  if (!d->step)
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_step: the model has no streaming entry point (it needs "
+                        "recurrent layers, all unidirectional, over a symbolic length)", d->name);
+  if (batch < 1)
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_step: batch must be >= 1, got %lld", d->name,
+                        (long long)batch);
+  if (!in && d->n_inputs > 0)
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_step: the input array is NULL", d->name);
+  if (!out && d->n_outputs > 0)
+    return nncc_rt_fail(NNCC_ERR_ARG, "%s_step: the output array is NULL", d->name);
+  int rc = check_arrays(d, "step", "input", d->n_inputs, d->inputs, in, batch, 1);
+  if (!rc) rc = check_arrays(d, "step", "output", d->n_outputs, d->outputs, (const void *const *)out, batch, 1);
+  if (!rc) rc = ensure_rstate(m, "step", batch);
+  if (rc) return rc;
+  if (m->packed_dirty || m->exposed) {
+    if (d->prepare) d->prepare(m->params, m->packed);
+    m->packed_dirty = 0;
+  }
+  if ((rc = ensure_workspace_for(m, d->step_workspace, "step", batch, 1))) return rc;
+  nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .batch = batch, .seq = 1,
+                 .in = in, .out = out, .scalars = m->scalars, .rstate = m->rstate};
+  return d->step(&x);
 }
 
 static int unguarded_gradients(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
@@ -391,6 +459,8 @@ static int unguarded_gradients(nncc_model *m, int64_t batch, int64_t seq, const 
   int rc = check_train_call(m, "gradients", batch, &seq, in, targets);
   if (rc) return rc;
   const nncc_train_desc *t = m->d->train;
+  if (t->stateful && m->d->rstate_floats > 0 && (rc = ensure_rstate(m, "gradients", batch)))
+    return rc;
   rc = run_entry(m, t->gradients, t->gradients_workspace, "gradients", batch, seq, in, targets, NULL);
   m->rng++;   /* the next call draws a new dropout mask */
   if (rc) return rc;
@@ -787,4 +857,12 @@ NNCC_API int nncc_rt_save_checkpoint(const nncc_model *m, const char *path) {
 
 NNCC_API int nncc_rt_load_checkpoint(nncc_model *m, const char *path) {
   GUARDED(m, "load_checkpoint", unguarded_load_checkpoint(m, path));
+}
+
+NNCC_API int nncc_rt_step(nncc_model *m, int64_t batch, const void *const *in, void *const *out) {
+  GUARDED(m, "step", unguarded_step(m, batch, in, out));
+}
+
+NNCC_API int nncc_rt_reset(nncc_model *m) {
+  GUARDED(m, "reset", unguarded_reset(m));
 }

@@ -19,7 +19,7 @@
 
 #include "nncc.h"
 
-#define NNCC_ABI_VERSION 1
+#define NNCC_ABI_VERSION 2
 #define NNCC_MAX_RANK 6
 
 /* The error codes NNCC_OK, NNCC_ERR_* and nncc_last_error() are in nncc.h (the users' header). */
@@ -45,6 +45,9 @@ typedef struct nncc_exec {
   int64_t batch;                 /* 10 */
   int64_t seq;                   /* 11 */
   uint64_t seed;                 /* 12 this call's random stream (dropout) */
+  float *rstate;                 /* 13 the carried recurrent state, [batch, rstate_floats]: read
+                                  *    as the initial state and overwritten with the final one
+                                  *    by M_step and stateful gradients (NULL otherwise) */
 } nncc_exec;
 
 /* hyper[]: filled by the runtime before each update from the options and the step t */
@@ -146,6 +149,14 @@ int nncc_rt_get_option(const nncc_model *m, const char *name, double *value);
 float *nncc_rt_grad(nncc_model *m, const char *name, int64_t *numel);
 int nncc_rt_save_checkpoint(const nncc_model *m, const char *path);
 int nncc_rt_load_checkpoint(nncc_model *m, const char *path);
+
+/* ---- streaming (desc->step != NULL) -------------------------------------------------------
+ * nncc_rt_step   one time step of every input (its shape without the seq axis): the outputs
+ *                for the sequence seen since the last reset, ending at this step; the state
+ *                carries over.  The batch must stay the same until nncc_rt_reset.
+ * nncc_rt_reset  zeroes the carried state (also the one stateful training carries). */
+int nncc_rt_step(nncc_model *m, int64_t batch, const void *const *in, void *const *out);
+int nncc_rt_reset(nncc_model *m);
 
 /* The standalone executable's main (runtime/standalone.c). */
 int nncc_rt_main(int argc, char **argv, const nncc_model_desc *d);

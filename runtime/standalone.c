@@ -104,8 +104,11 @@ static void usage(const nncc_model_desc *d, const char *prog) {
          "  --batch B           the batch of the all-zero inputs --bench uses without --input\n"
          "%s"
          "  --help              show this text\n"
-         "  train ...           train the model (%s train --help)\n",
-         d->has_seq ? "  --seq S             the length of the all-zero inputs --bench uses\n" : "", prog);
+         "  train ...           train the model (%s train --help)\n"
+         "%s%s%s",
+         d->has_seq ? "  --seq S             the length of the all-zero inputs --bench uses\n" : "", prog,
+         d->step ? "  sample ...          write text with a character model (" : "",
+         d->step ? prog : "", d->step ? " sample --help)\n" : "");
 }
 
 /* NAME=PATH against the list of names; a bare PATH when there is exactly one. */
@@ -225,6 +228,7 @@ static int run(Run *r, int argc, char **argv) {
   int have_seed = 0, batch_given = 0, seq_given = 0, n_in = 0, n_out = 0, rc;
 
   if (argc > 1 && !strcmp(argv[1], "train")) return nncc_rt_train_main(r->prog, argc - 1, argv + 1, d);
+  if (argc > 1 && !strcmp(argv[1], "sample")) return nncc_rt_sample_main(r->prog, argc - 1, argv + 1, d);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {

@@ -63,6 +63,7 @@ typedef struct Trainer {
   double lr;
   uint64_t seed;
   const char *weights, *save, *log;
+  const char *text;             /* --text FILE: a character model's training text */
   nncc_dataset train, test;
   nncc_model *m;
   void **buf;                   /* [n] one mini-batch of each tensor */
@@ -103,8 +104,9 @@ static void usage(const Trainer *t) {
   printf("usage: %s train --data NAME=FILE ... [--test NAME=FILE ...] [--epochs E] [--batch B]\n"
          "       [--lr LR] [--seed S] [--weights W.safetensors] [--save W.safetensors]\n"
          "       [--log LOSS.csv] [--progress N]\n"
+         "   or: %s train --text FILE [--epochs E] [--batch B] ... (a character model)\n"
          "Trains the model '%s' on IDX (gzip or plain) or .npy files, the first dimension being\n"
-         "the sample.\n\nfed by --data / --test:\n", t->prog, d->name);
+         "the sample.\n\nfed by --data / --test:\n", t->prog, t->prog, d->name);
   for (int k = 0; k < t->n; k++) {
     const nncc_tensor_desc *x = nncc_data_tensor(d, k);
     printf("  %-12s %s %s[", x->name, k < d->n_inputs ? "input " : "target",
@@ -132,7 +134,12 @@ static void usage(const Trainer *t) {
          "  --log FILE          write the loss of every step as CSV: epoch,step,loss\n"
          "  --progress N        without a terminal, a progress line every N steps (default %d;\n"
          "                      0: none)\n"
-         "  --text FILE         (character models; not yet supported)\n"
+         "  --text FILE         train a character model on a text file instead of --data: its\n"
+         "                      bytes are the token ids (or, when they do not fit the model's\n"
+         "                      classes, its distinct bytes in order of appearance, saved\n"
+         "                      beside --save as FILE.vocab), in batch contiguous streams cut\n"
+         "                      into chunks of bptt steps (50 without bptt), each chunk one\n"
+         "                      step from the state the previous one ended with (stateful)\n"
          "  --help              show this text\n",
          (long long)(t->td && t->td->batch > 0 ? t->td->batch : DEFAULT_BATCH),
          t->td ? t->td->lr : 0.0, DEFAULT_PROGRESS);
@@ -238,10 +245,16 @@ static int parse_args(Trainer *t, int argc, char **argv) {
       if (t->log) return complain(t, 2, "--log is given twice");
       t->log = val;
     } else {   /* --text */
-      return complain(t, 2, "--text is not supported yet (training a character model on a text "
-                      "file); give the model's inputs and targets as .npy files [samples, seq] "
-                      "with --data NAME=FILE");
+      if (t->text) return complain(t, 2, "--text is given twice");
+      t->text = val;
     }
+  }
+  if (t->text) {
+    int n_test = 0;
+    for (int k = 0; k < t->n; k++) n_test += t->test_path[k] != NULL;
+    if (n_data || n_test)
+      return complain(t, 2, "--text feeds the model by itself: give no --data or --test with it");
+    return 0;
   }
   if (n_data == 0) return complain(t, 2, "no training data: give --data NAME=FILE for each input and target");
   for (int k = 0; k < t->n; k++)
@@ -549,6 +562,253 @@ static int setup(Trainer *t) {
   return 0;
 }
 
+/* ---- --text: a character model on a text file ---------------------------------------------
+ * The model must take one input, token ids i32[seq] or one-hot f32[seq, V], and one target,
+ * label[seq, V].  Token ids: the bytes themselves when every byte is below the classes of
+ * both; otherwise the distinct bytes in order of first appearance (at most the classes),
+ * written beside --save as <save>.vocab (the bytes, one each) for `sample`.  The N bytes make
+ * B = --batch contiguous streams of L = (N - 1) / B steps (stream b: bytes [bL, bL + L), the
+ * target of each the byte after it); step s of an epoch feeds bytes [sK, sK + K) of every
+ * stream (the last chunk may be shorter), K = bptt (50 without), one nncc_rt_train_step each.
+ * Every epoch starts from the zero state (nncc_rt_reset); a stateful model then carries it
+ * from chunk to chunk. */
+
+enum { TEXT_CHUNK = 50 };
+
+typedef struct TextModel {
+  int onehot;           /* input f32[seq, V] (else i32[seq] ids) */
+  int64_t in_classes;   /* ids: the embedding's classes; one-hot: V */
+  int64_t classes;      /* the target's */
+} TextModel;
+
+/* Whether the model fits --text / sample; fills *tm or says why (returns -1). */
+static int text_model(const nncc_model_desc *d, int need_target, TextModel *tm, char *why,
+                      size_t size) {
+  const nncc_tensor_desc *x = d->n_inputs == 1 ? &d->inputs[0] : NULL;
+  int ok = x && ((x->dtype == NNCC_I32 && x->rank == 1 && x->dims[0] < 0) ||
+                 (x->dtype == NNCC_F32 && x->rank == 2 && x->dims[0] < 0 && x->dims[1] > 0));
+  if (!ok) {
+    snprintf(why, size, "a character model takes one input, token ids i32[seq] or one-hot "
+             "f32[seq, V]");
+    return -1;
+  }
+  tm->onehot = x->dtype == NNCC_F32;
+  tm->in_classes = tm->onehot ? x->dims[1] : x->classes;
+  if (need_target) {
+    const nncc_tensor_desc *y = d->n_targets == 1 ? &d->targets[0] : NULL;
+    if (!y || y->dtype != NNCC_LABEL || y->rank != 1 || y->dims[0] >= 0) {
+      snprintf(why, size, "a character model has one target, the next character at every step: "
+               "label[seq, V]");
+      return -1;
+    }
+    tm->classes = y->classes;
+  } else {
+    tm->classes = tm->in_classes;
+  }
+  return 0;
+}
+
+static char *vocab_path(const char *weights) {
+  size_t n = strlen(weights) + 7;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s.vocab", weights);
+  return p;
+}
+
+/* Writes one step's ids into an input buffer: ids [B, k] or one-hot [B, k, V]. */
+static void put_ids(const TextModel *tm, void *buf, const int32_t *ids, int64_t n) {
+  if (!tm->onehot) {
+    memcpy(buf, ids, (size_t)n * sizeof(int32_t));
+    return;
+  }
+  float *f = buf;
+  memset(f, 0, (size_t)(n * tm->in_classes) * sizeof(float));
+  for (int64_t i = 0; i < n; i++) f[i * tm->in_classes + ids[i]] = 1.0f;
+}
+
+static int train_text(Trainer *t) {
+  const nncc_model_desc *d = t->d;
+  TextModel tm;
+  char why[256];
+  if (text_model(d, 1, &tm, why, sizeof why))
+    return complain(t, 2, "--text: model '%s' is not a character model: %s", d->name, why);
+  FILE *f = fopen(t->text, "rb");
+  if (!f) return complain(t, 1, "cannot read %s: %s", t->text, strerror(errno));
+  unsigned char *text = NULL;
+  size_t n = 0, cap = 0;
+  for (;;) {
+    if (n == cap) {
+      size_t nc = cap ? cap * 2 : 65536;
+      unsigned char *p = nc > cap ? realloc(text, nc) : NULL;
+      if (!p) {
+        free(text);
+        fclose(f);
+        return complain(t, 1, "%s: out of memory", t->text);
+      }
+      text = p;
+      cap = nc;
+    }
+    size_t got = fread(text + n, 1, cap - n, f);
+    n += got;
+    if (got == 0) break;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  int status = 0;
+  int32_t map[256];
+  unsigned char vocab[256];
+  int nvocab = 0, identity = 1;
+  int64_t limit = tm.in_classes < tm.classes ? tm.in_classes : tm.classes;
+  int32_t *ids = NULL, *next = NULL;
+  if (bad) {
+    status = complain(t, 1, "cannot read %s: %s", t->text, strerror(errno));
+    goto done;
+  }
+  if (n < 2) {
+    status = complain(t, 1, "%s: %zu bytes is too short (the model learns each byte's successor)",
+                      t->text, n);
+    goto done;
+  }
+  for (int i = 0; i < 256; i++) map[i] = -1;
+  for (size_t i = 0; i < n; i++) {
+    if (map[text[i]] < 0) map[text[i]] = nvocab, vocab[nvocab++] = text[i];
+    if (text[i] >= limit) identity = 0;
+  }
+  if (identity) {
+    for (int i = 0; i < 256; i++) map[i] = i;
+  } else if (nvocab > limit) {
+    status = complain(t, 1, "%s holds %d distinct bytes, more than the %lld classes of model '%s' "
+                      "(a byte-level model needs 256)", t->text, nvocab, (long long)limit, d->name);
+    goto done;
+  }
+  int64_t B = t->batch, K = t->td->bptt > 0 ? t->td->bptt : TEXT_CHUNK;
+  int64_t L = (int64_t)(n - 1) / B;
+  if (L < 1) {
+    status = complain(t, 1, "%s: %zu bytes make no stream of a batch of %lld; lower --batch",
+                      t->text, n, (long long)B);
+    goto done;
+  }
+  int64_t steps = (L + K - 1) / K, floats;
+  if (!nncc_rt_mul_ok(B, K, &floats) || !nncc_rt_mul_ok(floats, tm.onehot ? tm.in_classes : 1, &floats)) {
+    status = complain(t, 1, "--batch %lld is too large", (long long)B);
+    goto done;
+  }
+  ids = malloc((size_t)(B * K) * sizeof *ids);
+  next = malloc((size_t)(B * K) * sizeof *next);
+  void *inbuf = nncc_rt_alloc_floats(floats);
+  t->buf = calloc(2, sizeof *t->buf);
+  if (t->buf) t->buf[0] = inbuf;
+  if (!ids || !next || !inbuf || !t->buf) {
+    if (t->buf == NULL) free(inbuf);
+    status = complain(t, 1, "out of memory");
+    goto done;
+  }
+  if (!(t->m = nncc_rt_create(d)) || nncc_rt_init(t->m, t->seed) ||
+      (t->weights && nncc_rt_load(t->m, t->weights))) {
+    status = complain(t, 1, "%s", nncc_last_error());
+    goto done;
+  }
+  if (t->have_lr && nncc_rt_set_option(t->m, "lr", t->lr)) {
+    status = complain(t, 1, "--lr: %s", nncc_last_error());
+    goto done;
+  }
+  if (t->log) {
+    if (!(t->logf = fopen(t->log, "w"))) {
+      status = complain(t, 1, "cannot write %s: %s", t->log, strerror(errno));
+      goto done;
+    }
+    fprintf(t->logf, "epoch,step,loss\n");
+  }
+  if (!identity && t->save) {
+    char *vp = vocab_path(t->save);
+    FILE *vf = vp ? fopen(vp, "wb") : NULL;
+    int werr = !vf || fwrite(vocab, 1, (size_t)nvocab, vf) != (size_t)nvocab;
+    if (vf && fclose(vf) != 0) werr = 1;
+    if (werr) status = complain(t, 1, "cannot write %s", vp ? vp : "the vocabulary");
+    free(vp);
+    if (status) goto done;
+  }
+  double lr = t->lr;
+  if (!t->have_lr && nncc_rt_get_option(t->m, "lr", &lr)) lr = t->td->lr;
+  printf("training %s on %s: %zu bytes, %s %d symbols, %lld streams of %lld steps in chunks of "
+         "%lld, %lld epoch%s, lr %g, seed %llu%s%s\n", d->name, t->text, n,
+         identity ? "bytes as ids," : "vocabulary of", identity ? (int)limit : nvocab,
+         (long long)B, (long long)L, (long long)K, (long long)t->epochs, t->epochs == 1 ? "" : "s",
+         lr, (unsigned long long)t->seed, t->weights ? ", from " : "", t->weights ? t->weights : "");
+  fflush(stdout);
+  int64_t total_steps = steps * t->epochs, done_steps = 0;
+  double train_time = 0;
+  const void *in[1] = {inbuf}, *tg[1] = {next};
+  for (int64_t e = 0; e < t->epochs && !status; e++) {
+    double t_epoch = now_s(), last_draw = 0, loss_sum = 0;
+    int64_t seen = 0;
+    nncc_rt_reset(t->m);
+    for (int64_t s = 0; s < steps; s++) {
+      int64_t k = L - s * K < K ? L - s * K : K;
+      double t0 = now_s();
+      for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < k; j++) {
+          size_t pos = (size_t)(b * L + s * K + j);
+          ids[b * k + j] = map[text[pos]];
+          next[b * k + j] = map[text[pos + 1]];
+        }
+      put_ids(&tm, inbuf, ids, B * k);
+      float loss = 0;
+      if (nncc_rt_train_step(t->m, B, k, in, tg, &loss)) {
+        status = complain(t, 1, "epoch %lld, step %lld: %s", (long long)e + 1, (long long)s + 1,
+                          nncc_last_error());
+        break;
+      }
+      double t1 = now_s();
+      train_time += t1 - t0;
+      done_steps++;
+      if (t->logf && (fprintf(t->logf, "%lld,%lld,%.9g\n", (long long)e + 1, (long long)done_steps,
+                              (double)loss) < 0 || fflush(t->logf) != 0)) {
+        status = complain(t, 1, "cannot write %s: %s", t->log, strerror(errno));
+        break;
+      }
+      if (!isfinite(loss)) {
+        status = complain(t, 1, "epoch %lld, step %lld: the loss is %s; stopping (the weights "
+                          "saved before are kept; a smaller --lr may help)", (long long)e + 1,
+                          (long long)s + 1, isnan(loss) ? "nan" : "infinite");
+        break;
+      }
+      loss_sum += (double)loss * (double)k;
+      seen += k;
+      int last = s + 1 == steps;
+      int draw = t->tty ? (last || t1 - last_draw >= 0.1)
+                        : (t->progress > 0 && ((s + 1) % t->progress == 0 || last));
+      if (draw) {
+        last_draw = t1;
+        double rate = (double)(seen * B) / (t1 - t_epoch > 0 ? t1 - t_epoch : 1e-9);
+        double left = train_time / (double)done_steps * (double)(total_steps - done_steps);
+        progress(t, e, s + 1, steps, loss_sum / (double)seen, rate, left);
+      }
+    }
+    if (status) break;
+    progress_end(t);
+    double secs = now_s() - t_epoch;
+    printf("epoch %lld/%lld: loss %.4f, %.1f s, %.0f characters/s", (long long)e + 1,
+           (long long)t->epochs, loss_sum / (double)seen, secs,
+           (double)(seen * B) / (secs > 0 ? secs : 1e-9));
+    if (t->save) {
+      if (nncc_rt_save(t->m, t->save)) {
+        printf("\n");
+        status = complain(t, 1, "%s", nncc_last_error());
+        break;
+      }
+      printf("; saved %s", t->save);
+    }
+    printf("\n");
+    fflush(stdout);
+  }
+done:
+  free(text);
+  free(ids);
+  free(next);
+  return status;
+}
+
 static int run(Trainer *t, int argc, char **argv) {
   const nncc_model_desc *d = t->d;
   if (!t->td)
@@ -557,6 +817,10 @@ static int run(Trainer *t, int argc, char **argv) {
   int rc = parse_args(t, argc, argv);
   if (rc) return rc;
   if (!t->batch_given) t->batch = t->td->batch > 0 ? t->td->batch : DEFAULT_BATCH;
+  if (t->text) {
+    if (t->dp) return complain(t, 2, "--text is not data-parallel yet: run it without mpirun");
+    return train_text(t);
+  }
   if (t->dp && t->batch > (1LL << 40) / t->size)
     return complain(t, 2, "--batch %lld x %d processes is more than 2^40 samples per step",
                     (long long)t->batch, t->size);
@@ -617,3 +881,205 @@ int nncc_rt_train_main_dp(const char *prog, int argc, char **argv, const nncc_mo
   fflush(stdout);
   return status;
 }
+
+/* ---- sample: text from a character model ----------------------------------------------------
+ *   ./model sample [--weights W] [--prime TEXT] [--length N] [--temperature T] [--seed S]
+ * Streams the prime through M_step from the zero state (batch 1), then N times draws the next
+ * symbol from softmax(logits / T) of the first output's last step (T = 0: the arg-max; an
+ * output that already holds probabilities, each in [0, 1] and summing to 1, is read as their
+ * logarithms) with SplitMix64 seeded by S, prints it and feeds it back.  The symbols are bytes,
+ * or the vocabulary W.vocab that `train --text` wrote beside the weights.  The prime and the
+ * sampled text go to stdout. */
+
+static uint64_t sample_next64(uint64_t *state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+static int sample_fail(const char *prog, int status, const char *fmt, ...) {
+  va_list ap;
+  fflush(stdout);
+  fprintf(stderr, "%s: ", prog);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  if (status == 2) fprintf(stderr, "run '%s sample --help' for usage\n", prog);
+  return status;
+}
+
+int nncc_rt_sample_main(const char *prog, int argc, char **argv, const nncc_model_desc *d) {
+  const char *weights = NULL, *prime = NULL;
+  int64_t length = 200;
+  double temperature = 1.0;
+  unsigned long long seed = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      printf("usage: %s sample [--weights W.safetensors] [--prime TEXT] [--length N]\n"
+             "       [--temperature T] [--seed S]\n"
+             "Writes text with the character model '%s': the prime, then N characters, each drawn\n"
+             "from the model's distribution for the next one given everything before it (M_step).\n\n"
+             "options:\n"
+             "  --weights FILE      the weights (default: the embedded ones, else the default\n"
+             "                      initialisation); FILE.vocab, when present, maps the classes\n"
+             "                      to bytes (train --text writes it), else class k is byte k\n"
+             "  --prime TEXT        the text to start from (default: the first symbol)\n"
+             "  --length N          characters to write after the prime (default 200)\n"
+             "  --temperature T     divides the logits before the softmax (default 1; 0: always\n"
+             "                      the most likely character)\n"
+             "  --seed S            seeds the draws (default 0)\n", prog, d->name);
+      return 0;
+    }
+    static const char *const opts[] = {"--weights", "--prime", "--length", "--temperature", "--seed"};
+    const char *opt = NULL, *val = NULL;
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+      size_t n = strlen(opts[k]);
+      if (!strncmp(a, opts[k], n) && (a[n] == 0 || a[n] == '=')) {
+        opt = opts[k];
+        if (a[n] == '=') val = a + n + 1;
+        else if (i + 1 < argc) val = argv[++i];
+        else return sample_fail(prog, 2, "%s needs a value", opt);
+      }
+    }
+    if (!opt) return sample_fail(prog, 2, "%s '%s'", a[0] == '-' ? "unknown option" : "unexpected argument", a);
+    char *end;
+    errno = 0;
+    if (!strcmp(opt, "--weights")) weights = val;
+    else if (!strcmp(opt, "--prime")) prime = val;
+    else if (!strcmp(opt, "--length")) {
+      long long v = strtoll(val, &end, 10);
+      if (errno || end == val || *end || v < 0 || v > 1000000000)
+        return sample_fail(prog, 2, "--length wants an integer in [0, 1000000000], got '%s'", val);
+      length = v;
+    } else if (!strcmp(opt, "--temperature")) {
+      temperature = strtod(val, &end);
+      if (errno || end == val || *end || !(temperature >= 0) || !isfinite(temperature))
+        return sample_fail(prog, 2, "--temperature wants a number >= 0, got '%s'", val);
+    } else {
+      seed = strtoull(val, &end, 10);
+      if (errno || end == val || *end || val[0] == '-')
+        return sample_fail(prog, 2, "--seed wants an integer in [0, 2^64), got '%s'", val);
+    }
+  }
+  TextModel tm;
+  char why[256];
+  if (!d->step)
+    return sample_fail(prog, 2, "model '%s' cannot sample: it has no M_step (it needs recurrent "
+                       "layers, all unidirectional, over a symbolic length)", d->name);
+  if (text_model(d, 0, &tm, why, sizeof why))
+    return sample_fail(prog, 2, "model '%s' is not a character model: %s", d->name, why);
+  const nncc_tensor_desc *y = d->n_outputs > 0 ? &d->outputs[0] : NULL;
+  int seq_out = y && y->rank == 2 && y->dims[0] < 0;
+  if (!y || y->dtype != NNCC_F32 || !(seq_out || y->rank == 1))
+    return sample_fail(prog, 2, "model '%s' cannot sample: its first output must be the next "
+                       "character's scores, f32[seq, V] or f32[V]", d->name);
+  int64_t V = seq_out ? y->dims[1] : y->dims[0];
+  /* the symbols: W.vocab, else bytes */
+  unsigned char vocab[256];
+  int nvocab = 0;
+  if (weights) {
+    char *vp = vocab_path(weights);
+    FILE *vf = vp ? fopen(vp, "rb") : NULL;
+    if (vf) {
+      nvocab = (int)fread(vocab, 1, sizeof vocab, vf);
+      fclose(vf);
+      if (nvocab < 1) {
+        free(vp);
+        return sample_fail(prog, 1, "%s.vocab is empty", weights);
+      }
+    }
+    free(vp);
+  }
+  int64_t symbols = nvocab ? nvocab : (V < 256 ? V : 256);
+  if (symbols > V || symbols > tm.in_classes) symbols = V < tm.in_classes ? V : tm.in_classes;
+  int32_t map[256];
+  for (int i = 0; i < 256; i++) map[i] = nvocab ? -1 : (i < symbols ? i : -1);
+  for (int i = 0; i < nvocab; i++) map[vocab[i]] = i;
+  if (!prime || !*prime) {
+    static char first[2];
+    first[0] = (char)(nvocab ? vocab[0] : 0);
+    prime = first;
+    if (!nvocab) prime = "";
+  }
+  for (const unsigned char *p = (const unsigned char *)prime; *p; p++)
+    if (map[*p] < 0)
+      return sample_fail(prog, 1, "--prime: the byte 0x%02x ('%c') is not in the model's "
+                         "vocabulary of %lld symbols", *p, *p >= 32 && *p < 127 ? *p : '?',
+                         (long long)symbols);
+  if (!*prime) return sample_fail(prog, 2, "--prime: give the text to start from");
+  nncc_model *m = nncc_rt_create(d);
+  if (!m) return sample_fail(prog, 1, "%s", nncc_last_error());
+  int status = 0;
+  float *in = malloc((size_t)(tm.onehot ? tm.in_classes : 1) * sizeof(float));
+  void **out = calloc((size_t)d->n_outputs, sizeof *out);
+  double *p = malloc((size_t)V * sizeof *p);
+  for (int i = 0; out && i < d->n_outputs; i++) {
+    int64_t numel = 1;
+    for (int k = 0; k < d->outputs[i].rank; k++) numel *= d->outputs[i].dims[k] < 0 ? 1 : d->outputs[i].dims[k];
+    if (!(out[i] = malloc((size_t)numel * 4))) status = 1;
+  }
+  if (!in || !out || !p || status) {
+    status = sample_fail(prog, 1, "out of memory");
+    goto done;
+  }
+  if (weights && nncc_rt_load(m, weights)) {
+    status = sample_fail(prog, 1, "%s", nncc_last_error());
+    goto done;
+  }
+  uint64_t rng = seed;
+  const void *inp[1] = {in};
+  fputs(prime, stdout);
+  int32_t id = 0;
+  for (const unsigned char *c = (const unsigned char *)prime; *c; c++) {
+    id = map[*c];
+    put_ids(&tm, in, &id, 1);
+    if (nncc_rt_step(m, 1, inp, out)) {
+      status = sample_fail(prog, 1, "%s", nncc_last_error());
+      goto done;
+    }
+  }
+  for (int64_t k = 0; k < length; k++) {
+    const float *z = out[0];
+    int probs = 1;
+    double sum = 0;
+    for (int64_t v = 0; v < symbols; v++) {
+      if (!(z[v] >= 0 && z[v] <= 1)) probs = 0;
+      sum += z[v];
+    }
+    if (fabs(sum - 1) > 1e-3) probs = 0;
+    int64_t best = 0;
+    double mx = -INFINITY;
+    for (int64_t v = 0; v < symbols; v++) {
+      p[v] = probs ? log(z[v] > 0 ? (double)z[v] : 1e-45) : (double)z[v];
+      if (p[v] > mx) mx = p[v], best = v;
+    }
+    int64_t pick = best;
+    if (temperature > 0) {
+      double tot = 0;
+      for (int64_t v = 0; v < symbols; v++) tot += (p[v] = exp((p[v] - mx) / temperature));
+      double u = (double)(sample_next64(&rng) >> 11) * (1.0 / 9007199254740992.0) * tot;
+      for (pick = 0; pick < symbols - 1 && u >= p[pick]; pick++) u -= p[pick];
+    }
+    int byte = nvocab ? vocab[pick] : (int)pick;
+    putchar(byte);
+    id = (int32_t)pick;
+    put_ids(&tm, in, &id, 1);
+    if (nncc_rt_step(m, 1, inp, out)) {
+      status = sample_fail(prog, 1, "%s", nncc_last_error());
+      goto done;
+    }
+  }
+  putchar('\n');
+done:
+  fflush(stdout);
+  for (int i = 0; out && i < d->n_outputs; i++) free(out[i]);
+  free(out);
+  free(in);
+  free(p);
+  nncc_rt_destroy(m);
+  return status;
+}
+

@@ -41,4 +41,9 @@ int nncc_rt_train_main_dp(const char *prog, int argc, char **argv, const nncc_mo
  * `train ...` runs data-parallel on MPI_COMM_WORLD, anything else is nncc_rt_main. */
 int nncc_rt_mpi_main(int argc, char **argv, const nncc_model_desc *d);
 
+/* argv[0] is "sample": text from a character model through M_step (trainer.c).  Returns 0,
+ * 1 a run-time error, 2 a usage error (a model that cannot stream or is not a character
+ * model). */
+int nncc_rt_sample_main(const char *prog, int argc, char **argv, const nncc_model_desc *d);
+
 #endif

@@ -18,9 +18,20 @@
  * FLOPs per step, layer and direction: 2*G*units*(in_l + units) for the two
  * matrix-vector products, 2*G*units for the biases, plus the gate math
  * (rnn: 4*units for tanh, units for relu; lstm: 24*units; gru: 17*units).
+ *
+ * Training (MODE_GRADIENTS): the forward also saves every step's activations per layer and
+ * direction (saved_at), and the gradient rule is backpropagation through time, not an unrolled
+ * graph: _recurrent_bptt runs each layer's reverse loop over time, top layer first, giving the
+ * gate pre-activation gradients dG of every step (bptt = K cuts the carried gradient at steps
+ * K, 2K, ...); _recurrent_dx and _recurrent_dw are then matrix products over batch x steps.
+ * The carried state (M_step = MODE_STEP, stateful training) is read before a layer's first
+ * step and written after its last (rstate_at); a stateful forward keeps the state it started
+ * from (saved0_at) for BPTT's first step.
  */
 #include <stddef.h>
+#include <string.h>
 
+#include "autodiff.h"
 #include "lower.h"
 #include "ops.h"
 
@@ -89,7 +100,8 @@ static int recurrent_infer(Graph *g, Node *n) {
   int64_t dirs = n->a.bidirectional ? 2 : 1, width, w;
   int64_t in_max = in.d[1].n;
   if (checked_mul(n->a.units, dirs, &width) || checked_mul(n->a.units, 4, &w) ||
-      checked_mul(w, width > in_max ? width : in_max, &w)) {
+      checked_mul(w, width > in_max ? width : in_max, &w) ||
+      checked_mul(w, 6 * n->a.layers, &w)) { /* the saved states and dG of a step (BPTT) */
     diag_error(n->loc, "%s: %lld units make weights too large", op, (long long)n->a.units);
     return -1;
   }
@@ -264,7 +276,27 @@ typedef struct RecPass {
   int wihT, whhT, bias; /* packed weights */
   int bhh;              /* b_hh (gru's b_hn) */
   int xp, hs, cs;       /* scratch: projected inputs, hidden state, cell state (lstm, else -1) */
+  int l;                /* the layer */
+  int sv;               /* MODE_GRADIENTS: the saved states (see saved_at), else -1 */
+  int rs;               /* the carried state (M_step, stateful training), else -1 */
+  int64_t rs_off, rs_row; /* this node's offset in a row of rs, and the row's floats */
+  int s0;               /* stateful training: the saved initial state (saved0_at), else -1 */
 } RecPass;
+
+/* What the training forward saves for BPTT, per step t, layer l and direction d: a record of
+ * S slots of U floats, the step's activations (h last):
+ *   rnn  [h]                    S = 1
+ *   lstm [i, f, g, o, c, h]     S = 6   (gate activations, the cell state after the step)
+ *   gru  [r, z, n, hn, h]       S = 5   (hn = W_hn h_{t-1} + b_hn)
+ * saved [batch, seq, L, D, S, U], rows b * seq + t. */
+static int64_t saved_slots(RecurrentCell c) { return c == CELL_LSTM ? 6 : c == CELL_GRU ? 5 : 1; }
+
+static LExpr *saved_at(LoopProgram *lp, const Node *n, LExpr *row, int64_t l, int64_t d,
+                       int64_t slot, LExpr *unit) {
+  int64_t un = n->a.units, dirs = n->a.bidirectional ? 2 : 1, S = saved_slots(n->a.cell);
+  int64_t rec = ((l * dirs + d) * S + slot) * un;
+  return le_add(lp, mad(lp, row, n->a.layers * dirs * S * un, le_i64(lp, rec)), unit);
+}
 
 /* xp[r, :] for the nr rows r = rv * nr + i of one block (see above). */
 static void projection_rows(LoopProgram *lp, LStmt *blk, const RecPass *p, int rv, int nr) {
@@ -327,28 +359,32 @@ static void step_rows(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int 
   }
   for (int i = 0; i < nr; i++) {
     RowRef b = {bv, nr, i};
+    int keep[6], nkeep = 0; /* the record's slots, h last (saved when training) */
     LExpr *h;
     if (cell == CELL_RNN) {
       h = n->a.act == OP_relu ? le_bin(lp, LO_MAX, le_local(lp, acc[i][0]), le_f32(lp, 0))
                               : le_un(lp, LO_TANH, le_local(lp, acc[i][0]));
     } else if (cell == CELL_LSTM) {
-      LExpr *ig = le_un(lp, LO_SIGMOID, le_local(lp, acc[i][0]));
-      LExpr *fg = le_un(lp, LO_SIGMOID, le_local(lp, acc[i][1]));
-      LExpr *gg = le_un(lp, LO_TANH, le_local(lp, acc[i][2]));
+      int ig = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[i][0])));
+      int fg = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[i][1])));
+      int gg = ls_local(lp, blk, LT_F32, le_un(lp, LO_TANH, le_local(lp, acc[i][2])));
+      int og = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[i][3])));
       LExpr *cprev = le_load(lp, p->cs, mad(lp, row_of(lp, b), un, le_var(lp, u)));
-      int c = ls_local(lp, blk, LT_F32, le_fma(lp, fg, cprev, le_bin(lp, LO_MUL, ig, gg)));
+      int c = ls_local(lp, blk, LT_F32, le_fma(lp, le_local(lp, fg), cprev,
+                                               le_bin(lp, LO_MUL, le_local(lp, ig), le_local(lp, gg))));
       ls_store(lp, blk, p->cs, mad(lp, row_of(lp, b), un, le_var(lp, u)), le_local(lp, c));
-      h = le_bin(lp, LO_MUL, le_un(lp, LO_SIGMOID, le_local(lp, acc[i][3])),
-                 le_un(lp, LO_TANH, le_local(lp, c)));
+      h = le_bin(lp, LO_MUL, le_local(lp, og), le_un(lp, LO_TANH, le_local(lp, c)));
+      keep[0] = ig, keep[1] = fg, keep[2] = gg, keep[3] = og, keep[4] = c, nkeep = 5;
     } else {
-      LExpr *r = le_un(lp, LO_SIGMOID, le_local(lp, acc[i][0]));
-      LExpr *z = le_un(lp, LO_SIGMOID, le_local(lp, acc[i][1]));
+      int r = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[i][0])));
+      int z = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[i][1])));
       int nv = ls_local(lp, blk, LT_F32,
-                        le_un(lp, LO_TANH, le_fma(lp, r, le_local(lp, hn[i]),
+                        le_un(lp, LO_TANH, le_fma(lp, le_local(lp, r), le_local(lp, hn[i]),
                                                   le_local(lp, acc[i][2]))));
       LExpr *hp = le_load(lp, p->hs, state_at(lp, un, b, s, 0, le_var(lp, u)));
       /* (1 - z) * n + z * h_{t-1} = n + z * (h_{t-1} - n) */
-      h = le_fma(lp, z, le_bin(lp, LO_SUB, hp, le_local(lp, nv)), le_local(lp, nv));
+      h = le_fma(lp, le_local(lp, z), le_bin(lp, LO_SUB, hp, le_local(lp, nv)), le_local(lp, nv));
+      keep[0] = r, keep[1] = z, keep[2] = nv, keep[3] = hn[i], nkeep = 4;
     }
     int hv = ls_local(lp, blk, LT_F32, h);
     ls_store(lp, blk, p->hs, state_at(lp, un, b, s, 1, le_var(lp, u)), le_local(lp, hv));
@@ -356,6 +392,13 @@ static void step_rows(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int 
              mad(lp, step_row(lp, seq, b, s, p->d), width,
                  le_add(lp, le_i64(lp, p->d * un), le_var(lp, u))),
              le_local(lp, hv));
+    if (p->sv >= 0) {
+      keep[nkeep++] = hv;
+      for (int k2 = 0; k2 < nkeep; k2++)
+        ls_store(lp, blk, p->sv,
+                 saved_at(lp, n, step_row(lp, seq, b, s, p->d), p->l, p->d, k2, le_var(lp, u)),
+                 le_local(lp, keep[k2]));
+    }
   }
 }
 
@@ -405,6 +448,56 @@ static int rows_per_block(const LoopProgram *lp, int per_row) {
 }
 
 /* One layer and direction: the projection, h_{-1} = 0 (c_{-1} = 0), the recurrence. */
+/* The carried state (lower_rstate): per batch row, node after node, [L, D, C, U] with C = 2
+ * for lstm (h, c), else 1 (h).  The saved initial state of a stateful training forward,
+ * saved0 [batch, L, D, 2, U] (h, c), is what BPTT reads as h_{-1}, c_{-1}. */
+static int is_recurrent(OpKind k) { return k == OP_rnn || k == OP_lstm || k == OP_gru; }
+
+static int64_t node_state_floats(const Node *n) {
+  return n->a.layers * (n->a.bidirectional ? 2 : 1) * (n->a.cell == CELL_LSTM ? 2 : 1) * n->a.units;
+}
+
+int64_t op_recurrent_state_floats(const Graph *g) {
+  int limit = g->nfwd >= 0 ? g->nfwd : g->nnodes;
+  int64_t total = 0;
+  for (int i = 0; i < limit; i++) {
+    const Node *n = &g->nodes[i];
+    if (!is_recurrent(n->op)) continue;
+    if (n->a.bidirectional) return 0;
+    total += node_state_floats(n); /* each bounded by the shape rule; a few nodes */
+  }
+  return total;
+}
+
+int op_recurrent_streamable(const Graph *g) {
+  return g->sym != NULL && op_recurrent_state_floats(g) > 0;
+}
+
+static int64_t state_offset(const Graph *g, const Node *n) {
+  int64_t off = 0;
+  for (int i = 0; i < n->id; i++)
+    if (is_recurrent(g->nodes[i].op)) off += node_state_floats(&g->nodes[i]);
+  return off;
+}
+
+/* rstate[b, off + ((l * D + d) * C + which) * U + u] */
+static LExpr *rstate_at(LoopProgram *lp, const RecPass *p, LExpr *b, int64_t which, LExpr *unit) {
+  const Node *n = p->n;
+  int64_t un = n->a.units, c = n->a.cell == CELL_LSTM ? 2 : 1;
+  int64_t at = p->rs_off + ((p->l * (n->a.bidirectional ? 2 : 1) + p->d) * c + which) * un;
+  return le_add(lp, mad(lp, b, p->rs_row, le_i64(lp, at)), unit);
+}
+
+/* saved0[b, l, d, which, u] */
+static LExpr *saved0_at(LoopProgram *lp, const Node *n, LExpr *b, int64_t l, int64_t d,
+                        int64_t which, LExpr *unit) {
+  int64_t un = n->a.units, dirs = n->a.bidirectional ? 2 : 1;
+  return le_add(lp, mad(lp, b, n->a.layers * dirs * 2 * un, le_i64(lp, ((l * dirs + d) * 2 + which) * un)),
+                unit);
+}
+
+/* One layer and direction: the projection, the initial state (zero, or the carried one), the
+ * recurrence, and, when the state is carried, the final state back into rstate. */
 static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
   RecurrentCell cell = p->n->a.cell;
   int64_t un = p->n->a.units;
@@ -414,18 +507,44 @@ static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
   LStmt *lb0 = ls_for(lp, body, b0, le_i64(lp, 0), le_batch(lp));
   LStmt *lu0 = ls_for(lp, ls_body(lb0), u0, le_i64(lp, 0), le_i64(lp, un));
   lu0->vec = lp->vec_f32;
-  ls_store(lp, ls_body(lu0), p->hs, mad(lp, le_var(lp, b0), 2 * un, le_var(lp, u0)),
-           le_f32(lp, 0));
-  if (p->cs >= 0)
-    ls_store(lp, ls_body(lu0), p->cs, mad(lp, le_var(lp, b0), un, le_var(lp, u0)), le_f32(lp, 0));
+  LStmt *ub0 = ls_body(lu0);
+  for (int which = 0; which < (p->cs >= 0 ? 2 : 1); which++) {
+    LExpr *v = p->rs >= 0 ? le_load(lp, p->rs, rstate_at(lp, p, le_var(lp, b0), which, le_var(lp, u0)))
+                          : le_f32(lp, 0);
+    int iv = ls_local(lp, ub0, LT_F32, v);
+    if (which == 0)
+      ls_store(lp, ub0, p->hs, mad(lp, le_var(lp, b0), 2 * un, le_var(lp, u0)), le_local(lp, iv));
+    else
+      ls_store(lp, ub0, p->cs, mad(lp, le_var(lp, b0), un, le_var(lp, u0)), le_local(lp, iv));
+    if (p->s0 >= 0)
+      ls_store(lp, ub0, p->s0, saved0_at(lp, p->n, le_var(lp, b0), p->l, p->d, which, le_var(lp, u0)),
+               le_local(lp, iv));
+  }
 
+  Dim seq = p->n->shape.d[0];
   int s = lvar(lp, "s"), u = lvar(lp, "u");
-  LStmt *ls = ls_for(lp, body, s, le_i64(lp, 0), le_dim(lp, p->n->shape.d[0])); /* in order */
+  LStmt *ls = ls_for(lp, body, s, le_i64(lp, 0), le_dim(lp, seq)); /* in order */
   LStmt *lu = ls_for(lp, ls_body(ls), u, le_i64(lp, 0), le_i64(lp, un));
   lu->vec = lp->vec_f32;
   int per_row = (int)gates(cell) + (cell == CELL_GRU) + 1;
   blocked_rows(lp, ls_body(lu), p, s, u, batch_rows, rows_per_block(lp, per_row), step_fn, "b",
                0);
+
+  if (p->rs < 0) return;
+  /* the final state: h_{seq-1} is in half seq % 2 of the double buffer */
+  int b1 = lvar(lp, "b"), u1 = lvar(lp, "u");
+  LStmt *lb1 = ls_for(lp, body, b1, le_i64(lp, 0), le_batch(lp));
+  LStmt *lu1 = ls_for(lp, ls_body(lb1), u1, le_i64(lp, 0), le_i64(lp, un));
+  lu1->vec = lp->vec_f32;
+  LExpr *half = le_bin(lp, LO_MOD, le_dim(lp, seq), le_i64(lp, 2));
+  LExpr *hidx = le_add(lp, le_add(lp, le_mul(lp, le_var(lp, b1), le_i64(lp, 2 * un)),
+                                  le_mul(lp, half, le_i64(lp, un))),
+                       le_var(lp, u1));
+  ls_store(lp, ls_body(lu1), p->rs, rstate_at(lp, p, le_var(lp, b1), 0, le_var(lp, u1)),
+           le_load(lp, p->hs, hidx));
+  if (p->cs >= 0)
+    ls_store(lp, ls_body(lu1), p->rs, rstate_at(lp, p, le_var(lp, b1), 1, le_var(lp, u1)),
+             le_load(lp, p->cs, mad(lp, le_var(lp, b1), un, le_var(lp, u1))));
 }
 
 static void lower_recurrent(LowerCtx *lc, const Node *n) {
@@ -438,6 +557,26 @@ static void lower_recurrent(LowerCtx *lc, const Node *n) {
   Dim seq = n->shape.d[0];
   int nl = (int)n->a.layers;
 
+  /* packed weights first: in the training entry points packing is a kernel of its own, which
+   * must run before this one */
+  int npass = nl * dirs;
+  int *packs = arena_alloc(ar, (size_t)npass * 3 * sizeof(int));
+  for (int l = 0; l < nl; l++) {
+    int64_t kl = l == 0 ? in_shape(lc->g, n, 0).d[1].n : width;
+    for (int d = 0; d < dirs; d++) {
+      int pk = (l * dirs + d) * 4; /* weight_ih, weight_hh, bias_ih, bias_hh (params hook) */
+      const Param *pw = &lc->g->params[n->first_param + pk];
+      int *pp = &packs[(l * dirs + d) * 3];
+      pp[0] = pack_transposed(lc, arena_printf(ar, "%s.T", pw[0].name), lower_param(lc, n, pk),
+                              gu, kl);
+      pp[1] = pack_transposed(lc, arena_printf(ar, "%s.T", pw[1].name),
+                              lower_param(lc, n, pk + 1), gu, un);
+      pp[2] = pack_bias(lc, arena_printf(ar, "%s.bias_l%d%s", n->name, l, d ? "_reverse" : ""),
+                        lower_param(lc, n, pk + 2), lower_param(lc, n, pk + 3), gu,
+                        cell == CELL_GRU ? 2 * un : gu);
+    }
+  }
+
   LStmt *body = lower_begin(lc, n);
   RecPass p = {.n = n};
   p.xp = lower_scratch(lc, arena_printf(ar, "%s.xp", n->name), LT_F32, seq_elems(seq, gu), 1);
@@ -445,6 +584,25 @@ static void lower_recurrent(LowerCtx *lc, const Node *n) {
   p.cs = -1;
   if (cell == CELL_LSTM)
     p.cs = lower_scratch(lc, arena_printf(ar, "%s.c", n->name), LT_F32, (SymCount){un, 0}, 1);
+  p.sv = -1;
+  if (lc->mode == MODE_GRADIENTS) {
+    int64_t per_step = n->a.layers * dirs * saved_slots(cell) * un; /* bounded by infer */
+    p.sv = lower_scratch(lc, arena_printf(ar, "%s.saved", n->name), LT_F32,
+                         seq_elems(seq, per_step), 1);
+    lc->saved[n->id] = p.sv;
+  }
+  p.rs = p.s0 = -1;
+  int carry = lc->mode == MODE_STEP || (lc->mode == MODE_GRADIENTS && lc->g->train.stateful);
+  if (carry && op_recurrent_state_floats(lc->g) > 0) {
+    p.rs = lower_rstate(lc);
+    p.rs_off = state_offset(lc->g, n);
+    p.rs_row = op_recurrent_state_floats(lc->g);
+    if (lc->mode == MODE_GRADIENTS) {
+      p.s0 = lower_scratch(lc, arena_printf(ar, "%s.saved0", n->name), LT_F32,
+                           (SymCount){n->a.layers * dirs * 2 * un, 0}, 1);
+      lc->saved0[n->id] = p.s0;
+    }
+  }
   int inter[2] = {-1, -1};
   for (int i = 0; i < 2 && i < nl - 1; i++)
     inter[i] = lower_scratch(lc, arena_printf(ar, "%s.layer%d", n->name, i), LT_F32,
@@ -455,20 +613,382 @@ static void lower_recurrent(LowerCtx *lc, const Node *n) {
     p.dst = l == nl - 1 ? lower_value(lc, n->id) : inter[l % 2];
     p.kl = l == 0 ? in_shape(lc->g, n, 0).d[1].n : width;
     for (int d = 0; d < dirs; d++) {
-      int pk = (l * dirs + d) * 4; /* weight_ih, weight_hh, bias_ih, bias_hh (params hook) */
-      const Param *pw = &lc->g->params[n->first_param + pk];
-      int wih = lower_param(lc, n, pk), whh = lower_param(lc, n, pk + 1);
-      int bih = lower_param(lc, n, pk + 2);
+      const int *pp = &packs[(l * dirs + d) * 3];
       p.d = d;
-      p.bhh = lower_param(lc, n, pk + 3);
-      p.wihT = pack_transposed(lc, arena_printf(ar, "%s.T", pw[0].name), wih, gu, p.kl);
-      p.whhT = pack_transposed(lc, arena_printf(ar, "%s.T", pw[1].name), whh, gu, un);
-      p.bias = pack_bias(lc, arena_printf(ar, "%s.bias_l%d%s", n->name, l, d ? "_reverse" : ""),
-                         bih, p.bhh, gu, cell == CELL_GRU ? 2 * un : gu);
+      p.l = l;
+      p.bhh = lower_param(lc, n, (l * dirs + d) * 4 + 3);
+      p.wihT = pp[0];
+      p.whhT = pp[1];
+      p.bias = pp[2];
       emit_pass(lp, body, &p);
     }
   }
 }
+
+/* --- the gradient rule: backpropagation through time ---
+ *
+ *   dG   = _recurrent_bptt(dy)      [seq, L*D*Gd*U]: every layer's gate pre-activation
+ *                                   gradients, from the reverse loop over time
+ *   dx   = _recurrent_dx(dG)        [seq, K]: dG W_ih_l0 over both directions
+ *   dW_k = _recurrent_dw(dG, x)     one parameter's gradient (wrt = k): a matrix product over
+ *                                   the batch x steps rows, after the reverse loop
+ * dG holds Gd = G slots per unit and step (gru: 4, [r, z, n, hn]: the n gate's W_in x + b_in
+ * and W_hn h + b_hn parts differ by the factor r); dG[b, t, l, d, slot, u], rows b * seq + t.
+ * The training forward saved each step's activations (saved_at), so nothing is recomputed. */
+static int64_t dgates(RecurrentCell c) { return gates(c) + (c == CELL_GRU); }
+static int64_t ih_slot(int64_t g) { return g; }
+static int64_t hh_slot(RecurrentCell c, int64_t g) { return c == CELL_GRU && g == 2 ? 3 : g; }
+
+static LExpr *dg_at(LoopProgram *lp, const Node *n, LExpr *row, int64_t l, int64_t d,
+                    int64_t slot, LExpr *unit) {
+  int64_t un = n->a.units, dirs = n->a.bidirectional ? 2 : 1, gd = dgates(n->a.cell);
+  return le_add(lp, mad(lp, row, n->a.layers * dirs * gd * un,
+                        le_i64(lp, ((l * dirs + d) * gd + slot) * un)),
+                unit);
+}
+
+static void grad_recurrent(AdCtx *ad, int n, int dy) {
+  Graph *g = ad_graph(ad);
+  const Node *f = &g->nodes[n];
+  int x = f->in[0], np = f->nparams, first = f->first_param;
+  const char *name = f->name;
+  Shape s = {.rank = 2};
+  s.d[0] = f->shape.d[0];
+  s.d[1].n = f->a.layers * (f->a.bidirectional ? 2 : 1) * dgates(f->a.cell) * f->a.units;
+  int bp = ad_node(ad, OP_recurrent_bptt, &dy, 1, n, 0, s, 1);
+  if (ad_wants(ad, x)) ad_input_grad(ad, n, 0, ad_node_like(ad, OP_recurrent_dx, &bp, 1, n, 0, x));
+  for (int k = 0; k < np; k++) {
+    if (!ad_wants_param(ad, n, k)) continue;
+    int in[2] = {bp, x};
+    const Param *pa = &g->params[first + k];
+    int id = ad_node(ad, OP_recurrent_dw, in, 2, n, k, pa->shape, 0);
+    /* "dh/weight_hh_l0": which parameter, in the printed gradient program */
+    g->nodes[id].name = arena_printf(g->arena, "d%s/%s", name, pa->name + strlen(name) + 1);
+    ad_param_grad(ad, n, k, id);
+  }
+}
+
+static int saved_of(LowerCtx *lc, const Node *f) {
+  if (lc->saved[f->id] < 0) die("%s: the gradient reads states its forward did not save", f->name);
+  return lc->saved[f->id];
+}
+
+/* dst[r, k] = sum over directions d, gates g and units j of dG[r, l, d, g, j] W_ih_l{d}[g*U+j, k]
+ * for the rows r = b * seq + t: the gradient of layer l's input [batch, seq, K_l]. */
+static void input_grad(LowerCtx *lc, LStmt *body, const Node *f, int dg, int64_t l, int dst,
+                       int64_t kl) {
+  LoopProgram *lp = lc->lp;
+  int64_t un = f->a.units, gn = gates(f->a.cell), dirs = f->a.bidirectional ? 2 : 1;
+  int r = lvar(lp, "r"), k = lvar(lp, "k");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_dim(lp, f->shape.d[0])));
+  lr->parallel = 1;
+  LStmt *lk = ls_for(lp, ls_body(lr), k, le_i64(lp, 0), le_i64(lp, kl));
+  lk->vec = lp->vec_f32;
+  LStmt *kb = ls_body(lk);
+  int acc = ls_local(lp, kb, LT_F32, le_f32(lp, 0));
+  for (int64_t d = 0; d < dirs; d++) {
+    int w = lower_param(lc, f, (int)((l * dirs + d) * 4));
+    for (int64_t gi = 0; gi < gn; gi++) {
+      int j = lvar(lp, "j");
+      LStmt *lj = ls_for(lp, kb, j, le_i64(lp, 0), le_i64(lp, un));
+      LExpr *dgv = le_load(lp, dg, dg_at(lp, f, le_var(lp, r), l, d, ih_slot(gi), le_var(lp, j)));
+      LExpr *wv = le_load(lp, w, mad(lp, le_add(lp, le_i64(lp, gi * un), le_var(lp, j)), kl, le_var(lp, k)));
+      ls_set(lp, ls_body(lj), acc, le_fma(lp, dgv, wv, le_local(lp, acc)));
+    }
+  }
+  ls_store(lp, kb, dst, mad(lp, le_var(lp, r), kl, le_var(lp, k)), le_local(lp, acc));
+}
+
+/* The reverse loop of layer l, direction d: steps s = 0 .. seq-1 visit the times the forward
+ * visited last first (t = seq-1-s forward, s backward); per step and batch row b (in blocks
+ * of BB rows that share B's W_hh loads),
+ *   A (over units u): dh = dY[b, t, d*U + u] + dh_next[b, u] gives the gate gradients dG and
+ *     the part of dh_{t-1} that skips W_hh (gru: dh z; lstm: dc_{t-1} = dc f, kept in dc);
+ *   B (over units k): dh_next[b, k] += sum_g,j dG_hh[b, t, g, j] W_hh[g*U + j, k],
+ *     or 0 at a truncation cut (bptt = K, t % K == 0), as is lstm's dc.
+ * The first step the forward took has no previous state (zero): has_prev = s < seq - 1, and
+ * tp, the previous time, is clamped so its loads stay in bounds. */
+static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb, int dys,
+                      int dh, int dc, int64_t l, int64_t d) {
+  LoopProgram *lp = lc->lp;
+  RecurrentCell cell = f->a.cell;
+  int64_t un = f->a.units, gn = gates(cell), dirs = f->a.bidirectional ? 2 : 1;
+  int64_t S = saved_slots(cell);
+  Dim seq = f->shape.d[0];
+  int whh = lower_param(lc, f, (int)((l * dirs + d) * 4 + 1));
+#define LAST() le_sub(lp, le_dim(lp, seq), le_i64(lp, 1))
+#define BROW() row_of(lp, rb)
+#define ROW(tl) le_add(lp, le_mul(lp, BROW(), le_dim(lp, seq)), le_local(lp, tl))
+#define SAVED(tl, slot) le_load(lp, sv, saved_at(lp, f, ROW(tl), l, d, (slot), le_var(lp, u)))
+#define HAS_PREV() le_bin(lp, LO_LT, le_var(lp, s), LAST())
+#define L(x) le_local(lp, x)
+#define MUL(a, b2) le_bin(lp, LO_MUL, (a), (b2))
+#define SUB(a, b2) le_bin(lp, LO_SUB, (a), (b2))
+#define ONE le_f32(lp, 1)
+  /* the state before the first step: zero, or the carried one a stateful forward saved */
+  int s0 = lc->saved0[f->id];
+#define INIT(which) (s0 >= 0 ? le_load(lp, s0, saved0_at(lp, f, BROW(), l, d, (which), le_var(lp, u))) \
+                             : le_f32(lp, 0))
+  /* bptt = K: the state entering steps K, 2K, ... is detached: nothing flows from step t to
+   * step t-1 when t % K == 0 (the forward direction's times; sema rejects bptt for
+   * bidirectional layers) */
+  int64_t K = lc->g->train.bptt;
+#define CUT(v) (K > 0 ? le_select(lp, le_bin(lp, LO_EQ, le_bin(lp, LO_MOD, L(t), le_i64(lp, K)), \
+                                            le_i64(lp, 0)), le_f32(lp, 0), (v)) : (v))
+
+  int bz = lvar(lp, "b"), uz = lvar(lp, "u");
+  LStmt *lbz = ls_for(lp, body, bz, le_i64(lp, 0), le_batch(lp));
+  LStmt *luz = ls_for(lp, ls_body(lbz), uz, le_i64(lp, 0), le_i64(lp, un));
+  luz->vec = lp->vec_f32;
+  ls_store(lp, ls_body(luz), dh, mad(lp, le_var(lp, bz), un, le_var(lp, uz)), le_f32(lp, 0));
+  if (dc >= 0)
+    ls_store(lp, ls_body(luz), dc, mad(lp, le_var(lp, bz), un, le_var(lp, uz)), le_f32(lp, 0));
+
+  int s = lvar(lp, "s");
+  LStmt *ls = ls_for(lp, body, s, le_i64(lp, 0), le_dim(lp, seq));
+  LStmt *sb = ls_body(ls);
+  int t = ls_local(lp, sb, LT_I64, d ? le_var(lp, s) : le_sub(lp, LAST(), le_var(lp, s)));
+  int tp = ls_local(lp, sb, LT_I64,
+                    d ? le_bin(lp, LO_MIN, le_add(lp, le_var(lp, s), le_i64(lp, 1)), LAST())
+                      : le_bin(lp, LO_MAX, le_sub(lp, le_sub(lp, LAST(), le_var(lp, s)), le_i64(lp, 1)),
+                               le_i64(lp, 0)));
+  /* blocks of BB batch rows (then the rows left, one by one): A for each row of the block,
+   * then B for the whole block, each W_hh load serving BB rows */
+  enum { BB = 4 };
+  for (int blk = 0; blk < 2; blk++) {
+    int nr = blk == 0 ? BB : 1;
+    int bv = lvar(lp, "b");
+    LExpr *lo = blk == 0 ? le_i64(lp, 0)
+                         : le_mul(lp, le_bin(lp, LO_DIV, le_batch(lp), le_i64(lp, BB)), le_i64(lp, BB));
+    LExpr *hi = blk == 0 ? le_bin(lp, LO_DIV, le_batch(lp), le_i64(lp, BB)) : le_batch(lp);
+    LStmt *bb = ls_body(ls_for(lp, sb, bv, lo, hi));
+    for (int i = 0; i < nr; i++) {
+      RowRef rb = {bv, nr, i};
+      /* A */
+      int u = lvar(lp, "u");
+      LStmt *lu = ls_for(lp, bb, u, le_i64(lp, 0), le_i64(lp, un));
+      lu->vec = lp->vec_f32;
+      LStmt *ub = ls_body(lu);
+      LExpr *dyv = le_load(lp, dys, mad(lp, ROW(t), dirs * un, le_add(lp, le_i64(lp, d * un), le_var(lp, u))));
+      int dhv = ls_local(lp, ub, LT_F32,
+                         le_bin(lp, LO_ADD, dyv, le_load(lp, dh, mad(lp, BROW(), un, le_var(lp, u)))));
+      LExpr *gd[4];
+      LExpr *direct = le_f32(lp, 0);
+      if (cell == CELL_RNN) {
+        int h = ls_local(lp, ub, LT_F32, SAVED(t, 0));
+        gd[0] = f->a.act == OP_relu
+                    ? le_select(lp, le_bin(lp, LO_GT, L(h), le_f32(lp, 0)), L(dhv), le_f32(lp, 0))
+                    : MUL(L(dhv), SUB(ONE, MUL(L(h), L(h))));
+      } else if (cell == CELL_LSTM) {
+        int ig = ls_local(lp, ub, LT_F32, SAVED(t, 0));
+        int fg = ls_local(lp, ub, LT_F32, SAVED(t, 1));
+        int gg = ls_local(lp, ub, LT_F32, SAVED(t, 2));
+        int og = ls_local(lp, ub, LT_F32, SAVED(t, 3));
+        int tc = ls_local(lp, ub, LT_F32, le_un(lp, LO_TANH, SAVED(t, 4)));
+        int cp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, 4), INIT(1)));
+        /* dc = dc_next + dh o (1 - tanh^2 c) */
+        int dcv = ls_local(lp, ub, LT_F32,
+                           le_fma(lp, MUL(L(dhv), L(og)), SUB(ONE, MUL(L(tc), L(tc))),
+                                  le_load(lp, dc, mad(lp, BROW(), un, le_var(lp, u)))));
+        gd[0] = MUL(MUL(L(dcv), L(gg)), MUL(L(ig), SUB(ONE, L(ig))));
+        gd[1] = MUL(MUL(L(dcv), L(cp)), MUL(L(fg), SUB(ONE, L(fg))));
+        gd[2] = MUL(MUL(L(dcv), L(ig)), SUB(ONE, MUL(L(gg), L(gg))));
+        gd[3] = MUL(MUL(L(dhv), L(tc)), MUL(L(og), SUB(ONE, L(og))));
+        ls_store(lp, ub, dc, mad(lp, BROW(), un, le_var(lp, u)), CUT(MUL(L(dcv), L(fg))));
+      } else {
+        int r = ls_local(lp, ub, LT_F32, SAVED(t, 0));
+        int z = ls_local(lp, ub, LT_F32, SAVED(t, 1));
+        int nv = ls_local(lp, ub, LT_F32, SAVED(t, 2));
+        int hn = ls_local(lp, ub, LT_F32, SAVED(t, 3));
+        int hp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, S - 1), INIT(0)));
+        /* h = (1 - z) n + z h_prev;  n = tanh(W_in x + b_in + r hn) */
+        int dn = ls_local(lp, ub, LT_F32, MUL(MUL(L(dhv), SUB(ONE, L(z))), SUB(ONE, MUL(L(nv), L(nv)))));
+        gd[0] = MUL(MUL(L(dn), L(hn)), MUL(L(r), SUB(ONE, L(r))));
+        gd[1] = MUL(MUL(L(dhv), SUB(L(hp), L(nv))), MUL(L(z), SUB(ONE, L(z))));
+        gd[2] = L(dn);
+        gd[3] = MUL(L(dn), L(r));
+        direct = MUL(L(dhv), L(z));
+      }
+      for (int64_t gi = 0; gi < dgates(cell); gi++)
+        ls_store(lp, ub, dgb, dg_at(lp, f, ROW(t), l, d, gi, le_var(lp, u)), gd[gi]);
+      ls_store(lp, ub, dh, mad(lp, BROW(), un, le_var(lp, u)), direct);
+    }
+    /* B */
+    int k = lvar(lp, "k");
+    LStmt *lk = ls_for(lp, bb, k, le_i64(lp, 0), le_i64(lp, un));
+    lk->vec = lp->vec_f32;
+    LStmt *kb = ls_body(lk);
+    int acc[BB];
+    for (int i = 0; i < nr; i++) {
+      RowRef rb = {bv, nr, i};
+      acc[i] = ls_local(lp, kb, LT_F32, le_load(lp, dh, mad(lp, BROW(), un, le_var(lp, k))));
+    }
+    for (int64_t gi = 0; gi < gn; gi++) {
+      int j = lvar(lp, "j");
+      LStmt *jb = ls_body(ls_for(lp, kb, j, le_i64(lp, 0), le_i64(lp, un)));
+      int w = ls_local(lp, jb, LT_F32,
+                       le_load(lp, whh, mad(lp, le_add(lp, le_i64(lp, gi * un), le_var(lp, j)), un,
+                                            le_var(lp, k))));
+      for (int i = 0; i < nr; i++) {
+        RowRef rb = {bv, nr, i};
+        LExpr *dgv = le_load(lp, dgb, dg_at(lp, f, ROW(t), l, d, hh_slot(cell, gi), le_var(lp, j)));
+        ls_set(lp, jb, acc[i], le_fma(lp, dgv, L(w), L(acc[i])));
+      }
+    }
+    for (int i = 0; i < nr; i++) {
+      RowRef rb = {bv, nr, i};
+      ls_store(lp, kb, dh, mad(lp, BROW(), un, le_var(lp, k)), CUT(L(acc[i])));
+    }
+  }
+#undef CUT
+#undef INIT
+#undef LAST
+#undef BROW
+#undef ROW
+#undef SAVED
+#undef HAS_PREV
+#undef L
+#undef MUL
+#undef SUB
+#undef ONE
+}
+
+/* Layers from the top down: each layer's reverse loops (both directions), then the gradient
+ * of its input, which is the layer below's dY (two scratch sequences alternate). */
+static void lower_recurrent_bptt(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  Arena *ar = lp->arena;
+  const Node *f = &lc->g->nodes[n->fwd];
+  int64_t un = f->a.units, dirs = f->a.bidirectional ? 2 : 1, nl = f->a.layers;
+  int sv = saved_of(lc, f);
+  int dy = lower_value(lc, n->in[0]), dgb = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int dh = lower_scratch(lc, arena_printf(ar, "%s.dh", f->name), LT_F32, (SymCount){un, 0}, 1);
+  int dc = -1;
+  if (f->a.cell == CELL_LSTM)
+    dc = lower_scratch(lc, arena_printf(ar, "%s.dc", f->name), LT_F32, (SymCount){un, 0}, 1);
+  int dys[2] = {-1, -1};
+  for (int i = 0; i < 2 && i < nl - 1; i++)
+    dys[i] = lower_scratch(lc, arena_printf(ar, "%s.dlayer%d", f->name, i), LT_F32,
+                           seq_elems(f->shape.d[0], dirs * un), 1);
+  for (int64_t l = nl - 1; l >= 0; l--) {
+    int src = l == nl - 1 ? dy : dys[l % 2];
+    for (int64_t d = 0; d < dirs; d++) bptt_pass(lc, body, f, sv, dgb, src, dh, dc, l, d);
+    if (l > 0) input_grad(lc, body, f, dgb, l, dys[(l - 1) % 2], dirs * un);
+  }
+}
+
+static void lower_recurrent_dx(LowerCtx *lc, const Node *n) {
+  const Node *f = &lc->g->nodes[n->fwd];
+  int dgb = lower_value(lc, n->in[0]), dx = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  input_grad(lc, body, f, dgb, 0, dx, in_shape(lc->g, f, 0).d[1].n);
+}
+
+/* Parameter wrt = (l * D + d) * 4 + which of the forward node:
+ *   weight_ih [G*U, K_l]: dW[g*U + j, k] = sum_r dG[r, l, d, g, j] X_l[r, k]  (X_0 = x, else
+ *                         layer l-1's saved h, direction by direction)
+ *   weight_hh [G*U, U]:   dW[g*U + j, k] = sum over (b, t) with a previous step of
+ *                         dG_hh[b, t, l, d, g, j] h_prev[b, k]
+ *   bias_ih, bias_hh:     db[g*U + j] = sum_r dG[r, l, d, slot, j]
+ * Each sum runs over the rows in one fixed order; the j loops of the weights run on threads. */
+static void lower_recurrent_dw(LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  RecurrentCell cell = f->a.cell;
+  int64_t un = f->a.units, gn = gates(cell), dirs = f->a.bidirectional ? 2 : 1;
+  int64_t l = n->wrt / (4 * dirs), d = (n->wrt / 4) % dirs, which = n->wrt % 4;
+  int64_t S = saved_slots(cell), K = in_shape(lc->g, f, 0).d[1].n;
+  Dim seq = f->shape.d[0];
+  int sv = saved_of(lc, f);
+  int dgb = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dw = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+#define ROWBT() le_add(lp, le_mul(lp, le_var(lp, b), le_dim(lp, seq)), le_var(lp, t))
+  for (int64_t gi = 0; gi < gn; gi++) {
+    int64_t slot = which == 1 || which == 3 ? hh_slot(cell, gi) : ih_slot(gi);
+    if (which >= 2) { /* biases: vectorized over j */
+      int j = lvar(lp, "j"), r = lvar(lp, "r");
+      LStmt *lj = ls_for(lp, body, j, le_i64(lp, 0), le_i64(lp, un));
+      lj->vec = lp->vec_f32;
+      int acc = ls_local(lp, ls_body(lj), LT_F32, le_f32(lp, 0));
+      LStmt *lr = ls_for(lp, ls_body(lj), r, le_i64(lp, 0),
+                         le_mul(lp, le_batch(lp), le_dim(lp, seq)));
+      ls_set(lp, ls_body(lr), acc,
+             le_bin(lp, LO_ADD, le_local(lp, acc),
+                    le_load(lp, dgb, dg_at(lp, f, le_var(lp, r), l, d, slot, le_var(lp, j)))));
+      ls_store(lp, ls_body(lj), dw, le_add(lp, le_i64(lp, gi * un), le_var(lp, j)), le_local(lp, acc));
+      continue;
+    }
+    /* weights: parallel over blocks of JB rows j, vectorized over the input feature k, part
+     * by part (the directions of a lower bidirectional layer): each row of the layer input
+     * (one vector load) serves JB accumulators, so the inputs stream JB times less; the rows
+     * left over by the blocks run one by one */
+    enum { JB = 8 };
+    int64_t parts = which == 0 && l > 0 ? dirs : 1;
+    int64_t width = which == 0 && l == 0 ? K : un;
+    int64_t cols = parts * width;
+    for (int blk = 0; blk < 2; blk++) {
+      int nr = blk == 0 ? JB : 1;
+      int64_t jlo = blk == 0 ? 0 : un / JB * JB, jhi = blk == 0 ? un / JB : un;
+      if (jhi <= jlo) continue;
+      int jv = lvar(lp, "j");
+      LStmt *lj = ls_for(lp, body, jv, le_i64(lp, jlo), le_i64(lp, jhi));
+      lj->parallel = 1;
+#define JROW(i) le_add(lp, le_mul(lp, le_var(lp, jv), le_i64(lp, nr)), le_i64(lp, (i)))
+      for (int64_t pd = 0; pd < parts; pd++) {
+        int k = lvar(lp, "k"), b = lvar(lp, "b"), t = lvar(lp, "t");
+        LStmt *lk = ls_for(lp, ls_body(lj), k, le_i64(lp, 0), le_i64(lp, width));
+        lk->vec = lp->vec_f32;
+        LStmt *kb = ls_body(lk);
+        int acc[JB];
+        for (int i = 0; i < nr; i++) acc[i] = ls_local(lp, kb, LT_F32, le_f32(lp, 0));
+        LStmt *lb = ls_for(lp, kb, b, le_i64(lp, 0), le_batch(lp));
+        LExpr *tlo = le_i64(lp, which == 1 && d == 0 ? 1 : 0);
+        LExpr *thi = which == 1 && d == 1 ? le_sub(lp, le_dim(lp, seq), le_i64(lp, 1)) : le_dim(lp, seq);
+        LStmt *lt = ls_for(lp, ls_body(lb), t, tlo, thi);
+        LExpr *xv;
+        if (which == 1) {
+          LExpr *prow = le_add(lp, ROWBT(), le_i64(lp, d ? 1 : -1));
+          xv = le_load(lp, sv, saved_at(lp, f, prow, l, d, S - 1, le_var(lp, k)));
+        } else if (l == 0) {
+          xv = le_load(lp, x, mad(lp, ROWBT(), K, le_var(lp, k)));
+        } else {
+          xv = le_load(lp, sv, saved_at(lp, f, ROWBT(), l - 1, pd, S - 1, le_var(lp, k)));
+        }
+        int xl = ls_local(lp, ls_body(lt), LT_F32, xv);
+        for (int i = 0; i < nr; i++) {
+          LExpr *dgv = le_load(lp, dgb, dg_at(lp, f, ROWBT(), l, d, slot, JROW(i)));
+          ls_set(lp, ls_body(lt), acc[i], le_fma(lp, dgv, le_local(lp, xl), le_local(lp, acc[i])));
+        }
+        if (which == 1 && lc->saved0[f->id] >= 0) {
+          /* the first step's h_{-1}: the carried state (stateful training, one direction) */
+          int b2 = lvar(lp, "b");
+          LStmt *lb2 = ls_for(lp, kb, b2, le_i64(lp, 0), le_batch(lp));
+          int h0 = ls_local(lp, ls_body(lb2), LT_F32,
+                            le_load(lp, lc->saved0[f->id],
+                                    saved0_at(lp, f, le_var(lp, b2), l, d, 0, le_var(lp, k))));
+          for (int i = 0; i < nr; i++) {
+            LExpr *row0 = le_mul(lp, le_var(lp, b2), le_dim(lp, seq));
+            ls_set(lp, ls_body(lb2), acc[i],
+                   le_fma(lp, le_load(lp, dgb, dg_at(lp, f, row0, l, d, slot, JROW(i))),
+                          le_local(lp, h0), le_local(lp, acc[i])));
+          }
+        }
+        for (int i = 0; i < nr; i++) {
+          LExpr *at = mad(lp, le_add(lp, le_i64(lp, gi * un), JROW(i)), cols,
+                          le_add(lp, le_i64(lp, pd * width), le_var(lp, k)));
+          ls_store(lp, kb, dw, at, le_local(lp, acc[i]));
+        }
+      }
+#undef JROW
+    }
+  }
+#undef ROWBT
+}
+
+OP_INTERNAL(recurrent_bptt, lower_recurrent_bptt);
+OP_INTERNAL(recurrent_dx, lower_recurrent_dx);
+OP_INTERNAL(recurrent_dw, lower_recurrent_dw);
 
 const OpInfo op_rnn = {
     .kind = OP_rnn,
@@ -481,6 +1001,7 @@ const OpInfo op_rnn = {
     .params = recurrent_params,
     .flops = recurrent_flops,
     .lower = lower_recurrent,
+    .grad = grad_recurrent,
 };
 
 const OpInfo op_lstm = {
@@ -494,6 +1015,7 @@ const OpInfo op_lstm = {
     .params = recurrent_params,
     .flops = recurrent_flops,
     .lower = lower_recurrent,
+    .grad = grad_recurrent,
 };
 
 const OpInfo op_gru = {
@@ -507,6 +1029,7 @@ const OpInfo op_gru = {
     .params = recurrent_params,
     .flops = recurrent_flops,
     .lower = lower_recurrent,
+    .grad = grad_recurrent,
 };
 
 const OpInfo op_bidirectional = {

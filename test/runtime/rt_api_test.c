@@ -46,7 +46,7 @@ static void test_create(void) {
   d.abi_version = 99;
   m = nncc_rt_create(&d);
   EXPECT_ERR("create_wrong_abi", m ? 0 : NNCC_ERR_ARG, NNCC_ERR_ARG,
-             "dense: compiled for runtime ABI version 99, this runtime is version 1");
+             "dense: compiled for runtime ABI version 99, this runtime is version 2");
 
   d = dense_desc;
   d.forward = NULL;
