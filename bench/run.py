@@ -585,7 +585,14 @@ def dry_run(specs, tspecs, st, args, log):
             print("infer %-12s %-28s batch %-3d seq %-4s %s" % (spec.name, spec.src, batch, seq or "-",
                                                                  " ".join(engines)))
     for t in tspecs:
+        if not os.path.exists(os.path.join(SRCROOT, t.src)):
+            raise SystemExit("missing model source %s" % t.src)
         print("train %-12s %-28s batch %-3d          nncc1 nncc2 torch1 torch2" % (t.row, t.src, t.batch))
+    if not args.no_machine:   # bench/machine.c still compiles (checked, not run)
+        p = subprocess.run([os.environ.get("CC", "cc"), "-O2", "-march=native", "-pthread", "-fsyntax-only",
+                            os.path.join(HERE, "machine.c")], capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            raise SystemExit("bench/machine.c does not compile: " + p.stderr.strip()[:500])
     return 0
 
 
