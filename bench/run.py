@@ -62,6 +62,7 @@ sys.dont_write_bytecode = True
 import roofline  # noqa: E402
 import torch_models  # noqa: E402
 import train_bench  # noqa: E402
+import weights  # noqa: E402
 
 SEQ = 32
 
@@ -202,10 +203,12 @@ def compile_model(nncc, spec, tmp, n):
     return statistics.median(times), os.path.getsize(exe), so_size, None
 
 
-def time_nncc(exe, npy, spec, runs, threads):
+def time_nncc(exe, npy, spec, runs, threads, wfile=None):
     """Median microseconds per call on `threads` threads (NNCC_NUM_THREADS), from the
-    executable's own --bench timing."""
+    executable's own --bench timing; the weights from `wfile` (safetensors) when given."""
     cmd = [exe, "--bench", str(runs), "--input", "%s=%s" % (spec.input_name, npy)]
+    if wfile:
+        cmd += ["--weights", wfile]
     env = dict(os.environ, NNCC_NUM_THREADS=str(threads))
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
     m = BENCH_RE.search(p.stdout)
@@ -337,10 +340,23 @@ def ratios(pt):
             pt.ratio[name] = [a / b for a, b in zip(pt.t[name], pt.t[BASE[name]])]
 
 
-def bench_model(spec, exe, st, ort, tmp, failures, log, spin, cost, machine):
+def same_weights(nncc, spec, mod, tmp, notes):
+    """A safetensors file of the twin's weights for nncc (bench/weights.py), or None (noted)."""
+    try:
+        tensors = weights.match(mod, weights.nncc_params(nncc, os.path.join(SRCROOT, spec.src)))
+        path = os.path.join(tmp, spec.name + ".safetensors")
+        weights.write_safetensors(path, tensors)
+        return path
+    except Exception as e:  # noqa: BLE001 - timing does not depend on the values: go on
+        notes.append("%s: nncc runs its own initialisation (%s)" % (spec.name, str(e)[:200]))
+        return None
+
+
+def bench_model(spec, exe, st, ort, tmp, failures, log, spin, cost, machine, nncc, notes):
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     mod = torch_models.MODELS[spec.name]().eval()
+    wfile = same_weights(nncc, spec, mod, tmp, notes)
     onnx_path = None
     if ort is not None and ort.ok():
         try:
@@ -367,7 +383,7 @@ def bench_model(spec, exe, st, ort, tmp, failures, log, spin, cost, machine):
                 mod(xt)
                 est_torch = time.perf_counter() - t0
             if nncc_per_sample is None:
-                nncc_per_sample = time_nncc(exe, npy, spec, 1, 1) * 1e-6 / batch
+                nncc_per_sample = time_nncc(exe, npy, spec, 1, 1, wfile) * 1e-6 / batch
             est_nncc = nncc_per_sample * batch
             engines = [("nncc1", 1, None), ("nncc2", 2, None)] + ENGINES_TORCH
             est = {"nncc1": est_nncc, "nncc2": est_nncc / 1.5, "torch1": est_torch, "torch2": est_torch / 1.5,
@@ -400,7 +416,7 @@ def bench_model(spec, exe, st, ort, tmp, failures, log, spin, cost, machine):
                         pt.runs[name] = st.runs(pt.t[name][0] * 1e-6)
                 for name, threads, mode in order:
                     if name.startswith("nncc"):
-                        v = time_nncc(exe, npy, spec, pt.runs[name], threads)
+                        v = time_nncc(exe, npy, spec, pt.runs[name], threads, wfile)
                     elif name.startswith("torch"):
                         v = time_torch(mod, xt, pt.runs[name], threads, mode)
                     else:
@@ -487,8 +503,10 @@ def machine_lines(m):
 def report(points, tpoints, builds, failures, meta, with_ort):
     out = []
     out.append("# nncc benchmark: %s\n" % meta["date"])
-    for k in ("cpu", "machine", "load", "nncc", "torch", "numpy", "blas", "onnxruntime", "threads", "mode"):
-        out.append("- %s: %s" % (k, meta[k]))
+    for k in ("cpu", "machine", "load", "nncc", "torch", "numpy", "blas", "onnxruntime", "threads", "weights",
+              "mode"):
+        if k in meta:
+            out.append("- %s: %s" % (k, meta[k]))
     out.append("")
     out.append("## The machine (bench/machine.c)\n")
     out += machine_lines(meta.get("measured"))
@@ -667,7 +685,7 @@ def main():
         "compiles": st.compiles,
     }
     t_start = time.perf_counter()
-    failures, points, tpoints, builds = [], [], [], {}
+    failures, points, tpoints, builds, weight_notes = [], [], [], {}, []
     machine = None
     tmp = tempfile.mkdtemp(prefix="nncc-bench-")
     try:
@@ -697,18 +715,22 @@ def main():
                 cost = None
                 failures.append((spec.name, "summary", str(e)[:300]))
             points += bench_model(spec, os.path.join(tmp, spec.name), st, ort, tmp, failures, log,
-                                  args.omp_active, cost, machine)
+                                  args.omp_active, cost, machine, nncc, weight_notes)
         if tspecs:
             log("training steps")
             tpoints = train_bench.bench_training(nncc, tmp, st, set_threads, warmups,
                                                  machine if machine and "error" not in machine else None,
-                                                 failures, log, only=[t.row for t in tspecs])
+                                                 failures, log, only=[t.row for t in tspecs],
+                                                 notes=weight_notes)
     finally:
         if ort:
             ort.close()
         shutil.rmtree(tmp, ignore_errors=True)
     meta["mode"] += ", %.0f s" % (time.perf_counter() - t_start)
     meta["load"] += ", at the end %.1f" % os.getloadavg()[0]
+    meta["weights"] = ("the same in every engine: the PyTorch twin's (seeded default initialisation), copied "
+                       "into nncc by bench/weights.py" + ("; except " + "; ".join(weight_notes) if weight_notes
+                                                          else ""))
     if not args.no_chart:
         try:
             import chart   # matplotlib, imported only here

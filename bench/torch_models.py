@@ -5,7 +5,8 @@ so that the benchmark imports nothing from test/.  Only the inference path matte
 dropout is identity in eval mode, targets and losses are left out.  Every module takes its
 inputs batch first, as the nncc executables do ([batch, C, H, W], [batch, seq, K] or
 [batch, seq] token ids), and returns the model's outputs.  The parameter values are PyTorch's
-default initialisation: the benchmark measures time, not numbers (test/exec checks those).
+default initialisation; bench/weights.py copies them into nncc, matching the parameters in
+order, so every module declares its layers in its .nn file's order.
 
 MODELS maps the example name (the file stem; bench/models/ for lstm and gru) to a constructor.
 """

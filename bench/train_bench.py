@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.join(SRCROOT, "test", "exec", "train"))
 import nncc_ctypes  # noqa: E402
 import roofline  # noqa: E402
 import torch_models  # noqa: E402
+import weights  # noqa: E402
 from train_fmnist_torch import LeNet5 as FmnistLeNet5  # noqa: E402
 
 
@@ -92,7 +93,7 @@ def _torch_steps(net, opt, set_threads, n_threads, x, y, runs, warm):
     return statistics.median(ts) * 1e6
 
 
-def bench_training(nncc, tmp, st, set_threads, warmups, machine, failures, log, only=None):
+def bench_training(nncc, tmp, st, set_threads, warmups, machine, failures, log, only=None, notes=None):
     """TrainPoints for TRAIN_SPECS (those named in `only`, if given)."""
     points = []
     for spec in TRAIN_SPECS:
@@ -120,6 +121,12 @@ def bench_training(nncc, tmp, st, set_threads, warmups, machine, failures, log, 
             torch.manual_seed(0)
             net = spec.net()
             opt = spec.opt(net.parameters())
+            try:   # the same starting weights (bench/weights.py)
+                model.set_params(weights.match(net, weights.nncc_params(nncc, src)))
+            except Exception as e:  # noqa: BLE001 - timing does not depend on the values
+                if notes is not None:
+                    notes.append("training %s: nncc starts from its own initialisation (%s)"
+                                 % (spec.row, str(e)[:200]))
             xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
             # calibration: one step each after one warm-up step
             est = {}
