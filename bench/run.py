@@ -203,6 +203,9 @@ def compile_model(nncc, spec, tmp, n):
     return statistics.median(times), os.path.getsize(exe), so_size, None
 
 
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None   # Debian's `time`
+
+
 def time_nncc(exe, npy, spec, runs, threads, wfile=None):
     """Median microseconds per call on `threads` threads (NNCC_NUM_THREADS), from the
     executable's own --bench timing; the weights from `wfile` (safetensors) when given."""
@@ -210,12 +213,24 @@ def time_nncc(exe, npy, spec, runs, threads, wfile=None):
     if wfile:
         cmd += ["--weights", wfile]
     env = dict(os.environ, NNCC_NUM_THREADS=str(threads))
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
+    # GNU time reports the executable's peak resident memory (loading the weights included);
+    # the child's own ru_maxrss through os.wait4 would count this big Python process, which
+    # the child is a fork of until its exec.
+    rss_file = os.path.join(os.path.dirname(npy), "maxrss.txt")
+    wrap = [GNU_TIME, "-f", "%M", "-o", rss_file] if GNU_TIME else []
+    p = subprocess.run(wrap + cmd, capture_output=True, text=True, timeout=1200, env=env)
     m = BENCH_RE.search(p.stdout)
     if p.returncode != 0 or not m:
         raise RuntimeError("%s exited %d: %s" % (" ".join(cmd), p.returncode,
                                                  (p.stderr or p.stdout).strip()[:500]))
-    return float(m.group(3))
+    rss = None
+    if GNU_TIME:
+        try:
+            with open(rss_file) as f:
+                rss = int(f.read().split()[-1]) / 1024.0
+        except (OSError, ValueError, IndexError):
+            pass
+    return float(m.group(3)), rss
 
 
 # --- PyTorch -------------------------------------------------------------------------------
@@ -323,6 +338,7 @@ class Point:
         self.runs = {}
         self.roofline = {}   # threads -> [per-round roofline_time / nncc_time]
         self.flops = None
+        self.rss = {}        # nncc engine -> peak resident MiB of its process (max over rounds)
         self.error = None
 
 
@@ -383,7 +399,7 @@ def bench_model(spec, exe, st, ort, tmp, failures, log, spin, cost, machine, nnc
                 mod(xt)
                 est_torch = time.perf_counter() - t0
             if nncc_per_sample is None:
-                nncc_per_sample = time_nncc(exe, npy, spec, 1, 1, wfile) * 1e-6 / batch
+                nncc_per_sample = time_nncc(exe, npy, spec, 1, 1, wfile)[0] * 1e-6 / batch
             est_nncc = nncc_per_sample * batch
             engines = [("nncc1", 1, None), ("nncc2", 2, None)] + ENGINES_TORCH
             est = {"nncc1": est_nncc, "nncc2": est_nncc / 1.5, "torch1": est_torch, "torch2": est_torch / 1.5,
@@ -416,7 +432,9 @@ def bench_model(spec, exe, st, ort, tmp, failures, log, spin, cost, machine, nnc
                         pt.runs[name] = st.runs(pt.t[name][0] * 1e-6)
                 for name, threads, mode in order:
                     if name.startswith("nncc"):
-                        v = time_nncc(exe, npy, spec, pt.runs[name], threads, wfile)
+                        v, rss = time_nncc(exe, npy, spec, pt.runs[name], threads, wfile)
+                        if rss:
+                            pt.rss[name] = max(pt.rss.get(name, 0), rss)
                     elif name.startswith("torch"):
                         v = time_torch(mod, xt, pt.runs[name], threads, mode)
                     else:
@@ -509,29 +527,33 @@ def report(points, tpoints, builds, failures, meta, with_ort):
             out.append("- %s: %s" % (k, meta[k]))
     out.append("")
     out.append("## The machine (bench/machine.c)\n")
-    out += machine_lines(meta.get("measured"))
+    out += machine_lines(meta.get("measured")) or ["- not measured (--no-machine): no roofline fractions"]
     out.append("")
-    out.append("The roofline time of a row = its FLOPs at the FMA peak + its weights (parameters x 4 bytes, "
-               "read once) at the read bandwidth, with the 1-thread figures for 1 thread and the 2-thread "
-               "figures for 2; **roofline = roofline time / nncc's median** (100% = at the roofline). "
-               "FLOPs from `nncc --summary`. See bench/roofline.py. A row whose weights fit in the caches "
-               "(here: %s) can pass 100%%: its weights then come from cache, not DRAM, on every call after "
-               "the first.\n" % cache_sizes())
+    if meta.get("measured"):
+        out.append("The roofline time of a row = its FLOPs at the FMA peak + its weights (parameters x 4 "
+                   "bytes, read once) at the read bandwidth, with the 1-thread figures for 1 thread and the "
+                   "2-thread figures for 2; **roofline = roofline time / nncc's median** (100%% = at the "
+                   "roofline). FLOPs from `nncc --summary`. See bench/roofline.py. A row whose weights fit "
+                   "in the caches (here: %s) can pass 100%%: its weights then come from cache, not DRAM, on "
+                   "every call after the first. On a busy machine the fractions are understated: the peak "
+                   "is the hardware's (CPU time), the medians are wall clock.\n" % cache_sizes())
     out.append("## Inference\n")
     out.append("Latency per forward call in microseconds (median over rounds of each round's median). "
                "Every ratio is peer_time / nncc_time **at the same thread count**, median over rounds "
-               "(min-max); > 1 means nncc is faster.\n")
+               "(min-max); > 1 means nncc is faster. nncc MiB: the peak resident memory of nncc's "
+               "process (`--bench` with the weights loaded from a file), max over the rounds.\n")
     out.append("### 1 thread\n")
-    out.append("| model | batch | seq | MFLOP | nncc | roofline | torch | torch/nncc | torch inference_mode | "
-               "ratio | ORT | ORT/nncc |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("| model | batch | seq | MFLOP | nncc | roofline | nncc MiB | torch | torch/nncc | "
+               "torch inference_mode | ratio | ORT | ORT/nncc |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for pt in points:
         if pt.error:
-            out.append("| %s | %d | %s | | FAILED | | | | | | | |" % (pt.model, pt.batch, pt.seq or "-"))
+            out.append("| %s | %d | %s | | FAILED | | | | | | | | |" % (pt.model, pt.batch, pt.seq or "-"))
             continue
-        out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             pt.model, pt.batch, pt.seq or "-", "%.1f" % (pt.flops / 1e6) if pt.flops else "-",
             fmt_us(med(pt.t["nncc1"])), fmt_frac(pt.roofline.get(1)),
+            "%.0f" % pt.rss["nncc1"] if pt.rss.get("nncc1") else "-",
             fmt_us(med(pt.t["torch1"])), fmt_ratio(pt.ratio["torch1"]),
             fmt_us(med(pt.t.get("torch1_im"))), fmt_ratio(pt.ratio.get("torch1_im"), False),
             fmt_us(med(pt.t.get("ort1"))), fmt_ratio(pt.ratio.get("ort1"))))
