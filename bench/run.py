@@ -304,13 +304,17 @@ def export_onnx(spec, mod, x):
     d = os.path.join(ORT_DIR, "models")
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, spec.name + ".onnx")
-    src = os.path.join(HERE, "torch_models.py")
-    if os.path.exists(path) and os.path.getmtime(path) > os.path.getmtime(src):
+    srcs = [os.path.join(HERE, f) for f in ("torch_models.py", "run.py")]
+    if os.path.exists(path) and os.path.getmtime(path) > max(os.path.getmtime(f) for f in srcs):
         return path
     axes = {0: "batch"}
+    out_axes = {0: "batch"}
     if None in spec.dims:
         axes[1 + spec.dims.index(None)] = "seq"
-    out_axes = {0: "batch", 1: "seq"} if spec.name in ("char_rnn", "tagger") else {0: "batch"}
+        with torch.no_grad():
+            y = mod(x)
+        if y.dim() >= 3 or (y.dim() == 2 and y.shape[1] == x.shape[1]):   # one output per step
+            out_axes[1] = "seq"
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(mod, (x,), path + ".tmp", opset_version=13, input_names=[spec.input_name],
