@@ -612,8 +612,13 @@ def report(points, tpoints, builds, failures, meta, with_ort):
     return "\n".join(out) + "\n"
 
 
-def dry_run(specs, tspecs, st, args, log):
-    """--dry-run: the plan, without compiling or timing anything."""
+def dry_run(specs, tspecs, st, args, log, nncc):
+    """--dry-run: the plan, without compiling or timing anything.  With a compiler at hand it
+    also checks what the run relies on: `nncc --summary` gives FLOPs (bench/roofline.py) and
+    the torch twin's parameters match nncc's in order and shape (bench/weights.py)."""
+    have_nncc = os.access(nncc, os.X_OK)
+    if not have_nncc:
+        print("(no nncc at %s: summaries and weight matching not checked)" % nncc)
     print("bench/run.py --dry-run: %s mode, %d round(s) (%d for calls > %.1f s), ~%.2f s of timed calls "
           "per measurement" % ("quick" if args.quick else "full", st.rounds, st.slow_rounds, st.slow, st.budget))
     print("machine: bench/machine.c, FMA peak and DRAM bandwidth on 1 and 2 threads%s"
@@ -625,12 +630,25 @@ def dry_run(specs, tspecs, st, args, log):
             raise SystemExit("missing model source %s" % spec.src)
         if spec.name not in torch_models.MODELS:
             raise SystemExit("no torch twin for %s in bench/torch_models.py" % spec.name)
+        note = ""
+        if have_nncc:
+            cost = roofline.model_cost(nncc, src)
+            torch.manual_seed(0)
+            weights.match(torch_models.MODELS[spec.name](), weights.nncc_params(nncc, src))
+            flops = " + ".join(f for f in ("{:,}".format(cost.flops_a) if cost.flops_a else "",
+                                            "{:,} x seq".format(cost.flops_b) if cost.flops_b else "") if f)
+            note = "  (%s FLOP/sample, %.2f MiB of weights, twin's weights match)" % (
+                flops or "0", cost.params * 4 / 2**20)
         for batch, seq in spec.points:
-            print("infer %-12s %-28s batch %-3d seq %-4s %s" % (spec.name, spec.src, batch, seq or "-",
-                                                                 " ".join(engines)))
+            print("infer %-12s %-28s batch %-3d seq %-4s %s%s" % (spec.name, spec.src, batch, seq or "-",
+                                                                   " ".join(engines), note))
+            note = ""
     for t in tspecs:
         if not os.path.exists(os.path.join(SRCROOT, t.src)):
             raise SystemExit("missing model source %s" % t.src)
+        if have_nncc:
+            torch.manual_seed(0)
+            weights.match(t.net(), weights.nncc_params(nncc, os.path.join(SRCROOT, t.src)))
         print("train %-12s %-28s batch %-3d          nncc1 nncc2 torch1 torch2" % (t.row, t.src, t.batch))
     if not args.no_machine:   # bench/machine.c still compiles (checked, not run)
         p = subprocess.run([os.environ.get("CC", "cc"), "-O2", "-march=native", "-pthread", "-fsyntax-only",
@@ -675,9 +693,9 @@ def main():
     def log(s):
         print(s, file=sys.stderr, flush=True)
 
-    if args.dry_run:
-        return dry_run(specs, tspecs, st, args, log)
     nncc = os.path.abspath(args.nncc)
+    if args.dry_run:
+        return dry_run(specs, tspecs, st, args, log, nncc)
     if not os.access(nncc, os.X_OK):
         ap.error("no nncc at %s (build it, or pass --nncc)" % nncc)
     output = args.output or os.path.join(HERE, "results-quick.md" if args.quick else "results.md")
