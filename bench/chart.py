@@ -5,6 +5,7 @@ inference row and training row: PyTorch 1t, PyTorch 2t, ONNX Runtime 1t, ONNX Ru
 Bottom: nncc's fraction of the roofline (roofline time / measured median) on 1 and 2 threads.
 matplotlib with the Agg back end (no display needed); python3-matplotlib on Debian.
 """
+import re
 import statistics
 
 import matplotlib
@@ -40,7 +41,7 @@ def write_chart(points, tpoints, path, meta):
     ax1.set_yscale("log")
     ax1.set_ylabel("peer time / nncc time (> 1: nncc faster)")
     ax1.set_title("nncc vs PyTorch and ONNX Runtime at the same thread count (%s, %s run)"
-                  % (meta.get("date", ""), meta.get("mode", "").split()[0] if meta.get("mode") else "?"),
+                  % (meta.get("date", ""), (re.findall(r"[a-z]+", meta.get("mode", "")) or ["?"])[0]),
                   fontsize=10)
     ax1.legend(fontsize=8, ncol=4)
     ax1.grid(axis="y", which="both", alpha=0.3)
