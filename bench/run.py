@@ -1,27 +1,37 @@
 #!/usr/bin/python3
-"""run.py - nncc against PyTorch (and ONNX Runtime) on the example models, side by side.
+"""run.py - nncc against PyTorch and ONNX Runtime on the example models, side by side.
 
-    /usr/bin/python3 bench/run.py [--nncc build-bench/nncc] [--quick] [--only lenet5,mlp]
-        [--no-ort] [--omp-active] [--output FILE]
+    bench/run.sh [options]          (sets itself up first: README.md)
+    /usr/bin/python3 bench/run.py [--nncc build/nncc] [--quick] [--only lenet5,mlp] [--no-ort]
+        [--no-train] [--no-machine] [--no-chart] [--dry-run] [--omp-active] [--output FILE]
 
-For each example model: compile it with `nncc model.nn -o model` (timed, median of a few
-compilations; the executable's and the shared library's sizes are recorded), then measure
-forward latency at batch 1 and a larger batch (seq 32 for the recurrent models):
+First the machine (bench/machine.c through bench/roofline.py: FMA peak and DRAM bandwidth on
+1 and 2 threads).  Then for each model (examples/*.nn, bench/models/lstm.nn and gru.nn):
+compile it with `nncc model.nn -o model` (timed, median of a few compilations; the
+executable's and the shared library's sizes are recorded), then measure forward latency at
+batch 1 and a larger batch (seq 32 for the recurrent examples, 64 for lstm and gru):
 
-  nncc      `./model --bench N --input NAME=x.npy` (one thread; the runtime warms up, times
-            N calls and prints the median per call),
-  PyTorch   the same network (bench/torch_models.py), eval mode, float32, the same input
-            array, warm-up then the median of N calls: torch.no_grad() with 1 and 2 threads,
-            and torch.inference_mode() with 1 thread,
-  ORT       optionally, onnxruntime-node on a torch.onnx.export (opset 13) of the module,
-            intra-op threads 1 and 2 (bench/ort_server.js; needs bench/.onnx, see README.md).
+  nncc      `NNCC_NUM_THREADS=n ./model --bench N --input NAME=x.npy --weights twin.safetensors`
+            at n = 1 and 2 (the runtime warms up, times N calls and prints the median per
+            call), under GNU time for the peak resident memory,
+  PyTorch   the same network (bench/torch_models.py) with the same weights (bench/weights.py),
+            eval mode, float32, the same input array, warm-up then the median of N calls:
+            torch.no_grad() with 1 and 2 threads, and torch.inference_mode() with 1 thread,
+  ORT       onnxruntime-node on a torch.onnx.export (opset 13) of the module, intra-op
+            threads 1 and 2 (bench/ort_server.js; needs bench/.onnx, which run.sh installs).
 
-The engines are interleaved within each round (nncc, torch..., ORT...; the order reversed on
-every other round) and the rounds repeated, so that the drift of this shared machine hits all
-of them alike.  A figure is the median over rounds of the per-round medians; a ratio is
-the median over rounds of the per-round torch_time / nncc_time (> 1: nncc is faster),
-with the range over rounds beside it.  The table goes to stdout and to bench/results.md
-(bench/results-quick.md with --quick).  Exit status 1 when a model failed to build or run.
+Then the training steps (bench/train_bench.py): M_train_step through ctypes against PyTorch's
+backward + optimizer step, 1 and 2 threads each.
+
+The engines are interleaved within each round (the order reversed on every other round) and
+the rounds repeated, so that the drift of this shared machine hits all of them alike.  A
+figure is the median over rounds of the per-round medians; a ratio is the median over rounds
+of the per-round peer_time / nncc_time at the same thread count (> 1: nncc is faster), with
+the range over rounds beside it; the roofline fraction is the row's roofline time (FLOPs at
+the peak + weights at the bandwidth, bench/roofline.py) / nncc's median.  The tables go to
+stdout and to bench/results.md, the chart to bench/results.png (bench/chart.py;
+results-quick.* with --quick, a smoke run of every row).  Exit status 1 when a model failed
+to build or run.
 
 Invariants: the measurement order never depends on the results; OPENBLAS_CORETYPE is removed
 before torch is imported (it halves OpenBLAS on this AVX-512 machine, TOOLCHAIN.md), and the
