@@ -1,27 +1,37 @@
 #!/usr/bin/python3
-"""run.py - nncc against PyTorch (and ONNX Runtime) on the example models, side by side.
+"""run.py - nncc against PyTorch and ONNX Runtime on the example models, side by side.
 
-    /usr/bin/python3 bench/run.py [--nncc build-bench/nncc] [--quick] [--only lenet5,mlp]
-        [--no-ort] [--omp-active] [--output FILE]
+    bench/run.sh [options]          (sets itself up first: README.md)
+    /usr/bin/python3 bench/run.py [--nncc build/nncc] [--quick] [--only lenet5,mlp] [--no-ort]
+        [--no-train] [--no-machine] [--no-chart] [--dry-run] [--omp-active] [--output FILE]
 
-For each example model: compile it with `nncc model.nn -o model` (timed, median of a few
-compilations; the executable's and the shared library's sizes are recorded), then measure
-forward latency at batch 1 and a larger batch (seq 32 for the recurrent models):
+First the machine (bench/machine.c through bench/roofline.py: FMA peak and DRAM bandwidth on
+1 and 2 threads).  Then for each model (examples/*.nn, bench/models/lstm.nn and gru.nn):
+compile it with `nncc model.nn -o model` (timed, median of a few compilations; the
+executable's and the shared library's sizes are recorded), then measure forward latency at
+batch 1 and a larger batch (seq 32 for the recurrent examples, 64 for lstm and gru):
 
-  nncc      `./model --bench N --input NAME=x.npy` (one thread; the runtime warms up, times
-            N calls and prints the median per call),
-  PyTorch   the same network (bench/torch_models.py), eval mode, float32, the same input
-            array, warm-up then the median of N calls: torch.no_grad() with 1 and 2 threads,
-            and torch.inference_mode() with 1 thread,
-  ORT       optionally, onnxruntime-node on a torch.onnx.export (opset 13) of the module,
-            intra-op threads 1 and 2 (bench/ort_server.js; needs bench/.onnx, see README.md).
+  nncc      `NNCC_NUM_THREADS=n ./model --bench N --input NAME=x.npy --weights twin.safetensors`
+            at n = 1 and 2 (the runtime warms up, times N calls and prints the median per
+            call), under GNU time for the peak resident memory,
+  PyTorch   the same network (bench/torch_models.py) with the same weights (bench/weights.py),
+            eval mode, float32, the same input array, warm-up then the median of N calls:
+            torch.no_grad() with 1 and 2 threads, and torch.inference_mode() with 1 thread,
+  ORT       onnxruntime-node on a torch.onnx.export (opset 13) of the module, intra-op
+            threads 1 and 2 (bench/ort_server.js; needs bench/.onnx, which run.sh installs).
 
-The engines are interleaved within each round (nncc, torch..., ORT...; the order reversed on
-every other round) and the rounds repeated, so that the drift of this shared machine hits all
-of them alike.  A figure is the median over rounds of the per-round medians; a ratio is
-the median over rounds of the per-round torch_time / nncc_time (> 1: nncc is faster),
-with the range over rounds beside it.  The table goes to stdout and to bench/results.md
-(bench/results-quick.md with --quick).  Exit status 1 when a model failed to build or run.
+Then the training steps (bench/train_bench.py): M_train_step through ctypes against PyTorch's
+backward + optimizer step, 1 and 2 threads each.
+
+The engines are interleaved within each round (the order reversed on every other round) and
+the rounds repeated, so that the drift of this shared machine hits all of them alike.  A
+figure is the median over rounds of the per-round medians; a ratio is the median over rounds
+of the per-round peer_time / nncc_time at the same thread count (> 1: nncc is faster), with
+the range over rounds beside it; the roofline fraction is the row's roofline time (FLOPs at
+the peak + weights at the bandwidth, bench/roofline.py) / nncc's median.  The tables go to
+stdout and to bench/results.md, the chart to bench/results.png (bench/chart.py;
+results-quick.* with --quick, a smoke run of every row).  Exit status 1 when a model failed
+to build or run.
 
 Invariants: the measurement order never depends on the results; OPENBLAS_CORETYPE is removed
 before torch is imported (it halves OpenBLAS on this AVX-512 machine, TOOLCHAIN.md), and the
@@ -59,16 +69,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRCROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True
+import roofline  # noqa: E402
 import torch_models  # noqa: E402
+import train_bench  # noqa: E402
+import weights  # noqa: E402
 
 SEQ = 32
 
 
 class Spec:
-    """One example model: its single input and the (batch, seq) points to measure."""
+    """One model: its single input and the (batch, seq) points to measure."""
 
-    def __init__(self, name, input_name, dims, dtype, vocab, points):
+    def __init__(self, name, input_name, dims, dtype, vocab, points, src=None):
         self.name = name              # examples/<name>.nn and torch_models.MODELS key
+        self.src = src or os.path.join("examples", name + ".nn")   # relative to the source root
         self.input_name = input_name  # the .nn input's name
         self.dims = dims              # per-sample dims; None is the symbolic length (seq)
         self.dtype = dtype            # "f32" or "i32" (token ids)
@@ -77,8 +91,8 @@ class Spec:
 
 
 SPECS = [
-    Spec("lenet5", "image", (1, 32, 32), "f32", 0, [(1, None), (32, None)]),
-    Spec("mlp", "pixels", (784,), "f32", 0, [(1, None), (32, None)]),
+    Spec("lenet5", "image", (1, 32, 32), "f32", 0, [(1, None), (32, None), (64, None)]),
+    Spec("mlp", "pixels", (784,), "f32", 0, [(1, None), (32, None), (64, None)]),
     Spec("resnet_mini", "image", (3, 32, 32), "f32", 0, [(1, None), (32, None)]),
     Spec("inception", "x", (192, 28, 28), "f32", 0, [(1, None), (8, None)]),
     Spec("alexnet", "image", (3, 227, 227), "f32", 0, [(1, None), (8, None)]),
@@ -86,21 +100,23 @@ SPECS = [
     Spec("char_rnn", "chars", (None, 4), "f32", 0, [(1, SEQ), (32, SEQ)]),
     Spec("sentiment", "words", (None,), "i32", 1000, [(1, SEQ), (32, SEQ)]),
     Spec("tagger", "words", (None,), "i32", 5000, [(1, SEQ), (32, SEQ)]),
+    Spec("lstm", "x", (None, 128), "f32", 0, [(1, 64), (32, 64)], "bench/models/lstm.nn"),
+    Spec("gru", "x", (None, 128), "f32", 0, [(1, 64), (32, 64)], "bench/models/gru.nn"),
 ]
-QUICK = ["lenet5", "mlp", "char_rnn", "resnet_mini"]
 
 BENCH_RE = re.compile(r"(\d+) runs: min ([0-9.]+) us, median ([0-9.]+) us, mean ([0-9.]+) us")
 
 
 class Settings:
     def __init__(self, quick):
-        self.budget = 0.2 if quick else 0.4   # seconds of timed calls per measurement
-        self.rounds = 3                        # rounds for a point whose call is < slow
-        self.slow_rounds = 2
+        # --quick is a smoke run: every row, one round, a few calls each
+        self.budget = 0.03 if quick else 0.4   # seconds of timed calls per measurement
+        self.rounds = 1 if quick else 3        # rounds for a point whose call is < slow
+        self.slow_rounds = 1 if quick else 2
         self.slow = 0.3                        # seconds per call
-        self.min_runs = 3
+        self.min_runs = 1 if quick else 3
         self.max_runs = 2000
-        self.compiles = 3                      # compilations timed per model
+        self.compiles = 1 if quick else 3      # compilations timed per model
 
     def runs(self, est):
         return int(min(self.max_runs, max(self.min_runs, round(self.budget / max(est, 1e-7)))))
@@ -155,6 +171,17 @@ def cpu_model():
     return name
 
 
+def cache_sizes():
+    """'L2 1 MiB per core, L3 32 MiB' from lscpu, or '?'."""
+    out = sh(["lscpu"])
+    found = []
+    for lvl in ("L2", "L3"):
+        m = re.search(r"^%s cache:\s*(.*)$" % lvl, out, re.M)
+        if m:
+            found.append("%s %s" % (lvl, m.group(1).strip()))
+    return ", ".join(found) or "?"
+
+
 def sh(cmd, **kw):
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=30, **kw).stdout.strip()
@@ -171,7 +198,7 @@ def dpkg_version(pkg):
 
 def compile_model(nncc, spec, tmp, n):
     """Compiles examples/<name>.nn n times; (median seconds, exe size, .so size, error)."""
-    src = os.path.join(SRCROOT, "examples", spec.name + ".nn")
+    src = os.path.join(SRCROOT, spec.src)
     exe = os.path.join(tmp, spec.name)
     times = []
     for _ in range(n):
@@ -186,15 +213,34 @@ def compile_model(nncc, spec, tmp, n):
     return statistics.median(times), os.path.getsize(exe), so_size, None
 
 
-def time_nncc(exe, npy, spec, runs):
-    """Median microseconds per call, from the executable's own --bench timing."""
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None   # Debian's `time`
+
+
+def time_nncc(exe, npy, spec, runs, threads, wfile=None):
+    """Median microseconds per call on `threads` threads (NNCC_NUM_THREADS), from the
+    executable's own --bench timing; the weights from `wfile` (safetensors) when given."""
     cmd = [exe, "--bench", str(runs), "--input", "%s=%s" % (spec.input_name, npy)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    if wfile:
+        cmd += ["--weights", wfile]
+    env = dict(os.environ, NNCC_NUM_THREADS=str(threads))
+    # GNU time reports the executable's peak resident memory (loading the weights included);
+    # the child's own ru_maxrss through os.wait4 would count this big Python process, which
+    # the child is a fork of until its exec.
+    rss_file = os.path.join(os.path.dirname(npy), "maxrss.txt")
+    wrap = [GNU_TIME, "-f", "%M", "-o", rss_file] if GNU_TIME else []
+    p = subprocess.run(wrap + cmd, capture_output=True, text=True, timeout=1200, env=env)
     m = BENCH_RE.search(p.stdout)
     if p.returncode != 0 or not m:
         raise RuntimeError("%s exited %d: %s" % (" ".join(cmd), p.returncode,
                                                  (p.stderr or p.stdout).strip()[:500]))
-    return float(m.group(3))
+    rss = None
+    if GNU_TIME:
+        try:
+            with open(rss_file) as f:
+                rss = int(f.read().split()[-1]) / 1024.0
+        except (OSError, ValueError, IndexError):
+            pass
+    return float(m.group(3)), rss
 
 
 # --- PyTorch -------------------------------------------------------------------------------
@@ -268,13 +314,17 @@ def export_onnx(spec, mod, x):
     d = os.path.join(ORT_DIR, "models")
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, spec.name + ".onnx")
-    src = os.path.join(HERE, "torch_models.py")
-    if os.path.exists(path) and os.path.getmtime(path) > os.path.getmtime(src):
+    srcs = [os.path.join(HERE, f) for f in ("torch_models.py", "run.py")]
+    if os.path.exists(path) and os.path.getmtime(path) > max(os.path.getmtime(f) for f in srcs):
         return path
     axes = {0: "batch"}
+    out_axes = {0: "batch"}
     if None in spec.dims:
         axes[1 + spec.dims.index(None)] = "seq"
-    out_axes = {0: "batch", 1: "seq"} if spec.name in ("char_rnn", "tagger") else {0: "batch"}
+        with torch.no_grad():
+            y = mod(x)
+        if y.dim() >= 3 or (y.dim() == 2 and y.shape[1] == x.shape[1]):   # one output per step
+            out_axes[1] = "seq"
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(mod, (x,), path + ".tmp", opset_version=13, input_names=[spec.input_name],
@@ -298,18 +348,45 @@ class Point:
     def __init__(self, model, batch, seq):
         self.model, self.batch, self.seq = model, batch, seq
         self.t = {}
-        self.ratio = {}   # engine -> [per-round nncc-relative ratio]
+        self.ratio = {}   # engine -> [per-round ratio engine_time / nncc_time at the same threads]
         self.runs = {}
+        self.roofline = {}   # threads -> [per-round roofline_time / nncc_time]
+        self.flops = None
+        self.rss = {}        # nncc engine -> peak resident MiB of its process (max over rounds)
         self.error = None
 
 
 ENGINES_TORCH = [("torch1", 1, "no_grad"), ("torch2", 2, "no_grad"), ("torch1_im", 1, "inference_mode")]
+# each peer is compared with nncc at its own thread count; "nncc2" -> nncc1 / nncc2, the speed-up
+BASE = {"torch1": "nncc1", "torch2": "nncc2", "torch1_im": "nncc1", "ort1": "nncc1", "ort2": "nncc2",
+        "nncc2": "nncc1"}
 
 
-def bench_model(spec, exe, st, ort, tmp, failures, log, spin):
+def ratios(pt):
+    for name in pt.t:
+        if name == "nncc2":
+            pt.ratio[name] = [a / b for a, b in zip(pt.t["nncc1"], pt.t["nncc2"])]
+        elif name in BASE:
+            pt.ratio[name] = [a / b for a, b in zip(pt.t[name], pt.t[BASE[name]])]
+
+
+def same_weights(nncc, spec, mod, tmp, notes):
+    """A safetensors file of the twin's weights for nncc (bench/weights.py), or None (noted)."""
+    try:
+        tensors = weights.match(mod, weights.nncc_params(nncc, os.path.join(SRCROOT, spec.src)))
+        path = os.path.join(tmp, spec.name + ".safetensors")
+        weights.write_safetensors(path, tensors)
+        return path
+    except Exception as e:  # noqa: BLE001 - timing does not depend on the values: go on
+        notes.append("%s: nncc runs its own initialisation (%s)" % (spec.name, str(e)[:200]))
+        return None
+
+
+def bench_model(spec, exe, st, ort, tmp, failures, log, spin, cost, machine, nncc, notes):
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     mod = torch_models.MODELS[spec.name]().eval()
+    wfile = same_weights(nncc, spec, mod, tmp, notes)
     onnx_path = None
     if ort is not None and ort.ok():
         try:
@@ -336,10 +413,10 @@ def bench_model(spec, exe, st, ort, tmp, failures, log, spin):
                 mod(xt)
                 est_torch = time.perf_counter() - t0
             if nncc_per_sample is None:
-                nncc_per_sample = time_nncc(exe, npy, spec, 1) * 1e-6 / batch
+                nncc_per_sample = time_nncc(exe, npy, spec, 1, 1, wfile)[0] * 1e-6 / batch
             est_nncc = nncc_per_sample * batch
-            engines = [("nncc", None, None)] + ENGINES_TORCH
-            est = {"nncc": est_nncc, "torch1": est_torch, "torch2": est_torch / 1.5,
+            engines = [("nncc1", 1, None), ("nncc2", 2, None)] + ENGINES_TORCH
+            est = {"nncc1": est_nncc, "nncc2": est_nncc / 1.5, "torch1": est_torch, "torch2": est_torch / 1.5,
                    "torch1_im": est_torch}
             ort_feed = None
             if onnx_path:
@@ -368,17 +445,23 @@ def bench_model(spec, exe, st, ort, tmp, failures, log, spin):
                     for name in pt.t:
                         pt.runs[name] = st.runs(pt.t[name][0] * 1e-6)
                 for name, threads, mode in order:
-                    if name == "nncc":
-                        v = time_nncc(exe, npy, spec, pt.runs[name])
+                    if name.startswith("nncc"):
+                        v, rss = time_nncc(exe, npy, spec, pt.runs[name], threads, wfile)
+                        if rss:
+                            pt.rss[name] = max(pt.rss.get(name, 0), rss)
                     elif name.startswith("torch"):
                         v = time_torch(mod, xt, pt.runs[name], threads, mode)
                     else:
                         v = ort.request({"model": onnx_path, "inputs": ort_feed, "threads": threads, "spin": spin,
                                          "runs": pt.runs[name], "warmup": warmups(pt.runs[name])})
                     pt.t[name].append(v)
-            for name in pt.t:
-                if name != "nncc":
-                    pt.ratio[name] = [a / b for a, b in zip(pt.t[name], pt.t["nncc"])]
+            ratios(pt)
+            if cost is not None:
+                pt.flops = cost.flops(batch, seq)
+            if cost is not None and machine and "error" not in machine:
+                for n in (1, 2):
+                    roof = cost.roofline_s(batch, seq, machine["fma_gflops_%dt" % n], machine["read_gbs_%dt" % n])
+                    pt.roofline[n] = [roof * 1e6 / v for v in pt.t["nncc%d" % n]]
             log(format_point(pt))
         except Exception as e:  # noqa: BLE001 - one failing point must not stop the others
             pt.error = str(e)[:500]
@@ -413,49 +496,114 @@ def fmt_ratio(v, with_range=True):
     return s
 
 
+def fmt_frac(v):
+    return "%.0f%%" % (100 * statistics.median(v)) if v else "-"
+
+
 def format_point(pt):
     parts = ["  %-12s b%-3d%s" % (pt.model, pt.batch, " s%d" % pt.seq if pt.seq else "    ")]
-    for name in ("nncc", "torch1", "torch2", "torch1_im", "ort1", "ort2"):
+    for name in ("nncc1", "nncc2", "torch1", "torch2", "torch1_im", "ort1", "ort2"):
         if name in pt.t:
             parts.append("%s %s%s" % (name, fmt_us(med(pt.t[name])),
-                                      "" if name == "nncc" else " x%.2f" % med(pt.ratio[name])))
+                                      " x%.2f" % med(pt.ratio[name]) if pt.ratio.get(name) else ""))
+    for n in (1, 2):
+        if pt.roofline.get(n):
+            parts.append("roof%d %s" % (n, fmt_frac(pt.roofline[n])))
     return "  ".join(parts)
 
 
-def report(points, builds, failures, meta, with_ort):
+def machine_lines(m):
+    if not m:
+        return []
+    if "error" in m:
+        return ["- measured: not available (%s); no roofline fractions" % m["error"]]
+
+    def fig(key, unit, fmt):
+        return " / ".join((fmt % m[key % n]) if key % n in m else "-" for n in (1, 2)) + " " + unit
+
+    return [
+        "- FMA peak, 1 / 2 threads: **%s** (%d-float vectors, %d independent FMA chains per thread; "
+        "thread CPU time; by wall clock at that moment: %s)"
+        % (fig("fma_gflops_%dt", "GFLOP/s", "%.1f"), m.get("lanes", 0), m.get("fma_accumulators", 0),
+           fig("fma_gflops_%dt_wall", "GFLOP/s", "%.1f")),
+        "- DRAM read bandwidth, 1 / 2 threads: **%s** (sum over %d MiB; by wall clock %s); "
+        "triad: %s" % (fig("read_gbs_%dt", "GB/s", "%.1f"), m.get("buffer_mib", 0),
+                       fig("read_gbs_%dt_wall", "GB/s", "%.1f"), fig("triad_gbs_%dt", "GB/s", "%.1f")),
+    ]
+
+
+def report(points, tpoints, builds, failures, meta, with_ort):
     out = []
     out.append("# nncc benchmark: %s\n" % meta["date"])
-    for k in ("cpu", "machine", "load", "nncc", "torch", "numpy", "blas", "onnxruntime", "threads", "mode"):
-        out.append("- %s: %s" % (k, meta[k]))
+    for k in ("cpu", "machine", "load", "nncc", "torch", "numpy", "blas", "onnxruntime", "threads", "weights",
+              "mode"):
+        if k in meta:
+            out.append("- %s: %s" % (k, meta[k]))
     out.append("")
+    out.append("## The machine (bench/machine.c)\n")
+    out += machine_lines(meta.get("measured")) or ["- not measured (--no-machine): no roofline fractions"]
+    out.append("")
+    if meta.get("measured"):
+        out.append("The roofline time of a row = its FLOPs at the FMA peak + its weights (parameters x 4 "
+                   "bytes, read once) at the read bandwidth, with the 1-thread figures for 1 thread and the "
+                   "2-thread figures for 2; **roofline = roofline time / nncc's median** (100%% = at the "
+                   "roofline). FLOPs from `nncc --summary`. See bench/roofline.py. A row whose weights fit "
+                   "in the caches (here: %s) can pass 100%%: its weights then come from cache, not DRAM, on "
+                   "every call after the first. On a busy machine the fractions are understated: the peak "
+                   "is the hardware's (CPU time), the medians are wall clock.\n" % cache_sizes())
+    out.append("## Inference\n")
     out.append("Latency per forward call in microseconds (median over rounds of each round's median). "
-               "Ratio = torch_time / nncc_time, median over rounds (min-max); > 1 means nncc is "
-               "faster. nncc runs on one thread.\n")
-    out.append("| model | batch | seq | nncc | torch 1t | ratio 1t | torch 2t | ratio 2t | "
-               "torch 1t inference_mode | ratio |")
+               "Every ratio is peer_time / nncc_time **at the same thread count**, median over rounds "
+               "(min-max); > 1 means nncc is faster. nncc MiB: the peak resident memory of nncc's "
+               "process (`--bench` with the weights loaded from a file), max over the rounds.\n")
+    out.append("### 1 thread\n")
+    out.append("| model | batch | seq | MFLOP | nncc | roofline | nncc MiB | torch | torch/nncc | "
+               "torch inference_mode | ratio | ORT | ORT/nncc |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for pt in points:
+        if pt.error:
+            out.append("| %s | %d | %s | | FAILED | | | | | | | | |" % (pt.model, pt.batch, pt.seq or "-"))
+            continue
+        out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            pt.model, pt.batch, pt.seq or "-", "%.1f" % (pt.flops / 1e6) if pt.flops else "-",
+            fmt_us(med(pt.t["nncc1"])), fmt_frac(pt.roofline.get(1)),
+            "%.0f" % pt.rss["nncc1"] if pt.rss.get("nncc1") else "-",
+            fmt_us(med(pt.t["torch1"])), fmt_ratio(pt.ratio["torch1"]),
+            fmt_us(med(pt.t.get("torch1_im"))), fmt_ratio(pt.ratio.get("torch1_im"), False),
+            fmt_us(med(pt.t.get("ort1"))), fmt_ratio(pt.ratio.get("ort1"))))
+    out.append("\n### 2 threads\n")
+    out.append("| model | batch | seq | nncc | nncc 1t/2t | roofline | torch | torch/nncc | ORT | ORT/nncc |")
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for pt in points:
         if pt.error:
-            out.append("| %s | %d | %s | FAILED | | | | | | |" % (pt.model, pt.batch, pt.seq or "-"))
             continue
         out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            pt.model, pt.batch, pt.seq or "-", fmt_us(med(pt.t["nncc"])),
-            fmt_us(med(pt.t["torch1"])), fmt_ratio(pt.ratio["torch1"]),
-            fmt_us(med(pt.t["torch2"])), fmt_ratio(pt.ratio["torch2"]),
-            fmt_us(med(pt.t.get("torch1_im"))), fmt_ratio(pt.ratio.get("torch1_im"), False)))
-    if with_ort:
-        out.append("\nONNX Runtime (onnxruntime-node, torch.onnx.export opset 13), same rounds; "
-                   "ratio = ort_time / nncc_time.\n")
-        out.append("| model | batch | seq | nncc | ORT 1t | ratio 1t | ORT 2t | ratio 2t |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for pt in points:
-            if pt.error or "ort1" not in pt.t:
+            pt.model, pt.batch, pt.seq or "-", fmt_us(med(pt.t["nncc2"])), fmt_ratio(pt.ratio["nncc2"], False),
+            fmt_frac(pt.roofline.get(2)), fmt_us(med(pt.t["torch2"])), fmt_ratio(pt.ratio["torch2"]),
+            fmt_us(med(pt.t.get("ort2"))), fmt_ratio(pt.ratio.get("ort2"))))
+    if not with_ort:
+        out.append("\nONNX Runtime: %s.\n" % meta["onnxruntime"])
+    if tpoints:
+        out.append("\n## Training steps\n")
+        out.append("One step = forward + backward + the optimizer's update on one batch, microseconds "
+                   "(bench/train_bench.py: nncc's M_train_step through ctypes, PyTorch's "
+                   "zero_grad/backward/step with the same optimizer). Roofline: 3x the forward FLOPs at the "
+                   "peak + the weights and optimizer state read and written once at the bandwidth. "
+                   "LSTM, GRU and char-LSTM training rows are left out until recurrent training is ready.\n")
+        out.append("| model | batch | nncc 1t | roofline | torch 1t | torch/nncc | nncc 2t | nncc 1t/2t | "
+                   "roofline | torch 2t | torch/nncc |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for pt in tpoints:
+            if pt.error:
+                out.append("| %s | %d | FAILED | | | | | | | | |" % (pt.model, pt.batch))
                 continue
-            out.append("| %s | %d | %s | %s | %s | %s | %s | %s |" % (
-                pt.model, pt.batch, pt.seq or "-", fmt_us(med(pt.t["nncc"])),
-                fmt_us(med(pt.t["ort1"])), fmt_ratio(pt.ratio["ort1"]),
-                fmt_us(med(pt.t["ort2"])), fmt_ratio(pt.ratio["ort2"])))
-    out.append("\nCompilation (`nncc model.nn -o model`, median of %d, wall clock) and artifact sizes "
+            out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                pt.model, pt.batch, fmt_us(med(pt.t["nncc1"])), fmt_frac(pt.roofline.get(1)),
+                fmt_us(med(pt.t["torch1"])), fmt_ratio(pt.ratio["torch1"]),
+                fmt_us(med(pt.t["nncc2"])), fmt_ratio(pt.ratio["nncc2"], False), fmt_frac(pt.roofline.get(2)),
+                fmt_us(med(pt.t["torch2"])), fmt_ratio(pt.ratio["torch2"])))
+    out.append("\n## Compilation\n")
+    out.append("`nncc model.nn -o model`, median of %d, wall clock, and artifact sizes "
                "(no embedded weights: the parameters are initialised at run time).\n" % meta["compiles"])
     out.append("| model | compile s | executable KiB | shared library KiB |")
     out.append("|---|---:|---:|---:|")
@@ -465,6 +613,8 @@ def report(points, builds, failures, meta, with_ort):
             continue
         out.append("| %s | %.2f | %.0f | %s |" % (name, b["time"], b["exe"] / 1024,
                                                   "%.0f" % (b["so"] / 1024) if b["so"] else "-"))
+    if meta.get("chart"):
+        out.append("\nChart: [%s](%s)" % (meta["chart"], meta["chart"]))
     if failures:
         out.append("\nFailures:\n")
         for model, stage, msg in failures:
@@ -472,36 +622,93 @@ def report(points, builds, failures, meta, with_ort):
     return "\n".join(out) + "\n"
 
 
+def dry_run(specs, tspecs, st, args, log, nncc):
+    """--dry-run: the plan, without compiling or timing anything.  With a compiler at hand it
+    also checks what the run relies on: `nncc --summary` gives FLOPs (bench/roofline.py) and
+    the torch twin's parameters match nncc's in order and shape (bench/weights.py)."""
+    have_nncc = os.access(nncc, os.X_OK)
+    if not have_nncc:
+        print("(no nncc at %s: summaries and weight matching not checked)" % nncc)
+    print("bench/run.py --dry-run: %s mode, %d round(s) (%d for calls > %.1f s), ~%.2f s of timed calls "
+          "per measurement" % ("quick" if args.quick else "full", st.rounds, st.slow_rounds, st.slow, st.budget))
+    print("machine: bench/machine.c, FMA peak and DRAM bandwidth on 1 and 2 threads%s"
+          % (" (skipped: --no-machine)" if args.no_machine else ""))
+    engines = ["nncc1", "nncc2"] + [e[0] for e in ENGINES_TORCH] + ([] if args.no_ort else ["ort1", "ort2"])
+    for spec in specs:
+        src = os.path.join(SRCROOT, spec.src)
+        if not os.path.exists(src):
+            raise SystemExit("missing model source %s" % spec.src)
+        if spec.name not in torch_models.MODELS:
+            raise SystemExit("no torch twin for %s in bench/torch_models.py" % spec.name)
+        note = ""
+        if have_nncc:
+            cost = roofline.model_cost(nncc, src)
+            torch.manual_seed(0)
+            weights.match(torch_models.MODELS[spec.name](), weights.nncc_params(nncc, src))
+            flops = " + ".join(f for f in ("{:,}".format(cost.flops_a) if cost.flops_a else "",
+                                            "{:,} x seq".format(cost.flops_b) if cost.flops_b else "") if f)
+            note = "  (%s FLOP/sample, %.2f MiB of weights, twin's weights match)" % (
+                flops or "0", cost.params * 4 / 2**20)
+        for batch, seq in spec.points:
+            print("infer %-12s %-28s batch %-3d seq %-4s %s%s" % (spec.name, spec.src, batch, seq or "-",
+                                                                   " ".join(engines), note))
+            note = ""
+    for t in tspecs:
+        if not os.path.exists(os.path.join(SRCROOT, t.src)):
+            raise SystemExit("missing model source %s" % t.src)
+        if have_nncc:
+            torch.manual_seed(0)
+            weights.match(t.net(), weights.nncc_params(nncc, os.path.join(SRCROOT, t.src)))
+        print("train %-12s %-28s batch %-3d          nncc1 nncc2 torch1 torch2" % (t.row, t.src, t.batch))
+    if not args.no_machine:   # bench/machine.c still compiles (checked, not run)
+        p = subprocess.run([os.environ.get("CC", "cc"), "-O2", "-march=native", "-pthread", "-fsyntax-only",
+                            os.path.join(HERE, "machine.c")], capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            raise SystemExit("bench/machine.c does not compile: " + p.stderr.strip()[:500])
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default_nncc = next((p for p in (os.path.join(SRCROOT, d, "nncc") for d in ("build-bench", "build"))
                          if os.path.exists(p)), os.path.join(SRCROOT, "build", "nncc"))
     ap.add_argument("--nncc", default=default_nncc, help="the compiler (default: %(default)s)")
-    ap.add_argument("--quick", action="store_true", help="lenet5, mlp, char_rnn, resnet_mini; shorter")
-    ap.add_argument("--only", default="", help="comma-separated model names")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run: every row, one round of a few calls, a short machine measurement")
+    ap.add_argument("--only", default="", help="comma-separated model names (inference and training rows)")
     ap.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime")
+    ap.add_argument("--no-train", action="store_true", help="skip the training rows")
+    ap.add_argument("--no-machine", action="store_true",
+                    help="skip the machine measurement (and so the roofline fractions)")
+    ap.add_argument("--no-chart", action="store_true", help="no PNG chart")
+    ap.add_argument("--dry-run", action="store_true", help="print the rows and engines, run nothing")
     ap.add_argument("--omp-active", action="store_true",
                     help="let idle OpenMP / ORT threads spin (the libraries' default; see README.md)")
     ap.add_argument("--output", help="the Markdown file (default: bench/results.md, "
-                                     "bench/results-quick.md with --quick)")
+                                     "bench/results-quick.md with --quick); the chart goes beside it (.png)")
     args = ap.parse_args()
     st = Settings(args.quick)
     names = [s.name for s in SPECS]
+    tnames = [t.row for t in train_bench.TRAIN_SPECS]
     if args.only:
         want = [n.strip() for n in args.only.split(",") if n.strip()]
-        bad = [n for n in want if n not in names]
+        bad = [n for n in want if n not in names and n not in tnames]
         if bad:
             ap.error("unknown model(s) %s; known: %s" % (", ".join(bad), ", ".join(names)))
     else:
-        want = QUICK if args.quick else names
+        want = names
     specs = [s for s in SPECS if s.name in want]
-    nncc = os.path.abspath(args.nncc)
-    if not os.access(nncc, os.X_OK):
-        ap.error("no nncc at %s (build it, or pass --nncc)" % nncc)
-    output = args.output or os.path.join(HERE, "results-quick.md" if args.quick else "results.md")
+    tspecs = [] if args.no_train else [t for t in train_bench.TRAIN_SPECS if t.row in want]
 
     def log(s):
         print(s, file=sys.stderr, flush=True)
+
+    nncc = os.path.abspath(args.nncc)
+    if args.dry_run:
+        return dry_run(specs, tspecs, st, args, log, nncc)
+    if not os.access(nncc, os.X_OK):
+        ap.error("no nncc at %s (build it, or pass --nncc)" % nncc)
+    output = args.output or os.path.join(HERE, "results-quick.md" if args.quick else "results.md")
 
     blas_pkg = dpkg_version("libopenblas0-pthread")
     if OPENBLAS is None:
@@ -524,18 +731,30 @@ def main():
         else "REFERENCE BLAS: torch numbers are meaningless",
         "onnxruntime": ("onnxruntime-node %s" % ort.version) if ort and ort.ok()
         else ("not measured: %s" % (ort.why if ort else "--no-ort")),
-        "mode": "quick" if args.quick else "full",
-        "threads": "OMP_WAIT_POLICY=%s, ORT allow_spinning=%s, OpenBLAS threads = torch threads"
+        "mode": "quick (a smoke run: one round of a few calls; not figures to quote)" if args.quick else "full",
+        "threads": "nncc NNCC_NUM_THREADS / nncc_set_num_threads = the column's thread count; "
+                   "OMP_WAIT_POLICY=%s, ORT allow_spinning=%s, OpenBLAS threads = torch threads"
                    % (os.environ.get("OMP_WAIT_POLICY", "(default)"), "1" if args.omp_active else "0"),
         "load": "1-minute load average at the start %.1f" % os.getloadavg()[0],
-        "compiles": 1,
+        "compiles": st.compiles,
     }
-    st.compiles = 2 if args.quick else 3
-    meta["compiles"] = st.compiles
     t_start = time.perf_counter()
-    failures, points, builds = [], [], {}
+    failures, points, tpoints, builds, weight_notes = [], [], [], {}, []
+    machine = None
     tmp = tempfile.mkdtemp(prefix="nncc-bench-")
     try:
+        if not args.no_machine:
+            log("machine: measuring the FMA peak and the DRAM bandwidth (bench/machine.c)")
+            try:
+                machine = roofline.measure_machine(tmp, quick=args.quick, threads=2)
+                log("  FMA %.1f / %.1f GFLOP/s, read %.1f / %.1f GB/s (1 / 2 threads)" % (
+                    machine["fma_gflops_1t"], machine.get("fma_gflops_2t", 0), machine["read_gbs_1t"],
+                    machine.get("read_gbs_2t", 0)))
+            except Exception as e:  # noqa: BLE001 - the figures are then reported without rooflines
+                machine = {"error": str(e)[:300]}
+                failures.append(("machine", "measurement", machine["error"]))
+                log("  FAILED: " + machine["error"])
+            meta["measured"] = machine
         for spec in specs:
             log("%s: compiling" % spec.name)
             secs, exe_size, so_size, err = compile_model(nncc, spec, tmp, st.compiles)
@@ -544,20 +763,47 @@ def main():
                 failures.append((spec.name, "build", err))
                 log("  FAILED: " + err)
                 continue
+            try:
+                cost = roofline.model_cost(nncc, os.path.join(SRCROOT, spec.src))
+            except Exception as e:  # noqa: BLE001
+                cost = None
+                failures.append((spec.name, "summary", str(e)[:300]))
             points += bench_model(spec, os.path.join(tmp, spec.name), st, ort, tmp, failures, log,
-                                  args.omp_active)
+                                  args.omp_active, cost, machine, nncc, weight_notes)
+        if tspecs:
+            log("training steps")
+            tpoints = train_bench.bench_training(nncc, tmp, st, set_threads, warmups,
+                                                 machine if machine and "error" not in machine else None,
+                                                 failures, log, only=[t.row for t in tspecs],
+                                                 notes=weight_notes)
     finally:
         if ort:
             ort.close()
         shutil.rmtree(tmp, ignore_errors=True)
     meta["mode"] += ", %.0f s" % (time.perf_counter() - t_start)
     meta["load"] += ", at the end %.1f" % os.getloadavg()[0]
-    text = report(points, builds, failures, meta, bool(ort and ort.ok()))
+    meta["weights"] = ("the same in every engine: the PyTorch twin's (seeded default initialisation), copied "
+                       "into nncc by bench/weights.py" + ("; except " + "; ".join(weight_notes) if weight_notes
+                                                          else ""))
+    if not args.no_chart:
+        try:
+            import chart   # matplotlib, imported only here
+            chart.write_chart(points, tpoints, chart_path := chart_path_for(output), meta)
+            meta["chart"] = os.path.basename(chart_path)
+            log("chart written to %s" % os.path.relpath(chart_path))
+        except Exception as e:  # noqa: BLE001 - the table matters more than the picture
+            failures.append(("chart", "matplotlib", str(e)[:300]))
+            log("chart: FAILED: %s" % e)
+    text = report(points, tpoints, builds, failures, meta, bool(ort and ort.ok()))
     sys.stdout.write(text)
     with open(output, "w") as f:
         f.write(text)
     log("written to %s" % os.path.relpath(output))
     return 1 if failures else 0
+
+
+def chart_path_for(output):
+    return os.path.splitext(output)[0] + ".png"
 
 
 if __name__ == "__main__":

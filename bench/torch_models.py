@@ -5,9 +5,10 @@ so that the benchmark imports nothing from test/.  Only the inference path matte
 dropout is identity in eval mode, targets and losses are left out.  Every module takes its
 inputs batch first, as the nncc executables do ([batch, C, H, W], [batch, seq, K] or
 [batch, seq] token ids), and returns the model's outputs.  The parameter values are PyTorch's
-default initialisation: the benchmark measures time, not numbers (test/exec checks those).
+default initialisation; bench/weights.py copies them into nncc, matching the parameters in
+order, so every module declares its layers in its .nn file's order.
 
-MODELS maps the example name (the file stem) to a constructor.
+MODELS maps the example name (the file stem; bench/models/ for lstm and gru) to a constructor.
 """
 import torch
 import torch.nn as nn
@@ -172,6 +173,29 @@ class Tagger(nn.Module):
         return self.out(h2)
 
 
+class LSTM(nn.Module):
+    """bench/models/lstm.nn: one LSTM(128 -> 256) layer, every hidden state returned; its
+    parameters are named as nncc names them (h.weight_ih_l0, ...)."""
+
+    def __init__(self):
+        super().__init__()
+        self.h = nn.LSTM(128, 256, batch_first=True)
+
+    def forward(self, x):
+        return self.h(x)[0]
+
+
+class GRU(nn.Module):
+    """bench/models/gru.nn: one GRU(128 -> 256) layer, every hidden state returned."""
+
+    def __init__(self):
+        super().__init__()
+        self.h = nn.GRU(128, 256, batch_first=True)
+
+    def forward(self, x):
+        return self.h(x)[0]
+
+
 MODELS = {
     "lenet5": LeNet5,
     "mlp": MLP,
@@ -182,4 +206,6 @@ MODELS = {
     "char_rnn": CharRNN,
     "sentiment": Sentiment,
     "tagger": Tagger,
+    "lstm": LSTM,
+    "gru": GRU,
 }

@@ -11,11 +11,22 @@
 #           rebuild nncc after installing it so that libnncc_rt_mpi.a is built)
 #   fuzz:   clang-19 libclang-rt-19-dev (with --fuzz; scripts/test.sh passes it, for ctest's
 #           fuzz-smoke)
+#   bench:  python3-matplotlib (the chart), time (GNU time: peak memory), nodejs and npm (when no npm is on PATH) for ONNX
+#           Runtime, which bench/run.sh then installs from npm (with --bench; bench/run.sh passes it)
 set -euo pipefail
 packages=(gcc libc6-dev cmake ninja-build flex bison llvm-19-dev llvm-19-tools zlib1g-dev
           libzstd-dev python3-torch python3-numpy libopenblas0-pthread valgrind
           dataset-fashion-mnist openmpi-bin libopenmpi-dev)
-if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-19 libclang-rt-19-dev); fi
+for opt in "$@"; do
+  case "$opt" in
+    --fuzz) packages+=(clang-19 libclang-rt-19-dev) ;;
+    --bench) packages+=(python3-matplotlib time nodejs)
+             # a nodejs from elsewhere (nodesource) brings its own npm; Debian's npm would
+             # conflict with it, so it is asked for only when there is no npm at all
+             command -v npm >/dev/null || packages+=(npm) ;;
+    *) echo "install-deps: unknown option $opt (--fuzz, --bench)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do
