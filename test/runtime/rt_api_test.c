@@ -126,7 +126,7 @@ static int stub_forward(const nncc_exec *x) {
 
 static const nncc_model_desc kind_desc = {
   NNCC_ABI_VERSION, 0, "kinds", 4, 0, 0, 0, kind_params, NULL, NULL, NULL,
-  1000 + 3 * BIG, 0, NULL, NULL, stub_forward, NULL, NULL,
+  1000 + 3 * BIG, 0, NULL, NULL, stub_forward, NULL, NULL, 0, NULL, NULL,
 };
 
 static void stats(const float *x, int64_t n, double *mean, double *var, double *lo, double *hi) {
