@@ -294,9 +294,9 @@ static void progress(Trainer *t, int64_t epoch, int64_t step, int64_t steps, dou
                      double samples_per_s, double left_s) {
   char left[32], line[256];
   fmt_duration(left, sizeof left, left_s);
-  int n = snprintf(line, sizeof line, "epoch %lld/%lld  step %lld/%lld  loss %.4f  %.0f samples/s  %s left",
+  int n = snprintf(line, sizeof line, "epoch %lld/%lld  step %lld/%lld  loss %.4f  %.0f %s/s  %s left",
                    (long long)epoch + 1, (long long)t->epochs, (long long)step, (long long)steps,
-                   mean_loss, samples_per_s, left);
+                   mean_loss, samples_per_s, t->text ? "characters" : "samples", left);
   if (t->tty) {
     int pad = t->progress_len > n ? t->progress_len - n : 0;
     fprintf(stderr, "\r%s%*s", line, pad, "");
