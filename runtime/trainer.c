@@ -98,6 +98,25 @@ static int complain(const Trainer *t, int status, const char *fmt, ...) {
   return status;
 }
 
+/* argv[*i] as `--name VALUE` or `--name=VALUE` for one of opts[0..n): *opt is the option and
+ * *val its value (NULL when argv[*i] is none of them; *i moves past a separate value).
+ * Returns -1 when the option is the last argument and has no value. */
+static int match_option(const char *const *opts, size_t n, int argc, char **argv, int *i,
+                        const char **opt, const char **val) {
+  const char *a = argv[*i];
+  for (size_t k = 0; k < n; k++) {
+    size_t len = strlen(opts[k]);
+    if (!strncmp(a, opts[k], len) && (a[len] == 0 || a[len] == '=')) {
+      *opt = opts[k];
+      if (a[len] == '=') *val = a + len + 1;
+      else if (*i + 1 < argc) *val = argv[++*i];
+      else return -1;
+      return 0;
+    }
+  }
+  return 0;
+}
+
 static void usage(const Trainer *t) {
   const nncc_model_desc *d = t->d;
   if (t->rank != 0) return;
@@ -194,15 +213,8 @@ static int parse_args(Trainer *t, int argc, char **argv) {
     static const char *const opts[] = {"--data", "--test", "--epochs", "--batch", "--lr", "--seed",
                                        "--weights", "--save", "--log", "--progress", "--text"};
     const char *opt = NULL, *val = NULL;
-    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
-      size_t n = strlen(opts[k]);
-      if (!strncmp(a, opts[k], n) && (a[n] == 0 || a[n] == '=')) {
-        opt = opts[k];
-        if (a[n] == '=') val = a + n + 1;
-        else if (i + 1 < argc) val = argv[++i];
-        else return complain(t, 2, "%s needs a value", opt);
-      }
-    }
+    if (match_option(opts, sizeof opts / sizeof opts[0], argc, argv, &i, &opt, &val))
+      return complain(t, 2, "%s needs a value", opt);
     if (!opt) {
       if (a[0] == '-') return complain(t, 2, "unknown option '%s'", a);
       return complain(t, 2, "unexpected argument '%s'", a);
@@ -935,15 +947,8 @@ int nncc_rt_sample_main(const char *prog, int argc, char **argv, const nncc_mode
     }
     static const char *const opts[] = {"--weights", "--prime", "--length", "--temperature", "--seed"};
     const char *opt = NULL, *val = NULL;
-    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
-      size_t n = strlen(opts[k]);
-      if (!strncmp(a, opts[k], n) && (a[n] == 0 || a[n] == '=')) {
-        opt = opts[k];
-        if (a[n] == '=') val = a + n + 1;
-        else if (i + 1 < argc) val = argv[++i];
-        else return sample_fail(prog, 2, "%s needs a value", opt);
-      }
-    }
+    if (match_option(opts, sizeof opts / sizeof opts[0], argc, argv, &i, &opt, &val))
+      return sample_fail(prog, 2, "%s needs a value", opt);
     if (!opt) return sample_fail(prog, 2, "%s '%s'", a[0] == '-' ? "unknown option" : "unexpected argument", a);
     char *end;
     errno = 0;
