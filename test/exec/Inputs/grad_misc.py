@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from autograd_compare import compare
+
 TOL = 1e-3
 FLOOR = 1e-3
 FD_TOL = 1e-6
@@ -457,23 +459,7 @@ def run(lib, case, batch, seq, rng):
             got[name] = gv.copy()
     finally:
         lib.m_destroy(m)
-    TP = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in P.items()}
-    TI = {k: torch.tensor(v, dtype=torch.float64) if v.dtype == np.float32 else torch.tensor(v, dtype=torch.int64)
-          for k, v in arrays.items()}
-    L = case["ref"](TP, TI)
-    L.backward()
-    want = {"loss": np.array([L.item()])}
-    for k, t in TP.items():
-        want[k] = t.grad.numpy().reshape(-1)
-    worst, errs = 0.0, []
-    for k in want:
-        a, b = got[k].astype(np.float64), want[k]
-        if not np.all(np.isfinite(a)):
-            return None, f"{k}: not finite"
-        e = float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), FLOOR))
-        errs.append(f"{k}={e:.2e}")
-        worst = max(worst, e)
-    return worst, errs
+    return compare(case["ref"], P, arrays, got, FLOOR)
 
 
 # --- the rules in float64 against finite differences -------------------------------------------
