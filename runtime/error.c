@@ -1,5 +1,5 @@
-/* error.c - the thread-local error slot behind nncc_last_error(), and small allocation
- * helpers.
+/* error.c - the thread-local error slot behind nncc_last_error(), small allocation helpers,
+ * and the whole-file read the data readers share.
  *
  * nncc_rt_fail() formats into a _Thread_local buffer and returns the code it was given, so a
  * failing path is one line: `return nncc_rt_fail(NNCC_ERR_ARG, "batch must be >= 1, got %lld",
@@ -7,9 +7,13 @@
  * message stays until the next failure on the same thread; it is "" before the first one.
  * Messages longer than the buffer are truncated, never overflowed.
  */
+#define _POSIX_C_SOURCE 200809L   /* fileno */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "rt_internal.h"
 
@@ -38,4 +42,32 @@ int nncc_rt_mul_ok(int64_t a, int64_t b, int64_t *r) {
   if (a != 0 && b > INT64_MAX / a) return 0;
   *r = a * b;
   return 1;
+}
+
+int nncc_rt_read_file(const char *path, unsigned char **buf, size_t *size) {
+  *buf = NULL;
+  *size = 0;
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return nncc_rt_fail(NNCC_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fclose(fp);
+    return nncc_rt_fail(NNCC_ERR_IO, "cannot read %s: not a regular file", path);
+  }
+  size_t n = (size_t)st.st_size;
+  unsigned char *b = malloc(n ? n : 1);
+  if (!b) {
+    fclose(fp);
+    return nncc_rt_fail(NNCC_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, n);
+  }
+  size_t got = fread(b, 1, n, fp);
+  int bad = ferror(fp) || got != n;
+  fclose(fp);
+  if (bad) {
+    free(b);
+    return nncc_rt_fail(NNCC_ERR_IO, "cannot read %s", path);
+  }
+  *buf = b;
+  *size = n;
+  return 0;
 }

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "atomic_file.h"
 #include "rt_internal.h"
@@ -271,24 +270,11 @@ int nncc_npy_parse(const char *label, const void *buf, size_t size, int want, nn
 
 int nncc_npy_read(const char *path, int want, nncc_npy *a) {
   memset(a, 0, sizeof *a);
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return nncc_rt_fail(NNCC_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-  struct stat st;
-  if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(fp);
-    return nncc_rt_fail(NNCC_ERR_IO, "cannot read %s: not a regular file", path);
-  }
-  size_t size = (size_t)st.st_size;
-  unsigned char *buf = malloc(size ? size : 1);
-  if (!buf) {
-    fclose(fp);
-    return nncc_rt_fail(NNCC_ERR_NOMEM, "out of memory reading %s", path);
-  }
-  size_t got = fread(buf, 1, size, fp);
-  int bad = ferror(fp) || got != size;
-  fclose(fp);
-  int rc = bad ? nncc_rt_fail(NNCC_ERR_IO, "cannot read %s", path)
-               : nncc_npy_parse(path, buf, size, want, a);
+  unsigned char *buf;
+  size_t size;
+  int rc = nncc_rt_read_file(path, &buf, &size);
+  if (rc) return rc;
+  rc = nncc_npy_parse(path, buf, size, want, a);
   free(buf);
   return rc;
 }

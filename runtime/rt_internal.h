@@ -19,5 +19,8 @@
 float *nncc_rt_alloc_floats(int64_t n);
 /* a*b into *r; 0 when it overflows int64 or a, b < 0. */
 int nncc_rt_mul_ok(int64_t a, int64_t b, int64_t *r);
+/* The whole of a regular file into *buf (malloc'd, *size bytes); 0, or a negative code with
+ * the message set (cannot open, not a regular file, out of memory, a short read). */
+int nncc_rt_read_file(const char *path, unsigned char **buf, size_t *size);
 
 #endif
