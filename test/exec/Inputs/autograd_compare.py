@@ -2,6 +2,7 @@
 grad_recurrent.py): nncc's loss and parameter gradients against torch autograd in float64.
 
     compare(ref, P, arrays, got, floor) -> (worst, ["name=err", ...]) or (None, reason)
+    verdict(name, e, detail, tol) -> prints PASS / FAIL for compare's result; True on PASS
 
 ref(TP, TI) computes the loss from float64 parameters TP (requires_grad) and inputs TI (float
 arrays as float64, integer arrays as int64); P holds the parameters nncc used (float32
@@ -30,3 +31,14 @@ def compare(ref, P, arrays, got, floor):
         errs.append(f"{k}={e:.2e}")
         worst = max(worst, e)
     return worst, errs
+
+
+def verdict(name, e, detail, tol):
+    if e is None:
+        print(f"FAIL {name}  {detail}")
+        return False
+    if e > tol:
+        print(f"FAIL {name}  err={e:.2e}  {' '.join(detail)}")
+        return False
+    print(f"PASS {name}  err={e:.2e}")
+    return True

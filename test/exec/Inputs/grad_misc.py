@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from autograd_compare import compare
+from autograd_compare import compare, verdict
 
 TOL = 1e-3
 FLOOR = 1e-3
@@ -612,16 +612,11 @@ def main():
             for batch, seq in case["runs"]:
                 name = f"{case['name']}_b{batch}" + (f"_s{seq}" if seq else "")
                 e, detail = run(lib, case, batch, seq, rng)
-                if e is None:
-                    print(f"FAIL {name}  {detail}")
-                    failed += 1
-                elif e > TOL:
-                    print(f"FAIL {name}  err={e:.2e}  {' '.join(detail)}")
-                    failed += 1
-                else:
-                    print(f"PASS {name}  err={e:.2e}")
+                if verdict(name, e, detail, TOL):
                     passed += 1
                     worst = max(worst, e)
+                else:
+                    failed += 1
         print(f"worst {group} err={worst:.2e}")
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
