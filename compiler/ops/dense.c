@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "autodiff.h"
+#include "gemm.h"
 #include "lower.h"
 #include "ops.h"
 
@@ -75,143 +76,68 @@ static SymCount dense_flops(const Graph *g, const Node *n) {
 }
 
 /* --- lowering ---
- *   R = rows (batch, or batch * seq), K = in features, U = units, V = the f32 vector width,
- *   UV = ceil(U / V) unit vectors
- *   x [R, K], weight [U, K], bias [U], y [R, U]
- * A prepare kernel packs the weight as wt [UV, K, V] (unit vector uv, feature k, lane ul),
- * so the weights one vector of units needs are one contiguous strip, streamed in order
- * (at batch 1 the layer is bound by memory bandwidth: no strided walks, no TLB misses),
- * while x[r, k] is broadcast.  Rows run in blocks of 4 (four accumulators sharing each
- * weight vector); the remaining rows (all of them at batch 1) split K four ways instead,
- * so four independent FMA chains are in flight either way.  The lanes of a last, partial
- * unit vector run in the loop's scalar remainder.
+ *   R = rows (batch, or batch * seq), K = in features, U = units
+ *   x [R, K], weight [U, K] (PyTorch's layout, read where it is: no packed copy), bias [U],
+ *   y [R, U]
+ * y = x W^T is gemm_dot (gemm.h): both operands contiguous in k, register tiles of rows x
+ * units, k in chunks summed on their own; at batch 1 it is a GEMV streaming 8 weight rows at
+ * once, the unit blocks shared between threads.  The bias is the tile's starting value and
+ * the fused activation its epilogue.
  */
-enum { DENSE_ROWS = 4, DENSE_KSPLIT = 4, DENSE_KCHUNK = 64 };
+typedef struct DenseGemm {
+  LowerCtx *lc;
+  const Node *n;
+  int64_t K, U;
+  int bias;
+} DenseGemm;
 
-/* wt index: (uv * K + k) * V + ul */
-static LExpr *wt_index(LoopProgram *lp, int uv, LExpr *k, int ul, int64_t K) {
-  int64_t V = lp->vec_f32;
-  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, uv), le_i64(lp, K)), k), le_i64(lp, V)),
-                le_var(lp, ul));
+static LExpr *row_major(LoopProgram *lp, LExpr *r, int64_t cols, LExpr *c) {
+  return le_add(lp, le_mul(lp, r, le_i64(lp, cols)), c);
 }
-
-/* for uv in [0, UV): for ul in [0, min(V, U - uv*V)) vec V: returns the ul loop's body */
-static LStmt *unit_loops(LoopProgram *lp, LStmt *blk, int uv, int ul, int64_t U) {
-  int64_t V = lp->vec_f32;
-  LStmt *luv = ls_for(lp, blk, uv, le_i64(lp, 0), le_i64(lp, (U + V - 1) / V));
-  LStmt *lul = ls_for(lp, ls_body(luv), ul, le_i64(lp, 0),
-                      le_bin(lp, LO_MIN, le_i64(lp, V),
-                             le_sub(lp, le_i64(lp, U), le_mul(lp, le_var(lp, uv), le_i64(lp, V)))));
-  lul->vec = (int)V;
-  return ls_body(lul);
+/* The operands' indices (gemm.h's callbacks; no batch-reduce): [.., K] and [.., U] matrices
+ * read by rows (element (row, col)) or by columns (element (col, row)). */
+static LExpr *rows_k(LoopProgram *lp, const void *c, LExpr *br, LExpr *row, LExpr *col) {
+  (void)br;
+  return row_major(lp, row, ((const DenseGemm *)c)->K, col);
+}
+static LExpr *rows_u(LoopProgram *lp, const void *c, LExpr *br, LExpr *row, LExpr *col) {
+  (void)br;
+  return row_major(lp, row, ((const DenseGemm *)c)->U, col);
+}
+static LExpr *cols_k(LoopProgram *lp, const void *c, LExpr *br, LExpr *col, LExpr *row) {
+  return rows_k(lp, c, br, row, col);
+}
+static LExpr *cols_u(LoopProgram *lp, const void *c, LExpr *br, LExpr *col, LExpr *row) {
+  return rows_u(lp, c, br, row, col);
+}
+static LExpr *fwd_bias(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
+  (void)m;
+  return le_load(lp, ((const DenseGemm *)c)->bias, n);
+}
+static LExpr *fwd_epilogue(LoopProgram *lp, const void *c, LExpr *v, LExpr *m, LExpr *n) {
+  (void)lp, (void)m, (void)n;
+  const DenseGemm *d = c;
+  return lower_epilogue(d->lc, d->n, v);
 }
 
 static void lower_dense(struct LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   Shape in = in_shape(lc->g, n, 0);
-  int64_t K = in.d[in.rank - 1].n, U = n->a.units, V = lp->vec_f32;
-  int64_t UV = (U + V - 1) / V;
+  DenseGemm d = {.lc = lc, .n = n, .K = in.d[in.rank - 1].n, .U = n->a.units};
   int x = lower_value(lc, n->in[0]), y = lower_value(lc, n->id);
   int w = lower_param(lc, n, 0);
-  int bias = n->a.bias ? lower_param(lc, n, 1) : -1;
-
-  /* prepare: wt[uv, k, ul] = w[uv * V + ul, k] */
-  LStmt *prep;
-  int wt = lower_packed(lc, arena_printf(lp->arena, "%s.wt", n->name), UV * K * V, &prep);
-  {
-    int uv = lvar(lp, "uv"), k = lvar(lp, "k"), ul = lvar(lp, "ul");
-    LStmt *luv = ls_for(lp, prep, uv, le_i64(lp, 0), le_i64(lp, UV));
-    LStmt *lk = ls_for(lp, ls_body(luv), k, le_i64(lp, 0), le_i64(lp, K));
-    LStmt *lul = ls_for(lp, ls_body(lk), ul, le_i64(lp, 0),
-                        le_bin(lp, LO_MIN, le_i64(lp, V),
-                               le_sub(lp, le_i64(lp, U), le_mul(lp, le_var(lp, uv), le_i64(lp, V)))));
-    lul->vec = (int)V;
-    LExpr *u = le_add(lp, le_mul(lp, le_var(lp, uv), le_i64(lp, V)), le_var(lp, ul));
-    ls_store(lp, ls_body(lul), wt, wt_index(lp, uv, le_var(lp, k), ul, K),
-             le_load(lp, w, le_add(lp, le_mul(lp, u, le_i64(lp, K)), le_var(lp, k))));
-  }
-
+  d.bias = n->a.bias ? lower_param(lc, n, 1) : -1;
   LStmt *body = lower_begin(lc, n);
   SymCount rows = shape_numel(n->shape);  /* U per row */
-  rows.fixed /= U;
-  rows.per_seq /= U;
-  LExpr *R = lower_total(lc, rows);
-  LExpr *nblocks = le_bin(lp, LO_DIV, R, le_i64(lp, DENSE_ROWS));
-
-  /* K in chunks of DENSE_KCHUNK, each summed on its own and then added to the total: the
-   * rounding error grows with the chunk and the chunk count, not with K (fc6 of VGG has
-   * K = 25088) */
-  int64_t NC = (K + DENSE_KCHUNK - 1) / DENSE_KCHUNK;
-
-  /* blocks of DENSE_ROWS rows */
-  {
-    int rb = lvar(lp, "rb"), uv = lvar(lp, "uv"), ul = lvar(lp, "ul"), kc = lvar(lp, "kc"),
-        k = lvar(lp, "k");
-    LStmt *lrb = ls_for(lp, body, rb, le_i64(lp, 0), nblocks);
-    lrb->parallel = 1;
-    LStmt *ub = unit_loops(lp, ls_body(lrb), uv, ul, U);
-    LExpr *u = le_add(lp, le_mul(lp, le_var(lp, uv), le_i64(lp, V)), le_var(lp, ul));
-    int acc[DENSE_ROWS], part[DENSE_ROWS];
-    LExpr *row[DENSE_ROWS];
-    for (int j = 0; j < DENSE_ROWS; j++) {
-      row[j] = le_add(lp, le_mul(lp, le_var(lp, rb), le_i64(lp, DENSE_ROWS)), le_i64(lp, j));
-      acc[j] = ls_local(lp, ub, LT_F32, bias >= 0 ? le_load(lp, bias, u) : le_f32(lp, 0));
-    }
-    LStmt *lkc = ls_for(lp, ub, kc, le_i64(lp, 0), le_i64(lp, NC));
-    LStmt *cb = ls_body(lkc);
-    for (int j = 0; j < DENSE_ROWS; j++) part[j] = ls_local(lp, cb, LT_F32, le_f32(lp, 0));
-    LExpr *k0 = le_mul(lp, le_var(lp, kc), le_i64(lp, DENSE_KCHUNK));
-    LStmt *lk = ls_for(lp, cb, k, k0,
-                       le_bin(lp, LO_MIN, le_i64(lp, K), le_add(lp, k0, le_i64(lp, DENSE_KCHUNK))));
-    LStmt *kb = ls_body(lk);
-    int wv = ls_local(lp, kb, LT_F32, le_load(lp, wt, wt_index(lp, uv, le_var(lp, k), ul, K)));
-    for (int j = 0; j < DENSE_ROWS; j++)
-      ls_set(lp, kb, part[j],
-             le_fma(lp, le_load(lp, x, le_add(lp, le_mul(lp, row[j], le_i64(lp, K)), le_var(lp, k))),
-                    le_local(lp, wv), le_local(lp, part[j])));
-    for (int j = 0; j < DENSE_ROWS; j++)
-      ls_set(lp, cb, acc[j], le_bin(lp, LO_ADD, le_local(lp, acc[j]), le_local(lp, part[j])));
-    for (int j = 0; j < DENSE_ROWS; j++)
-      ls_store(lp, ub, y, le_add(lp, le_mul(lp, row[j], le_i64(lp, U)), u),
-               lower_epilogue(lc, n, le_local(lp, acc[j])));
-  }
-  /* the remaining rows, each chunk of K split DENSE_KSPLIT ways */
-  {
-    int r = lvar(lp, "r"), uv = lvar(lp, "uv"), ul = lvar(lp, "ul"), kc = lvar(lp, "kc"),
-        kb = lvar(lp, "kb"), k = lvar(lp, "k");
-    LStmt *lr = ls_for(lp, body, r, le_mul(lp, nblocks, le_i64(lp, DENSE_ROWS)), R);
-    LStmt *ub = unit_loops(lp, ls_body(lr), uv, ul, U);
-    /* batch 1 (a GEMV): the unit vectors are the work to share between threads */
-    ls_body(lr)->body[ls_body(lr)->nbody - 1]->parallel = 1;
-    LExpr *u = le_add(lp, le_mul(lp, le_var(lp, uv), le_i64(lp, V)), le_var(lp, ul));
-    int total = ls_local(lp, ub, LT_F32, bias >= 0 ? le_load(lp, bias, u) : le_f32(lp, 0));
-    LStmt *lkc = ls_for(lp, ub, kc, le_i64(lp, 0), le_i64(lp, NC));
-    LStmt *cb = ls_body(lkc);
-    LExpr *k0 = le_mul(lp, le_var(lp, kc), le_i64(lp, DENSE_KCHUNK));
-    LExpr *len = le_bin(lp, LO_MIN, le_i64(lp, DENSE_KCHUNK), le_sub(lp, le_i64(lp, K), k0));
-    int acc[DENSE_KSPLIT];
-    for (int j = 0; j < DENSE_KSPLIT; j++) acc[j] = ls_local(lp, cb, LT_F32, le_f32(lp, 0));
-    LStmt *lkb = ls_for(lp, cb, kb, le_i64(lp, 0), le_bin(lp, LO_DIV, len, le_i64(lp, DENSE_KSPLIT)));
-    for (int j = 0; j < DENSE_KSPLIT; j++) {
-      LExpr *kk = le_add(lp, k0, le_add(lp, le_mul(lp, le_var(lp, kb), le_i64(lp, DENSE_KSPLIT)), le_i64(lp, j)));
-      ls_set(lp, ls_body(lkb), acc[j],
-             le_fma(lp, le_load(lp, x, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, K)), kk)),
-                    le_load(lp, wt, wt_index(lp, uv, kk, ul, K)), le_local(lp, acc[j])));
-    }
-    if (K % DENSE_KSPLIT) {
-      LExpr *kt = le_add(lp, k0, le_mul(lp, le_bin(lp, LO_DIV, len, le_i64(lp, DENSE_KSPLIT)),
-                                        le_i64(lp, DENSE_KSPLIT)));
-      LStmt *lk = ls_for(lp, cb, k, kt, le_add(lp, k0, len));
-      ls_set(lp, ls_body(lk), acc[0],
-             le_fma(lp, le_load(lp, x, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, K)), le_var(lp, k))),
-                    le_load(lp, wt, wt_index(lp, uv, le_var(lp, k), ul, K)), le_local(lp, acc[0])));
-    }
-    LExpr *sum = le_bin(lp, LO_ADD, le_bin(lp, LO_ADD, le_local(lp, acc[0]), le_local(lp, acc[1])),
-                        le_bin(lp, LO_ADD, le_local(lp, acc[2]), le_local(lp, acc[3])));
-    ls_set(lp, cb, total, le_bin(lp, LO_ADD, le_local(lp, total), sum));
-    ls_store(lp, ub, y, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, U)), u),
-             lower_epilogue(lc, n, le_local(lp, total)));
-  }
+  rows.fixed /= d.U;
+  rows.per_seq /= d.U;
+  /* x[m, k], W[n, k], y[m, n] */
+  GemmSpec g = {.M = lower_total(lc, rows), .N = le_i64(lp, d.U), .K = le_i64(lp, d.K),
+                .a = x, .b = w, .c = y, .a_at = rows_k, .b_at = rows_k, .c_at = rows_u,
+                .init = d.bias >= 0 ? fwd_bias : NULL,
+                .epilogue = lc->fused_act && lc->fused_act[n->id] >= 0 ? fwd_epilogue : NULL,
+                .ctx = &d};
+  gemm_dot(lp, body, &g);
 }
 
 /* --- the gradient rule ---
@@ -258,53 +184,36 @@ static void dense_dims(LowerCtx *lc, const Node *f, int64_t *K, int64_t *U, LExp
   *R = lower_rows(lc, f->shape);
 }
 
-/* dx[r, k] = sum_u dy[r, u] W[u, k]: vectorized over k, W's rows streamed */
+/* dx = dy W: gemm_bcast over k (W's rows and dx's rows contiguous in k), dy broadcast:
+ *   C = dx [R, K] (m = r, n = k), A(m, u) = dy[r, u], B(n, u) = W[u, k] */
 static void lower_dense_dx(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   const Node *f = &lc->g->nodes[n->fwd];
-  int64_t K, U;
+  DenseGemm d = {.lc = lc, .n = n};
   LExpr *R;
-  dense_dims(lc, f, &K, &U, &R);
+  dense_dims(lc, f, &d.K, &d.U, &R);
   int dy = lower_value(lc, n->in[0]), w = lower_value(lc, n->in[1]), dx = lower_value(lc, n->id);
   LStmt *body = lower_begin(lc, n);
-  int r = lvar(lp, "r"), k = lvar(lp, "k"), u = lvar(lp, "u");
-  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), R);
-  lr->parallel = 1;
-  LStmt *lk = ls_for(lp, ls_body(lr), k, le_i64(lp, 0), le_i64(lp, K));
-  lk->vec = lp->vec_f32;
-  LStmt *kb = ls_body(lk);
-  int acc = ls_local(lp, kb, LT_F32, le_f32(lp, 0));
-  LStmt *lu = ls_for(lp, kb, u, le_i64(lp, 0), le_i64(lp, U));
-  ls_set(lp, ls_body(lu), acc,
-         le_fma(lp, le_load(lp, dy, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, U)), le_var(lp, u))),
-                le_load(lp, w, le_add(lp, le_mul(lp, le_var(lp, u), le_i64(lp, K)), le_var(lp, k))),
-                le_local(lp, acc)));
-  ls_store(lp, kb, dx, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, K)), le_var(lp, k)), le_local(lp, acc));
+  GemmSpec g = {.M = R, .N = le_i64(lp, d.K), .K = le_i64(lp, d.U), .a = dy, .b = w, .c = dx,
+                .a_at = rows_u, .b_at = cols_k, .c_at = rows_k,
+                .ctx = &d};
+  gemm_bcast(lp, body, &g);
 }
 
-/* dW[u, k] = sum_r dy[r, u] x[r, k]: vectorized over k; each (u, k) summed over the rows in
- * one fixed order, so the result does not depend on how the work is split */
+/* dW = dy^T x: gemm_bcast over k (x's rows and dW's rows contiguous in k), dy broadcast; each
+ * (u, k) summed over the rows in one fixed order, whatever the split between threads:
+ *   C = dW [U, K] (m = u, n = k), A(m, r) = dy[r, u], B(n, r) = x[r, k] */
 static void lower_dense_dw(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   const Node *f = &lc->g->nodes[n->fwd];
-  int64_t K, U;
+  DenseGemm d = {.lc = lc, .n = n};
   LExpr *R;
-  dense_dims(lc, f, &K, &U, &R);
+  dense_dims(lc, f, &d.K, &d.U, &R);
   int dy = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dw = lower_value(lc, n->id);
   LStmt *body = lower_begin(lc, n);
-  int u = lvar(lp, "u"), k = lvar(lp, "k"), r = lvar(lp, "r");
-  LStmt *lu = ls_for(lp, body, u, le_i64(lp, 0), le_i64(lp, U));
-  lu->parallel = 1;
-  LStmt *lk = ls_for(lp, ls_body(lu), k, le_i64(lp, 0), le_i64(lp, K));
-  lk->vec = lp->vec_f32;
-  LStmt *kb = ls_body(lk);
-  int acc = ls_local(lp, kb, LT_F32, le_f32(lp, 0));
-  LStmt *lr = ls_for(lp, kb, r, le_i64(lp, 0), R);
-  ls_set(lp, ls_body(lr), acc,
-         le_fma(lp, le_load(lp, dy, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, U)), le_var(lp, u))),
-                le_load(lp, x, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, K)), le_var(lp, k))),
-                le_local(lp, acc)));
-  ls_store(lp, kb, dw, le_add(lp, le_mul(lp, le_var(lp, u), le_i64(lp, K)), le_var(lp, k)), le_local(lp, acc));
+  GemmSpec g = {.M = le_i64(lp, d.U), .N = le_i64(lp, d.K), .K = R, .a = dy, .b = x, .c = dw,
+                .a_at = cols_u, .b_at = cols_k, .c_at = rows_k, .ctx = &d};
+  gemm_bcast(lp, body, &g);
 }
 
 /* db[u] = sum_r dy[r, u]: vectorized over u */

@@ -1,0 +1,234 @@
+/* gemm.c - the register-blocked matrix-product generator (see gemm.h). */
+#include "gemm.h"
+
+#include "util.h"
+
+enum { GEMM_MAX_MR = 8, GEMM_MAX_NC = 8, GEMM_DOT_CHUNK = 32 /* vectors summed per partial */ };
+
+static LExpr *i64(LoopProgram *lp, int64_t v) { return le_i64(lp, v); }
+static LExpr *var(LoopProgram *lp, int v) { return le_var(lp, v); }
+static LExpr *min_(LoopProgram *lp, LExpr *a, LExpr *b) { return le_bin(lp, LO_MIN, a, b); }
+static LExpr *div_(LoopProgram *lp, LExpr *a, int64_t d) { return le_bin(lp, LO_DIV, a, i64(lp, d)); }
+
+static LExpr *c_at(LoopProgram *lp, const GemmSpec *g, LExpr *m, LExpr *n) {
+  return g->c_at(lp, g->ctx, NULL, m, n);
+}
+
+/* for br in [0, BR): returns the block to fill and sets *br (a constant 0 without BR) */
+static LStmt *br_loop(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr **br) {
+  if (!g->BR) {
+    *br = i64(lp, 0);
+    return blk;
+  }
+  int v = lvar(lp, "br");
+  LStmt *l = ls_for(lp, blk, v, i64(lp, 0), g->BR);
+  *br = var(lp, v);
+  return ls_body(l);
+}
+
+static void check_spec(const GemmSpec *g) {
+  if (!g->M || !g->N || !g->K || !g->a_at || !g->b_at || !g->c_at) die("gemm: incomplete spec");
+  if (g->accumulate && (g->init || g->epilogue)) die("gemm: accumulate takes no init or epilogue");
+}
+
+/* --- gemm_bcast --- */
+
+/* The tile: rows m0 + i (i < mr), columns n0 + j V + l (j < nv) for the lanes l < lanes. */
+static void bcast_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *m0, int mr, LExpr *n0,
+                       int nv, LExpr *lanes) {
+  int64_t V = lp->vec_f32;
+  int l = lvar(lp, "l"), k = lvar(lp, "k");
+  LStmt *ll = ls_for(lp, blk, l, i64(lp, 0), lanes);
+  ll->vec = (int)V;
+  LStmt *tb = ls_body(ll);
+  LExpr *m[GEMM_MAX_MR], *n[GEMM_MAX_NC];
+  int acc[GEMM_MAX_MR][GEMM_MAX_NC];
+  for (int i = 0; i < mr; i++) m[i] = le_add(lp, m0, i64(lp, i));
+  for (int j = 0; j < nv; j++) n[j] = le_add(lp, n0, le_add(lp, i64(lp, j * V), var(lp, l)));
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nv; j++)
+      acc[i][j] = ls_local(lp, tb, LT_F32, g->init ? g->init(lp, g->ctx, m[i], n[j]) : le_f32(lp, 0));
+  LExpr *br;
+  LStmt *bb = br_loop(lp, tb, g, &br);
+  LStmt *lk = ls_for(lp, bb, k, i64(lp, 0), g->K);
+  LStmt *kb = ls_body(lk);
+  int bv[GEMM_MAX_NC];
+  for (int j = 0; j < nv; j++)
+    bv[j] = ls_local(lp, kb, LT_F32, le_load(lp, g->b, g->b_at(lp, g->ctx, br, n[j], var(lp, k))));
+  for (int i = 0; i < mr; i++) {
+    int av = ls_local(lp, kb, LT_F32, le_load(lp, g->a, g->a_at(lp, g->ctx, br, m[i], var(lp, k))));
+    for (int j = 0; j < nv; j++)
+      ls_set(lp, kb, acc[i][j], le_fma(lp, le_local(lp, av), le_local(lp, bv[j]), le_local(lp, acc[i][j])));
+  }
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nv; j++) {
+      LExpr *v = le_local(lp, acc[i][j]);
+      if (g->accumulate) {
+        ls_accumulate(lp, tb, g->c, c_at(lp, g, m[i], n[j]), v);
+      } else {
+        if (g->epilogue) v = g->epilogue(lp, g->ctx, v, m[i], n[j]);
+        ls_store(lp, tb, g->c, c_at(lp, g, m[i], n[j]), v);
+      }
+    }
+}
+
+/* Rows [mlo, mlo + mr * MB) in tiles of mr (MB: an expression), every column: panels of nv
+ * vectors, then single vectors, the last one partial. */
+static void bcast_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *mlo, int mr, LExpr *MB,
+                       int nv) {
+  int64_t V = lp->vec_f32, P = nv * V;
+  LExpr *NP = div_(lp, g->N, P);
+  LExpr *nfull = le_mul(lp, NP, i64(lp, P));
+  {
+    int p = lvar(lp, "np"), mb = lvar(lp, "mb");
+    LStmt *lpn = ls_for(lp, blk, p, i64(lp, 0), NP);
+    lpn->parallel = g->parallel == GEMM_PAR_N;
+    LStmt *lm = ls_for(lp, ls_body(lpn), mb, i64(lp, 0), MB);
+    bcast_tile(lp, ls_body(lm), g, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr,
+               le_mul(lp, var(lp, p), i64(lp, P)), nv, i64(lp, V));
+  }
+  {
+    /* the columns past the panels: ceil((N - nfull) / V) vectors */
+    int q = lvar(lp, "nq"), mb = lvar(lp, "mb");
+    LExpr *NQ = div_(lp, le_add(lp, le_sub(lp, g->N, nfull), i64(lp, V - 1)), V);
+    LStmt *lq = ls_for(lp, blk, q, i64(lp, 0), NQ);
+    lq->parallel = g->parallel == GEMM_PAR_N;
+    LStmt *lm = ls_for(lp, ls_body(lq), mb, i64(lp, 0), MB);
+    LExpr *n0 = le_add(lp, nfull, le_mul(lp, var(lp, q), i64(lp, V)));
+    bcast_tile(lp, ls_body(lm), g, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr, n0, 1,
+               min_(lp, i64(lp, V), le_sub(lp, g->N, n0)));
+  }
+}
+
+static void bcast_shape(const LoopProgram *lp, int *mr, int *nv) {
+  if (lp->vec_f32 >= 16) *mr = 6, *nv = 4;  /* 24 accumulators + 4 B vectors + 1 A of 32 */
+  else *mr = 4, *nv = 3;                    /* 12 + 3 + 1 of 16 */
+}
+
+void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
+  check_spec(g);
+  int mr, nv;
+  bcast_shape(lp, &mr, &nv);
+  LExpr *MB = div_(lp, g->M, mr);
+  bcast_rows(lp, blk, g, i64(lp, 0), mr, MB, nv);
+  /* the rows left over: one at a time, twice as many vectors wide */
+  LExpr *mfull = le_mul(lp, MB, i64(lp, mr));
+  bcast_rows(lp, blk, g, mfull, 1, le_sub(lp, g->M, mfull), 2 * nv);
+}
+
+/* --- gemm_dot --- */
+
+/* The tile: rows m0 + i (i < mr), columns n0 + j (j < nu). */
+static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *m0, int mr, LExpr *n0,
+                     int nu) {
+  int64_t V = lp->vec_f32;
+  LExpr *m[GEMM_MAX_MR], *n[GEMM_MAX_NC];
+  for (int i = 0; i < mr; i++) m[i] = le_add(lp, m0, i64(lp, i));
+  for (int j = 0; j < nu; j++) n[j] = le_add(lp, n0, i64(lp, j));
+  if (!g->accumulate)
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nu; j++)
+        ls_store(lp, blk, g->c, c_at(lp, g, m[i], n[j]),
+                 g->init ? g->init(lp, g->ctx, m[i], n[j]) : le_f32(lp, 0));
+  LExpr *KV = div_(lp, g->K, V); /* whole vectors of k */
+  int single = g->K->kind == LE_CONST && g->K->ival / V <= GEMM_DOT_CHUNK;
+  {
+    int l = lvar(lp, "l");
+    LStmt *ll = ls_for(lp, blk, l, i64(lp, 0), i64(lp, V));
+    ll->vec = (int)V;
+    LStmt *tb = ls_body(ll);
+    int acc[GEMM_MAX_MR][GEMM_MAX_NC], part[GEMM_MAX_MR][GEMM_MAX_NC];
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nu; j++) acc[i][j] = ls_local(lp, tb, LT_F32, le_f32(lp, 0));
+    LExpr *br;
+    LStmt *bb = br_loop(lp, tb, g, &br);
+    /* chunks of GEMM_DOT_CHUNK vectors, each summed on its own and then added to the total:
+     * the rounding error grows with the chunk and the chunk count, not with K */
+    LStmt *cb = bb;
+    LExpr *klo = i64(lp, 0), *khi = KV;
+    if (!single) {
+      int kc = lvar(lp, "kc");
+      LStmt *lkc = ls_for(lp, bb, kc, i64(lp, 0), div_(lp, le_add(lp, KV, i64(lp, GEMM_DOT_CHUNK - 1)), GEMM_DOT_CHUNK));
+      cb = ls_body(lkc);
+      klo = le_mul(lp, var(lp, kc), i64(lp, GEMM_DOT_CHUNK));
+      khi = min_(lp, KV, le_add(lp, klo, i64(lp, GEMM_DOT_CHUNK)));
+    }
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nu; j++) part[i][j] = single ? acc[i][j] : ls_local(lp, cb, LT_F32, le_f32(lp, 0));
+    int kv = lvar(lp, "kv");
+    LStmt *lk = ls_for(lp, cb, kv, klo, khi);
+    LStmt *kb = ls_body(lk);
+    LExpr *k = le_add(lp, le_mul(lp, var(lp, kv), i64(lp, V)), var(lp, l));
+    int av[GEMM_MAX_MR];
+    for (int i = 0; i < mr; i++)
+      av[i] = ls_local(lp, kb, LT_F32, le_load(lp, g->a, g->a_at(lp, g->ctx, br, m[i], k)));
+    for (int j = 0; j < nu; j++) {
+      int bv = ls_local(lp, kb, LT_F32, le_load(lp, g->b, g->b_at(lp, g->ctx, br, n[j], k)));
+      for (int i = 0; i < mr; i++)
+        ls_set(lp, kb, part[i][j], le_fma(lp, le_local(lp, av[i]), le_local(lp, bv), le_local(lp, part[i][j])));
+    }
+    if (!single)
+      for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nu; j++)
+          ls_set(lp, cb, acc[i][j], le_bin(lp, LO_ADD, le_local(lp, acc[i][j]), le_local(lp, part[i][j])));
+    /* the lanes, summed in lane order into C */
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nu; j++) ls_accumulate(lp, tb, g->c, c_at(lp, g, m[i], n[j]), le_local(lp, acc[i][j]));
+  }
+  if (g->K->kind != LE_CONST || g->K->ival % V) {
+    /* k % V: scalar, an explicit fma (a contracted a * b + c would depend on -O) */
+    LExpr *br;
+    LStmt *bb = br_loop(lp, blk, g, &br);
+    int k = lvar(lp, "kt");
+    LStmt *lk = ls_for(lp, bb, k, le_mul(lp, KV, i64(lp, V)), g->K);
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nu; j++)
+        ls_store(lp, ls_body(lk), g->c, c_at(lp, g, m[i], n[j]),
+                 le_fma(lp, le_load(lp, g->a, g->a_at(lp, g->ctx, br, m[i], var(lp, k))),
+                        le_load(lp, g->b, g->b_at(lp, g->ctx, br, n[j], var(lp, k))),
+                        le_load(lp, g->c, c_at(lp, g, m[i], n[j]))));
+  }
+  if (g->epilogue)
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nu; j++)
+        ls_store(lp, blk, g->c, c_at(lp, g, m[i], n[j]),
+                 g->epilogue(lp, g->ctx, le_load(lp, g->c, c_at(lp, g, m[i], n[j])), m[i], n[j]));
+}
+
+/* Rows [mlo, mlo + mr * MB) in tiles of mr, every column: blocks of nu, then single columns. */
+static void dot_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *mlo, int mr, LExpr *MB, int nu) {
+  LExpr *NB = div_(lp, g->N, nu);
+  LExpr *nfull = le_mul(lp, NB, i64(lp, nu));
+  {
+    int nb = lvar(lp, "nb"), mb = lvar(lp, "mb");
+    LStmt *ln = ls_for(lp, blk, nb, i64(lp, 0), NB);
+    ln->parallel = g->parallel == GEMM_PAR_N;
+    LStmt *lm = ls_for(lp, ls_body(ln), mb, i64(lp, 0), MB);
+    dot_tile(lp, ls_body(lm), g, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr,
+             le_mul(lp, var(lp, nb), i64(lp, nu)), nu);
+  }
+  {
+    int n = lvar(lp, "n"), mb = lvar(lp, "mb");
+    LStmt *ln = ls_for(lp, blk, n, nfull, g->N);
+    ln->parallel = g->parallel == GEMM_PAR_N;
+    LStmt *lm = ls_for(lp, ls_body(ln), mb, i64(lp, 0), MB);
+    dot_tile(lp, ls_body(lm), g, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr, var(lp, n), 1);
+  }
+}
+
+static void dot_shape(const LoopProgram *lp, int *mr, int *nu) {
+  if (lp->vec_f32 >= 16) *mr = 4, *nu = 4;  /* 16 accumulators + 4 A + 4 B of 32 */
+  else *mr = 3, *nu = 3;                    /* 9 + 3 + 3 of 16 */
+}
+
+void gemm_dot(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
+  check_spec(g);
+  int mr, nu;
+  dot_shape(lp, &mr, &nu);
+  LExpr *MB = div_(lp, g->M, mr);
+  dot_rows(lp, blk, g, i64(lp, 0), mr, MB, nu);
+  /* the rows left over (every row of a batch-1 product): one at a time, 8 columns wide, so
+   * 8 independent FMA chains stream 8 rows of B */
+  LExpr *mfull = le_mul(lp, MB, i64(lp, mr));
+  dot_rows(lp, blk, g, mfull, 1, le_sub(lp, g->M, mfull), 8);
+}

@@ -1,0 +1,60 @@
+/* gemm.h - the register-blocked matrix-product generator: the one micro-kernel behind dense
+ * (forward, dx, dW), the recurrent projections and weight gradients, and conv's weight gradient.
+ *
+ * It writes loop IR (loops.h) for a batch-reduce GEMM in the spirit of LIBXSMM's and oneDNN's
+ * BRGEMM:
+ *
+ *     C(m, n) = init(m, n) + sum_{br < BR} sum_{k < K} A(br, m, k) * B(br, n, k)
+ *     C(m, n) = epilogue(C(m, n), m, n)
+ *
+ * for m < M, n < N.  The operands are buffers reached through index callbacks, so a caller
+ * describes any layout (row-major, transposed, strided, a shifted convolution window) without
+ * copying it.  Two register tilings, chosen by which operand is contiguous:
+ *
+ *   gemm_bcast   vectorized over n: B(br, n, k) is contiguous in n, A is broadcast.  A tile of
+ *                MR rows x NR vectors of n keeps MR x NR vector accumulators in registers;
+ *                per k it loads NR vectors of B and MR scalars of A for MR x NR FMAs.  The
+ *                accumulators start at init and go through the epilogue straight into C.
+ *   gemm_dot     vectorized over k: A(br, m, k) and B(br, n, k) are both contiguous in k
+ *                (a matrix times a transposed one, a weight in PyTorch's [out, in] layout).
+ *                A tile of MR rows x NU columns keeps MR x NU vector accumulators of lane
+ *                partials, summed over chunks of k and then across the lanes in lane order;
+ *                the k % V tail runs scalar.  No packing: weights are read where they are.
+ *
+ * The tiles come from the target's vector width (16 registers for AVX2: 4 x 3 tiles; 32 for
+ * AVX-512: 6 x 4); rows left over by MR run as 1-row tiles twice as wide, so a batch-1 product
+ * (a GEMV) still has 8 independent FMA chains streaming its weights.  Every output element is
+ * summed in one fixed order that depends on the shapes and the vector width only: never on how
+ * the work is split between threads.  The outer loop over column blocks is parallel (disjoint
+ * outputs) unless the spec says otherwise.
+ */
+#ifndef NNCC_GEMM_H
+#define NNCC_GEMM_H
+
+#include "loops.h"
+
+/* The index of an operand element: A(br, m, k), B(br, n, k), C(m, n) (br NULL for C). */
+typedef LExpr *(*GemmAt)(LoopProgram *lp, const void *ctx, LExpr *br, LExpr *row, LExpr *k);
+/* init(m, n): C's starting value (f32); epilogue(v, m, n): what is stored for the sum v. */
+typedef LExpr *(*GemmInit)(LoopProgram *lp, const void *ctx, LExpr *m, LExpr *n);
+typedef LExpr *(*GemmEpilogue)(LoopProgram *lp, const void *ctx, LExpr *v, LExpr *m, LExpr *n);
+
+typedef enum GemmPar { GEMM_PAR_N, GEMM_PAR_NONE } GemmPar;
+
+typedef struct GemmSpec {
+  LExpr *M, *N, *K;     /* i64 sizes; any of them may depend on the batch or seq */
+  LExpr *BR;            /* the batch-reduce count; NULL: 1 */
+  int a, b, c;          /* buffers */
+  GemmAt a_at, b_at, c_at;
+  GemmInit init;        /* NULL: 0 */
+  GemmEpilogue epilogue;/* NULL: the sum itself */
+  int accumulate;       /* C += the product (init and epilogue must be NULL) */
+  GemmPar parallel;     /* which outer loop runs on threads (default: column blocks) */
+  const void *ctx;      /* passed to the callbacks */
+  const char *name;     /* for the loop variables' names: "" */
+} GemmSpec;
+
+void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g);
+void gemm_dot(LoopProgram *lp, LStmt *blk, const GemmSpec *g);
+
+#endif
