@@ -3,7 +3,8 @@
 
 #include "util.h"
 
-enum { GEMM_MAX_MR = 8, GEMM_MAX_NC = 8, GEMM_DOT_CHUNK = 32 /* vectors summed per partial */ };
+enum { GEMM_MAX_MR = 8, GEMM_MAX_NC = 8, GEMM_DOT_CHUNK = 32 /* vectors summed per partial */,
+       GEMM_BCAST_SLICE = 256 /* k per slice of a gemm_bcast reduction */ };
 
 static LExpr *i64(LoopProgram *lp, int64_t v) { return le_i64(lp, v); }
 static LExpr *var(LoopProgram *lp, int v) { return le_var(lp, v); }
@@ -14,17 +15,25 @@ static LExpr *c_at(LoopProgram *lp, const GemmSpec *g, LExpr *m, LExpr *n) {
   return g->c_at(lp, g->ctx, NULL, m, n);
 }
 
-/* for br in [0, BR): returns the block to fill and sets *br (a constant 0 without BR) */
-static LStmt *br_loop(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr **br) {
+/* for br in [lo, hi) (lo NULL: [0, BR)): returns the block to fill and sets *br (a constant 0
+ * without BR) */
+static LStmt *br_loop(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *lo, LExpr *hi, LExpr **br) {
   if (!g->BR) {
     *br = i64(lp, 0);
     return blk;
   }
   int v = lvar(lp, "br");
-  LStmt *l = ls_for(lp, blk, v, i64(lp, 0), g->BR);
+  LStmt *l = ls_for(lp, blk, v, lo ? lo : i64(lp, 0), lo ? hi : g->BR);
   *br = var(lp, v);
   return ls_body(l);
 }
+
+/* A slice of the reduction: k in [klo, khi), br in [brlo, brhi) (NULL: all); first / last (bool
+ * expressions, NULL: true) say whether it is the first slice (C starts at init) and the last
+ * (the epilogue applies). */
+typedef struct Slice {
+  LExpr *klo, *khi, *brlo, *brhi, *first, *last;
+} Slice;
 
 static void check_spec(const GemmSpec *g) {
   if (!g->M || !g->N || !g->K || !g->a_at || !g->b_at || !g->c_at) die("gemm: incomplete spec");
@@ -34,8 +43,8 @@ static void check_spec(const GemmSpec *g) {
 /* --- gemm_bcast --- */
 
 /* The tile: rows m0 + i (i < mr), columns n0 + j V + l (j < nv) for the lanes l < lanes. */
-static void bcast_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *m0, int mr, LExpr *n0,
-                       int nv, LExpr *lanes) {
+static void bcast_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice *sl, LExpr *m0,
+                       int mr, LExpr *n0, int nv, LExpr *lanes) {
   int64_t V = lp->vec_f32;
   int l = lvar(lp, "l"), k = lvar(lp, "k");
   LStmt *ll = ls_for(lp, blk, l, i64(lp, 0), lanes);
@@ -47,10 +56,10 @@ static void bcast_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *m0
   for (int j = 0; j < nv; j++) n[j] = le_add(lp, n0, le_add(lp, i64(lp, j * V), var(lp, l)));
   for (int i = 0; i < mr; i++)
     for (int j = 0; j < nv; j++)
-      acc[i][j] = ls_local(lp, tb, LT_F32, g->init ? g->init(lp, g->ctx, m[i], n[j]) : le_f32(lp, 0));
+      acc[i][j] = ls_local(lp, tb, LT_F32, g->init && !sl->first ? g->init(lp, g->ctx, m[i], n[j]) : le_f32(lp, 0));
   LExpr *br;
-  LStmt *bb = br_loop(lp, tb, g, &br);
-  LStmt *lk = ls_for(lp, bb, k, i64(lp, 0), g->K);
+  LStmt *bb = br_loop(lp, tb, g, sl->brlo, sl->brhi, &br);
+  LStmt *lk = ls_for(lp, bb, k, sl->klo, sl->khi);
   LStmt *kb = ls_body(lk);
   int bv[GEMM_MAX_NC];
   for (int j = 0; j < nv; j++)
@@ -66,7 +75,13 @@ static void bcast_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *m0
       if (g->accumulate) {
         ls_accumulate(lp, tb, g->c, c_at(lp, g, m[i], n[j]), v);
       } else {
-        if (g->epilogue) v = g->epilogue(lp, g->ctx, v, m[i], n[j]);
+        if (sl->first) /* a later slice adds to what the earlier ones left in C */
+          v = le_bin(lp, LO_ADD, v, le_select(lp, sl->first, g->init ? g->init(lp, g->ctx, m[i], n[j]) : le_f32(lp, 0),
+                                             le_load(lp, g->c, c_at(lp, g, m[i], n[j]))));
+        if (g->epilogue) {
+          LExpr *e = g->epilogue(lp, g->ctx, v, m[i], n[j]);
+          v = sl->last ? le_select(lp, sl->last, e, v) : e;
+        }
         ls_store(lp, tb, g->c, c_at(lp, g, m[i], n[j]), v);
       }
     }
@@ -74,17 +89,22 @@ static void bcast_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *m0
 
 /* Rows [mlo, mlo + mr * MB) in tiles of mr (MB: an expression), every column: panels of nv
  * vectors, then single vectors, the last one partial. */
-static void bcast_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *mlo, int mr, LExpr *MB,
-                       int nv) {
+static void bcast_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice *sl, LExpr *mlo,
+                       int mr, LExpr *MB, int nv) {
   int64_t V = lp->vec_f32, P = nv * V;
-  LExpr *NP = div_(lp, g->N, P);
+  /* panels no wider than the columns (a known N narrower than a panel) */
+  if (g->N->kind == LE_CONST && g->N->ival < P) {
+    nv = (int)(g->N->ival / V);
+    P = nv * V;
+  }
+  LExpr *NP = nv ? div_(lp, g->N, P) : i64(lp, 0);
   LExpr *nfull = le_mul(lp, NP, i64(lp, P));
-  {
+  if (nv) {
     int p = lvar(lp, "np"), mb = lvar(lp, "mb");
     LStmt *lpn = ls_for(lp, blk, p, i64(lp, 0), NP);
     lpn->parallel = g->parallel == GEMM_PAR_N;
     LStmt *lm = ls_for(lp, ls_body(lpn), mb, i64(lp, 0), MB);
-    bcast_tile(lp, ls_body(lm), g, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr,
+    bcast_tile(lp, ls_body(lm), g, sl, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr,
                le_mul(lp, var(lp, p), i64(lp, P)), nv, i64(lp, V));
   }
   {
@@ -95,7 +115,7 @@ static void bcast_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *ml
     lq->parallel = g->parallel == GEMM_PAR_N;
     LStmt *lm = ls_for(lp, ls_body(lq), mb, i64(lp, 0), MB);
     LExpr *n0 = le_add(lp, nfull, le_mul(lp, var(lp, q), i64(lp, V)));
-    bcast_tile(lp, ls_body(lm), g, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr, n0, 1,
+    bcast_tile(lp, ls_body(lm), g, sl, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr, n0, 1,
                min_(lp, i64(lp, V), le_sub(lp, g->N, n0)));
   }
 }
@@ -105,15 +125,47 @@ static void bcast_shape(const LoopProgram *lp, int *mr, int *nv) {
   else *mr = 4, *nv = 3;                    /* 12 + 3 + 1 of 16 */
 }
 
+/* for v in [0, ceil(total / size)): the slice [*lo, *hi) of [0, total), and sl's first / last
+ * conditions; returns the loop's body */
+static LStmt *slice_loop(LoopProgram *lp, LStmt *blk, const char *name, LExpr *total, int64_t size,
+                         LExpr **lo, LExpr **hi, Slice *sl) {
+  int v = lvar(lp, name);
+  LExpr *n = div_(lp, le_add(lp, total, i64(lp, size - 1)), size);
+  LStmt *body = ls_body(ls_for(lp, blk, v, i64(lp, 0), n));
+  *lo = le_mul(lp, var(lp, v), i64(lp, size));
+  *hi = min_(lp, total, le_add(lp, *lo, i64(lp, size)));
+  sl->first = le_bin(lp, LO_EQ, var(lp, v), i64(lp, 0));
+  sl->last = le_bin(lp, LO_EQ, var(lp, v), le_sub(lp, n, i64(lp, 1)));
+  return body;
+}
+
 void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
   check_spec(g);
   int mr, nv;
   bcast_shape(lp, &mr, &nv);
+  /* The reduction in slices of about GEMM_BCAST_SLICE k (times br): a tile's strip of B (one
+   * row of nv vectors per k) then stays in L1 over every row block, not only when K is small */
+  Slice sl = {.klo = i64(lp, 0), .khi = g->K};
+  LStmt *body = blk;
+  int kconst = g->K->kind == LE_CONST;
+  if (g->BR) {
+    int64_t brc = kconst ? (g->K->ival >= GEMM_BCAST_SLICE ? 1 : GEMM_BCAST_SLICE / (g->K->ival ? g->K->ival : 1)) : 4;
+    if (!(g->BR->kind == LE_CONST && g->BR->ival <= brc))
+      body = slice_loop(lp, blk, "bs", g->BR, brc, &sl.brlo, &sl.brhi, &sl);
+  } else if (!(kconst && g->K->ival <= GEMM_BCAST_SLICE * 3 / 2)) {
+    body = slice_loop(lp, blk, "ks", g->K, GEMM_BCAST_SLICE, &sl.klo, &sl.khi, &sl);
+  }
+  if (g->accumulate) sl.first = sl.last = NULL;
   LExpr *MB = div_(lp, g->M, mr);
-  bcast_rows(lp, blk, g, i64(lp, 0), mr, MB, nv);
+  bcast_rows(lp, body, g, &sl, i64(lp, 0), mr, MB, nv);
   /* the rows left over: one at a time, twice as many vectors wide */
   LExpr *mfull = le_mul(lp, MB, i64(lp, mr));
-  bcast_rows(lp, blk, g, mfull, 1, le_sub(lp, g->M, mfull), 2 * nv);
+  bcast_rows(lp, body, g, &sl, mfull, 1, le_sub(lp, g->M, mfull), 2 * nv);
+}
+
+int64_t gemm_pitch(const LoopProgram *lp, int64_t n) {
+  int64_t V = lp->vec_f32, p = (n + V - 1) / V * V;
+  return p % 256 ? p : p + 16;
 }
 
 /* --- gemm_dot --- */
@@ -141,7 +193,7 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *m0, 
     for (int i = 0; i < mr; i++)
       for (int j = 0; j < nu; j++) acc[i][j] = ls_local(lp, tb, LT_F32, le_f32(lp, 0));
     LExpr *br;
-    LStmt *bb = br_loop(lp, tb, g, &br);
+    LStmt *bb = br_loop(lp, tb, g, NULL, NULL, &br);
     /* chunks of GEMM_DOT_CHUNK vectors, each summed on its own and then added to the total:
      * the rounding error grows with the chunk and the chunk count, not with K */
     LStmt *cb = bb;
@@ -178,7 +230,7 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *m0, 
   if (g->K->kind != LE_CONST || g->K->ival % V) {
     /* k % V: scalar, an explicit fma (a contracted a * b + c would depend on -O) */
     LExpr *br;
-    LStmt *bb = br_loop(lp, blk, g, &br);
+    LStmt *bb = br_loop(lp, blk, g, NULL, NULL, &br);
     int k = lvar(lp, "kt");
     LStmt *lk = ls_for(lp, bb, k, le_mul(lp, KV, i64(lp, V)), g->K);
     for (int i = 0; i < mr; i++)

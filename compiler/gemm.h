@@ -55,6 +55,10 @@ typedef struct GemmSpec {
 } GemmSpec;
 
 void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g);
+/* The row pitch (floats) for a packed operand of n columns that gemm_bcast walks row by row:
+ * n rounded up to the vector width, plus one cache line when the pitch is a multiple of 1 KiB
+ * (rows 4 KiB apart share an L1 set: a 256 x 24 panel would not stay in L1). */
+int64_t gemm_pitch(const LoopProgram *lp, int64_t n);
 void gemm_dot(LoopProgram *lp, LStmt *blk, const GemmSpec *g);
 
 #endif

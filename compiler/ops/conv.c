@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "autodiff.h"
+#include "gemm.h"
 #include "lower.h"
 #include "ops.h"
 
@@ -617,8 +618,8 @@ const OpInfo op_conv1d = {
  *   vectorized over ix (contiguous loads of dyp, W broadcast).  Input rows and columns that
  *   no window reads (floored windows) meet only zeros of dyp: their gradient is 0.
  * _conv_dw: dW[f, c, ky, kx] = sum_{b, oy, ox} dy[b, f, oy, ox] xp[b, c, oy sh + ky, ox sw + kx]
- *   (xp: x zero-padded): vectorized over ox, each lane summing over b and oy, the lanes
- *   summed into the zeroed dW.
+ *   (xp: x zero-padded): a batch-reduce gemm_dot (gemm.h) over flat planes, register tiles of
+ *   filters x (c, ky, kx) taps.
  * _conv_db: db[f] = sum_{b, q} dy[b, f, q] the same way. */
 typedef struct ConvGeo {
   int64_t C, H, W, F, kh, kw, sh, sw, ph, pw, OH, OW;
@@ -662,7 +663,7 @@ static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
 /* Channels cvar * mult + i, i < nb, of batch row b: dxs[b, c, q] for every q, the nb
  * accumulators (independent FMA chains) sharing each load of dyp. */
-enum { CONV_DX_BLOCK = 4, CONV_DW_BLOCK = 4 };
+enum { CONV_DX_BLOCK = 4 };
 
 static void conv_dx_channels(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int b, int cvar,
                              int64_t mult, int nb, int dyp, int w, int dxs, int64_t DPS,
@@ -699,42 +700,34 @@ static void conv_dx_channels(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int 
   }
 }
 
-/* Filters fvar * mult + i, i < nb: dW[f, c, ky, kx] for every c, ky, kx (see lower_conv_dw),
- * the nb vector accumulators sharing each load of xp. */
-static void conv_dw_filters(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int fvar, int64_t mult,
-                            int nb, int dyq, int xp, int dw, int64_t NQ, int64_t XPS, int64_t Wp) {
-  int64_t V = lp->vec_f32;
-  int c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
-  int l = lvar(lp, "l"), b = lvar(lp, "b"), qb = lvar(lp, "qb");
-  LStmt *lc_ = ls_for(lp, blk, c, le_i64(lp, 0), le_i64(lp, g->C));
-  LStmt *lky = ls_for(lp, ls_body(lc_), ky, le_i64(lp, 0), le_i64(lp, g->kh));
-  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, g->kw));
-  LStmt *ll = ls_for(lp, ls_body(lkx), l, le_i64(lp, 0), le_i64(lp, V));
-  ll->vec = (int)V;
-  LStmt *lb_ = ls_body(ll);
-  int acc[CONV_DW_BLOCK];
-  for (int i = 0; i < nb; i++) acc[i] = ls_local(lp, lb_, LT_F32, le_f32(lp, 0));
-  LStmt *lb = ls_for(lp, lb_, b, le_i64(lp, 0), le_batch(lp));
-  LStmt *lqb = ls_for(lp, ls_body(lb), qb, le_i64(lp, 0), le_i64(lp, NQ / V));
-  LStmt *qbb = ls_body(lqb);
-  LExpr *q = le_add(lp, le_mul(lp, le_var(lp, qb), le_i64(lp, V)), le_var(lp, l));
-  LExpr *xi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g->C)), le_var(lp, c)),
-                                le_i64(lp, XPS)),
-                     le_add(lp, le_mul(lp, q, le_i64(lp, g->sw)),
-                            le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, Wp)), le_var(lp, kx))));
-  int xv = ls_local(lp, qbb, LT_F32, le_load(lp, xp, xi));
-  for (int i = 0; i < nb; i++) {
-    LExpr *f = le_add(lp, le_mul(lp, le_var(lp, fvar), le_i64(lp, mult)), le_i64(lp, i));
-    LExpr *di = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g->F)), f),
-                                  le_i64(lp, NQ)),
-                       q);
-    ls_set(lp, qbb, acc[i], le_fma(lp, le_load(lp, dyq, di), le_local(lp, xv), le_local(lp, acc[i])));
-  }
-  for (int i = 0; i < nb; i++) {
-    LExpr *f = le_add(lp, le_mul(lp, le_var(lp, fvar), le_i64(lp, mult)), le_i64(lp, i));
-    ls_accumulate(lp, lb_, dw, ix4(lp, f, le_var(lp, c), le_var(lp, ky), le_var(lp, kx), g->C, g->kh, g->kw),
-                  le_local(lp, acc[i]));
-  }
+/* dW as a batch-reduce product (gemm_dot): rows f, columns n = (c, ky, kx), reduced over the
+ * batch rows b and the positions q of the flat planes (see lower_conv_dw):
+ *   A(b, f, q) = dyq[b, f, q],  B(b, n, q) = xp[b, c, s q + ky Wp + kx] */
+typedef struct ConvDw {
+  const ConvGeo *g;
+  int64_t NQ, XPS, Wp;
+} ConvDw;
+
+static LExpr *dw_dy(LoopProgram *lp, const void *c, LExpr *b, LExpr *f, LExpr *q) {
+  const ConvDw *d = c;
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, b, le_i64(lp, d->g->F)), f), le_i64(lp, d->NQ)), q);
+}
+static LExpr *dw_x(LoopProgram *lp, const void *c, LExpr *b, LExpr *n, LExpr *q) {
+  const ConvDw *d = c;
+  const ConvGeo *g = d->g;
+  int64_t kk = g->kh * g->kw;
+  LExpr *ch = le_bin(lp, LO_DIV, n, le_i64(lp, kk));
+  LExpr *tap = le_bin(lp, LO_MOD, n, le_i64(lp, kk));
+  LExpr *ky = le_bin(lp, LO_DIV, tap, le_i64(lp, g->kw)), *kx = le_bin(lp, LO_MOD, tap, le_i64(lp, g->kw));
+  LExpr *plane = le_mul(lp, le_add(lp, le_mul(lp, b, le_i64(lp, g->C)), ch), le_i64(lp, d->XPS));
+  return le_add(lp, plane, le_add(lp, le_mul(lp, q, le_i64(lp, g->sw)),
+                                  le_add(lp, le_mul(lp, ky, le_i64(lp, d->Wp)), kx)));
+}
+/* dW[f, n] with n = (c, ky, kx): W's own layout */
+static LExpr *dw_w(LoopProgram *lp, const void *c, LExpr *br, LExpr *f, LExpr *n) {
+  (void)br;
+  const ConvGeo *g = ((const ConvDw *)c)->g;
+  return le_add(lp, le_mul(lp, f, le_i64(lp, g->C * g->kh * g->kw)), n);
 }
 
 /* _conv_dx.  Flat planes so that the vector loop runs over whole vectors of a contiguous
@@ -811,8 +804,8 @@ static void lower_conv_dx(LowerCtx *lc, const Node *n) {
  * dyq [B, F, NQ] is dy with the same pitch Wp (zero in columns >= OW and past OH Wp, NQ a
  * whole number of vectors), so that with q = oy Wp + ox the input element under kernel tap
  * (ky, kx) is xp[s q + ky Wp + kx] (sh = sw for conv2d; conv1d has one row).  Then
- *   dW[f, c, ky, kx] = sum over lanes l of sum_{b, qb} dyq[b, f, qb V + l] xp[b, c, s (qb V + l) + ky Wp + kx]
- * one vector accumulator per weight, its lanes summed once into the zeroed dW. */
+ *   dW[f, c, ky, kx] = sum_b sum_q dyq[b, f, q] xp[b, c, s q + ky Wp + kx]
+ * a batch-reduce gemm_dot (rows f, columns (c, ky, kx), reduced over b and q: ConvDw). */
 static void lower_conv_dw(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   ConvGeo g = conv_geo(lc->g, &lc->g->nodes[n->fwd]);
@@ -852,20 +845,11 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
     ls_store(lp, ls_body(lox), dyq, dst,
              le_load(lp, dy, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, oy), le_var(lp, ox), 1, g.OH, g.OW)));
   }
-  fill_loop(lp, body, dw, le_i64(lp, g.F * g.C * g.kh * g.kw), 0.0);
-  int64_t blocks = g.F / CONV_DW_BLOCK;
-  if (blocks > 0) {
-    int fb = lvar(lp, "fb");
-    LStmt *lfb = ls_for(lp, body, fb, le_i64(lp, 0), le_i64(lp, blocks));
-    lfb->parallel = 1;
-    conv_dw_filters(lp, ls_body(lfb), &g, fb, CONV_DW_BLOCK, CONV_DW_BLOCK, dyq, xp, dw, NQ, XPS, Wp);
-  }
-  if (blocks * CONV_DW_BLOCK < g.F) {
-    int f = lvar(lp, "f");
-    LStmt *lf = ls_for(lp, body, f, le_i64(lp, blocks * CONV_DW_BLOCK), le_i64(lp, g.F));
-    lf->parallel = 1;
-    conv_dw_filters(lp, ls_body(lf), &g, f, 1, 1, dyq, xp, dw, NQ, XPS, Wp);
-  }
+  ConvDw cd = {.g = &g, .NQ = NQ, .XPS = XPS, .Wp = Wp};
+  GemmSpec gm = {.M = le_i64(lp, g.F), .N = le_i64(lp, g.C * g.kh * g.kw), .K = le_i64(lp, NQ),
+                 .BR = le_batch(lp), .a = dyq, .b = xp, .c = dw, .a_at = dw_dy, .b_at = dw_x,
+                 .c_at = dw_w, .ctx = &cd};
+  gemm_dot(lp, body, &gm);
 }
 
 static void lower_conv_db(LowerCtx *lc, const Node *n) {

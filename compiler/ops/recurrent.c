@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "autodiff.h"
+#include "gemm.h"
 #include "lower.h"
 #include "ops.h"
 
@@ -234,15 +235,17 @@ static LExpr *state_at(LoopProgram *lp, int64_t units, RowRef b, int s, int whic
                 unit);
 }
 
-/* A packed copy of W [rows, cols] transposed: packed[k * rows + j] = W[j * cols + k]. */
+/* A packed copy of W [rows, cols] transposed: packed[k * pitch + j] = W[j * cols + k], the
+ * row pitch gemm_pitch(rows) (no cache-set aliasing between the rows a product walks). */
 static int pack_transposed(LowerCtx *lc, const char *name, int w, int64_t rows, int64_t cols) {
   LoopProgram *lp = lc->lp;
   LStmt *prep;
-  int p = lower_packed(lc, name, rows * cols, &prep);
+  int64_t pitch = gemm_pitch(lp, rows);
+  int p = lower_packed(lc, name, pitch * cols, &prep);
   int j = lvar(lp, "j"), k = lvar(lp, "k");
   LStmt *lj = ls_for(lp, prep, j, le_i64(lp, 0), le_i64(lp, rows));
   LStmt *lk = ls_for(lp, ls_body(lj), k, le_i64(lp, 0), le_i64(lp, cols));
-  ls_store(lp, ls_body(lk), p, mad(lp, le_var(lp, k), rows, le_var(lp, j)),
+  ls_store(lp, ls_body(lk), p, mad(lp, le_var(lp, k), pitch, le_var(lp, j)),
            le_load(lp, w, mad(lp, le_var(lp, j), cols, le_var(lp, k))));
   return p;
 }
@@ -276,8 +279,10 @@ typedef struct RecPass {
   int wihT, whhT, bias; /* packed weights */
   int bhh;              /* b_hh (gru's b_hn) */
   int xp, hs, cs;       /* scratch: projected inputs, hidden state, cell state (lstm, else -1) */
+  int gs;               /* scratch [batch, G*U]: one step's gate pre-activations */
   int l;                /* the layer */
   int sv;               /* MODE_GRADIENTS: the saved states (see saved_at), else -1 */
+  int step;             /* the loop variable of the steps */
   int rs;               /* the carried state (M_step, stateful training), else -1 */
   int64_t rs_off, rs_row; /* this node's offset in a row of rs, and the row's floats */
   int s0;               /* stateful training: the saved initial state (saved0_at), else -1 */
@@ -298,77 +303,78 @@ static LExpr *saved_at(LoopProgram *lp, const Node *n, LExpr *row, int64_t l, in
   return le_add(lp, mad(lp, row, n->a.layers * dirs * S * un, le_i64(lp, rec)), unit);
 }
 
-/* xp[r, :] for the nr rows r = rv * nr + i of one block (see above). */
-static void projection_rows(LoopProgram *lp, LStmt *blk, const RecPass *p, int rv, int nr) {
-  int64_t gu = gates(p->n->a.cell) * p->n->a.units;
-  int j = lvar(lp, "j"), k = lvar(lp, "k");
-  LStmt *lj = ls_for(lp, blk, j, le_i64(lp, 0), le_i64(lp, gu));
-  lj->vec = lp->vec_f32;
-  LStmt *bj = ls_body(lj);
-  int acc[MAX_BLOCK];
-  for (int i = 0; i < nr; i++)
-    acc[i] = ls_local(lp, bj, LT_F32, le_load(lp, p->bias, le_var(lp, j)));
-  LStmt *bk = ls_body(ls_for(lp, bj, k, le_i64(lp, 0), le_i64(lp, p->kl)));
-  int w = ls_local(lp, bk, LT_F32, le_load(lp, p->wihT, mad(lp, le_var(lp, k), gu, le_var(lp, j))));
-  for (int i = 0; i < nr; i++) {
-    RowRef r = {rv, nr, i};
-    LExpr *x = le_load(lp, p->src, mad(lp, row_of(lp, r), p->kl, le_var(lp, k)));
-    ls_set(lp, bk, acc[i], le_fma(lp, x, le_local(lp, w), le_local(lp, acc[i])));
-  }
-  for (int i = 0; i < nr; i++) {
-    RowRef r = {rv, nr, i};
-    ls_store(lp, bj, p->xp, mad(lp, row_of(lp, r), gu, le_var(lp, j)), le_local(lp, acc[i]));
-  }
+/* The matrix products of a pass (gemm.h's callbacks, ctx = the RecPass):
+ *   the projection  xp[r, :] = bias + src[r, :] W_ih^T      (all batch x seq rows at once)
+ *   a step          gs[b, :] = xp[b, t, :] + h_{t-1}[b, :] W_hh^T
+ * both gemm_bcast over the gate units (the packed W^T rows are contiguous in them).  gru's n
+ * gate keeps W_hn h + b_hn apart: its columns of gs start at b_hn instead of xp. */
+static int64_t pass_gu(const RecPass *p) { return gates(p->n->a.cell) * p->n->a.units; }
+static LExpr *src_at(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *k) {
+  (void)br;
+  return mad(lp, m, ((const RecPass *)c)->kl, k);
+}
+static LExpr *wT_at(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *k) {
+  (void)br;
+  return mad(lp, k, gemm_pitch(lp, pass_gu(c)), n);
+}
+static LExpr *gates_at(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *n) {
+  (void)br;
+  return mad(lp, m, pass_gu(c), n);
+}
+static LExpr *bias_at(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
+  (void)m;
+  return le_load(lp, ((const RecPass *)c)->bias, n);
+}
+/* h_{t-1}[b, k]: half s % 2 of the double buffer (state_at) */
+static LExpr *hprev_at(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *k) {
+  (void)br;
+  const RecPass *p = c;
+  int64_t un = p->n->a.units;
+  return le_add(lp, le_add(lp, le_mul(lp, m, le_i64(lp, 2 * un)),
+                           le_mul(lp, le_bin(lp, LO_MOD, le_var(lp, p->step), le_i64(lp, 2)), le_i64(lp, un))),
+                k);
+}
+static LExpr *step_init(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
+  const RecPass *p = c;
+  Dim seq = p->n->shape.d[0];
+  LExpr *row = le_add(lp, le_mul(lp, m, le_dim(lp, seq)), step_time(lp, seq, p->step, p->d));
+  LExpr *x = le_load(lp, p->xp, mad(lp, row, pass_gu(p), n));
+  if (p->n->a.cell != CELL_GRU) return x;
+  int64_t un = p->n->a.units;
+  return le_select(lp, le_bin(lp, LO_LT, n, le_i64(lp, 2 * un)), x, le_load(lp, p->bhh, n));
 }
 
-/* One step for the nr batch rows b = bv * nr + i, inside the loop over units u. */
-static void step_rows(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int u, int bv,
-                      int nr) {
+/* One step's cell for batch row b (a loop variable), vectorized over units u, from the gate
+ * pre-activations in gs. */
+static void step_cell(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int u, int bv) {
   const Node *n = p->n;
   RecurrentCell cell = n->a.cell;
   int64_t un = n->a.units, gn = gates(cell), gu = gn * un;
   int64_t width = (n->a.bidirectional ? 2 : 1) * un;
   Dim seq = n->shape.d[0];
-  /* acc[i][g] = xp[b_i, t, g*U + u]; gru's n gate keeps W_hn h + b_hn apart in hn[i] */
-  int acc[MAX_BLOCK][4], hn[MAX_BLOCK];
-  for (int i = 0; i < nr; i++) {
-    RowRef b = {bv, nr, i};
-    for (int gi = 0; gi < gn; gi++) {
-      LExpr *at = mad(lp, step_row(lp, seq, b, s, p->d), gu,
-                      le_add(lp, le_i64(lp, gi * un), le_var(lp, u)));
-      acc[i][gi] = ls_local(lp, blk, LT_F32, le_load(lp, p->xp, at));
-    }
-    if (cell == CELL_GRU)
-      hn[i] = ls_local(lp, blk, LT_F32,
-                       le_load(lp, p->bhh, le_add(lp, le_i64(lp, 2 * un), le_var(lp, u))));
-  }
-  int k = lvar(lp, "k");
-  LStmt *bk = ls_body(ls_for(lp, blk, k, le_i64(lp, 0), le_i64(lp, un)));
-  int w[4];
+  RowRef b = {bv, 1, 0};
+  /* acc[g] = gs[b, g*U + u]; gru's n gate: acc[2] = xp[b, t, 2U + u], hn = gs[b, 2U + u] */
+  int acc[4], hn = -1;
   for (int gi = 0; gi < gn; gi++)
-    w[gi] = ls_local(lp, bk, LT_F32,
-                     le_load(lp, p->whhT, mad(lp, le_var(lp, k), gu,
-                                              le_add(lp, le_i64(lp, gi * un), le_var(lp, u)))));
-  for (int i = 0; i < nr; i++) {
-    RowRef b = {bv, nr, i};
-    int hk = ls_local(lp, bk, LT_F32, le_load(lp, p->hs, state_at(lp, un, b, s, 0, le_var(lp, k))));
-    for (int gi = 0; gi < gn; gi++) {
-      int a = cell == CELL_GRU && gi == 2 ? hn[i] : acc[i][gi];
-      ls_set(lp, bk, a, le_fma(lp, le_local(lp, hk), le_local(lp, w[gi]), le_local(lp, a)));
-    }
+    acc[gi] = ls_local(lp, blk, LT_F32,
+                       le_load(lp, p->gs, mad(lp, row_of(lp, b), gu, le_add(lp, le_i64(lp, gi * un), le_var(lp, u)))));
+  if (cell == CELL_GRU) {
+    hn = acc[2];
+    acc[2] = ls_local(lp, blk, LT_F32,
+                      le_load(lp, p->xp, mad(lp, step_row(lp, seq, b, s, p->d), gu,
+                                             le_add(lp, le_i64(lp, 2 * un), le_var(lp, u)))));
   }
-  for (int i = 0; i < nr; i++) {
-    RowRef b = {bv, nr, i};
+  {
     int keep[6], nkeep = 0; /* the record's slots, h last (saved when training) */
     LExpr *h;
     if (cell == CELL_RNN) {
-      h = n->a.act == OP_relu ? le_bin(lp, LO_MAX, le_local(lp, acc[i][0]), le_f32(lp, 0))
-                              : le_un(lp, LO_TANH, le_local(lp, acc[i][0]));
+      h = n->a.act == OP_relu ? le_bin(lp, LO_MAX, le_local(lp, acc[0]), le_f32(lp, 0))
+                              : le_un(lp, LO_TANH, le_local(lp, acc[0]));
     } else if (cell == CELL_LSTM) {
-      int ig = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[i][0])));
-      int fg = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[i][1])));
-      int gg = ls_local(lp, blk, LT_F32, le_un(lp, LO_TANH, le_local(lp, acc[i][2])));
-      int og = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[i][3])));
+      int ig = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[0])));
+      int fg = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[1])));
+      int gg = ls_local(lp, blk, LT_F32, le_un(lp, LO_TANH, le_local(lp, acc[2])));
+      int og = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[3])));
       LExpr *cprev = le_load(lp, p->cs, mad(lp, row_of(lp, b), un, le_var(lp, u)));
       int c = ls_local(lp, blk, LT_F32, le_fma(lp, le_local(lp, fg), cprev,
                                                le_bin(lp, LO_MUL, le_local(lp, ig), le_local(lp, gg))));
@@ -376,15 +382,15 @@ static void step_rows(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int 
       h = le_bin(lp, LO_MUL, le_local(lp, og), le_un(lp, LO_TANH, le_local(lp, c)));
       keep[0] = ig, keep[1] = fg, keep[2] = gg, keep[3] = og, keep[4] = c, nkeep = 5;
     } else {
-      int r = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[i][0])));
-      int z = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[i][1])));
+      int r = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[0])));
+      int z = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[1])));
       int nv = ls_local(lp, blk, LT_F32,
-                        le_un(lp, LO_TANH, le_fma(lp, le_local(lp, r), le_local(lp, hn[i]),
-                                                  le_local(lp, acc[i][2]))));
+                        le_un(lp, LO_TANH, le_fma(lp, le_local(lp, r), le_local(lp, hn),
+                                                  le_local(lp, acc[2]))));
       LExpr *hp = le_load(lp, p->hs, state_at(lp, un, b, s, 0, le_var(lp, u)));
       /* (1 - z) * n + z * h_{t-1} = n + z * (h_{t-1} - n) */
       h = le_fma(lp, le_local(lp, z), le_bin(lp, LO_SUB, hp, le_local(lp, nv)), le_local(lp, nv));
-      keep[0] = r, keep[1] = z, keep[2] = nv, keep[3] = hn[i], nkeep = 4;
+      keep[0] = r, keep[1] = z, keep[2] = nv, keep[3] = hn, nkeep = 4;
     }
     int hv = ls_local(lp, blk, LT_F32, h);
     ls_store(lp, blk, p->hs, state_at(lp, un, b, s, 1, le_var(lp, u)), le_local(lp, hv));
@@ -402,49 +408,8 @@ static void step_rows(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int 
   }
 }
 
-/* `for v in [0, total / nb): emit(v, nb)` then `for v in [total / nb * nb, total): emit(v, 1)`
- * (nb > 1), or one loop of single rows; `parallel` marks the loops (rows independent). */
-typedef void (*RowsFn)(LoopProgram *lp, LStmt *blk, const RecPass *p, int a, int b, int v,
-                       int nr);
-
-static void blocked_rows(LoopProgram *lp, LStmt *blk, const RecPass *p, int a, int b,
-                         LExpr *(*total)(LoopProgram *, const RecPass *), int nb, RowsFn emit,
-                         const char *name, int parallel) {
-  int v1 = lvar(lp, name);
-  LExpr *lo = le_i64(lp, 0);
-  if (nb > 1) {
-    int vb = lvar(lp, name);
-    LExpr *nblocks = le_bin(lp, LO_DIV, total(lp, p), le_i64(lp, nb));
-    LStmt *lb = ls_for(lp, blk, vb, le_i64(lp, 0), nblocks);
-    lb->parallel = parallel;
-    emit(lp, ls_body(lb), p, a, b, vb, nb);
-    lo = le_mul(lp, le_bin(lp, LO_DIV, total(lp, p), le_i64(lp, nb)), le_i64(lp, nb));
-  }
-  LStmt *l1 = ls_for(lp, blk, v1, lo, total(lp, p));
-  l1->parallel = parallel;
-  emit(lp, ls_body(l1), p, a, b, v1, 1);
-}
-
 static LExpr *all_rows(LoopProgram *lp, const RecPass *p) {
   return le_mul(lp, le_batch(lp), le_dim(lp, p->n->shape.d[0]));
-}
-
-static LExpr *batch_rows(LoopProgram *lp, const RecPass *p) { return le_batch(lp); }
-
-static void projection_fn(LoopProgram *lp, LStmt *blk, const RecPass *p, int a, int b, int v,
-                          int nr) {
-  projection_rows(lp, blk, p, v, nr);
-}
-
-static void step_fn(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int u, int v, int nr) {
-  step_rows(lp, blk, p, s, u, v, nr);
-}
-
-/* Rows per block: as many as keep the accumulators (G per row, plus hn) in registers. */
-static int rows_per_block(const LoopProgram *lp, int per_row) {
-  int regs = lp->vec_f32 >= 16 ? 20 : 10; /* of 32 (AVX-512) or 16 vector registers */
-  int nb = regs / per_row;
-  return nb < 1 ? 1 : nb > MAX_BLOCK ? MAX_BLOCK : nb;
 }
 
 /* One layer and direction: the projection, h_{-1} = 0 (c_{-1} = 0), the recurrence. */
@@ -501,7 +466,10 @@ static LExpr *saved0_at(LoopProgram *lp, const Node *n, LExpr *b, int64_t l, int
 static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
   RecurrentCell cell = p->n->a.cell;
   int64_t un = p->n->a.units;
-  blocked_rows(lp, body, p, -1, -1, all_rows, rows_per_block(lp, 2), projection_fn, "r", 1);
+  GemmSpec proj = {.M = all_rows(lp, p), .N = le_i64(lp, gates(cell) * un), .K = le_i64(lp, p->kl),
+                   .a = p->src, .b = p->wihT, .c = p->xp, .a_at = src_at, .b_at = wT_at,
+                   .c_at = gates_at, .init = bias_at, .ctx = p};
+  gemm_bcast(lp, body, &proj);
 
   int b0 = lvar(lp, "b"), u0 = lvar(lp, "u");
   LStmt *lb0 = ls_for(lp, body, b0, le_i64(lp, 0), le_batch(lp));
@@ -522,13 +490,16 @@ static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
   }
 
   Dim seq = p->n->shape.d[0];
-  int s = lvar(lp, "s"), u = lvar(lp, "u");
+  int s = p->step, u = lvar(lp, "u"), b = lvar(lp, "b");
   LStmt *ls = ls_for(lp, body, s, le_i64(lp, 0), le_dim(lp, seq)); /* in order */
-  LStmt *lu = ls_for(lp, ls_body(ls), u, le_i64(lp, 0), le_i64(lp, un));
+  GemmSpec step = {.M = le_batch(lp), .N = le_i64(lp, gates(cell) * un), .K = le_i64(lp, un),
+                   .a = p->hs, .b = p->whhT, .c = p->gs, .a_at = hprev_at, .b_at = wT_at,
+                   .c_at = gates_at, .init = step_init, .ctx = p};
+  gemm_bcast(lp, ls_body(ls), &step);
+  LStmt *lb = ls_for(lp, ls_body(ls), b, le_i64(lp, 0), le_batch(lp));
+  LStmt *lu = ls_for(lp, ls_body(lb), u, le_i64(lp, 0), le_i64(lp, un));
   lu->vec = lp->vec_f32;
-  int per_row = (int)gates(cell) + (cell == CELL_GRU) + 1;
-  blocked_rows(lp, ls_body(lu), p, s, u, batch_rows, rows_per_block(lp, per_row), step_fn, "b",
-               0);
+  step_cell(lp, ls_body(lu), p, s, u, b);
 
   if (p->rs < 0) return;
   /* the final state: h_{seq-1} is in half seq % 2 of the double buffer */
@@ -580,6 +551,7 @@ static void lower_recurrent(LowerCtx *lc, const Node *n) {
   LStmt *body = lower_begin(lc, n);
   RecPass p = {.n = n};
   p.xp = lower_scratch(lc, arena_printf(ar, "%s.xp", n->name), LT_F32, seq_elems(seq, gu), 1);
+  p.gs = lower_scratch(lc, arena_printf(ar, "%s.g", n->name), LT_F32, (SymCount){gu, 0}, 1);
   p.hs = lower_scratch(lc, arena_printf(ar, "%s.h", n->name), LT_F32, (SymCount){2 * un, 0}, 1);
   p.cs = -1;
   if (cell == CELL_LSTM)
@@ -620,6 +592,7 @@ static void lower_recurrent(LowerCtx *lc, const Node *n) {
       p.wihT = pp[0];
       p.whhT = pp[1];
       p.bias = pp[2];
+      p.step = lvar(lp, "s");
       emit_pass(lp, body, &p);
     }
   }
@@ -673,30 +646,80 @@ static int saved_of(LowerCtx *lc, const Node *f) {
   return lc->saved[f->id];
 }
 
+/* The gradient's matrix products (gemm.h's callbacks, ctx = a RecGrad).  The reduction index
+ * kk = g*U + j runs over a layer-direction's gate units; its dG slot is g (the input side) or
+ * hh_slot(g) (the recurrent side: gru's n gate has its own slot 3). */
+typedef struct RecGrad {
+  const Node *f;
+  int64_t l, d, pd;    /* layer, direction, the part (direction) of a lower layer's output */
+  int64_t kl;          /* columns of the B operand / C */
+  int64_t cols, coff;  /* C's row pitch and column offset (dW) */
+  int hh;              /* the A operand is dG_hh (hh_slot) */
+  int dst, w, x;       /* buffers the callbacks read or write */
+  int t;               /* bptt: the local holding the time; dW hh: 1 forward, 0 backward */
+  int64_t cut;         /* bptt = K, 0: none */
+  int s0;              /* saved0, or -1 */
+} RecGrad;
+
+static LExpr *kk_unit(LoopProgram *lp, const RecGrad *c, LExpr *kk) {
+  int64_t un = c->f->a.units;
+  if (!c->hh || c->f->a.cell != CELL_GRU) return kk;
+  return le_add(lp, kk, le_mul(lp, le_bin(lp, LO_DIV, kk, le_i64(lp, 2 * un)), le_i64(lp, un)));
+}
+/* dG[row, l, d, slot(kk)] for the row r = m (A of dx) */
+static LExpr *rg_dg_row(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *kk) {
+  (void)br;
+  const RecGrad *g = c;
+  return dg_at(lp, g->f, m, g->l, g->d, 0, kk_unit(lp, g, kk));
+}
+/* dG as A of dW: element (m = kk, r) */
+static LExpr *rg_dg_col(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *r) {
+  return rg_dg_row(lp, c, br, r, m);
+}
+/* B = W [G*U, kl]: element (n, kk) = W[kk, n] */
+static LExpr *rg_w(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *kk) {
+  (void)br;
+  return mad(lp, kk, ((const RecGrad *)c)->kl, n);
+}
+/* C: [rows, kl] with pitch cols at column offset coff */
+static LExpr *rg_c(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *n) {
+  (void)br;
+  const RecGrad *g = c;
+  return le_add(lp, mad(lp, m, g->cols, le_i64(lp, g->coff)), n);
+}
+static LExpr *rg_c_init(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
+  return le_load(lp, ((const RecGrad *)c)->dst, rg_c(lp, c, NULL, m, n));
+}
+
 /* dst[r, k] = sum over directions d, gates g and units j of dG[r, l, d, g, j] W_ih_l{d}[g*U+j, k]
  * for the rows r = b * seq + t: the gradient of layer l's input [batch, seq, K_l]. */
 static void input_grad(LowerCtx *lc, LStmt *body, const Node *f, int dg, int64_t l, int dst,
                        int64_t kl) {
   LoopProgram *lp = lc->lp;
   int64_t un = f->a.units, gn = gates(f->a.cell), dirs = f->a.bidirectional ? 2 : 1;
-  int r = lvar(lp, "r"), k = lvar(lp, "k");
-  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_dim(lp, f->shape.d[0])));
-  lr->parallel = 1;
-  LStmt *lk = ls_for(lp, ls_body(lr), k, le_i64(lp, 0), le_i64(lp, kl));
-  lk->vec = lp->vec_f32;
-  LStmt *kb = ls_body(lk);
-  int acc = ls_local(lp, kb, LT_F32, le_f32(lp, 0));
   for (int64_t d = 0; d < dirs; d++) {
-    int w = lower_param(lc, f, (int)((l * dirs + d) * 4));
-    for (int64_t gi = 0; gi < gn; gi++) {
-      int j = lvar(lp, "j");
-      LStmt *lj = ls_for(lp, kb, j, le_i64(lp, 0), le_i64(lp, un));
-      LExpr *dgv = le_load(lp, dg, dg_at(lp, f, le_var(lp, r), l, d, ih_slot(gi), le_var(lp, j)));
-      LExpr *wv = le_load(lp, w, mad(lp, le_add(lp, le_i64(lp, gi * un), le_var(lp, j)), kl, le_var(lp, k)));
-      ls_set(lp, ls_body(lj), acc, le_fma(lp, dgv, wv, le_local(lp, acc)));
-    }
+    RecGrad rg = {.f = f, .l = l, .d = d, .kl = kl, .cols = kl};
+    GemmSpec g = {.M = le_mul(lp, le_batch(lp), le_dim(lp, f->shape.d[0])), .N = le_i64(lp, kl),
+                  .K = le_i64(lp, gn * un), .a = dg, .b = lower_param(lc, f, (int)((l * dirs + d) * 4)),
+                  .c = dst, .a_at = rg_dg_row, .b_at = rg_w, .c_at = rg_c, .accumulate = d > 0,
+                  .ctx = &rg};
+    gemm_bcast(lp, body, &g);
   }
-  ls_store(lp, kb, dst, mad(lp, le_var(lp, r), kl, le_var(lp, k)), le_local(lp, acc));
+}
+
+/* dG_hh[b * seq + t, l, d, kk] for batch row m at the step's time t (a local) */
+static LExpr *bptt_dg(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *kk) {
+  const RecGrad *g = c;
+  LExpr *row = le_add(lp, le_mul(lp, m, le_dim(lp, g->f->shape.d[0])), le_local(lp, g->t));
+  return rg_dg_row(lp, c, br, row, kk);
+}
+/* bptt = K: nothing flows into step t - 1 when t % K == 0 */
+static LExpr *bptt_cut(LoopProgram *lp, const void *c, LExpr *v, LExpr *m, LExpr *n) {
+  (void)m, (void)n;
+  const RecGrad *g = c;
+  if (!g->cut) return v;
+  return le_select(lp, le_bin(lp, LO_EQ, le_bin(lp, LO_MOD, le_local(lp, g->t), le_i64(lp, g->cut)), le_i64(lp, 0)),
+                   le_f32(lp, 0), v);
 }
 
 /* The reverse loop of layer l, direction d: steps s = 0 .. seq-1 visit the times the forward
@@ -752,94 +775,67 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
                     d ? le_bin(lp, LO_MIN, le_add(lp, le_var(lp, s), le_i64(lp, 1)), LAST())
                       : le_bin(lp, LO_MAX, le_sub(lp, le_sub(lp, LAST(), le_var(lp, s)), le_i64(lp, 1)),
                                le_i64(lp, 0)));
-  /* blocks of BB batch rows (then the rows left, one by one): A for each row of the block,
-   * then B for the whole block, each W_hh load serving BB rows */
-  enum { BB = 4 };
-  for (int blk = 0; blk < 2; blk++) {
-    int nr = blk == 0 ? BB : 1;
-    int bv = lvar(lp, "b");
-    LExpr *lo = blk == 0 ? le_i64(lp, 0)
-                         : le_mul(lp, le_bin(lp, LO_DIV, le_batch(lp), le_i64(lp, BB)), le_i64(lp, BB));
-    LExpr *hi = blk == 0 ? le_bin(lp, LO_DIV, le_batch(lp), le_i64(lp, BB)) : le_batch(lp);
-    LStmt *bb = ls_body(ls_for(lp, sb, bv, lo, hi));
-    for (int i = 0; i < nr; i++) {
-      RowRef rb = {bv, nr, i};
-      /* A */
-      int u = lvar(lp, "u");
-      LStmt *lu = ls_for(lp, bb, u, le_i64(lp, 0), le_i64(lp, un));
-      lu->vec = lp->vec_f32;
-      LStmt *ub = ls_body(lu);
-      LExpr *dyv = le_load(lp, dys, mad(lp, ROW(t), dirs * un, le_add(lp, le_i64(lp, d * un), le_var(lp, u))));
-      int dhv = ls_local(lp, ub, LT_F32,
-                         le_bin(lp, LO_ADD, dyv, le_load(lp, dh, mad(lp, BROW(), un, le_var(lp, u)))));
-      LExpr *gd[4];
-      LExpr *direct = le_f32(lp, 0);
-      if (cell == CELL_RNN) {
-        int h = ls_local(lp, ub, LT_F32, SAVED(t, 0));
-        gd[0] = f->a.act == OP_relu
-                    ? le_select(lp, le_bin(lp, LO_GT, L(h), le_f32(lp, 0)), L(dhv), le_f32(lp, 0))
-                    : MUL(L(dhv), SUB(ONE, MUL(L(h), L(h))));
-      } else if (cell == CELL_LSTM) {
-        int ig = ls_local(lp, ub, LT_F32, SAVED(t, 0));
-        int fg = ls_local(lp, ub, LT_F32, SAVED(t, 1));
-        int gg = ls_local(lp, ub, LT_F32, SAVED(t, 2));
-        int og = ls_local(lp, ub, LT_F32, SAVED(t, 3));
-        int tc = ls_local(lp, ub, LT_F32, le_un(lp, LO_TANH, SAVED(t, 4)));
-        int cp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, 4), INIT(1)));
-        /* dc = dc_next + dh o (1 - tanh^2 c) */
-        int dcv = ls_local(lp, ub, LT_F32,
-                           le_fma(lp, MUL(L(dhv), L(og)), SUB(ONE, MUL(L(tc), L(tc))),
-                                  le_load(lp, dc, mad(lp, BROW(), un, le_var(lp, u)))));
-        gd[0] = MUL(MUL(L(dcv), L(gg)), MUL(L(ig), SUB(ONE, L(ig))));
-        gd[1] = MUL(MUL(L(dcv), L(cp)), MUL(L(fg), SUB(ONE, L(fg))));
-        gd[2] = MUL(MUL(L(dcv), L(ig)), SUB(ONE, MUL(L(gg), L(gg))));
-        gd[3] = MUL(MUL(L(dhv), L(tc)), MUL(L(og), SUB(ONE, L(og))));
-        ls_store(lp, ub, dc, mad(lp, BROW(), un, le_var(lp, u)), CUT(MUL(L(dcv), L(fg))));
-      } else {
-        int r = ls_local(lp, ub, LT_F32, SAVED(t, 0));
-        int z = ls_local(lp, ub, LT_F32, SAVED(t, 1));
-        int nv = ls_local(lp, ub, LT_F32, SAVED(t, 2));
-        int hn = ls_local(lp, ub, LT_F32, SAVED(t, 3));
-        int hp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, S - 1), INIT(0)));
-        /* h = (1 - z) n + z h_prev;  n = tanh(W_in x + b_in + r hn) */
-        int dn = ls_local(lp, ub, LT_F32, MUL(MUL(L(dhv), SUB(ONE, L(z))), SUB(ONE, MUL(L(nv), L(nv)))));
-        gd[0] = MUL(MUL(L(dn), L(hn)), MUL(L(r), SUB(ONE, L(r))));
-        gd[1] = MUL(MUL(L(dhv), SUB(L(hp), L(nv))), MUL(L(z), SUB(ONE, L(z))));
-        gd[2] = L(dn);
-        gd[3] = MUL(L(dn), L(r));
-        direct = MUL(L(dhv), L(z));
-      }
-      for (int64_t gi = 0; gi < dgates(cell); gi++)
-        ls_store(lp, ub, dgb, dg_at(lp, f, ROW(t), l, d, gi, le_var(lp, u)), gd[gi]);
-      ls_store(lp, ub, dh, mad(lp, BROW(), un, le_var(lp, u)), direct);
+  /* A for every batch row, then B as one product over the batch */
+  int bv = lvar(lp, "b");
+  LStmt *bb = ls_body(ls_for(lp, sb, bv, le_i64(lp, 0), le_batch(lp)));
+  {
+    RowRef rb = {bv, 1, 0};
+    /* A */
+    int u = lvar(lp, "u");
+    LStmt *lu = ls_for(lp, bb, u, le_i64(lp, 0), le_i64(lp, un));
+    lu->vec = lp->vec_f32;
+    LStmt *ub = ls_body(lu);
+    LExpr *dyv = le_load(lp, dys, mad(lp, ROW(t), dirs * un, le_add(lp, le_i64(lp, d * un), le_var(lp, u))));
+    int dhv = ls_local(lp, ub, LT_F32,
+                       le_bin(lp, LO_ADD, dyv, le_load(lp, dh, mad(lp, BROW(), un, le_var(lp, u)))));
+    LExpr *gd[4];
+    LExpr *direct = le_f32(lp, 0);
+    if (cell == CELL_RNN) {
+      int h = ls_local(lp, ub, LT_F32, SAVED(t, 0));
+      gd[0] = f->a.act == OP_relu
+                  ? le_select(lp, le_bin(lp, LO_GT, L(h), le_f32(lp, 0)), L(dhv), le_f32(lp, 0))
+                  : MUL(L(dhv), SUB(ONE, MUL(L(h), L(h))));
+    } else if (cell == CELL_LSTM) {
+      int ig = ls_local(lp, ub, LT_F32, SAVED(t, 0));
+      int fg = ls_local(lp, ub, LT_F32, SAVED(t, 1));
+      int gg = ls_local(lp, ub, LT_F32, SAVED(t, 2));
+      int og = ls_local(lp, ub, LT_F32, SAVED(t, 3));
+      int tc = ls_local(lp, ub, LT_F32, le_un(lp, LO_TANH, SAVED(t, 4)));
+      int cp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, 4), INIT(1)));
+      /* dc = dc_next + dh o (1 - tanh^2 c) */
+      int dcv = ls_local(lp, ub, LT_F32,
+                         le_fma(lp, MUL(L(dhv), L(og)), SUB(ONE, MUL(L(tc), L(tc))),
+                                le_load(lp, dc, mad(lp, BROW(), un, le_var(lp, u)))));
+      gd[0] = MUL(MUL(L(dcv), L(gg)), MUL(L(ig), SUB(ONE, L(ig))));
+      gd[1] = MUL(MUL(L(dcv), L(cp)), MUL(L(fg), SUB(ONE, L(fg))));
+      gd[2] = MUL(MUL(L(dcv), L(ig)), SUB(ONE, MUL(L(gg), L(gg))));
+      gd[3] = MUL(MUL(L(dhv), L(tc)), MUL(L(og), SUB(ONE, L(og))));
+      ls_store(lp, ub, dc, mad(lp, BROW(), un, le_var(lp, u)), CUT(MUL(L(dcv), L(fg))));
+    } else {
+      int r = ls_local(lp, ub, LT_F32, SAVED(t, 0));
+      int z = ls_local(lp, ub, LT_F32, SAVED(t, 1));
+      int nv = ls_local(lp, ub, LT_F32, SAVED(t, 2));
+      int hn = ls_local(lp, ub, LT_F32, SAVED(t, 3));
+      int hp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, S - 1), INIT(0)));
+      /* h = (1 - z) n + z h_prev;  n = tanh(W_in x + b_in + r hn) */
+      int dn = ls_local(lp, ub, LT_F32, MUL(MUL(L(dhv), SUB(ONE, L(z))), SUB(ONE, MUL(L(nv), L(nv)))));
+      gd[0] = MUL(MUL(L(dn), L(hn)), MUL(L(r), SUB(ONE, L(r))));
+      gd[1] = MUL(MUL(L(dhv), SUB(L(hp), L(nv))), MUL(L(z), SUB(ONE, L(z))));
+      gd[2] = L(dn);
+      gd[3] = MUL(L(dn), L(r));
+      direct = MUL(L(dhv), L(z));
     }
-    /* B */
-    int k = lvar(lp, "k");
-    LStmt *lk = ls_for(lp, bb, k, le_i64(lp, 0), le_i64(lp, un));
-    lk->vec = lp->vec_f32;
-    LStmt *kb = ls_body(lk);
-    int acc[BB];
-    for (int i = 0; i < nr; i++) {
-      RowRef rb = {bv, nr, i};
-      acc[i] = ls_local(lp, kb, LT_F32, le_load(lp, dh, mad(lp, BROW(), un, le_var(lp, k))));
-    }
-    for (int64_t gi = 0; gi < gn; gi++) {
-      int j = lvar(lp, "j");
-      LStmt *jb = ls_body(ls_for(lp, kb, j, le_i64(lp, 0), le_i64(lp, un)));
-      int w = ls_local(lp, jb, LT_F32,
-                       le_load(lp, whh, mad(lp, le_add(lp, le_i64(lp, gi * un), le_var(lp, j)), un,
-                                            le_var(lp, k))));
-      for (int i = 0; i < nr; i++) {
-        RowRef rb = {bv, nr, i};
-        LExpr *dgv = le_load(lp, dgb, dg_at(lp, f, ROW(t), l, d, hh_slot(cell, gi), le_var(lp, j)));
-        ls_set(lp, jb, acc[i], le_fma(lp, dgv, L(w), L(acc[i])));
-      }
-    }
-    for (int i = 0; i < nr; i++) {
-      RowRef rb = {bv, nr, i};
-      ls_store(lp, kb, dh, mad(lp, BROW(), un, le_var(lp, k)), CUT(L(acc[i])));
-    }
+    for (int64_t gi = 0; gi < dgates(cell); gi++)
+      ls_store(lp, ub, dgb, dg_at(lp, f, ROW(t), l, d, gi, le_var(lp, u)), gd[gi]);
+    ls_store(lp, ub, dh, mad(lp, BROW(), un, le_var(lp, u)), direct);
   }
+  /* B: dh[b, k] = dh[b, k] + sum_kk dG_hh[b, t, kk] W_hh[kk, k], cut at a truncation */
+  RecGrad rg = {.f = f, .l = l, .d = d, .kl = un, .cols = un, .hh = 1, .dst = dh, .t = t,
+                .cut = K};
+  GemmSpec g = {.M = le_batch(lp), .N = le_i64(lp, un), .K = le_i64(lp, gn * un), .a = dgb,
+                .b = whh, .c = dh, .a_at = bptt_dg, .b_at = rg_w, .c_at = rg_c,
+                .init = rg_c_init, .epilogue = bptt_cut, .ctx = &rg};
+  gemm_bcast(lp, sb, &g);
 #undef CUT
 #undef INIT
 #undef LAST
@@ -885,6 +881,40 @@ static void lower_recurrent_dx(LowerCtx *lc, const Node *n) {
   input_grad(lc, body, f, dgb, 0, dx, in_shape(lc->g, f, 0).d[1].n);
 }
 
+/* dW's B operands (element (n = k, r)): the layer input X_l[r, k] (x, or the lower layer's
+ * saved h of direction pd) */
+static LExpr *dw_input(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *r) {
+  (void)br;
+  const RecGrad *g = c;
+  const Node *f = g->f;
+  if (g->l == 0) return mad(lp, r, g->kl, n);
+  return saved_at(lp, f, r, g->l - 1, g->pd, saved_slots(f->a.cell) - 1, n);
+}
+/* the steps with a previous one: k < seq - 1 is t = k + 1 (forward; previous row -1) or t = k
+ * (backward; previous row +1) */
+static LExpr *dw_row(LoopProgram *lp, const RecGrad *g, LExpr *b, LExpr *k, int prev) {
+  LExpr *row = le_add(lp, le_mul(lp, b, le_dim(lp, g->f->shape.d[0])), k);
+  if (g->t) return prev ? row : le_add(lp, row, le_i64(lp, 1));
+  return prev ? le_add(lp, row, le_i64(lp, 1)) : row;
+}
+static LExpr *dw_dg_step(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *k) {
+  return rg_dg_row(lp, c, NULL, dw_row(lp, c, br, k, 0), m);
+}
+static LExpr *dw_hprev(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *k) {
+  const RecGrad *g = c;
+  return saved_at(lp, g->f, dw_row(lp, g, br, k, 1), g->l, g->d, saved_slots(g->f->a.cell) - 1, n);
+}
+/* the first step (t = 0) of batch row k, and its carried h_{-1} */
+static LExpr *dw_dg_first(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *k) {
+  const RecGrad *g = c;
+  return rg_dg_row(lp, c, br, le_mul(lp, k, le_dim(lp, g->f->shape.d[0])), m);
+}
+static LExpr *dw_h0(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *k) {
+  (void)br;
+  const RecGrad *g = c;
+  return saved0_at(lp, g->f, k, g->l, g->d, 0, n);
+}
+
 /* Parameter wrt = (l * D + d) * 4 + which of the forward node:
  *   weight_ih [G*U, K_l]: dW[g*U + j, k] = sum_r dG[r, l, d, g, j] X_l[r, k]  (X_0 = x, else
  *                         layer l-1's saved h, direction by direction)
@@ -898,15 +928,14 @@ static void lower_recurrent_dw(LowerCtx *lc, const Node *n) {
   RecurrentCell cell = f->a.cell;
   int64_t un = f->a.units, gn = gates(cell), dirs = f->a.bidirectional ? 2 : 1;
   int64_t l = n->wrt / (4 * dirs), d = (n->wrt / 4) % dirs, which = n->wrt % 4;
-  int64_t S = saved_slots(cell), K = in_shape(lc->g, f, 0).d[1].n;
+  int64_t K = in_shape(lc->g, f, 0).d[1].n;
   Dim seq = f->shape.d[0];
   int sv = saved_of(lc, f);
   int dgb = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dw = lower_value(lc, n->id);
   LStmt *body = lower_begin(lc, n);
-#define ROWBT() le_add(lp, le_mul(lp, le_var(lp, b), le_dim(lp, seq)), le_var(lp, t))
-  for (int64_t gi = 0; gi < gn; gi++) {
-    int64_t slot = which == 1 || which == 3 ? hh_slot(cell, gi) : ih_slot(gi);
-    if (which >= 2) { /* biases: vectorized over j */
+  if (which >= 2) { /* biases: vectorized over j */
+    for (int64_t gi = 0; gi < gn; gi++) {
+      int64_t slot = which == 3 ? hh_slot(cell, gi) : ih_slot(gi);
       int j = lvar(lp, "j"), r = lvar(lp, "r");
       LStmt *lj = ls_for(lp, body, j, le_i64(lp, 0), le_i64(lp, un));
       lj->vec = lp->vec_f32;
@@ -917,73 +946,39 @@ static void lower_recurrent_dw(LowerCtx *lc, const Node *n) {
              le_bin(lp, LO_ADD, le_local(lp, acc),
                     le_load(lp, dgb, dg_at(lp, f, le_var(lp, r), l, d, slot, le_var(lp, j)))));
       ls_store(lp, ls_body(lj), dw, le_add(lp, le_i64(lp, gi * un), le_var(lp, j)), le_local(lp, acc));
-      continue;
     }
-    /* weights: parallel over blocks of JB rows j, vectorized over the input feature k, part
-     * by part (the directions of a lower bidirectional layer): each row of the layer input
-     * (one vector load) serves JB accumulators, so the inputs stream JB times less; the rows
-     * left over by the blocks run one by one */
-    enum { JB = 8 };
-    int64_t parts = which == 0 && l > 0 ? dirs : 1;
-    int64_t width = which == 0 && l == 0 ? K : un;
-    int64_t cols = parts * width;
-    for (int blk = 0; blk < 2; blk++) {
-      int nr = blk == 0 ? JB : 1;
-      int64_t jlo = blk == 0 ? 0 : un / JB * JB, jhi = blk == 0 ? un / JB : un;
-      if (jhi <= jlo) continue;
-      int jv = lvar(lp, "j");
-      LStmt *lj = ls_for(lp, body, jv, le_i64(lp, jlo), le_i64(lp, jhi));
-      lj->parallel = 1;
-#define JROW(i) le_add(lp, le_mul(lp, le_var(lp, jv), le_i64(lp, nr)), le_i64(lp, (i)))
-      for (int64_t pd = 0; pd < parts; pd++) {
-        int k = lvar(lp, "k"), b = lvar(lp, "b"), t = lvar(lp, "t");
-        LStmt *lk = ls_for(lp, ls_body(lj), k, le_i64(lp, 0), le_i64(lp, width));
-        lk->vec = lp->vec_f32;
-        LStmt *kb = ls_body(lk);
-        int acc[JB];
-        for (int i = 0; i < nr; i++) acc[i] = ls_local(lp, kb, LT_F32, le_f32(lp, 0));
-        LStmt *lb = ls_for(lp, kb, b, le_i64(lp, 0), le_batch(lp));
-        LExpr *tlo = le_i64(lp, which == 1 && d == 0 ? 1 : 0);
-        LExpr *thi = which == 1 && d == 1 ? le_sub(lp, le_dim(lp, seq), le_i64(lp, 1)) : le_dim(lp, seq);
-        LStmt *lt = ls_for(lp, ls_body(lb), t, tlo, thi);
-        LExpr *xv;
-        if (which == 1) {
-          LExpr *prow = le_add(lp, ROWBT(), le_i64(lp, d ? 1 : -1));
-          xv = le_load(lp, sv, saved_at(lp, f, prow, l, d, S - 1, le_var(lp, k)));
-        } else if (l == 0) {
-          xv = le_load(lp, x, mad(lp, ROWBT(), K, le_var(lp, k)));
-        } else {
-          xv = le_load(lp, sv, saved_at(lp, f, ROWBT(), l - 1, pd, S - 1, le_var(lp, k)));
-        }
-        int xl = ls_local(lp, ls_body(lt), LT_F32, xv);
-        for (int i = 0; i < nr; i++) {
-          LExpr *dgv = le_load(lp, dgb, dg_at(lp, f, ROWBT(), l, d, slot, JROW(i)));
-          ls_set(lp, ls_body(lt), acc[i], le_fma(lp, dgv, le_local(lp, xl), le_local(lp, acc[i])));
-        }
-        if (which == 1 && lc->saved0[f->id] >= 0) {
-          /* the first step's h_{-1}: the carried state (stateful training, one direction) */
-          int b2 = lvar(lp, "b");
-          LStmt *lb2 = ls_for(lp, kb, b2, le_i64(lp, 0), le_batch(lp));
-          int h0 = ls_local(lp, ls_body(lb2), LT_F32,
-                            le_load(lp, lc->saved0[f->id],
-                                    saved0_at(lp, f, le_var(lp, b2), l, d, 0, le_var(lp, k))));
-          for (int i = 0; i < nr; i++) {
-            LExpr *row0 = le_mul(lp, le_var(lp, b2), le_dim(lp, seq));
-            ls_set(lp, ls_body(lb2), acc[i],
-                   le_fma(lp, le_load(lp, dgb, dg_at(lp, f, row0, l, d, slot, JROW(i))),
-                          le_local(lp, h0), le_local(lp, acc[i])));
-          }
-        }
-        for (int i = 0; i < nr; i++) {
-          LExpr *at = mad(lp, le_add(lp, le_i64(lp, gi * un), JROW(i)), cols,
-                          le_add(lp, le_i64(lp, pd * width), le_var(lp, k)));
-          ls_store(lp, kb, dw, at, le_local(lp, acc[i]));
-        }
-      }
-#undef JROW
+    return;
+  }
+  /* weights: gemm_bcast over the input features k, dG broadcast, rows m = g*U + j of dW:
+   *   weight_ih  dW[m, pd*width + k] = sum_r dG[r, l, d, m] X_l[r, pd*width + k], one product per
+   *              part pd (the directions of a lower bidirectional layer's output)
+   *   weight_hh  dW[m, k] = sum_b sum_t dG_hh[b*seq + t, m] h[b*seq + t -+ 1, k] over the steps
+   *              with a previous one (a batch-reduce over b), plus the carried h_{-1} of a
+   *              stateful forward at the first step */
+  int64_t parts = which == 0 && l > 0 ? dirs : 1;
+  int64_t width = which == 0 && l == 0 ? K : un;
+  for (int64_t pd = 0; pd < parts; pd++) {
+    RecGrad rg = {.f = f, .l = l, .d = d, .pd = pd, .kl = width, .cols = parts * width,
+                  .coff = pd * width, .hh = which == 1, .x = which == 0 && l == 0 ? x : sv, .t = d == 0};
+    GemmSpec g = {.M = le_i64(lp, gn * un), .N = le_i64(lp, width), .a = dgb, .b = rg.x, .c = dw,
+                  .a_at = rg_dg_col, .b_at = dw_input, .c_at = rg_c, .ctx = &rg};
+    if (which == 0) {
+      g.K = le_mul(lp, le_batch(lp), le_dim(lp, seq));
+    } else {
+      g.BR = le_batch(lp);
+      g.K = le_sub(lp, le_dim(lp, seq), le_i64(lp, 1));
+      g.a_at = dw_dg_step;
+      g.b_at = dw_hprev;
+    }
+    gemm_bcast(lp, body, &g);
+    if (which == 1 && lc->saved0[f->id] >= 0) {
+      rg.x = lc->saved0[f->id];
+      GemmSpec g0 = {.M = le_i64(lp, gn * un), .N = le_i64(lp, width), .K = le_batch(lp), .a = dgb,
+                     .b = rg.x, .c = dw, .a_at = dw_dg_first, .b_at = dw_h0, .c_at = rg_c,
+                     .accumulate = 1, .ctx = &rg};
+      gemm_bcast(lp, body, &g0);
     }
   }
-#undef ROWBT
 }
 
 OP_INTERNAL(recurrent_bptt, lower_recurrent_bptt);
