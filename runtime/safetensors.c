@@ -394,7 +394,6 @@ void nncc_st_free(nncc_st_file *f) {
   if (!f) return;
   for (int i = 0; i < f->n_tensors; i++) free((char *)f->tensors[i].name);
   free(f->tensors);
-  free(f->owned);
   free(f->chunk);
   if (f->streamed) close(f->fd);
   memset(f, 0, sizeof *f);
@@ -611,42 +610,6 @@ int nncc_st_parse(const char *label, const void *buf, size_t size, nncc_st_file 
   f->buf = b;
   f->size = size;
   for (int i = 0; i < f->n_tensors; i++) f->tensors[i].data = b + 8 + n + f->tensors[i].begin;
-  return 0;
-}
-
-int nncc_st_read(const char *path, nncc_st_file *f, char *err, size_t errsize) {
-  memset(f, 0, sizeof *f);
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return fail(err, errsize, NNCC_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-  struct stat st;
-  if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(fp);
-    return fail(err, errsize, NNCC_ERR_IO, "cannot read %s: not a regular file", path);
-  }
-  if ((uint64_t)st.st_size > SIZE_MAX / 2) {
-    fclose(fp);
-    return fail(err, errsize, NNCC_ERR_NOMEM, "%s is too large to read", path);
-  }
-  size_t size = (size_t)st.st_size;
-  unsigned char *buf = malloc(size ? size : 1);
-  if (!buf) {
-    fclose(fp);
-    return fail(err, errsize, NNCC_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, size);
-  }
-  size_t got = fread(buf, 1, size, fp);
-  int read_error = ferror(fp);
-  fclose(fp);
-  if (read_error || got != size) {
-    free(buf);
-    return fail(err, errsize, NNCC_ERR_IO, "cannot read %s: %s", path,
-                read_error ? strerror(errno) : "the file changed while being read");
-  }
-  int rc = nncc_st_parse(path, buf, size, f, err, errsize);
-  if (rc) {
-    free(buf);
-    return rc;
-  }
-  f->owned = buf;
   return 0;
 }
 

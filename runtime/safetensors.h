@@ -52,7 +52,6 @@ typedef struct nncc_st_tensor {
 
 typedef struct nncc_st_file {
   const char *label;              /* the path, for messages (borrowed) */
-  unsigned char *owned;           /* the whole file when nncc_st_read read it, else NULL */
   const unsigned char *buf;       /* the whole file (nncc_st_parse), else NULL */
   size_t size;                    /* the file's size in bytes */
   int n_tensors;
@@ -71,8 +70,6 @@ typedef struct nncc_st_file {
  * memory needed is the header plus NNCC_ST_CHUNK, whatever the size of the weights.  On
  * failure *f is left empty (nncc_st_free is still safe). */
 int nncc_st_open(const char *path, nncc_st_file *f, char *err, size_t errsize);
-/* The same, reading the whole file into memory (as nncc_st_parse). */
-int nncc_st_read(const char *path, nncc_st_file *f, char *err, size_t errsize);
 /* The same from memory: buf must outlive *f (label names it in messages). */
 int nncc_st_parse(const char *label, const void *buf, size_t size, nncc_st_file *f, char *err,
                   size_t errsize);
