@@ -594,7 +594,10 @@ int artifact_write_header(const Graph *g, const char *hp, int embedded_weights, 
              " * He-uniform and their biases 0; recurrent weights and biases U(-1/sqrt(units),\n"
              " * 1/sqrt(units)) as in PyTorch; embeddings N(0, 1). */\n");
   fprintf(h, "int %s_init(%s *m, uint64_t seed);\n", M, M);
-  fprintf(h, "/* Loads / saves the parameters as safetensors (PyTorch state_dict names). */\n");
+  fprintf(h, "/* Loads / saves the parameters as safetensors (PyTorch state_dict names).  A load\n"
+             " * reads the file straight into the parameters after checking it all: on failure\n"
+             " * they are unchanged, unless a read failed midway (NNCC_ERR_IO); then the calls\n"
+             " * that use them fail until an init or a load succeeds. */\n");
   fprintf(h, "int %s_load(%s *m, const char *path);\n", M, M);
   fprintf(h, "int %s_save(const %s *m, const char *path);\n", M, M);
   fprintf(h, "/* Inference.\n");

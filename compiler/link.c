@@ -13,8 +13,8 @@
  * safetensors file, parameter by parameter, straight into the data section of a small ELF
  * object that it writes itself (x86-64; elsewhere a raw file that a two-line assembler file
  * `.incbin`s), defining the hidden symbol M_nncc_weights that the descriptor references.  So
- * embedding is a copy: linear in the size, the compiler's memory is the weights file plus one
- * parameter, and every size and offset is 64-bit.  The data goes to a large-data section
+ * embedding is a copy: linear in the size, the compiler's memory is the file's header plus a
+ * 1 MiB buffer (nncc_st_open reads the data on demand), and every size and offset is 64-bit.  The data goes to a large-data section
  * (.lrodata, flag SHF_X86_64_LARGE), which the linker places after everything else, so that
  * gigabytes of weights never push code and its data out of the +-2 GiB reach of RIP-relative
  * addressing.
@@ -129,13 +129,12 @@ int embed_elf_end(FILE *f, const char *sym, uint64_t bytes) {
 int embed_weights(const Graph *g, const char *st_path, const char *raw_path, int as_elf) {
   nncc_st_file f;
   char err[512];
-  if (nncc_st_read(st_path, &f, err, sizeof err) != 0) {
+  if (nncc_st_open(st_path, &f, err, sizeof err) != 0) {
     fprintf(stderr, "nncc: error: %s\n", err);
     nncc_st_free(&f);
     return 1;
   }
   nncc_param_desc *pd = xcalloc((size_t)g->nparams + 1, sizeof *pd);
-  int64_t biggest = 1;
   for (int i = 0; i < g->nparams; i++) {
     const Param *p = &g->params[i];
     pd[i].name = p->name;
@@ -144,13 +143,13 @@ int embed_weights(const Graph *g, const char *st_path, const char *raw_path, int
     for (int d = 0; d < p->shape.rank && d < NNCC_MAX_RANK; d++) pd[i].dims[d] = p->shape.d[d].n;
     pd[i].numel = p->numel;
     pd[i].offset = p->offset;
-    if (p->numel > biggest) biggest = p->numel;
   }
-  /* every tensor checked first (names, shapes, dtypes, nothing extra): a zero-sized
-   * destination, since nncc_st_load_params writes nothing before all checks pass */
+  /* every tensor checked first (names, shapes, dtypes, nothing extra, offsets inside the
+   * file), before the output is created */
   int rc = nncc_st_check_params(&f, g->nparams, pd, err, sizeof err);
   FILE *out = rc ? NULL : fopen(raw_path, "wb");
-  float *buf = NULL;   /* conversions from F64 / F16 / BF16: one parameter at a time */
+  enum { BUF_FLOATS = 1 << 18 };   /* 1 MiB: each tensor is read and converted in pieces */
+  float *buf = xmalloc(BUF_FLOATS * sizeof(float));
   int64_t at = 0;   /* floats written */
   char *sym = xasprintf("%s_nncc_weights", g->name);
   uint64_t bytes = (uint64_t)g->param_floats * sizeof(float);
@@ -164,16 +163,14 @@ int embed_weights(const Graph *g, const char *st_path, const char *raw_path, int
       at += k;
     }
     const nncc_st_tensor *t = nncc_st_find(&f, p->name);
-    const void *src = t->data;   /* F32 is copied straight from the file */
-    if (t->dtype != NNCC_ST_F32) {
-      if (!buf) buf = xmalloc((size_t)biggest * sizeof(float));
-      rc = nncc_st_to_f32(&f, t, buf, err, sizeof err);
-      src = buf;
+    for (int64_t k = 0; !rc && !werr && k < p->numel; k += BUF_FLOATS) {
+      int64_t n = p->numel - k < BUF_FLOATS ? p->numel - k : BUF_FLOATS;
+      rc = nncc_st_to_f32_range(&f, t, k, n, buf, err, sizeof err);
+      if (!rc && fwrite(buf, sizeof(float), (size_t)n, out) != (size_t)n) werr = 1;
     }
-    if (!rc && p->numel && fwrite(src, sizeof(float), (size_t)p->numel, out) != (size_t)p->numel) break;
     at += p->numel;
   }
-  while (!rc && out && at < g->param_floats) {
+  while (!rc && !werr && out && at < g->param_floats) {
     int64_t k = g->param_floats - at < 256 ? g->param_floats - at : 256;
     fwrite(zeros, sizeof(float), (size_t)k, out);
     at += k;
@@ -191,8 +188,9 @@ int embed_weights(const Graph *g, const char *st_path, const char *raw_path, int
   if (rc) {
     if (out) fclose(out);
     fprintf(stderr, "nncc: error: %s\n", err);
-    fprintf(stderr, "note: the weights must match model '%s' exactly: every parameter, with "
-            "its shape, and nothing else ('nncc --summary' lists them)\n", g->name);
+    if (rc == NNCC_ERR_FORMAT)
+      fprintf(stderr, "note: the weights must match model '%s' exactly: every parameter, with "
+              "its shape, and nothing else ('nncc --summary' lists them)\n", g->name);
     return 1;
   }
   int bad = !out || ferror(out);

@@ -11,7 +11,13 @@
  *   - ws only grows: a call with a (batch, seq) needing no more than ws_cap floats reuses it,
  *     so steady-state inference allocates nothing.  The last (batch, seq) is cached so the
  *     size function is not even called again for a repeated shape.
- *   - a failed nncc_rt_load leaves params untouched (everything is checked first).
+ *   - a failed nncc_rt_load leaves params untouched when anything the file says is wrong:
+ *     the header and the file's size are checked before the first float is read.  The data
+ *     are then read straight into params (no copy of the file: the memory a load needs is its
+ *     header), so a read that fails after that (a disk error, the file shrunk since it was
+ *     opened) leaves params partly new: torn holds the reason, and the entry points that use
+ *     the parameters refuse (GUARDED_PARAMS) until init, load or load_checkpoint succeeds.
+ *     load_checkpoint reads into a buffer of its own first, so it never tears the model.
  *
  * Initialisation (nncc_rt_init) is deterministic and independent of the other parameters:
  * parameter p draws from splitmix64 (Steele, Lea, Flood 2014) seeded with
@@ -54,6 +60,8 @@ struct nncc_model {
   int packed_dirty;      /* packed must be rebuilt from params before the next forward */
   int exposed;           /* a parameter pointer was handed out (nncc_rt_param): the caller may
                             write through it at any time, so every forward repacks */
+  char torn[1024];       /* non-empty: a load failed midway, params are partly from the file;
+                            the failure, for the refusals of GUARDED_PARAMS */
   /* training (d->train != NULL) */
   float *grads;          /* train->grad_floats */
   float *state;          /* NNCC_STATE_SLOTS x grad_floats, zero at the start */
@@ -195,6 +203,7 @@ static int unguarded_init(nncc_model *m, uint64_t seed) {
     }
   }
   m->packed_dirty = 1;
+  m->torn[0] = 0;
   m->rng = seed;
   return NNCC_OK;
 }
@@ -225,11 +234,22 @@ static int unguarded_load(nncc_model *m, const char *path) {
     return nncc_rt_fail(NNCC_ERR_ARG, "%s_load: %s is NULL", !m ? "nncc_rt" : m->d->name, !m ? "the model" : "the path");
   char err[1024];
   nncc_st_file f;
-  int rc = nncc_st_read(path, &f, err, sizeof err);
-  if (!rc) rc = nncc_st_load_params(&f, m->d->n_params, m->d->params, m->params, err, sizeof err);
+  int rc = nncc_st_open(path, &f, err, sizeof err);
+  if (!rc) rc = nncc_st_check_params(&f, m->d->n_params, m->d->params, err, sizeof err);
+  if (rc) {   /* nothing was written */
+    nncc_st_free(&f);
+    return nncc_rt_fail(rc, "%s", err);
+  }
+  /* all the file says is checked: its data now, straight into the parameters */
+  rc = nncc_st_fill_params(&f, m->d->n_params, m->d->params, m->params, err, sizeof err);
   nncc_st_free(&f);
-  if (rc) return nncc_rt_fail(rc, "%s", err);
   m->packed_dirty = 1;
+  if (rc) {   /* a read failed midway: no copy of the old values to go back to */
+    snprintf(m->torn, sizeof m->torn, "%s", err);
+    return nncc_rt_fail(rc, "%s; the parameters are now partly loaded: load the weights again "
+                        "or call init before using the model", err);
+  }
+  m->torn[0] = 0;
   return NNCC_OK;
 }
 
@@ -743,7 +763,8 @@ static int unguarded_load_checkpoint(nncc_model *m, const char *path) {
     rc = nncc_rt_fail(NNCC_ERR_NOMEM, "cannot load %s: out of memory", path);
     goto done;
   }
-  rc = nncc_st_read(path, &f, err, sizeof err);
+  /* into buf, not the model: a read error midway leaves the model as it was */
+  rc = nncc_st_open(path, &f, err, sizeof err);
   if (!rc) rc = nncc_st_load_params(&f, c.n, c.pd, buf, err, sizeof err);
   if (rc) {
     rc = nncc_rt_fail(rc, "%s", err);
@@ -763,6 +784,7 @@ static int unguarded_load_checkpoint(nncc_model *m, const char *path) {
   m->step = (int64_t)words[N_OPTIONS];
   m->rng = words[N_OPTIONS + 1];
   m->packed_dirty = 1;
+  m->torn[0] = 0;
 done:
   nncc_st_free(&f);
   free(buf);
@@ -776,40 +798,49 @@ done:
  * once, instead of sharing the workspace (wrong numbers, or memory freed under it when the
  * workspace grows).  The owner is a thread-local address set by compare-and-swap; the same
  * thread may nest (train_step calls gradients and update).  New entry points: write
- * `static int unguarded_NAME(...)` and wrap it below with GUARDED. */
+ * `static int unguarded_NAME(...)` and wrap it below with GUARDED, or GUARDED_PARAMS when it
+ * reads the parameters (refused while a failed load left them torn). */
 
 static _Thread_local char this_thread;
-
-static int model_enter(nncc_model *m, const char *what) {
-  void *me = &this_thread, *expected = NULL;
-  if (__atomic_compare_exchange_n(&m->owner, &expected, me, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-    m->depth = 1;
-    return NNCC_OK;
-  }
-  if (expected == me) {
-    m->depth++;
-    return NNCC_OK;
-  }
-  return nncc_rt_fail(NNCC_ERR_BUSY, "%s_%s: the model is in use by another thread (one model "
-                      "object is used by one thread at a time; create one per thread)",
-                      m->d->name, what);
-}
 
 static void model_leave(nncc_model *m) {
   if (--m->depth == 0) __atomic_store_n(&m->owner, NULL, __ATOMIC_RELEASE);
 }
 
+/* uses_params: the call reads the parameters, so it is refused while they are torn */
+static int model_enter(nncc_model *m, const char *what, int uses_params) {
+  void *me = &this_thread, *expected = NULL;
+  if (__atomic_compare_exchange_n(&m->owner, &expected, me, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+    m->depth = 1;
+  } else if (expected == me) {
+    m->depth++;
+  } else {
+    return nncc_rt_fail(NNCC_ERR_BUSY, "%s_%s: the model is in use by another thread (one model "
+                        "object is used by one thread at a time; create one per thread)",
+                        m->d->name, what);
+  }
+  if (uses_params && m->torn[0]) {
+    model_leave(m);
+    return nncc_rt_fail(NNCC_ERR_IO, "%s_%s: the parameters are partly loaded (a load failed "
+                        "midway: %s); load the weights again or call init first", m->d->name,
+                        what, m->torn);
+  }
+  return NNCC_OK;
+}
+
 /* the body of a guarded entry point; a NULL model goes straight to the call's own check */
-#define GUARDED(m, what, call)                                  \
+#define GUARD(m, what, uses_params, call)                       \
   do {                                                          \
     nncc_model *gm_ = (nncc_model *)(m);                        \
     if (!gm_) return (call);                                    \
-    int rc_ = model_enter(gm_, what);                           \
+    int rc_ = model_enter(gm_, what, uses_params);              \
     if (rc_) return rc_;                                        \
     rc_ = (call);                                               \
     model_leave(gm_);                                           \
     return rc_;                                                 \
   } while (0)
+#define GUARDED(m, what, call) GUARD(m, what, 0, call)
+#define GUARDED_PARAMS(m, what, call) GUARD(m, what, 1, call)   /* refused while torn */
 
 NNCC_API int nncc_rt_init(nncc_model *m, uint64_t seed) {
   GUARDED(m, "init", unguarded_init(m, seed));
@@ -820,31 +851,31 @@ NNCC_API int nncc_rt_load(nncc_model *m, const char *path) {
 }
 
 NNCC_API int nncc_rt_save(const nncc_model *m, const char *path) {
-  GUARDED(m, "save", unguarded_save(m, path));
+  GUARDED_PARAMS(m, "save", unguarded_save(m, path));
 }
 
 NNCC_API int nncc_rt_forward(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
                              void *const *out) {
-  GUARDED(m, "forward", unguarded_forward(m, batch, seq, in, out));
+  GUARDED_PARAMS(m, "forward", unguarded_forward(m, batch, seq, in, out));
 }
 
 NNCC_API int nncc_rt_gradients(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
                                const void *const *targets, float *loss) {
-  GUARDED(m, "gradients", unguarded_gradients(m, batch, seq, in, targets, loss));
+  GUARDED_PARAMS(m, "gradients", unguarded_gradients(m, batch, seq, in, targets, loss));
 }
 
 NNCC_API int nncc_rt_evaluate(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
                               const void *const *targets, float *loss, int64_t *correct) {
-  GUARDED(m, "evaluate", unguarded_evaluate(m, batch, seq, in, targets, loss, correct));
+  GUARDED_PARAMS(m, "evaluate", unguarded_evaluate(m, batch, seq, in, targets, loss, correct));
 }
 
 NNCC_API int nncc_rt_update(nncc_model *m) {
-  GUARDED(m, "update", unguarded_update(m));
+  GUARDED_PARAMS(m, "update", unguarded_update(m));
 }
 
 NNCC_API int nncc_rt_train_step(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
                                 const void *const *targets, float *loss) {
-  GUARDED(m, "train_step", unguarded_train_step(m, batch, seq, in, targets, loss));
+  GUARDED_PARAMS(m, "train_step", unguarded_train_step(m, batch, seq, in, targets, loss));
 }
 
 NNCC_API int nncc_rt_set_option(nncc_model *m, const char *name, double value) {
@@ -852,7 +883,7 @@ NNCC_API int nncc_rt_set_option(nncc_model *m, const char *name, double value) {
 }
 
 NNCC_API int nncc_rt_save_checkpoint(const nncc_model *m, const char *path) {
-  GUARDED(m, "save_checkpoint", unguarded_save_checkpoint(m, path));
+  GUARDED_PARAMS(m, "save_checkpoint", unguarded_save_checkpoint(m, path));
 }
 
 NNCC_API int nncc_rt_load_checkpoint(nncc_model *m, const char *path) {
@@ -860,7 +891,7 @@ NNCC_API int nncc_rt_load_checkpoint(nncc_model *m, const char *path) {
 }
 
 NNCC_API int nncc_rt_step(nncc_model *m, int64_t batch, const void *const *in, void *const *out) {
-  GUARDED(m, "step", unguarded_step(m, batch, in, out));
+  GUARDED_PARAMS(m, "step", unguarded_step(m, batch, in, out));
 }
 
 NNCC_API int nncc_rt_reset(nncc_model *m) {

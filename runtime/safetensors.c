@@ -12,10 +12,18 @@
  * As strict as the reference implementation (and more): the header must be UTF-8, and the
  * tensors must cover the data section exactly (no gaps, no trailing bytes).
  *
- * Invariants after nncc_st_parse succeeds: names are unique (checked by sorting, as are
- * overlaps: a hostile header may list millions of tensors); each tensor's rank <= 8, numel
- * does not overflow, end - begin == numel * itemsize, end <= the data section's size, and
- * no two non-empty tensors overlap.  So `data` can be read for end - begin bytes.
+ * Invariants after nncc_st_parse or nncc_st_open succeeds: names are unique (checked by
+ * sorting, as are overlaps: a hostile header may list millions of tensors); each tensor's
+ * rank <= 8, numel does not overflow, end - begin == numel * itemsize, end <= the data
+ * section's size, and no two non-empty tensors overlap.  So `data` can be read for
+ * end - begin bytes, and so can the file at data_at + begin as long as it keeps the size
+ * fstat gave when it was opened.
+ *
+ * nncc_st_open reads the header only and keeps the file open; nncc_st_to_f32 then preads each
+ * tensor: F32 straight into the destination, other dtypes through one NNCC_ST_CHUNK buffer
+ * (allocated by nncc_st_open, so that after the checks only a read can fail).  Loading never
+ * holds a second copy of the weights.  A file that shrinks after it was opened is a short
+ * read, reported as NNCC_ERR_IO (no mmap: that would be a SIGBUS).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -386,7 +394,8 @@ void nncc_st_free(nncc_st_file *f) {
   if (!f) return;
   for (int i = 0; i < f->n_tensors; i++) free((char *)f->tensors[i].name);
   free(f->tensors);
-  free(f->owned);
+  free(f->chunk);
+  if (f->streamed) close(f->fd);
   memset(f, 0, sizeof *f);
 }
 
@@ -507,32 +516,37 @@ static int valid_utf8(const unsigned char *s, size_t n, size_t *at) {
   return i == n;
 }
 
-int nncc_st_parse(const char *label, const void *buf, size_t size, nncc_st_file *f, char *err,
-                  size_t errsize) {
-  memset(f, 0, sizeof *f);
-  f->label = label;
-  f->buf = buf;
-  f->size = size;
-  const unsigned char *b = buf;
+/* The header length n from the file's first min(size, 8) bytes, checked against its size. */
+static int header_length(const char *label, const unsigned char *first, uint64_t size,
+                         uint64_t *n, char *err, size_t errsize) {
   if (size < 8)
     return fail(err, errsize, NNCC_ERR_FORMAT,
-                "%s is not a safetensors file: %zu bytes, shorter than the 8-byte header length",
-                label, size);
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; i--) n = n << 8 | b[i];
-  if (n > NNCC_ST_MAX_HEADER)
+                "%s is not a safetensors file: %llu bytes, shorter than the 8-byte header length",
+                label, (unsigned long long)size);
+  *n = 0;
+  for (int i = 7; i >= 0; i--) *n = *n << 8 | first[i];
+  if (*n > NNCC_ST_MAX_HEADER)
     return fail(err, errsize, NNCC_ERR_FORMAT,
                 "%s is not a safetensors file: header length %llu is absurd (the limit is %u)",
-                label, (unsigned long long)n, NNCC_ST_MAX_HEADER);
-  if (n > size - 8)
+                label, (unsigned long long)*n, NNCC_ST_MAX_HEADER);
+  if (*n > size - 8)
     return fail(err, errsize, NNCC_ERR_FORMAT,
-                "%s is truncated: header length %llu runs past the end of the file (%zu bytes)",
-                label, (unsigned long long)n, size);
+                "%s is truncated: header length %llu runs past the end of the file (%llu bytes)",
+                label, (unsigned long long)*n, (unsigned long long)size);
+  return 0;
+}
+
+/* header = '{' (string ':' (metadata | tensor)) (',' ...)* '}', the n bytes at json, of a
+ * file whose data section (after it) has data_size bytes.  Fills f->tensors (data left NULL),
+ * also when it fails: the caller frees them. */
+static int parse_header(nncc_st_file *f, const unsigned char *json, uint64_t n,
+                        uint64_t data_size, char *err, size_t errsize) {
+  const char *label = f->label;
   size_t bad_at;
-  if (!valid_utf8(b + 8, (size_t)n, &bad_at))
+  if (!valid_utf8(json, (size_t)n, &bad_at))
     return fail(err, errsize, NNCC_ERR_FORMAT,
                 "%s: malformed header: invalid UTF-8 at byte %zu of the JSON", label, bad_at);
-  Json j = {(const char *)b + 8, (const char *)b + 8, (const char *)b + 8 + n, label, err, errsize, 0};
+  Json j = {(const char *)json, (const char *)json, (const char *)json + n, label, err, errsize, 0};
   int cap = 0, rc = 0, have_meta = 0;
   if (expect(&j, '{', "expected '{' at the start")) goto bad;
   if (!accept(&j, '}')) {
@@ -575,51 +589,88 @@ int nncc_st_parse(const char *label, const void *buf, size_t size, nncc_st_file 
     jfail(&j, "unexpected text after the closing '}'");
     goto bad;
   }
-  uint64_t data_size = size - 8 - n;
-  const unsigned char *data = b + 8 + n;
   if ((rc = check_tensors(f, data_size, err, errsize))) goto bad;
-  for (int i = 0; i < f->n_tensors; i++) f->tensors[i].data = data + f->tensors[i].begin;
   return 0;
-bad:
-  if (!rc) rc = NNCC_ERR_FORMAT;
-  f->owned = NULL;   /* the caller's buffer */
-  nncc_st_free(f);
-  return rc;
+bad:   /* the caller frees what was parsed */
+  return rc ? rc : NNCC_ERR_FORMAT;
 }
 
-int nncc_st_read(const char *path, nncc_st_file *f, char *err, size_t errsize) {
+int nncc_st_parse(const char *label, const void *buf, size_t size, nncc_st_file *f, char *err,
+                  size_t errsize) {
   memset(f, 0, sizeof *f);
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return fail(err, errsize, NNCC_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-  struct stat st;
-  if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(fp);
-    return fail(err, errsize, NNCC_ERR_IO, "cannot read %s: not a regular file", path);
-  }
-  if ((uint64_t)st.st_size > SIZE_MAX / 2) {
-    fclose(fp);
-    return fail(err, errsize, NNCC_ERR_NOMEM, "%s is too large to read", path);
-  }
-  size_t size = (size_t)st.st_size;
-  unsigned char *buf = malloc(size ? size : 1);
-  if (!buf) {
-    fclose(fp);
-    return fail(err, errsize, NNCC_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, size);
-  }
-  size_t got = fread(buf, 1, size, fp);
-  int read_error = ferror(fp);
-  fclose(fp);
-  if (read_error || got != size) {
-    free(buf);
-    return fail(err, errsize, NNCC_ERR_IO, "cannot read %s: %s", path,
-                read_error ? strerror(errno) : "the file changed while being read");
-  }
-  int rc = nncc_st_parse(path, buf, size, f, err, errsize);
+  f->label = label;
+  const unsigned char *b = buf;
+  uint64_t n;
+  int rc = header_length(label, b, size, &n, err, errsize);
+  if (!rc) rc = parse_header(f, b + 8, n, size - 8 - n, err, errsize);
   if (rc) {
-    free(buf);
+    nncc_st_free(f);
     return rc;
   }
-  f->owned = buf;
+  f->buf = b;
+  f->size = size;
+  for (int i = 0; i < f->n_tensors; i++) f->tensors[i].data = b + 8 + n + f->tensors[i].begin;
+  return 0;
+}
+
+/* Reads n bytes at offset off of f's file into dst (pread, resuming after a partial read or
+ * a signal); the bytes are t's (NULL: the header's), for messages. */
+static int read_at(const nncc_st_file *f, int fd, void *dst, size_t n, uint64_t off,
+                   const nncc_st_tensor *t, char *err, size_t errsize) {
+  unsigned char *p = dst;
+  const char *what = t ? "tensor '" : "the header", *name = t ? t->name : "", *end = t ? "'" : "";
+  while (n > 0) {
+    ssize_t got = pread(fd, p, n, (off_t)off);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0)
+      return fail(err, errsize, NNCC_ERR_IO, "cannot read %s: %s (%s%s%s)", f->label,
+                  strerror(errno), what, name, end);
+    if (got == 0)
+      return fail(err, errsize, NNCC_ERR_IO, "cannot read %s: the file changed while being read "
+                  "(it now ends at byte %llu, inside %s%s%s)", f->label, (unsigned long long)off,
+                  what, name, end);
+    p += got;
+    n -= (size_t)got;
+    off += (uint64_t)got;
+  }
+  return 0;
+}
+
+int nncc_st_open(const char *path, nncc_st_file *f, char *err, size_t errsize) {
+  memset(f, 0, sizeof *f);
+  f->label = path;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(err, errsize, NNCC_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return fail(err, errsize, NNCC_ERR_IO, "cannot read %s: not a regular file", path);
+  }
+  uint64_t size = (uint64_t)st.st_size, n = 0;
+  unsigned char first[8], *json = NULL;
+  int rc = read_at(f, fd, first, size < 8 ? (size_t)size : 8, 0, NULL, err, errsize);
+  if (!rc) rc = header_length(path, first, size, &n, err, errsize);
+  if (!rc && !(json = malloc(n ? (size_t)n : 1)))
+    rc = fail(err, errsize, NNCC_ERR_NOMEM, "out of memory reading the header of %s (%llu bytes)",
+              path, (unsigned long long)n);
+  if (!rc) rc = read_at(f, fd, json, (size_t)n, 8, NULL, err, errsize);
+  if (!rc) rc = parse_header(f, json, n, size - 8 - n, err, errsize);
+  free(json);
+  /* the conversion buffer now, so that nothing but a read can fail once data are written */
+  int convert = 0;
+  for (int i = 0; !rc && i < f->n_tensors; i++)
+    convert |= f->tensors[i].dtype != NNCC_ST_F32 && f->tensors[i].dtype != NNCC_ST_OTHER;
+  if (!rc && convert && !(f->chunk = malloc(NNCC_ST_CHUNK)))
+    rc = fail(err, errsize, NNCC_ERR_NOMEM, "out of memory reading %s", path);
+  if (rc) {
+    close(fd);
+    nncc_st_free(f);
+    return rc;
+  }
+  f->size = (size_t)size;
+  f->streamed = 1;
+  f->fd = fd;
+  f->data_at = 8 + n;
   return 0;
 }
 
@@ -652,15 +703,14 @@ static float half_to_float(uint16_t h) {
   return x;
 }
 
-int nncc_st_to_f32(const nncc_st_file *f, const nncc_st_tensor *t, float *dst, char *err,
-                   size_t errsize) {
-  const unsigned char *s = t->data;
-  switch (t->dtype) {
+/* n elements of dtype at s (little-endian) to float32 at dst. */
+static void convert(int dtype, const unsigned char *s, int64_t n, float *dst) {
+  switch (dtype) {
     case NNCC_ST_F32:
-      if (t->numel) memcpy(dst, s, (size_t)t->numel * 4);
-      return 0;
+      if (n) memcpy(dst, s, (size_t)n * 4);
+      break;
     case NNCC_ST_F64:
-      for (int64_t i = 0; i < t->numel; i++) {
+      for (int64_t i = 0; i < n; i++) {
         double d;
         memcpy(&d, s + 8 * i, 8);
         /* IEEE round to nearest, as PyTorch's .float(): beyond FLT_MAX by half an ulp or
@@ -668,24 +718,48 @@ int nncc_st_to_f32(const nncc_st_file *f, const nncc_st_tensor *t, float *dst, c
         volatile float r = (float)d;
         dst[i] = r;
       }
-      return 0;
-    case NNCC_ST_F16:
-    case NNCC_ST_BF16:
-      for (int64_t i = 0; i < t->numel; i++) {
+      break;
+    default:   /* F16, BF16 */
+      for (int64_t i = 0; i < n; i++) {
         uint16_t h = (uint16_t)(s[2 * i] | s[2 * i + 1] << 8);
-        if (t->dtype == NNCC_ST_F16) {
+        if (dtype == NNCC_ST_F16) {
           dst[i] = half_to_float(h);
         } else {
           uint32_t bits = (uint32_t)h << 16;
           memcpy(&dst[i], &bits, 4);
         }
       }
-      return 0;
-    default:
-      return fail(err, errsize, NNCC_ERR_FORMAT,
-                  "%s: '%s' has dtype %s; only F32, F64, F16 and BF16 weights can be loaded",
-                  f->label, t->name, t->dtype_name);
+      break;
   }
+}
+
+int nncc_st_to_f32_range(const nncc_st_file *f, const nncc_st_tensor *t, int64_t first,
+                         int64_t count, float *dst, char *err, size_t errsize) {
+  if (t->dtype == NNCC_ST_OTHER)
+    return fail(err, errsize, NNCC_ERR_FORMAT,
+                "%s: '%s' has dtype %s; only F32, F64, F16 and BF16 weights can be loaded",
+                f->label, t->name, t->dtype_name);
+  if (!f->streamed) {
+    convert(t->dtype, t->data + (size_t)first * (size_t)t->itemsize, count, dst);
+    return 0;
+  }
+  uint64_t at = t->begin + (uint64_t)first * (uint64_t)t->itemsize;   /* into the data section */
+  if (t->dtype == NNCC_ST_F32)   /* straight into place */
+    return read_at(f, f->fd, dst, (size_t)count * 4, f->data_at + at, t, err, errsize);
+  int64_t per = NNCC_ST_CHUNK / t->itemsize;   /* elements per chunk */
+  for (int64_t done = 0; done < count; done += per) {
+    int64_t k = count - done < per ? count - done : per;
+    int rc = read_at(f, f->fd, f->chunk, (size_t)k * (size_t)t->itemsize,
+                     f->data_at + at + (uint64_t)done * (uint64_t)t->itemsize, t, err, errsize);
+    if (rc) return rc;
+    convert(t->dtype, f->chunk, k, dst + done);
+  }
+  return 0;
+}
+
+int nncc_st_to_f32(const nncc_st_file *f, const nncc_st_tensor *t, float *dst, char *err,
+                   size_t errsize) {
+  return nncc_st_to_f32_range(f, t, 0, t->numel, dst, err, errsize);
 }
 
 int nncc_st_check_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
@@ -719,16 +793,20 @@ int nncc_st_check_params(const nncc_st_file *f, int n_params, const nncc_param_d
   return 0;
 }
 
-int nncc_st_load_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
+int nncc_st_fill_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
                         float *dst, char *err, size_t errsize) {
-  /* everything is checked first, so a failure leaves dst unchanged */
-  int rc = nncc_st_check_params(f, n_params, params, err, errsize);
-  if (rc) return rc;
   for (int i = 0; i < n_params; i++) {
-    rc = nncc_st_to_f32(f, nncc_st_find(f, params[i].name), dst + params[i].offset, err, errsize);
-    if (rc) return rc;   /* unreachable: dtypes were checked */
+    int rc = nncc_st_to_f32(f, nncc_st_find(f, params[i].name), dst + params[i].offset, err, errsize);
+    if (rc) return rc;   /* a read error (dtypes were checked) */
   }
   return 0;
+}
+
+int nncc_st_load_params(const nncc_st_file *f, int n_params, const nncc_param_desc *params,
+                        float *dst, char *err, size_t errsize) {
+  /* everything is checked first, so a failure of the checks leaves dst unchanged */
+  int rc = nncc_st_check_params(f, n_params, params, err, errsize);
+  return rc ? rc : nncc_st_fill_params(f, n_params, params, dst, err, errsize);
 }
 
 /* ---- the writer ------------------------------------------------------------------------- */

@@ -372,6 +372,122 @@ static void test_parse_api(void) {
   EXPECT(broken == 0, "%d parsed tensors break the invariants", broken);
 }
 
+/* Tests that nncc_st_open (the data read from the file, F32 straight into place and the
+ * other dtypes through the NNCC_ST_CHUNK buffer) gives the same bits as nncc_st_parse (the
+ * whole file in memory): one tensor per dtype larger than the chunk, whose elements run
+ * through every bit pattern class (every F16 / BF16 value, random F32 / F64 bits: NaN
+ * payloads, infinities, subnormals, F64 beyond the float range), then pieces of it that
+ * straddle the chunk's boundaries; and that the streamed reader rejects a cut file. */
+static void test_streamed(void) {
+  enum { N = 600000 };   /* 1.2 MB even in F16: more than NNCC_ST_CHUNK */
+  static const struct { const char *name; int size; } kinds[] = {{"F32", 4}, {"F64", 8}, {"F16", 2}, {"BF16", 2}};
+  static const nncc_param_desc pd[] = {
+    {"big", 1, 0, {N}, N, 0, 1, 1},
+    {"small", 2, 0, {3, 1}, 3, N, 1, 1},
+  };
+  EXPECT(N * 2 > NNCC_ST_CHUNK, "the tensor is larger than the chunk");
+  float *ref = malloc((N + 3) * sizeof(float)), *got = malloc((N + 3) * sizeof(float));
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+    size_t bytes = (size_t)(N + 3) * (size_t)kinds[k].size;
+    char json[256];
+    snprintf(json, sizeof json, "{\"big\":{\"dtype\":\"%s\",\"shape\":[%d],\"data_offsets\":[0,%zu]},"
+             "\"small\":{\"dtype\":\"%s\",\"shape\":[3,1],\"data_offsets\":[%zu,%zu]}}", kinds[k].name, N,
+             (size_t)N * kinds[k].size, kinds[k].name, (size_t)N * kinds[k].size, bytes);
+    unsigned char *data = malloc(bytes);
+    uint64_t x = 0x9E3779B97F4A7C15ull * (k + 1);
+    for (size_t i = 0; i < bytes; i++) {
+      if (kinds[k].size == 2 && i % 2 == 0) {   /* every 16-bit pattern, in order */
+        data[i] = (unsigned char)(i / 2);
+        data[i + 1] = (unsigned char)(i / 2 >> 8);
+        i++;
+        continue;
+      }
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      data[i] = (unsigned char)(x >> 56);
+    }
+    char file[64];
+    snprintf(file, sizeof file, "streamed_%s.safetensors", kinds[k].name);
+    write_st(file, -1, json, data, bytes);
+    size_t jn = strlen(json), total = 8 + jn + bytes;
+    unsigned char *whole = malloc(total);
+    FILE *fp = fopen(at(file), "rb");
+    EXPECT(fp && fread(whole, 1, total, fp) == total, "read %s back", file);
+    if (fp) fclose(fp);
+
+    char err[512] = "";
+    nncc_st_file mem, disk;
+    memset(ref, 0, (N + 3) * sizeof(float));
+    memset(got, 0xA5, (N + 3) * sizeof(float));
+    int rc1 = nncc_st_parse("mem", whole, total, &mem, err, sizeof err);
+    if (!rc1) rc1 = nncc_st_load_params(&mem, 2, pd, ref, err, sizeof err);
+    int rc2 = nncc_st_open(at(file), &disk, err, sizeof err);
+    EXPECT(rc2 || disk.streamed, "nncc_st_open streams");
+    EXPECT(rc2 || (disk.chunk != NULL) == (kinds[k].size != 4), "a chunk only to convert");
+    if (!rc2) rc2 = nncc_st_load_params(&disk, 2, pd, got, err, sizeof err);
+    EXPECT(rc1 == 0 && rc2 == 0, "%s: %s", kinds[k].name, err);
+    int same = memcmp(ref, got, (N + 3) * sizeof(float)) == 0;
+    EXPECT(same, "%s: streamed and in-memory conversions differ", kinds[k].name);
+    /* and both as the compiler converts (NaNs: the quiet bit may differ) */
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < N + 3 && kinds[k].size != 4; i++) {
+      const unsigned char *e = data + i * kinds[k].size;
+      float want;
+      if (kinds[k].size == 8) {
+        double d;
+        memcpy(&d, e, 8);
+        want = (float)d;
+      } else if (!strcmp(kinds[k].name, "F16")) {
+        _Float16 h;
+        memcpy(&h, e, 2);
+        want = (float)h;
+      } else {
+        uint32_t bits = (uint32_t)(e[0] | e[1] << 8) << 16;
+        memcpy(&want, &bits, 4);
+      }
+      wrong += isnan(want) ? !isnan(got[i]) : memcmp(&want, &got[i], 4) != 0;
+    }
+    EXPECT(wrong == 0, "%s: %lld elements differ from the C compiler's conversion", kinds[k].name, (long long)wrong);
+    /* pieces across the chunk's boundaries, from both readers */
+    const nncc_st_tensor *tm = nncc_st_find(&mem, "big"), *td = nncc_st_find(&disk, "big");
+    int64_t per = NNCC_ST_CHUNK / kinds[k].size;
+    const int64_t piece[][2] = {{per - 1, 3}, {1, N - 2}, {N - 1, 1}, {per, per + 7}, {5, 0}};
+    int pieces_ok = 1;
+    for (size_t q = 0; q < sizeof piece / sizeof piece[0]; q++) {
+      int64_t first = piece[q][0], count = piece[q][1];
+      if (first + count > N) continue;
+      memset(got, 0xA5, (N + 3) * sizeof(float));
+      rc1 = nncc_st_to_f32_range(&disk, td, first, count, got, err, sizeof err);
+      pieces_ok &= rc1 == 0 && memcmp(got, ref + first, (size_t)count * sizeof(float)) == 0 &&
+                   ((const unsigned char *)got)[count * 4] == 0xA5;   /* nothing beyond */
+      memset(got, 0xA5, (N + 3) * sizeof(float));
+      rc1 = nncc_st_to_f32_range(&mem, tm, first, count, got, err, sizeof err);
+      pieces_ok &= rc1 == 0 && memcmp(got, ref + first, (size_t)count * sizeof(float)) == 0;
+    }
+    EXPECT(pieces_ok, "%s: pieces", kinds[k].name);
+    printf("case streamed_%s: %d + 3 floats through %s, %s as from memory; pieces %s\n", kinds[k].name, N,
+           kinds[k].size == 4 ? "no chunk" : "the chunk", same ? "bitwise the same" : "DIFFERENT",
+           pieces_ok ? "ok" : "WRONG");
+    nncc_st_free(&mem);
+    nncc_st_free(&disk);
+    EXPECT(disk.streamed == 0 && disk.chunk == NULL, "freed");
+
+    /* the same file missing its last byte: rejected by the header's check, before any read */
+    if (kinds[k].size == 2) {
+      char cut[64];
+      snprintf(cut, sizeof cut, "cut_%s.safetensors", kinds[k].name);
+      write_st(cut, -1, json, data, bytes - 1);
+      rc2 = nncc_st_open(at(cut), &disk, err, sizeof err);
+      printf("case streamed_cut_%s: %s\n", kinds[k].name, rc2 ? err : "opened");
+      EXPECT(rc2 == NNCC_ERR_FORMAT && disk.n_tensors == 0 && !disk.streamed, "a cut file fails cleanly");
+      nncc_st_free(&disk);
+    }
+    free(whole);
+    free(data);
+  }
+  free(ref);
+  free(got);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: rt_safetensors_test DIR\n");
@@ -382,5 +498,6 @@ int main(int argc, char **argv) {
   test_conversions();
   test_bad_files();
   test_parse_api();
+  test_streamed();
   return finish();
 }

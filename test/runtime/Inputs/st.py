@@ -6,6 +6,7 @@ since the `safetensors` package is not installed) and the scenarios of standalon
   st.py make-demo DIR             weights + inputs for standalone_demo (and bad variants)
   st.py check-demo DIR            compare DIR/y.npy, DIR/s.npy with numpy
   st.py make-seq DIR / check-seq DIR   the same for standalone_seq_demo
+  st.py make-wide DIR             Inputs/wide.nn's weights as F16 and F32 (the same values), an input
 """
 import importlib.util
 import json
@@ -95,6 +96,12 @@ def main():
         assert got.shape == (3, 4, 2), got.shape
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
         print("seq outputs match numpy")
+    elif cmd == "make-wide":
+        w = {"y.weight": rng.standard_normal((500, 600)).astype(np.float16),
+             "y.bias": rng.standard_normal(500).astype(np.float16)}
+        save(os.path.join(arg, "w16.safetensors"), w, "F16")
+        save(os.path.join(arg, "w32.safetensors"), w)
+        np.save(os.path.join(arg, "x.npy"), rng.standard_normal((2, 600)).astype(np.float32))
     else:
         sys.exit("unknown command " + cmd)
 
