@@ -293,16 +293,18 @@ static int64_t conv2d_plane_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, in
 }
 
 /* Chooses nf, ry, rx (and FP) for the plan's plane: the lowest estimated cost over all
- * tiles with at most `maxacc` accumulators (registers minus weights and a broadcast). */
+ * tiles whose accumulators, nf weight vectors and a broadcast fit in the registers (one more
+ * and LLVM spills an accumulator to the stack in the innermost loop: seen as a third of the
+ * FMA rate on AlexNet's conv2 with a 4 x 1 x 3 tile on AVX2). */
 static void conv2d_choose(Conv2dPlan *pl, int64_t F) {
   int64_t V = pl->V, FV = (F + V - 1) / V;
-  int maxacc = V >= 16 ? 28 : 12; /* AVX-512: 32 registers; AVX2 / SSE: 16 */
+  int regs = V >= 16 ? 32 : 16; /* AVX-512: 32 vector registers; AVX2 / SSE: 16 */
   int64_t best = -1;
   for (int nf = 1; nf <= CONV2D_MAXNF && nf <= FV; nf++) {
     int64_t nblk = (FV + nf - 1) / nf;
     for (int h = 1; h <= CONV2D_MAXRY && h <= pl->OH; h++)
       for (int w = 1; w <= CONV2D_MAXRX && w <= pl->OW; w++) {
-        if (nf * h * w > maxacc) continue;
+        if (nf * h * w + nf + 1 > regs) continue;
         int64_t cost = nblk * conv2d_plane_cost(pl, nf, h, w);
         /* ties: the larger tile (fewer passes over the input) */
         if (best < 0 || cost < best ||
