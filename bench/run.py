@@ -589,7 +589,7 @@ def report(points, tpoints, builds, failures, meta, with_ort):
                    "(bench/train_bench.py: nncc's M_train_step through ctypes, PyTorch's "
                    "zero_grad/backward/step with the same optimizer). Roofline: 3x the forward FLOPs at the "
                    "peak + the weights and optimizer state read and written once at the bandwidth. "
-                   "LSTM, GRU and char-LSTM training rows are left out until recurrent training is ready.\n")
+                   "The LSTM, GRU and char-LSTM rows run at seq 64.\n")
         out.append("| model | batch | nncc 1t | roofline | torch 1t | torch/nncc | nncc 2t | nncc 1t/2t | "
                    "roofline | torch 2t | torch/nncc |")
         out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -196,6 +196,41 @@ class GRU(nn.Module):
         return self.h(x)[0]
 
 
+class RecurrentTrain(nn.Module):
+    """bench/models/lstm_train.nn and gru_train.nn: the LSTM or GRU layer of the inference rows
+    (128 -> 256), then a classifier on its last hidden state."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.h = cell(128, 256, batch_first=True)
+        self.logits = nn.Linear(256, 10)
+
+    def forward(self, x):
+        return self.logits(self.h(x)[0][:, -1])
+
+
+def LSTMTrain():
+    return RecurrentTrain(nn.LSTM)
+
+
+def GRUTrain():
+    return RecurrentTrain(nn.GRU)
+
+
+class CharLSTM(nn.Module):
+    """examples/char_lstm.nn: byte embedding 32, LSTM 128, a 256-way classifier at every step;
+    the logits come back as [batch * seq, 256] for F.cross_entropy."""
+
+    def __init__(self):
+        super().__init__()
+        self.e = nn.Embedding(256, 32)
+        self.h = nn.LSTM(32, 128, batch_first=True)
+        self.logits = nn.Linear(128, 256)
+
+    def forward(self, x):
+        return self.logits(self.h(self.e(x))[0]).reshape(-1, 256)
+
+
 MODELS = {
     "lenet5": LeNet5,
     "mlp": MLP,

@@ -35,6 +35,27 @@ typedef struct Slice {
   LExpr *klo, *khi, *brlo, *brhi, *first, *last;
 } Slice;
 
+/* pack_b: the row of the scratch holding B(br, :, k) of the slice */
+static LExpr *pack_row(LoopProgram *lp, const GemmSpec *g, const Slice *sl, LExpr *br, LExpr *k) {
+  LExpr *r = le_sub(lp, k, sl->klo);
+  if (g->BR && sl->brlo) r = le_add(lp, le_mul(lp, le_sub(lp, br, sl->brlo), g->K), r);
+  return r;
+}
+
+/* A(br, m, k): from A itself, or from the slice's packed copy */
+static LExpr *a_load(LoopProgram *lp, const GemmSpec *g, const Slice *sl, LExpr *br, LExpr *m, LExpr *k) {
+  if (!g->pack_a) return le_load(lp, g->a, g->a_at(lp, g->ctx, br, m, k));
+  int64_t pitch = gemm_pitch(lp, g->M->ival);
+  return le_load(lp, g->apack, le_add(lp, le_mul(lp, pack_row(lp, g, sl, br, k), i64(lp, pitch)), m));
+}
+
+/* B(br, n, k): from B itself, or from the slice's packed copy */
+static LExpr *b_load(LoopProgram *lp, const GemmSpec *g, const Slice *sl, LExpr *br, LExpr *n, LExpr *k) {
+  if (!g->pack_b) return le_load(lp, g->b, g->b_at(lp, g->ctx, br, n, k));
+  int64_t pitch = gemm_pitch(lp, g->N->ival);
+  return le_load(lp, g->bpack, le_add(lp, le_mul(lp, pack_row(lp, g, sl, br, k), i64(lp, pitch)), n));
+}
+
 static void check_spec(const GemmSpec *g) {
   if (!g->M || !g->N || !g->K || !g->a_at || !g->b_at || !g->c_at) die("gemm: incomplete spec");
   if (g->accumulate && (g->init || g->epilogue)) die("gemm: accumulate takes no init or epilogue");
@@ -63,9 +84,9 @@ static void bcast_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Sli
   LStmt *kb = ls_body(lk);
   int bv[GEMM_MAX_NC];
   for (int j = 0; j < nv; j++)
-    bv[j] = ls_local(lp, kb, LT_F32, le_load(lp, g->b, g->b_at(lp, g->ctx, br, n[j], var(lp, k))));
+    bv[j] = ls_local(lp, kb, LT_F32, b_load(lp, g, sl, br, n[j], var(lp, k)));
   for (int i = 0; i < mr; i++) {
-    int av = ls_local(lp, kb, LT_F32, le_load(lp, g->a, g->a_at(lp, g->ctx, br, m[i], var(lp, k))));
+    int av = ls_local(lp, kb, LT_F32, a_load(lp, g, sl, br, m[i], var(lp, k)));
     for (int j = 0; j < nv; j++)
       ls_set(lp, kb, acc[i][j], le_fma(lp, le_local(lp, av), le_local(lp, bv[j]), le_local(lp, acc[i][j])));
   }
@@ -125,6 +146,52 @@ static void bcast_shape(const LoopProgram *lp, int *mr, int *nv) {
   else *mr = 4, *nv = 3;                    /* 12 + 3 + 1 of 16 */
 }
 
+/* The slice's rows of an operand (A or B, cols = M or N, a constant) into dst, row after row:
+ * row (br - brlo) * K + (k - klo) holds X(br, :, k) at a pitch of gemm_pitch(cols). */
+static void pack_slice(LoopProgram *lp, LStmt *body, const GemmSpec *g, const Slice *sl, int src,
+                       GemmAt at, LExpr *cols, int dst) {
+  if (cols->kind != LE_CONST) die("gemm_bcast: packing needs a constant M or N");
+  int64_t V = lp->vec_f32, pitch = gemm_pitch(lp, cols->ival);
+  int r = lvar(lp, "pr"), n = lvar(lp, "pn");
+  LExpr *rows = g->BR ? le_mul(lp, le_sub(lp, sl->brhi, sl->brlo), g->K) : le_sub(lp, sl->khi, sl->klo);
+  LStmt *lr = ls_for(lp, body, r, i64(lp, 0), rows);
+  lr->parallel = 1;
+  LExpr *br = g->BR ? le_add(lp, sl->brlo, le_bin(lp, LO_DIV, var(lp, r), g->K)) : i64(lp, 0);
+  LExpr *k = g->BR ? le_bin(lp, LO_MOD, var(lp, r), g->K) : le_add(lp, sl->klo, var(lp, r));
+  LStmt *ln = ls_for(lp, ls_body(lr), n, i64(lp, 0), cols);
+  ln->vec = (int)V;
+  ls_store(lp, ls_body(ln), dst, le_add(lp, le_mul(lp, var(lp, r), i64(lp, pitch)), var(lp, n)),
+           le_load(lp, src, at(lp, g->ctx, br, var(lp, n), k)));
+}
+
+/* batch-reduce rows per slice: about GEMM_BCAST_SLICE k in all; one row of an unknown K when B
+ * is packed (the scratch holds at most K rows then) */
+static int64_t bcast_br_slice(const GemmSpec *g) {
+  if (g->K->kind != LE_CONST) return g->pack_b || g->pack_a ? 1 : 4;
+  if (g->K->ival >= GEMM_BCAST_SLICE) return 1;
+  return GEMM_BCAST_SLICE / (g->K->ival ? g->K->ival : 1);
+}
+
+static SymCount pack_size(const LoopProgram *lp, const GemmSpec *g, LExpr *cols, SymCount kbound) {
+  if (cols->kind != LE_CONST) die("gemm_bcast: packing needs a constant M or N");
+  int64_t pitch = gemm_pitch(lp, cols->ival);
+  if (g->K->kind == LE_CONST) kbound = (SymCount){g->K->ival, 0};
+  if (!g->BR) {
+    if (kbound.per_seq || kbound.fixed > GEMM_BCAST_SLICE * 3 / 2) return (SymCount){GEMM_BCAST_SLICE * pitch, 0};
+    return (SymCount){kbound.fixed * pitch, 0};
+  }
+  int64_t brc = bcast_br_slice(g);
+  return (SymCount){brc * kbound.fixed * pitch, brc * kbound.per_seq * pitch};
+}
+
+SymCount gemm_bcast_pack_size(const LoopProgram *lp, const GemmSpec *g, SymCount kbound) {
+  return pack_size(lp, g, g->N, kbound);
+}
+
+SymCount gemm_bcast_pack_a_size(const LoopProgram *lp, const GemmSpec *g, SymCount kbound) {
+  return pack_size(lp, g, g->M, kbound);
+}
+
 /* for v in [0, ceil(total / size)): the slice [*lo, *hi) of [0, total), and sl's first / last
  * conditions; returns the loop's body */
 static LStmt *slice_loop(LoopProgram *lp, LStmt *blk, const char *name, LExpr *total, int64_t size,
@@ -149,13 +216,15 @@ void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
   LStmt *body = blk;
   int kconst = g->K->kind == LE_CONST;
   if (g->BR) {
-    int64_t brc = kconst ? (g->K->ival >= GEMM_BCAST_SLICE ? 1 : GEMM_BCAST_SLICE / (g->K->ival ? g->K->ival : 1)) : 4;
-    if (!(g->BR->kind == LE_CONST && g->BR->ival <= brc))
+    int64_t brc = bcast_br_slice(g);
+    if (!(g->BR->kind == LE_CONST && g->BR->ival <= brc) || g->pack_b || g->pack_a)
       body = slice_loop(lp, blk, "bs", g->BR, brc, &sl.brlo, &sl.brhi, &sl);
   } else if (!(kconst && g->K->ival <= GEMM_BCAST_SLICE * 3 / 2)) {
     body = slice_loop(lp, blk, "ks", g->K, GEMM_BCAST_SLICE, &sl.klo, &sl.khi, &sl);
   }
   if (g->accumulate) sl.first = sl.last = NULL;
+  if (g->pack_a) pack_slice(lp, body, g, &sl, g->a, g->a_at, g->M, g->apack);
+  if (g->pack_b) pack_slice(lp, body, g, &sl, g->b, g->b_at, g->N, g->bpack);
   LExpr *MB = div_(lp, g->M, mr);
   bcast_rows(lp, body, g, &sl, i64(lp, 0), mr, MB, nv);
   /* the rows left over: one at a time, twice as many vectors wide */

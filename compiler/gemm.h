@@ -50,11 +50,23 @@ typedef struct GemmSpec {
   GemmEpilogue epilogue;/* NULL: the sum itself */
   int accumulate;       /* C += the product (init and epilogue must be NULL) */
   GemmPar parallel;     /* which outer loop runs on threads (default: column blocks) */
+  /* gemm_bcast: copy each slice of the reduction's B into the scratch buffer bpack first, as
+   * rows of gemm_pitch(N) floats, so the tiles walk B without cache-set aliasing or TLB misses
+   * whatever B's own layout (a row pitch of 4 KiB, rows of a larger record); N must be a
+   * constant; bpack holds gemm_bcast_pack_size(lp, g, kbound) floats, not batched */
+  int pack_b, bpack;
+  /* the same for A (M must be a constant): A's slice as rows of gemm_pitch(M) floats */
+  int pack_a, apack;
   const void *ctx;      /* passed to the callbacks */
   const char *name;     /* for the loop variables' names: "" */
 } GemmSpec;
 
 void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g);
+/* The size of pack_b's scratch for g, K being at most kbound (a constant, or a multiple of
+ * seq: the caller's bound on g->K when it is not a constant). */
+SymCount gemm_bcast_pack_size(const LoopProgram *lp, const GemmSpec *g, SymCount kbound);
+/* pack_a's: the same with M's pitch */
+SymCount gemm_bcast_pack_a_size(const LoopProgram *lp, const GemmSpec *g, SymCount kbound);
 /* The row pitch (floats) for a packed operand of n columns that gemm_bcast walks row by row:
  * n rounded up to the vector width, plus one cache line when the pitch is a multiple of 1 KiB
  * (rows 4 KiB apart share an L1 set: a 256 x 24 panel would not stay in L1). */

@@ -212,7 +212,14 @@ static void lower_dense_dw(LowerCtx *lc, const Node *n) {
   int dy = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dw = lower_value(lc, n->id);
   LStmt *body = lower_begin(lc, n);
   GemmSpec g = {.M = le_i64(lp, d.U), .N = le_i64(lp, d.K), .K = R, .a = dy, .b = x, .c = dw,
-                .a_at = cols_u, .b_at = cols_k, .c_at = rows_k, .ctx = &d};
+                .a_at = cols_u, .b_at = cols_k, .c_at = rows_k, .ctx = &d,
+                /* x's rows are K apart and dy's U: copied slice by slice into rows without
+                 * cache-set aliasing (1024 floats apart, a slice's rows share a few L1 sets) */
+                .pack_a = 1, .pack_b = 1};
+  g.apack = lower_scratch(lc, arena_printf(lp->arena, "%s.ap", n->name), LT_F32,
+                          gemm_bcast_pack_a_size(lp, &g, (SymCount){0, 1}), 0);
+  g.bpack = lower_scratch(lc, arena_printf(lp->arena, "%s.bp", n->name), LT_F32,
+                          gemm_bcast_pack_size(lp, &g, (SymCount){0, 1}), 0);
   gemm_bcast(lp, body, &g);
 }
 

@@ -235,18 +235,20 @@ static LExpr *state_at(LoopProgram *lp, int64_t units, RowRef b, int s, int whic
                 unit);
 }
 
-/* A packed copy of W [rows, cols] transposed: packed[k * pitch + j] = W[j * cols + k], the
- * row pitch gemm_pitch(rows) (no cache-set aliasing between the rows a product walks). */
-static int pack_transposed(LowerCtx *lc, const char *name, int w, int64_t rows, int64_t cols) {
+/* A packed copy of W [rows, cols], transposed (packed[k * pitch + j] = W[j * cols + k], pitch =
+ * gemm_pitch(rows)) or not (packed[j * pitch + k], pitch = gemm_pitch(cols)): rows without
+ * cache-set aliasing for the products that walk them. */
+static int pack_weight(LowerCtx *lc, const char *name, int w, int64_t rows, int64_t cols, int transposed) {
   LoopProgram *lp = lc->lp;
   LStmt *prep;
-  int64_t pitch = gemm_pitch(lp, rows);
-  int p = lower_packed(lc, name, pitch * cols, &prep);
+  int64_t pitch = gemm_pitch(lp, transposed ? rows : cols);
+  int p = lower_packed(lc, name, pitch * (transposed ? cols : rows), &prep);
   int j = lvar(lp, "j"), k = lvar(lp, "k");
   LStmt *lj = ls_for(lp, prep, j, le_i64(lp, 0), le_i64(lp, rows));
   LStmt *lk = ls_for(lp, ls_body(lj), k, le_i64(lp, 0), le_i64(lp, cols));
-  ls_store(lp, ls_body(lk), p, mad(lp, le_var(lp, k), pitch, le_var(lp, j)),
-           le_load(lp, w, mad(lp, le_var(lp, j), cols, le_var(lp, k))));
+  if (!transposed) lk->vec = lp->vec_f32;
+  LExpr *at = transposed ? mad(lp, le_var(lp, k), pitch, le_var(lp, j)) : mad(lp, le_var(lp, j), pitch, le_var(lp, k));
+  ls_store(lp, ls_body(lk), p, at, le_load(lp, w, mad(lp, le_var(lp, j), cols, le_var(lp, k))));
   return p;
 }
 
@@ -538,10 +540,8 @@ static void lower_recurrent(LowerCtx *lc, const Node *n) {
       int pk = (l * dirs + d) * 4; /* weight_ih, weight_hh, bias_ih, bias_hh (params hook) */
       const Param *pw = &lc->g->params[n->first_param + pk];
       int *pp = &packs[(l * dirs + d) * 3];
-      pp[0] = pack_transposed(lc, arena_printf(ar, "%s.T", pw[0].name), lower_param(lc, n, pk),
-                              gu, kl);
-      pp[1] = pack_transposed(lc, arena_printf(ar, "%s.T", pw[1].name),
-                              lower_param(lc, n, pk + 1), gu, un);
+      pp[0] = pack_weight(lc, arena_printf(ar, "%s.T", pw[0].name), lower_param(lc, n, pk), gu, kl, 1);
+      pp[1] = pack_weight(lc, arena_printf(ar, "%s.T", pw[1].name), lower_param(lc, n, pk + 1), gu, un, 1);
       pp[2] = pack_bias(lc, arena_printf(ar, "%s.bias_l%d%s", n->name, l, d ? "_reverse" : ""),
                         lower_param(lc, n, pk + 2), lower_param(lc, n, pk + 3), gu,
                         cell == CELL_GRU ? 2 * un : gu);
@@ -732,13 +732,12 @@ static LExpr *bptt_cut(LoopProgram *lp, const void *c, LExpr *v, LExpr *m, LExpr
  * The first step the forward took has no previous state (zero): has_prev = s < seq - 1, and
  * tp, the previous time, is clamped so its loads stay in bounds. */
 static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb, int dys,
-                      int dh, int dc, int64_t l, int64_t d) {
+                      int dh, int dc, int whh, int64_t l, int64_t d) {
   LoopProgram *lp = lc->lp;
   RecurrentCell cell = f->a.cell;
   int64_t un = f->a.units, gn = gates(cell), dirs = f->a.bidirectional ? 2 : 1;
   int64_t S = saved_slots(cell);
   Dim seq = f->shape.d[0];
-  int whh = lower_param(lc, f, (int)((l * dirs + d) * 4 + 1));
 #define LAST() le_sub(lp, le_dim(lp, seq), le_i64(lp, 1))
 #define BROW() row_of(lp, rb)
 #define ROW(tl) le_add(lp, le_mul(lp, BROW(), le_dim(lp, seq)), le_local(lp, tl))
@@ -830,8 +829,8 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
     ls_store(lp, ub, dh, mad(lp, BROW(), un, le_var(lp, u)), direct);
   }
   /* B: dh[b, k] = dh[b, k] + sum_kk dG_hh[b, t, kk] W_hh[kk, k], cut at a truncation */
-  RecGrad rg = {.f = f, .l = l, .d = d, .kl = un, .cols = un, .hh = 1, .dst = dh, .t = t,
-                .cut = K};
+  RecGrad rg = {.f = f, .l = l, .d = d, .kl = gemm_pitch(lp, un), .cols = un, .hh = 1, .dst = dh,
+                .t = t, .cut = K};
   GemmSpec g = {.M = le_batch(lp), .N = le_i64(lp, un), .K = le_i64(lp, gn * un), .a = dgb,
                 .b = whh, .c = dh, .a_at = bptt_dg, .b_at = rg_w, .c_at = rg_c,
                 .init = rg_c_init, .epilogue = bptt_cut, .ctx = &rg};
@@ -858,6 +857,13 @@ static void lower_recurrent_bptt(LowerCtx *lc, const Node *n) {
   int64_t un = f->a.units, dirs = f->a.bidirectional ? 2 : 1, nl = f->a.layers;
   int sv = saved_of(lc, f);
   int dy = lower_value(lc, n->in[0]), dgb = lower_value(lc, n->id);
+  /* every W_hh [G*U, U] at a row pitch without cache-set aliasing, packed at the start of the
+   * call (a kernel of its own: before this one) */
+  int64_t gn = gates(f->a.cell);
+  int *whh = arena_alloc(ar, (size_t)(nl * dirs) * sizeof(int));
+  for (int64_t i = 0; i < nl * dirs; i++)
+    whh[i] = pack_weight(lc, arena_printf(ar, "%s.P", lc->g->params[f->first_param + i * 4 + 1].name),
+                         lower_param(lc, f, (int)(i * 4 + 1)), gn * un, un, 0);
   LStmt *body = lower_begin(lc, n);
   int dh = lower_scratch(lc, arena_printf(ar, "%s.dh", f->name), LT_F32, (SymCount){un, 0}, 1);
   int dc = -1;
@@ -869,7 +875,7 @@ static void lower_recurrent_bptt(LowerCtx *lc, const Node *n) {
                            seq_elems(f->shape.d[0], dirs * un), 1);
   for (int64_t l = nl - 1; l >= 0; l--) {
     int src = l == nl - 1 ? dy : dys[l % 2];
-    for (int64_t d = 0; d < dirs; d++) bptt_pass(lc, body, f, sv, dgb, src, dh, dc, l, d);
+    for (int64_t d = 0; d < dirs; d++) bptt_pass(lc, body, f, sv, dgb, src, dh, dc, whh[l * dirs + d], l, d);
     if (l > 0) input_grad(lc, body, f, dgb, l, dys[(l - 1) % 2], dirs * un);
   }
 }
@@ -970,6 +976,13 @@ static void lower_recurrent_dw(LowerCtx *lc, const Node *n) {
       g.a_at = dw_dg_step;
       g.b_at = dw_hprev;
     }
+    /* A's rows (dG) and B's (the saved record or x) are steps of records a multiple of 1 KiB
+     * long: copy each slice into rows of a pitch without cache-set aliasing first */
+    g.pack_a = g.pack_b = 1;
+    g.apack = lower_scratch(lc, arena_printf(lp->arena, "%s.ap%lld", n->name, (long long)pd), LT_F32,
+                            gemm_bcast_pack_a_size(lp, &g, (SymCount){0, 1}), 0);
+    g.bpack = lower_scratch(lc, arena_printf(lp->arena, "%s.bp%lld", n->name, (long long)pd), LT_F32,
+                            gemm_bcast_pack_size(lp, &g, (SymCount){0, 1}), 0);
     gemm_bcast(lp, body, &g);
     if (which == 1 && lc->saved0[f->id] >= 0) {
       rg.x = lc->saved0[f->id];
