@@ -4,7 +4,8 @@
 #include "util.h"
 
 enum { GEMM_MAX_MR = 8, GEMM_MAX_NC = 8, GEMM_DOT_CHUNK = 32 /* vectors summed per partial */,
-       GEMM_BCAST_SLICE = 256 /* k per slice of a gemm_bcast reduction */ };
+       GEMM_BCAST_SLICE = 256 /* k per slice of a gemm_bcast reduction */,
+       GEMM_DOT_SLICE = 4096 /* k per slice of a gemm_dot batch-reduce */ };
 
 static LExpr *i64(LoopProgram *lp, int64_t v) { return le_i64(lp, v); }
 static LExpr *var(LoopProgram *lp, int v) { return le_var(lp, v); }
@@ -240,17 +241,19 @@ int64_t gemm_pitch(const LoopProgram *lp, int64_t n) {
 /* --- gemm_dot --- */
 
 /* The tile: rows m0 + i (i < mr), columns n0 + j (j < nu). */
-static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *m0, int mr, LExpr *n0,
-                     int nu) {
+static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice *sl, LExpr *m0, int mr,
+                     LExpr *n0, int nu) {
   int64_t V = lp->vec_f32;
   LExpr *m[GEMM_MAX_MR], *n[GEMM_MAX_NC];
   for (int i = 0; i < mr; i++) m[i] = le_add(lp, m0, i64(lp, i));
   for (int j = 0; j < nu; j++) n[j] = le_add(lp, n0, i64(lp, j));
-  if (!g->accumulate)
+  if (!g->accumulate) { /* C starts at init (in the first slice of the batch-reduce) */
+    LStmt *ib = sl->first ? ls_body(ls_if(lp, blk, sl->first)) : blk;
     for (int i = 0; i < mr; i++)
       for (int j = 0; j < nu; j++)
-        ls_store(lp, blk, g->c, c_at(lp, g, m[i], n[j]),
+        ls_store(lp, ib, g->c, c_at(lp, g, m[i], n[j]),
                  g->init ? g->init(lp, g->ctx, m[i], n[j]) : le_f32(lp, 0));
+  }
   LExpr *KV = div_(lp, g->K, V); /* whole vectors of k */
   int single = g->K->kind == LE_CONST && g->K->ival / V <= GEMM_DOT_CHUNK;
   {
@@ -262,7 +265,7 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *m0, 
     for (int i = 0; i < mr; i++)
       for (int j = 0; j < nu; j++) acc[i][j] = ls_local(lp, tb, LT_F32, le_f32(lp, 0));
     LExpr *br;
-    LStmt *bb = br_loop(lp, tb, g, NULL, NULL, &br);
+    LStmt *bb = br_loop(lp, tb, g, sl->brlo, sl->brhi, &br);
     /* chunks of GEMM_DOT_CHUNK vectors, each summed on its own and then added to the total:
      * the rounding error grows with the chunk and the chunk count, not with K */
     LStmt *cb = bb;
@@ -299,7 +302,7 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *m0, 
   if (g->K->kind != LE_CONST || g->K->ival % V) {
     /* k % V: scalar, an explicit fma (a contracted a * b + c would depend on -O) */
     LExpr *br;
-    LStmt *bb = br_loop(lp, blk, g, NULL, NULL, &br);
+    LStmt *bb = br_loop(lp, blk, g, sl->brlo, sl->brhi, &br);
     int k = lvar(lp, "kt");
     LStmt *lk = ls_for(lp, bb, k, le_mul(lp, KV, i64(lp, V)), g->K);
     for (int i = 0; i < mr; i++)
@@ -309,15 +312,18 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *m0, 
                         le_load(lp, g->b, g->b_at(lp, g->ctx, br, n[j], var(lp, k))),
                         le_load(lp, g->c, c_at(lp, g, m[i], n[j]))));
   }
-  if (g->epilogue)
+  if (g->epilogue) {
+    LStmt *eb = sl->last ? ls_body(ls_if(lp, blk, sl->last)) : blk;
     for (int i = 0; i < mr; i++)
       for (int j = 0; j < nu; j++)
-        ls_store(lp, blk, g->c, c_at(lp, g, m[i], n[j]),
+        ls_store(lp, eb, g->c, c_at(lp, g, m[i], n[j]),
                  g->epilogue(lp, g->ctx, le_load(lp, g->c, c_at(lp, g, m[i], n[j])), m[i], n[j]));
+  }
 }
 
 /* Rows [mlo, mlo + mr * MB) in tiles of mr, every column: blocks of nu, then single columns. */
-static void dot_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *mlo, int mr, LExpr *MB, int nu) {
+static void dot_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice *sl, LExpr *mlo, int mr,
+                     LExpr *MB, int nu) {
   LExpr *NB = div_(lp, g->N, nu);
   LExpr *nfull = le_mul(lp, NB, i64(lp, nu));
   {
@@ -325,7 +331,7 @@ static void dot_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *mlo,
     LStmt *ln = ls_for(lp, blk, nb, i64(lp, 0), NB);
     ln->parallel = g->parallel == GEMM_PAR_N;
     LStmt *lm = ls_for(lp, ls_body(ln), mb, i64(lp, 0), MB);
-    dot_tile(lp, ls_body(lm), g, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr,
+    dot_tile(lp, ls_body(lm), g, sl, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr,
              le_mul(lp, var(lp, nb), i64(lp, nu)), nu);
   }
   {
@@ -333,7 +339,7 @@ static void dot_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *mlo,
     LStmt *ln = ls_for(lp, blk, n, nfull, g->N);
     ln->parallel = g->parallel == GEMM_PAR_N;
     LStmt *lm = ls_for(lp, ls_body(ln), mb, i64(lp, 0), MB);
-    dot_tile(lp, ls_body(lm), g, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr, var(lp, n), 1);
+    dot_tile(lp, ls_body(lm), g, sl, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr, var(lp, n), 1);
   }
 }
 
@@ -346,10 +352,22 @@ void gemm_dot(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
   check_spec(g);
   int mr, nu;
   dot_shape(lp, &mr, &nu);
+  /* A batch-reduce runs slice by slice, every tile over one slice of br (about GEMM_DOT_SLICE
+   * floats of k in all) before the next: the slice's rows of A and B stay in L2 while all the
+   * tiles read them, instead of every tile streaming all of A and B.  C starts at init in the
+   * first slice; the epilogue runs in the last. */
+  Slice sl = {0};
+  LStmt *body = blk;
+  if (g->BR) {
+    int64_t brc = 1;
+    if (g->K->kind == LE_CONST && g->K->ival > 0 && g->K->ival < GEMM_DOT_SLICE) brc = GEMM_DOT_SLICE / g->K->ival;
+    if (!(g->BR->kind == LE_CONST && g->BR->ival <= brc))
+      body = slice_loop(lp, blk, "bs", g->BR, brc, &sl.brlo, &sl.brhi, &sl);
+  }
   LExpr *MB = div_(lp, g->M, mr);
-  dot_rows(lp, blk, g, i64(lp, 0), mr, MB, nu);
+  dot_rows(lp, body, g, &sl, i64(lp, 0), mr, MB, nu);
   /* the rows left over (every row of a batch-1 product): one at a time, 8 columns wide, so
    * 8 independent FMA chains stream 8 rows of B */
   LExpr *mfull = le_mul(lp, MB, i64(lp, mr));
-  dot_rows(lp, blk, g, mfull, 1, le_sub(lp, g->M, mfull), 8);
+  dot_rows(lp, body, g, &sl, mfull, 1, le_sub(lp, g->M, mfull), 8);
 }

@@ -617,8 +617,9 @@ const OpInfo op_conv1d = {
  *   kh - 1 - ph rows and kw - 1 - pw columns; rows and columns of dy whose windows hold only
  *   padding are left out), then
  *     dx[b, c, iy, ix] = sum_{f, ky, kx} dyp[b, f, iy + ky, ix + kx] W[f, c, kh-1-ky, kw-1-kx]
- *   vectorized over ix (contiguous loads of dyp, W broadcast).  Input rows and columns that
- *   no window reads (floored windows) meet only zeros of dyp: their gradient is 0.
+ *   a batch-reduce gemm_bcast per batch row (gemm.h: vectorized over the flat positions,
+ *   contiguous loads of dyp, W broadcast; reduced over the filters and the taps).  Input rows
+ *   and columns that no window reads (floored windows) meet only zeros of dyp: gradient 0.
  * _conv_dw: dW[f, c, ky, kx] = sum_{b, oy, ox} dy[b, f, oy, ox] xp[b, c, oy sh + ky, ox sw + kx]
  *   (xp: x zero-padded): a batch-reduce gemm_dot (gemm.h) over flat planes, register tiles of
  *   filters x (c, ky, kx) taps.
@@ -663,43 +664,32 @@ static void fill_loop(LoopProgram *lp, LStmt *body, int dst, LExpr *count, doubl
 
 static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
-/* Channels cvar * mult + i, i < nb, of batch row b: dxs[b, c, q] for every q, the nb
- * accumulators (independent FMA chains) sharing each load of dyp. */
-enum { CONV_DX_BLOCK = 4 };
+/* dx as a batch-reduce product (gemm_bcast), per batch row b: rows c, columns q of the flat
+ * planes, reduced over the filters f (br) and the taps t = (ky, kx) (k):
+ *   A(f, c, t) = W[f, c, kh-1-ky, kw-1-kx],  B(f, q, t) = dyp[b, f, q + ky Wq + kx] */
+typedef struct ConvDx {
+  const ConvGeo *g;
+  int b;               /* the batch row's loop variable */
+  int64_t DPS, Wq, NQ;
+} ConvDx;
 
-static void conv_dx_channels(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int b, int cvar,
-                             int64_t mult, int nb, int dyp, int w, int dxs, int64_t DPS,
-                             int64_t Wq, int64_t NQ) {
-  int q = lvar(lp, "q"), f = lvar(lp, "f"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
-  LStmt *lq = ls_for(lp, blk, q, le_i64(lp, 0), le_i64(lp, NQ));
-  lq->vec = lp->vec_f32;
-  LStmt *qb = ls_body(lq);
-  int acc[CONV_DX_BLOCK];
-  for (int i = 0; i < nb; i++) acc[i] = ls_local(lp, qb, LT_F32, le_f32(lp, 0));
-  LStmt *lf = ls_for(lp, qb, f, le_i64(lp, 0), le_i64(lp, g->F));
-  LStmt *lky = ls_for(lp, ls_body(lf), ky, le_i64(lp, 0), le_i64(lp, g->kh));
-  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, g->kw));
-  LStmt *kb = ls_body(lkx);
-  LExpr *plane = le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g->F)), le_var(lp, f)),
-                        le_i64(lp, DPS));
-  LExpr *di = le_add(lp, plane, le_add(lp, le_var(lp, q),
-                                       le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, Wq)),
-                                              le_var(lp, kx))));
-  int dv = ls_local(lp, kb, LT_F32, le_load(lp, dyp, di));
-  for (int i = 0; i < nb; i++) {
-    LExpr *c = le_add(lp, le_mul(lp, le_var(lp, cvar), le_i64(lp, mult)), le_i64(lp, i));
-    LExpr *wi = ix4(lp, le_var(lp, f), c, le_sub(lp, le_i64(lp, g->kh - 1), le_var(lp, ky)),
-                    le_sub(lp, le_i64(lp, g->kw - 1), le_var(lp, kx)), g->C, g->kh, g->kw);
-    ls_set(lp, kb, acc[i], le_fma(lp, le_local(lp, dv), le_load(lp, w, wi), le_local(lp, acc[i])));
-  }
-  for (int i = 0; i < nb; i++) {
-    LExpr *c = le_add(lp, le_mul(lp, le_var(lp, cvar), le_i64(lp, mult)), le_i64(lp, i));
-    ls_store(lp, qb, dxs,
-             le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g->C)), c),
-                               le_i64(lp, NQ)),
-                    le_var(lp, q)),
-             le_local(lp, acc[i]));
-  }
+static LExpr *dx_w(LoopProgram *lp, const void *c, LExpr *f, LExpr *ch, LExpr *t) {
+  const ConvGeo *g = ((const ConvDx *)c)->g;
+  LExpr *ky = le_bin(lp, LO_DIV, t, le_i64(lp, g->kw)), *kx = le_bin(lp, LO_MOD, t, le_i64(lp, g->kw));
+  return ix4(lp, f, ch, le_sub(lp, le_i64(lp, g->kh - 1), ky), le_sub(lp, le_i64(lp, g->kw - 1), kx), g->C,
+             g->kh, g->kw);
+}
+static LExpr *dx_dyp(LoopProgram *lp, const void *c, LExpr *f, LExpr *q, LExpr *t) {
+  const ConvDx *d = c;
+  const ConvGeo *g = d->g;
+  LExpr *ky = le_bin(lp, LO_DIV, t, le_i64(lp, g->kw)), *kx = le_bin(lp, LO_MOD, t, le_i64(lp, g->kw));
+  LExpr *plane = le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, d->b), le_i64(lp, g->F)), f), le_i64(lp, d->DPS));
+  return le_add(lp, plane, le_add(lp, q, le_add(lp, le_mul(lp, ky, le_i64(lp, d->Wq)), kx)));
+}
+static LExpr *dx_out(LoopProgram *lp, const void *c, LExpr *br, LExpr *ch, LExpr *q) {
+  (void)br;
+  const ConvDx *d = c;
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, d->b), le_i64(lp, d->g->C)), ch), le_i64(lp, d->NQ)), q);
 }
 
 /* dW as a batch-reduce product (gemm_dot): rows f, columns n = (c, ky, kx), reduced over the
@@ -775,18 +765,11 @@ static void lower_conv_dx(LowerCtx *lc, const Node *n) {
   {
     int b = lvar(lp, "b");
     LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
-    lb->parallel = 1;
-    int64_t blocks = g.C / CONV_DX_BLOCK;
-    if (blocks > 0) {
-      int cb = lvar(lp, "cb");
-      LStmt *lcb = ls_for(lp, ls_body(lb), cb, le_i64(lp, 0), le_i64(lp, blocks));
-      conv_dx_channels(lp, ls_body(lcb), &g, b, cb, CONV_DX_BLOCK, CONV_DX_BLOCK, dyp, w, dxs, DPS, Wq, NQ);
-    }
-    if (blocks * CONV_DX_BLOCK < g.C) {
-      int c = lvar(lp, "c");
-      LStmt *lc_ = ls_for(lp, ls_body(lb), c, le_i64(lp, blocks * CONV_DX_BLOCK), le_i64(lp, g.C));
-      conv_dx_channels(lp, ls_body(lc_), &g, b, c, 1, 1, dyp, w, dxs, DPS, Wq, NQ);
-    }
+    ConvDx cd = {.g = &g, .b = b, .DPS = DPS, .Wq = Wq, .NQ = NQ};
+    GemmSpec gm = {.M = le_i64(lp, g.C), .N = le_i64(lp, NQ), .K = le_i64(lp, g.kh * g.kw),
+                   .BR = le_i64(lp, g.F), .a = w, .b = dyp, .c = dxs, .a_at = dx_w, .b_at = dx_dyp,
+                   .c_at = dx_out, .ctx = &cd};
+    gemm_bcast(lp, ls_body(lb), &gm);
   }
   {
     int r = lvar(lp, "bc"), iy = lvar(lp, "iy"), ix = lvar(lp, "ix");
