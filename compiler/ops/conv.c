@@ -517,6 +517,62 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
            lower_epilogue(lc, n, v));
 }
 
+/* Few filters (F < V) at stride 1: a batch-reduce gemm_bcast per batch row over the flat
+ * padded plane, the output positions q = oy Wp + ox (q < (OH - 1) Wp + OW, so no read leaves
+ * the padded input; the columns ox >= OW are computed and dropped):
+ *   yq[f, q] = bias[f] + sum_c sum_{ky, kx} W[f, c, ky, kx] xp[b, c, q + ky Wp + kx]
+ * rows f, columns q (vectors of positions), reduced over the channels (br) and the taps (k):
+ * register tiles of filters x position vectors instead of one accumulator per vector; then
+ * y[b, f, oy, ox] = epilogue(yq[f, oy Wp + ox]). */
+typedef struct ConvFlat {
+  int64_t C, k, Hp, Wp, NQ, F;
+  int b, bias;
+} ConvFlat;
+
+static LExpr *flat_w(LoopProgram *lp, const void *c, LExpr *ch, LExpr *f, LExpr *t) {
+  const ConvFlat *d = c;
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, f, le_i64(lp, d->C)), ch), le_i64(lp, d->k * d->k)), t);
+}
+static LExpr *flat_x(LoopProgram *lp, const void *c, LExpr *ch, LExpr *q, LExpr *t) {
+  const ConvFlat *d = c;
+  LExpr *ky = le_bin(lp, LO_DIV, t, le_i64(lp, d->k)), *kx = le_bin(lp, LO_MOD, t, le_i64(lp, d->k));
+  LExpr *plane = le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, d->b), le_i64(lp, d->C)), ch), le_i64(lp, d->Hp * d->Wp));
+  return le_add(lp, plane, le_add(lp, q, le_add(lp, le_mul(lp, ky, le_i64(lp, d->Wp)), kx)));
+}
+static LExpr *flat_out(LoopProgram *lp, const void *c, LExpr *br, LExpr *f, LExpr *q) {
+  (void)br;
+  const ConvFlat *d = c;
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, d->b), le_i64(lp, d->F)), f), le_i64(lp, d->NQ)), q);
+}
+static LExpr *flat_bias(LoopProgram *lp, const void *c, LExpr *f, LExpr *q) {
+  (void)q;
+  return le_load(lp, ((const ConvFlat *)c)->bias, f);
+}
+
+static void lower_conv2d_flat(LowerCtx *lc, const Node *n, LStmt *body, int xp, int y, int w, int bias) {
+  LoopProgram *lp = lc->lp;
+  Shape in = in_shape(lc->g, n, 0);
+  int64_t C = in.d[0].n, H = in.d[1].n, W = in.d[2].n, F = n->a.units, k = n->a.kernel, p = n->a.pad;
+  int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n, Wp = W + 2 * p;
+  ConvFlat cf = {.C = C, .k = k, .Hp = H + 2 * p, .Wp = Wp, .NQ = (OH - 1) * Wp + OW, .F = F, .bias = bias};
+  int yq = lower_scratch(lc, arena_printf(lp->arena, "%s.q", n->name), LT_F32, (SymCount){F * cf.NQ, 0}, 1);
+  cf.b = lvar(lp, "b");
+  LStmt *lb = ls_for(lp, body, cf.b, le_i64(lp, 0), le_batch(lp));
+  GemmSpec g = {.M = le_i64(lp, F), .N = le_i64(lp, cf.NQ), .K = le_i64(lp, k * k), .BR = le_i64(lp, C),
+                .a = w, .b = xp, .c = yq, .a_at = flat_w, .b_at = flat_x, .c_at = flat_out,
+                .init = bias >= 0 ? flat_bias : NULL, .ctx = &cf};
+  gemm_bcast(lp, ls_body(lb), &g);
+  int r = lvar(lp, "bf"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, F)));
+  LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, 0), le_i64(lp, OH));
+  LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, 0), le_i64(lp, OW));
+  lox->vec = lp->vec_f32;
+  LExpr *from = le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, cf.NQ)),
+                       le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, Wp)), le_var(lp, ox)));
+  ls_store(lp, ls_body(lox), y, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, oy), le_var(lp, ox), 1, OH, OW),
+           lower_epilogue(lc, n, le_load(lp, yq, from)));
+}
+
 static void lower_conv2d(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   Shape in = in_shape(lc->g, n, 0);
@@ -531,9 +587,13 @@ static void lower_conv2d(LowerCtx *lc, const Node *n) {
     return;
   }
 
-  /* few filters: vectorized over output columns */
   LStmt *body = lower_begin(lc, n);
   int xp = lower_pad2d(lc, body, n, x, C, H, W, p, Wp, 0.0);
+  if (s == 1) {
+    lower_conv2d_flat(lc, n, body, xp, y, w, bias);
+    return;
+  }
+  /* few filters at a stride: vectorized over output columns */
   int b = lvar(lp, "b"), f = lvar(lp, "f"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
   int c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
   LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
