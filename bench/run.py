@@ -696,7 +696,7 @@ def main():
         if bad:
             ap.error("unknown model(s) %s; known: %s" % (", ".join(bad), ", ".join(names)))
     else:
-        want = names
+        want = names + tnames   # a training-only row (char_lstm) has no inference spec
     specs = [s for s in SPECS if s.name in want]
     tspecs = [] if args.no_train else [t for t in train_bench.TRAIN_SPECS if t.row in want]
 
