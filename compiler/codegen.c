@@ -718,6 +718,11 @@ static void emit_for(Cg *c, const LStmt *s) {
                      LLVMBuildExtractElement(c->b, p, LLVMConstInt(c->i32, (unsigned long long)i, 0), ""));
     LLVMBuildStore(c->b, acc, red_ptr);
   }
+  /* no remainder when the trip count is a known multiple of w (a tile's lane loop [0, w)):
+   * its scalar copy of the body would be dead code for LLVM to prove dead */
+  if (LLVMIsAConstantInt(lo) && LLVMIsAConstantInt(hi) &&
+      (LLVMConstIntGetSExtValue(hi) - LLVMConstIntGetSExtValue(lo)) % w == 0)
+    return;
   emit_loop(c, s, vend, hi, 1);
 }
 
