@@ -517,6 +517,17 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
            lower_epilogue(lc, n, v));
 }
 
+/* Flat planes (the products below): element pos of plane (b, ch), planes per batch row, plane
+ * floats apart; and the element under kernel tap t = ky * kw + kx, rows of `row` floats. */
+static LExpr *plane_at(LoopProgram *lp, LExpr *b, int64_t planes, LExpr *ch, int64_t plane, LExpr *pos) {
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, b, le_i64(lp, planes)), ch), le_i64(lp, plane)), pos);
+}
+static LExpr *tap_at(LoopProgram *lp, LExpr *b, int64_t planes, LExpr *ch, int64_t plane, LExpr *pos, LExpr *t,
+                     int64_t kw, int64_t row) {
+  LExpr *ky = le_bin(lp, LO_DIV, t, le_i64(lp, kw)), *kx = le_bin(lp, LO_MOD, t, le_i64(lp, kw));
+  return plane_at(lp, b, planes, ch, plane, le_add(lp, pos, le_add(lp, le_mul(lp, ky, le_i64(lp, row)), kx)));
+}
+
 /* Few filters (F < V) at stride 1: a batch-reduce gemm_bcast per batch row over the flat
  * padded plane, the output positions q = oy Wp + ox (q < (OH - 1) Wp + OW, so no read leaves
  * the padded input; the columns ox >= OW are computed and dropped):
@@ -535,14 +546,12 @@ static LExpr *flat_w(LoopProgram *lp, const void *c, LExpr *ch, LExpr *f, LExpr 
 }
 static LExpr *flat_x(LoopProgram *lp, const void *c, LExpr *ch, LExpr *q, LExpr *t) {
   const ConvFlat *d = c;
-  LExpr *ky = le_bin(lp, LO_DIV, t, le_i64(lp, d->k)), *kx = le_bin(lp, LO_MOD, t, le_i64(lp, d->k));
-  LExpr *plane = le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, d->b), le_i64(lp, d->C)), ch), le_i64(lp, d->Hp * d->Wp));
-  return le_add(lp, plane, le_add(lp, q, le_add(lp, le_mul(lp, ky, le_i64(lp, d->Wp)), kx)));
+  return tap_at(lp, le_var(lp, d->b), d->C, ch, d->Hp * d->Wp, q, t, d->k, d->Wp);
 }
 static LExpr *flat_out(LoopProgram *lp, const void *c, LExpr *br, LExpr *f, LExpr *q) {
   (void)br;
   const ConvFlat *d = c;
-  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, d->b), le_i64(lp, d->F)), f), le_i64(lp, d->NQ)), q);
+  return plane_at(lp, le_var(lp, d->b), d->F, f, d->NQ, q);
 }
 static LExpr *flat_bias(LoopProgram *lp, const void *c, LExpr *f, LExpr *q) {
   (void)q;
@@ -741,15 +750,12 @@ static LExpr *dx_w(LoopProgram *lp, const void *c, LExpr *f, LExpr *ch, LExpr *t
 }
 static LExpr *dx_dyp(LoopProgram *lp, const void *c, LExpr *f, LExpr *q, LExpr *t) {
   const ConvDx *d = c;
-  const ConvGeo *g = d->g;
-  LExpr *ky = le_bin(lp, LO_DIV, t, le_i64(lp, g->kw)), *kx = le_bin(lp, LO_MOD, t, le_i64(lp, g->kw));
-  LExpr *plane = le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, d->b), le_i64(lp, g->F)), f), le_i64(lp, d->DPS));
-  return le_add(lp, plane, le_add(lp, q, le_add(lp, le_mul(lp, ky, le_i64(lp, d->Wq)), kx)));
+  return tap_at(lp, le_var(lp, d->b), d->g->F, f, d->DPS, q, t, d->g->kw, d->Wq);
 }
 static LExpr *dx_out(LoopProgram *lp, const void *c, LExpr *br, LExpr *ch, LExpr *q) {
   (void)br;
   const ConvDx *d = c;
-  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, d->b), le_i64(lp, d->g->C)), ch), le_i64(lp, d->NQ)), q);
+  return plane_at(lp, le_var(lp, d->b), d->g->C, ch, d->NQ, q);
 }
 
 /* dW as a batch-reduce product (gemm_dot): rows f, columns n = (c, ky, kx), reduced over the
@@ -762,18 +768,14 @@ typedef struct ConvDw {
 
 static LExpr *dw_dy(LoopProgram *lp, const void *c, LExpr *b, LExpr *f, LExpr *q) {
   const ConvDw *d = c;
-  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, b, le_i64(lp, d->g->F)), f), le_i64(lp, d->NQ)), q);
+  return plane_at(lp, b, d->g->F, f, d->NQ, q);
 }
 static LExpr *dw_x(LoopProgram *lp, const void *c, LExpr *b, LExpr *n, LExpr *q) {
   const ConvDw *d = c;
   const ConvGeo *g = d->g;
   int64_t kk = g->kh * g->kw;
-  LExpr *ch = le_bin(lp, LO_DIV, n, le_i64(lp, kk));
-  LExpr *tap = le_bin(lp, LO_MOD, n, le_i64(lp, kk));
-  LExpr *ky = le_bin(lp, LO_DIV, tap, le_i64(lp, g->kw)), *kx = le_bin(lp, LO_MOD, tap, le_i64(lp, g->kw));
-  LExpr *plane = le_mul(lp, le_add(lp, le_mul(lp, b, le_i64(lp, g->C)), ch), le_i64(lp, d->XPS));
-  return le_add(lp, plane, le_add(lp, le_mul(lp, q, le_i64(lp, g->sw)),
-                                  le_add(lp, le_mul(lp, ky, le_i64(lp, d->Wp)), kx)));
+  return tap_at(lp, b, g->C, le_bin(lp, LO_DIV, n, le_i64(lp, kk)), d->XPS, le_mul(lp, q, le_i64(lp, g->sw)),
+                le_bin(lp, LO_MOD, n, le_i64(lp, kk)), g->kw, d->Wp);
 }
 /* dW[f, n] with n = (c, ky, kx): W's own layout */
 static LExpr *dw_w(LoopProgram *lp, const void *c, LExpr *br, LExpr *f, LExpr *n) {
