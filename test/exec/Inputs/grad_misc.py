@@ -430,7 +430,14 @@ def make_array(rng, kind, shape, batch, seq):
     return rng.integers(0, n, size=full).astype(np.int32)
 
 
-def run(lib, case, batch, seq, rng):
+def misc_scale(name, shape):
+    """The standard deviation of the random parameters of grad_misc's cases."""
+    return 0.6 if name.endswith("weight") else 0.3
+
+
+def run(lib, case, batch, seq, rng, scale=misc_scale):
+    """m_gradients' loss and every m_grad against torch autograd (case["ref"]), the
+    parameters drawn from N(0, scale(name, shape)^2)."""
     m = ctypes.c_void_p(lib.m_create())
     try:
         P = {}
@@ -438,8 +445,7 @@ def run(lib, case, batch, seq, rng):
             v = tensor_view(lib, "m_param", m, name)
             if v is None or v.size != int(np.prod(shape)):
                 return None, f"m_param({name}) missing or wrong size"
-            scale = 0.6 if name.endswith("weight") else 0.3
-            v[:] = (rng.standard_normal(v.size) * scale).astype(np.float32)
+            v[:] = (rng.standard_normal(v.size) * scale(name, shape)).astype(np.float32)
             P[name] = v.reshape(shape).copy()
         arrays = {name: make_array(rng, kind, shape, batch, seq) for name, kind, shape in case["inputs"]}
         args = [ctypes.c_void_p(m.value), ctypes.c_int64(batch)]

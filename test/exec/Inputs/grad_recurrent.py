@@ -32,15 +32,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from autograd_compare import compare, verdict
+from autograd_compare import verdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from grad_misc import build, make_array, tensor_view  # noqa: E402
-
-import ctypes  # noqa: E402
+from grad_misc import build, run as grad_misc_run  # noqa: E402
 
 TOL = 1e-3
-FLOOR = 1e-3
 FD_TOL = 1e-6
 
 
@@ -212,37 +209,15 @@ def bptt_cases():
             seq_case("rnn", 4, 2, False, bptt=100, runs=TRUNC_RUNS)]
 
 
+def rec_scale(name, shape):
+    """Weights small enough that 64 steps of a relu rnn neither die nor explode."""
+    fan = shape[-1] if len(shape) == 2 else 4
+    return 1.0 if name == "e.weight" else 0.9 / np.sqrt(fan)
+
+
 def run(lib, case, batch, seq, rng):
-    """m_gradients' loss and every m_grad against torch autograd; weights small enough that
-    64 steps of a relu rnn neither die nor explode."""
-    m = ctypes.c_void_p(lib.m_create())
-    try:
-        P = {}
-        for name, shape in case["params"].items():
-            v = tensor_view(lib, "m_param", m, name)
-            if v is None or v.size != int(np.prod(shape)):
-                return None, f"m_param({name}) missing or wrong size"
-            fan = shape[-1] if len(shape) == 2 else 4
-            scale = 1.0 if name == "e.weight" else 0.9 / np.sqrt(fan)
-            v[:] = (rng.standard_normal(v.size) * scale).astype(np.float32)
-            P[name] = v.reshape(shape).copy()
-        arrays = {name: make_array(rng, kind, shape, batch, seq) for name, kind, shape in case["inputs"]}
-        args = [ctypes.c_void_p(m.value), ctypes.c_int64(batch), ctypes.c_int64(seq)]
-        args += [a.ctypes.data_as(ctypes.c_void_p) for a in arrays.values()]
-        loss = ctypes.c_float(0)
-        args.append(ctypes.byref(loss))
-        rc = lib.m_gradients(*args)
-        if rc:
-            return None, f"m_gradients returned {rc}: {lib.nncc_last_error().decode()}"
-        got = {"loss": np.array([loss.value])}
-        for name in P:
-            gv = tensor_view(lib, "m_grad", m, name)
-            if gv is None:
-                return None, f"m_grad({name}) is NULL"
-            got[name] = gv.copy()
-    finally:
-        lib.m_destroy(m)
-    return compare(case["ref"], P, arrays, got, FLOOR)
+    """m_gradients' loss and every m_grad against torch autograd (grad_misc.run)."""
+    return grad_misc_run(lib, case, batch, seq, rng, scale=rec_scale)
 
 
 def main():
