@@ -203,17 +203,6 @@ static LExpr *mad(LoopProgram *lp, LExpr *a, int64_t m, LExpr *b) {
   return le_add(lp, le_mul(lp, a, le_i64(lp, m)), b);
 }
 
-/* A row of a block: var * mult + i. */
-typedef struct RowRef {
-  int var;       /* the block's loop variable */
-  int64_t mult;  /* rows per block (1: the remainder loop) */
-  int64_t i;     /* the row within the block */
-} RowRef;
-
-static LExpr *row_of(LoopProgram *lp, RowRef r) {
-  return mad(lp, le_var(lp, r.var), r.mult, le_i64(lp, r.i));
-}
-
 /* The time step of step s: s forward, seq - 1 - s backward. */
 static LExpr *step_time(LoopProgram *lp, Dim seq, int s, int backward) {
   if (!backward) return le_var(lp, s);
@@ -221,16 +210,16 @@ static LExpr *step_time(LoopProgram *lp, Dim seq, int s, int backward) {
 }
 
 /* b * seq + t: the row of batch row b at step s in a [batch, seq, ...] buffer. */
-static LExpr *step_row(LoopProgram *lp, Dim seq, RowRef b, int s, int backward) {
-  return le_add(lp, le_mul(lp, row_of(lp, b), le_dim(lp, seq)), step_time(lp, seq, s, backward));
+static LExpr *step_row(LoopProgram *lp, Dim seq, int b, int s, int backward) {
+  return le_add(lp, le_mul(lp, le_var(lp, b), le_dim(lp, seq)), step_time(lp, seq, s, backward));
 }
 
 /* Index into the double-buffered state h [batch, 2, U]: half 0 holds h_{t-1}, half 1
  * receives h_t. */
-static LExpr *state_at(LoopProgram *lp, int64_t units, RowRef b, int s, int which, LExpr *unit) {
+static LExpr *state_at(LoopProgram *lp, int64_t units, int b, int s, int which, LExpr *unit) {
   LExpr *par = le_bin(lp, LO_MOD, le_var(lp, s), le_i64(lp, 2));
   if (which) par = le_sub(lp, le_i64(lp, 1), par);
-  return le_add(lp, le_add(lp, le_mul(lp, row_of(lp, b), le_i64(lp, 2 * units)),
+  return le_add(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, 2 * units)),
                            le_mul(lp, par, le_i64(lp, units))),
                 unit);
 }
@@ -348,18 +337,17 @@ static LExpr *step_init(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
 
 /* One step's cell for batch row b (a loop variable), vectorized over units u, from the gate
  * pre-activations in gs. */
-static void step_cell(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int u, int bv) {
+static void step_cell(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int u, int b) {
   const Node *n = p->n;
   RecurrentCell cell = n->a.cell;
   int64_t un = n->a.units, gn = gates(cell), gu = gn * un;
   int64_t width = (n->a.bidirectional ? 2 : 1) * un;
   Dim seq = n->shape.d[0];
-  RowRef b = {bv, 1, 0};
   /* acc[g] = gs[b, g*U + u]; gru's n gate: acc[2] = xp[b, t, 2U + u], hn = gs[b, 2U + u] */
   int acc[4], hn = -1;
   for (int gi = 0; gi < gn; gi++)
     acc[gi] = ls_local(lp, blk, LT_F32,
-                       le_load(lp, p->gs, mad(lp, row_of(lp, b), gu, le_add(lp, le_i64(lp, gi * un), le_var(lp, u)))));
+                       le_load(lp, p->gs, mad(lp, le_var(lp, b), gu, le_add(lp, le_i64(lp, gi * un), le_var(lp, u)))));
   if (cell == CELL_GRU) {
     hn = acc[2];
     acc[2] = ls_local(lp, blk, LT_F32,
@@ -377,10 +365,10 @@ static void step_cell(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int 
       int fg = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[1])));
       int gg = ls_local(lp, blk, LT_F32, le_un(lp, LO_TANH, le_local(lp, acc[2])));
       int og = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[3])));
-      LExpr *cprev = le_load(lp, p->cs, mad(lp, row_of(lp, b), un, le_var(lp, u)));
+      LExpr *cprev = le_load(lp, p->cs, mad(lp, le_var(lp, b), un, le_var(lp, u)));
       int c = ls_local(lp, blk, LT_F32, le_fma(lp, le_local(lp, fg), cprev,
                                                le_bin(lp, LO_MUL, le_local(lp, ig), le_local(lp, gg))));
-      ls_store(lp, blk, p->cs, mad(lp, row_of(lp, b), un, le_var(lp, u)), le_local(lp, c));
+      ls_store(lp, blk, p->cs, mad(lp, le_var(lp, b), un, le_var(lp, u)), le_local(lp, c));
       h = le_bin(lp, LO_MUL, le_local(lp, og), le_un(lp, LO_TANH, le_local(lp, c)));
       keep[0] = ig, keep[1] = fg, keep[2] = gg, keep[3] = og, keep[4] = c, nkeep = 5;
     } else {
@@ -739,7 +727,7 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
   int64_t S = saved_slots(cell);
   Dim seq = f->shape.d[0];
 #define LAST() le_sub(lp, le_dim(lp, seq), le_i64(lp, 1))
-#define BROW() row_of(lp, rb)
+#define BROW() le_var(lp, rb)
 #define ROW(tl) le_add(lp, le_mul(lp, BROW(), le_dim(lp, seq)), le_local(lp, tl))
 #define SAVED(tl, slot) le_load(lp, sv, saved_at(lp, f, ROW(tl), l, d, (slot), le_var(lp, u)))
 #define HAS_PREV() le_bin(lp, LO_LT, le_var(lp, s), LAST())
@@ -775,10 +763,9 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
                       : le_bin(lp, LO_MAX, le_sub(lp, le_sub(lp, LAST(), le_var(lp, s)), le_i64(lp, 1)),
                                le_i64(lp, 0)));
   /* A for every batch row, then B as one product over the batch */
-  int bv = lvar(lp, "b");
-  LStmt *bb = ls_body(ls_for(lp, sb, bv, le_i64(lp, 0), le_batch(lp)));
+  int rb = lvar(lp, "b");
+  LStmt *bb = ls_body(ls_for(lp, sb, rb, le_i64(lp, 0), le_batch(lp)));
   {
-    RowRef rb = {bv, 1, 0};
     /* A */
     int u = lvar(lp, "u");
     LStmt *lu = ls_for(lp, bb, u, le_i64(lp, 0), le_i64(lp, un));
