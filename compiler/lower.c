@@ -452,27 +452,48 @@ LoopProgram *lower_graph(const Graph *g) { return lower_graph_target(g, 16); }
 
 int lower_pad2d(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
                 int64_t W, int64_t p, int64_t Wp, double fill) {
-  LoopProgram *lp = lc->lp;
   if (p == 0) return src;
-  int64_t Hp = H + 2 * p;
+  return lower_pad2d_blocked(lc, body, n, src, C, H, W, p, Wp, 1, fill);
+}
+
+int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
+                        int64_t W, int64_t p, int64_t Wp, int64_t cb, double fill) {
+  LoopProgram *lp = lc->lp;
+  if (cb < 1 || C % cb) die("lower_pad2d_blocked: %lld channels in blocks of %lld", (long long)C, (long long)cb);
+  int64_t Hp = H + 2 * p, plane = Hp * Wp * cb;
   int xp = lower_scratch(lc, arena_printf(lp->arena, "%s.pad", n->name), LT_F32,
                          (SymCount){C * Hp * Wp, 0}, 1);
-  int i = lvar(lp, "i");
-  LStmt *lz = ls_for(lp, body, i, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C * Hp * Wp)));
-  lz->vec = lp->vec_f32;
-  ls_store(lp, ls_body(lz), xp, le_var(lp, i), le_f32(lp, fill));
-  int r = lvar(lp, "bc"), y = lvar(lp, "y"), x = lvar(lp, "x");
-  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
+  /* one parallel loop over the batch's channel blocks: fill, then copy the interior */
+  int r = lvar(lp, "bc"), i = lvar(lp, "i"), y = lvar(lp, "y"), x = lvar(lp, "x"), cl = lvar(lp, "cl");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C / cb)));
+  lr->parallel = 1; /* disjoint blocks of the copy */
+  if (p > 0 || Wp > W) {
+    LStmt *lz = ls_for(lp, ls_body(lr), i, le_i64(lp, 0), le_i64(lp, plane));
+    lz->vec = lp->vec_f32;
+    ls_store(lp, ls_body(lz), xp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, plane)), le_var(lp, i)),
+             le_f32(lp, fill));
+  }
   LStmt *ly = ls_for(lp, ls_body(lr), y, le_i64(lp, 0), le_i64(lp, H));
   LStmt *lx = ls_for(lp, ls_body(ly), x, le_i64(lp, 0), le_i64(lp, W));
-  lx->vec = lp->vec_f32;
-  LExpr *dst = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, Hp)),
-                                            le_add(lp, le_var(lp, y), le_i64(lp, p))),
-                                 le_i64(lp, Wp)),
-                      le_add(lp, le_var(lp, x), le_i64(lp, p)));
-  LExpr *from = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, H)), le_var(lp, y)),
+  LStmt *inner = lx;
+  if (cb == 1) {
+    lx->vec = lp->vec_f32;
+  } else {
+    inner = ls_for(lp, ls_body(lx), cl, le_i64(lp, 0), le_i64(lp, cb));
+  }
+  LExpr *clv = cb == 1 ? le_i64(lp, 0) : le_var(lp, cl);
+  /* xp[((r Hp + y + p) Wp + x + p) cb + cl] = src[((r cb + cl) H + y) W + x] */
+  LExpr *dst = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, Hp)),
+                                                                  le_add(lp, le_var(lp, y), le_i64(lp, p))),
+                                                       le_i64(lp, Wp)),
+                                            le_add(lp, le_var(lp, x), le_i64(lp, p))),
+                                 le_i64(lp, cb)),
+                      clv);
+  LExpr *from = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, cb)), clv),
+                                                        le_i64(lp, H)),
+                                             le_var(lp, y)),
                                   le_i64(lp, W)),
                        le_var(lp, x));
-  ls_store(lp, ls_body(lx), xp, dst, le_load(lp, src, from));
+  ls_store(lp, ls_body(inner), xp, dst, le_load(lp, src, from));
   return xp;
 }

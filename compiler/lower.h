@@ -60,6 +60,10 @@ LExpr *op_activation_expr(LoopProgram *lp, const Node *act, LExpr *x);
  * to body; returns the copy's buffer, or src itself when p == 0. */
 int lower_pad2d(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
                 int64_t W, int64_t p, int64_t Wp, double fill);
+/* The same in a channel-blocked layout [batch, C / cb, H + 2p, Wp, cb] (cb divides C; cb = 1:
+ * the layout above), made even when p == 0. */
+int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
+                        int64_t W, int64_t p, int64_t Wp, int64_t cb, double fill);
 
 /* Builds the inference program; returns NULL after diagnosing when an op has no lowering. */
 LoopProgram *lower_graph(const Graph *g);

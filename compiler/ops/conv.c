@@ -207,23 +207,25 @@ static void lower_conv1d(LowerCtx *lc, const Node *n) {
  * Two schedules, both general (any k, s, p, C, F):
  *   F >= V: direct convolution with a register tile (oneDNN style).  The filters go in
  *     blocks of NF vectors (NF * V filters); FP = F rounded up to a whole number of blocks.
- *     A prepare kernel packs the weight as wp [FP/V, C, k, k, V] (filters past F are zero),
- *     so each filter vector's weights are one contiguous strip.  The output plane is cut
- *     into tiles of RY rows x RX columns (smaller tiles at the right and bottom edges);
- *     a tile keeps NF * RY * RX vector accumulators (locals, so registers), and each
- *     (c, ky, kx) step loads NF weight vectors and broadcasts RY * RX input values, all at
- *     constant offsets from one base, into NF * RY * RX FMAs.  The loop order is
+ *     The input goes through a channel-blocked, zero-padded copy xb [B, C/cb, Hp, Wp, cb]
+ *     (cb divides C, at most 16; see lower_conv2d_tiled), and a prepare kernel packs the
+ *     weight as wp [FP/V, C/cb, k, k, cb, V] (filters past F are zero), so the cb channels
+ *     that the innermost loop walks are contiguous in both.  The output plane is cut into
+ *     tiles of RY rows x RX columns (smaller tiles at the right and bottom edges); a tile
+ *     keeps NF * RY * RX vector accumulators (locals, so registers), and each (ky, kx, c)
+ *     step loads NF weight vectors and broadcasts RY * RX input values, all at constant
+ *     offsets from one base, into NF * RY * RX FMAs.  The loop order is
  *       b, filter block, lane (vectorized), row block, channel chunk, tile row, tile column,
- *         { acc = 0; for c in the chunk, ky, kx: acc += x * w;
+ *         { acc = 0; for ky, kx (nounroll), for the chunk's channel blocks, for cl < cb:
+ *             acc += x * w;
  *           t = (first chunk ? 0 : t) + acc }
  *     so one chunk's packed weights (CC * k * k * NF * V floats) stay in L1 over a row
  *     block, and the row block's part of t (<= ~128 KiB) in L2 over all chunks.  Each
  *     chunk's sum is formed apart and then added to the running total in t
  *     [B, F/(NF*V), OH, OW, NF*V] (blocked by filter block, so a tile's part is contiguous;
  *     a two-level sum: less rounding error over long reductions).  The ky and kx loops are
- *     unrolled only when the tile leaves registers for the broadcasts the unrolled steps
- *     share, and marked nounroll otherwise (conv2d_unrolled).  The padded copy's row pitch is
- *     odd (see lower_conv2d_tiled).  A last loop writes y = epilogue(t + bias) in NCHW.
+ *     marked nounroll: unrolled, LLVM keeps the broadcasts that neighbouring taps share live
+ *     and spills accumulators.  A last loop writes y = epilogue(t + bias) in NCHW.
  *     NF, RY, RX are chosen per layer by a small cost model (FMA issue, loads, FMA
  *     latency, edge tiles, padded filters).  A 1x1 convolution with stride 1 and no
  *     padding is a GEMM: its plane is one row of OH*OW.  No gathers in the main loop,
@@ -236,6 +238,7 @@ enum {
   CONV2D_MAXNF = 4,    /* filter vectors per tile, at most */
   CONV2D_MAXRY = 8,    /* tile rows, at most */
   CONV2D_MAXRX = 16,   /* tile columns, at most */
+  CONV2D_MAXCB = 16,   /* channels per block of the blocked input, at most */
 };
 
 static LExpr *ix4(LoopProgram *lp, LExpr *a, LExpr *b, LExpr *c, LExpr *d, int64_t d1, int64_t d2,
@@ -252,18 +255,10 @@ typedef struct Conv2dPlan {
   int64_t Hp, Wp;       /* the (padded) input plane as indexed: 1 x H*W for a 1x1 GEMM */
   int64_t OH, OW;       /* the output plane as tiled: 1 x OH*OW for a 1x1 GEMM */
   int64_t V, FP;        /* vector width; filters padded to whole blocks */
-  int64_t CC;           /* channels per chunk */
+  int64_t cb, CB;       /* channels per block of the input's blocked copy, and blocks (C / cb) */
+  int64_t CC;           /* channels per chunk (a multiple of cb) */
   int nf, ry, rx;       /* tile: filter vectors, rows, columns */
 } Conv2dPlan;
-
-/* Whether an nf x h x w tile's kx loop is unrolled: the unrolled steps share broadcast
- * input values (column j at kx + 1 is column j + 1 at kx), which saves loads but keeps
- * h * (w + k - 1) of them in registers; a tile that leaves no room for them must not be
- * unrolled (LLVM would still share them, and spill accumulators). */
-static int conv2d_unrolled(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w) {
-  int64_t regs = pl->V >= 16 ? 32 : 16;
-  return pl->k <= 11 && pl->s == 1 && nf * h * w + h * (w + pl->k - 1) + nf <= regs - 2;
-}
 
 /* Relative cost of one (c, ky, kx) step of an nf x h x w tile, in half-cycles: the FMAs
  * (2 per cycle), the loads (weights + broadcasts; counted 1.5 times: an FMA with a
@@ -271,11 +266,8 @@ static int conv2d_unrolled(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t 
  * accumulator takes one FMA per 4 cycles: fewer than 8 accumulators stall), in units of
  * 1/2 so that the 1.5 is exact. */
 static int64_t conv2d_step_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w) {
-  int64_t a = 2 * nf * h * w, loads;
-  if (conv2d_unrolled(pl, nf, h, w))
-    loads = 3 * (nf * pl->k + h * (w + pl->k - 1)) / pl->k;
-  else
-    loads = 3 * (nf + h * w);
+  (void)pl;
+  int64_t a = 2 * nf * h * w, loads = 3 * (nf + h * w);
   int64_t c = a > loads ? a : loads;
   if (c < 16) c = 16;
   return c + 2; /* + loop and address overhead */
@@ -330,32 +322,31 @@ static void conv2d_tile(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int xp, 
   for (int i = 0; i < nf; i++)
     for (int r = 0; r < h; r++)
       for (int j = 0; j < w; j++) acc[i][r][j] = ls_local(lp, blk, LT_F32, le_f32(lp, 0));
-  int c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
-  LExpr *c0 = le_mul(lp, le_var(lp, cc), le_i64(lp, CC));
-  LStmt *lcc = ls_for(lp, blk, c, c0, le_bin(lp, LO_MIN, le_i64(lp, C), le_add(lp, c0, le_i64(lp, CC))));
-  LStmt *lky = ls_for(lp, ls_body(lcc), ky, le_i64(lp, 0), le_i64(lp, k));
+  /* for ky, kx, for the chunk's channel blocks cbk, for cl < cb: one step (c = cbk cb + cl) */
+  int ky = lvar(lp, "ky"), kx = lvar(lp, "kx"), cbk = lvar(lp, "cbk"), cl = lvar(lp, "cl");
+  int64_t cb = pl->cb, CB = pl->CB, BPC = CC / cb; /* blocks per chunk */
+  LStmt *lky = ls_for(lp, blk, ky, le_i64(lp, 0), le_i64(lp, k));
   LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
-  if (conv2d_unrolled(pl, nf, h, w)) {
-    lkx->unroll = 1;
-  } else {
-    lkx->unroll = -1;
-    lky->unroll = -1;
-  }
-  LStmt *kb = ls_body(lkx);
+  lky->unroll = lkx->unroll = -1;
+  LExpr *k0 = le_mul(lp, le_var(lp, cc), le_i64(lp, BPC));
+  LStmt *lcb = ls_for(lp, ls_body(lkx), cbk, k0, le_bin(lp, LO_MIN, le_i64(lp, CB), le_add(lp, k0, le_i64(lp, BPC))));
+  LStmt *lcl = ls_for(lp, ls_body(lcb), cl, le_i64(lp, 0), le_i64(lp, cb));
+  LStmt *kb = ls_body(lcl);
   int wv[CONV2D_MAXNF];
   for (int i = 0; i < nf; i++) {
-    /* wp[((((fb * nf + i) * C + c) * k + ky) * k + kx) * V + fl] */
+    /* wp[(((((fb * nf + i) * CB + cbk) * k + ky) * k + kx) * cb + cl) * V + fl] */
     LExpr *fv = le_add(lp, le_mul(lp, le_var(lp, fb), le_i64(lp, nf)), le_i64(lp, i));
-    LExpr *wi = le_add(lp, le_mul(lp, ix4(lp, fv, le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k),
-                                  le_i64(lp, V)),
-                       le_var(lp, fl));
-    wv[i] = ls_local(lp, kb, LT_F32, le_load(lp, wp, wi));
+    LExpr *wi = ix4(lp, le_add(lp, le_mul(lp, fv, le_i64(lp, CB)), le_var(lp, cbk)), le_var(lp, ky),
+                    le_var(lp, kx), le_var(lp, cl), k, k, cb);
+    wv[i] = ls_local(lp, kb, LT_F32, le_load(lp, wp, le_add(lp, le_mul(lp, wi, le_i64(lp, V)), le_var(lp, fl))));
   }
   for (int r = 0; r < h; r++)
     for (int j = 0; j < w; j++) {
+      /* xb[(((b * CB + cbk) * Hp + iy) * Wp + ix) * cb + cl] */
       LExpr *iy = le_add(lp, le_mul(lp, le_add(lp, oy0, le_i64(lp, r)), le_i64(lp, s)), le_var(lp, ky));
       LExpr *ix = le_add(lp, le_mul(lp, le_add(lp, ox0, le_i64(lp, j)), le_i64(lp, s)), le_var(lp, kx));
-      LExpr *xi = ix4(lp, le_var(lp, b), le_var(lp, c), iy, ix, C, pl->Hp, pl->Wp);
+      LExpr *xi = ix4(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, CB)), le_var(lp, cbk)), iy, ix,
+                      le_var(lp, cl), pl->Hp, pl->Wp, cb);
       int xv = ls_local(lp, kb, LT_F32, le_load(lp, xp, xi));
       for (int i = 0; i < nf; i++)
         ls_set(lp, kb, acc[i][r][j], le_fma(lp, le_local(lp, xv), le_local(lp, wv[i]), le_local(lp, acc[i][r][j])));
@@ -398,49 +389,68 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
   int64_t C = in.d[0].n, H = in.d[1].n, W = in.d[2].n;
   int64_t F = n->a.units, k = n->a.kernel, s = n->a.stride, p = n->a.pad;
   int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n, OHW = OH * OW;
-  /* An odd row pitch for the padded copy: with a multiple of 2^m, LLVM proves that a tile's
-   * column offsets stay below 2^m, turns the index adds into ors and then cannot fold them
-   * into the broadcasts' addresses (spills: seen at 14 x 14, pitch 16). */
-  int64_t Wpitch = p > 0 ? (W + 2 * p) | 1 : W;
+  /* The input goes through a blocked copy xb [B, C / cb, Hp, Wp, cb] (zero-padded): the cb
+   * channels a step walks are contiguous, so a tile's broadcasts for one channel block come
+   * from a few cache lines and a chunk's part of the input is a few sequential streams (in
+   * NCHW they were CC planes apart: L3 traffic that other tenants of the cache disturb).
+   * cb = C's largest divisor <= CONV2D_MAXCB (1 when the copy would cost more than 1/64 of
+   * the layer's multiply-adds); with cb = 1 the copy is NCHW and skipped when
+   * there is no padding.  An odd row pitch Wp: with a multiple of 2^m, LLVM proves that a
+   * tile's column offsets stay below 2^m, turns the index adds into ors and then cannot fold
+   * them into the broadcasts' addresses (spills: seen at 14 x 14, pitch 16). */
+  int64_t cb = 1;
+  /* the copy costs about a cycle per input element, the layer F k^2 / s^2 multiply-adds: a
+   * 1x1 layer with few filters is faster in NCHW (no copy without padding) */
+  if (F * k * k >= 64 * s * s)
+    for (int64_t d = CONV2D_MAXCB; d > 1; d--)
+      if (C % d == 0) {
+        cb = d;
+        break;
+      }
+  int copy = p > 0 || cb > 1;
+  int64_t Wpitch = copy ? (W + 2 * p) | 1 : W;
   Conv2dPlan pl = {.C = C, .k = k, .s = s, .Hp = H + 2 * p, .Wp = Wpitch, .OH = OH, .OW = OW,
-                   .V = lp->vec_f32};
+                   .V = lp->vec_f32, .cb = cb, .CB = C / cb};
   if (k == 1 && s == 1 && p == 0) { /* a GEMM: one row of H*W pixels */
     pl.Hp = pl.OH = 1;
     pl.Wp = pl.OW = OHW;
   }
-  /* chunks of about CONV2D_TERMS terms, all the same size but the last */
-  int64_t cc0 = CONV2D_TERMS / (k * k) > 1 ? CONV2D_TERMS / (k * k) : 1;
-  int64_t nchunks = (C + cc0 - 1) / cc0;
-  pl.CC = (C + nchunks - 1) / nchunks;
+  /* chunks of about CONV2D_TERMS terms, whole channel blocks, all the same size but the last */
+  int64_t bpc = CONV2D_TERMS / (k * k * cb) > 1 ? CONV2D_TERMS / (k * k * cb) : 1;
+  int64_t nchunks = (pl.CB + bpc - 1) / bpc;
+  pl.CC = (pl.CB + nchunks - 1) / nchunks * cb;
   conv2d_choose(&pl, F);
-  int64_t V = pl.V, FP = pl.FP, FV = FP / V;
+  int64_t V = pl.V, FP = pl.FP, FV = FP / V, CB = pl.CB;
 
   LStmt *prep;
   int wp = lower_packed(lc, arena_printf(lp->arena, "%s.wp", n->name), FP * C * k * k, &prep);
   {
-    /* wp[fv, c, ky, kx, fl] = f < F ? w[f, c, ky, kx] : 0, f = fv * V + fl */
-    int fv = lvar(lp, "fv"), c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx"),
-        fl = lvar(lp, "fl");
-    LStmt *z = ls_for(lp, prep, fv, le_i64(lp, 0), le_i64(lp, FP * C * k * k));
-    z->vec = (int)V;
-    ls_store(lp, ls_body(z), wp, le_var(lp, fv), le_f32(lp, 0));
-    int fv2 = lvar(lp, "fv");
-    LStmt *l0 = ls_for(lp, prep, fv2, le_i64(lp, 0), le_i64(lp, (F + V - 1) / V));
-    LStmt *l1 = ls_for(lp, ls_body(l0), c, le_i64(lp, 0), le_i64(lp, C));
+    /* wp[fv, cbk, ky, kx, cl, fl] = f < F ? w[f, cbk * cb + cl, ky, kx] : 0, f = fv * V + fl
+     * (f clamped to F - 1 for the load: the select does not guard it); one pass, parallel
+     * over the filter vectors (a training step repacks after every update) */
+    int fv = lvar(lp, "fv"), cbk = lvar(lp, "cbk"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx"),
+        cl = lvar(lp, "cl"), fl = lvar(lp, "fl");
+    LStmt *l0 = ls_for(lp, prep, fv, le_i64(lp, 0), le_i64(lp, FV));
+    l0->parallel = 1;
+    LStmt *l1 = ls_for(lp, ls_body(l0), cbk, le_i64(lp, 0), le_i64(lp, CB));
     LStmt *l2 = ls_for(lp, ls_body(l1), ky, le_i64(lp, 0), le_i64(lp, k));
     LStmt *l3 = ls_for(lp, ls_body(l2), kx, le_i64(lp, 0), le_i64(lp, k));
-    LExpr *f0 = le_mul(lp, le_var(lp, fv2), le_i64(lp, V));
-    LStmt *l4 = ls_for(lp, ls_body(l3), fl, le_i64(lp, 0),
-                       le_bin(lp, LO_MIN, le_i64(lp, V), le_sub(lp, le_i64(lp, F), f0)));
-    LExpr *f = le_add(lp, f0, le_var(lp, fl));
-    ls_store(lp, ls_body(l4), wp,
-             le_add(lp, le_mul(lp, ix4(lp, le_var(lp, fv2), le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k),
-                               le_i64(lp, V)),
-                    le_var(lp, fl)),
-             le_load(lp, w, ix4(lp, f, le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k)));
+    LStmt *l4 = ls_for(lp, ls_body(l3), cl, le_i64(lp, 0), le_i64(lp, cb));
+    LStmt *l5 = ls_for(lp, ls_body(l4), fl, le_i64(lp, 0), le_i64(lp, V));
+    LExpr *f = le_add(lp, le_mul(lp, le_var(lp, fv), le_i64(lp, V)), le_var(lp, fl));
+    LExpr *c = le_add(lp, le_mul(lp, le_var(lp, cbk), le_i64(lp, cb)), le_var(lp, cl));
+    LExpr *wi = ix4(lp, le_add(lp, le_mul(lp, le_var(lp, fv), le_i64(lp, CB)), le_var(lp, cbk)), le_var(lp, ky),
+                    le_var(lp, kx), le_var(lp, cl), k, k, cb);
+    LExpr *from = le_load(lp, w, ix4(lp, le_bin(lp, LO_MIN, f, le_i64(lp, F - 1)), c, le_var(lp, ky),
+                                     le_var(lp, kx), C, k, k));
+    ls_store(lp, ls_body(l5), wp, le_add(lp, le_mul(lp, wi, le_i64(lp, V)), le_var(lp, fl)),
+             le_select(lp, le_bin(lp, LO_LT, f, le_i64(lp, F)), from, le_f32(lp, 0)));
   }
   LStmt *body = lower_begin(lc, n);
-  int xp = lower_pad2d(lc, body, n, x, C, H, W, p, Wpitch, 0.0);
+  /* (a 1x1 GEMM's copy is its flat plane: one row of H*W) */
+  int xp = cb == 1 ? lower_pad2d(lc, body, n, x, C, H, W, p, Wpitch, 0.0)
+                   : lower_pad2d_blocked(lc, body, n, x, C, pl.Hp - 2 * p, pl.Hp == 1 ? pl.Wp : W, p,
+                                         pl.Wp, cb, 0.0);
   int t = lower_scratch(lc, arena_printf(lp->arena, "%s.t", n->name), LT_F32,
                         (SymCount){OHW * FP, 0}, 1);
   int b = lvar(lp, "b"), fb = lvar(lp, "fb"), fl = lvar(lp, "fl"), cc = lvar(lp, "cc");
@@ -499,6 +509,7 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
   int b2 = lvar(lp, "b"), qb = lvar(lp, "qb"), f2 = lvar(lp, "f"), ql = lvar(lp, "ql");
   LStmt *lb2 = ls_for(lp, body, b2, le_i64(lp, 0), le_batch(lp));
   LStmt *lqb = ls_for(lp, ls_body(lb2), qb, le_i64(lp, 0), le_i64(lp, (OHW + V - 1) / V));
+  lqb->parallel = 1; /* disjoint pixel blocks of y */
   LStmt *lf2 = ls_for(lp, ls_body(lqb), f2, le_i64(lp, 0), le_i64(lp, F));
   LExpr *q0 = le_mul(lp, le_var(lp, qb), le_i64(lp, V));
   LStmt *lq = ls_for(lp, ls_body(lf2), ql, le_i64(lp, 0),
