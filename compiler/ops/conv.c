@@ -227,11 +227,13 @@ static void lower_conv1d(LowerCtx *lc, const Node *n) {
  *     marked nounroll: unrolled, LLVM keeps the broadcasts that neighbouring taps share live
  *     and spills accumulators.  A last loop writes y = epilogue(t + bias) in NCHW.
  *     NF, RY, RX are chosen per layer by a small cost model (FMA issue, loads, FMA
- *     latency, edge tiles, padded filters).  A 1x1 convolution with stride 1 and no
- *     padding is a GEMM: its plane is one row of OH*OW.  No gathers in the main loop,
- *     whatever the stride.
- *   F < V: vectorized over output columns, one accumulator per output, weights broadcast;
- *     the input loads are contiguous when s = 1, gathers otherwise.
+ *     latency, edge tiles, padded filters).  No gathers in the main loop, whatever the
+ *     stride.
+ *   1x1 kernel, stride 1, no padding (any F): a GEMM in NCHW, y[b] = W x[b] (lower_conv2d_flat,
+ *     no copy of the input and none of the output).
+ *   F < V at stride 1: lower_conv2d_flat.
+ *   F < V at a stride: vectorized over output columns, one accumulator per output, weights
+ *     broadcast; gathers.
  */
 enum {
   CONV2D_TERMS = 72,   /* a channel chunk holds about this many (c, ky, kx) terms */
@@ -411,10 +413,6 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
   int64_t Wpitch = copy ? (W + 2 * p) | 1 : W;
   Conv2dPlan pl = {.C = C, .k = k, .s = s, .Hp = H + 2 * p, .Wp = Wpitch, .OH = OH, .OW = OW,
                    .V = lp->vec_f32, .cb = cb, .CB = C / cb};
-  if (k == 1 && s == 1 && p == 0) { /* a GEMM: one row of H*W pixels */
-    pl.Hp = pl.OH = 1;
-    pl.Wp = pl.OW = OHW;
-  }
   /* chunks of about CONV2D_TERMS terms, whole channel blocks, all the same size but the last */
   int64_t bpc = CONV2D_TERMS / (k * k * cb) > 1 ? CONV2D_TERMS / (k * k * cb) : 1;
   int64_t nchunks = (pl.CB + bpc - 1) / bpc;
@@ -447,10 +445,8 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
              le_select(lp, le_bin(lp, LO_LT, f, le_i64(lp, F)), from, le_f32(lp, 0)));
   }
   LStmt *body = lower_begin(lc, n);
-  /* (a 1x1 GEMM's copy is its flat plane: one row of H*W) */
   int xp = cb == 1 ? lower_pad2d(lc, body, n, x, C, H, W, p, Wpitch, 0.0)
-                   : lower_pad2d_blocked(lc, body, n, x, C, pl.Hp - 2 * p, pl.Hp == 1 ? pl.Wp : W, p,
-                                         pl.Wp, cb, 0.0);
+                   : lower_pad2d_blocked(lc, body, n, x, C, H, W, p, Wpitch, cb, 0.0);
   int t = lower_scratch(lc, arena_printf(lp->arena, "%s.t", n->name), LT_F32,
                         (SymCount){OHW * FP, 0}, 1);
   int b = lvar(lp, "b"), fb = lvar(lp, "fb"), fl = lvar(lp, "fl"), cc = lvar(lp, "cc");
@@ -539,16 +535,20 @@ static LExpr *tap_at(LoopProgram *lp, LExpr *b, int64_t planes, LExpr *ch, int64
   return plane_at(lp, b, planes, ch, plane, le_add(lp, pos, le_add(lp, le_mul(lp, ky, le_i64(lp, row)), kx)));
 }
 
-/* Few filters (F < V) at stride 1: a batch-reduce gemm_bcast per batch row over the flat
+/* Few filters (F < V) at stride 1, and any 1x1 layer at stride 1 without padding: a
+ * batch-reduce gemm_bcast per batch row over the flat
  * padded plane, the output positions q = oy Wp + ox (q < (OH - 1) Wp + OW, so no read leaves
  * the padded input; the columns ox >= OW are computed and dropped):
  *   yq[f, q] = bias[f] + sum_c sum_{ky, kx} W[f, c, ky, kx] xp[b, c, q + ky Wp + kx]
  * rows f, columns q (vectors of positions), reduced over the channels (br) and the taps (k):
  * register tiles of filters x position vectors instead of one accumulator per vector; then
- * y[b, f, oy, ox] = epilogue(yq[f, oy Wp + ox]). */
+ * y[b, f, oy, ox] = epilogue(yq[f, oy Wp + ox]).  A 1x1 kernel without padding has no dropped
+ * columns: a plain GEMM (K = C) writes y itself, the epilogue applied on the way. */
 typedef struct ConvFlat {
   int64_t C, k, Hp, Wp, NQ, F;
   int b, bias;
+  LowerCtx *lc;
+  const Node *n;
 } ConvFlat;
 
 static LExpr *flat_w(LoopProgram *lp, const void *c, LExpr *ch, LExpr *f, LExpr *t) {
@@ -559,6 +559,16 @@ static LExpr *flat_x(LoopProgram *lp, const void *c, LExpr *ch, LExpr *q, LExpr 
   const ConvFlat *d = c;
   return tap_at(lp, le_var(lp, d->b), d->C, ch, d->Hp * d->Wp, q, t, d->k, d->Wp);
 }
+/* the 1x1 case: A(m = f, k = c) = W[f, c], B(n = q, k = c) = x[b, c, q] */
+static LExpr *flat1_w(LoopProgram *lp, const void *c, LExpr *br, LExpr *f, LExpr *ch) {
+  (void)br;
+  return le_add(lp, le_mul(lp, f, le_i64(lp, ((const ConvFlat *)c)->C)), ch);
+}
+static LExpr *flat1_x(LoopProgram *lp, const void *c, LExpr *br, LExpr *q, LExpr *ch) {
+  (void)br;
+  const ConvFlat *d = c;
+  return plane_at(lp, le_var(lp, d->b), d->C, ch, d->NQ, q);
+}
 static LExpr *flat_out(LoopProgram *lp, const void *c, LExpr *br, LExpr *f, LExpr *q) {
   (void)br;
   const ConvFlat *d = c;
@@ -568,19 +578,38 @@ static LExpr *flat_bias(LoopProgram *lp, const void *c, LExpr *f, LExpr *q) {
   (void)q;
   return le_load(lp, ((const ConvFlat *)c)->bias, f);
 }
+static LExpr *flat_epilogue(LoopProgram *lp, const void *c, LExpr *v, LExpr *f, LExpr *q) {
+  (void)lp, (void)f, (void)q;
+  const ConvFlat *d = c;
+  return lower_epilogue(d->lc, d->n, v);
+}
 
 static void lower_conv2d_flat(LowerCtx *lc, const Node *n, LStmt *body, int xp, int y, int w, int bias) {
   LoopProgram *lp = lc->lp;
   Shape in = in_shape(lc->g, n, 0);
   int64_t C = in.d[0].n, H = in.d[1].n, W = in.d[2].n, F = n->a.units, k = n->a.kernel, p = n->a.pad;
   int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n, Wp = W + 2 * p;
-  ConvFlat cf = {.C = C, .k = k, .Hp = H + 2 * p, .Wp = Wp, .NQ = (OH - 1) * Wp + OW, .F = F, .bias = bias};
-  int yq = lower_scratch(lc, arena_printf(lp->arena, "%s.q", n->name), LT_F32, (SymCount){F * cf.NQ, 0}, 1);
+  ConvFlat cf = {.C = C, .k = k, .Hp = H + 2 * p, .Wp = Wp, .NQ = (OH - 1) * Wp + OW, .F = F, .bias = bias,
+                 .lc = lc, .n = n};
+  /* a 1x1 kernel without padding: the flat positions are y's own, so the product goes
+   * straight into y through the epilogue */
+  int direct = k == 1 && p == 0;
+  int yq = direct ? y : lower_scratch(lc, arena_printf(lp->arena, "%s.q", n->name), LT_F32, (SymCount){F * cf.NQ, 0}, 1);
   cf.b = lvar(lp, "b");
   LStmt *lb = ls_for(lp, body, cf.b, le_i64(lp, 0), le_batch(lp));
   GemmSpec g = {.M = le_i64(lp, F), .N = le_i64(lp, cf.NQ), .K = le_i64(lp, k * k), .BR = le_i64(lp, C),
                 .a = w, .b = xp, .c = yq, .a_at = flat_w, .b_at = flat_x, .c_at = flat_out,
                 .init = bias >= 0 ? flat_bias : NULL, .ctx = &cf};
+  if (direct) {
+    /* a plain GEMM over the channels (K = C): slices of K, not of a batch-reduce */
+    g.K = le_i64(lp, C);
+    g.BR = NULL;
+    g.a_at = flat1_w;
+    g.b_at = flat1_x;
+    if (lc->fused_act && lc->fused_act[n->id] >= 0) g.epilogue = flat_epilogue;
+    gemm_bcast(lp, ls_body(lb), &g);
+    return;
+  }
   gemm_bcast(lp, ls_body(lb), &g);
   int r = lvar(lp, "bf"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
   LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, F)));
@@ -602,7 +631,8 @@ static void lower_conv2d(LowerCtx *lc, const Node *n) {
   int x = lower_value(lc, n->in[0]), y = lower_value(lc, n->id);
   int w = lower_param(lc, n, 0), bias = n->a.bias ? lower_param(lc, n, 1) : -1;
 
-  if (F >= lp->vec_f32) {
+  /* a 1x1 kernel at stride 1 without padding is a GEMM in NCHW: no copies (flat below) */
+  if (F >= lp->vec_f32 && !(k == 1 && s == 1 && p == 0)) {
     lower_conv2d_tiled(lc, n, x, y, w, bias);
     return;
   }
