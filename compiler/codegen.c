@@ -56,6 +56,7 @@ typedef struct Cg {
   LLVMValueRef *var_s;       /* per loop variable: its scalar value (vector loops: lane 0) */
   LLVMValueRef *local_ptr;   /* per local: its alloca */
   char *local_vec;           /* per local: the alloca holds a vector */
+  char *local_set;           /* per local: some LS_SET assigns it (else its value is its init) */
   /* the vector loop being emitted (vw == 0: scalar code) */
   int vw;
   int vvar;
@@ -1012,7 +1013,17 @@ static void emit_stmt(Cg *c, const LStmt *s) {
   case LS_STORE: emit_store(c, s); return;
   case LS_LOCAL: {
     LLVMTypeRef t = scalar_type(c, c->lp->local_types[s->local]);
-    c->local_vec[s->local] = (char)c->vw;
+    /* in a vector loop a local is a vector, but for an integer that is never set again and
+     * whose value does not depend on the lane (an index base): then it stays a scalar, so
+     * that loads from it plus the vector variable are still contiguous */
+    int uniform = c->vw && c->lp->local_types[s->local] != LT_F32 && !c->local_set[s->local] &&
+                  !varying(c, s->value);
+    c->local_vec[s->local] = uniform ? 0 : (char)c->vw;
+    if (uniform) {
+      c->local_ptr[s->local] = alloca_of(c, t);
+      LLVMBuildStore(c->b, emit_expr(c, s->value), c->local_ptr[s->local]);
+      return;
+    }
     if (c->vw) t = LLVMVectorType(t, (unsigned)c->vw);
     c->local_ptr[s->local] = alloca_of(c, t);
     LLVMValueRef v = emit_expr(c, s->value);
@@ -1483,6 +1494,14 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
   c->var_s = xcalloc((size_t)lp->nvars + 1, sizeof(LLVMValueRef));
   c->local_ptr = xcalloc((size_t)lp->nlocals + 1, sizeof(LLVMValueRef));
   c->local_vec = xcalloc((size_t)lp->nlocals + 1, 1);
+  c->local_set = xcalloc((size_t)lp->nlocals + 1, 1);
+  {
+    char *lread = xcalloc((size_t)lp->nlocals + 1, 1), *ldecl = xcalloc((size_t)lp->nlocals + 1, 1);
+    char *vread = xcalloc((size_t)lp->nvars + 1, 1), *vdecl = xcalloc((size_t)lp->nvars + 1, 1);
+    for (int k = 0; k < lp->nkernels; k++) reads_of_stmt(lp->kernels[k].body, lread, vread, c->local_set, ldecl, vdecl);
+    for (int k = 0; k < lp->nprepare; k++) reads_of_stmt(lp->prepare[k].body, lread, vread, c->local_set, ldecl, vdecl);
+    free(lread), free(ldecl), free(vread), free(vdecl);
+  }
   LLVMTypeRef fail_args[2] = {c->i32, c->ptr};
   c->fail_fn = LLVMGetNamedFunction(mod, "nncc_rt_fail");
   if (!c->fail_fn)
@@ -1608,4 +1627,5 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
   free(c->var_s);
   free(c->local_ptr);
   free(c->local_vec);
+  free(c->local_set);
 }

@@ -456,6 +456,15 @@ int lower_pad2d(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, in
   return lower_pad2d_blocked(lc, body, n, src, C, H, W, p, Wp, 1, fill);
 }
 
+/* buf[base + i] = fill for i in [lo, hi) (nothing when the range is empty) */
+static void pad_fill(LoopProgram *lp, LStmt *blk, int buf, LExpr *base, int64_t lo, int64_t hi, double fill) {
+  if (hi <= lo) return;
+  int i = lvar(lp, "i");
+  LStmt *l = ls_for(lp, blk, i, le_i64(lp, lo), le_i64(lp, hi));
+  l->vec = lp->vec_f32;
+  ls_store(lp, ls_body(l), buf, le_add(lp, base, le_var(lp, i)), le_f32(lp, fill));
+}
+
 int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
                         int64_t W, int64_t p, int64_t Wp, int64_t cb, double fill) {
   LoopProgram *lp = lc->lp;
@@ -463,17 +472,19 @@ int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64
   int64_t Hp = H + 2 * p, plane = Hp * Wp * cb;
   int xp = lower_scratch(lc, arena_printf(lp->arena, "%s.pad", n->name), LT_F32,
                          (SymCount){C * Hp * Wp, 0}, 1);
-  /* one parallel loop over the batch's channel blocks: fill, then copy the interior */
-  int r = lvar(lp, "bc"), i = lvar(lp, "i"), y = lvar(lp, "y"), x = lvar(lp, "x"), cl = lvar(lp, "cl");
+  /* one parallel loop over the batch's channel blocks */
+  int r = lvar(lp, "bc"), y = lvar(lp, "y"), x = lvar(lp, "x"), cl = lvar(lp, "cl");
   LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C / cb)));
   lr->parallel = 1; /* disjoint blocks of the copy */
-  if (p > 0 || Wp > W) {
-    LStmt *lz = ls_for(lp, ls_body(lr), i, le_i64(lp, 0), le_i64(lp, plane));
-    lz->vec = lp->vec_f32;
-    ls_store(lp, ls_body(lz), xp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, plane)), le_var(lp, i)),
-             le_f32(lp, fill));
-  }
+  /* the fill goes around the interior only (the copy writes the rest): p rows above and
+   * below, and in each interior row the p columns at the left and the Wp - W - p at the right */
+  LExpr *base = le_mul(lp, le_var(lp, r), le_i64(lp, plane));
+  pad_fill(lp, ls_body(lr), xp, base, 0, p * Wp * cb, fill);
+  pad_fill(lp, ls_body(lr), xp, base, (p + H) * Wp * cb, plane, fill);
   LStmt *ly = ls_for(lp, ls_body(lr), y, le_i64(lp, 0), le_i64(lp, H));
+  LExpr *row = le_add(lp, base, le_mul(lp, le_add(lp, le_var(lp, y), le_i64(lp, p)), le_i64(lp, Wp * cb)));
+  pad_fill(lp, ls_body(ly), xp, row, 0, p * cb, fill);
+  pad_fill(lp, ls_body(ly), xp, row, (p + W) * cb, Wp * cb, fill);
   LStmt *lx = ls_for(lp, ls_body(ly), x, le_i64(lp, 0), le_i64(lp, W));
   LStmt *inner = lx;
   if (cb == 1) {

@@ -130,6 +130,9 @@ cat >"$out/nn.dict" <<'DICT'
 DICT
 
 cd "$out"
-exec ./fuzz_frontend -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=4096 \
+# -timeout=30: a seed that hits the 300000-block-call limit (test/diag) takes several seconds
+# under ASan, and past 10 s when the tests run beside it on a loaded 2-core machine: a false
+# "timeout".  30 s still flags a hang.
+exec ./fuzz_frontend -max_total_time="$seconds" -max_len=8192 -timeout=30 -rss_limit_mb=4096 \
   -dict="$out/nn.dict" -artifact_prefix="$root/test/fuzz/crashers/" -print_final_stats=1 \
   "$root/test/fuzz/corpus-work" "$seed"

@@ -313,10 +313,10 @@ static void conv2d_choose(Conv2dPlan *pl, int64_t F) {
   }
 }
 
-/* One h x w tile at output (oy0, ox0) (expressions) of filter block fb, lane fl (the
- * vectorized variable), batch row b, channel chunk cc: accumulate into t. */
+/* One h x w tile at output (oy0, ox0) of filter block fbx, batch row bx (expressions), lane fl
+ * (the vectorized variable), channel chunk cc: accumulate into t. */
 static void conv2d_tile(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int xp, int wp, int t,
-                        int b, int fb, int fl, int cc, LExpr *oy0, LExpr *ox0, int h, int w) {
+                        LExpr *bx, LExpr *fbx, int fl, int cc, LExpr *oy0, LExpr *ox0, int h, int w) {
   LoopProgram *lp = lc->lp;
   int64_t C = pl->C, k = pl->k, s = pl->s, V = pl->V, CC = pl->CC;
   int nf = pl->nf;
@@ -327,28 +327,52 @@ static void conv2d_tile(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int xp, 
   /* for ky, kx, for the chunk's channel blocks cbk, for cl < cb: one step (c = cbk cb + cl) */
   int ky = lvar(lp, "ky"), kx = lvar(lp, "kx"), cbk = lvar(lp, "cbk"), cl = lvar(lp, "cl");
   int64_t cb = pl->cb, CB = pl->CB, BPC = CC / cb; /* blocks per chunk */
+  /* The indices from bases set once per tile (i64 locals): the chunk's first block of the
+   * input at the tile's corner, and of each filter vector's weights; the steps add constant
+   * multiples of ky, kx, the block and cl.  (Written out in full, the index polynomials of the
+   * 16 or so loads of every tile cost LLVM's IndVarSimplify more than the rest of the compile.) */
+  LExpr *k0 = le_mul(lp, le_var(lp, cc), le_i64(lp, BPC));
+  int xo = ls_local(lp, blk, LT_I64,
+                    le_mul(lp, ix4(lp, le_add(lp, le_mul(lp, bx, le_i64(lp, CB)), k0),
+                                   le_mul(lp, oy0, le_i64(lp, s)), le_mul(lp, ox0, le_i64(lp, s)), le_i64(lp, 0),
+                                   pl->Hp, pl->Wp, 1),
+                           le_i64(lp, cb)));
+  int wo[CONV2D_MAXNF];
+  for (int i = 0; i < nf; i++) {
+    LExpr *fv = le_add(lp, le_mul(lp, fbx, le_i64(lp, nf)), le_i64(lp, i));
+    wo[i] = ls_local(lp, blk, LT_I64, le_mul(lp, le_add(lp, le_mul(lp, fv, le_i64(lp, CB)), k0), le_i64(lp, k * k * cb * V)));
+  }
   LStmt *lky = ls_for(lp, blk, ky, le_i64(lp, 0), le_i64(lp, k));
   LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
   lky->unroll = lkx->unroll = -1;
-  LExpr *k0 = le_mul(lp, le_var(lp, cc), le_i64(lp, BPC));
-  LStmt *lcb = ls_for(lp, ls_body(lkx), cbk, k0, le_bin(lp, LO_MIN, le_i64(lp, CB), le_add(lp, k0, le_i64(lp, BPC))));
-  LStmt *lcl = ls_for(lp, ls_body(lcb), cl, le_i64(lp, 0), le_i64(lp, cb));
+  LStmt *kbody = ls_body(lkx);
+  LExpr *xblk = le_i64(lp, 0), *wblk = le_i64(lp, 0); /* the block's offsets from the chunk's first */
+  if (BPC > 1) {
+    LStmt *lcb = ls_for(lp, kbody, cbk, le_i64(lp, 0),
+                        le_bin(lp, LO_MIN, le_i64(lp, BPC), le_sub(lp, le_i64(lp, CB), k0)));
+    kbody = ls_body(lcb);
+    xblk = le_mul(lp, le_var(lp, cbk), le_i64(lp, pl->Hp * pl->Wp * cb));
+    wblk = le_mul(lp, le_var(lp, cbk), le_i64(lp, k * k * cb * V));
+  }
+  LStmt *lcl = ls_for(lp, kbody, cl, le_i64(lp, 0), le_i64(lp, cb));
   LStmt *kb = ls_body(lcl);
   int wv[CONV2D_MAXNF];
   for (int i = 0; i < nf; i++) {
-    /* wp[(((((fb * nf + i) * CB + cbk) * k + ky) * k + kx) * cb + cl) * V + fl] */
-    LExpr *fv = le_add(lp, le_mul(lp, le_var(lp, fb), le_i64(lp, nf)), le_i64(lp, i));
-    LExpr *wi = ix4(lp, le_add(lp, le_mul(lp, fv, le_i64(lp, CB)), le_var(lp, cbk)), le_var(lp, ky),
-                    le_var(lp, kx), le_var(lp, cl), k, k, cb);
-    wv[i] = ls_local(lp, kb, LT_F32, le_load(lp, wp, le_add(lp, le_mul(lp, wi, le_i64(lp, V)), le_var(lp, fl))));
+    /* wp[(((((fb * nf + i) * CB + c / cb) * k + ky) * k + kx) * cb + cl) * V + fl] */
+    LExpr *tap = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, k)), le_var(lp, kx)),
+                                   le_i64(lp, cb)),
+                        le_var(lp, cl));
+    LExpr *wi = le_add(lp, le_add(lp, le_local(lp, wo[i]), wblk),
+                       le_add(lp, le_mul(lp, tap, le_i64(lp, V)), le_var(lp, fl)));
+    wv[i] = ls_local(lp, kb, LT_F32, le_load(lp, wp, wi));
   }
   for (int r = 0; r < h; r++)
     for (int j = 0; j < w; j++) {
-      /* xb[(((b * CB + cbk) * Hp + iy) * Wp + ix) * cb + cl] */
-      LExpr *iy = le_add(lp, le_mul(lp, le_add(lp, oy0, le_i64(lp, r)), le_i64(lp, s)), le_var(lp, ky));
-      LExpr *ix = le_add(lp, le_mul(lp, le_add(lp, ox0, le_i64(lp, j)), le_i64(lp, s)), le_var(lp, kx));
-      LExpr *xi = ix4(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, CB)), le_var(lp, cbk)), iy, ix,
-                      le_var(lp, cl), pl->Hp, pl->Wp, cb);
+      /* xb[(((b * CB + c / cb) * Hp + (oy0 + r) s + ky) * Wp + (ox0 + j) s + kx) * cb + cl] */
+      LExpr *off = le_add(lp, le_mul(lp, le_add(lp, le_i64(lp, r * s), le_var(lp, ky)), le_i64(lp, pl->Wp * cb)),
+                          le_add(lp, le_mul(lp, le_add(lp, le_i64(lp, j * s), le_var(lp, kx)), le_i64(lp, cb)),
+                                 le_var(lp, cl)));
+      LExpr *xi = le_add(lp, le_add(lp, le_local(lp, xo), xblk), off);
       int xv = ls_local(lp, kb, LT_F32, le_load(lp, xp, xi));
       for (int i = 0; i < nf; i++)
         ls_set(lp, kb, acc[i][r][j], le_fma(lp, le_local(lp, xv), le_local(lp, wv[i]), le_local(lp, acc[i][r][j])));
@@ -358,7 +382,7 @@ static void conv2d_tile(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int xp, 
   int64_t NB = nf * V, nblk = pl->FP / NB;
   for (int i = 0; i < nf; i++) {
     LExpr *f = le_add(lp, le_i64(lp, i * V), le_var(lp, fl));
-    LExpr *bb = le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, nblk)), le_var(lp, fb));
+    LExpr *bb = le_add(lp, le_mul(lp, bx, le_i64(lp, nblk)), fbx);
     for (int r = 0; r < h; r++)
       for (int j = 0; j < w; j++) {
         LExpr *ti = ix4(lp, bb, le_add(lp, oy0, le_i64(lp, r)), le_add(lp, ox0, le_i64(lp, j)), f,
@@ -372,7 +396,7 @@ static void conv2d_tile(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int xp, 
 /* The rows [oy0, oy0 + h) (oy0 an expression) of the plane in tiles of h x rx, then the
  * right edge. */
 static void conv2d_row_band(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int xp, int wp, int t,
-                            int b, int fb, int fl, int cc, LExpr *oy0, int h) {
+                            LExpr *b, LExpr *fb, int fl, int cc, LExpr *oy0, int h) {
   LoopProgram *lp = lc->lp;
   int64_t ntx = pl->OW / pl->rx, rest = pl->OW % pl->rx;
   if (ntx > 0) {
@@ -435,6 +459,7 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
     LStmt *l3 = ls_for(lp, ls_body(l2), kx, le_i64(lp, 0), le_i64(lp, k));
     LStmt *l4 = ls_for(lp, ls_body(l3), cl, le_i64(lp, 0), le_i64(lp, cb));
     LStmt *l5 = ls_for(lp, ls_body(l4), fl, le_i64(lp, 0), le_i64(lp, V));
+    l5->vec = (int)V; /* one gather per filter vector (and no unrolled scalar copies to compile) */
     LExpr *f = le_add(lp, le_mul(lp, le_var(lp, fv), le_i64(lp, V)), le_var(lp, fl));
     LExpr *c = le_add(lp, le_mul(lp, le_var(lp, cbk), le_i64(lp, cb)), le_var(lp, cl));
     LExpr *wi = ix4(lp, le_add(lp, le_mul(lp, le_var(lp, fv), le_i64(lp, CB)), le_var(lp, cbk)), le_var(lp, ky),
@@ -449,8 +474,7 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
                    : lower_pad2d_blocked(lc, body, n, x, C, H, W, p, Wpitch, cb, 0.0);
   int t = lower_scratch(lc, arena_printf(lp->arena, "%s.t", n->name), LT_F32,
                         (SymCount){OHW * FP, 0}, 1);
-  int b = lvar(lp, "b"), fb = lvar(lp, "fb"), fl = lvar(lp, "fl"), cc = lvar(lp, "cc");
-  LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
+  int fl = lvar(lp, "fl"), cc = lvar(lp, "cc");
   /* Row blocks of tyb tile rows, chunks inside: a chunk's weights stay in L1 over a row
    * block, and the row block's part of t (at most ~128 KiB) in L2 over all chunks. */
   int64_t NB = pl.nf * V, nblk = FP / NB, nch = (C + pl.CC - 1) / pl.CC;
@@ -459,7 +483,8 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
   int64_t tyb = 128 * 1024 / (pl.ry * pl.OW * NB * 4);
   if (tyb < 1) tyb = 1;
   if (tyb > nty) tyb = nty;
-  /* Threads share the (filter block, row block) pairs, which write disjoint parts of t: at
+  /* Threads share the (batch row, filter block, row block) triples, which write disjoint parts
+   * of t, in one parallel loop (one wake-up of the pool per layer, whatever the batch): at
    * batch 1 too, so there should be a few of them even when the filters make one block. */
   if (nty > 0 && nfb * ((nty + tyb - 1) / tyb) < 4) {
     int64_t want = (4 + nfb - 1) / nfb;
@@ -468,57 +493,61 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
   }
   if (nty > 0) {
     int64_t nob = (nty + tyb - 1) / tyb;
-    int ob = lvar(lp, "ob"), ty = lvar(lp, "ty");
-    /* the longer of the two loops outside, on threads; the vector loop over the block's
-     * filters inside both */
-    LStmt *louter, *linner;
-    if (nob > nfb) {
-      louter = ls_for(lp, ls_body(lb), ob, le_i64(lp, 0), le_i64(lp, nob));
-      linner = ls_for(lp, ls_body(louter), fb, le_i64(lp, 0), le_i64(lp, nfb));
-    } else {
-      louter = ls_for(lp, ls_body(lb), fb, le_i64(lp, 0), le_i64(lp, nfb));
-      linner = ls_for(lp, ls_body(louter), ob, le_i64(lp, 0), le_i64(lp, nob));
-    }
-    louter->parallel = 1;
-    LStmt *lfl = ls_for(lp, ls_body(linner), fl, le_i64(lp, 0), le_i64(lp, V));
+    int wv = lvar(lp, "bfo"), ty = lvar(lp, "ty");
+    LStmt *lw = ls_for(lp, body, wv, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nfb * nob)));
+    lw->parallel = 1;
+    LStmt *wb = ls_body(lw);
+    /* b = w / (nfb nob); within a batch row, the longer of the two loops outside */
+    LExpr *w = le_var(lp, wv), *pair = le_bin(lp, LO_MOD, w, le_i64(lp, nfb * nob));
+    int bl = ls_local(lp, wb, LT_I64, le_bin(lp, LO_DIV, w, le_i64(lp, nfb * nob)));
+    int fbl = ls_local(lp, wb, LT_I64, nob > nfb ? le_bin(lp, LO_MOD, pair, le_i64(lp, nfb))
+                                                  : le_bin(lp, LO_DIV, pair, le_i64(lp, nob)));
+    int obl = ls_local(lp, wb, LT_I64, nob > nfb ? le_bin(lp, LO_DIV, pair, le_i64(lp, nfb))
+                                                  : le_bin(lp, LO_MOD, pair, le_i64(lp, nob)));
+    LStmt *lfl = ls_for(lp, wb, fl, le_i64(lp, 0), le_i64(lp, V));
     lfl->vec = (int)V;
     LStmt *lcc = ls_for(lp, ls_body(lfl), cc, le_i64(lp, 0), le_i64(lp, nch));
-    LExpr *ty0 = le_mul(lp, le_var(lp, ob), le_i64(lp, tyb));
+    LExpr *ty0 = le_mul(lp, le_local(lp, obl), le_i64(lp, tyb));
     LStmt *lty = ls_for(lp, ls_body(lcc), ty, ty0,
                         le_bin(lp, LO_MIN, le_i64(lp, nty), le_add(lp, ty0, le_i64(lp, tyb))));
-    conv2d_row_band(lc, ls_body(lty), &pl, xp, wp, t, b, fb, fl, cc,
+    conv2d_row_band(lc, ls_body(lty), &pl, xp, wp, t, le_local(lp, bl), le_local(lp, fbl), fl, cc,
                     le_mul(lp, le_var(lp, ty), le_i64(lp, pl.ry)), pl.ry);
   }
   if (resty > 0) {
-    int fb2 = lvar(lp, "fb"), fl2 = lvar(lp, "fl"), cc2 = lvar(lp, "cc");
-    LStmt *lfb = ls_for(lp, ls_body(lb), fb2, le_i64(lp, 0), le_i64(lp, nfb));
-    lfb->parallel = 1;
-    LStmt *lfl = ls_for(lp, ls_body(lfb), fl2, le_i64(lp, 0), le_i64(lp, V));
+    int wv = lvar(lp, "bf"), fl2 = lvar(lp, "fl"), cc2 = lvar(lp, "cc");
+    LStmt *lw = ls_for(lp, body, wv, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nfb)));
+    lw->parallel = 1;
+    LStmt *wb = ls_body(lw);
+    int bl = ls_local(lp, wb, LT_I64, le_bin(lp, LO_DIV, le_var(lp, wv), le_i64(lp, nfb)));
+    int fbl = ls_local(lp, wb, LT_I64, le_bin(lp, LO_MOD, le_var(lp, wv), le_i64(lp, nfb)));
+    LStmt *lfl = ls_for(lp, wb, fl2, le_i64(lp, 0), le_i64(lp, V));
     lfl->vec = (int)V;
     LStmt *lcc = ls_for(lp, ls_body(lfl), cc2, le_i64(lp, 0), le_i64(lp, nch));
-    conv2d_row_band(lc, ls_body(lcc), &pl, xp, wp, t, b, fb2, fl2, cc2, le_i64(lp, nty * pl.ry),
-                    (int)resty);
+    conv2d_row_band(lc, ls_body(lcc), &pl, xp, wp, t, le_local(lp, bl), le_local(lp, fbl), fl2, cc2,
+                    le_i64(lp, nty * pl.ry), (int)resty);
   }
 
   /* y[b, f, q] = epilogue(t[b, f / NB, q, f % NB] + bias[f]), q = oy * OW + ox: tiled by V pixels so
    * the V rows of t that a gather reads stay in L1 for every f */
-  int b2 = lvar(lp, "b"), qb = lvar(lp, "qb"), f2 = lvar(lp, "f"), ql = lvar(lp, "ql");
-  LStmt *lb2 = ls_for(lp, body, b2, le_i64(lp, 0), le_batch(lp));
-  LStmt *lqb = ls_for(lp, ls_body(lb2), qb, le_i64(lp, 0), le_i64(lp, (OHW + V - 1) / V));
-  lqb->parallel = 1; /* disjoint pixel blocks of y */
-  LStmt *lf2 = ls_for(lp, ls_body(lqb), f2, le_i64(lp, 0), le_i64(lp, F));
-  LExpr *q0 = le_mul(lp, le_var(lp, qb), le_i64(lp, V));
+  int64_t nqb = (OHW + V - 1) / V;
+  int bq = lvar(lp, "bq"), f2 = lvar(lp, "f"), ql = lvar(lp, "ql");
+  LStmt *lbq = ls_for(lp, body, bq, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nqb)));
+  lbq->parallel = 1; /* disjoint pixel blocks of y, every batch row in one loop */
+  int b2 = ls_local(lp, ls_body(lbq), LT_I64, le_bin(lp, LO_DIV, le_var(lp, bq), le_i64(lp, nqb)));
+  int qb = ls_local(lp, ls_body(lbq), LT_I64, le_bin(lp, LO_MOD, le_var(lp, bq), le_i64(lp, nqb)));
+  LStmt *lf2 = ls_for(lp, ls_body(lbq), f2, le_i64(lp, 0), le_i64(lp, F));
+  LExpr *q0 = le_mul(lp, le_local(lp, qb), le_i64(lp, V));
   LStmt *lq = ls_for(lp, ls_body(lf2), ql, le_i64(lp, 0),
                      le_bin(lp, LO_MIN, le_i64(lp, V), le_sub(lp, le_i64(lp, OHW), q0)));
   lq->vec = (int)V;
   LExpr *q = le_add(lp, q0, le_var(lp, ql));
-  LExpr *tb = le_add(lp, le_mul(lp, le_var(lp, b2), le_i64(lp, nblk)),
+  LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, nblk)),
                      le_bin(lp, LO_DIV, le_var(lp, f2), le_i64(lp, NB)));
   LExpr *v = le_load(lp, t, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, tb, le_i64(lp, OHW)), q), le_i64(lp, NB)),
                                    le_bin(lp, LO_MOD, le_var(lp, f2), le_i64(lp, NB))));
   if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_var(lp, f2)));
   ls_store(lp, ls_body(lq), y,
-           le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b2), le_i64(lp, F)), le_var(lp, f2)),
+           le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, F)), le_var(lp, f2)),
                              le_i64(lp, OHW)),
                   q),
            lower_epilogue(lc, n, v));
