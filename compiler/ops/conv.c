@@ -794,11 +794,19 @@ static ConvGeo conv_geo(const Graph *g, const Node *f) {
 }
 
 /* dst[i] = v for i in [0, count) (count an expression), vectorized. */
-static void fill_loop(LoopProgram *lp, LStmt *body, int dst, LExpr *count, double v) {
+/* for r in [0, rows) parallel { dst[r len + i] = 0 for i < len; ... }: returns the loop, *r its
+ * variable; the caller appends the row's copy, so each row is zeroed and filled while in cache
+ * and the rows are shared by the threads */
+static LStmt *zeroed_rows(LoopProgram *lp, LStmt *body, const char *name, int dst, LExpr *rows, int64_t len,
+                          int *r) {
+  *r = lvar(lp, name);
   int i = lvar(lp, "i");
-  LStmt *l = ls_for(lp, body, i, le_i64(lp, 0), count);
+  LStmt *lr = ls_for(lp, body, *r, le_i64(lp, 0), rows);
+  lr->parallel = 1;
+  LStmt *l = ls_for(lp, ls_body(lr), i, le_i64(lp, 0), le_i64(lp, len));
   l->vec = lp->vec_f32;
-  ls_store(lp, ls_body(l), dst, le_var(lp, i), le_f32(lp, v));
+  ls_store(lp, ls_body(l), dst, le_add(lp, le_mul(lp, le_var(lp, *r), le_i64(lp, len)), le_var(lp, i)), le_f32(lp, 0));
+  return lr;
 }
 
 static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
@@ -879,10 +887,9 @@ static void lower_conv_dx(LowerCtx *lc, const Node *n) {
                           (SymCount){g.F * DPS, 0}, 1);
   int dxs = lower_scratch(lc, arena_printf(lp->arena, "%s.dxs", n->name), LT_F32,
                           (SymCount){g.C * NQ, 0}, 1);
-  fill_loop(lp, body, dyp, le_mul(lp, le_batch(lp), le_i64(lp, g.F * DPS)), 0.0);
   {
-    int r = lvar(lp, "bf"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
-    LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g.F)));
+    int r, oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
+    LStmt *lr = zeroed_rows(lp, body, "bf", dyp, le_mul(lp, le_batch(lp), le_i64(lp, g.F)), DPS, &r);
     LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, oy_lo), le_i64(lp, oy_hi));
     LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, ox_lo), le_i64(lp, ox_hi));
     lox->vec = (int)V;
@@ -937,10 +944,9 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
                          (SymCount){g.C * XPS, 0}, 1);
   int dyq = lower_scratch(lc, arena_printf(lp->arena, "%s.dyq", n->name), LT_F32,
                           (SymCount){g.F * NQ, 0}, 1);
-  fill_loop(lp, body, xp, le_mul(lp, le_batch(lp), le_i64(lp, g.C * XPS)), 0.0);
   {
-    int r = lvar(lp, "bc"), y = lvar(lp, "y"), xx = lvar(lp, "x");
-    LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g.C)));
+    int r, y = lvar(lp, "y"), xx = lvar(lp, "x");
+    LStmt *lr = zeroed_rows(lp, body, "bc", xp, le_mul(lp, le_batch(lp), le_i64(lp, g.C)), XPS, &r);
     LStmt *ly = ls_for(lp, ls_body(lr), y, le_i64(lp, 0), le_i64(lp, g.H));
     LStmt *lx = ls_for(lp, ls_body(ly), xx, le_i64(lp, 0), le_i64(lp, g.W));
     lx->vec = (int)V;
@@ -950,10 +956,9 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
     ls_store(lp, ls_body(lx), xp, dst,
              le_load(lp, x, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, y), le_var(lp, xx), 1, g.H, g.W)));
   }
-  fill_loop(lp, body, dyq, le_mul(lp, le_batch(lp), le_i64(lp, g.F * NQ)), 0.0);
   {
-    int r = lvar(lp, "bf"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
-    LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g.F)));
+    int r, oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
+    LStmt *lr = zeroed_rows(lp, body, "bf", dyq, le_mul(lp, le_batch(lp), le_i64(lp, g.F)), NQ, &r);
     LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, 0), le_i64(lp, g.OH));
     LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, 0), le_i64(lp, g.OW));
     lox->vec = (int)V;
