@@ -564,6 +564,18 @@ static LExpr *tap_at(LoopProgram *lp, LExpr *b, int64_t planes, LExpr *ch, int64
   return plane_at(lp, b, planes, ch, plane, le_add(lp, pos, le_add(lp, le_mul(lp, ky, le_i64(lp, row)), kx)));
 }
 
+/* Where a per-batch-row product runs on threads: a row with less than CONV_ROW_PAR_MACS
+ * multiply-adds is too little to split (and a parallel region per row wakes the pool once per
+ * row: LeNet-5's c1 at batch 64 ran slower on 2 threads than on 1), so the batch loop is the
+ * parallel one and the product inside runs serially; a larger row splits its column blocks. */
+enum { CONV_ROW_PAR_MACS = 1 << 20 };
+static void batch_rows_parallel(LStmt *lb, GemmSpec *g, int64_t row_macs) {
+  if (row_macs < CONV_ROW_PAR_MACS) {
+    lb->parallel = 1;
+    g->parallel = GEMM_PAR_NONE;
+  }
+}
+
 /* Few filters (F < V) at stride 1, and any 1x1 layer at stride 1 without padding: a
  * batch-reduce gemm_bcast per batch row over the flat
  * padded plane, the output positions q = oy Wp + ox (q < (OH - 1) Wp + OW, so no read leaves
@@ -629,6 +641,7 @@ static void lower_conv2d_flat(LowerCtx *lc, const Node *n, LStmt *body, int xp, 
   GemmSpec g = {.M = le_i64(lp, F), .N = le_i64(lp, cf.NQ), .K = le_i64(lp, k * k), .BR = le_i64(lp, C),
                 .a = w, .b = xp, .c = yq, .a_at = flat_w, .b_at = flat_x, .c_at = flat_out,
                 .init = bias >= 0 ? flat_bias : NULL, .ctx = &cf};
+  batch_rows_parallel(lb, &g, F * cf.NQ * C * k * k);
   if (direct) {
     /* a plain GEMM over the channels (K = C): slices of K, not of a batch-reduce */
     g.K = le_i64(lp, C);
@@ -642,6 +655,7 @@ static void lower_conv2d_flat(LowerCtx *lc, const Node *n, LStmt *body, int xp, 
   gemm_bcast(lp, ls_body(lb), &g);
   int r = lvar(lp, "bf"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
   LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, F)));
+  lr->parallel = 1; /* disjoint planes of y */
   LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, 0), le_i64(lp, OH));
   LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, 0), le_i64(lp, OW));
   lox->vec = lp->vec_f32;
@@ -908,11 +922,13 @@ static void lower_conv_dx(LowerCtx *lc, const Node *n) {
     GemmSpec gm = {.M = le_i64(lp, g.C), .N = le_i64(lp, NQ), .K = le_i64(lp, g.kh * g.kw),
                    .BR = le_i64(lp, g.F), .a = w, .b = dyp, .c = dxs, .a_at = dx_w, .b_at = dx_dyp,
                    .c_at = dx_out, .ctx = &cd};
+    batch_rows_parallel(lb, &gm, g.C * NQ * g.F * g.kh * g.kw);
     gemm_bcast(lp, ls_body(lb), &gm);
   }
   {
     int r = lvar(lp, "bc"), iy = lvar(lp, "iy"), ix = lvar(lp, "ix");
     LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g.C)));
+    lr->parallel = 1; /* disjoint planes of dx */
     LStmt *liy = ls_for(lp, ls_body(lr), iy, le_i64(lp, 0), le_i64(lp, g.H));
     LStmt *lix = ls_for(lp, ls_body(liy), ix, le_i64(lp, 0), le_i64(lp, g.W));
     lix->vec = (int)V;
