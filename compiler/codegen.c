@@ -1016,18 +1016,12 @@ static void emit_stmt(Cg *c, const LStmt *s) {
     /* in a vector loop a local is a vector, but for an integer that is never set again and
      * whose value does not depend on the lane (an index base): then it stays a scalar, so
      * that loads from it plus the vector variable are still contiguous */
-    int uniform = c->vw && c->lp->local_types[s->local] != LT_F32 && !c->local_set[s->local] &&
-                  !varying(c, s->value);
+    int uniform = c->lp->local_types[s->local] != LT_F32 && !c->local_set[s->local] && !varying(c, s->value);
     c->local_vec[s->local] = uniform ? 0 : (char)c->vw;
-    if (uniform) {
-      c->local_ptr[s->local] = alloca_of(c, t);
-      LLVMBuildStore(c->b, emit_expr(c, s->value), c->local_ptr[s->local]);
-      return;
-    }
-    if (c->vw) t = LLVMVectorType(t, (unsigned)c->vw);
+    if (c->local_vec[s->local]) t = LLVMVectorType(t, (unsigned)c->vw);
     c->local_ptr[s->local] = alloca_of(c, t);
     LLVMValueRef v = emit_expr(c, s->value);
-    if (c->vw) v = splat(c, v);
+    if (c->local_vec[s->local]) v = splat(c, v);
     LLVMBuildStore(c->b, v, c->local_ptr[s->local]);
     return;
   }

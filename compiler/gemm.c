@@ -156,7 +156,7 @@ static void pack_slice(LoopProgram *lp, LStmt *body, const GemmSpec *g, const Sl
   int r = lvar(lp, "pr"), n = lvar(lp, "pn");
   LExpr *rows = g->BR ? le_mul(lp, le_sub(lp, sl->brhi, sl->brlo), g->K) : le_sub(lp, sl->khi, sl->klo);
   LStmt *lr = ls_for(lp, body, r, i64(lp, 0), rows);
-  lr->parallel = 1;
+  lr->parallel = g->parallel == GEMM_PAR_N; /* threads only where the spec allows them */
   LExpr *br = g->BR ? le_add(lp, sl->brlo, le_bin(lp, LO_DIV, var(lp, r), g->K)) : i64(lp, 0);
   LExpr *k = g->BR ? le_bin(lp, LO_MOD, var(lp, r), g->K) : le_add(lp, sl->klo, var(lp, r));
   LStmt *ln = ls_for(lp, ls_body(lr), n, i64(lp, 0), cols);

@@ -254,8 +254,8 @@ static LExpr *ix4(LoopProgram *lp, LExpr *a, LExpr *b, LExpr *c, LExpr *d, int64
 /* The register-tile schedule of one layer (F >= V). */
 typedef struct Conv2dPlan {
   int64_t C, k, s;      /* channels, kernel, stride */
-  int64_t Hp, Wp;       /* the (padded) input plane as indexed: 1 x H*W for a 1x1 GEMM */
-  int64_t OH, OW;       /* the output plane as tiled: 1 x OH*OW for a 1x1 GEMM */
+  int64_t Hp, Wp;       /* the (padded) input copy's rows and row pitch */
+  int64_t OH, OW;       /* the output plane */
   int64_t V, FP;        /* vector width; filters padded to whole blocks */
   int64_t cb, CB;       /* channels per block of the input's blocked copy, and blocks (C / cb) */
   int64_t CC;           /* channels per chunk (a multiple of cb) */
@@ -267,8 +267,7 @@ typedef struct Conv2dPlan {
  * broadcast operand is slower than one from registers), and the FMA latency (an
  * accumulator takes one FMA per 4 cycles: fewer than 8 accumulators stall), in units of
  * 1/2 so that the 1.5 is exact. */
-static int64_t conv2d_step_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w) {
-  (void)pl;
+static int64_t conv2d_step_cost(int64_t nf, int64_t h, int64_t w) {
   int64_t a = 2 * nf * h * w, loads = 3 * (nf + h * w);
   int64_t c = a > loads ? a : loads;
   if (c < 16) c = 16;
@@ -279,10 +278,10 @@ static int64_t conv2d_step_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int
 static int64_t conv2d_plane_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w) {
   int64_t OH = pl->OH, OW = pl->OW;
   int64_t ty = OH / h, ry = OH % h, tx = OW / w, rx = OW % w, cost = 0;
-  cost += ty * tx * conv2d_step_cost(pl, nf, h, w);
-  if (rx) cost += ty * conv2d_step_cost(pl, nf, h, rx);
-  if (ry) cost += tx * conv2d_step_cost(pl, nf, ry, w);
-  if (ry && rx) cost += conv2d_step_cost(pl, nf, ry, rx);
+  cost += ty * tx * conv2d_step_cost(nf, h, w);
+  if (rx) cost += ty * conv2d_step_cost(nf, h, rx);
+  if (ry) cost += tx * conv2d_step_cost(nf, ry, w);
+  if (ry && rx) cost += conv2d_step_cost(nf, ry, rx);
   return cost;
 }
 
@@ -318,7 +317,7 @@ static void conv2d_choose(Conv2dPlan *pl, int64_t F) {
 static void conv2d_tile(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int xp, int wp, int t,
                         LExpr *bx, LExpr *fbx, int fl, int cc, LExpr *oy0, LExpr *ox0, int h, int w) {
   LoopProgram *lp = lc->lp;
-  int64_t C = pl->C, k = pl->k, s = pl->s, V = pl->V, CC = pl->CC;
+  int64_t k = pl->k, s = pl->s, V = pl->V, CC = pl->CC;
   int nf = pl->nf;
   int acc[CONV2D_MAXNF][CONV2D_MAXRY][CONV2D_MAXRX];
   for (int i = 0; i < nf; i++)
@@ -409,6 +408,29 @@ static void conv2d_row_band(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int 
     conv2d_tile(lc, blk, pl, xp, wp, t, b, fb, fl, cc, oy0, le_i64(lp, ntx * pl->rx), h, (int)rest);
 }
 
+/* for v in [0, batch * nfb * nob) parallel, one (batch row, filter block, row block) each:
+ * sets the i64 locals *bl, *fbl and *obl to them (obl NULL: one row block, nob == 1) (within a batch
+ * row the longer of nfb and nob is the slower index), then for fl < V (vectorized), for
+ * cc < nch; returns the body of the cc loop. */
+static LStmt *conv2d_par_blocks(LoopProgram *lp, LStmt *body, const char *name, int64_t nfb, int64_t nob,
+                                int fl, int cc, int64_t nch, int *bl, int *fbl, int *obl) {
+  int v = lvar(lp, name);
+  LStmt *lv = ls_for(lp, body, v, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nfb * nob)));
+  lv->parallel = 1; /* disjoint parts of t; one wake of the pool per layer, whatever the batch */
+  LStmt *vb = ls_body(lv);
+  LExpr *pair = le_bin(lp, LO_MOD, le_var(lp, v), le_i64(lp, nfb * nob));
+  *bl = ls_local(lp, vb, LT_I64, le_bin(lp, LO_DIV, le_var(lp, v), le_i64(lp, nfb * nob)));
+  *fbl = ls_local(lp, vb, LT_I64, !obl ? pair
+                                  : nob > nfb ? le_bin(lp, LO_MOD, pair, le_i64(lp, nfb))
+                                              : le_bin(lp, LO_DIV, pair, le_i64(lp, nob)));
+  if (obl)
+    *obl = ls_local(lp, vb, LT_I64, nob > nfb ? le_bin(lp, LO_DIV, pair, le_i64(lp, nfb))
+                                              : le_bin(lp, LO_MOD, pair, le_i64(lp, nob)));
+  LStmt *lfl = ls_for(lp, vb, fl, le_i64(lp, 0), le_i64(lp, lp->vec_f32));
+  lfl->vec = lp->vec_f32;
+  return ls_body(ls_for(lp, ls_body(lfl), cc, le_i64(lp, 0), le_i64(lp, nch)));
+}
+
 static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w, int bias) {
   LoopProgram *lp = lc->lp;
   Shape in = in_shape(lc->g, n, 0);
@@ -493,37 +515,17 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
   }
   if (nty > 0) {
     int64_t nob = (nty + tyb - 1) / tyb;
-    int wv = lvar(lp, "bfo"), ty = lvar(lp, "ty");
-    LStmt *lw = ls_for(lp, body, wv, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nfb * nob)));
-    lw->parallel = 1;
-    LStmt *wb = ls_body(lw);
-    /* b = w / (nfb nob); within a batch row, the longer of the two loops outside */
-    LExpr *w = le_var(lp, wv), *pair = le_bin(lp, LO_MOD, w, le_i64(lp, nfb * nob));
-    int bl = ls_local(lp, wb, LT_I64, le_bin(lp, LO_DIV, w, le_i64(lp, nfb * nob)));
-    int fbl = ls_local(lp, wb, LT_I64, nob > nfb ? le_bin(lp, LO_MOD, pair, le_i64(lp, nfb))
-                                                  : le_bin(lp, LO_DIV, pair, le_i64(lp, nob)));
-    int obl = ls_local(lp, wb, LT_I64, nob > nfb ? le_bin(lp, LO_DIV, pair, le_i64(lp, nfb))
-                                                  : le_bin(lp, LO_MOD, pair, le_i64(lp, nob)));
-    LStmt *lfl = ls_for(lp, wb, fl, le_i64(lp, 0), le_i64(lp, V));
-    lfl->vec = (int)V;
-    LStmt *lcc = ls_for(lp, ls_body(lfl), cc, le_i64(lp, 0), le_i64(lp, nch));
+    int bl, fbl, obl, ty = lvar(lp, "ty");
+    LStmt *cb_ = conv2d_par_blocks(lp, body, "bfo", nfb, nob, fl, cc, nch, &bl, &fbl, &obl);
     LExpr *ty0 = le_mul(lp, le_local(lp, obl), le_i64(lp, tyb));
-    LStmt *lty = ls_for(lp, ls_body(lcc), ty, ty0,
-                        le_bin(lp, LO_MIN, le_i64(lp, nty), le_add(lp, ty0, le_i64(lp, tyb))));
+    LStmt *lty = ls_for(lp, cb_, ty, ty0, le_bin(lp, LO_MIN, le_i64(lp, nty), le_add(lp, ty0, le_i64(lp, tyb))));
     conv2d_row_band(lc, ls_body(lty), &pl, xp, wp, t, le_local(lp, bl), le_local(lp, fbl), fl, cc,
                     le_mul(lp, le_var(lp, ty), le_i64(lp, pl.ry)), pl.ry);
   }
-  if (resty > 0) {
-    int wv = lvar(lp, "bf"), fl2 = lvar(lp, "fl"), cc2 = lvar(lp, "cc");
-    LStmt *lw = ls_for(lp, body, wv, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nfb)));
-    lw->parallel = 1;
-    LStmt *wb = ls_body(lw);
-    int bl = ls_local(lp, wb, LT_I64, le_bin(lp, LO_DIV, le_var(lp, wv), le_i64(lp, nfb)));
-    int fbl = ls_local(lp, wb, LT_I64, le_bin(lp, LO_MOD, le_var(lp, wv), le_i64(lp, nfb)));
-    LStmt *lfl = ls_for(lp, wb, fl2, le_i64(lp, 0), le_i64(lp, V));
-    lfl->vec = (int)V;
-    LStmt *lcc = ls_for(lp, ls_body(lfl), cc2, le_i64(lp, 0), le_i64(lp, nch));
-    conv2d_row_band(lc, ls_body(lcc), &pl, xp, wp, t, le_local(lp, bl), le_local(lp, fbl), fl2, cc2,
+  if (resty > 0) { /* the rows left below the whole tiles: one band per (batch row, filter block) */
+    int bl, fbl, fl2 = lvar(lp, "fl"), cc2 = lvar(lp, "cc");
+    LStmt *cb_ = conv2d_par_blocks(lp, body, "bf", nfb, 1, fl2, cc2, nch, &bl, &fbl, NULL);
+    conv2d_row_band(lc, cb_, &pl, xp, wp, t, le_local(lp, bl), le_local(lp, fbl), fl2, cc2,
                     le_i64(lp, nty * pl.ry), (int)resty);
   }
 
@@ -807,7 +809,6 @@ static ConvGeo conv_geo(const Graph *g, const Node *f) {
   return c;
 }
 
-/* dst[i] = v for i in [0, count) (count an expression), vectorized. */
 /* for r in [0, rows) parallel { dst[r len + i] = 0 for i < len; ... }: returns the loop, *r its
  * variable; the caller appends the row's copy, so each row is zeroed and filled while in cache
  * and the rows are shared by the threads */
