@@ -201,9 +201,13 @@ static LLVMValueRef fmax_(Cg *c, LLVMValueRef a, LLVMValueRef b) {
 
 /* --- exp, tanh, sigmoid: Cephes expf / tanhf, branch-free --- */
 
-static LLVMValueRef emit_exp(Cg *c, LLVMValueRef x) {
-  LLVMValueRef xc = fmax_(c, x, fconst(c, x, -87.33654));
-  xc = fmin_(c, xc, fconst(c, x, 88.3));
+/* exp(x) for x in [-87.34, 88.3] or NaN (NaN gives NaN); clamp: clamp x into that range first */
+static LLVMValueRef emit_exp_core(Cg *c, LLVMValueRef x, int clamp) {
+  LLVMValueRef xc = x;
+  if (clamp) {
+    xc = fmax_(c, x, fconst(c, x, -87.33654));
+    xc = fmin_(c, xc, fconst(c, x, 88.3));
+  }
   LLVMValueRef fx = intrinsic1(c, "llvm.rint", fmul(c, xc, fconst(c, x, 1.44269504088896341)));
   LLVMValueRef r = fma3(c, fx, fconst(c, x, -0.693359375), xc);
   r = fma3(c, fx, fconst(c, x, 2.12194440e-4), r);
@@ -214,11 +218,16 @@ static LLVMValueRef emit_exp(Cg *c, LLVMValueRef x) {
   LLVMValueRef rr = fmul(c, r, r);
   LLVMValueRef y = fadd(c, fma3(c, p, rr, r), fconst(c, x, 1.0));
   LLVMTypeRef it = is_vec(x) ? LLVMVectorType(c->i32, LLVMGetVectorSize(LLVMTypeOf(x))) : c->i32;
-  LLVMValueRef n = LLVMBuildFPToSI(c->b, fx, it, "");
+  /* frozen: a NaN's conversion is poison; any value then gives NaN times it */
+  LLVMValueRef n = LLVMBuildFreeze(c->b, LLVMBuildFPToSI(c->b, fx, it, ""), "");
   n = LLVMBuildAdd(c->b, n, iconst_like(c, x, c->i32, 127), "");
   n = LLVMBuildShl(c->b, n, iconst_like(c, x, c->i32, 23), "");
   LLVMValueRef scale = LLVMBuildBitCast(c->b, n, LLVMTypeOf(x), "");
-  y = fmul(c, y, scale);
+  return fmul(c, y, scale);
+}
+
+static LLVMValueRef emit_exp(Cg *c, LLVMValueRef x) {
+  LLVMValueRef y = emit_exp_core(c, x, 1);
   /* below the smallest normal result: 0; above the largest: inf; NaN stays NaN */
   y = fselect(c, LLVMBuildFCmp(c->b, LLVMRealOLT, x, fconst(c, x, -87.33654), ""),
               fconst(c, x, 0.0), y);
@@ -237,9 +246,10 @@ static LLVMValueRef emit_tanh(Cg *c, LLVMValueRef x) {
                              -3.33332819422E-1};
   for (int i = 0; i < 4; i++) p = fma3(c, p, z, fconst(c, x, k[i]));
   LLVMValueRef small = fma3(c, fmul(c, p, z), x, x);
-  /* otherwise 1 - 2 / (exp(2|x|) + 1), |x| clamped at 9 where tanh is 1 in f32 */
+  /* otherwise 1 - 2 / (exp(2|x|) + 1), |x| clamped at 9 where tanh is 1 in f32 (exp's
+   * argument is then in [0, 18], or NaN) */
   LLVMValueRef ac = fmin_(c, a, fconst(c, x, 9.0));
-  LLVMValueRef e = emit_exp(c, fmul(c, ac, fconst(c, x, 2.0)));
+  LLVMValueRef e = emit_exp_core(c, fmul(c, ac, fconst(c, x, 2.0)), 0);
   LLVMValueRef big = fsub(c, fconst(c, x, 1.0), fdiv(c, fconst(c, x, 2.0), fadd(c, e, fconst(c, x, 1.0))));
   LLVMValueRef args[2] = {big, x};
   LLVMTypeRef t = LLVMTypeOf(x);
@@ -248,7 +258,8 @@ static LLVMValueRef emit_tanh(Cg *c, LLVMValueRef x) {
 }
 
 static LLVMValueRef emit_sigmoid(Cg *c, LLVMValueRef x) {
-  LLVMValueRef e = emit_exp(c, LLVMBuildFNeg(c->b, x, ""));
+  /* exp(-x) clamped: at -x > 88.3 the result is below 5e-39 either way, at -x < -87.3 it is 1 */
+  LLVMValueRef e = emit_exp_core(c, LLVMBuildFNeg(c->b, x, ""), 1);
   return fdiv(c, fconst(c, x, 1.0), fadd(c, fconst(c, x, 1.0), e));
 }
 

@@ -371,3 +371,104 @@ void gemm_dot(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
   LExpr *mfull = le_mul(lp, MB, i64(lp, mr));
   dot_rows(lp, body, g, &sl, mfull, 1, le_sub(lp, g->M, mfull), 8);
 }
+
+/* --- gemm_bcast_groups --- */
+
+int64_t gemm_groups_blocks(const LoopProgram *lp, int64_t units) {
+  return (units + lp->vec_f32 - 1) / lp->vec_f32;
+}
+
+/* The tile: rows m0 + i (i < mr), unit blocks ub0 + q (q < nb), lanes l < lanes. */
+static void group_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const GemmGroups *gr, LExpr *m0,
+                       int mr, LExpr *ub0, int nb, LExpr *lanes) {
+  int64_t V = lp->vec_f32;
+  int G = gr->G, nv = nb * G;
+  int l = lvar(lp, "l"), k = lvar(lp, "k");
+  LStmt *ll = ls_for(lp, blk, l, i64(lp, 0), lanes);
+  ll->vec = lp->vec_f32;
+  LStmt *tb = ls_body(ll);
+  LExpr *m[GEMM_MAX_MR], *n[GEMM_MAX_NC], *ubs[GEMM_MAX_NC];
+  int acc[GEMM_MAX_MR][GEMM_MAX_NC];
+  for (int i = 0; i < mr; i++) m[i] = le_add(lp, m0, i64(lp, i));
+  for (int q = 0; q < nb; q++) {
+    ubs[q] = le_add(lp, ub0, i64(lp, q));
+    for (int j = 0; j < G; j++) n[q * G + j] = le_add(lp, i64(lp, j * V), var(lp, l)); /* gate j's column */
+  }
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nv; j++)
+      acc[i][j] = ls_local(lp, tb, LT_F32, gr->init ? gr->init(lp, g->ctx, m[i], j % G, ubs[j / G], var(lp, l)) : le_f32(lp, 0));
+  LStmt *lk = ls_for(lp, tb, k, i64(lp, 0), g->K);
+  LStmt *kb = ls_body(lk);
+  /* the operand with fewer vectors per k is loaded first and stays live: mr broadcasts + one B
+   * vector at a time, or nv B vectors + one broadcast (a 3 x 4 tile needs 12 + 4 of 16) */
+  int av[GEMM_MAX_MR], bv[GEMM_MAX_NC];
+  if (mr <= nv) {
+    for (int i = 0; i < mr; i++)
+      av[i] = ls_local(lp, kb, LT_F32, le_load(lp, g->a, g->a_at(lp, g->ctx, i64(lp, 0), m[i], var(lp, k))));
+    for (int j = 0; j < nv; j++) {
+      int b1 = ls_local(lp, kb, LT_F32, le_load(lp, g->b, g->b_at(lp, g->ctx, ubs[j / G], n[j], var(lp, k))));
+      for (int i = 0; i < mr; i++)
+        ls_set(lp, kb, acc[i][j], le_fma(lp, le_local(lp, av[i]), le_local(lp, b1), le_local(lp, acc[i][j])));
+    }
+  } else {
+    for (int j = 0; j < nv; j++)
+      bv[j] = ls_local(lp, kb, LT_F32, le_load(lp, g->b, g->b_at(lp, g->ctx, ubs[j / G], n[j], var(lp, k))));
+    for (int i = 0; i < mr; i++) {
+      int a1 = ls_local(lp, kb, LT_F32, le_load(lp, g->a, g->a_at(lp, g->ctx, i64(lp, 0), m[i], var(lp, k))));
+      for (int j = 0; j < nv; j++)
+        ls_set(lp, kb, acc[i][j], le_fma(lp, le_local(lp, a1), le_local(lp, bv[j]), le_local(lp, acc[i][j])));
+    }
+  }
+  for (int i = 0; i < mr; i++)
+    for (int q = 0; q < nb; q++) gr->epilogue(lp, g->ctx, tb, m[i], ubs[q], var(lp, l), &acc[i][q * G]);
+}
+
+/* The unit blocks [b0, b0 + nb1) for the rows [mlo, mlo + rows): tiles of mr rows and nb
+ * blocks, then single rows with all nb1 blocks. */
+static void group_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const GemmGroups *gr, LExpr *mlo,
+                       LExpr *rows, int mr, LExpr *b0, int nb, int nb1, LExpr *lanes) {
+  for (int q = 0; q < nb1; q += nb) {
+    int mb = lvar(lp, "mb");
+    LStmt *lm = ls_for(lp, blk, mb, i64(lp, 0), div_(lp, rows, mr));
+    group_tile(lp, ls_body(lm), g, gr, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr,
+               le_add(lp, b0, i64(lp, q)), nb, lanes);
+  }
+  int r = lvar(lp, "m");
+  LStmt *lr = ls_for(lp, blk, r, le_mul(lp, div_(lp, rows, mr), i64(lp, mr)), rows);
+  group_tile(lp, ls_body(lr), g, gr, le_add(lp, mlo, var(lp, r)), 1, b0, nb1, lanes);
+}
+
+void gemm_bcast_groups(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const GemmGroups *gr) {
+  if (!g->M || !g->N || !g->K || !g->a_at || !g->b_at || !gr->epilogue) die("gemm: incomplete spec");
+  if (g->N->kind != LE_CONST || g->BR || gr->G < 1 || gr->G > 4) die("gemm_bcast_groups: bad spec");
+  int64_t V = lp->vec_f32, U = g->N->ival;
+  int wide = V >= 16, G = gr->G;
+  /* registers: 12 accumulators of 16 (AVX2), 24 of 32 (AVX-512); nb unit blocks per tile of
+   * mr rows, twice as many in a single row's tile (a batch-1 step still has 6-8 FMA chains) */
+  int nb = G >= (wide ? 4 : 3) ? 1 : (wide ? 4 : 3) / G;
+  int mr = (wide ? 24 : 12) / (nb * G);
+  if (mr > GEMM_MAX_MR) mr = GEMM_MAX_MR;
+  int nb1 = 2 * nb * G <= GEMM_MAX_NC ? 2 * nb : nb;
+  int64_t full = U / V, UB = (U + V - 1) / V, NP = full / nb1;
+  LExpr *mlo = i64(lp, 0), *rows = g->M;
+  if (g->row_block > 0) { /* blocks of about row_block rows, each over every unit block */
+    int64_t mc = (g->row_block + mr - 1) / mr * mr;
+    int v = lvar(lp, "mc");
+    blk = ls_body(ls_for(lp, blk, v, i64(lp, 0), div_(lp, le_add(lp, g->M, i64(lp, mc - 1)), mc)));
+    mlo = le_mul(lp, var(lp, v), i64(lp, mc));
+    rows = min_(lp, i64(lp, mc), le_sub(lp, g->M, le_mul(lp, var(lp, v), i64(lp, mc))));
+  }
+  if (NP > 0) { /* panels of nb1 whole blocks */
+    int p = lvar(lp, "np");
+    LStmt *lpn = ls_for(lp, blk, p, i64(lp, 0), i64(lp, NP));
+    lpn->parallel = g->parallel == GEMM_PAR_N;
+    group_rows(lp, ls_body(lpn), g, gr, mlo, rows, mr, le_mul(lp, var(lp, p), i64(lp, nb1)), nb, nb1, i64(lp, V));
+  }
+  if (NP * nb1 < UB) { /* the blocks left, one at a time; the last may be partial */
+    int q = lvar(lp, "nq");
+    LStmt *lq = ls_for(lp, blk, q, i64(lp, NP * nb1), i64(lp, UB));
+    lq->parallel = g->parallel == GEMM_PAR_N;
+    LExpr *lanes = min_(lp, i64(lp, V), le_sub(lp, i64(lp, U), le_mul(lp, var(lp, q), i64(lp, V))));
+    group_rows(lp, ls_body(lq), g, gr, mlo, rows, mr, var(lp, q), 1, 1, lanes);
+  }
+}

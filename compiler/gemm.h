@@ -57,6 +57,10 @@ typedef struct GemmSpec {
   int pack_b, bpack;
   /* the same for A (M must be a constant): A's slice as rows of gemm_pitch(M) floats */
   int pack_a, apack;
+  /* gemm_bcast_groups: > 0, the rows in blocks of about this many, each done over every column
+   * before the next: a block's rows of A and C stay in cache while the column panels pass,
+   * where C's rows would otherwise be written a panel's width at a time over all of M */
+  int64_t row_block;
   const void *ctx;      /* passed to the callbacks */
   const char *name;     /* for the loop variables' names: "" */
 } GemmSpec;
@@ -72,5 +76,29 @@ SymCount gemm_bcast_pack_a_size(const LoopProgram *lp, const GemmSpec *g, SymCou
  * (rows 4 KiB apart share an L1 set: a 256 x 24 panel would not stay in L1). */
 int64_t gemm_pitch(const LoopProgram *lp, int64_t n);
 void gemm_dot(LoopProgram *lp, LStmt *blk, const GemmSpec *g);
+
+/* gemm_bcast over gate groups: the recurrent layers' products, with the cell in the tile.
+ * C's N = U columns are units, each with G gate columns; the tile holds every gate of its units
+ * in registers and hands them to the group epilogue instead of storing C, so the gate math runs
+ * on the sums where they are and no G*U-wide C is written.  The units come in blocks of V
+ * lanes: the unit u = ub*V + l of block ub and lane l.  B is packed by blocks, each block's
+ * G*V columns a panel of its own that the tiles stream in order: b_at(lp, ctx, ub, n, k) gets
+ * the block ub (in the place of br) and the column n = j*V + l of gate j (B padded to
+ * ceil(U/V) blocks: the last block's lanes past U are masked).  N (= U) must be a constant and
+ * BR NULL; the reduction runs in one piece (the epilogue needs whole sums); row_block is
+ * honoured; c, c_at, init, epilogue and accumulate are unused.  The blocks run on threads
+ * (every unit's outputs in one tile: disjoint writes). */
+typedef struct GemmGroups {
+  int G; /* gates (vectors) per unit block, 1..4 */
+  /* the gate's starting value for row m and the units of block ub, lane l; NULL: 0 */
+  LExpr *(*init)(LoopProgram *lp, const void *ctx, LExpr *m, int gate, LExpr *ub, LExpr *l);
+  /* the sums acc[j] (locals, j < G) of row m and the units of block ub, lane l: emits what
+   * they become into blk */
+  void (*epilogue)(LoopProgram *lp, const void *ctx, LStmt *blk, LExpr *m, LExpr *ub, LExpr *l,
+                   const int *acc);
+} GemmGroups;
+void gemm_bcast_groups(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const GemmGroups *gr);
+/* B's unit blocks for gemm_bcast_groups: ceil(U / V) */
+int64_t gemm_groups_blocks(const LoopProgram *lp, int64_t units);
 
 #endif

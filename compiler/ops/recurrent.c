@@ -169,25 +169,25 @@ static int bidirectional_infer(Graph *g, Node *n) {
 /* --- lowering ---
  *
  * One kernel for the whole stack.  U = units, G = gates (1, 4, 3), K_l = layer l's input
- * features, D = directions.  Per layer and direction:
- *   1. the input projection of every step at once, a GEMM-like nest over the rows
- *      r = b * seq + t:  xp[r, j] = bias[j] + sum_k x[r, k] * WihT[k, j]   (xp [batch, seq, G*U])
- *      vectorized over j with WihT = W_ih^T [K_l, G*U] packed once by a prepare kernel, so
- *      the weight loads are contiguous and x[r, k] is a broadcast; RB rows at a time share
- *      each weight load.  bias = b_ih + b_hh (packed), except gru's n gate, whose b_hn
- *      sits inside r * (W_hn h + b_hn);
- *   2. the recurrence: a loop over steps s in order (t = s forward, seq-1-s backward);
- *      per step, vectorized over units u, then over blocks of BB batch rows, G accumulators
- *      per row start from xp and add W_hh h_{t-1} from WhhT = W_hh^T [U, G*U] (packed; a
- *      weight load serves BB rows), and the gate math follows in the same pass.  The hidden
- *      state h [batch, 2, U] is double-buffered: h[b, s%2, :] holds h_{t-1} and
- *      h[b, (s+1)%2, :] receives h_t (every lane reads the whole previous state); h_t also
- *      goes to the layer's output [batch, seq, D*U] at features d*U + u of step t.  The
- *      lstm cell state c [batch, U] is per unit, so it is updated in place.
+ * features, D = directions, V = the vector width, UB = ceil(U / V) blocks of V units.  Both
+ * products are gemm_bcast_groups (gemm.h): a tile keeps the G gates of its block of units for
+ * several batch rows in registers, and the weights are packed once per update by prepare
+ * kernels, transposed, one contiguous panel per unit block (pack_gates).  Per layer and
+ * direction:
+ *   1. the input projection of every step at once, over the rows r = b * seq + t in blocks:
+ *      bias + x[r, :] W_ih^T into xp [seq, UB, batch, G, V], time-major so that a step's
+ *      tiles read their gates from one run of memory.  bias = b_ih + b_hh (packed), except
+ *      gru's n gate, whose b_hn sits inside r * (W_hn h + b_hn);
+ *   2. the recurrence: a loop over steps s in order (t = s forward, seq-1-s backward); per
+ *      step one product h_{t-1} W_hh^T whose tiles run the cell in their epilogue on the sums
+ *      plus xp (step_cell), so the gate pre-activations are never stored and the gate math
+ *      runs on threads with the product.  The hidden state h [batch, 2, U] is
+ *      double-buffered: h[b, s%2, :] holds h_{t-1} and h[b, (s+1)%2, :] receives h_t (every
+ *      tile reads the whole previous state); h_t also goes to the layer's output
+ *      [batch, seq, D*U] at features d*U + u of step t.  The lstm cell state c [batch, U] is
+ *      per unit, so it is updated in place.
  * Layer l reads the node's input (l = 0) or layer l-1's output; the last layer writes
- * the node's value, earlier ones alternate between two scratch sequences.  A row block
- * runs n/B times, then single rows finish the rest.  Expressions are built fresh for
- * every use (the loop IR is a tree).
+ * the node's value, earlier ones alternate between two scratch sequences.
  */
 
 /* seq * m elements per sample. */
@@ -210,34 +210,54 @@ static LExpr *step_time(LoopProgram *lp, Dim seq, int s, int backward) {
 }
 
 /* b * seq + t: the row of batch row b at step s in a [batch, seq, ...] buffer. */
-static LExpr *step_row(LoopProgram *lp, Dim seq, int b, int s, int backward) {
-  return le_add(lp, le_mul(lp, le_var(lp, b), le_dim(lp, seq)), step_time(lp, seq, s, backward));
+static LExpr *step_row(LoopProgram *lp, Dim seq, LExpr *b, int s, int backward) {
+  return le_add(lp, le_mul(lp, b, le_dim(lp, seq)), step_time(lp, seq, s, backward));
 }
 
 /* Index into the double-buffered state h [batch, 2, U]: half 0 holds h_{t-1}, half 1
  * receives h_t. */
-static LExpr *state_at(LoopProgram *lp, int64_t units, int b, int s, int which, LExpr *unit) {
+static LExpr *state_at(LoopProgram *lp, int64_t units, LExpr *b, int s, int which, LExpr *unit) {
   LExpr *par = le_bin(lp, LO_MOD, le_var(lp, s), le_i64(lp, 2));
   if (which) par = le_sub(lp, le_i64(lp, 1), par);
-  return le_add(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, 2 * units)),
+  return le_add(lp, le_add(lp, le_mul(lp, b, le_i64(lp, 2 * units)),
                            le_mul(lp, par, le_i64(lp, units))),
                 unit);
 }
 
-/* A packed copy of W [rows, cols], transposed (packed[k * pitch + j] = W[j * cols + k], pitch =
- * gemm_pitch(rows)) or not (packed[j * pitch + k], pitch = gemm_pitch(cols)): rows without
- * cache-set aliasing for the products that walk them. */
-static int pack_weight(LowerCtx *lc, const char *name, int w, int64_t rows, int64_t cols, int transposed) {
+/* A packed copy of W [rows, cols] (BPTT's W_hh): packed[j * pitch + k], pitch = gemm_pitch(cols):
+ * rows without cache-set aliasing for the products that walk them. */
+static int pack_weight(LowerCtx *lc, const char *name, int w, int64_t rows, int64_t cols) {
   LoopProgram *lp = lc->lp;
   LStmt *prep;
-  int64_t pitch = gemm_pitch(lp, transposed ? rows : cols);
-  int p = lower_packed(lc, name, pitch * (transposed ? cols : rows), &prep);
+  int64_t pitch = gemm_pitch(lp, cols);
+  int p = lower_packed(lc, name, pitch * rows, &prep);
   int j = lvar(lp, "j"), k = lvar(lp, "k");
   LStmt *lj = ls_for(lp, prep, j, le_i64(lp, 0), le_i64(lp, rows));
   LStmt *lk = ls_for(lp, ls_body(lj), k, le_i64(lp, 0), le_i64(lp, cols));
-  if (!transposed) lk->vec = lp->vec_f32;
-  LExpr *at = transposed ? mad(lp, le_var(lp, k), pitch, le_var(lp, j)) : mad(lp, le_var(lp, j), pitch, le_var(lp, k));
-  ls_store(lp, ls_body(lk), p, at, le_load(lp, w, mad(lp, le_var(lp, j), cols, le_var(lp, k))));
+  lk->vec = lp->vec_f32;
+  ls_store(lp, ls_body(lk), p, mad(lp, le_var(lp, j), pitch, le_var(lp, k)),
+           le_load(lp, w, mad(lp, le_var(lp, j), cols, le_var(lp, k))));
+  return p;
+}
+
+/* W [G*U, cols] (W_ih or W_hh) packed for gemm_bcast_groups: transposed, in panels of V units,
+ * the G gates of a panel side by side:
+ *   packed[((u / V) * cols + k) * G*V + g * V + u % V] = W[g * U + u, k]
+ * Each panel is one contiguous block that its tiles stream in order.  A lane past U in the last
+ * panel is never read (the tiles mask it). */
+static int pack_gates(LowerCtx *lc, const char *name, int w, RecurrentCell cell, int64_t un, int64_t cols) {
+  LoopProgram *lp = lc->lp;
+  LStmt *prep;
+  int64_t G = gates(cell), V = lp->vec_f32;
+  int p = lower_packed(lc, name, gemm_groups_blocks(lp, un) * cols * G * V, &prep);
+  int g = lvar(lp, "g"), u = lvar(lp, "u"), k = lvar(lp, "k");
+  LStmt *lg = ls_for(lp, prep, g, le_i64(lp, 0), le_i64(lp, G));
+  LStmt *lu = ls_for(lp, ls_body(lg), u, le_i64(lp, 0), le_i64(lp, un));
+  LStmt *lk = ls_for(lp, ls_body(lu), k, le_i64(lp, 0), le_i64(lp, cols));
+  LExpr *panel = mad(lp, le_bin(lp, LO_DIV, le_var(lp, u), le_i64(lp, V)), cols, le_var(lp, k));
+  LExpr *col = mad(lp, le_var(lp, g), V, le_bin(lp, LO_MOD, le_var(lp, u), le_i64(lp, V)));
+  ls_store(lp, ls_body(lk), p, mad(lp, panel, G * V, col),
+           le_load(lp, w, mad(lp, mad(lp, le_var(lp, g), un, le_var(lp, u)), cols, le_var(lp, k))));
   return p;
 }
 
@@ -270,7 +290,6 @@ typedef struct RecPass {
   int wihT, whhT, bias; /* packed weights */
   int bhh;              /* b_hh (gru's b_hn) */
   int xp, hs, cs;       /* scratch: projected inputs, hidden state, cell state (lstm, else -1) */
-  int gs;               /* scratch [batch, G*U]: one step's gate pre-activations */
   int l;                /* the layer */
   int sv;               /* MODE_GRADIENTS: the saved states (see saved_at), else -1 */
   int step;             /* the loop variable of the steps */
@@ -294,65 +313,82 @@ static LExpr *saved_at(LoopProgram *lp, const Node *n, LExpr *row, int64_t l, in
   return le_add(lp, mad(lp, row, n->a.layers * dirs * S * un, le_i64(lp, rec)), unit);
 }
 
-/* The matrix products of a pass (gemm.h's callbacks, ctx = the RecPass):
- *   the projection  xp[r, :] = bias + src[r, :] W_ih^T      (all batch x seq rows at once)
- *   a step          gs[b, :] = xp[b, t, :] + h_{t-1}[b, :] W_hh^T
- * both gemm_bcast over the gate units (the packed W^T rows are contiguous in them).  gru's n
- * gate keeps W_hn h + b_hn apart: its columns of gs start at b_hn instead of xp. */
-static int64_t pass_gu(const RecPass *p) { return gates(p->n->a.cell) * p->n->a.units; }
+/* The matrix products of a pass, both gemm_bcast_groups over the units with the weights packed
+ * by pack_gates (gemm.h's callbacks, ctx = the RecPass):
+ *   the projection  xp = bias + src[b * seq + t, :] W_ih^T for all batch x seq rows at once (in
+ *                   blocks of rows), into xp [seq, UB, batch, G, V] (UB = ceil(U / V) unit
+ *                   blocks): a step's tile reads its rows' gates of one block from one
+ *                   contiguous run of memory
+ *   a step          h_{t-1} W_hh^T, with the cell (step_cell) as the tile's epilogue: it adds
+ *                   xp there, so the gate sums never leave the registers and the tile does not
+ *                   start by waiting for xp's loads.
+ * gru's n gate keeps W_hn h + b_hn apart from W_in x + b_in. */
 static LExpr *src_at(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *k) {
   (void)br;
   return mad(lp, m, ((const RecPass *)c)->kl, k);
 }
-static LExpr *wT_at(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *k) {
-  (void)br;
-  return mad(lp, k, gemm_pitch(lp, pass_gu(c)), n);
+/* a weight packed by pack_gates with cols = K: panel ub, row k, column n */
+static LExpr *panel_at(LoopProgram *lp, const RecPass *p, int64_t cols, LExpr *ub, LExpr *n, LExpr *k) {
+  return mad(lp, mad(lp, ub, cols, k), gates(p->n->a.cell) * lp->vec_f32, n);
 }
-static LExpr *gates_at(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *n) {
-  (void)br;
-  return mad(lp, m, pass_gu(c), n);
+static LExpr *wih_at(LoopProgram *lp, const void *c, LExpr *ub, LExpr *n, LExpr *k) {
+  return panel_at(lp, c, ((const RecPass *)c)->kl, ub, n, k);
 }
-static LExpr *bias_at(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
+static LExpr *whh_at(LoopProgram *lp, const void *c, LExpr *ub, LExpr *n, LExpr *k) {
+  return panel_at(lp, c, ((const RecPass *)c)->n->a.units, ub, n, k);
+}
+/* xp[t, ub, b, g, l] */
+static LExpr *xp_at(LoopProgram *lp, const RecPass *p, LExpr *t, LExpr *ub, LExpr *b, int64_t g, LExpr *l) {
+  int64_t G = gates(p->n->a.cell), V = lp->vec_f32;
+  LExpr *blk = le_add(lp, le_mul(lp, t, le_i64(lp, gemm_groups_blocks(lp, p->n->a.units))), ub);
+  return mad(lp, le_add(lp, le_mul(lp, blk, le_batch(lp)), b), G * V, le_add(lp, le_i64(lp, g * V), l));
+}
+static LExpr *unit_of(LoopProgram *lp, LExpr *ub, LExpr *l) { return mad(lp, ub, lp->vec_f32, l); }
+static LExpr *proj_init(LoopProgram *lp, const void *c, LExpr *m, int gate, LExpr *ub, LExpr *l) {
   (void)m;
-  return le_load(lp, ((const RecPass *)c)->bias, n);
+  const RecPass *p = c;
+  return le_load(lp, p->bias, le_add(lp, le_i64(lp, gate * p->n->a.units), unit_of(lp, ub, l)));
+}
+/* the projection's sums of row m = b * seq + t into xp[t, ub, b] */
+static void proj_store(LoopProgram *lp, const void *c, LStmt *blk, LExpr *m, LExpr *ub, LExpr *l,
+                       const int *acc) {
+  const RecPass *p = c;
+  Dim seq = p->n->shape.d[0];
+  int t = ls_local(lp, blk, LT_I64, le_bin(lp, LO_MOD, m, le_dim(lp, seq)));
+  int b = ls_local(lp, blk, LT_I64, le_bin(lp, LO_DIV, m, le_dim(lp, seq)));
+  for (int g = 0; g < gates(p->n->a.cell); g++)
+    ls_store(lp, blk, p->xp, xp_at(lp, p, le_local(lp, t), ub, le_local(lp, b), g, l), le_local(lp, acc[g]));
 }
 /* h_{t-1}[b, k]: half s % 2 of the double buffer (state_at) */
 static LExpr *hprev_at(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *k) {
   (void)br;
   const RecPass *p = c;
-  int64_t un = p->n->a.units;
-  return le_add(lp, le_add(lp, le_mul(lp, m, le_i64(lp, 2 * un)),
-                           le_mul(lp, le_bin(lp, LO_MOD, le_var(lp, p->step), le_i64(lp, 2)), le_i64(lp, un))),
-                k);
+  return state_at(lp, p->n->a.units, m, p->step, 0, k);
 }
-static LExpr *step_init(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
-  const RecPass *p = c;
-  Dim seq = p->n->shape.d[0];
-  LExpr *row = le_add(lp, le_mul(lp, m, le_dim(lp, seq)), step_time(lp, seq, p->step, p->d));
-  LExpr *x = le_load(lp, p->xp, mad(lp, row, pass_gu(p), n));
-  if (p->n->a.cell != CELL_GRU) return x;
-  int64_t un = p->n->a.units;
-  return le_select(lp, le_bin(lp, LO_LT, n, le_i64(lp, 2 * un)), x, le_load(lp, p->bhh, n));
-}
-
-/* One step's cell for batch row b (a loop variable), vectorized over units u, from the gate
- * pre-activations in gs. */
-static void step_cell(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int u, int b) {
+/* One step's cell for batch row b and the units u = ub * V + l (a vector over the lanes l), from
+ * the sums of h_{t-1} W_hh^T. */
+static void step_cell(LoopProgram *lp, const void *ctx, LStmt *blk, LExpr *b, LExpr *ub, LExpr *l,
+                      const int *sums) {
+  const RecPass *p = ctx;
   const Node *n = p->n;
   RecurrentCell cell = n->a.cell;
-  int64_t un = n->a.units, gn = gates(cell), gu = gn * un;
+  int64_t un = n->a.units;
   int64_t width = (n->a.bidirectional ? 2 : 1) * un;
   Dim seq = n->shape.d[0];
-  /* acc[g] = gs[b, g*U + u]; gru's n gate: acc[2] = xp[b, t, 2U + u], hn = gs[b, 2U + u] */
-  int acc[4], hn = -1;
-  for (int gi = 0; gi < gn; gi++)
-    acc[gi] = ls_local(lp, blk, LT_F32,
-                       le_load(lp, p->gs, mad(lp, le_var(lp, b), gu, le_add(lp, le_i64(lp, gi * un), le_var(lp, u)))));
-  if (cell == CELL_GRU) {
-    hn = acc[2];
-    acc[2] = ls_local(lp, blk, LT_F32,
-                      le_load(lp, p->xp, mad(lp, step_row(lp, seq, b, s, p->d), gu,
-                                             le_add(lp, le_i64(lp, 2 * un), le_var(lp, u)))));
+  int s = p->step;
+  LExpr *u = unit_of(lp, ub, l), *t = step_time(lp, seq, s, p->d);
+  /* acc[g] = the gate's pre-activation: xp + the sum; gru's n gate: acc[2] = W_in x + b_in and
+   * hn = W_hn h + b_hn */
+  int acc[4] = {-1, -1, -1, -1}, hn = -1;
+  for (int gi = 0; gi < gates(cell); gi++) {
+    LExpr *xv = le_load(lp, p->xp, xp_at(lp, p, t, ub, b, gi, l));
+    if (cell == CELL_GRU && gi == 2) {
+      hn = ls_local(lp, blk, LT_F32, le_bin(lp, LO_ADD, le_local(lp, sums[gi]),
+                                            le_load(lp, p->bhh, le_add(lp, le_i64(lp, 2 * un), u))));
+      acc[gi] = ls_local(lp, blk, LT_F32, xv);
+    } else {
+      acc[gi] = ls_local(lp, blk, LT_F32, le_bin(lp, LO_ADD, le_local(lp, sums[gi]), xv));
+    }
   }
   {
     int keep[6], nkeep = 0; /* the record's slots, h last (saved when training) */
@@ -365,10 +401,10 @@ static void step_cell(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int 
       int fg = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[1])));
       int gg = ls_local(lp, blk, LT_F32, le_un(lp, LO_TANH, le_local(lp, acc[2])));
       int og = ls_local(lp, blk, LT_F32, le_un(lp, LO_SIGMOID, le_local(lp, acc[3])));
-      LExpr *cprev = le_load(lp, p->cs, mad(lp, le_var(lp, b), un, le_var(lp, u)));
+      LExpr *cprev = le_load(lp, p->cs, mad(lp, b, un, u));
       int c = ls_local(lp, blk, LT_F32, le_fma(lp, le_local(lp, fg), cprev,
                                                le_bin(lp, LO_MUL, le_local(lp, ig), le_local(lp, gg))));
-      ls_store(lp, blk, p->cs, mad(lp, le_var(lp, b), un, le_var(lp, u)), le_local(lp, c));
+      ls_store(lp, blk, p->cs, mad(lp, b, un, u), le_local(lp, c));
       h = le_bin(lp, LO_MUL, le_local(lp, og), le_un(lp, LO_TANH, le_local(lp, c)));
       keep[0] = ig, keep[1] = fg, keep[2] = gg, keep[3] = og, keep[4] = c, nkeep = 5;
     } else {
@@ -377,27 +413,24 @@ static void step_cell(LoopProgram *lp, LStmt *blk, const RecPass *p, int s, int 
       int nv = ls_local(lp, blk, LT_F32,
                         le_un(lp, LO_TANH, le_fma(lp, le_local(lp, r), le_local(lp, hn),
                                                   le_local(lp, acc[2]))));
-      LExpr *hp = le_load(lp, p->hs, state_at(lp, un, b, s, 0, le_var(lp, u)));
+      LExpr *hp = le_load(lp, p->hs, state_at(lp, un, b, s, 0, u));
       /* (1 - z) * n + z * h_{t-1} = n + z * (h_{t-1} - n) */
       h = le_fma(lp, le_local(lp, z), le_bin(lp, LO_SUB, hp, le_local(lp, nv)), le_local(lp, nv));
       keep[0] = r, keep[1] = z, keep[2] = nv, keep[3] = hn, nkeep = 4;
     }
     int hv = ls_local(lp, blk, LT_F32, h);
-    ls_store(lp, blk, p->hs, state_at(lp, un, b, s, 1, le_var(lp, u)), le_local(lp, hv));
+    ls_store(lp, blk, p->hs, state_at(lp, un, b, s, 1, u), le_local(lp, hv));
     ls_store(lp, blk, p->dst,
-             mad(lp, step_row(lp, seq, b, s, p->d), width,
-                 le_add(lp, le_i64(lp, p->d * un), le_var(lp, u))),
+             mad(lp, step_row(lp, seq, b, s, p->d), width, le_add(lp, le_i64(lp, p->d * un), u)),
              le_local(lp, hv));
     if (p->sv >= 0) {
       keep[nkeep++] = hv;
       for (int k2 = 0; k2 < nkeep; k2++)
-        ls_store(lp, blk, p->sv,
-                 saved_at(lp, n, step_row(lp, seq, b, s, p->d), p->l, p->d, k2, le_var(lp, u)),
+        ls_store(lp, blk, p->sv, saved_at(lp, n, step_row(lp, seq, b, s, p->d), p->l, p->d, k2, u),
                  le_local(lp, keep[k2]));
     }
   }
 }
-
 static LExpr *all_rows(LoopProgram *lp, const RecPass *p) {
   return le_mul(lp, le_batch(lp), le_dim(lp, p->n->shape.d[0]));
 }
@@ -456,10 +489,10 @@ static LExpr *saved0_at(LoopProgram *lp, const Node *n, LExpr *b, int64_t l, int
 static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
   RecurrentCell cell = p->n->a.cell;
   int64_t un = p->n->a.units;
-  GemmSpec proj = {.M = all_rows(lp, p), .N = le_i64(lp, gates(cell) * un), .K = le_i64(lp, p->kl),
-                   .a = p->src, .b = p->wihT, .c = p->xp, .a_at = src_at, .b_at = wT_at,
-                   .c_at = gates_at, .init = bias_at, .ctx = p};
-  gemm_bcast(lp, body, &proj);
+  GemmSpec proj = {.M = all_rows(lp, p), .N = le_i64(lp, un), .K = le_i64(lp, p->kl), .a = p->src,
+                   .b = p->wihT, .a_at = src_at, .b_at = wih_at, .row_block = 64, .ctx = p};
+  GemmGroups projg = {.G = (int)gates(cell), .init = proj_init, .epilogue = proj_store};
+  gemm_bcast_groups(lp, body, &proj, &projg);
 
   int b0 = lvar(lp, "b"), u0 = lvar(lp, "u");
   LStmt *lb0 = ls_for(lp, body, b0, le_i64(lp, 0), le_batch(lp));
@@ -480,16 +513,12 @@ static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
   }
 
   Dim seq = p->n->shape.d[0];
-  int s = p->step, u = lvar(lp, "u"), b = lvar(lp, "b");
+  int s = p->step;
   LStmt *ls = ls_for(lp, body, s, le_i64(lp, 0), le_dim(lp, seq)); /* in order */
-  GemmSpec step = {.M = le_batch(lp), .N = le_i64(lp, gates(cell) * un), .K = le_i64(lp, un),
-                   .a = p->hs, .b = p->whhT, .c = p->gs, .a_at = hprev_at, .b_at = wT_at,
-                   .c_at = gates_at, .init = step_init, .ctx = p};
-  gemm_bcast(lp, ls_body(ls), &step);
-  LStmt *lb = ls_for(lp, ls_body(ls), b, le_i64(lp, 0), le_batch(lp));
-  LStmt *lu = ls_for(lp, ls_body(lb), u, le_i64(lp, 0), le_i64(lp, un));
-  lu->vec = lp->vec_f32;
-  step_cell(lp, ls_body(lu), p, s, u, b);
+  GemmSpec step = {.M = le_batch(lp), .N = le_i64(lp, un), .K = le_i64(lp, un), .a = p->hs,
+                   .b = p->whhT, .a_at = hprev_at, .b_at = whh_at, .ctx = p};
+  GemmGroups cellg = {.G = (int)gates(cell), .epilogue = step_cell};
+  gemm_bcast_groups(lp, ls_body(ls), &step, &cellg);
 
   if (p->rs < 0) return;
   /* the final state: h_{seq-1} is in half seq % 2 of the double buffer */
@@ -528,8 +557,8 @@ static void lower_recurrent(LowerCtx *lc, const Node *n) {
       int pk = (l * dirs + d) * 4; /* weight_ih, weight_hh, bias_ih, bias_hh (params hook) */
       const Param *pw = &lc->g->params[n->first_param + pk];
       int *pp = &packs[(l * dirs + d) * 3];
-      pp[0] = pack_weight(lc, arena_printf(ar, "%s.T", pw[0].name), lower_param(lc, n, pk), gu, kl, 1);
-      pp[1] = pack_weight(lc, arena_printf(ar, "%s.T", pw[1].name), lower_param(lc, n, pk + 1), gu, un, 1);
+      pp[0] = pack_gates(lc, arena_printf(ar, "%s.T", pw[0].name), lower_param(lc, n, pk), cell, un, kl);
+      pp[1] = pack_gates(lc, arena_printf(ar, "%s.T", pw[1].name), lower_param(lc, n, pk + 1), cell, un, un);
       pp[2] = pack_bias(lc, arena_printf(ar, "%s.bias_l%d%s", n->name, l, d ? "_reverse" : ""),
                         lower_param(lc, n, pk + 2), lower_param(lc, n, pk + 3), gu,
                         cell == CELL_GRU ? 2 * un : gu);
@@ -538,8 +567,8 @@ static void lower_recurrent(LowerCtx *lc, const Node *n) {
 
   LStmt *body = lower_begin(lc, n);
   RecPass p = {.n = n};
-  p.xp = lower_scratch(lc, arena_printf(ar, "%s.xp", n->name), LT_F32, seq_elems(seq, gu), 1);
-  p.gs = lower_scratch(lc, arena_printf(ar, "%s.g", n->name), LT_F32, (SymCount){gu, 0}, 1);
+  p.xp = lower_scratch(lc, arena_printf(ar, "%s.xp", n->name), LT_F32,
+                       seq_elems(seq, gemm_groups_blocks(lp, un) * gates(cell) * lp->vec_f32), 1);
   p.hs = lower_scratch(lc, arena_printf(ar, "%s.h", n->name), LT_F32, (SymCount){2 * un, 0}, 1);
   p.cs = -1;
   if (cell == CELL_LSTM)
@@ -850,7 +879,7 @@ static void lower_recurrent_bptt(LowerCtx *lc, const Node *n) {
   int *whh = arena_alloc(ar, (size_t)(nl * dirs) * sizeof(int));
   for (int64_t i = 0; i < nl * dirs; i++)
     whh[i] = pack_weight(lc, arena_printf(ar, "%s.P", lc->g->params[f->first_param + i * 4 + 1].name),
-                         lower_param(lc, f, (int)(i * 4 + 1)), gn * un, un, 0);
+                         lower_param(lc, f, (int)(i * 4 + 1)), gn * un, un);
   LStmt *body = lower_begin(lc, n);
   int dh = lower_scratch(lc, arena_printf(ar, "%s.dh", f->name), LT_F32, (SymCount){un, 0}, 1);
   int dc = -1;
