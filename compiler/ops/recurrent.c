@@ -740,121 +740,98 @@ static LExpr *bptt_cut(LoopProgram *lp, const void *c, LExpr *v, LExpr *m, LExpr
 }
 
 /* The reverse loop of layer l, direction d: steps s = 0 .. seq-1 visit the times the forward
- * visited last first (t = seq-1-s forward, s backward); per step and batch row b (in blocks
- * of BB rows that share B's W_hh loads),
- *   A (over units u): dh = dY[b, t, d*U + u] + dh_next[b, u] gives the gate gradients dG and
- *     the part of dh_{t-1} that skips W_hh (gru: dh z; lstm: dc_{t-1} = dc f, kept in dc);
- *   B (over units k): dh_next[b, k] += sum_g,j dG_hh[b, t, g, j] W_hh[g*U + j, k],
- *     or 0 at a truncation cut (bptt = K, t % K == 0), as is lstm's dc.
- * The first step the forward took has no previous state (zero): has_prev = s < seq - 1, and
- * tp, the previous time, is clamped so its loads stay in bounds. */
-static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb, int dys,
-                      int dh, int dc, int whh, int64_t l, int64_t d) {
-  LoopProgram *lp = lc->lp;
+ * visited last first (t = seq-1-s forward, s backward).  Per step:
+ *   A (per batch row b, on threads, and unit u): dh = dY[b, t, d*U + u] + dh_next[b, u] gives
+ *     the gate gradients dG and the part of dh_{t-1} that skips W_hh (gru: dh z; lstm:
+ *     dc_{t-1} = dc f, kept in dc), stored in dh_next;
+ *   B: dh_next[b, k] += sum_g,j dG_hh[b, t, g, j] W_hh[g*U + j, k], or 0 at a truncation cut
+ *     (bptt = K, t % K == 0), as is lstm's dc.
+ * A walks each saved record in order (B's tiles would read it a few lines at a time, every
+ * read a miss).  The first step the forward took has no previous state (zero, or the carried
+ * one): has_prev = s < seq - 1, and tp, the previous time, is clamped so its loads stay in
+ * bounds; its dh_next flows nowhere, so the last step has no B. */
+typedef struct BpttCtx {
+  RecGrad rg;         /* first: the gemm callbacks read it as their RecGrad */
+  LowerCtx *lc;
+  const Node *f;
+  int sv, dgb, dys, dh, dc;
+  int64_t l, d;
+  int s;              /* the loop variable of the steps */
+  int ta, tpa;        /* locals: the step's time and its previous time */
+  int64_t cut;        /* bptt = K, 0: none */
+} BpttCtx;
+
+/* A for batch row b and units u */
+static void bptt_cell(LoopProgram *lp, LStmt *ub, const BpttCtx *bc, LExpr *b, LExpr *u) {
+  const Node *f = bc->f;
   RecurrentCell cell = f->a.cell;
-  int64_t un = f->a.units, gn = gates(cell), dirs = f->a.bidirectional ? 2 : 1;
+  int64_t un = f->a.units, dirs = f->a.bidirectional ? 2 : 1, l = bc->l, d = bc->d;
   int64_t S = saved_slots(cell);
   Dim seq = f->shape.d[0];
+  int t = bc->ta, tp = bc->tpa, sv = bc->sv, dc = bc->dc;
+  LExpr *step = le_var(lp, bc->s);
 #define LAST() le_sub(lp, le_dim(lp, seq), le_i64(lp, 1))
-#define BROW() le_var(lp, rb)
-#define ROW(tl) le_add(lp, le_mul(lp, BROW(), le_dim(lp, seq)), le_local(lp, tl))
-#define SAVED(tl, slot) le_load(lp, sv, saved_at(lp, f, ROW(tl), l, d, (slot), le_var(lp, u)))
-#define HAS_PREV() le_bin(lp, LO_LT, le_var(lp, s), LAST())
+#define ROW(tl) le_add(lp, le_mul(lp, b, le_dim(lp, seq)), le_local(lp, tl))
+#define SAVED(tl, slot) le_load(lp, sv, saved_at(lp, f, ROW(tl), l, d, (slot), u))
+#define HAS_PREV() le_bin(lp, LO_LT, step, LAST())
 #define L(x) le_local(lp, x)
 #define MUL(a, b2) le_bin(lp, LO_MUL, (a), (b2))
 #define SUB(a, b2) le_bin(lp, LO_SUB, (a), (b2))
 #define ONE le_f32(lp, 1)
   /* the state before the first step: zero, or the carried one a stateful forward saved */
-  int s0 = lc->saved0[f->id];
-#define INIT(which) (s0 >= 0 ? le_load(lp, s0, saved0_at(lp, f, BROW(), l, d, (which), le_var(lp, u))) \
-                             : le_f32(lp, 0))
+  int s0 = bc->lc->saved0[f->id];
+#define INIT(which) (s0 >= 0 ? le_load(lp, s0, saved0_at(lp, f, b, l, d, (which), u)) : le_f32(lp, 0))
   /* bptt = K: the state entering steps K, 2K, ... is detached: nothing flows from step t to
    * step t-1 when t % K == 0 (the forward direction's times; sema rejects bptt for
    * bidirectional layers) */
-  int64_t K = lc->g->train.bptt;
-#define CUT(v) (K > 0 ? le_select(lp, le_bin(lp, LO_EQ, le_bin(lp, LO_MOD, L(t), le_i64(lp, K)), \
-                                            le_i64(lp, 0)), le_f32(lp, 0), (v)) : (v))
-
-  int bz = lvar(lp, "b"), uz = lvar(lp, "u");
-  LStmt *lbz = ls_for(lp, body, bz, le_i64(lp, 0), le_batch(lp));
-  LStmt *luz = ls_for(lp, ls_body(lbz), uz, le_i64(lp, 0), le_i64(lp, un));
-  luz->vec = lp->vec_f32;
-  ls_store(lp, ls_body(luz), dh, mad(lp, le_var(lp, bz), un, le_var(lp, uz)), le_f32(lp, 0));
-  if (dc >= 0)
-    ls_store(lp, ls_body(luz), dc, mad(lp, le_var(lp, bz), un, le_var(lp, uz)), le_f32(lp, 0));
-
-  int s = lvar(lp, "s");
-  LStmt *ls = ls_for(lp, body, s, le_i64(lp, 0), le_dim(lp, seq));
-  LStmt *sb = ls_body(ls);
-  int t = ls_local(lp, sb, LT_I64, d ? le_var(lp, s) : le_sub(lp, LAST(), le_var(lp, s)));
-  int tp = ls_local(lp, sb, LT_I64,
-                    d ? le_bin(lp, LO_MIN, le_add(lp, le_var(lp, s), le_i64(lp, 1)), LAST())
-                      : le_bin(lp, LO_MAX, le_sub(lp, le_sub(lp, LAST(), le_var(lp, s)), le_i64(lp, 1)),
-                               le_i64(lp, 0)));
-  /* A for every batch row, then B as one product over the batch */
-  int rb = lvar(lp, "b");
-  LStmt *bb = ls_body(ls_for(lp, sb, rb, le_i64(lp, 0), le_batch(lp)));
-  {
-    /* A */
-    int u = lvar(lp, "u");
-    LStmt *lu = ls_for(lp, bb, u, le_i64(lp, 0), le_i64(lp, un));
-    lu->vec = lp->vec_f32;
-    LStmt *ub = ls_body(lu);
-    LExpr *dyv = le_load(lp, dys, mad(lp, ROW(t), dirs * un, le_add(lp, le_i64(lp, d * un), le_var(lp, u))));
-    int dhv = ls_local(lp, ub, LT_F32,
-                       le_bin(lp, LO_ADD, dyv, le_load(lp, dh, mad(lp, BROW(), un, le_var(lp, u)))));
-    LExpr *gd[4];
-    LExpr *direct = le_f32(lp, 0);
-    if (cell == CELL_RNN) {
-      int h = ls_local(lp, ub, LT_F32, SAVED(t, 0));
-      gd[0] = f->a.act == OP_relu
-                  ? le_select(lp, le_bin(lp, LO_GT, L(h), le_f32(lp, 0)), L(dhv), le_f32(lp, 0))
-                  : MUL(L(dhv), SUB(ONE, MUL(L(h), L(h))));
-    } else if (cell == CELL_LSTM) {
-      int ig = ls_local(lp, ub, LT_F32, SAVED(t, 0));
-      int fg = ls_local(lp, ub, LT_F32, SAVED(t, 1));
-      int gg = ls_local(lp, ub, LT_F32, SAVED(t, 2));
-      int og = ls_local(lp, ub, LT_F32, SAVED(t, 3));
-      int tc = ls_local(lp, ub, LT_F32, le_un(lp, LO_TANH, SAVED(t, 4)));
-      int cp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, 4), INIT(1)));
-      /* dc = dc_next + dh o (1 - tanh^2 c) */
-      int dcv = ls_local(lp, ub, LT_F32,
-                         le_fma(lp, MUL(L(dhv), L(og)), SUB(ONE, MUL(L(tc), L(tc))),
-                                le_load(lp, dc, mad(lp, BROW(), un, le_var(lp, u)))));
-      gd[0] = MUL(MUL(L(dcv), L(gg)), MUL(L(ig), SUB(ONE, L(ig))));
-      gd[1] = MUL(MUL(L(dcv), L(cp)), MUL(L(fg), SUB(ONE, L(fg))));
-      gd[2] = MUL(MUL(L(dcv), L(ig)), SUB(ONE, MUL(L(gg), L(gg))));
-      gd[3] = MUL(MUL(L(dhv), L(tc)), MUL(L(og), SUB(ONE, L(og))));
-      ls_store(lp, ub, dc, mad(lp, BROW(), un, le_var(lp, u)), CUT(MUL(L(dcv), L(fg))));
-    } else {
-      int r = ls_local(lp, ub, LT_F32, SAVED(t, 0));
-      int z = ls_local(lp, ub, LT_F32, SAVED(t, 1));
-      int nv = ls_local(lp, ub, LT_F32, SAVED(t, 2));
-      int hn = ls_local(lp, ub, LT_F32, SAVED(t, 3));
-      int hp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, S - 1), INIT(0)));
-      /* h = (1 - z) n + z h_prev;  n = tanh(W_in x + b_in + r hn) */
-      int dn = ls_local(lp, ub, LT_F32, MUL(MUL(L(dhv), SUB(ONE, L(z))), SUB(ONE, MUL(L(nv), L(nv)))));
-      gd[0] = MUL(MUL(L(dn), L(hn)), MUL(L(r), SUB(ONE, L(r))));
-      gd[1] = MUL(MUL(L(dhv), SUB(L(hp), L(nv))), MUL(L(z), SUB(ONE, L(z))));
-      gd[2] = L(dn);
-      gd[3] = MUL(L(dn), L(r));
-      direct = MUL(L(dhv), L(z));
-    }
-    for (int64_t gi = 0; gi < dgates(cell); gi++)
-      ls_store(lp, ub, dgb, dg_at(lp, f, ROW(t), l, d, gi, le_var(lp, u)), gd[gi]);
-    ls_store(lp, ub, dh, mad(lp, BROW(), un, le_var(lp, u)), direct);
+  int64_t K = bc->cut;
+#define CUT(x) (K > 0 ? le_select(lp, le_bin(lp, LO_EQ, le_bin(lp, LO_MOD, L(t), le_i64(lp, K)), \
+                                            le_i64(lp, 0)), le_f32(lp, 0), (x)) : (x))
+  LExpr *dyv = le_load(lp, bc->dys, mad(lp, ROW(t), dirs * un, le_add(lp, le_i64(lp, d * un), u)));
+  int dhv = ls_local(lp, ub, LT_F32, le_bin(lp, LO_ADD, dyv, le_load(lp, bc->dh, mad(lp, b, un, u))));
+  LExpr *gd[4];
+  LExpr *direct = le_f32(lp, 0);
+  if (cell == CELL_RNN) {
+    int h = ls_local(lp, ub, LT_F32, SAVED(t, 0));
+    gd[0] = f->a.act == OP_relu
+                ? le_select(lp, le_bin(lp, LO_GT, L(h), le_f32(lp, 0)), L(dhv), le_f32(lp, 0))
+                : MUL(L(dhv), SUB(ONE, MUL(L(h), L(h))));
+  } else if (cell == CELL_LSTM) {
+    int ig = ls_local(lp, ub, LT_F32, SAVED(t, 0));
+    int fg = ls_local(lp, ub, LT_F32, SAVED(t, 1));
+    int gg = ls_local(lp, ub, LT_F32, SAVED(t, 2));
+    int og = ls_local(lp, ub, LT_F32, SAVED(t, 3));
+    int tc = ls_local(lp, ub, LT_F32, le_un(lp, LO_TANH, SAVED(t, 4)));
+    int cp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, 4), INIT(1)));
+    /* dc = dc_next + dh o (1 - tanh^2 c) */
+    int dcv = ls_local(lp, ub, LT_F32,
+                       le_fma(lp, MUL(L(dhv), L(og)), SUB(ONE, MUL(L(tc), L(tc))),
+                              le_load(lp, dc, mad(lp, b, un, u))));
+    gd[0] = MUL(MUL(L(dcv), L(gg)), MUL(L(ig), SUB(ONE, L(ig))));
+    gd[1] = MUL(MUL(L(dcv), L(cp)), MUL(L(fg), SUB(ONE, L(fg))));
+    gd[2] = MUL(MUL(L(dcv), L(ig)), SUB(ONE, MUL(L(gg), L(gg))));
+    gd[3] = MUL(MUL(L(dhv), L(tc)), MUL(L(og), SUB(ONE, L(og))));
+    ls_store(lp, ub, dc, mad(lp, b, un, u), CUT(MUL(L(dcv), L(fg))));
+  } else {
+    int r = ls_local(lp, ub, LT_F32, SAVED(t, 0));
+    int z = ls_local(lp, ub, LT_F32, SAVED(t, 1));
+    int nv = ls_local(lp, ub, LT_F32, SAVED(t, 2));
+    int hn = ls_local(lp, ub, LT_F32, SAVED(t, 3));
+    int hp = ls_local(lp, ub, LT_F32, le_select(lp, HAS_PREV(), SAVED(tp, S - 1), INIT(0)));
+    /* h = (1 - z) n + z h_prev;  n = tanh(W_in x + b_in + r hn) */
+    int dn = ls_local(lp, ub, LT_F32, MUL(MUL(L(dhv), SUB(ONE, L(z))), SUB(ONE, MUL(L(nv), L(nv)))));
+    gd[0] = MUL(MUL(L(dn), L(hn)), MUL(L(r), SUB(ONE, L(r))));
+    gd[1] = MUL(MUL(L(dhv), SUB(L(hp), L(nv))), MUL(L(z), SUB(ONE, L(z))));
+    gd[2] = L(dn);
+    gd[3] = MUL(L(dn), L(r));
+    direct = MUL(L(dhv), L(z));
   }
-  /* B: dh[b, k] = dh[b, k] + sum_kk dG_hh[b, t, kk] W_hh[kk, k], cut at a truncation */
-  RecGrad rg = {.f = f, .l = l, .d = d, .kl = gemm_pitch(lp, un), .cols = un, .hh = 1, .dst = dh,
-                .t = t, .cut = K};
-  GemmSpec g = {.M = le_batch(lp), .N = le_i64(lp, un), .K = le_i64(lp, gn * un), .a = dgb,
-                .b = whh, .c = dh, .a_at = bptt_dg, .b_at = rg_w, .c_at = rg_c,
-                .init = rg_c_init, .epilogue = bptt_cut, .ctx = &rg};
-  gemm_bcast(lp, sb, &g);
+  for (int64_t gi = 0; gi < dgates(cell); gi++)
+    ls_store(lp, ub, bc->dgb, dg_at(lp, f, ROW(t), l, d, gi, u), gd[gi]);
+  ls_store(lp, ub, bc->dh, mad(lp, b, un, u), direct);
 #undef CUT
 #undef INIT
 #undef LAST
-#undef BROW
 #undef ROW
 #undef SAVED
 #undef HAS_PREV
@@ -862,6 +839,59 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
 #undef MUL
 #undef SUB
 #undef ONE
+}
+
+/* The time of step s (an expression of the steps' variable) and its previous time, clamped */
+static LExpr *bptt_time(LoopProgram *lp, Dim seq, int64_t d, LExpr *s) {
+  LExpr *last = le_sub(lp, le_dim(lp, seq), le_i64(lp, 1));
+  return d ? s : le_sub(lp, last, s);
+}
+static LExpr *bptt_prev(LoopProgram *lp, Dim seq, int64_t d, LExpr *s) {
+  LExpr *last = le_sub(lp, le_dim(lp, seq), le_i64(lp, 1));
+  return d ? le_bin(lp, LO_MIN, le_add(lp, s, le_i64(lp, 1)), last)
+           : le_bin(lp, LO_MAX, le_sub(lp, le_sub(lp, le_sub(lp, le_dim(lp, seq), le_i64(lp, 1)), s), le_i64(lp, 1)),
+                    le_i64(lp, 0));
+}
+
+static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb, int dys,
+                      int dh, int dc, int whh, int64_t l, int64_t d) {
+  LoopProgram *lp = lc->lp;
+  int64_t un = f->a.units, gn = gates(f->a.cell);
+  Dim seq = f->shape.d[0];
+  BpttCtx bc = {.lc = lc, .f = f, .sv = sv, .dgb = dgb, .dys = dys, .dh = dh, .dc = dc, .l = l, .d = d,
+                .cut = lc->g->train.bptt};
+
+  int bz = lvar(lp, "b"), uz = lvar(lp, "u");
+  LStmt *lbz = ls_for(lp, body, bz, le_i64(lp, 0), le_batch(lp));
+  lbz->parallel = 1;
+  LStmt *luz = ls_for(lp, ls_body(lbz), uz, le_i64(lp, 0), le_i64(lp, un));
+  luz->vec = lp->vec_f32;
+  ls_store(lp, ls_body(luz), dh, mad(lp, le_var(lp, bz), un, le_var(lp, uz)), le_f32(lp, 0));
+  if (dc >= 0) ls_store(lp, ls_body(luz), dc, mad(lp, le_var(lp, bz), un, le_var(lp, uz)), le_f32(lp, 0));
+
+  /* the steps with a B, then the last one */
+  LExpr *last = le_bin(lp, LO_MAX, le_sub(lp, le_dim(lp, seq), le_i64(lp, 1)), le_i64(lp, 0));
+  for (int part = 0; part < 2; part++) {
+    int s = lvar(lp, "s");
+    LStmt *ls = part ? ls_for(lp, body, s, last, le_dim(lp, seq)) : ls_for(lp, body, s, le_i64(lp, 0), last);
+    LStmt *sb = ls_body(ls);
+    bc.s = s;
+    bc.ta = ls_local(lp, sb, LT_I64, bptt_time(lp, seq, d, le_var(lp, s)));
+    bc.tpa = ls_local(lp, sb, LT_I64, bptt_prev(lp, seq, d, le_var(lp, s)));
+    int rb = lvar(lp, "b"), u = lvar(lp, "u");
+    LStmt *lb = ls_for(lp, sb, rb, le_i64(lp, 0), le_batch(lp));
+    lb->parallel = 1;
+    LStmt *lu = ls_for(lp, ls_body(lb), u, le_i64(lp, 0), le_i64(lp, un));
+    lu->vec = lp->vec_f32;
+    bptt_cell(lp, ls_body(lu), &bc, le_var(lp, rb), le_var(lp, u));
+    if (part) break;
+    bc.rg = (RecGrad){.f = f, .l = l, .d = d, .kl = gemm_pitch(lp, un), .cols = un, .hh = 1, .dst = dh,
+                      .t = bc.ta, .cut = bc.cut};
+    GemmSpec g = {.M = le_batch(lp), .N = le_i64(lp, un), .K = le_i64(lp, gn * un), .a = dgb,
+                  .b = whh, .c = dh, .a_at = bptt_dg, .b_at = rg_w, .c_at = rg_c,
+                  .init = rg_c_init, .epilogue = bptt_cut, .ctx = &bc};
+    gemm_bcast(lp, sb, &g);
+  }
 }
 
 /* Layers from the top down: each layer's reverse loops (both directions), then the gradient
@@ -955,19 +985,31 @@ static void lower_recurrent_dw(LowerCtx *lc, const Node *n) {
   int sv = saved_of(lc, f);
   int dgb = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dw = lower_value(lc, n->id);
   LStmt *body = lower_begin(lc, n);
-  if (which >= 2) { /* biases: vectorized over j */
-    for (int64_t gi = 0; gi < gn; gi++) {
-      int64_t slot = which == 3 ? hh_slot(cell, gi) : ih_slot(gi);
-      int j = lvar(lp, "j"), r = lvar(lp, "r");
-      LStmt *lj = ls_for(lp, body, j, le_i64(lp, 0), le_i64(lp, un));
-      lj->vec = lp->vec_f32;
-      int acc = ls_local(lp, ls_body(lj), LT_F32, le_f32(lp, 0));
-      LStmt *lr = ls_for(lp, ls_body(lj), r, le_i64(lp, 0),
-                         le_mul(lp, le_batch(lp), le_dim(lp, seq)));
-      ls_set(lp, ls_body(lr), acc,
-             le_bin(lp, LO_ADD, le_local(lp, acc),
-                    le_load(lp, dgb, dg_at(lp, f, le_var(lp, r), l, d, slot, le_var(lp, j)))));
-      ls_store(lp, ls_body(lj), dw, le_add(lp, le_i64(lp, gi * un), le_var(lp, j)), le_local(lp, acc));
+  if (which >= 2) {
+    /* biases: db[g*U + j] = 0, then += dG[r, slot(g), j] row after row (each element summed
+     * over the rows in order), so dG is read as it lies, a row's gates one contiguous run after
+     * another (the prefetcher streams them; blocks of units on threads would read a few lines
+     * of every 4 KiB row, each a miss); blocks of JB units when U is larger */
+    int64_t JB = 1024, nblk = (un + JB - 1) / JB;
+    int jb = lvar(lp, "jb"), r = lvar(lp, "r");
+    LStmt *ljb = ls_for(lp, body, jb, le_i64(lp, 0), le_i64(lp, nblk));
+    ljb->parallel = 1;
+    LExpr *jlo = le_mul(lp, le_var(lp, jb), le_i64(lp, JB));
+    LExpr *jhi = le_bin(lp, LO_MIN, le_i64(lp, un), le_add(lp, le_mul(lp, le_var(lp, jb), le_i64(lp, JB)), le_i64(lp, JB)));
+    for (int pass = 0; pass < 2; pass++) { /* 0: zero; 1: the rows */
+      LStmt *rb = ls_body(ljb);
+      if (pass) rb = ls_body(ls_for(lp, rb, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_dim(lp, seq))));
+      for (int64_t gi = 0; gi < gn; gi++) {
+        int64_t slot = which == 3 ? hh_slot(cell, gi) : ih_slot(gi);
+        int j = lvar(lp, "j");
+        LStmt *lj = ls_for(lp, rb, j, jlo, jhi);
+        lj->vec = lp->vec_f32;
+        LExpr *at = le_add(lp, le_i64(lp, gi * un), le_var(lp, j));
+        if (pass)
+          ls_accumulate(lp, ls_body(lj), dw, at, le_load(lp, dgb, dg_at(lp, f, le_var(lp, r), l, d, slot, le_var(lp, j))));
+        else
+          ls_store(lp, ls_body(lj), dw, at, le_f32(lp, 0));
+      }
     }
     return;
   }
