@@ -201,12 +201,13 @@ static LLVMValueRef fmax_(Cg *c, LLVMValueRef a, LLVMValueRef b) {
 
 /* --- exp, tanh, sigmoid: Cephes expf / tanhf, branch-free --- */
 
-/* exp(x) for x in [-87.34, 88.3] or NaN (NaN gives NaN); clamp: clamp x into that range first */
-static LLVMValueRef emit_exp_core(Cg *c, LLVMValueRef x, int clamp) {
+/* exp(x) for x in [-87.34, 88.3] or NaN (NaN gives NaN); hi > 0: clamp x into [-87.34, hi]
+ * first (hi = 88.7228, where the scale's exponent becomes 255: the result is then inf) */
+static LLVMValueRef emit_exp_core(Cg *c, LLVMValueRef x, double hi) {
   LLVMValueRef xc = x;
-  if (clamp) {
+  if (hi > 0) {
     xc = fmax_(c, x, fconst(c, x, -87.33654));
-    xc = fmin_(c, xc, fconst(c, x, 88.3));
+    xc = fmin_(c, xc, fconst(c, x, hi));
   }
   LLVMValueRef fx = intrinsic1(c, "llvm.rint", fmul(c, xc, fconst(c, x, 1.44269504088896341)));
   LLVMValueRef r = fma3(c, fx, fconst(c, x, -0.693359375), xc);
@@ -227,7 +228,7 @@ static LLVMValueRef emit_exp_core(Cg *c, LLVMValueRef x, int clamp) {
 }
 
 static LLVMValueRef emit_exp(Cg *c, LLVMValueRef x) {
-  LLVMValueRef y = emit_exp_core(c, x, 1);
+  LLVMValueRef y = emit_exp_core(c, x, 88.3);
   /* below the smallest normal result: 0; above the largest: inf; NaN stays NaN */
   y = fselect(c, LLVMBuildFCmp(c->b, LLVMRealOLT, x, fconst(c, x, -87.33654), ""),
               fconst(c, x, 0.0), y);
@@ -246,20 +247,22 @@ static LLVMValueRef emit_tanh(Cg *c, LLVMValueRef x) {
                              -3.33332819422E-1};
   for (int i = 0; i < 4; i++) p = fma3(c, p, z, fconst(c, x, k[i]));
   LLVMValueRef small = fma3(c, fmul(c, p, z), x, x);
-  /* otherwise 1 - 2 / (exp(2|x|) + 1), |x| clamped at 9 where tanh is 1 in f32 (exp's
-   * argument is then in [0, 18], or NaN) */
-  LLVMValueRef ac = fmin_(c, a, fconst(c, x, 9.0));
+  /* otherwise 1 - 2 / (exp(2|x|) + 1), |x| clamped at 9.1, past which tanh is 1 in f32 (exp's
+   * argument is then in [0, 18.2], or NaN) */
+  LLVMValueRef ac = fmin_(c, a, fconst(c, x, 9.1));
   LLVMValueRef e = emit_exp_core(c, fmul(c, ac, fconst(c, x, 2.0)), 0);
   LLVMValueRef big = fsub(c, fconst(c, x, 1.0), fdiv(c, fconst(c, x, 2.0), fadd(c, e, fconst(c, x, 1.0))));
-  LLVMValueRef args[2] = {big, x};
+  LLVMValueRef r = fselect(c, LLVMBuildFCmp(c->b, LLVMRealOLT, a, fconst(c, x, 0.625), ""), small, big);
+  /* the sign of x on either branch (tanh(-0) = -0 too) */
+  LLVMValueRef args[2] = {r, x};
   LLVMTypeRef t = LLVMTypeOf(x);
-  big = intrinsic(c, "llvm.copysign", &t, 1, args, 2);
-  return fselect(c, LLVMBuildFCmp(c->b, LLVMRealOLT, a, fconst(c, x, 0.625), ""), small, big);
+  return intrinsic(c, "llvm.copysign", &t, 1, args, 2);
 }
 
 static LLVMValueRef emit_sigmoid(Cg *c, LLVMValueRef x) {
-  /* exp(-x) clamped: at -x > 88.3 the result is below 5e-39 either way, at -x < -87.3 it is 1 */
-  LLVMValueRef e = emit_exp_core(c, LLVMBuildFNeg(c->b, x, ""), 1);
+  /* exp(-x) clamped: from -x = 88.72 on it is inf (sigmoid 0, as at -inf), below -87.3 the
+   * sigmoid is 1 either way */
+  LLVMValueRef e = emit_exp_core(c, LLVMBuildFNeg(c->b, x, ""), 88.72283905206835);
   return fdiv(c, fconst(c, x, 1.0), fadd(c, fconst(c, x, 1.0), e));
 }
 

@@ -67,6 +67,7 @@ static void check_spec(const GemmSpec *g) {
 /* The tile: rows m0 + i (i < mr), columns n0 + j V + l (j < nv) for the lanes l < lanes. */
 static void bcast_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice *sl, LExpr *m0,
                        int mr, LExpr *n0, int nv, LExpr *lanes) {
+  if (mr > GEMM_MAX_MR || nv > GEMM_MAX_NC) die("gemm_bcast: a %d x %d tile", mr, nv);
   int64_t V = lp->vec_f32;
   int l = lvar(lp, "l"), k = lvar(lp, "k");
   LStmt *ll = ls_for(lp, blk, l, i64(lp, 0), lanes);
@@ -142,9 +143,18 @@ static void bcast_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Sli
   }
 }
 
-static void bcast_shape(const LoopProgram *lp, int *mr, int *nv) {
-  if (lp->vec_f32 >= 16) *mr = 6, *nv = 4;  /* 24 accumulators + 4 B vectors + 1 A of 32 */
-  else *mr = 4, *nv = 3;                    /* 12 + 3 + 1 of 16 */
+static void bcast_shape(const LoopProgram *lp, const GemmSpec *g, int *mr, int *nv) {
+  int regs = lp->vec_f32 >= 16 ? 32 : 16;
+  if (regs == 32) *mr = 6, *nv = 4;  /* 24 accumulators + 4 B vectors + 1 A of 32 */
+  else *mr = 4, *nv = 3;             /* 12 + 3 + 1 of 16 */
+  /* a known M of 2..8 that the tile does not divide (a convolution with 6 filters): one tile
+   * of all M rows, as many vectors wide as the registers hold (mr*nv + nv + 1), rather than
+   * full tiles and then single-row tiles that load a B vector for every FMA */
+  if (g->M->kind == LE_CONST && g->M->ival >= 2 && g->M->ival <= GEMM_MAX_MR && g->M->ival % *mr) {
+    int m = (int)g->M->ival, v = (regs - 1) / (m + 1);
+    *mr = m;
+    *nv = v > GEMM_MAX_NC ? GEMM_MAX_NC : v;
+  }
 }
 
 /* The slice's rows of an operand (A or B, cols = M or N, a constant) into dst, row after row:
@@ -210,7 +220,7 @@ static LStmt *slice_loop(LoopProgram *lp, LStmt *blk, const char *name, LExpr *t
 void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
   check_spec(g);
   int mr, nv;
-  bcast_shape(lp, &mr, &nv);
+  bcast_shape(lp, g, &mr, &nv);
   /* The reduction in slices of about GEMM_BCAST_SLICE k (times br): a tile's strip of B (one
    * row of nv vectors per k) then stays in L1 over every row block, not only when K is small */
   Slice sl = {.klo = i64(lp, 0), .khi = g->K};
@@ -228,9 +238,11 @@ void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
   if (g->pack_b) pack_slice(lp, body, g, &sl, g->b, g->b_at, g->N, g->bpack);
   LExpr *MB = div_(lp, g->M, mr);
   bcast_rows(lp, body, g, &sl, i64(lp, 0), mr, MB, nv);
-  /* the rows left over: one at a time, twice as many vectors wide */
+  /* the rows left over: one at a time, twice as many vectors wide (none when a known M is
+   * a multiple of the tile) */
+  if (g->M->kind == LE_CONST && g->M->ival % mr == 0) return;
   LExpr *mfull = le_mul(lp, MB, i64(lp, mr));
-  bcast_rows(lp, body, g, &sl, mfull, 1, le_sub(lp, g->M, mfull), 2 * nv);
+  bcast_rows(lp, body, g, &sl, mfull, 1, le_sub(lp, g->M, mfull), 2 * nv < GEMM_MAX_NC ? 2 * nv : GEMM_MAX_NC);
 }
 
 int64_t gemm_pitch(const LoopProgram *lp, int64_t n) {
@@ -381,6 +393,7 @@ int64_t gemm_groups_blocks(const LoopProgram *lp, int64_t units) {
 /* The tile: rows m0 + i (i < mr), unit blocks ub0 + q (q < nb), lanes l < lanes. */
 static void group_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const GemmGroups *gr, LExpr *m0,
                        int mr, LExpr *ub0, int nb, LExpr *lanes) {
+  if (mr > GEMM_MAX_MR || nb * gr->G > GEMM_MAX_NC) die("gemm_bcast_groups: a %d x %d tile", mr, nb * gr->G);
   int64_t V = lp->vec_f32;
   int G = gr->G, nv = nb * G;
   int l = lvar(lp, "l"), k = lvar(lp, "k");
