@@ -440,12 +440,18 @@ static void group_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Gem
  * blocks, then single rows with all nb1 blocks. */
 static void group_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const GemmGroups *gr, LExpr *mlo,
                        LExpr *rows, int mr, LExpr *b0, int nb, int nb1, LExpr *lanes) {
-  for (int q = 0; q < nb1; q += nb) {
-    int mb = lvar(lp, "mb");
-    LStmt *lm = ls_for(lp, blk, mb, i64(lp, 0), div_(lp, rows, mr));
-    group_tile(lp, ls_body(lm), g, gr, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr,
-               le_add(lp, b0, i64(lp, q)), nb, lanes);
+  /* the tiles of mr rows over the nb1 / nb groups of nb blocks: a loop, not copies (each copy
+   * of a tile holds mr copies of the epilogue, the cell's transcendentals) */
+  LStmt *sub = blk;
+  LExpr *bq = b0;
+  if (nb1 > nb) {
+    int q = lvar(lp, "sb");
+    sub = ls_body(ls_for(lp, blk, q, i64(lp, 0), i64(lp, nb1 / nb)));
+    bq = le_add(lp, b0, le_mul(lp, var(lp, q), i64(lp, nb)));
   }
+  int mb = lvar(lp, "mb");
+  LStmt *lm = ls_for(lp, sub, mb, i64(lp, 0), div_(lp, rows, mr));
+  group_tile(lp, ls_body(lm), g, gr, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr, bq, nb, lanes);
   int r = lvar(lp, "m");
   LStmt *lr = ls_for(lp, blk, r, le_mul(lp, div_(lp, rows, mr), i64(lp, mr)), rows);
   group_tile(lp, ls_body(lr), g, gr, le_add(lp, mlo, var(lp, r)), 1, b0, nb1, lanes);
