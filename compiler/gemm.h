@@ -1,5 +1,6 @@
 /* gemm.h - the register-blocked matrix-product generator: the one micro-kernel behind dense
- * (forward, dx, dW), the recurrent projections and weight gradients, and conv's weight gradient.
+ * (forward, dx, dW), the recurrent projections, steps and weight gradients, and conv's flat
+ * forward (1x1 layers, fewer filters than a vector), input gradient and weight gradient.
  *
  * It writes loop IR (loops.h) for a batch-reduce GEMM in the spirit of LIBXSMM's and oneDNN's
  * BRGEMM:
@@ -22,8 +23,10 @@
  *                the k % V tail runs scalar.  No packing: weights are read where they are.
  *
  * The tiles come from the target's vector width (16 registers for AVX2: 4 x 3 tiles; 32 for
- * AVX-512: 6 x 4); rows left over by MR run as 1-row tiles twice as wide, so a batch-1 product
- * (a GEMV) still has 8 independent FMA chains streaming its weights.  Every output element is
+ * AVX-512: 6 x 4; a known M of 2..8 that the tile does not divide is one tile of all M rows);
+ * rows left over by MR run as 1-row tiles twice as wide, so a batch-1 product (a GEMV) still
+ * has 8 independent FMA chains streaming its weights.  A third entry, gemm_bcast_groups (below),
+ * tiles the recurrent layers' gate products and hands the sums to the cell.  Every output element is
  * summed in one fixed order that depends on the shapes and the vector width only: never on how
  * the work is split between threads.  The outer loop over column blocks is parallel (disjoint
  * outputs) unless the spec says otherwise.
