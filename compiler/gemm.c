@@ -64,6 +64,31 @@ static void check_spec(const GemmSpec *g) {
 
 /* --- gemm_bcast --- */
 
+/* One k of a register tile: acc[i][j] += a[i] * b[j] (i < mr, j < nv), the loads a[i] (scalars
+ * broadcast) and b[j] (vectors) into locals first.  a_first: all mr broadcasts stay live and
+ * the B vectors come one at a time; else all nv B vectors stay live and the broadcasts come one
+ * at a time.  Whichever operand has fewer values should stay live (a 3 x 4 tile on AVX2 needs
+ * 12 accumulators + 4 registers of 16; loading its 4 B vectors first spilled them). */
+static void tile_fmas(LoopProgram *lp, LStmt *kb, LExpr *const *a, int mr, LExpr *const *b, int nv,
+                      int acc[][GEMM_MAX_NC], int a_first) {
+  int av[GEMM_MAX_MR], bv[GEMM_MAX_NC];
+  if (a_first) {
+    for (int i = 0; i < mr; i++) av[i] = ls_local(lp, kb, LT_F32, a[i]);
+    for (int j = 0; j < nv; j++) {
+      int b1 = ls_local(lp, kb, LT_F32, b[j]);
+      for (int i = 0; i < mr; i++)
+        ls_set(lp, kb, acc[i][j], le_fma(lp, le_local(lp, av[i]), le_local(lp, b1), le_local(lp, acc[i][j])));
+    }
+    return;
+  }
+  for (int j = 0; j < nv; j++) bv[j] = ls_local(lp, kb, LT_F32, b[j]);
+  for (int i = 0; i < mr; i++) {
+    int a1 = ls_local(lp, kb, LT_F32, a[i]);
+    for (int j = 0; j < nv; j++)
+      ls_set(lp, kb, acc[i][j], le_fma(lp, le_local(lp, a1), le_local(lp, bv[j]), le_local(lp, acc[i][j])));
+  }
+}
+
 /* The tile: rows m0 + i (i < mr), columns n0 + j V + l (j < nv) for the lanes l < lanes. */
 static void bcast_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice *sl, LExpr *m0,
                        int mr, LExpr *n0, int nv, LExpr *lanes) {
@@ -83,15 +108,10 @@ static void bcast_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Sli
   LExpr *br;
   LStmt *bb = br_loop(lp, tb, g, sl->brlo, sl->brhi, &br);
   LStmt *lk = ls_for(lp, bb, k, sl->klo, sl->khi);
-  LStmt *kb = ls_body(lk);
-  int bv[GEMM_MAX_NC];
-  for (int j = 0; j < nv; j++)
-    bv[j] = ls_local(lp, kb, LT_F32, b_load(lp, g, sl, br, n[j], var(lp, k)));
-  for (int i = 0; i < mr; i++) {
-    int av = ls_local(lp, kb, LT_F32, a_load(lp, g, sl, br, m[i], var(lp, k)));
-    for (int j = 0; j < nv; j++)
-      ls_set(lp, kb, acc[i][j], le_fma(lp, le_local(lp, av), le_local(lp, bv[j]), le_local(lp, acc[i][j])));
-  }
+  LExpr *a[GEMM_MAX_MR] = {0}, *b[GEMM_MAX_NC] = {0};
+  for (int i = 0; i < mr; i++) a[i] = a_load(lp, g, sl, br, m[i], var(lp, k));
+  for (int j = 0; j < nv; j++) b[j] = b_load(lp, g, sl, br, n[j], var(lp, k));
+  tile_fmas(lp, ls_body(lk), a, mr, b, nv, acc, 0);
   for (int i = 0; i < mr; i++)
     for (int j = 0; j < nv; j++) {
       LExpr *v = le_local(lp, acc[i][j]);
@@ -400,38 +420,20 @@ static void group_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Gem
   LStmt *ll = ls_for(lp, blk, l, i64(lp, 0), lanes);
   ll->vec = lp->vec_f32;
   LStmt *tb = ls_body(ll);
-  LExpr *m[GEMM_MAX_MR], *n[GEMM_MAX_NC], *ubs[GEMM_MAX_NC];
+  LExpr *m[GEMM_MAX_MR], *ubs[GEMM_MAX_NC];
   int acc[GEMM_MAX_MR][GEMM_MAX_NC];
   for (int i = 0; i < mr; i++) m[i] = le_add(lp, m0, i64(lp, i));
-  for (int q = 0; q < nb; q++) {
-    ubs[q] = le_add(lp, ub0, i64(lp, q));
-    for (int j = 0; j < G; j++) n[q * G + j] = le_add(lp, i64(lp, j * V), var(lp, l)); /* gate j's column */
-  }
+  for (int q = 0; q < nb; q++) ubs[q] = le_add(lp, ub0, i64(lp, q));
   for (int i = 0; i < mr; i++)
     for (int j = 0; j < nv; j++)
       acc[i][j] = ls_local(lp, tb, LT_F32, gr->init ? gr->init(lp, g->ctx, m[i], j % G, ubs[j / G], var(lp, l)) : le_f32(lp, 0));
   LStmt *lk = ls_for(lp, tb, k, i64(lp, 0), g->K);
-  LStmt *kb = ls_body(lk);
-  /* the operand with fewer vectors per k is loaded first and stays live: mr broadcasts + one B
-   * vector at a time, or nv B vectors + one broadcast (a 3 x 4 tile needs 12 + 4 of 16) */
-  int av[GEMM_MAX_MR], bv[GEMM_MAX_NC];
-  if (mr <= nv) {
-    for (int i = 0; i < mr; i++)
-      av[i] = ls_local(lp, kb, LT_F32, le_load(lp, g->a, g->a_at(lp, g->ctx, i64(lp, 0), m[i], var(lp, k))));
-    for (int j = 0; j < nv; j++) {
-      int b1 = ls_local(lp, kb, LT_F32, le_load(lp, g->b, g->b_at(lp, g->ctx, ubs[j / G], n[j], var(lp, k))));
-      for (int i = 0; i < mr; i++)
-        ls_set(lp, kb, acc[i][j], le_fma(lp, le_local(lp, av[i]), le_local(lp, b1), le_local(lp, acc[i][j])));
-    }
-  } else {
-    for (int j = 0; j < nv; j++)
-      bv[j] = ls_local(lp, kb, LT_F32, le_load(lp, g->b, g->b_at(lp, g->ctx, ubs[j / G], n[j], var(lp, k))));
-    for (int i = 0; i < mr; i++) {
-      int a1 = ls_local(lp, kb, LT_F32, le_load(lp, g->a, g->a_at(lp, g->ctx, i64(lp, 0), m[i], var(lp, k))));
-      for (int j = 0; j < nv; j++)
-        ls_set(lp, kb, acc[i][j], le_fma(lp, le_local(lp, a1), le_local(lp, bv[j]), le_local(lp, acc[i][j])));
-    }
-  }
+  /* B(ub, gate j's column j*V + l, k) */
+  LExpr *a[GEMM_MAX_MR] = {0}, *b[GEMM_MAX_NC] = {0};
+  for (int i = 0; i < mr; i++) a[i] = le_load(lp, g->a, g->a_at(lp, g->ctx, i64(lp, 0), m[i], var(lp, k)));
+  for (int j = 0; j < nv; j++)
+    b[j] = le_load(lp, g->b, g->b_at(lp, g->ctx, ubs[j / G], le_add(lp, i64(lp, j % G * V), var(lp, l)), var(lp, k)));
+  tile_fmas(lp, ls_body(lk), a, mr, b, nv, acc, mr <= nv);
   for (int i = 0; i < mr; i++)
     for (int q = 0; q < nb; q++) gr->epilogue(lp, g->ctx, tb, m[i], ubs[q], var(lp, l), &acc[i][q * G]);
 }

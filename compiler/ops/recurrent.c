@@ -751,21 +751,18 @@ static LExpr *bptt_cut(LoopProgram *lp, const void *c, LExpr *v, LExpr *m, LExpr
  * one): has_prev = s < seq - 1, and tp, the previous time, is clamped so its loads stay in
  * bounds; its dh_next flows nowhere, so the last step has no B. */
 typedef struct BpttCtx {
-  RecGrad rg;         /* first: the gemm callbacks read it as their RecGrad */
+  RecGrad rg;         /* first: the gemm callbacks read it as their RecGrad; also f, l, d, cut */
   LowerCtx *lc;
-  const Node *f;
   int sv, dgb, dys, dh, dc;
-  int64_t l, d;
   int s;              /* the loop variable of the steps */
   int ta, tpa;        /* locals: the step's time and its previous time */
-  int64_t cut;        /* bptt = K, 0: none */
 } BpttCtx;
 
 /* A for batch row b and units u */
 static void bptt_cell(LoopProgram *lp, LStmt *ub, const BpttCtx *bc, LExpr *b, LExpr *u) {
-  const Node *f = bc->f;
+  const Node *f = bc->rg.f;
   RecurrentCell cell = f->a.cell;
-  int64_t un = f->a.units, dirs = f->a.bidirectional ? 2 : 1, l = bc->l, d = bc->d;
+  int64_t un = f->a.units, dirs = f->a.bidirectional ? 2 : 1, l = bc->rg.l, d = bc->rg.d;
   int64_t S = saved_slots(cell);
   Dim seq = f->shape.d[0];
   int t = bc->ta, tp = bc->tpa, sv = bc->sv, dc = bc->dc;
@@ -784,7 +781,7 @@ static void bptt_cell(LoopProgram *lp, LStmt *ub, const BpttCtx *bc, LExpr *b, L
   /* bptt = K: the state entering steps K, 2K, ... is detached: nothing flows from step t to
    * step t-1 when t % K == 0 (the forward direction's times; sema rejects bptt for
    * bidirectional layers) */
-  int64_t K = bc->cut;
+  int64_t K = bc->rg.cut;
 #define CUT(x) (K > 0 ? le_select(lp, le_bin(lp, LO_EQ, le_bin(lp, LO_MOD, L(t), le_i64(lp, K)), \
                                             le_i64(lp, 0)), le_f32(lp, 0), (x)) : (x))
   LExpr *dyv = le_load(lp, bc->dys, mad(lp, ROW(t), dirs * un, le_add(lp, le_i64(lp, d * un), u)));
@@ -847,10 +844,8 @@ static LExpr *bptt_time(LoopProgram *lp, Dim seq, int64_t d, LExpr *s) {
   return d ? s : le_sub(lp, last, s);
 }
 static LExpr *bptt_prev(LoopProgram *lp, Dim seq, int64_t d, LExpr *s) {
-  LExpr *last = le_sub(lp, le_dim(lp, seq), le_i64(lp, 1));
-  return d ? le_bin(lp, LO_MIN, le_add(lp, s, le_i64(lp, 1)), last)
-           : le_bin(lp, LO_MAX, le_sub(lp, le_sub(lp, le_sub(lp, le_dim(lp, seq), le_i64(lp, 1)), s), le_i64(lp, 1)),
-                    le_i64(lp, 0));
+  if (d) return le_bin(lp, LO_MIN, le_add(lp, s, le_i64(lp, 1)), le_sub(lp, le_dim(lp, seq), le_i64(lp, 1)));
+  return le_bin(lp, LO_MAX, le_sub(lp, bptt_time(lp, seq, d, s), le_i64(lp, 1)), le_i64(lp, 0));
 }
 
 static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb, int dys,
@@ -858,8 +853,9 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
   LoopProgram *lp = lc->lp;
   int64_t un = f->a.units, gn = gates(f->a.cell);
   Dim seq = f->shape.d[0];
-  BpttCtx bc = {.lc = lc, .f = f, .sv = sv, .dgb = dgb, .dys = dys, .dh = dh, .dc = dc, .l = l, .d = d,
-                .cut = lc->g->train.bptt};
+  BpttCtx bc = {.rg = {.f = f, .l = l, .d = d, .kl = gemm_pitch(lp, un), .cols = un, .hh = 1, .dst = dh,
+                       .cut = lc->g->train.bptt},
+                .lc = lc, .sv = sv, .dgb = dgb, .dys = dys, .dh = dh, .dc = dc};
 
   int bz = lvar(lp, "b"), uz = lvar(lp, "u");
   LStmt *lbz = ls_for(lp, body, bz, le_i64(lp, 0), le_batch(lp));
@@ -885,8 +881,7 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
     lu->vec = lp->vec_f32;
     bptt_cell(lp, ls_body(lu), &bc, le_var(lp, rb), le_var(lp, u));
     if (part) break;
-    bc.rg = (RecGrad){.f = f, .l = l, .d = d, .kl = gemm_pitch(lp, un), .cols = un, .hh = 1, .dst = dh,
-                      .t = bc.ta, .cut = bc.cut};
+    bc.rg.t = bc.ta;
     GemmSpec g = {.M = le_batch(lp), .N = le_i64(lp, un), .K = le_i64(lp, gn * un), .a = dgb,
                   .b = whh, .c = dh, .a_at = bptt_dg, .b_at = rg_w, .c_at = rg_c,
                   .init = rg_c_init, .epilogue = bptt_cut, .ctx = &bc};
