@@ -821,7 +821,7 @@ static int expr_static(const LExpr *e) {
 }
 
 /* A loop's trip count as an i64 value computed in the kernel, or an estimate when its bounds
- * depend on enclosing loops: the constant side of a min(), else 16. */
+ * depend on enclosing loops: the constant side of a min() or C of min(lo + C, ...), else 16. */
 static LLVMValueRef trips_estimate(Cg *c, const LStmt *s) {
   if (expr_static(s->lo) && expr_static(s->hi) && s->lo->type == LT_I64) {
     LLVMValueRef n = LLVMBuildSub(c->b, emit_expr(c, s->hi), emit_expr(c, s->lo), "");
@@ -830,6 +830,9 @@ static LLVMValueRef trips_estimate(Cg *c, const LStmt *s) {
   }
   const LExpr *h = s->hi;
   if (h->kind == LE_BIN && h->op == LO_MIN) {
+    /* min(lo + C, n): a block of C (loops_split_flat) */
+    if (h->a->kind == LE_BIN && h->a->op == LO_ADD && h->a->a == s->lo && h->a->b->kind == LE_CONST)
+      return LLVMConstInt(c->i64, (unsigned long long)h->a->b->ival, 0);
     if (h->a->kind == LE_CONST) return LLVMConstInt(c->i64, (unsigned long long)h->a->ival, 0);
     if (h->b->kind == LE_CONST) return LLVMConstInt(c->i64, (unsigned long long)h->b->ival, 0);
   }

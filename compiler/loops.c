@@ -10,6 +10,7 @@
 #include "loops.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "diag.h"
@@ -594,5 +595,85 @@ void loops_print(FILE *out, const LoopProgram *lp) {
     fprintf(out, "  slot %d: ", s);
     print_count(out, lp, lp->slot_size[s], lp->slot_batched[s]);
     fputc('\n', out);
+  }
+}
+
+/* --- flat loops on threads ---
+ *
+ * An elementwise kernel (an activation, its gradient, an optimizer's update, a copy) is one
+ * vectorized loop over a flat index i that touches every buffer it writes at exactly [i].  Its
+ * iterations are independent, so it is split into blocks of FLAT_BLOCK elements run as a
+ * parallel loop:
+ *     for i.blk in [0, (hi - lo + FLAT_BLOCK - 1) / FLAT_BLOCK) parallel {
+ *       for i in [lo + i.blk FLAT_BLOCK, min(lo + i.blk FLAT_BLOCK + FLAT_BLOCK, hi)) vec W
+ * The pool's work estimate keeps a short one on the calling thread.  A loop qualifies when it
+ * is at a kernel's top level, vectorized, not a reduction, has no inner loop, and every store
+ * and every load of a buffer it stores is at [i]. */
+#define FLAT_BLOCK 4096
+
+static int flat_expr_ok(const LExpr *e, int var, const char *stored) {
+  if (!e) return 1;
+  if (e->kind == LE_LOAD && stored[e->buf] && !(e->a->kind == LE_VAR && e->a->var == var)) return 0;
+  return flat_expr_ok(e->a, var, stored) && flat_expr_ok(e->b, var, stored) &&
+         flat_expr_ok(e->c, var, stored);
+}
+
+/* marks the buffers s stores; 0 when s has a statement the split does not allow */
+static int flat_stores(const LStmt *s, int var, char *stored) {
+  if (!s) return 1;
+  switch (s->kind) {
+  case LS_FOR: return 0;
+  case LS_STORE:
+    if (!(s->index->kind == LE_VAR && s->index->var == var)) return 0;
+    stored[s->buf] = 1;
+    return 1;
+  case LS_BLOCK: case LS_IF:
+    for (int i = 0; i < s->nbody; i++)
+      if (!flat_stores(s->body[i], var, stored)) return 0;
+    return flat_stores(s->else_body, var, stored);
+  default: return 1;
+  }
+}
+
+static int flat_reads_ok(const LStmt *s, int var, const char *stored) {
+  if (!s) return 1;
+  for (int i = 0; i < s->nbody; i++)
+    if (!flat_reads_ok(s->body[i], var, stored)) return 0;
+  if (!flat_reads_ok(s->else_body, var, stored)) return 0;
+  for (int i = 0; i < s->nargs; i++)
+    if (!flat_expr_ok(s->args[i], var, stored)) return 0;
+  return flat_expr_ok(s->index, var, stored) && flat_expr_ok(s->value, var, stored) &&
+         flat_expr_ok(s->cond, var, stored);
+}
+
+static LStmt *split_flat_loop(LoopProgram *lp, LStmt *s) {
+  if (s->kind != LS_FOR || s->parallel || s->vec <= 1 || s->reduce) return s;
+  char *stored = xcalloc((size_t)lp->nbufs + 1, 1);
+  int ok = flat_stores(s->body[0], s->var, stored) && flat_reads_ok(s->body[0], s->var, stored);
+  free(stored);
+  if (!ok) return s;
+  if (s->lo->kind == LE_CONST && s->hi->kind == LE_CONST && s->hi->ival - s->lo->ival <= FLAT_BLOCK)
+    return s;
+  int blk = lvar(lp, arena_printf(lp->arena, "%s.blk", lp->var_names[s->var]));
+  LStmt *outer = new_stmt(lp, LS_FOR);
+  give_body(lp, outer);
+  outer->var = blk;
+  outer->lo = le_i64(lp, 0);
+  outer->hi = le_bin(lp, LO_DIV, le_add(lp, le_sub(lp, s->hi, s->lo), le_i64(lp, FLAT_BLOCK - 1)),
+                     le_i64(lp, FLAT_BLOCK));
+  outer->parallel = 1;
+  LExpr *from = le_add(lp, s->lo, le_mul(lp, le_var(lp, blk), le_i64(lp, FLAT_BLOCK)));
+  /* the min's first side is `from + FLAT_BLOCK` with from the loop's own lo: codegen's trip
+   * estimate reads FLAT_BLOCK from it */
+  s->hi = le_bin(lp, LO_MIN, le_add(lp, from, le_i64(lp, FLAT_BLOCK)), s->hi);
+  s->lo = from;
+  append(lp, ls_body(outer), s);
+  return outer;
+}
+
+void loops_split_flat(LoopProgram *lp) {
+  for (int k = 0; k < lp->nkernels + lp->nprepare; k++) {
+    Kernel *kn = k < lp->nkernels ? &lp->kernels[k] : &lp->prepare[k - lp->nkernels];
+    for (int i = 0; i < kn->body->nbody; i++) kn->body->body[i] = split_flat_loop(lp, kn->body->body[i]);
   }
 }

@@ -235,4 +235,8 @@ LStmt *ls_check(LoopProgram *lp, LStmt *block, LExpr *cond, int code, const char
 /* --- loops.c: the readable text form (--emit=loops) --- */
 void loops_print(FILE *out, const LoopProgram *lp);
 
+/* Splits every elementwise loop at a kernel's top level (vectorized, every store and every
+ * load of a stored buffer at [i]) into a parallel loop over blocks of 4096 elements. */
+void loops_split_flat(LoopProgram *lp);
+
 #endif

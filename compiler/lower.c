@@ -332,6 +332,7 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
     free(lc.value_buf);
     free(lc.saved);
     free(lc.saved0);
+    loops_split_flat(lp);
     plan_memory(lp);
     return lp;
   }
@@ -440,6 +441,7 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
     loops_free(lp);
     return NULL;
   }
+  loops_split_flat(lp);
   plan_memory(lp);
   return lp;
 }

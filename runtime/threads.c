@@ -5,24 +5,34 @@
  * sched_getaffinity), changed by nncc_set_num_threads().  The caller is one of the threads:
  * a pool of n runs n - 1 workers.
  *
- * nncc_rt_parallel_for(fn, ctx, lo, hi, work) splits [lo, hi) into T contiguous chunks,
- * chunk i = [lo + n*i/T, lo + n*(i+1)/T), runs chunk 0 on the caller and the others on
- * workers, and waits for all.  T = min(threads, hi - lo, 1 + work / NNCC_PAR_GRAIN): work is
- * the compiler's estimate of the loop's element operations, so tiny loops never wake a
- * worker.  The chunks depend only on T, never on timing; every iteration writes its own
- * outputs (the compiler marks only such loops parallel), so the result does not depend on
- * the thread count.
+ * nncc_rt_parallel_for(fn, ctx, lo, hi, work) runs on T = min(threads, hi - lo, 1 + work /
+ * NNCC_PAR_GRAIN) threads: work is the compiler's estimate of the loop's element operations,
+ * so a tiny loop never publishes a job.  It splits [lo, hi) into C contiguous chunks, chunk
+ * i = [lo + n*i/C, lo + n*(i+1)/C), C = min(NNCC_PAR_CHUNKS * T, hi - lo, 1 + work / grain)
+ * but at least T.  Every iteration writes its own outputs (the compiler marks only such loops
+ * parallel), so the result depends neither on the chunks nor on which thread ran which.
  *
- * Waiting: a worker spins briefly (NNCC_PAR_SPIN polls with a pause) for the next job, then
- * sleeps on a condition variable, so an idle pool costs nothing and a descheduled partner on
- * a busy 2-core machine is not spun against for long; the caller waits for its workers the
- * same way.  The pool serves one parallel loop at a time: a second thread calling in (two
- * model objects used from two threads at once) finds it busy and runs its loop on its own,
- * which is correct and never deadlocks.
+ * Claiming: the caller and the workers take chunks in order from one counter, which lives in
+ * the same word as the job's generation, so a worker that wakes late can never take a chunk
+ * of the next job.  The caller starts on the chunks at once and takes every chunk no worker
+ * has taken yet: a worker that is asleep, slow to wake or descheduled by a busy machine costs
+ * the caller nothing but the wake-up call, never a wait, and a thread that runs slower (a
+ * neighbour on its core) takes fewer chunks.  The caller waits only for chunks a worker is
+ * running.
+ *
+ * Waiting: a worker spins (polling with a pause) for NNCC_PAR_SPIN_NS after its last job for
+ * the next one, then sleeps on a condition variable, so an idle pool costs nothing once a
+ * model stops being called, while the parallel loops of one call (a LeNet-5 training step has
+ * 33, with serial stretches of up to 200 us between them) find the worker awake.  The caller
+ * signals only when a worker sleeps.  The caller waits for running chunks the same way, with a
+ * shorter spin: a worker that was descheduled mid-chunk is not spun against for long.
+ * The pool serves one parallel loop at a time: a second thread calling in (two model objects
+ * used from two threads at once) finds it busy and runs its loop on its own, which is correct
+ * and never deadlocks.
  *
  * Errors: fn returns 0 or a negative code with a message in the calling thread's error slot.
- * A worker's message is copied to the caller, and the first failing chunk in chunk order
- * decides the code, as a serial loop would.
+ * The first failing chunk in chunk order decides the code and the message, as a serial loop
+ * would, whichever thread ran it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,41 +43,45 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "rt_internal.h"
 
 #define NNCC_MAX_THREADS 256
-#define NNCC_PAR_GRAIN (1 << 19)   /* element operations per thread worth a wake-up; the
+#define NNCC_PAR_GRAIN (1 << 14)   /* element operations per thread worth a job; the
                                     * environment's NNCC_PAR_GRAIN overrides it (tests set 1
-                                    * to split every parallel loop of a small model).  Waking
-                                    * a sleeping worker on a busy 2-core machine costs tens of
-                                    * microseconds: the mlp at batch 1 (200 k operations in
-                                    * its largest layer) went from 16 to 143 us on two threads
-                                    * with a grain of 2^16 */
-#define NNCC_PAR_SPIN 2000
+                                    * to split every parallel loop of a small model) */
+#define NNCC_PAR_CHUNKS 4          /* chunks per thread, claimed as threads come free */
+#define NNCC_PAR_SPIN_NS 300000    /* a worker's spin for the next job before it sleeps */
+#define NNCC_PAR_WAIT_NS 50000     /* the caller's spin for running chunks before it sleeps */
 
-typedef struct Chunk {
-  int rc;
-  char msg[256];
-} Chunk;
+/* The job word: generation << 32 | chunks << 16 | next chunk to claim. */
+#define JOB_GEN(v) ((v) >> 32)
+#define JOB_CHUNKS(v) ((int)(((v) >> 16) & 0xffff))
+#define JOB_NEXT(v) ((int)((v) & 0xffff))
 
 typedef struct Pool {
-  pthread_mutex_t lock;        /* guards the fields below that are not atomic */
-  pthread_cond_t work_cv;      /* workers wait here for a new generation */
-  pthread_cond_t done_cv;      /* the caller waits here for pending == 0 */
-  atomic_uint_fast64_t job;    /* generation << 16 | chunks: read together, so a worker
-                                * that wakes late never runs a chunk of the next job as if
-                                * it were its own */
-  atomic_int pending;          /* workers still running the current job */
+  pthread_mutex_t lock;        /* guards the condition variables' waits */
+  pthread_cond_t work_cv;      /* workers sleep here for a new generation */
+  pthread_cond_t done_cv;      /* the caller sleeps here for done == chunks */
+  _Atomic uint64_t job;        /* the job word, above */
+  atomic_int done;             /* chunks of the current job finished */
+  atomic_int sleepers;         /* workers asleep on work_cv */
+  atomic_int caller_asleep;    /* the caller sleeps on done_cv */
   atomic_flag busy;            /* a parallel loop is running */
   atomic_int nthreads;         /* the caller + workers */
+  atomic_int job_threads;      /* the threads the current job may use (written before it is
+                                * published: a worker reads it after seeing the job) */
   int nworkers;                /* started */
   int shutdown;
-  /* the current job */
+  /* the current job: written before its generation is published, read after a claim */
   nncc_par_fn fn;
   void *ctx;
   int64_t lo, n;
-  Chunk chunk[NNCC_MAX_THREADS];
+  /* its first failing chunk in chunk order (fail_chunk = chunks: none), under fail_lock */
+  pthread_mutex_t fail_lock;
+  int fail_chunk, fail_rc;
+  char fail_msg[256];
   pthread_t tid[NNCC_MAX_THREADS];
 } Pool;
 
@@ -75,11 +89,18 @@ static Pool pool = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .work_cv = PTHREAD_COND_INITIALIZER,
     .done_cv = PTHREAD_COND_INITIALIZER,
+    .fail_lock = PTHREAD_MUTEX_INITIALIZER,
     .busy = ATOMIC_FLAG_INIT,
 };
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static int64_t grain = NNCC_PAR_GRAIN;
 static atomic_int requested = 0;   /* nncc_set_num_threads before or after start */
+
+static int64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -108,38 +129,71 @@ static void run_chunk(int i, int chunks) {
   int64_t a = pool.lo + pool.n * i / chunks;
   int64_t b = pool.lo + pool.n * (i + 1) / chunks;
   int rc = pool.fn(pool.ctx, a, b);
-  pool.chunk[i].rc = rc;
-  if (rc) snprintf(pool.chunk[i].msg, sizeof pool.chunk[i].msg, "%s", nncc_last_error());
+  if (rc) {
+    pthread_mutex_lock(&pool.fail_lock);
+    if (i < pool.fail_chunk) {
+      pool.fail_chunk = i;
+      pool.fail_rc = rc;
+      snprintf(pool.fail_msg, sizeof pool.fail_msg, "%s", nncc_last_error());
+    }
+    pthread_mutex_unlock(&pool.fail_lock);
+  }
+}
+
+/* Takes the next chunk of generation gen, or returns -1 when that job has none left (or is
+ * over: a later generation is published only after all of gen's chunks are done). */
+static int claim(uint64_t gen) {
+  uint64_t v = atomic_load_explicit(&pool.job, memory_order_acquire);
+  while (JOB_GEN(v) == gen && JOB_NEXT(v) < JOB_CHUNKS(v))
+    if (atomic_compare_exchange_weak_explicit(&pool.job, &v, v + 1, memory_order_acq_rel,
+                                              memory_order_acquire))
+      return JOB_NEXT(v);
+  return -1;
+}
+
+/* Runs chunks of generation gen until none is left; counts them done. */
+static void run_claimed(uint64_t gen, int chunks) {
+  int i;
+  while ((i = claim(gen)) >= 0) {
+    run_chunk(i, chunks);
+    /* sequentially consistent, against the caller's caller_asleep = 1 then done load */
+    if (atomic_fetch_add(&pool.done, 1) + 1 == chunks && atomic_load(&pool.caller_asleep)) {
+      pthread_mutex_lock(&pool.lock);
+      pthread_cond_signal(&pool.done_cv);
+      pthread_mutex_unlock(&pool.lock);
+    }
+  }
 }
 
 static void *worker(void *arg) {
   int me = (int)(intptr_t)arg;   /* 1 .. nworkers */
-  uint_fast64_t seen = 0;
+  uint64_t seen = 0;             /* the last generation this worker looked at */
+  int took_part = 0;             /* in that job: else it sleeps at once */
   for (;;) {
-    uint_fast64_t v = atomic_load_explicit(&pool.job, memory_order_acquire);
-    for (int s = 0; v >> 16 == seen && s < NNCC_PAR_SPIN; s++) {
-      cpu_relax();
-      v = atomic_load_explicit(&pool.job, memory_order_acquire);
+    uint64_t v = atomic_load_explicit(&pool.job, memory_order_acquire);
+    if (JOB_GEN(v) == seen && took_part) {
+      int64_t until = now_ns() + NNCC_PAR_SPIN_NS;
+      for (int s = 1; JOB_GEN(v) == seen; s++) {
+        cpu_relax();
+        v = atomic_load_explicit(&pool.job, memory_order_acquire);
+        if (s % 64 == 0 && now_ns() > until) break;
+      }
     }
-    if (v >> 16 == seen) {
+    if (JOB_GEN(v) == seen) {
       pthread_mutex_lock(&pool.lock);
-      while ((v = atomic_load_explicit(&pool.job, memory_order_acquire)) >> 16 == seen &&
-             !pool.shutdown)
+      atomic_fetch_add(&pool.sleepers, 1);
+      while (JOB_GEN(v = atomic_load(&pool.job)) == seen && !pool.shutdown)
         pthread_cond_wait(&pool.work_cv, &pool.lock);
+      atomic_fetch_sub(&pool.sleepers, 1);
       int stop = pool.shutdown;
       pthread_mutex_unlock(&pool.lock);
       if (stop) return NULL;
     }
-    seen = v >> 16;
-    int chunks = (int)(v & 0xffff);
-    if (me < chunks) {
-      run_chunk(me, chunks);
-      if (atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel) == 1) {
-        pthread_mutex_lock(&pool.lock);
-        pthread_cond_signal(&pool.done_cv);
-        pthread_mutex_unlock(&pool.lock);
-      }
-    }
+    seen = JOB_GEN(v);
+    /* a job runs on its first job_threads threads: after nncc_set_num_threads(n) lowered the
+     * count, the workers beyond it stay out (and asleep) */
+    took_part = me < atomic_load_explicit(&pool.job_threads, memory_order_relaxed);
+    if (took_part) run_claimed(seen, JOB_CHUNKS(v));
   }
 }
 
@@ -189,48 +243,58 @@ NNCC_API int nncc_rt_parallel_for(nncc_par_fn fn, void *ctx, int64_t lo, int64_t
   if (hi <= lo) return 0;
   pthread_once(&pool_once, pool_init);
   int64_t n = hi - lo;
-  int64_t t = pool.nthreads;
+  int64_t t = pool.nthreads, by_work = work >= 0 ? 1 + work / grain : INT64_MAX;
   if (t > n) t = n;
-  if (work >= 0) {
-    int64_t by_work = 1 + work / grain;
-    if (t > by_work) t = by_work;
-  }
+  if (t > by_work) t = by_work;
   if (t <= 1 || atomic_flag_test_and_set_explicit(&pool.busy, memory_order_acquire))
     return fn(ctx, lo, hi);   /* tiny, or the pool serves another thread: run here */
-  if (t > pool.nthreads) t = pool.nthreads;
   start_workers(pool.nthreads);
   if (t > pool.nworkers + 1) t = pool.nworkers + 1;
   if (t <= 1) {
     atomic_flag_clear_explicit(&pool.busy, memory_order_release);
     return fn(ctx, lo, hi);
   }
+  /* NNCC_PAR_CHUNKS chunks a thread where the work allows: a thread that runs slower (a
+   * neighbour on its core, a late wake-up) then takes fewer of them */
+  int64_t chunks64 = t * NNCC_PAR_CHUNKS;
+  if (chunks64 > n) chunks64 = n;
+  if (chunks64 > by_work) chunks64 = by_work;
+  if (chunks64 < t) chunks64 = t;
+  int chunks = (int)chunks64;
   pool.fn = fn;
   pool.ctx = ctx;
   pool.lo = lo;
   pool.n = n;
-  int chunks = (int)t;
-  /* every worker wakes for each generation; those with me >= chunks go back to sleep */
-  atomic_store_explicit(&pool.pending, chunks - 1, memory_order_relaxed);
-  pthread_mutex_lock(&pool.lock);
-  uint_fast64_t gen = (atomic_load_explicit(&pool.job, memory_order_relaxed) >> 16) + 1;
-  atomic_store_explicit(&pool.job, gen << 16 | (uint_fast64_t)chunks, memory_order_release);
-  pthread_cond_broadcast(&pool.work_cv);
-  pthread_mutex_unlock(&pool.lock);
-  run_chunk(0, chunks);
-  for (int s = 0; atomic_load_explicit(&pool.pending, memory_order_acquire) > 0 && s < NNCC_PAR_SPIN; s++)
-    cpu_relax();
-  if (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) {
+  pool.fail_chunk = chunks;
+  atomic_store_explicit(&pool.job_threads, (int)t, memory_order_relaxed);
+  atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
+  uint64_t gen = JOB_GEN(atomic_load_explicit(&pool.job, memory_order_relaxed)) + 1;
+  gen &= 0xffffffffu;   /* wraps; a worker that slept through 2^32 jobs only misses one */
+  /* publish (sequentially consistent, against a worker's sleepers++ then job load) */
+  atomic_store(&pool.job, gen << 32 | (uint64_t)chunks << 16);
+  if (atomic_load(&pool.sleepers) > 0) {
     pthread_mutex_lock(&pool.lock);
-    while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0)
-      pthread_cond_wait(&pool.done_cv, &pool.lock);
+    pthread_cond_broadcast(&pool.work_cv);
+    pthread_mutex_unlock(&pool.lock);
+  }
+  run_claimed(gen, chunks);
+  /* every chunk is claimed; wait for those workers are running */
+  if (atomic_load_explicit(&pool.done, memory_order_acquire) < chunks) {
+    int64_t until = now_ns() + NNCC_PAR_WAIT_NS;
+    for (int s = 1; atomic_load_explicit(&pool.done, memory_order_acquire) < chunks; s++) {
+      cpu_relax();
+      if (s % 64 == 0 && now_ns() > until) break;
+    }
+  }
+  if (atomic_load_explicit(&pool.done, memory_order_acquire) < chunks) {
+    pthread_mutex_lock(&pool.lock);
+    atomic_store(&pool.caller_asleep, 1);
+    while (atomic_load(&pool.done) < chunks) pthread_cond_wait(&pool.done_cv, &pool.lock);
+    atomic_store(&pool.caller_asleep, 0);
     pthread_mutex_unlock(&pool.lock);
   }
   int rc = 0;
-  for (int i = 0; i < chunks && !rc; i++)
-    if (pool.chunk[i].rc) {
-      rc = pool.chunk[i].rc;
-      if (i > 0) nncc_rt_fail(rc, "%s", pool.chunk[i].msg);
-    }
+  if (pool.fail_chunk < chunks) rc = nncc_rt_fail(pool.fail_rc, "%s", pool.fail_msg);   /* whichever thread ran it */
   atomic_flag_clear_explicit(&pool.busy, memory_order_release);
   return rc;
 }

@@ -999,6 +999,7 @@ static void lower_conv_db(LowerCtx *lc, const Node *n) {
   int64_t Q = g.OH * g.OW;
   int f = lvar(lp, "f"), q = lvar(lp, "q"), b = lvar(lp, "b");
   LStmt *lf = ls_for(lp, body, f, le_i64(lp, 0), le_i64(lp, g.F));
+  lf->parallel = 1;   /* each filter's sum on one thread, in the same order on any count */
   LStmt *fb = ls_body(lf);
   int acc = ls_local(lp, fb, LT_F32, le_f32(lp, 0));
   LStmt *lq = ls_reduce(lp, fb, q, le_i64(lp, 0), le_i64(lp, Q), acc, LO_ADD);

@@ -1,13 +1,18 @@
 /* rt_pool_test.c - the thread pool (runtime/threads.c) on its own: nncc_set_num_threads
  * checks its argument; nncc_rt_parallel_for runs every iteration exactly once on 1, 2, 3 and
- * 7 threads, tiny work on the caller alone, an empty range not at all; a failing iteration
- * returns its code with the message of the first failing chunk in chunk order, even when a
- * worker failed; two threads calling in at once both get their whole range done.
+ * 7 threads, with every thread taking part, and on 2 after 7 with the others left out; the
+ * caller returns only after the chunks workers took are done; tiny
+ * work on the caller alone, an empty range not at all; a failing iteration returns its code
+ * with the message of the first failing chunk in chunk order, even when a worker failed;
+ * 20000 jobs back to back each run once; two threads calling in at once both get their whole
+ * range done.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include "rt_test.h"
 
@@ -24,6 +29,58 @@ static int count_fn(void *ctx, int64_t lo, int64_t hi) {
     atomic_fetch_add(&callers, 1);
   }
   for (int64_t i = lo; i < hi; i++) atomic_fetch_add(&hits[i], 1);
+  return 0;
+}
+
+/* count_fn, but a chunk waits (up to 10 s) until *ctx threads have run one: the caller takes
+ * every chunk no worker has claimed yet, so without the wait a fast caller could do them all
+ * and no test could see that each thread takes part */
+static int gather_fn(void *ctx, int64_t lo, int64_t hi) {
+  count_fn(NULL, lo, hi);
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  do {
+    if (atomic_load(&callers) >= *(const int *)ctx) break;
+    sched_yield();
+    clock_gettime(CLOCK_MONOTONIC, &t);
+  } while (t.tv_sec - t0.tv_sec < 10);
+  return 0;
+}
+
+/* count_fn, a millisecond an iteration: time for every awake worker to come for a chunk */
+static int slow_fn(void *ctx, int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; i++) {
+    struct timespec d = {0, 1000000};
+    nanosleep(&d, NULL);
+    count_fn(ctx, i, i + 1);
+  }
+  return 0;
+}
+
+/* two chunks: the one a worker runs sleeps 50 ms before it counts; the caller's waits (up to
+ * 1 s) until a worker has started, then counts and returns at once, so the caller must wait
+ * for the worker's chunk before its parallel_for returns */
+static _Thread_local int is_caller;
+static atomic_int worker_started;
+static int lag_fn(void *ctx, int64_t lo, int64_t hi) {
+  if (!is_caller) {
+    atomic_store(&worker_started, 1);
+    struct timespec d = {0, 50000000};
+    nanosleep(&d, NULL);
+  } else {
+    for (int k = 0; k < 1000 && !atomic_load(&worker_started); k++) {
+      struct timespec d = {0, 1000000};
+      nanosleep(&d, NULL);
+    }
+  }
+  return count_fn(ctx, lo, hi);
+}
+
+/* back-to-back jobs: each iteration adds its job's number, so a chunk run twice, missed, or
+ * run with a late worker's stale job shows in the sums */
+static atomic_long sums[64];
+static int job_fn(void *ctx, int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; i++) atomic_fetch_add(&sums[i], (long)(intptr_t)ctx);
   return 0;
 }
 
@@ -61,11 +118,28 @@ int main(void) {
     reset();
     atomic_store(&callers, 0);
     atomic_fetch_add(&round_no, 1);
-    int rc = nncc_rt_parallel_for(count_fn, NULL, 3, 997, 1 << 30);
+    int rc = nncc_rt_parallel_for(gather_fn, &threads[t], 3, 997, 1 << 30);
     printf("case range_%d_threads: rc %d, exactly once %d, threads used %d\n", threads[t], rc,
            exactly_once(3, 997), atomic_load(&callers));
     EXPECT(rc == 0 && exactly_once(3, 997) && atomic_load(&callers) == threads[t], "%d threads", threads[t]);
   }
+  /* the caller returns only when the chunks workers took are done */
+  nncc_set_num_threads(2);
+  reset();
+  is_caller = 1;
+  int rcl = nncc_rt_parallel_for(lag_fn, NULL, 0, 2, 1 << 30);
+  printf("case waits_for_workers: rc %d, exactly once on return %d\n", rcl, exactly_once(0, 2));
+  EXPECT(rcl == 0 && exactly_once(0, 2), "returned before a worker's chunk was done");
+  /* back from 7 threads to 2: the 5 workers beyond stay out, however long the chunks take */
+  nncc_set_num_threads(2);
+  reset();
+  atomic_store(&callers, 0);
+  atomic_fetch_add(&round_no, 1);
+  int rc2 = nncc_rt_parallel_for(slow_fn, NULL, 0, 16, 1 << 30);
+  printf("case fewer_threads: rc %d, exactly once %d, threads used at most 2: %d\n", rc2,
+         exactly_once(0, 16), atomic_load(&callers) <= 2);
+  EXPECT(rc2 == 0 && exactly_once(0, 16) && atomic_load(&callers) <= 2, "threads beyond the count ran");
+  nncc_set_num_threads(7);
   /* 7 threads over 5 iterations: at most 5 chunks, still each once */
   reset();
   EXPECT(nncc_rt_parallel_for(count_fn, NULL, 0, 5, 1 << 30) == 0 && exactly_once(0, 5), "short range");
@@ -80,7 +154,7 @@ int main(void) {
   EXPECT(nncc_rt_parallel_for(count_fn, NULL, 5, 5, 1 << 30) == 0 && exactly_once(0, 0), "empty range");
   EXPECT(nncc_rt_parallel_for(count_fn, NULL, 9, 2, 1 << 30) == 0 && exactly_once(0, 0), "reversed range");
 
-  /* errors: 3 threads over [0, 300): chunks [0,100) [100,200) [200,300) */
+  /* errors: 3 threads over [0, 300): 12 chunks of 25, claimed by any thread */
   nncc_set_num_threads(3);
   int64_t last_only[] = {250, -1}, two[] = {150, 260, -1}, first[] = {7, 280, -1};
   EXPECT_ERR("error_in_worker", nncc_rt_parallel_for(fail_fn, last_only, 0, 300, 1 << 30),
@@ -89,6 +163,21 @@ int main(void) {
              NNCC_ERR_RANGE, "bad index 150");
   EXPECT_ERR("caller_chunk_first", nncc_rt_parallel_for(fail_fn, first, 0, 300, 1 << 30),
              NNCC_ERR_RANGE, "bad index 7");
+
+  /* 20000 jobs back to back on 3 threads, some workers spinning, some asleep, some late */
+  nncc_set_num_threads(3);
+  int jobs_rc = 0;
+  for (int j = 1; j <= 20000; j++) {
+    jobs_rc |= nncc_rt_parallel_for(job_fn, (void *)(intptr_t)j, 0, 1 + j % 64, 1 << 30);
+  }
+  int sums_ok = 1;
+  for (int i = 0; i < 64; i++) {
+    long e = 0;
+    for (int j = 1; j <= 20000; j++) e += (1 + j % 64 > i) ? j : 0;
+    if (atomic_load(&sums[i]) != e) sums_ok = 0;
+  }
+  printf("case back_to_back_jobs: rc %d, sums right %d\n", jobs_rc, sums_ok);
+  EXPECT(jobs_rc == 0 && sums_ok, "back-to-back jobs");
 
   /* two threads calling in at once: the pool serves one, the other runs its own loop */
   nncc_set_num_threads(2);
