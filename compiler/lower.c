@@ -354,7 +354,7 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
     limit = g->nnodes;
   }
 
-  /* epilogue fusion: dense / conv2d whose only consumer is an activation */
+  /* epilogue fusion: dense / conv2d / add / mul whose only consumer is an activation */
   lc.fused_act = xcalloc((size_t)g->nnodes + 1, sizeof(int));
   int *uses = xcalloc((size_t)g->nnodes + 1, sizeof(int));
   char *absorbed = xcalloc((size_t)g->nnodes + 1, 1);
@@ -367,7 +367,10 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
     const Node *c = &g->nodes[i];
     if (!needed[i] || !is_activation(c->op) || c->nin != 1) continue;
     const Node *p = &g->nodes[c->in[0]];
-    if ((p->op == OP_dense || p->op == OP_conv2d) && (p->output_index < 0 || !inference(mode)) &&
+    /* add / mul: their gradients read their inputs, never their own value, which fusion
+     * replaces by the activation's */
+    if ((p->op == OP_dense || p->op == OP_conv2d || p->op == OP_add || p->op == OP_mul) &&
+        (p->output_index < 0 || !inference(mode)) &&
         uses[p->id] == 1 && lc.fused_act[p->id] < 0 && p->info && p->info->lower && c->info &&
         c->info->lower) {
       lc.fused_act[p->id] = i;

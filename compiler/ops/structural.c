@@ -366,7 +366,8 @@ const OpInfo op_last = {
     .grad = grad_last,
 };
 
-/* a + b, a * b: one vectorized loop over the flattened [batch, ...] tensors. */
+/* a + b, a * b: one vectorized loop over the flattened [batch, ...] tensors, with the
+ * activation that is its only consumer fused (a residual block's add + relu: one pass). */
 static void lower_binary(struct LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   int a = lower_value(lc, n->in[0]), b = lower_value(lc, n->in[1]), y = lower_value(lc, n->id);
@@ -375,8 +376,8 @@ static void lower_binary(struct LowerCtx *lc, const Node *n) {
   LStmt *loop = ls_for(lp, body, i, le_i64(lp, 0), lower_total(lc, shape_numel(n->shape)));
   loop->vec = lp->vec_f32;
   ls_store(lp, ls_body(loop), y, le_var(lp, i),
-           le_bin(lp, n->op == OP_add ? LO_ADD : LO_MUL, le_load(lp, a, le_var(lp, i)),
-                  le_load(lp, b, le_var(lp, i))));
+           lower_epilogue(lc, n, le_bin(lp, n->op == OP_add ? LO_ADD : LO_MUL, le_load(lp, a, le_var(lp, i)),
+                                        le_load(lp, b, le_var(lp, i)))));
 }
 
 const OpInfo op_add = {
