@@ -15,17 +15,18 @@
  * Claiming: the caller and the workers take chunks in order from one counter, which lives in
  * the same word as the job's generation, so a worker that wakes late can never take a chunk
  * of the next job.  The caller starts on the chunks at once and takes every chunk no worker
- * has taken yet: a worker that is asleep, slow to wake or descheduled by a busy machine costs
- * the caller nothing but the wake-up call, never a wait, and a thread that runs slower (a
- * neighbour on its core) takes fewer chunks.  The caller waits only for chunks a worker is
- * running.
+ * has taken yet: a worker that is asleep, slow to wake or not scheduled by a busy machine
+ * before it claims a chunk costs the caller the wake-up call and no wait, and a thread that
+ * runs slower (a neighbour on its core) takes fewer chunks.  The caller waits only for chunks
+ * a worker is running.
  *
  * Waiting: a worker spins (polling with a pause) for NNCC_PAR_SPIN_NS after its last job for
  * the next one, then sleeps on a condition variable, so an idle pool costs nothing once a
- * model stops being called, while the parallel loops of one call (a LeNet-5 training step has
- * 33, with serial stretches of up to 200 us between them) find the worker awake.  The caller
- * signals only when a worker sleeps.  The caller waits for running chunks the same way, with a
- * shorter spin: a worker that was descheduled mid-chunk is not spun against for long.
+ * model stops being called, while the parallel loops of one call (a LeNet-5 training step
+ * has dozens, with serial stretches between them) find the worker awake.  The caller takes
+ * the lock and broadcasts only when a worker sleeps.  It waits for running chunks the same
+ * way, with a shorter spin: a worker that was descheduled mid-chunk is not spun against for
+ * long, and it signals the caller only when the caller sleeps.
  * The pool serves one parallel loop at a time: a second thread calling in (two model objects
  * used from two threads at once) finds it busy and runs its loop on its own, which is correct
  * and never deadlocks.
