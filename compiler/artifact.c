@@ -383,6 +383,22 @@ void artifact_emit_interface(const LoopProgram *lp, LLVMModuleRef mod, const CgE
   mfv[nncc_model_desc__rstate_floats] = i64c(a, op_recurrent_state_floats(g));
   mfv[nncc_model_desc__step] = fn_or_null(a, fns->streamable ? fns->step.entry : NULL);
   mfv[nncc_model_desc__step_workspace] = fn_or_null(a, fns->streamable ? fns->step.workspace : NULL);
+  {
+    int ne = 0;
+    LLVMValueRef *ev = xcalloc((size_t)lp->nunpack * 2 + 1, sizeof(LLVMValueRef));
+    for (int k = 0; k < lp->nunpack; k++)
+      if (lp->unpack[k].restores >= 0 && fns->forward.unpack) {
+        const LBuf *b = &lp->bufs[lp->unpack[k].restores];
+        ev[2 * ne] = i64c(a, b->offset);
+        ev[2 * ne + 1] = i64c(a, b->per_sample.fixed);
+        ne++;
+      }
+    mfv[nncc_model_desc__unpack] = fn_or_null(a, ne ? fns->forward.unpack : NULL);
+    mfv[nncc_model_desc__n_evictable] = i32c(a, ne);
+    mfv[nncc_model_desc__evictable] =
+        ne ? const_array(a, a->i64, ev, 2 * ne, "nncc.evictable") : LLVMConstNull(a->ptr);
+    free(ev);
+  }
   char *dname = xasprintf("%s_nncc_desc", g->name);
   LLVMValueRef desc = LLVMAddGlobal(mod, a->model_t, dname);
   free(dname);

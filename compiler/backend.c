@@ -113,6 +113,14 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
     }
   }
   LoopProgram *lp = progs[0];
+  /* the step runs on the forward's packed weights: its kernels count as the forward's */
+  {
+    const LoopProgram *readers[NPROG];
+    int nreaders = 0;
+    for (int i = 0; i < nprog; i++)
+      if (modes[i] == MODE_FORWARD || modes[i] == MODE_STEP) readers[nreaders++] = progs[i];
+    loops_drop_read_unpacks(lp, readers, nreaders);
+  }
   if (opts->emit == EMIT_LOOPS) {
     FILE *f = outputs_text_begin(opts->output);
     for (int i = 0; i < nprog; i++) loops_print(f, progs[i]);

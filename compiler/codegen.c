@@ -1487,6 +1487,45 @@ static LLVMValueRef *slot_offsets(Cg *c, LLVMValueRef batch, LLVMValueRef seq) {
   return off;
 }
 
+/* void NAME(ptr params, ptr packed): calls the kernels in order, each at batch 1, seq 1 (the
+ * prepare function, which packs, and the unpack function, which restores parameters from
+ * their packed copies: there only the kernels with restores >= 0). */
+static LLVMValueRef params_packed_fn(Cg *c, const Kernel *ks, int n, const char *prefix,
+                                     const char *name) {
+  LLVMTypeRef pt[2] = {c->ptr, c->ptr};
+  LLVMValueRef *kf = xcalloc((size_t)n, sizeof(LLVMValueRef));
+  int **kused = xcalloc((size_t)n, sizeof(int *));
+  int *knused = xcalloc((size_t)n, sizeof(int));
+  int unpack = !strcmp(prefix, "nncc.unpack.");
+  for (int k = 0; k < n; k++)
+    if (!unpack || ks[k].restores >= 0) kf[k] = kernel_fn(c, &ks[k], prefix, &kused[k], &knused[k]);
+  LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->voidt, pt, 2, 0));
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  set_vector_attrs(c, fn);
+  LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+  LLVMValueRef x[X_NFIELDS] = {0};
+  x[X_PARAMS] = LLVMGetParam(fn, 0);
+  x[X_PACKED] = LLVMGetParam(fn, 1);
+  LLVMSetValueName2(x[X_PARAMS], "params", 6);
+  LLVMSetValueName2(x[X_PACKED], "packed", 6);
+  for (int k = 0; k < n; k++) {
+    if (!kf[k]) continue;
+    LLVMValueRef *args = xcalloc((size_t)knused[k] + 3, sizeof(LLVMValueRef));
+    for (int i = 0; i < knused[k]; i++) args[i] = buf_base(c, kused[k][i], x, NULL);
+    args[knused[k]] = LLVMConstInt(c->i64, 1, 0);
+    args[knused[k] + 1] = LLVMConstInt(c->i64, 1, 0);
+    args[knused[k] + 2] = LLVMConstInt(c->i64, 0, 0);
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(kf[k]), kf[k], args, (unsigned)knused[k] + 3, "");
+    free(args);
+    free(kused[k]);
+  }
+  LLVMBuildRetVoid(c->b);
+  free(kf);
+  free(kused);
+  free(knused);
+  return fn;
+}
+
 void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out) {
   Cg cg = {0}, *c = &cg;
   c->ctx = LLVMGetModuleContext(mod);
@@ -1511,6 +1550,7 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
     char *vread = xcalloc((size_t)lp->nvars + 1, 1), *vdecl = xcalloc((size_t)lp->nvars + 1, 1);
     for (int k = 0; k < lp->nkernels; k++) reads_of_stmt(lp->kernels[k].body, lread, vread, c->local_set, ldecl, vdecl);
     for (int k = 0; k < lp->nprepare; k++) reads_of_stmt(lp->prepare[k].body, lread, vread, c->local_set, ldecl, vdecl);
+    for (int k = 0; k < lp->nunpack; k++) reads_of_stmt(lp->unpack[k].body, lread, vread, c->local_set, ldecl, vdecl);
     free(lread), free(ldecl), free(vread), free(vdecl);
   }
   LLVMTypeRef fail_args[2] = {c->i32, c->ptr};
@@ -1523,42 +1563,21 @@ void codegen_program(const LoopProgram *lp, LLVMModuleRef mod, CgFunctions *out)
     c->par_fn = LLVMAddFunction(mod, "nncc_rt_parallel_for", LLVMFunctionType(c->i32, par_args, 5, 0));
   const char *model = lp->graph->name;
 
-  /* prepare kernels and the prepare function */
+  /* prepare kernels and the prepare function; the forward's unpack kernels and function */
   out->prepare = NULL;
+  out->unpack = NULL;
   if (lp->nprepare > 0 && lp->mode != MODE_STEP) { /* step uses the forward's packed weights */
-    LLVMValueRef *kf = xcalloc((size_t)lp->nprepare, sizeof(LLVMValueRef));
-    int **kused = xcalloc((size_t)lp->nprepare, sizeof(int *));
-    int *knused = xcalloc((size_t)lp->nprepare, sizeof(int));
-    for (int k = 0; k < lp->nprepare; k++)
-      kf[k] = kernel_fn(c, &lp->prepare[k], "nncc.pack.", &kused[k], &knused[k]);
-    LLVMTypeRef pt[2] = {c->ptr, c->ptr};
     char *name = lp->mode == MODE_FORWARD ? xasprintf("%s_nncc_prepare", model)
                                           : xasprintf("%s_nncc_%s_prepare", model, lp->entry);
-    LLVMValueRef fn = LLVMAddFunction(mod, name, LLVMFunctionType(c->voidt, pt, 2, 0));
+    out->prepare = params_packed_fn(c, lp->prepare, lp->nprepare, "nncc.pack.", name);
     free(name);
-    LLVMSetLinkage(fn, LLVMInternalLinkage);
-    set_vector_attrs(c, fn);
-    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
-    LLVMValueRef x[X_NFIELDS] = {0};
-    x[X_PARAMS] = LLVMGetParam(fn, 0);
-    x[X_PACKED] = LLVMGetParam(fn, 1);
-    LLVMSetValueName2(x[X_PARAMS], "params", 6);
-    LLVMSetValueName2(x[X_PACKED], "packed", 6);
-    for (int k = 0; k < lp->nprepare; k++) {
-      LLVMValueRef *args = xcalloc((size_t)knused[k] + 3, sizeof(LLVMValueRef));
-      for (int i = 0; i < knused[k]; i++) args[i] = buf_base(c, kused[k][i], x, NULL);
-      args[knused[k]] = LLVMConstInt(c->i64, 1, 0);
-      args[knused[k] + 1] = LLVMConstInt(c->i64, 1, 0);
-      args[knused[k] + 2] = LLVMConstInt(c->i64, 0, 0);
-      LLVMBuildCall2(c->b, LLVMGlobalGetValueType(kf[k]), kf[k], args, (unsigned)knused[k] + 3, "");
-      free(args);
-      free(kused[k]);
-    }
-    LLVMBuildRetVoid(c->b);
-    out->prepare = fn;
-    free(kf);
-    free(kused);
-    free(knused);
+  }
+  int nrestoring = 0;
+  for (int k = 0; k < lp->nunpack; k++) nrestoring += lp->unpack[k].restores >= 0;
+  if (nrestoring > 0 && lp->mode == MODE_FORWARD) {
+    char *name = xasprintf("%s_nncc_unpack", model);
+    out->unpack = params_packed_fn(c, lp->unpack, lp->nunpack, "nncc.unpack.", name);
+    free(name);
   }
 
   /* the entry point's kernels: nncc.k.NAME for inference, nncc.<entry>.NAME for the others */

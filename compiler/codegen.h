@@ -14,6 +14,8 @@
 typedef struct CgFunctions {
   LLVMValueRef entry;      /* i32 <model>_nncc_<entry>(ptr nncc_exec) */
   LLVMValueRef prepare;    /* void (ptr params, ptr packed), or NULL when nothing is packed */
+  LLVMValueRef unpack;     /* forward: void (ptr params, ptr packed) restoring the parameters
+                            * that only packed copies feed (LoopProgram.unpack), or NULL */
   LLVMValueRef workspace;  /* i64 (i64 batch, i64 seq): workspace floats */
 } CgFunctions;
 

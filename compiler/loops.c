@@ -59,6 +59,7 @@ static Kernel *add_kernel(LoopProgram *lp, Kernel **arr, int *n, const char *nam
   k->name = arena_strdup(lp->arena, name);
   k->node = node;
   k->body = new_stmt(lp, LS_BLOCK);
+  k->restores = -1;
   return k;
 }
 
@@ -68,6 +69,50 @@ Kernel *loops_add_kernel(LoopProgram *lp, const char *name, int node) {
 
 Kernel *loops_add_prepare(LoopProgram *lp, const char *name) {
   return add_kernel(lp, &lp->prepare, &lp->nprepare, name, -1);
+}
+
+Kernel *loops_add_unpack(LoopProgram *lp, const char *name, int param) {
+  Kernel *k = add_kernel(lp, &lp->unpack, &lp->nunpack, name, -1);
+  k->restores = param;
+  return k;
+}
+
+static int expr_reads_params(const LoopProgram *lp, const LExpr *e, int64_t lo, int64_t hi) {
+  if (!e) return 0;
+  if (e->kind == LE_LOAD && lp->bufs[e->buf].kind == BUF_PARAM) {
+    const LBuf *b = &lp->bufs[e->buf];
+    if (b->offset < hi && lo < b->offset + b->per_sample.fixed) return 1;
+  }
+  return expr_reads_params(lp, e->a, lo, hi) || expr_reads_params(lp, e->b, lo, hi) ||
+         expr_reads_params(lp, e->c, lo, hi);
+}
+
+static int stmt_reads_params(const LoopProgram *lp, const LStmt *s, int64_t lo, int64_t hi) {
+  if (!s) return 0;
+  for (int i = 0; i < s->nbody; i++)
+    if (stmt_reads_params(lp, s->body[i], lo, hi)) return 1;
+  for (int i = 0; i < s->nargs; i++)
+    if (expr_reads_params(lp, s->args[i], lo, hi)) return 1;
+  return stmt_reads_params(lp, s->else_body, lo, hi) || expr_reads_params(lp, s->lo, lo, hi) ||
+         expr_reads_params(lp, s->hi, lo, hi) || expr_reads_params(lp, s->index, lo, hi) ||
+         expr_reads_params(lp, s->value, lo, hi) || expr_reads_params(lp, s->cond, lo, hi);
+}
+
+int loops_reads_params(const LoopProgram *lp, int64_t offset, int64_t numel) {
+  for (int k = 0; k < lp->nkernels; k++)
+    if (stmt_reads_params(lp, lp->kernels[k].body, offset, offset + numel)) return 1;
+  return 0;
+}
+
+void loops_drop_read_unpacks(LoopProgram *lp, const LoopProgram *const *readers, int nreaders) {
+  for (int k = 0; k < lp->nunpack; k++) {
+    const LBuf *b = &lp->bufs[lp->unpack[k].restores];
+    for (int i = 0; i < nreaders; i++)
+      if (loops_reads_params(readers[i], b->offset, b->per_sample.fixed)) {
+        lp->unpack[k].restores = -1;
+        break;
+      }
+  }
 }
 
 int lvar(LoopProgram *lp, const char *name) {
@@ -582,6 +627,12 @@ void loops_print(FILE *out, const LoopProgram *lp) {
   for (int i = 0; i < lp->nprepare; i++) {
     fprintf(out, "prepare %s {\n", lp->prepare[i].name);
     print_block(out, lp, lp->prepare[i].body, 1);
+    fputs("}\n", out);
+  }
+  for (int i = 0; i < lp->nunpack; i++) {
+    if (lp->unpack[i].restores < 0) continue;   /* a kernel reads the parameter (backend.c) */
+    fprintf(out, "unpack %s into %s {\n", lp->unpack[i].name, lp->bufs[lp->unpack[i].restores].name);
+    print_block(out, lp, lp->unpack[i].body, 1);
     fputs("}\n", out);
   }
   for (int i = 0; i < lp->nkernels; i++) {

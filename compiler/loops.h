@@ -149,6 +149,7 @@ typedef struct Kernel {
   const char *name;   /* the node's name, sanitised for LLVM: "conv1", "h1.0" */
   int node;           /* the graph node it computes, -1 for prepare kernels */
   LStmt *body;        /* an LS_BLOCK */
+  int restores;       /* unpack kernels: the BUF_PARAM it rewrites from its packed copy; -1 */
 } Kernel;
 
 typedef enum LowerMode {
@@ -168,6 +169,10 @@ typedef struct LoopProgram {
   LBuf *bufs;       int nbufs;
   Kernel *kernels;  int nkernels;    /* forward, in order */
   Kernel *prepare;  int nprepare;    /* run after parameters change */
+  /* inverse of prepare kernels that are permutations (forward only): each rewrites one
+   * parameter exactly from its packed copy, so the runtime may drop that parameter's pages
+   * while the model only runs inference (runtime/model.c, "evicted") */
+  Kernel *unpack;   int nunpack;
   int nvars;                         /* loop variables are numbered program-wide */
   LType *local_types; int nlocals;   /* locals too */
   const char **var_names;            /* for printing: "b", "f", "oy" */
@@ -187,6 +192,14 @@ void loops_free(LoopProgram *lp);
 int loops_add_buf(LoopProgram *lp, const char *name, BufKind kind, LType elem);
 Kernel *loops_add_kernel(LoopProgram *lp, const char *name, int node);  /* body: empty block */
 Kernel *loops_add_prepare(LoopProgram *lp, const char *name);
+Kernel *loops_add_unpack(LoopProgram *lp, const char *name, int param);
+/* Whether a kernel of lp (prepare and unpack kernels aside) loads from parameter memory
+ * overlapping [offset, offset + numel) */
+int loops_reads_params(const LoopProgram *lp, int64_t offset, int64_t numel);
+/* A parameter the forward restores from its packed copy may have its pages dropped during
+ * inference only if no inference kernel reads it (readers: the forward and the step programs):
+ * unpack kernels of the others get restores = -1, and are neither printed nor emitted. */
+void loops_drop_read_unpacks(LoopProgram *lp, const LoopProgram *const *readers, int nreaders);
 
 int lvar(LoopProgram *lp, const char *name);              /* a new loop variable */
 LExpr *le_i64(LoopProgram *lp, int64_t v);

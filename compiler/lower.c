@@ -161,6 +161,13 @@ int lower_packed(LowerCtx *lc, const char *name, int64_t numel, LStmt **prepare_
   return b;
 }
 
+LStmt *lower_unpack(LowerCtx *lc, const char *name, int param) {
+  LoopProgram *lp = lc->lp;
+  if (lc->mode != MODE_FORWARD) return NULL;
+  if (lp->bufs[param].kind != BUF_PARAM) die("unpacking into %s, which is not a parameter", lp->bufs[param].name);
+  return loops_add_unpack(lp, name, param)->body;
+}
+
 LExpr *lower_count(LowerCtx *lc, SymCount c) {
   LoopProgram *lp = lc->lp;
   if (!c.per_seq) return le_i64(lp, c.fixed);

@@ -14,6 +14,7 @@
  *   lower_begin(lc, n)   starts n's kernel and returns the block to fill
  *   lower_scratch(...)   a temporary used only inside n's kernel
  *   lower_packed(...)    a packed copy of weights, filled by a prepare kernel
+ *   lower_unpack(...)    the inverse of a prepare kernel that only moves a parameter's values
  */
 #ifndef NNCC_LOWER_H
 #define NNCC_LOWER_H
@@ -43,6 +44,12 @@ LStmt *lower_begin(LowerCtx *lc, const Node *n);
 int lower_scratch(LowerCtx *lc, const char *name, LType elem, SymCount per_sample, int batched);
 /* A packed-weights buffer of `numel` floats and the prepare block that must fill it. */
 int lower_packed(LowerCtx *lc, const char *name, int64_t numel, LStmt **prepare_block);
+/* For a packed copy that holds every value of parameter buffer `param` (a permutation, maybe
+ * with padding): the block that must rewrite all of `param` from it, bit for bit, or NULL when
+ * the entry point has none (only the forward has; the step shares it).  The runtime may then
+ * drop the parameter's own pages during inference (runtime/model.c, "evicted") when no kernel
+ * reads it: backend.c checks that, so an op need not. */
+LStmt *lower_unpack(LowerCtx *lc, const char *name, int param);
 
 /* c.fixed + c.per_seq * seq, and batch times that. */
 LExpr *lower_count(LowerCtx *lc, SymCount c);

@@ -37,12 +37,29 @@
  *
  * For a model without a symbolic length (has_seq == 0) the seq argument is ignored and the
  * kernels and workspace function see seq = 1.
+ *
+ * Evicted parameters.  Some parameters reach the inference kernels only through their packed
+ * copy (a convolution's weights: desc->evictable lists them, and desc->unpack rewrites them
+ * from packed exactly, being a permutation).  Keeping both copies costs their size twice
+ * (VGG-16: 56 MiB), so after forward or step has packed them, their whole pages are given
+ * back to the system (madvise MADV_DONTNEED: the next touch reads zeros) and `evicted` is
+ * set.  Invariants:
+ *   - evicted implies packed is current (not packed_dirty) and no pointer was handed out;
+ *   - every entry point but forward and step restores them first (params_restore, from
+ *     model_enter), as does nncc_rt_param;
+ *   - once a training entry point (gradients, evaluate, update) has run, the model stops
+ *     evicting (`trains`): a training loop would otherwise repack and fault the pages in at
+ *     every test pass;
+ *   - nothing is evicted below EVICT_MIN_BYTES, or with NNCC_KEEP_PARAMS=1 in the environment.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE   /* madvise */
+#include <stdint.h>
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "rt_internal.h"
 #include "safetensors.h"
@@ -60,6 +77,8 @@ struct nncc_model {
   int packed_dirty;      /* packed must be rebuilt from params before the next forward */
   int exposed;           /* a parameter pointer was handed out (nncc_rt_param): the caller may
                             write through it at any time, so every forward repacks */
+  int evicted;           /* the evictable parameters' pages were dropped (see the top) */
+  int trains;            /* a training entry point ran: parameters are no longer evicted */
   char torn[1024];       /* non-empty: a load failed midway, params are partly from the file;
                             the failure, for the refusals of GUARDED_PARAMS */
   /* training (d->train != NULL) */
@@ -208,6 +227,40 @@ static int unguarded_init(nncc_model *m, uint64_t seed) {
   return NNCC_OK;
 }
 
+/* ---- evicted parameters (see the top) --------------------------------------------------- */
+
+#define EVICT_MIN_BYTES (1 << 20)
+
+static void params_restore(nncc_model *m) {
+  if (!m->evicted) return;
+  m->d->unpack(m->params, m->packed);
+  m->evicted = 0;
+}
+
+/* After forward or step packed the weights: drops the evictable parameters' whole pages. */
+static void params_evict(nncc_model *m) {
+  const nncc_model_desc *d = m->d;
+  if (m->evicted || !d->unpack || d->n_evictable <= 0 || m->exposed || m->trains ||
+      m->packed_dirty)
+    return;
+  const char *keep = getenv("NNCC_KEEP_PARAMS");
+  if (keep && *keep && strcmp(keep, "0")) return;
+#ifdef MADV_DONTNEED
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) return;
+  int64_t total = 0;
+  for (int i = 0; i < d->n_evictable; i++) total += d->evictable[2 * i + 1] * (int64_t)sizeof(float);
+  if (total < EVICT_MIN_BYTES) return;
+  for (int i = 0; i < d->n_evictable; i++) {
+    uintptr_t lo = (uintptr_t)(m->params + d->evictable[2 * i]);
+    uintptr_t hi = lo + (uintptr_t)d->evictable[2 * i + 1] * sizeof(float);
+    lo = (lo + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;   /* whole pages */
+    hi = hi / (uintptr_t)page * (uintptr_t)page;
+    if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0) m->evicted = 1;
+  }
+#endif
+}
+
 /* ---- parameters, load, save ------------------------------------------------------------- */
 
 NNCC_API float *nncc_rt_param(nncc_model *m, const char *name, int64_t *numel) {
@@ -220,6 +273,7 @@ NNCC_API float *nncc_rt_param(nncc_model *m, const char *name, int64_t *numel) {
     const nncc_param_desc *p = &m->d->params[i];
     if (!strcmp(p->name, name)) {
       if (numel) *numel = p->numel;
+      params_restore(m);
       m->packed_dirty = 1;   /* the caller may write through the pointer, now or later */
       m->exposed = 1;
       return m->params + p->offset;
@@ -351,9 +405,11 @@ static int unguarded_forward(nncc_model *m, int64_t batch, int64_t seq, const vo
   if (!rc) rc = check_arrays(d, "forward", "output", d->n_outputs, d->outputs, (const void *const *)out, batch, seq);
   if (rc) return rc;
   if (m->packed_dirty || m->exposed) {
+    params_restore(m);   /* (never needed: evicted implies neither) */
     if (d->prepare) d->prepare(m->params, m->packed);
     m->packed_dirty = 0;
   }
+  params_evict(m);
   if ((rc = ensure_workspace(m, batch, seq))) return rc;
   nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .batch = batch,
                  .seq = seq, .in = in, .out = out, .scalars = m->scalars};
@@ -408,6 +464,7 @@ static int run_entry(nncc_model *m, nncc_entry_fn fn, nncc_workspace_fn wsfn, co
                      const void *const *targets, const float *hyper) {
   int rc = ensure_workspace_for(m, wsfn, who, batch, seq);
   if (rc) return rc;
+  m->trains = 1;
   nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .grads = m->grads,
                  .state = m->state, .hyper = hyper, .scalars = m->scalars, .in = in,
                  .targets = targets, .batch = batch, .seq = seq, .seed = mix64(m->rng),
@@ -465,9 +522,11 @@ static int unguarded_step(nncc_model *m, int64_t batch, const void *const *in, v
   if (!rc) rc = ensure_rstate(m, "step", batch);
   if (rc) return rc;
   if (m->packed_dirty || m->exposed) {
+    params_restore(m);
     if (d->prepare) d->prepare(m->params, m->packed);
     m->packed_dirty = 0;
   }
+  params_evict(m);
   if ((rc = ensure_workspace_for(m, d->step_workspace, "step", batch, 1))) return rc;
   nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .batch = batch, .seq = 1,
                  .in = in, .out = out, .scalars = m->scalars, .rstate = m->rstate};
@@ -541,6 +600,7 @@ static int unguarded_update(nncc_model *m) {
   int rc = need_train(m, "update");
   if (rc) return rc;
   float hyper[NNCC_H_COUNT];
+  m->trains = 1;
   fill_hyper(m, m->step + 1, hyper);
   nncc_exec x = {.params = m->params, .grads = m->grads, .state = m->state, .hyper = hyper,
                  .scalars = m->scalars, .batch = 1, .seq = 1};
@@ -807,8 +867,14 @@ static void model_leave(nncc_model *m) {
   if (--m->depth == 0) __atomic_store_n(&m->owner, NULL, __ATOMIC_RELEASE);
 }
 
-/* uses_params: the call reads the parameters, so it is refused while they are torn */
-static int model_enter(nncc_model *m, const char *what, int uses_params) {
+enum {
+  USES_PARAMS = 1,      /* the call reads the parameters: refused while they are torn */
+  THROUGH_PACKED = 2,   /* ... through the packed copies only (forward, step): evicted
+                         * parameters may stay so */
+  NO_PARAMS = 4,        /* the call neither reads nor writes the parameters */
+};
+
+static int model_enter(nncc_model *m, const char *what, int flags) {
   void *me = &this_thread, *expected = NULL;
   if (__atomic_compare_exchange_n(&m->owner, &expected, me, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
     m->depth = 1;
@@ -819,28 +885,31 @@ static int model_enter(nncc_model *m, const char *what, int uses_params) {
                         "object is used by one thread at a time; create one per thread)",
                         m->d->name, what);
   }
-  if (uses_params && m->torn[0]) {
+  if ((flags & USES_PARAMS) && m->torn[0]) {
     model_leave(m);
     return nncc_rt_fail(NNCC_ERR_IO, "%s_%s: the parameters are partly loaded (a load failed "
                         "midway: %s); load the weights again or call init first", m->d->name,
                         what, m->torn);
   }
+  if (!(flags & (THROUGH_PACKED | NO_PARAMS))) params_restore(m);
   return NNCC_OK;
 }
 
 /* the body of a guarded entry point; a NULL model goes straight to the call's own check */
-#define GUARD(m, what, uses_params, call)                       \
+#define GUARD(m, what, flags, call)                             \
   do {                                                          \
     nncc_model *gm_ = (nncc_model *)(m);                        \
     if (!gm_) return (call);                                    \
-    int rc_ = model_enter(gm_, what, uses_params);              \
+    int rc_ = model_enter(gm_, what, flags);                    \
     if (rc_) return rc_;                                        \
     rc_ = (call);                                               \
     model_leave(gm_);                                           \
     return rc_;                                                 \
   } while (0)
 #define GUARDED(m, what, call) GUARD(m, what, 0, call)
-#define GUARDED_PARAMS(m, what, call) GUARD(m, what, 1, call)   /* refused while torn */
+#define GUARDED_PARAMS(m, what, call) GUARD(m, what, USES_PARAMS, call)   /* refused while torn */
+#define GUARDED_PACKED(m, what, call) GUARD(m, what, USES_PARAMS | THROUGH_PACKED, call)
+#define GUARDED_STATE(m, what, call) GUARD(m, what, NO_PARAMS, call)
 
 NNCC_API int nncc_rt_init(nncc_model *m, uint64_t seed) {
   GUARDED(m, "init", unguarded_init(m, seed));
@@ -856,7 +925,7 @@ NNCC_API int nncc_rt_save(const nncc_model *m, const char *path) {
 
 NNCC_API int nncc_rt_forward(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
                              void *const *out) {
-  GUARDED_PARAMS(m, "forward", unguarded_forward(m, batch, seq, in, out));
+  GUARDED_PACKED(m, "forward", unguarded_forward(m, batch, seq, in, out));
 }
 
 NNCC_API int nncc_rt_gradients(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
@@ -879,7 +948,7 @@ NNCC_API int nncc_rt_train_step(nncc_model *m, int64_t batch, int64_t seq, const
 }
 
 NNCC_API int nncc_rt_set_option(nncc_model *m, const char *name, double value) {
-  GUARDED(m, "set_option", unguarded_set_option(m, name, value));
+  GUARDED_STATE(m, "set_option", unguarded_set_option(m, name, value));
 }
 
 NNCC_API int nncc_rt_save_checkpoint(const nncc_model *m, const char *path) {
@@ -891,9 +960,9 @@ NNCC_API int nncc_rt_load_checkpoint(nncc_model *m, const char *path) {
 }
 
 NNCC_API int nncc_rt_step(nncc_model *m, int64_t batch, const void *const *in, void *const *out) {
-  GUARDED_PARAMS(m, "step", unguarded_step(m, batch, in, out));
+  GUARDED_PACKED(m, "step", unguarded_step(m, batch, in, out));
 }
 
 NNCC_API int nncc_rt_reset(nncc_model *m) {
-  GUARDED(m, "reset", unguarded_reset(m));
+  GUARDED_STATE(m, "reset", unguarded_reset(m));
 }

@@ -19,7 +19,7 @@
 
 #include "nncc.h"
 
-#define NNCC_ABI_VERSION 2
+#define NNCC_ABI_VERSION 3
 #define NNCC_MAX_RANK 6
 
 /* The error codes NNCC_OK, NNCC_ERR_* and nncc_last_error() are in nncc.h (the users' header). */
@@ -88,6 +88,8 @@ NNCC_API int nncc_rt_parallel_for(nncc_par_fn fn, void *ctx, int64_t lo, int64_t
 typedef int (*nncc_entry_fn)(const nncc_exec *x);
 typedef nncc_entry_fn nncc_forward_fn;
 typedef void (*nncc_prepare_fn)(const float *params, float *packed);
+/* the inverse for the evictable parameters: rewrites them from packed */
+typedef void (*nncc_unpack_fn)(float *params, const float *packed);
 typedef int64_t (*nncc_workspace_fn)(int64_t batch, int64_t seq);   /* in floats */
 
 /* Optimizers (ir.h OptimizerKind, same numbering). */

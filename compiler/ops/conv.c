@@ -491,6 +491,23 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
     ls_store(lp, ls_body(l5), wp, le_add(lp, le_mul(lp, wi, le_i64(lp, V)), le_var(lp, fl)),
              le_select(lp, le_bin(lp, LO_LT, f, le_i64(lp, F)), from, le_f32(lp, 0)));
   }
+  LStmt *unpack = lower_unpack(lc, arena_printf(lp->arena, "%s.wp", n->name), w);
+  if (unpack) {
+    /* w[f, c, ky, kx] = wp[...] as above, f < F: every weight, once, from where it was put */
+    int f = lvar(lp, "f"), c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+    LStmt *l0 = ls_for(lp, unpack, f, le_i64(lp, 0), le_i64(lp, F));
+    l0->parallel = 1;
+    LStmt *l1 = ls_for(lp, ls_body(l0), c, le_i64(lp, 0), le_i64(lp, C));
+    LStmt *l2 = ls_for(lp, ls_body(l1), ky, le_i64(lp, 0), le_i64(lp, k));
+    LStmt *l3 = ls_for(lp, ls_body(l2), kx, le_i64(lp, 0), le_i64(lp, k));
+    LExpr *fvv = le_bin(lp, LO_DIV, le_var(lp, f), le_i64(lp, V));
+    LExpr *cbk = le_bin(lp, LO_DIV, le_var(lp, c), le_i64(lp, cb));
+    LExpr *wi = ix4(lp, le_add(lp, le_mul(lp, fvv, le_i64(lp, CB)), cbk), le_var(lp, ky), le_var(lp, kx),
+                    le_bin(lp, LO_MOD, le_var(lp, c), le_i64(lp, cb)), k, k, cb);
+    LExpr *at = le_add(lp, le_mul(lp, wi, le_i64(lp, V)), le_bin(lp, LO_MOD, le_var(lp, f), le_i64(lp, V)));
+    ls_store(lp, ls_body(l3), w, ix4(lp, le_var(lp, f), le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k),
+             le_load(lp, wp, at));
+  }
   LStmt *body = lower_begin(lc, n);
   int xp = cb == 1 ? lower_pad2d(lc, body, n, x, C, H, W, p, Wpitch, 0.0)
                    : lower_pad2d_blocked(lc, body, n, x, C, H, W, p, Wpitch, cb, 0.0);

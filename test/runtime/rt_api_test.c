@@ -46,7 +46,7 @@ static void test_create(void) {
   d.abi_version = 99;
   m = nncc_rt_create(&d);
   EXPECT_ERR("create_wrong_abi", m ? 0 : NNCC_ERR_ARG, NNCC_ERR_ARG,
-             "dense: compiled for runtime ABI version 99, this runtime is version 2");
+             "dense: compiled for runtime ABI version 99, this runtime is version 3");
 
   d = dense_desc;
   d.forward = NULL;
@@ -126,7 +126,7 @@ static int stub_forward(const nncc_exec *x) {
 
 static const nncc_model_desc kind_desc = {
   NNCC_ABI_VERSION, 0, "kinds", 4, 0, 0, 0, kind_params, NULL, NULL, NULL,
-  1000 + 3 * BIG, 0, NULL, NULL, stub_forward, NULL, NULL, 0, NULL, NULL,
+  1000 + 3 * BIG, 0, NULL, NULL, stub_forward, NULL, NULL, 0, NULL, NULL, NULL, 0, NULL,
 };
 
 static void stats(const float *x, int64_t n, double *mean, double *var, double *lo, double *hi) {

@@ -31,7 +31,7 @@ static const nncc_param_desc big_params[] = {{"big.weight", 1, NNCC_INIT_ZERO, {
 static const nncc_tensor_desc big_io[] = {{"x", NNCC_F32, 1, {1}, 0}};
 static const nncc_model_desc big_desc = {
   NNCC_ABI_VERSION, 0, "big", 1, 1, 0, 1, big_params, big_io, NULL, big_io,
-  BIG, 0, big_ws, NULL, big_forward, NULL, NULL, 0, NULL, NULL,
+  BIG, 0, big_ws, NULL, big_forward, NULL, NULL, 0, NULL, NULL, NULL, 0, NULL,
 };
 
 static const char *dir;

@@ -116,7 +116,7 @@ static int dense_forward(const nncc_exec *x) {
 
 static const nncc_model_desc dense_desc = {
   NNCC_ABI_VERSION, 0, "dense", 2, 1, 0, 1, dense_params, dense_inputs, NULL, dense_outputs,
-  8, 6, dense_ws, dense_prepare, dense_forward, NULL, NULL, 0, NULL, NULL,
+  8, 6, dense_ws, dense_prepare, dense_forward, NULL, NULL, 0, NULL, NULL, NULL, 0, NULL,
 };
 
 /* ---- seqdemo ---------------------------------------------------------------------------- */
@@ -155,7 +155,7 @@ static int seq_forward(const nncc_exec *x) {
 
 static const nncc_model_desc seq_desc = {
   NNCC_ABI_VERSION, 1, "seqdemo", 1, 2, 0, 1, seq_params, seq_inputs, NULL, seq_outputs,
-  10, 0, NULL, NULL, seq_forward, NULL, NULL, 0, NULL, NULL,
+  10, 0, NULL, NULL, seq_forward, NULL, NULL, 0, NULL, NULL, NULL, 0, NULL,
 };
 
 #endif

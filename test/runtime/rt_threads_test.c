@@ -23,7 +23,7 @@ static const nncc_param_desc slow_params[] = {{"w", 1, NNCC_INIT_ZERO, {1}, 1, 0
 static const nncc_tensor_desc slow_io[] = {{"x", NNCC_F32, 1, {1}, 0}};
 static const nncc_model_desc slow_desc = {
   NNCC_ABI_VERSION, 0, "slow", 1, 1, 0, 1, slow_params, slow_io, NULL, slow_io,
-  1, 0, slow_ws, NULL, slow_forward, NULL, NULL, 0, NULL, NULL,
+  1, 0, slow_ws, NULL, slow_forward, NULL, NULL, 0, NULL, NULL, NULL, 0, NULL,
 };
 
 static float x[1], y[1];

@@ -37,7 +37,7 @@ static int demo_forward(const nncc_exec *x) {
 
 static const nncc_model_desc demo_desc = {
   NNCC_ABI_VERSION, 0, "demo", 2, 2, 0, 2, dense_params, demo_inputs, NULL, demo_outputs,
-  8, 0, NULL, NULL, demo_forward, NULL, NULL, 0, NULL, NULL,
+  8, 0, NULL, NULL, demo_forward, NULL, NULL, 0, NULL, NULL, NULL, 0, NULL,
 };
 
 int main(int argc, char **argv) { return nncc_rt_main(argc, argv, &demo_desc); }

@@ -1,0 +1,132 @@
+/* rt_evict_test.c - evicted parameters (model.c): after forward has packed a parameter that
+ * only its packed copy feeds, its pages go back to the system, and every way of reading the
+ * parameters gets them back bit for bit.
+ *
+ * The model 'ev' stands in for a convolution: "w" (N floats, at offset 1, so that its first and
+ * last pages are shared with "b" and "tail") is packed reversed; forward reads the packed copy
+ * and, directly, "b" and "tail", which must survive the eviction of w's whole pages.
+ */
+#define _GNU_SOURCE
+#include <unistd.h>
+
+#include "rt_test.h"
+
+enum { N = 1 << 20 };   /* 4 MiB: above EVICT_MIN_BYTES */
+
+static void ev_prepare(const float *params, float *packed) {
+  for (int64_t i = 0; i < N; i++) packed[i] = params[1 + (N - 1 - i)];
+}
+static void ev_unpack(float *params, const float *packed) {
+  for (int64_t i = 0; i < N; i++) params[1 + (N - 1 - i)] = packed[i];
+}
+static int64_t ev_ws(int64_t batch, int64_t seq) { return batch + seq; }
+/* y = sum_i packed[i] * x[i % 3] + b + tail[2], every weight in the sum (in one order) */
+static int ev_forward(const nncc_exec *x) {
+  const float *in = x->in[0];
+  double s = 0;
+  for (int64_t i = 0; i < N; i++) s += (double)x->packed[i] * in[i % 3];
+  ((float *)x->out[0])[0] = (float)s + x->params[0] + x->params[1 + N + 2];
+  return 0;
+}
+static const nncc_param_desc ev_params[] = {
+  {"b", 1, NNCC_INIT_NORMAL, {1}, 1, 0, 1, 1},
+  {"w", 1, NNCC_INIT_NORMAL, {N}, N, 1, 1, 1},
+  {"tail", 1, NNCC_INIT_NORMAL, {3}, 3, 1 + N, 1, 1},
+};
+static const nncc_tensor_desc ev_in[] = {{"x", NNCC_F32, 1, {3}, 0}};
+static const nncc_tensor_desc ev_out[] = {{"y", NNCC_F32, 1, {1}, 0}};
+static const int64_t ev_evictable[] = {1, N};
+static const nncc_model_desc ev_desc = {
+  NNCC_ABI_VERSION, 0, "ev", 3, 1, 0, 1, ev_params, ev_in, NULL, ev_out,
+  1 + N + 3, N, ev_ws, ev_prepare, ev_forward, NULL, NULL, 0, NULL, NULL, ev_unpack, 1,
+  ev_evictable,
+};
+
+static float x[3] = {0.5f, -1.25f, 2.0f};
+static const void *in[1] = {x};
+
+static double rss_mib(void) {
+  long pages = 0, resident = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f || fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+  if (f) fclose(f);
+  return (double)resident * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
+}
+
+static float forward(nncc_model *m) {
+  float y = 0;
+  void *out[1] = {&y};
+  EXPECT(nncc_rt_forward(m, 1, 1, in, out) == NNCC_OK, "forward: %s", nncc_last_error());
+  return y;
+}
+
+/* RSS growth over the first forward (packing N floats): about 0 when w was evicted, about
+ * 4 MiB when it was kept */
+static double first_forward_growth(nncc_model *m, float *y) {
+  double before = rss_mib();
+  *y = forward(m);
+  return rss_mib() - before;
+}
+
+int main(int argc, char **argv) {
+  const char *dir = argc > 1 ? argv[1] : ".";
+  char kept_path[4096], ev_path[4096];
+  snprintf(kept_path, sizeof kept_path, "%s/kept.safetensors", dir);
+  snprintf(ev_path, sizeof ev_path, "%s/evicted.safetensors", dir);
+
+  /* the reference: a model that keeps its parameters */
+  setenv("NNCC_KEEP_PARAMS", "1", 1);
+  nncc_model *k = nncc_rt_create(&ev_desc);
+  float yk;
+  double grow_k = first_forward_growth(k, &yk);
+  unsetenv("NNCC_KEEP_PARAMS");
+  nncc_model *m = nncc_rt_create(&ev_desc);
+  float ym;
+  double grow_m = first_forward_growth(m, &ym);
+  printf("case evicted: %s; kept with NNCC_KEEP_PARAMS=1: %s\n", grow_m < 2.0 ? "yes" : "no",
+         grow_k > 3.0 ? "yes" : "no");
+  EXPECT(grow_m < 2.0 && grow_k > 3.0, "RSS grew by %.2f MiB evicting, %.2f MiB keeping", grow_m, grow_k);
+  printf("case same_output: %s\n", ym == yk ? "yes" : "no");
+  EXPECT(ym == yk, "%.9g vs %.9g", (double)ym, (double)yk);
+  EXPECT(forward(m) == yk, "a second forward on the evicted model");
+
+  /* save restores them: loaded into a model that keeps them, the same values */
+  EXPECT(nncc_rt_save(m, ev_path) == NNCC_OK, "save: %s", nncc_last_error());
+  nncc_model *r = nncc_rt_create(&ev_desc);
+  EXPECT(nncc_rt_load(r, ev_path) == NNCC_OK, "load: %s", nncc_last_error());
+  int64_t nr = 0, nk = 0;
+  const float *wr = nncc_rt_param(r, "w", &nr), *wk0 = nncc_rt_param(k, "w", &nk);
+  int saved_same = wr && wk0 && nr == N && nk == N && !memcmp(wr, wk0, (size_t)N * sizeof(float));
+  printf("case save_after_eviction: %s\n", saved_same ? "same values" : "differ");
+  EXPECT(saved_same, "the saved w differs");
+  nncc_rt_destroy(r);
+  EXPECT(nncc_rt_save(k, kept_path) == NNCC_OK, "save: %s", nncc_last_error());
+  /* and evicts again at the next forward, still right */
+  EXPECT(forward(m) == yk, "forward after save");
+
+  /* a parameter pointer restores them (and the model stops evicting: the caller may write) */
+  int64_t n = 0;
+  float *wm = nncc_rt_param(m, "w", &n), *wk = nncc_rt_param(k, "w", &n);
+  int same = wm && wk && n == N && !memcmp(wm, wk, (size_t)N * sizeof(float));
+  printf("case param_after_eviction: %s\n", same ? "same values" : "differ");
+  EXPECT(same, "w differs after the restore");
+  wm[5] += 1.0f;
+  wk[5] += 1.0f;
+  EXPECT(forward(m) == forward(k), "a write through the pointer is seen");
+
+  /* load and init over evicted parameters */
+  nncc_model *l = nncc_rt_create(&ev_desc);
+  forward(l);
+  EXPECT(nncc_rt_load(l, kept_path) == NNCC_OK, "load: %s", nncc_last_error());
+  printf("case load_after_eviction: %s\n", forward(l) == yk ? "same output" : "differs");
+  EXPECT(forward(l) == yk, "after load");
+  EXPECT(nncc_rt_init(l, 0) == NNCC_OK, "init");
+  printf("case init_after_eviction: %s\n", forward(l) == yk ? "same output" : "differs");
+  EXPECT(forward(l) == yk, "after init (the same seed as create)");
+
+  nncc_rt_destroy(k);
+  nncc_rt_destroy(m);
+  nncc_rt_destroy(l);
+  printf("%d checks, %d failures\n", n_checks, n_failures);
+  return n_failures != 0;
+}
