@@ -77,42 +77,54 @@ Kernel *loops_add_unpack(LoopProgram *lp, const char *name, int param) {
   return k;
 }
 
-static int expr_reads_params(const LoopProgram *lp, const LExpr *e, int64_t lo, int64_t hi) {
-  if (!e) return 0;
-  if (e->kind == LE_LOAD && lp->bufs[e->buf].kind == BUF_PARAM) {
-    const LBuf *b = &lp->bufs[e->buf];
-    if (b->offset < hi && lo < b->offset + b->per_sample.fixed) return 1;
+/* marks in `read` the parameter buffers an expression or statement loads */
+static void expr_param_reads(const LoopProgram *lp, const LExpr *e, char *read) {
+  for (; e; e = e->c) {
+    if (e->kind == LE_LOAD && lp->bufs[e->buf].kind == BUF_PARAM) read[e->buf] = 1;
+    expr_param_reads(lp, e->a, read);
+    expr_param_reads(lp, e->b, read);
   }
-  return expr_reads_params(lp, e->a, lo, hi) || expr_reads_params(lp, e->b, lo, hi) ||
-         expr_reads_params(lp, e->c, lo, hi);
 }
 
-static int stmt_reads_params(const LoopProgram *lp, const LStmt *s, int64_t lo, int64_t hi) {
-  if (!s) return 0;
-  for (int i = 0; i < s->nbody; i++)
-    if (stmt_reads_params(lp, s->body[i], lo, hi)) return 1;
-  for (int i = 0; i < s->nargs; i++)
-    if (expr_reads_params(lp, s->args[i], lo, hi)) return 1;
-  return stmt_reads_params(lp, s->else_body, lo, hi) || expr_reads_params(lp, s->lo, lo, hi) ||
-         expr_reads_params(lp, s->hi, lo, hi) || expr_reads_params(lp, s->index, lo, hi) ||
-         expr_reads_params(lp, s->value, lo, hi) || expr_reads_params(lp, s->cond, lo, hi);
+static void stmt_param_reads(const LoopProgram *lp, const LStmt *s, char *read) {
+  for (; s; s = s->else_body) {
+    for (int i = 0; i < s->nbody; i++) stmt_param_reads(lp, s->body[i], read);
+    for (int i = 0; i < s->nargs; i++) expr_param_reads(lp, s->args[i], read);
+    expr_param_reads(lp, s->lo, read);
+    expr_param_reads(lp, s->hi, read);
+    expr_param_reads(lp, s->index, read);
+    expr_param_reads(lp, s->value, read);
+    expr_param_reads(lp, s->cond, read);
+  }
 }
 
-int loops_reads_params(const LoopProgram *lp, int64_t offset, int64_t numel) {
-  for (int k = 0; k < lp->nkernels; k++)
-    if (stmt_reads_params(lp, lp->kernels[k].body, offset, offset + numel)) return 1;
-  return 0;
+/* hit[i] = 1 when a kernel of `reader` (its prepare and unpack kernels aside) loads parameter
+ * memory overlapping range i, [ranges[2i], ranges[2i] + ranges[2i + 1]) */
+static void params_read_by(const LoopProgram *reader, const int64_t *ranges, int n, char *hit) {
+  char *read = xcalloc((size_t)reader->nbufs + 1, 1);
+  for (int k = 0; k < reader->nkernels; k++) stmt_param_reads(reader, reader->kernels[k].body, read);
+  for (int b = 0; b < reader->nbufs; b++) {
+    if (!read[b]) continue;
+    int64_t lo = reader->bufs[b].offset, hi = lo + reader->bufs[b].per_sample.fixed;
+    for (int i = 0; i < n; i++)
+      if (ranges[2 * i] < hi && lo < ranges[2 * i] + ranges[2 * i + 1]) hit[i] = 1;
+  }
+  free(read);
 }
 
 void loops_drop_read_unpacks(LoopProgram *lp, const LoopProgram *const *readers, int nreaders) {
+  if (lp->nunpack == 0) return;
+  int64_t *ranges = xcalloc((size_t)lp->nunpack * 2, sizeof(int64_t));
+  char *hit = xcalloc((size_t)lp->nunpack, 1);
   for (int k = 0; k < lp->nunpack; k++) {
-    const LBuf *b = &lp->bufs[lp->unpack[k].restores];
-    for (int i = 0; i < nreaders; i++)
-      if (loops_reads_params(readers[i], b->offset, b->per_sample.fixed)) {
-        lp->unpack[k].restores = -1;
-        break;
-      }
+    ranges[2 * k] = lp->bufs[lp->unpack[k].restores].offset;
+    ranges[2 * k + 1] = lp->bufs[lp->unpack[k].restores].per_sample.fixed;
   }
+  for (int i = 0; i < nreaders; i++) params_read_by(readers[i], ranges, lp->nunpack, hit);
+  for (int k = 0; k < lp->nunpack; k++)
+    if (hit[k]) lp->unpack[k].restores = -1;
+  free(ranges);
+  free(hit);
 }
 
 int lvar(LoopProgram *lp, const char *name) {

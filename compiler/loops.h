@@ -193,9 +193,6 @@ int loops_add_buf(LoopProgram *lp, const char *name, BufKind kind, LType elem);
 Kernel *loops_add_kernel(LoopProgram *lp, const char *name, int node);  /* body: empty block */
 Kernel *loops_add_prepare(LoopProgram *lp, const char *name);
 Kernel *loops_add_unpack(LoopProgram *lp, const char *name, int param);
-/* Whether a kernel of lp (prepare and unpack kernels aside) loads from parameter memory
- * overlapping [offset, offset + numel) */
-int loops_reads_params(const LoopProgram *lp, int64_t offset, int64_t numel);
 /* A parameter the forward restores from its packed copy may have its pages dropped during
  * inference only if no inference kernel reads it (readers: the forward and the step programs):
  * unpack kernels of the others get restores = -1, and are neither printed nor emitted. */
