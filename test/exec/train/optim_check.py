@@ -31,7 +31,7 @@ SRC = """
 model m {{
   input x : f32[6]
   target y : {target}
-  h = dense(x, 5) |> tanh
+  h = dense(x, {hidden}) |> tanh
   output o = dense(h, {nout})
   loss = {loss}
 }}
@@ -42,10 +42,10 @@ train m {{
 
 
 class Net(nn.Module):
-    def __init__(self, nout):
+    def __init__(self, nout, hidden=5):
         super().__init__()
-        self.h = nn.Sequential(nn.Linear(6, 5), nn.Tanh())
-        self.o = nn.Linear(5, nout)
+        self.h = nn.Sequential(nn.Linear(6, hidden), nn.Tanh())
+        self.o = nn.Linear(hidden, nout)
 
     def forward(self, x):
         return self.o(self.h(x))
@@ -72,7 +72,12 @@ CASES = {
     "sgd_clip_freeze": ("optimizer = sgd(lr=0.2, momentum=0.5)\n  clip_norm = 0.1\n  freeze = [h]",
                         lambda p: torch.optim.SGD(p, lr=0.2, momentum=0.5), 0.1, ["h."], False),
     "adam_mse": ("optimizer = adam(lr=0.01)", lambda p: torch.optim.Adam(p, lr=0.01), 0, [], True),
+    "adam_clip_runs": ("optimizer = adam(lr=0.02)\n  clip_norm = 0.2",
+                       lambda p: torch.optim.Adam(p, lr=0.02), 0.2, [], False),
 }
+# hidden units per case (default 5): with 16, h.weight, h.bias and o.weight are multiples of 16
+# floats, so the gradients lie end to end and the clip norm sums them in one loop (optim.c)
+HIDDEN = {"adam_clip_runs": 16}
 
 
 def rel_err(a, b):
@@ -94,6 +99,7 @@ def build_case(nncc, wd, name):
     settings, _, _, _, mse = CASES[name]
     nout = 2 if mse else 3
     src = SRC.format(target=f"f32[{nout}]" if mse else f"label[{nout}]", nout=nout,
+                     hidden=HIDDEN.get(name, 5),
                      loss="mse(o, y)" if mse else "cross_entropy(o, y)", settings=settings)
     d = os.path.join(wd, name)
     os.makedirs(d, exist_ok=True)
@@ -105,7 +111,7 @@ def build_case(nncc, wd, name):
 
 def torch_run(name, nout, mse, data, state):
     _, opt_f, clip, frozen, _ = CASES[name]
-    net = Net(nout)
+    net = Net(nout, HIDDEN.get(name, 5))
     net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
     params = []
     for k, p in net.named_parameters():
@@ -130,7 +136,7 @@ def torch_run(name, nout, mse, data, state):
 def check_case(nncc, wd, name, results):
     so, nout, mse = build_case(nncc, wd, name)
     torch.manual_seed(len(name))
-    state = {k: v.numpy().copy() for k, v in Net(nout).state_dict().items()}
+    state = {k: v.numpy().copy() for k, v in Net(nout, HIDDEN.get(name, 5)).state_dict().items()}
     data = batches(mse, nout, len(name) * 31)
     ref = torch_run(name, nout, mse, data, state)
     m = nncc_ctypes.Model(so, "m", ["x"], ["y"])
