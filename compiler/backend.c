@@ -30,6 +30,7 @@
 #include "codegen.h"
 #include "diag.h"
 #include "link.h"
+#include "split.h"
 #include "lower.h"
 #include "ops.h"
 #include "outputs.h"
@@ -208,9 +209,12 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   LLVMDisposeMessage(err);
   err = NULL;
 
-  {
-    char passes[32];
-    snprintf(passes, sizeof passes, "default<O%d>", opts->opt_level < 0 ? 0 : opts->opt_level > 3 ? 3 : opts->opt_level);
+  char passes[32];
+  snprintf(passes, sizeof passes, "default<O%d>", opts->opt_level < 0 ? 0 : opts->opt_level > 3 ? 3 : opts->opt_level);
+  /* an artifact is compiled as several objects on several threads (split.h); the other
+   * outputs are one module's text or object */
+  int parts = opts->emit == EMIT_ARTIFACT ? split_parts(split_count_functions(mod)) : 1;
+  if (parts == 1) {
     LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
     LLVMPassBuilderOptionsSetLoopVectorization(po, opts->opt_level >= 2);
     LLVMPassBuilderOptionsSetSLPVectorization(po, opts->opt_level >= 2);
@@ -258,25 +262,37 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
       status = 2;
       break;
     }
-    LLVMMemoryBufferRef buf;
-    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &err, &buf)) {
-      char *msg = xstrdup(err ? err : "");
-      LLVMDisposeMessage(err);
-      fprintf(stderr, "nncc: internal error: code generation failed: %s\n", msg);
-      free(msg);
-      status = 2;
-      break;
+    /* part 0 is the model's object (files[F_OBJ]), parts 1.. beside it */
+    char *objects[9] = {files[F_OBJ]};
+    for (int k = 1; k < parts; k++) objects[k] = xasprintf("%s/%s.part%d.o", scratch, g->name, k);
+    if (parts > 1) {
+      SplitTarget st = {triple, cpu, features, cgl, passes, opts->opt_level};
+      status = split_compile(mod, g->name, &st, parts, objects);
+    } else {
+      LLVMMemoryBufferRef buf;
+      if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &err, &buf)) {
+        char *msg = xstrdup(err ? err : "");
+        LLVMDisposeMessage(err);
+        fprintf(stderr, "nncc: internal error: code generation failed: %s\n", msg);
+        free(msg);
+        status = 2;
+      } else {
+        status = write_file(files[F_OBJ], LLVMGetBufferStart(buf), LLVMGetBufferSize(buf)) ? 2 : 0;
+        LLVMDisposeMemoryBuffer(buf);
+      }
     }
-    status = write_file(files[F_OBJ], LLVMGetBufferStart(buf), LLVMGetBufferSize(buf)) ? 2 : 0;
     if (!status) {
       LinkJob job = {kind, opts->output, files[F_OBJ], files[F_ASM] ? files[F_ASM] : files[F_RAW],
-                     files[F_OUT], opts->mpi};
+                     files[F_OUT], opts->mpi, (const char *const *)objects + 1, parts - 1};
       status = link_artifact(&job);
+    }
+    for (int k = 1; k < parts; k++) {
+      unlink(objects[k]);
+      free(objects[k]);
     }
     char *header = outputs_header(opts->output, kind);
     if (!status && header && artifact_write_header(g, header, opts->weights != NULL, opts->mpi) != 0) status = 1;
     free(header);
-    LLVMDisposeMemoryBuffer(buf);
     break;
   }
   default: break;

@@ -7,7 +7,10 @@
  *                `mpicc -showme:link` (Open MPI's wrapper compiler; NNCC_MPICC names another),
  *                so only these artifacts depend on libmpi
  *   .a           a copy of libnncc_rt.a with model.o [weights.o] added: `cc app.c m.a -lm`
- *   .o           model.o alone, or `cc -r` of model.o and the weights: link it with libnncc_rt.a
+ *   .o           model.o alone, or `cc -r` of model.o, its further parts (split.h) and the
+ *                weights: link it with libnncc_rt.a
+ * A model compiled on several threads is several objects (model.o and job->more): all of them
+ * go wherever model.o goes.
  *
  * Embedded weights (--weights) never go through LLVM: embed_weights() converts the
  * safetensors file, parameter by parameter, straight into the data section of a small ELF
@@ -441,6 +444,7 @@ int link_artifact(const LinkJob *job) {
     argv[n++] = "-o";
     argv[n++] = into;
     argv[n++] = job->object;
+    for (int i = 0; i < job->nmore; i++) argv[n++] = job->more[i];
     if (job->weights) argv[n++] = job->weights;
     if (mpiflags) argv[n++] = mpilib;   /* the data-parallel trainer, then what it calls */
     argv[n++] = rtlib;
@@ -457,7 +461,7 @@ int link_artifact(const LinkJob *job) {
     rc = run(argv);
     break;
   case OUT_OBJECT:
-    if (!job->weights) {
+    if (!job->weights && job->nmore == 0) {
       e = copy_file(job->object, af.fd);   /* in place or not, straight to the target */
       into = NULL;
       break;
@@ -468,7 +472,8 @@ int link_artifact(const LinkJob *job) {
     argv[n++] = "-o";
     argv[n++] = into;
     argv[n++] = job->object;
-    argv[n++] = job->weights;
+    for (int i = 0; i < job->nmore; i++) argv[n++] = job->more[i];
+    if (job->weights) argv[n++] = job->weights;
     argv[n] = NULL;
     rc = run(argv);
     break;
@@ -488,6 +493,7 @@ int link_artifact(const LinkJob *job) {
       argv[n++] = "rs";
       argv[n++] = into;
       argv[n++] = job->object;
+      for (int i = 0; i < job->nmore; i++) argv[n++] = job->more[i];
       if (wobj) argv[n++] = wobj;
       else if (job->weights) argv[n++] = job->weights;
       argv[n] = NULL;

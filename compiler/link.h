@@ -31,6 +31,8 @@ typedef struct LinkJob {
   const char *weights;       /* the weights' object (.o) or assembler file (.s), or NULL */
   const char *scratch;       /* a free path in a private temporary directory */
   int mpi;                   /* --mpi: + libnncc_rt_mpi.a and Open MPI (executable, .so) */
+  const char *const *more;   /* nmore further objects of the model (split.h), linked with it */
+  int nmore;
 } LinkJob;
 
 /* --mpi: 0 when an artifact can be linked with MPI (Open MPI's wrapper compiler answers
