@@ -104,6 +104,9 @@ SPECS = [
     Spec("gru", "x", (None, 128), "f32", 0, [(1, 64), (32, 64)], "bench/models/gru.nn"),
 ]
 
+# compiled for the compilation table only (not run)
+COMPILE_ONLY = [Spec("deep100", "image", (16, 32, 32), "f32", 0, [], "bench/models/deep100.nn")]
+
 BENCH_RE = re.compile(r"(\d+) runs: min ([0-9.]+) us, median ([0-9.]+) us, mean ([0-9.]+) us")
 
 
@@ -770,6 +773,12 @@ def main():
                 failures.append((spec.name, "summary", str(e)[:300]))
             points += bench_model(spec, os.path.join(tmp, spec.name), st, ort, tmp, failures, log,
                                   args.omp_active, cost, machine, nncc, weight_notes)
+        for spec in COMPILE_ONLY:
+            log("%s: compiling (compile time only)" % spec.name)
+            secs, exe_size, so_size, err = compile_model(nncc, spec, tmp, st.compiles)
+            builds[spec.name] = {"time": secs, "exe": exe_size, "so": so_size, "error": err}
+            if err:
+                failures.append((spec.name, "build", err))
         if tspecs:
             log("training steps")
             tpoints = train_bench.bench_training(nncc, tmp, st, set_threads, warmups,
