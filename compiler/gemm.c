@@ -377,7 +377,7 @@ static void dot_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice
 
 static void dot_shape(const LoopProgram *lp, int *mr, int *nu) {
   if (lp->vec_f32 >= 16) *mr = 4, *nu = 4;  /* 16 accumulators + 4 A + 4 B of 32 */
-  else *mr = 3, *nu = 3;                    /* 9 + 3 + 3 of 16 */
+  else *mr = 3, *nu = 4;                    /* 12 + 3 + 1 of 16 */
 }
 
 void gemm_dot(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
