@@ -50,7 +50,8 @@
  *   - once a training entry point (gradients, evaluate, update) has run, the model stops
  *     evicting (`trains`): a training loop would otherwise repack and fault the pages in at
  *     every test pass;
- *   - nothing is evicted below EVICT_MIN_BYTES, or with NNCC_KEEP_PARAMS=1 in the environment.
+ *   - nothing is evicted below EVICT_MIN_BYTES, or with NNCC_KEEP_PARAMS=1 in the environment
+ *     when the model is created (may_evict, decided there once).
  */
 #define _DEFAULT_SOURCE   /* madvise */
 #include <stdint.h>
@@ -78,6 +79,7 @@ struct nncc_model {
   int exposed;           /* a parameter pointer was handed out (nncc_rt_param): the caller may
                             write through it at any time, so every forward repacks */
   int evicted;           /* the evictable parameters' pages were dropped (see the top) */
+  int may_evict;         /* there are some, worth it, and NNCC_KEEP_PARAMS did not say no */
   int trains;            /* a training entry point ran: parameters are no longer evicted */
   char torn[1024];       /* non-empty: a load failed midway, params are partly from the file;
                             the failure, for the refusals of GUARDED_PARAMS */
@@ -97,6 +99,8 @@ struct nncc_model {
   void *owner;           /* the thread inside an entry point (model_enter), or NULL */
   int depth;             /* its nesting (train_step calls gradients and update) */
 };
+
+static int may_evict(const nncc_model_desc *d);   /* evicted parameters, below */
 
 /* ---- creation --------------------------------------------------------------------------- */
 
@@ -133,6 +137,7 @@ NNCC_API nncc_model *nncc_rt_create(const nncc_model_desc *d) {
     return NULL;
   }
   m->packed_dirty = 1;
+  m->may_evict = may_evict(d);
   if (d->train) {
     const nncc_train_desc *t = d->train;
     int64_t sf = t->grad_floats * NNCC_STATE_SLOTS(t->optimizer);
@@ -237,20 +242,27 @@ static void params_restore(nncc_model *m) {
   m->evicted = 0;
 }
 
+/* Whether the model may evict at all (decided once, at creation). */
+static int may_evict(const nncc_model_desc *d) {
+#ifdef MADV_DONTNEED
+  if (!d->unpack || d->n_evictable <= 0) return 0;
+  int64_t total = 0;
+  for (int i = 0; i < d->n_evictable; i++) total += d->evictable[2 * i + 1] * (int64_t)sizeof(float);
+  const char *keep = getenv("NNCC_KEEP_PARAMS");
+  return total >= EVICT_MIN_BYTES && !(keep && *keep && strcmp(keep, "0"));
+#else
+  (void)d;
+  return 0;
+#endif
+}
+
 /* After forward or step packed the weights: drops the evictable parameters' whole pages. */
 static void params_evict(nncc_model *m) {
   const nncc_model_desc *d = m->d;
-  if (m->evicted || !d->unpack || d->n_evictable <= 0 || m->exposed || m->trains ||
-      m->packed_dirty)
-    return;
-  const char *keep = getenv("NNCC_KEEP_PARAMS");
-  if (keep && *keep && strcmp(keep, "0")) return;
+  if (!m->may_evict || m->evicted || m->exposed || m->trains || m->packed_dirty) return;
 #ifdef MADV_DONTNEED
   long page = sysconf(_SC_PAGESIZE);
   if (page <= 0) return;
-  int64_t total = 0;
-  for (int i = 0; i < d->n_evictable; i++) total += d->evictable[2 * i + 1] * (int64_t)sizeof(float);
-  if (total < EVICT_MIN_BYTES) return;
   for (int i = 0; i < d->n_evictable; i++) {
     uintptr_t lo = (uintptr_t)(m->params + d->evictable[2 * i]);
     uintptr_t hi = lo + (uintptr_t)d->evictable[2 * i + 1] * sizeof(float);
