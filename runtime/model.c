@@ -29,6 +29,11 @@
  *                          default
  *   NNCC_INIT_NORMAL       N(0, 1) by Box-Muller                   (PyTorch's nn.Embedding)
  * A uniform float is the top 24 bits of a draw times 2^-24.
+ * nncc_rt_create owes the default initialisation (seed 0) and leaves params untouched
+ * (init_pending): the first call that reads them does it (params_settle, from model_enter and
+ * nncc_rt_param), and init, load and load_checkpoint, which write them all, cancel it.  So a
+ * program that creates a model and loads its weights never initialises them in vain (VGG-16:
+ * 138 M random draws) and touches their memory once.
  *
  * Recurrent models carry a state between calls (M_step, and M_gradients when the train block says
  * `stateful = true`): rstate holds rstate_batch rows of desc->rstate_floats floats, allocated
@@ -80,6 +85,8 @@ struct nncc_model {
                             write through it at any time, so every forward repacks */
   int evicted;           /* the evictable parameters' pages were dropped (see the top) */
   int may_evict;         /* there are some, worth it, and NNCC_KEEP_PARAMS did not say no */
+  int init_pending;      /* params were never written: the default initialisation (seed 0) is
+                            owed, and done by the first call that reads them (params_settle) */
   int trains;            /* a training entry point ran: parameters are no longer evicted */
   char torn[1024];       /* non-empty: a load failed midway, params are partly from the file;
                             the failure, for the refusals of GUARDED_PARAMS */
@@ -157,7 +164,8 @@ NNCC_API nncc_model *nncc_rt_create(const nncc_model_desc *d) {
   if (d->embedded_params) {
     if (d->param_floats) memcpy(m->params, d->embedded_params, (size_t)d->param_floats * sizeof(float));
   } else {
-    nncc_rt_init(m, 0);
+    m->init_pending = 1;   /* the default initialisation, when something first reads them */
+    m->rng = 0;
   }
   return m;
 }
@@ -193,6 +201,7 @@ static float uniform01(uint64_t *s) { return (float)(splitmix64(s) >> 40) * (1.0
 static int unguarded_init(nncc_model *m, uint64_t seed) {
   if (!m) return nncc_rt_fail(NNCC_ERR_ARG, "nncc_rt_init: the model is NULL");
   const nncc_model_desc *d = m->d;
+  m->init_pending = 0;
   uint64_t s0 = seed;
   uint64_t base = splitmix64(&s0);
   for (int i = 0; i < d->n_params; i++) {
@@ -235,6 +244,11 @@ static int unguarded_init(nncc_model *m, uint64_t seed) {
 /* ---- evicted parameters (see the top) --------------------------------------------------- */
 
 #define EVICT_MIN_BYTES (1 << 20)
+
+/* The default initialisation create owes, before anything reads the parameters. */
+static void params_settle(nncc_model *m) {
+  if (m->init_pending) unguarded_init(m, 0);
+}
 
 static void params_restore(nncc_model *m) {
   if (!m->evicted) return;
@@ -285,6 +299,7 @@ NNCC_API float *nncc_rt_param(nncc_model *m, const char *name, int64_t *numel) {
     const nncc_param_desc *p = &m->d->params[i];
     if (!strcmp(p->name, name)) {
       if (numel) *numel = p->numel;
+      params_settle(m);
       params_restore(m);
       m->packed_dirty = 1;   /* the caller may write through the pointer, now or later */
       m->exposed = 1;
@@ -310,6 +325,10 @@ static int unguarded_load(nncc_model *m, const char *path) {
   rc = nncc_st_fill_params(&f, m->d->n_params, m->d->params, m->params, err, sizeof err);
   nncc_st_free(&f);
   m->packed_dirty = 1;
+  /* the file wrote every parameter; or, after a failure midway, the rest are not values at all
+   * while the initialisation is owed: they get it (the model is torn either way) */
+  if (rc) params_settle(m);
+  m->init_pending = 0;
   if (rc) {   /* a read failed midway: no copy of the old values to go back to */
     snprintf(m->torn, sizeof m->torn, "%s", err);
     return nncc_rt_fail(rc, "%s; the parameters are now partly loaded: load the weights again "
@@ -856,6 +875,7 @@ static int unguarded_load_checkpoint(nncc_model *m, const char *path) {
   m->step = (int64_t)words[N_OPTIONS];
   m->rng = words[N_OPTIONS + 1];
   m->packed_dirty = 1;
+  m->init_pending = 0;
   m->torn[0] = 0;
 done:
   nncc_st_free(&f);
@@ -884,6 +904,8 @@ enum {
   THROUGH_PACKED = 2,   /* ... through the packed copies only (forward, step): evicted
                          * parameters may stay so */
   NO_PARAMS = 4,        /* the call neither reads nor writes the parameters */
+  OVERWRITES = 8,       /* the call writes every parameter (init, load, load_checkpoint): the
+                         * default initialisation create owes is not done first */
 };
 
 static int model_enter(nncc_model *m, const char *what, int flags) {
@@ -903,6 +925,7 @@ static int model_enter(nncc_model *m, const char *what, int flags) {
                         "midway: %s); load the weights again or call init first", m->d->name,
                         what, m->torn);
   }
+  if (!(flags & (NO_PARAMS | OVERWRITES))) params_settle(m);
   if (!(flags & (THROUGH_PACKED | NO_PARAMS))) params_restore(m);
   return NNCC_OK;
 }
@@ -922,13 +945,14 @@ static int model_enter(nncc_model *m, const char *what, int flags) {
 #define GUARDED_PARAMS(m, what, call) GUARD(m, what, USES_PARAMS, call)   /* refused while torn */
 #define GUARDED_PACKED(m, what, call) GUARD(m, what, USES_PARAMS | THROUGH_PACKED, call)
 #define GUARDED_STATE(m, what, call) GUARD(m, what, NO_PARAMS, call)
+#define GUARDED_WRITE(m, what, call) GUARD(m, what, OVERWRITES, call)
 
 NNCC_API int nncc_rt_init(nncc_model *m, uint64_t seed) {
-  GUARDED(m, "init", unguarded_init(m, seed));
+  GUARDED_WRITE(m, "init", unguarded_init(m, seed));
 }
 
 NNCC_API int nncc_rt_load(nncc_model *m, const char *path) {
-  GUARDED(m, "load", unguarded_load(m, path));
+  GUARDED_WRITE(m, "load", unguarded_load(m, path));
 }
 
 NNCC_API int nncc_rt_save(const nncc_model *m, const char *path) {
@@ -968,7 +992,7 @@ NNCC_API int nncc_rt_save_checkpoint(const nncc_model *m, const char *path) {
 }
 
 NNCC_API int nncc_rt_load_checkpoint(nncc_model *m, const char *path) {
-  GUARDED(m, "load_checkpoint", unguarded_load_checkpoint(m, path));
+  GUARDED_WRITE(m, "load_checkpoint", unguarded_load_checkpoint(m, path));
 }
 
 NNCC_API int nncc_rt_step(nncc_model *m, int64_t batch, const void *const *in, void *const *out) {

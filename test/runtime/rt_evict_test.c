@@ -75,12 +75,22 @@ int main(int argc, char **argv) {
   snprintf(ev_path, sizeof ev_path, "%s/evicted.safetensors", dir);
 
   /* the reference: a model that keeps its parameters */
+  /* create leaves the parameters untouched: the default initialisation it owes is done by the
+   * first call that reads them */
+  double before = rss_mib();
+  nncc_model *z = nncc_rt_create(&ev_desc);
+  double grow_z = rss_mib() - before;
+  printf("case create_untouched: %s\n", grow_z < 1.0 ? "yes" : "no");
+  EXPECT(grow_z < 1.0, "create grew by %.2f MiB", grow_z);
+
   setenv("NNCC_KEEP_PARAMS", "1", 1);
   nncc_model *k = nncc_rt_create(&ev_desc);
+  EXPECT(nncc_rt_init(k, 0) == NNCC_OK, "init");   /* the parameters in, as a load would */
   float yk;
   double grow_k = first_forward_growth(k, &yk);
   unsetenv("NNCC_KEEP_PARAMS");
   nncc_model *m = nncc_rt_create(&ev_desc);
+  EXPECT(nncc_rt_init(m, 0) == NNCC_OK, "init");
   float ym;
   double grow_m = first_forward_growth(m, &ym);
   printf("case evicted: %s; kept with NNCC_KEEP_PARAMS=1: %s\n", grow_m < 2.0 ? "yes" : "no",
@@ -89,6 +99,11 @@ int main(int argc, char **argv) {
   printf("case same_output: %s\n", ym == yk ? "yes" : "no");
   EXPECT(ym == yk, "%.9g vs %.9g", (double)ym, (double)yk);
   EXPECT(forward(m) == yk, "a second forward on the evicted model");
+  /* the owed initialisation is the one init(0) gives */
+  float yz = forward(z);
+  printf("case lazy_init: %s\n", yz == yk ? "same output as init(0)" : "differs");
+  EXPECT(yz == yk, "%.9g vs %.9g", (double)yz, (double)yk);
+  nncc_rt_destroy(z);
 
   /* save restores them: loaded into a model that keeps them, the same values */
   EXPECT(nncc_rt_save(m, ev_path) == NNCC_OK, "save: %s", nncc_last_error());
