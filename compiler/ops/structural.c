@@ -176,6 +176,43 @@ static LExpr *dims_product(LoopProgram *lp, Shape s, int from, int to) {
 /* concat lowering: with O = the product of the axes before the joined one and I = after
  * it, input i ([O, a_i, I] per sample) is a run of a_i * I contiguous elements per
  * (b, o) row, copied to offset off_i * I of the output's row of A * I (vectorized). */
+
+enum { COPY_BLOCK = 4096 };   /* elements of a row a thread copies at a time */
+
+/* The axes after the joined one are fixed (the symbolic length comes first): their product. */
+static int64_t inner_size(Shape s, int axis) {
+  int64_t I = 1;
+  for (int i = axis + 1; i < s.rank; i++) {
+    if (s.d[i].sym) die("concat: a symbolic axis after the joined one");
+    I *= s.d[i].n;
+  }
+  return I;
+}
+
+/* dst[r * dA + doff + j] = src[r * sA + soff + j] for r < R, j < J: every row in blocks of
+ * COPY_BLOCK, the (row, block) pairs on threads (a batch-1 image's rows are one long run). */
+static void copy_rows(LoopProgram *lp, LStmt *body, LExpr *R, int64_t J, int dst, int64_t dA,
+                      int64_t doff, int src, int64_t sA, int64_t soff) {
+  int64_t nb = (J + COPY_BLOCK - 1) / COPY_BLOCK;
+  int rj = lvar(lp, "rj"), j = lvar(lp, "j");
+  LStmt *l = ls_for(lp, body, rj, le_i64(lp, 0), le_mul(lp, R, le_i64(lp, nb)));
+  l->parallel = 1;
+  LStmt *lb = ls_body(l);
+  LExpr *r = le_var(lp, rj), *lo = le_i64(lp, 0), *hi = le_i64(lp, J);
+  if (nb > 1) {
+    r = le_local(lp, ls_local(lp, lb, LT_I64, le_bin(lp, LO_DIV, le_var(lp, rj), le_i64(lp, nb))));
+    lo = le_local(lp, ls_local(lp, lb, LT_I64, le_mul(lp, le_bin(lp, LO_MOD, le_var(lp, rj), le_i64(lp, nb)),
+                                                       le_i64(lp, COPY_BLOCK))));
+    /* `lo + COPY_BLOCK` with the loop's own lo: codegen's work estimate reads the block size */
+    hi = le_bin(lp, LO_MIN, le_add(lp, lo, le_i64(lp, COPY_BLOCK)), le_i64(lp, J));
+  }
+  LStmt *lj = ls_for(lp, lb, j, lo, hi);
+  lj->vec = lp->vec_f32;
+  LExpr *di = le_add(lp, le_add(lp, le_mul(lp, r, le_i64(lp, dA)), le_i64(lp, doff)), le_var(lp, j));
+  LExpr *si = le_add(lp, le_add(lp, le_mul(lp, r, le_i64(lp, sA)), le_i64(lp, soff)), le_var(lp, j));
+  ls_store(lp, ls_body(lj), dst, di, le_load(lp, src, si));
+}
+
 static void lower_concat(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   int axis = op_concat_axis(n->shape.rank);
@@ -184,27 +221,13 @@ static void lower_concat(LowerCtx *lc, const Node *n) {
   int out = lower_value(lc, n->id);
   for (int i = 0; i < n->nin; i++) {
     Shape s = in_shape(lc->g, n, i);
-    int64_t a = s.d[axis].n;
-    int src = lower_value(lc, n->in[i]);
-    int r = lvar(lp, "r"), j = lvar(lp, "j");
-    LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0),
-                       le_mul(lp, le_batch(lp), dims_product(lp, s, 0, axis)));
-    LStmt *lj = ls_for(lp, ls_body(lr), j, le_i64(lp, 0),
-                       le_mul(lp, le_i64(lp, a), dims_product(lp, s, axis + 1, s.rank)));
-    lj->vec = lp->vec_f32;
+    int64_t a = s.d[axis].n, I = inner_size(s, axis);
     /* out[(r * A + off) * I + j] = in[r * a * I + j] */
-    LExpr *oi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, total)),
-                                             le_i64(lp, off)),
-                                  dims_product(lp, s, axis + 1, s.rank)),
-                       le_var(lp, j));
-    LExpr *ii = le_add(lp, le_mul(lp, le_mul(lp, le_var(lp, r), le_i64(lp, a)),
-                                  dims_product(lp, s, axis + 1, s.rank)),
-                       le_var(lp, j));
-    ls_store(lp, ls_body(lj), out, oi, le_load(lp, src, ii));
+    copy_rows(lp, body, le_mul(lp, le_batch(lp), dims_product(lp, s, 0, axis)), a * I, out, total * I,
+              off * I, lower_value(lc, n->in[i]), a * I, 0);
     off += a;
   }
 }
-
 
 /* --- gradient rules and the gradient program's structural ops ---
  *   flatten   dx = dy seen in x's shape (_reshape: the same buffer)
@@ -303,20 +326,11 @@ static void lower_slice(LowerCtx *lc, const Node *n) {
   int64_t total = f->shape.d[axis].n, off = 0;
   for (int i = 0; i < n->wrt; i++) off += in_shape(lc->g, f, i).d[axis].n;
   Shape s = n->shape;
-  int64_t a = s.d[axis].n;
+  int64_t a = s.d[axis].n, I = inner_size(s, axis);
   int dy = lower_value(lc, n->in[0]), dx = lower_value(lc, n->id);
   LStmt *body = lower_begin(lc, n);
-  int r = lvar(lp, "r"), j = lvar(lp, "j");
-  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), dims_product(lp, s, 0, axis)));
-  LStmt *lj = ls_for(lp, ls_body(lr), j, le_i64(lp, 0),
-                     le_mul(lp, le_i64(lp, a), dims_product(lp, s, axis + 1, s.rank)));
-  lj->vec = lp->vec_f32;
-  LExpr *oi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, total)), le_i64(lp, off)),
-                                dims_product(lp, s, axis + 1, s.rank)),
-                     le_var(lp, j));
-  LExpr *ii = le_add(lp, le_mul(lp, le_mul(lp, le_var(lp, r), le_i64(lp, a)), dims_product(lp, s, axis + 1, s.rank)),
-                     le_var(lp, j));
-  ls_store(lp, ls_body(lj), dx, ii, le_load(lp, dy, oi));
+  copy_rows(lp, body, le_mul(lp, le_batch(lp), dims_product(lp, s, 0, axis)), a * I, dx, a * I, 0, dy,
+            total * I, off * I);
 }
 
 const OpInfo op_input = {
