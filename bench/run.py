@@ -758,13 +758,18 @@ def main():
                 failures.append(("machine", "measurement", machine["error"]))
                 log("  FAILED: " + machine["error"])
             meta["measured"] = machine
-        for spec in specs:
-            log("%s: compiling" % spec.name)
+        def build(spec, what="compiling"):
+            """Compiles spec into tmp and records it in the compilation table; its error or None."""
+            log("%s: %s" % (spec.name, what))
             secs, exe_size, so_size, err = compile_model(nncc, spec, tmp, st.compiles)
             builds[spec.name] = {"time": secs, "exe": exe_size, "so": so_size, "error": err}
             if err:
                 failures.append((spec.name, "build", err))
                 log("  FAILED: " + err)
+            return err
+
+        for spec in specs:
+            if build(spec):
                 continue
             try:
                 cost = roofline.model_cost(nncc, os.path.join(SRCROOT, spec.src))
@@ -774,11 +779,7 @@ def main():
             points += bench_model(spec, os.path.join(tmp, spec.name), st, ort, tmp, failures, log,
                                   args.omp_active, cost, machine, nncc, weight_notes)
         for spec in COMPILE_ONLY:
-            log("%s: compiling (compile time only)" % spec.name)
-            secs, exe_size, so_size, err = compile_model(nncc, spec, tmp, st.compiles)
-            builds[spec.name] = {"time": secs, "exe": exe_size, "so": so_size, "error": err}
-            if err:
-                failures.append((spec.name, "build", err))
+            build(spec, "compiling (compile time only)")
         if tspecs:
             log("training steps")
             tpoints = train_bench.bench_training(nncc, tmp, st, set_threads, warmups,

@@ -25,7 +25,6 @@
 #include <llvm-c/Error.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
-#include <llvm-c/Transforms/PassBuilder.h>
 
 #include "codegen.h"
 #include "diag.h"
@@ -215,12 +214,7 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
    * outputs are one module's text or object */
   int parts = opts->emit == EMIT_ARTIFACT ? split_parts(split_count_functions(mod)) : 1;
   if (parts == 1) {
-    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-    LLVMPassBuilderOptionsSetLoopVectorization(po, opts->opt_level >= 2);
-    LLVMPassBuilderOptionsSetSLPVectorization(po, opts->opt_level >= 2);
-    LLVMPassBuilderOptionsSetLoopUnrolling(po, opts->opt_level >= 2);
-    LLVMErrorRef e = LLVMRunPasses(mod, passes, tm, po);
-    LLVMDisposePassBuilderOptions(po);
+    LLVMErrorRef e = split_run_passes(mod, tm, passes, opts->opt_level);
     if (e) {
       char *m = LLVMGetErrorMessage(e);
       char *msg = xstrdup(m);

@@ -19,13 +19,16 @@
 #include "lower.h"
 #include "nncc_rt.h"
 
-static int grad_buf(LowerCtx *lc, const Param *p) {
+/* grads[offset, offset + numel), named grad.NAME */
+static int grad_range(LowerCtx *lc, const char *name, int64_t offset, int64_t numel) {
   LoopProgram *lp = lc->lp;
-  int b = loops_add_buf(lp, arena_printf(lp->arena, "grad.%s", p->name), BUF_GRAD, LT_F32);
-  lp->bufs[b].offset = p->grad_offset;
-  lp->bufs[b].per_sample = (SymCount){p->numel, 0};
+  int b = loops_add_buf(lp, arena_printf(lp->arena, "grad.%s", name), BUF_GRAD, LT_F32);
+  lp->bufs[b].offset = offset;
+  lp->bufs[b].per_sample = (SymCount){numel, 0};
   return b;
 }
+
+static int grad_buf(LowerCtx *lc, const Param *p) { return grad_range(lc, p->name, p->grad_offset, p->numel); }
 
 static int state_buf(LowerCtx *lc, const Param *p, int slot) {
   LoopProgram *lp = lc->lp;
@@ -63,10 +66,8 @@ void lower_update(LowerCtx *lc) {
       if (!q->trained || q->grad_offset != to) break;
       to += q->numel;
     }
-    int gb = loops_add_buf(lp, arena_printf(lp->arena, "grad.%s%s", first, to - from > pa->numel ? "..." : ""),
-                           BUF_GRAD, LT_F32);
-    lp->bufs[gb].offset = from;
-    lp->bufs[gb].per_sample = (SymCount){to - from, 0};
+    int gb = grad_range(lc, arena_printf(lp->arena, "%s%s", first, to - from > pa->numel ? "..." : ""),
+                        from, to - from);
     int i = lvar(lp, "i");
     LStmt *l = ls_reduce(lp, clip, i, le_i64(lp, 0), le_i64(lp, to - from), sumsq, LO_ADD);
     LExpr *gv = le_load(lp, gb, le_var(lp, i));

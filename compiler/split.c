@@ -40,6 +40,16 @@ int split_parts(int nfunctions) {
   return cpus < 1 ? 1 : cpus;
 }
 
+LLVMErrorRef split_run_passes(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *passes, int opt_level) {
+  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+  LLVMPassBuilderOptionsSetLoopVectorization(po, opt_level >= 2);
+  LLVMPassBuilderOptionsSetSLPVectorization(po, opt_level >= 2);
+  LLVMPassBuilderOptionsSetLoopUnrolling(po, opt_level >= 2);
+  LLVMErrorRef e = LLVMRunPasses(m, passes, tm, po);
+  LLVMDisposePassBuilderOptions(po);
+  return e;
+}
+
 /* the instructions of f: its share of the optimizer's and the code generator's work */
 static long function_size(LLVMValueRef f) {
   long n = 0;
@@ -73,7 +83,7 @@ typedef struct Part {
   const SplitTarget *t;
   const char *bitcode;
   size_t bitcode_size;
-  const char *mine;      /* per function with a body, in module order: 1 when this part's */
+  const char *owner;     /* per function with a body, in module order: the part it goes to */
   int nfunctions;
   const char *object;    /* where to write the object */
   char *error;           /* malloc'd, or NULL */
@@ -121,7 +131,7 @@ static void *compile_part(void *arg) {
   int ndrop = 0, k = 0;
   for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f)) {
     if (LLVMCountBasicBlocks(f) == 0) continue;
-    if (k < p->nfunctions && !p->mine[k]) drop[ndrop++] = f;
+    if (k < p->nfunctions && p->owner[k] != p->index) drop[ndrop++] = f;
     k++;
   }
   for (int i = 0; i < ndrop; i++) declare_instead(m, drop[i], 1);
@@ -145,12 +155,7 @@ static void *compile_part(void *arg) {
   }
   LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, t->triple, t->cpu, t->features, t->level,
                                                     LLVMRelocPIC, LLVMCodeModelDefault);
-  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-  LLVMPassBuilderOptionsSetLoopVectorization(po, t->opt_level >= 2);
-  LLVMPassBuilderOptionsSetSLPVectorization(po, t->opt_level >= 2);
-  LLVMPassBuilderOptionsSetLoopUnrolling(po, t->opt_level >= 2);
-  LLVMErrorRef e = LLVMRunPasses(m, t->passes, tm, po);
-  LLVMDisposePassBuilderOptions(po);
+  LLVMErrorRef e = split_run_passes(m, tm, t->passes, t->opt_level);
   if (e) {
     char *msg = LLVMGetErrorMessage(e);
     p->error = xasprintf("part %d: LLVM passes failed: %s", p->index, msg);
@@ -209,16 +214,12 @@ int split_compile(LLVMModuleRef mod, const char *prefix, const SplitTarget *t, i
   }
   LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(mod);
   Part part[MAX_PARTS];
-  char *mine[MAX_PARTS];
   pthread_t th[MAX_PARTS];
   int started[MAX_PARTS] = {0};
-  for (int q = 0; q < parts; q++) {
-    mine[q] = xcalloc((size_t)nf + 1, 1);
-    for (int i = 0; i < nf; i++) mine[q][i] = owner[i] == q;
+  for (int q = 0; q < parts; q++)
     part[q] = (Part){.index = q, .t = t, .bitcode = LLVMGetBufferStart(bc),
-                     .bitcode_size = LLVMGetBufferSize(bc), .mine = mine[q], .nfunctions = nf,
+                     .bitcode_size = LLVMGetBufferSize(bc), .owner = owner, .nfunctions = nf,
                      .object = objects[q]};
-  }
   /* parts 1.. on threads of their own, part 0 on this one */
   for (int q = 1; q < parts; q++) started[q] = pthread_create(&th[q], NULL, compile_part, &part[q]) == 0;
   compile_part(&part[0]);
@@ -232,7 +233,6 @@ int split_compile(LLVMModuleRef mod, const char *prefix, const SplitTarget *t, i
       free(part[q].error);
       status = 2;
     }
-    free(mine[q]);
   }
   LLVMDisposeMemoryBuffer(bc);
   free(size);

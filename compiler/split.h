@@ -14,6 +14,7 @@
 #define NNCC_SPLIT_H
 
 #include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
 #include <llvm-c/TargetMachine.h>
 
 typedef struct SplitTarget {
@@ -22,6 +23,10 @@ typedef struct SplitTarget {
   const char *passes;       /* LLVMRunPasses pipeline text */
   int opt_level;            /* nncc's -O: vectorization and unrolling at >= 2 */
 } SplitTarget;
+
+/* Runs the pipeline `passes` on m for tm, vectorizing and unrolling at opt_level >= 2: the
+ * one-module path (backend.c) and every part. */
+LLVMErrorRef split_run_passes(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *passes, int opt_level);
 
 /* How many parts a module of `nfunctions` function bodies is worth on this machine: the CPUs
  * the process may use (NNCC_JOBS overrides), at most 8, at most nfunctions / 4. */

@@ -165,7 +165,6 @@ NNCC_API nncc_model *nncc_rt_create(const nncc_model_desc *d) {
     if (d->param_floats) memcpy(m->params, d->embedded_params, (size_t)d->param_floats * sizeof(float));
   } else {
     m->init_pending = 1;   /* the default initialisation, when something first reads them */
-    m->rng = 0;
   }
   return m;
 }
@@ -268,6 +267,14 @@ static int may_evict(const nncc_model_desc *d) {
   (void)d;
   return 0;
 #endif
+}
+
+/* Rebuilds the packed weights when the parameters may have changed (forward, step, evaluate). */
+static void packed_current(nncc_model *m) {
+  if (!m->packed_dirty && !m->exposed) return;
+  params_restore(m);   /* (never needed: evicted implies neither) */
+  if (m->d->prepare) m->d->prepare(m->params, m->packed);
+  m->packed_dirty = 0;
 }
 
 /* After forward or step packed the weights: drops the evictable parameters' whole pages. */
@@ -435,11 +442,7 @@ static int unguarded_forward(nncc_model *m, int64_t batch, int64_t seq, const vo
   int rc = check_arrays(d, "forward", "input", d->n_inputs, d->inputs, in, batch, seq);
   if (!rc) rc = check_arrays(d, "forward", "output", d->n_outputs, d->outputs, (const void *const *)out, batch, seq);
   if (rc) return rc;
-  if (m->packed_dirty || m->exposed) {
-    params_restore(m);   /* (never needed: evicted implies neither) */
-    if (d->prepare) d->prepare(m->params, m->packed);
-    m->packed_dirty = 0;
-  }
+  packed_current(m);
   params_evict(m);
   if ((rc = ensure_workspace(m, batch, seq))) return rc;
   nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .batch = batch,
@@ -552,11 +555,7 @@ static int unguarded_step(nncc_model *m, int64_t batch, const void *const *in, v
   if (!rc) rc = check_arrays(d, "step", "output", d->n_outputs, d->outputs, (const void *const *)out, batch, 1);
   if (!rc) rc = ensure_rstate(m, "step", batch);
   if (rc) return rc;
-  if (m->packed_dirty || m->exposed) {
-    params_restore(m);
-    if (d->prepare) d->prepare(m->params, m->packed);
-    m->packed_dirty = 0;
-  }
+  packed_current(m);
   params_evict(m);
   if ((rc = ensure_workspace_for(m, d->step_workspace, "step", batch, 1))) return rc;
   nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .batch = batch, .seq = 1,
@@ -583,10 +582,7 @@ static int unguarded_evaluate(nncc_model *m, int64_t batch, int64_t seq, const v
   int rc = check_train_call(m, "evaluate", batch, &seq, in, targets);
   if (rc) return rc;
   const nncc_model_desc *d = m->d;
-  if (m->packed_dirty || m->exposed) {
-    if (d->prepare) d->prepare(m->params, m->packed);
-    m->packed_dirty = 0;
-  }
+  packed_current(m);
   m->scalars[NNCC_S_CORRECT] = 0;
   rc = run_entry(m, d->train->evaluate, d->train->evaluate_workspace, "evaluate", batch, seq, in,
                  targets, NULL);
