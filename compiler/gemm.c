@@ -1,11 +1,14 @@
 /* gemm.c - the register-blocked matrix-product generator (see gemm.h). */
 #include "gemm.h"
 
+#include <stdlib.h>
+
 #include "util.h"
 
 enum { GEMM_MAX_MR = 8, GEMM_MAX_NC = 8, GEMM_DOT_CHUNK = 32 /* vectors summed per partial */,
        GEMM_BCAST_SLICE = 256 /* k per slice of a gemm_bcast reduction */,
-       GEMM_DOT_SLICE = 4096 /* k per slice of a gemm_dot batch-reduce */ };
+       GEMM_DOT_SLICE = 4096 /* k per slice of a gemm_dot batch-reduce */,
+       GEMM_GROUP_PANEL = 16384 /* bytes of B a grouped product's tiles walk in one chunk */ };
 
 static LExpr *i64(LoopProgram *lp, int64_t v) { return le_i64(lp, v); }
 static LExpr *var(LoopProgram *lp, int v) { return le_var(lp, v); }
@@ -410,11 +413,28 @@ int64_t gemm_groups_blocks(const LoopProgram *lp, int64_t units) {
   return (units + lp->vec_f32 - 1) / lp->vec_f32;
 }
 
-/* The tile: rows m0 + i (i < mr), unit blocks ub0 + q (q < nb), lanes l < lanes. */
+/* A chunk of a grouped product's reduction: k in [klo, khi).  The sums start at init (first
+ * NULL), or from the partial sums parked in gr->part (first a constant 0), or from either as
+ * the bool expression first says; the last chunk hands them to the epilogue, the others park
+ * them.  part holds [UB, prows, G, V] floats, the rows counted from prow0: one block's rows
+ * are one contiguous run (with a row pitch of UB*G*V floats, 4 KiB at 256 units, every row
+ * of a block would fall in the same L1 set). */
+typedef struct GroupChunk {
+  LExpr *klo, *khi, *first;
+  int last;
+  LExpr *prow0, *prows;
+} GroupChunk;
+
+static LExpr *part_at(LoopProgram *lp, const GemmGroups *gr, const GroupChunk *ck, LExpr *m, LExpr *ub,
+                      int gate, LExpr *l) {
+  LExpr *row = le_add(lp, le_mul(lp, ub, ck->prows), le_sub(lp, m, ck->prow0));
+  return le_add(lp, le_mul(lp, row, i64(lp, gr->G * lp->vec_f32)), le_add(lp, i64(lp, gate * lp->vec_f32), l));
+}
+
+/* The tile: rows m0 + i (i < mr), unit blocks ub0 + q (q < nb), lanes l < lanes; one chunk. */
 static void group_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const GemmGroups *gr, LExpr *m0,
-                       int mr, LExpr *ub0, int nb, LExpr *lanes) {
+                       int mr, LExpr *ub0, int nb, LExpr *lanes, const GroupChunk *ck) {
   if (mr > GEMM_MAX_MR || nb * gr->G > GEMM_MAX_NC) die("gemm_bcast_groups: a %d x %d tile", mr, nb * gr->G);
-  int64_t V = lp->vec_f32;
   int G = gr->G, nv = nb * G;
   int l = lvar(lp, "l"), k = lvar(lp, "k");
   LStmt *ll = ls_for(lp, blk, l, i64(lp, 0), lanes);
@@ -425,23 +445,37 @@ static void group_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Gem
   for (int i = 0; i < mr; i++) m[i] = le_add(lp, m0, i64(lp, i));
   for (int q = 0; q < nb; q++) ubs[q] = le_add(lp, ub0, i64(lp, q));
   for (int i = 0; i < mr; i++)
-    for (int j = 0; j < nv; j++)
-      acc[i][j] = ls_local(lp, tb, LT_F32, gr->init ? gr->init(lp, g->ctx, m[i], j % G, ubs[j / G], var(lp, l)) : le_f32(lp, 0));
-  LStmt *lk = ls_for(lp, tb, k, i64(lp, 0), g->K);
+    for (int j = 0; j < nv; j++) {
+      LExpr *start = gr->init ? gr->init(lp, g->ctx, m[i], j % G, ubs[j / G], var(lp, l)) : le_f32(lp, 0);
+      if (ck->first) {
+        LExpr *parked = le_load(lp, gr->part, part_at(lp, gr, ck, m[i], ubs[j / G], j % G, var(lp, l)));
+        start = ck->first->kind == LE_CONST ? (ck->first->ival ? start : parked)
+                                             : le_select(lp, ck->first, start, parked);
+      }
+      acc[i][j] = ls_local(lp, tb, LT_F32, start);
+    }
+  LStmt *lk = ls_for(lp, tb, k, ck->klo, ck->khi);
   /* B(ub, gate j's column j*V + l, k) */
   LExpr *a[GEMM_MAX_MR] = {0}, *b[GEMM_MAX_NC] = {0};
   for (int i = 0; i < mr; i++) a[i] = le_load(lp, g->a, g->a_at(lp, g->ctx, i64(lp, 0), m[i], var(lp, k)));
   for (int j = 0; j < nv; j++)
-    b[j] = le_load(lp, g->b, g->b_at(lp, g->ctx, ubs[j / G], le_add(lp, i64(lp, j % G * V), var(lp, l)), var(lp, k)));
+    b[j] = le_load(lp, g->b, g->b_at(lp, g->ctx, ubs[j / G], le_add(lp, i64(lp, j % G * lp->vec_f32), var(lp, l)), var(lp, k)));
   tile_fmas(lp, ls_body(lk), a, mr, b, nv, acc, mr <= nv);
   for (int i = 0; i < mr; i++)
-    for (int q = 0; q < nb; q++) gr->epilogue(lp, g->ctx, tb, m[i], ubs[q], var(lp, l), &acc[i][q * G]);
+    for (int q = 0; q < nb; q++) {
+      if (ck->last) {
+        gr->epilogue(lp, g->ctx, tb, m[i], ubs[q], var(lp, l), &acc[i][q * G]);
+        continue;
+      }
+      for (int j = 0; j < G; j++)
+        ls_store(lp, tb, gr->part, part_at(lp, gr, ck, m[i], ubs[q], j, var(lp, l)), le_local(lp, acc[i][q * G + j]));
+    }
 }
 
-/* The unit blocks [b0, b0 + nb1) for the rows [mlo, mlo + rows): tiles of mr rows and nb
- * blocks, then single rows with all nb1 blocks. */
-static void group_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const GemmGroups *gr, LExpr *mlo,
-                       LExpr *rows, int mr, LExpr *b0, int nb, int nb1, LExpr *lanes) {
+/* The unit blocks [b0, b0 + nb1) for the rows [mlo, mlo + rows), one chunk: tiles of mr rows
+ * and nb blocks, then single rows with all nb1 blocks. */
+static void group_rows_chunk(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const GemmGroups *gr, LExpr *mlo,
+                             LExpr *rows, int mr, LExpr *b0, int nb, int nb1, LExpr *lanes, const GroupChunk *ck) {
   /* the tiles of mr rows over the nb1 / nb groups of nb blocks: a loop, not copies (each copy
    * of a tile holds mr copies of the epilogue, the cell's transcendentals) */
   LStmt *sub = blk;
@@ -453,43 +487,110 @@ static void group_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Gem
   }
   int mb = lvar(lp, "mb");
   LStmt *lm = ls_for(lp, sub, mb, i64(lp, 0), div_(lp, rows, mr));
-  group_tile(lp, ls_body(lm), g, gr, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr, bq, nb, lanes);
+  group_tile(lp, ls_body(lm), g, gr, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr, bq, nb, lanes, ck);
   int r = lvar(lp, "m");
   LStmt *lr = ls_for(lp, blk, r, le_mul(lp, div_(lp, rows, mr), i64(lp, mr)), rows);
-  group_tile(lp, ls_body(lr), g, gr, le_add(lp, mlo, var(lp, r)), 1, b0, nb1, lanes);
+  group_tile(lp, ls_body(lr), g, gr, le_add(lp, mlo, var(lp, r)), 1, b0, nb1, lanes, ck);
+}
+
+/* The same over the whole reduction: in one piece when the blocks' panels of B for all of K fit
+ * in about GEMM_GROUP_PANEL bytes, else in chunks of k that do: every tile of the rows walks
+ * the chunk's panel, which then stays in L1 (a 256 x 32 panel of 32 KiB, read again by every
+ * tile, went to L2: the tiles ran at ~60% of the FMA peak).  The chunks park their sums in
+ * gr->part between them; the order of the additions is the same either way. */
+static void group_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const GemmGroups *gr, LExpr *mlo,
+                       LExpr *rows, LExpr *prows, int mr, LExpr *b0, int nb, int nb1, LExpr *lanes) {
+  int64_t K = g->K->kind == LE_CONST ? g->K->ival : 0;
+  int64_t nk = gemm_groups_chunks(lp, gr, K);
+  GroupChunk ck = {.klo = i64(lp, 0), .khi = g->K, .last = 1, .prow0 = mlo, .prows = prows};
+  if (nk <= 1) {
+    group_rows_chunk(lp, blk, g, gr, mlo, rows, mr, b0, nb, nb1, lanes, &ck);
+    return;
+  }
+  int64_t kc = (K + nk - 1) / nk;
+  /* chunks 0 .. nk-2 park their sums (the first starts at init), the last finishes them */
+  int kv = lvar(lp, "kc");
+  LStmt *lk = ls_for(lp, blk, kv, i64(lp, 0), i64(lp, nk - 1));
+  lk->unroll = -1;
+  GroupChunk park = {.klo = le_mul(lp, var(lp, kv), i64(lp, kc)), .khi = le_mul(lp, le_add(lp, var(lp, kv), i64(lp, 1)), i64(lp, kc)),
+                     .first = le_bin(lp, LO_EQ, var(lp, kv), i64(lp, 0)), .last = 0, .prow0 = mlo, .prows = prows};
+  if (nk == 2) park.first = le_i64(lp, 1);
+  group_rows_chunk(lp, ls_body(lk), g, gr, mlo, rows, mr, b0, nb, nb1, lanes, &park);
+  ck.klo = i64(lp, (nk - 1) * kc);
+  ck.first = le_i64(lp, 0);
+  group_rows_chunk(lp, blk, g, gr, mlo, rows, mr, b0, nb, nb1, lanes, &ck);
+}
+
+/* The tile shape for G gates: nb unit blocks per tile of mr rows, nb1 in a single row's tile.
+ * Registers: 12 accumulators of 16 (AVX2), 24 of 32 (AVX-512); a single row's tile has twice
+ * as many blocks (a batch-1 step still has 6-8 FMA chains). */
+static void group_shape(const LoopProgram *lp, int G, int *nb, int *mr, int *nb1) {
+  int wide = lp->vec_f32 >= 16;
+  *nb = G >= (wide ? 4 : 3) ? 1 : (wide ? 4 : 3) / G;
+  *mr = (wide ? 24 : 12) / (*nb * G);
+  if (*mr > GEMM_MAX_MR) *mr = GEMM_MAX_MR;
+  *nb1 = 2 * *nb * G <= GEMM_MAX_NC ? 2 * *nb : *nb;
+}
+
+/* The bytes of B per chunk: GEMM_GROUP_PANEL, or the environment's NNCC_GEMM_PANEL (a tuning
+ * and testing knob: the chunks give the same sums whatever their size). */
+static int64_t group_panel_bytes(void) {
+  const char *env = getenv("NNCC_GEMM_PANEL");
+  if (env && *env) {
+    char *end;
+    long long v = strtoll(env, &end, 10);
+    if (*end == '\0' && v > 0) return v;
+  }
+  return GEMM_GROUP_PANEL;
+}
+
+int64_t gemm_groups_chunks(const LoopProgram *lp, const GemmGroups *gr, int64_t K) {
+  int nb, mr, nb1;
+  group_shape(lp, gr->G, &nb, &mr, &nb1);
+  int64_t per_k = (int64_t)nb * gr->G * lp->vec_f32 * 4; /* bytes of the tiles' panel per k */
+  int64_t panel = group_panel_bytes();
+  if (K <= 0 || K <= panel / per_k) return 1;
+  int64_t kc = panel / per_k;
+  if (kc < 8) kc = 8;
+  return (K + kc - 1) / kc;
+}
+
+int64_t gemm_groups_part_floats(const LoopProgram *lp, const GemmSpec *g, const GemmGroups *gr) {
+  if (g->K->kind != LE_CONST || gemm_groups_chunks(lp, gr, g->K->ival) <= 1) return 0;
+  int nb, mr, nb1;
+  group_shape(lp, gr->G, &nb, &mr, &nb1);
+  int64_t row = gemm_groups_blocks(lp, g->N->ival) * gr->G * lp->vec_f32;
+  return g->row_block > 0 ? row * ((g->row_block + mr - 1) / mr * mr) : row;
 }
 
 void gemm_bcast_groups(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const GemmGroups *gr) {
   if (!g->M || !g->N || !g->K || !g->a_at || !g->b_at || !gr->epilogue) die("gemm: incomplete spec");
   if (g->N->kind != LE_CONST || g->BR || gr->G < 1 || gr->G > 4) die("gemm_bcast_groups: bad spec");
+  if (gemm_groups_part_floats(lp, g, gr) > 0 && gr->part < 0) die("gemm_bcast_groups: no buffer for the chunks' sums");
   int64_t V = lp->vec_f32, U = g->N->ival;
-  int wide = V >= 16, G = gr->G;
-  /* registers: 12 accumulators of 16 (AVX2), 24 of 32 (AVX-512); nb unit blocks per tile of
-   * mr rows, twice as many in a single row's tile (a batch-1 step still has 6-8 FMA chains) */
-  int nb = G >= (wide ? 4 : 3) ? 1 : (wide ? 4 : 3) / G;
-  int mr = (wide ? 24 : 12) / (nb * G);
-  if (mr > GEMM_MAX_MR) mr = GEMM_MAX_MR;
-  int nb1 = 2 * nb * G <= GEMM_MAX_NC ? 2 * nb : nb;
+  int nb, mr, nb1;
+  group_shape(lp, gr->G, &nb, &mr, &nb1);
   int64_t full = U / V, UB = (U + V - 1) / V, NP = full / nb1;
-  LExpr *mlo = i64(lp, 0), *rows = g->M;
+  LExpr *mlo = i64(lp, 0), *rows = g->M, *prows = g->M;
   if (g->row_block > 0) { /* blocks of about row_block rows, each over every unit block */
     int64_t mc = (g->row_block + mr - 1) / mr * mr;
     int v = lvar(lp, "mc");
     blk = ls_body(ls_for(lp, blk, v, i64(lp, 0), div_(lp, le_add(lp, g->M, i64(lp, mc - 1)), mc)));
     mlo = le_mul(lp, var(lp, v), i64(lp, mc));
     rows = min_(lp, i64(lp, mc), le_sub(lp, g->M, le_mul(lp, var(lp, v), i64(lp, mc))));
+    prows = i64(lp, mc);
   }
   if (NP > 0) { /* panels of nb1 whole blocks */
     int p = lvar(lp, "np");
     LStmt *lpn = ls_for(lp, blk, p, i64(lp, 0), i64(lp, NP));
     lpn->parallel = g->parallel == GEMM_PAR_N;
-    group_rows(lp, ls_body(lpn), g, gr, mlo, rows, mr, le_mul(lp, var(lp, p), i64(lp, nb1)), nb, nb1, i64(lp, V));
+    group_rows(lp, ls_body(lpn), g, gr, mlo, rows, prows, mr, le_mul(lp, var(lp, p), i64(lp, nb1)), nb, nb1, i64(lp, V));
   }
   if (NP * nb1 < UB) { /* the blocks left, one at a time; the last may be partial */
     int q = lvar(lp, "nq");
     LStmt *lq = ls_for(lp, blk, q, i64(lp, NP * nb1), i64(lp, UB));
     lq->parallel = g->parallel == GEMM_PAR_N;
     LExpr *lanes = min_(lp, i64(lp, V), le_sub(lp, i64(lp, U), le_mul(lp, var(lp, q), i64(lp, V))));
-    group_rows(lp, ls_body(lq), g, gr, mlo, rows, mr, var(lp, q), 1, 1, lanes);
+    group_rows(lp, ls_body(lq), g, gr, mlo, rows, prows, mr, var(lp, q), 1, 1, lanes);
   }
 }

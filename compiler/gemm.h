@@ -88,8 +88,12 @@ void gemm_dot(LoopProgram *lp, LStmt *blk, const GemmSpec *g);
  * G*V columns a panel of its own that the tiles stream in order: b_at(lp, ctx, ub, n, k) gets
  * the block ub (in the place of br) and the column n = j*V + l of gate j (B padded to
  * ceil(U/V) blocks: the last block's lanes past U are masked).  N (= U) must be a constant and
- * BR NULL; the reduction runs in one piece (the epilogue needs whole sums); row_block is
- * honoured; c, c_at, init, epilogue and accumulate are unused.  The blocks run on threads
+ * BR NULL; row_block is honoured; c, c_at, init, epilogue and accumulate are unused.  The
+ * reduction runs in chunks of k when the tiles' panels of B for all of K would not stay in L1
+ * (gemm_groups_chunks): the sums wait between chunks in the scratch buffer part, which holds
+ * gemm_groups_part_floats(lp, g, gr) floats, times M when g->row_block is 0 (each unit block
+ * has its own run of it, so the blocks on threads never share a place); the order of the
+ * additions is that of one piece.  The blocks run on threads
  * (every unit's outputs in one tile: disjoint writes). */
 typedef struct GemmGroups {
   int G; /* gates (vectors) per unit block, 1..4 */
@@ -99,9 +103,16 @@ typedef struct GemmGroups {
    * they become into blk */
   void (*epilogue)(LoopProgram *lp, const void *ctx, LStmt *blk, LExpr *m, LExpr *ub, LExpr *l,
                    const int *acc);
+  int part; /* the chunks' sums (gemm_groups_part_floats > 0), else unused (-1) */
 } GemmGroups;
 void gemm_bcast_groups(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const GemmGroups *gr);
 /* B's unit blocks for gemm_bcast_groups: ceil(U / V) */
 int64_t gemm_groups_blocks(const LoopProgram *lp, int64_t units);
+/* The chunks a grouped product of G = gr->G gates splits a reduction of K (constant) into: 1,
+ * or more when the panel would not stay in L1. */
+int64_t gemm_groups_chunks(const LoopProgram *lp, const GemmGroups *gr, int64_t K);
+/* 0 when g runs in one piece; else the floats of gr->part per row of M (g->row_block == 0), or
+ * in all (g->row_block > 0). */
+int64_t gemm_groups_part_floats(const LoopProgram *lp, const GemmSpec *g, const GemmGroups *gr);
 
 #endif

@@ -296,6 +296,7 @@ typedef struct RecPass {
   int rs;               /* the carried state (M_step, stateful training), else -1 */
   int64_t rs_off, rs_row; /* this node's offset in a row of rs, and the row's floats */
   int s0;               /* stateful training: the saved initial state (saved0_at), else -1 */
+  int ppart, spart;     /* the projection's and the steps' chunk sums (gemm.h), else -1 */
 } RecPass;
 
 /* What the training forward saves for BPTT, per step t, layer l and direction d: a record of
@@ -486,12 +487,22 @@ static LExpr *saved0_at(LoopProgram *lp, const Node *n, LExpr *b, int64_t l, int
 
 /* One layer and direction: the projection, the initial state (zero, or the carried one), the
  * recurrence, and, when the state is carried, the final state back into rstate. */
+/* The pass's two products (the steps' A reads state_at with p->step). */
+static GemmSpec proj_spec(LoopProgram *lp, const RecPass *p) {
+  return (GemmSpec){.M = all_rows(lp, p), .N = le_i64(lp, p->n->a.units), .K = le_i64(lp, p->kl), .a = p->src,
+                    .b = p->wihT, .a_at = src_at, .b_at = wih_at, .row_block = 64, .ctx = p};
+}
+static GemmSpec step_spec(LoopProgram *lp, const RecPass *p) {
+  int64_t un = p->n->a.units;
+  return (GemmSpec){.M = le_batch(lp), .N = le_i64(lp, un), .K = le_i64(lp, un), .a = p->hs,
+                    .b = p->whhT, .a_at = hprev_at, .b_at = whh_at, .ctx = p};
+}
+
 static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
   RecurrentCell cell = p->n->a.cell;
   int64_t un = p->n->a.units;
-  GemmSpec proj = {.M = all_rows(lp, p), .N = le_i64(lp, un), .K = le_i64(lp, p->kl), .a = p->src,
-                   .b = p->wihT, .a_at = src_at, .b_at = wih_at, .row_block = 64, .ctx = p};
-  GemmGroups projg = {.G = (int)gates(cell), .init = proj_init, .epilogue = proj_store};
+  GemmSpec proj = proj_spec(lp, p);
+  GemmGroups projg = {.G = (int)gates(cell), .init = proj_init, .epilogue = proj_store, .part = p->ppart};
   gemm_bcast_groups(lp, body, &proj, &projg);
 
   int b0 = lvar(lp, "b"), u0 = lvar(lp, "u");
@@ -515,9 +526,8 @@ static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
   Dim seq = p->n->shape.d[0];
   int s = p->step;
   LStmt *ls = ls_for(lp, body, s, le_i64(lp, 0), le_dim(lp, seq)); /* in order */
-  GemmSpec step = {.M = le_batch(lp), .N = le_i64(lp, un), .K = le_i64(lp, un), .a = p->hs,
-                   .b = p->whhT, .a_at = hprev_at, .b_at = whh_at, .ctx = p};
-  GemmGroups cellg = {.G = (int)gates(cell), .epilogue = step_cell};
+  GemmSpec step = step_spec(lp, p);
+  GemmGroups cellg = {.G = (int)gates(cell), .epilogue = step_cell, .part = p->spart};
   gemm_bcast_groups(lp, ls_body(ls), &step, &cellg);
 
   if (p->rs < 0) return;
@@ -591,6 +601,26 @@ static void lower_recurrent(LowerCtx *lc, const Node *n) {
                            (SymCount){n->a.layers * dirs * 2 * un, 0}, 1);
       lc->saved0[n->id] = p.s0;
     }
+  }
+  /* the products' chunk sums (gemm.h): the projection's for the widest layer input, not
+   * batched (row blocks); the steps' per batch row */
+  {
+    GemmGroups gg = {.G = (int)gates(cell)};
+    int64_t proj_floats = 0, step_floats;
+    for (int l = 0; l < nl; l++) {
+      p.kl = l == 0 ? in_shape(lc->g, n, 0).d[1].n : width;
+      GemmSpec ps = proj_spec(lp, &p);
+      int64_t f = gemm_groups_part_floats(lp, &ps, &gg);
+      if (f > proj_floats) proj_floats = f;
+    }
+    GemmSpec ss = step_spec(lp, &p);
+    step_floats = gemm_groups_part_floats(lp, &ss, &gg);
+    p.ppart = proj_floats > 0 ? lower_scratch(lc, arena_printf(ar, "%s.xpart", n->name), LT_F32,
+                                              (SymCount){proj_floats, 0}, 0)
+                              : -1;
+    p.spart = step_floats > 0 ? lower_scratch(lc, arena_printf(ar, "%s.hpart", n->name), LT_F32,
+                                              (SymCount){step_floats, 0}, 1)
+                              : -1;
   }
   int inter[2] = {-1, -1};
   for (int i = 0; i < 2 && i < nl - 1; i++)
