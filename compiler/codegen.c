@@ -22,7 +22,9 @@
  * a scalar remainder loop that re-emits the body.  Loads and stores use the
  * index's derivative d(index)/d(var): 1 -> a contiguous vector access (align 4),
  * 0 -> a scalar access (a load is splatted; a store of a vector value keeps the
- * last lane, an accumulation sums the lanes), otherwise masked gather/scatter.
+ * last lane, an accumulation sums the lanes), another constant s -> each lane loaded or
+ * stored by itself at displacement s * lane from lane 0's address (strided_base), otherwise
+ * (no constant derivative) masked gather/scatter.
  * Locals declared inside the vector loop are vectors.  A reduction loop (ls_reduce) keeps
  * its local as a vector of lane partials during the main loop, folds them into the scalar in
  * lane order 0..W-1 after it, and lets the remainder add to that.  exp and sigmoid are
@@ -427,6 +429,21 @@ static LLVMValueRef all_true(Cg *c) {
   return LLVMConstVector(el, (unsigned)c->vw);
 }
 
+/* A varying index that moves by a known stride per lane (a conv's write-back reads its blocked
+ * scratch every NB floats, a pooling window every 2): lane 0's address, and each lane is
+ * loaded or stored by itself at a constant displacement from it.  A gather or scatter there
+ * becomes a vector of i64 addresses that the backend computes and then takes apart lane by
+ * lane. */
+static LLVMValueRef strided_base(Cg *c, LLVMTypeRef et, LLVMValueRef base, const LExpr *index, int64_t *st) {
+  if (!stride_of(c, index, st)) return NULL;
+  LLVMValueRef idx0 = emit_scalar_index(c, index);
+  return LLVMBuildGEP2(c->b, et, base, &idx0, 1, "");
+}
+static LLVMValueRef lane_at(Cg *c, LLVMTypeRef et, LLVMValueRef p0, int64_t st, int i) {
+  LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(st * i), 1);
+  return LLVMBuildGEP2(c->b, et, p0, &off, 1, "");
+}
+
 static LLVMValueRef emit_load(Cg *c, int buf, const LExpr *index) {
   LLVMTypeRef et = scalar_type(c, c->lp->bufs[buf].elem);
   LLVMValueRef base = c->base[buf];
@@ -444,6 +461,14 @@ static LLVMValueRef emit_load(Cg *c, int buf, const LExpr *index) {
     LLVMValueRef l = LLVMBuildLoad2(c->b, vt, p, "");
     LLVMSetAlignment(l, 4);
     return l;
+  }
+  LLVMValueRef p0 = strided_base(c, et, base, index, &s);
+  if (p0) {
+    LLVMValueRef v = LLVMGetPoison(vt);
+    for (int i = 0; i < c->vw; i++)
+      v = LLVMBuildInsertElement(c->b, v, LLVMBuildLoad2(c->b, et, lane_at(c, et, p0, s, i), ""),
+                                 LLVMConstInt(c->i32, (unsigned long long)i, 0), "");
+    return v;
   }
   LLVMValueRef idx = splat(c, emit_expr(c, index));
   LLVMValueRef ptrs = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
@@ -633,6 +658,19 @@ static void emit_store(Cg *c, const LStmt *s) {
     }
     LLVMValueRef stv = LLVMBuildStore(c->b, val, p);
     LLVMSetAlignment(stv, 4);
+    return;
+  }
+  LLVMValueRef p0 = strided_base(c, et, base, s->index, &st);
+  if (p0) { /* lane by lane, in lane order (an accumulation into one place adds them in turn) */
+    for (int i = 0; i < c->vw; i++) {
+      LLVMValueRef p = lane_at(c, et, p0, st, i);
+      LLVMValueRef v = LLVMBuildExtractElement(c->b, val, LLVMConstInt(c->i32, (unsigned long long)i, 0), "");
+      if (s->accumulate) {
+        LLVMValueRef old = LLVMBuildLoad2(c->b, et, p, "");
+        v = elem == LT_F32 ? fadd(c, old, v) : LLVMBuildAdd(c->b, old, v, "");
+      }
+      LLVMBuildStore(c->b, v, p);
+    }
     return;
   }
   LLVMValueRef idx = splat(c, emit_expr(c, s->index));
