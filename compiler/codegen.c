@@ -23,7 +23,7 @@
  * index's derivative d(index)/d(var): 1 -> a contiguous vector access (align 4),
  * 0 -> a scalar access (a load is splatted; a store of a vector value keeps the
  * last lane, an accumulation sums the lanes), another constant s -> each lane loaded or
- * stored by itself at displacement s * lane from lane 0's address (strided_base), otherwise
+ * stored by itself at displacement s * lane from lane 0's address (lane_at), otherwise
  * (no constant derivative) masked gather/scatter.
  * Locals declared inside the vector loop are vectors.  A reduction loop (ls_reduce) keeps
  * its local as a vector of lane partials during the main loop, folds them into the scalar in
@@ -429,19 +429,25 @@ static LLVMValueRef all_true(Cg *c) {
   return LLVMConstVector(el, (unsigned)c->vw);
 }
 
-/* A varying index that moves by a known stride per lane (a conv's write-back reads its blocked
- * scratch every NB floats, a pooling window every 2): lane 0's address, and each lane is
- * loaded or stored by itself at a constant displacement from it.  A gather or scatter there
- * becomes a vector of i64 addresses that the backend computes and then takes apart lane by
- * lane. */
-static LLVMValueRef strided_base(Cg *c, LLVMTypeRef et, LLVMValueRef base, const LExpr *index, int64_t *st) {
-  if (!stride_of(c, index, st)) return NULL;
-  LLVMValueRef idx0 = emit_scalar_index(c, index);
-  return LLVMBuildGEP2(c->b, et, base, &idx0, 1, "");
-}
+/* Lane i of an access whose index moves by the constant st per lane, from lane 0's address p0.
+ * At a stride other than 1 each lane is loaded or stored by itself at this constant
+ * displacement (a conv's write-back reads its blocked scratch every NB floats, a pooling
+ * window every 2): as a gather or scatter it was a vector of i64 addresses that the backend
+ * computed and then took apart lane by lane. */
 static LLVMValueRef lane_at(Cg *c, LLVMTypeRef et, LLVMValueRef p0, int64_t st, int i) {
   LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(st * i), 1);
   return LLVMBuildGEP2(c->b, et, p0, &off, 1, "");
+}
+
+/* a + b of element type elem (scalars or vectors) */
+static LLVMValueRef add_elem(Cg *c, LType elem, LLVMValueRef a, LLVMValueRef b) {
+  return elem == LT_F32 ? fadd(c, a, b) : LLVMBuildAdd(c->b, a, b, "");
+}
+
+/* *p = v, or *p += v (scalars) */
+static void store_scalar(Cg *c, LType elem, LLVMTypeRef et, LLVMValueRef p, LLVMValueRef v, int accumulate) {
+  if (accumulate) v = add_elem(c, elem, LLVMBuildLoad2(c->b, et, p, ""), v);
+  LLVMBuildStore(c->b, v, p);
 }
 
 static LLVMValueRef emit_load(Cg *c, int buf, const LExpr *index) {
@@ -455,15 +461,14 @@ static LLVMValueRef emit_load(Cg *c, int buf, const LExpr *index) {
     return LLVMBuildLoad2(c->b, et, p, "");
   }
   LLVMTypeRef vt = LLVMVectorType(et, (unsigned)c->vw);
-  if (stride_of(c, index, &s) && s == 1) {
+  if (stride_of(c, index, &s)) {
     LLVMValueRef idx = emit_scalar_index(c, index);
-    LLVMValueRef p = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
-    LLVMValueRef l = LLVMBuildLoad2(c->b, vt, p, "");
-    LLVMSetAlignment(l, 4);
-    return l;
-  }
-  LLVMValueRef p0 = strided_base(c, et, base, index, &s);
-  if (p0) {
+    LLVMValueRef p0 = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
+    if (s == 1) {
+      LLVMValueRef l = LLVMBuildLoad2(c->b, vt, p0, "");
+      LLVMSetAlignment(l, 4);
+      return l;
+    }
     LLVMValueRef v = LLVMGetPoison(vt);
     for (int i = 0; i < c->vw; i++)
       v = LLVMBuildInsertElement(c->b, v, LLVMBuildLoad2(c->b, et, lane_at(c, et, p0, s, i), ""),
@@ -639,38 +644,29 @@ static void emit_store(Cg *c, const LStmt *s) {
       if (s->accumulate) val = reduce_add(c, elem, val);
       else val = LLVMBuildExtractElement(c->b, val, LLVMConstInt(c->i32, (unsigned long long)(c->vw - 1), 0), "");
     }
-    if (s->accumulate) {
-      LLVMValueRef old = LLVMBuildLoad2(c->b, et, p, "");
-      val = elem == LT_F32 ? fadd(c, old, val) : LLVMBuildAdd(c->b, old, val, "");
-    }
-    LLVMBuildStore(c->b, val, p);
+    store_scalar(c, elem, et, p, val, s->accumulate);
     return;
   }
   val = splat(c, val);
   LLVMTypeRef vt = LLVMVectorType(et, (unsigned)c->vw);
-  if (stride_of(c, s->index, &st) && st == 1) {
+  if (stride_of(c, s->index, &st)) {
     LLVMValueRef idx = emit_scalar_index(c, s->index);
     LLVMValueRef p = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
+    if (st != 1) { /* lane by lane, in lane order (an accumulation into one place adds them in turn) */
+      for (int i = 0; i < c->vw; i++) {
+        LLVMValueRef pi = lane_at(c, et, p, st, i);
+        store_scalar(c, elem, et, pi, LLVMBuildExtractElement(c->b, val, LLVMConstInt(c->i32, (unsigned long long)i, 0), ""),
+                     s->accumulate);
+      }
+      return;
+    }
     if (s->accumulate) {
       LLVMValueRef old = LLVMBuildLoad2(c->b, vt, p, "");
       LLVMSetAlignment(old, 4);
-      val = elem == LT_F32 ? fadd(c, old, val) : LLVMBuildAdd(c->b, old, val, "");
+      val = add_elem(c, elem, old, val);
     }
     LLVMValueRef stv = LLVMBuildStore(c->b, val, p);
     LLVMSetAlignment(stv, 4);
-    return;
-  }
-  LLVMValueRef p0 = strided_base(c, et, base, s->index, &st);
-  if (p0) { /* lane by lane, in lane order (an accumulation into one place adds them in turn) */
-    for (int i = 0; i < c->vw; i++) {
-      LLVMValueRef p = lane_at(c, et, p0, st, i);
-      LLVMValueRef v = LLVMBuildExtractElement(c->b, val, LLVMConstInt(c->i32, (unsigned long long)i, 0), "");
-      if (s->accumulate) {
-        LLVMValueRef old = LLVMBuildLoad2(c->b, et, p, "");
-        v = elem == LT_F32 ? fadd(c, old, v) : LLVMBuildAdd(c->b, old, v, "");
-      }
-      LLVMBuildStore(c->b, v, p);
-    }
     return;
   }
   LLVMValueRef idx = splat(c, emit_expr(c, s->index));
@@ -679,7 +675,7 @@ static void emit_store(Cg *c, const LStmt *s) {
     LLVMTypeRef ov[2] = {vt, LLVMTypeOf(ptrs)};
     LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, 4, 0), all_true(c), LLVMGetPoison(vt)};
     LLVMValueRef old = intrinsic(c, "llvm.masked.gather", ov, 2, args, 4);
-    val = elem == LT_F32 ? fadd(c, old, val) : LLVMBuildAdd(c->b, old, val, "");
+    val = add_elem(c, elem, old, val);
   }
   LLVMTypeRef ov[2] = {vt, LLVMTypeOf(ptrs)};
   LLVMValueRef args[4] = {val, ptrs, LLVMConstInt(c->i32, 4, 0), all_true(c)};

@@ -414,7 +414,7 @@ int64_t gemm_groups_blocks(const LoopProgram *lp, int64_t units) {
 }
 
 /* A chunk of a grouped product's reduction: k in [klo, khi).  The sums start at init (first
- * NULL), or from the partial sums parked in gr->part (first a constant 0), or from either as
+ * NULL), or from the partial sums parked in gr->part (first the constant 0), or from either as
  * the bool expression first says; the last chunk hands them to the epilogue, the others park
  * them.  part holds [UB, prows, G, V] floats, the rows counted from prow0: one block's rows
  * are one contiguous run (with a row pitch of UB*G*V floats, 4 KiB at 256 units, every row
@@ -449,8 +449,7 @@ static void group_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Gem
       LExpr *start = gr->init ? gr->init(lp, g->ctx, m[i], j % G, ubs[j / G], var(lp, l)) : le_f32(lp, 0);
       if (ck->first) {
         LExpr *parked = le_load(lp, gr->part, part_at(lp, gr, ck, m[i], ubs[j / G], j % G, var(lp, l)));
-        start = ck->first->kind == LE_CONST ? (ck->first->ival ? start : parked)
-                                             : le_select(lp, ck->first, start, parked);
+        start = ck->first->kind == LE_CONST ? parked : le_select(lp, ck->first, start, parked);
       }
       acc[i][j] = ls_local(lp, tb, LT_F32, start);
     }
@@ -514,7 +513,7 @@ static void group_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Gem
   lk->unroll = -1;
   GroupChunk park = {.klo = le_mul(lp, var(lp, kv), i64(lp, kc)), .khi = le_mul(lp, le_add(lp, var(lp, kv), i64(lp, 1)), i64(lp, kc)),
                      .first = le_bin(lp, LO_EQ, var(lp, kv), i64(lp, 0)), .last = 0, .prow0 = mlo, .prows = prows};
-  if (nk == 2) park.first = le_i64(lp, 1);
+  if (nk == 2) park.first = NULL; /* the only parking chunk is the first */
   group_rows_chunk(lp, ls_body(lk), g, gr, mlo, rows, mr, b0, nb, nb1, lanes, &park);
   ck.klo = i64(lp, (nk - 1) * kc);
   ck.first = le_i64(lp, 0);

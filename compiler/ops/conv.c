@@ -114,7 +114,7 @@ static SymCount conv_flops(const Graph *g, const Node *n) {
  *   for b, for a block of NB filters (4, then 1 for the rest), for ol (vectorized):
  *     acc_i = bias[f + i] (or 0);  for c, kk: acc_i += w[f + i, c, kk] * x[c, ol*stride + kk]
  * so one load of x feeds NB accumulators (the weights are broadcasts); the x loads are
- * contiguous when stride = 1, gathers otherwise. */
+ * contiguous when stride = 1, otherwise one per lane, stride floats apart. */
 enum { CONV1D_BLOCK = 4 };
 
 /* Filters fvar * mult + i, i < nb, of batch row b. */
@@ -233,7 +233,7 @@ static void lower_conv1d(LowerCtx *lc, const Node *n) {
  *     no copy of the input and none of the output).
  *   F < V at stride 1: lower_conv2d_flat.
  *   F < V at a stride: vectorized over output columns, one accumulator per output, weights
- *     broadcast; gathers.
+ *     broadcast; the input loaded a lane at a time, s floats apart.
  */
 enum {
   CONV2D_TERMS = 72,   /* a channel chunk holds about this many (c, ky, kx) terms */
@@ -547,7 +547,7 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
   }
 
   /* y[b, f, q] = epilogue(t[b, f / NB, q, f % NB] + bias[f]), q = oy * OW + ox: tiled by V pixels so
-   * the V rows of t that a gather reads stay in L1 for every f */
+   * the V rows of t that the strided loads (NB floats apart) read stay in L1 for every f */
   int64_t nqb = (OHW + V - 1) / V;
   int bq = lvar(lp, "bq"), f2 = lvar(lp, "f"), ql = lvar(lp, "ql");
   LStmt *lbq = ls_for(lp, body, bq, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nqb)));

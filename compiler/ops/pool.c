@@ -87,7 +87,7 @@ static SymCount global_flops(const Graph *g, const Node *n) {
  *   B = batch, C = channels, H x W input, k = window, s = stride, p = pad, OH x OW output
  *   x [B, C, H, W] -> (p > 0: a padded scratch copy xp [B, C, H + 2p, W + 2p], filled with
  *   -inf for max pooling, 0 for average pooling, which counts the padding) -> y [B, C, OH, OW]
- * Vectorized over output columns (contiguous loads when s = 1, gathers otherwise).
+ * Vectorized over output columns (contiguous loads when s = 1, otherwise a lane at a time, s apart).
  * global_avgpool: x [B, C, H*W] -> y [B, C], the B*C rows on threads, each a vector reduction.
  */
 static void lower_pool(struct LowerCtx *lc, const Node *n) {
