@@ -22,7 +22,7 @@
  * a scalar remainder loop that re-emits the body.  Loads and stores use the
  * index's derivative d(index)/d(var): 1 -> a contiguous vector access (align 4),
  * 0 -> a scalar access (a load is splatted; a store of a vector value keeps the
- * last lane, an accumulation sums the lanes), another constant s -> each lane loaded or
+ * last lane, an accumulation sums the lanes as a pairwise tree), another constant s -> each lane loaded or
  * stored by itself at displacement s * lane from lane 0's address (lane_at), otherwise
  * (no constant derivative) masked gather/scatter.
  * Locals declared inside the vector loop are vectors.  A reduction loop (ls_reduce) keeps
@@ -620,14 +620,26 @@ static LLVMValueRef alloca_of(Cg *c, LLVMTypeRef t) {
   return a;
 }
 
+/* The sum of v's lanes as a pairwise tree: the upper half added to the lower half until one
+ * lane is left (8 lanes: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))).  A fixed order,
+ * like lane order, but a few shuffles and adds instead of a chain of one add per lane: it ends
+ * every gemm_dot tile, once per accumulator. */
 static LLVMValueRef reduce_add(Cg *c, LType t, LLVMValueRef v) {
-  LLVMTypeRef vt = LLVMTypeOf(v);
-  if (t == LT_F32) {
-    LLVMValueRef args[2] = {LLVMConstReal(c->f32, 0.0), v};
-    LLVMValueRef r = intrinsic(c, "llvm.vector.reduce.fadd", &vt, 1, args, 2);
-    return r;
+  unsigned n = LLVMGetVectorSize(LLVMTypeOf(v));
+  while (n > 1) {
+    unsigned h = n / 2;
+    LLVMValueRef lo_idx[32], hi_idx[32];
+    for (unsigned i = 0; i < h; i++) {
+      lo_idx[i] = LLVMConstInt(c->i32, i, 0);
+      hi_idx[i] = LLVMConstInt(c->i32, h + i, 0);
+    }
+    LLVMValueRef poison = LLVMGetPoison(LLVMTypeOf(v));
+    LLVMValueRef lo = LLVMBuildShuffleVector(c->b, v, poison, LLVMConstVector(lo_idx, h), "");
+    LLVMValueRef hi = LLVMBuildShuffleVector(c->b, v, poison, LLVMConstVector(hi_idx, h), "");
+    v = add_elem(c, t, lo, hi);
+    n = h;
   }
-  return intrinsic(c, "llvm.vector.reduce.add", &vt, 1, &v, 1);
+  return LLVMBuildExtractElement(c->b, v, LLVMConstInt(c->i32, 0, 0), "");
 }
 
 static void emit_store(Cg *c, const LStmt *s) {

@@ -226,12 +226,14 @@ SymCount gemm_bcast_pack_a_size(const LoopProgram *lp, const GemmSpec *g, SymCou
   return pack_size(lp, g, g->M, kbound);
 }
 
-/* for v in [0, ceil(total / size)): the slice [*lo, *hi) of [0, total), and sl's first / last
- * conditions; returns the loop's body */
+/* for v in [0, max(ceil(total / size), 1)): the slice [*lo, *hi) of [0, total), and sl's first
+ * / last conditions; returns the loop's body.  An empty reduction (a run-time total of 0, as
+ * batch * (seq - 1) at seq 1) is one empty slice: C still gets init and the epilogue. */
 static LStmt *slice_loop(LoopProgram *lp, LStmt *blk, const char *name, LExpr *total, int64_t size,
                          LExpr **lo, LExpr **hi, Slice *sl) {
   int v = lvar(lp, name);
   LExpr *n = div_(lp, le_add(lp, total, i64(lp, size - 1)), size);
+  if (total->kind != LE_CONST) n = le_bin(lp, LO_MAX, n, i64(lp, 1));
   LStmt *body = ls_body(ls_for(lp, blk, v, i64(lp, 0), n));
   *lo = le_mul(lp, var(lp, v), i64(lp, size));
   *hi = min_(lp, total, le_add(lp, *lo, i64(lp, size)));
@@ -306,11 +308,18 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice
     LStmt *cb = bb;
     LExpr *klo = i64(lp, 0), *khi = KV;
     if (!single) {
+      /* a known K: chunks of one size but the last, which is no more than nk - 1 vectors short
+       * (32 + 32 + 32 + 2 would leave a short last chunk, that LLVM unrolls and spills) */
+      int64_t csz = GEMM_DOT_CHUNK;
+      if (g->K->kind == LE_CONST) {
+        int64_t kvn = g->K->ival / V, nk = (kvn + GEMM_DOT_CHUNK - 1) / GEMM_DOT_CHUNK;
+        csz = (kvn + nk - 1) / nk;
+      }
       int kc = lvar(lp, "kc");
-      LStmt *lkc = ls_for(lp, bb, kc, i64(lp, 0), div_(lp, le_add(lp, KV, i64(lp, GEMM_DOT_CHUNK - 1)), GEMM_DOT_CHUNK));
+      LStmt *lkc = ls_for(lp, bb, kc, i64(lp, 0), div_(lp, le_add(lp, KV, i64(lp, csz - 1)), csz));
       cb = ls_body(lkc);
-      klo = le_mul(lp, var(lp, kc), i64(lp, GEMM_DOT_CHUNK));
-      khi = min_(lp, KV, le_add(lp, klo, i64(lp, GEMM_DOT_CHUNK)));
+      klo = le_mul(lp, var(lp, kc), i64(lp, csz));
+      khi = min_(lp, KV, le_add(lp, klo, i64(lp, csz)));
     }
     for (int i = 0; i < mr; i++)
       for (int j = 0; j < nu; j++) part[i][j] = single ? acc[i][j] : ls_local(lp, cb, LT_F32, le_f32(lp, 0));
@@ -330,7 +339,7 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice
       for (int i = 0; i < mr; i++)
         for (int j = 0; j < nu; j++)
           ls_set(lp, cb, acc[i][j], le_bin(lp, LO_ADD, le_local(lp, acc[i][j]), le_local(lp, part[i][j])));
-    /* the lanes, summed in lane order into C */
+    /* the lanes, summed as a pairwise tree (codegen.c, reduce_add) into C */
     for (int i = 0; i < mr; i++)
       for (int j = 0; j < nu; j++) ls_accumulate(lp, tb, g->c, c_at(lp, g, m[i], n[j]), le_local(lp, acc[i][j]));
   }

@@ -19,7 +19,7 @@
  *   gemm_dot     vectorized over k: A(br, m, k) and B(br, n, k) are both contiguous in k
  *                (a matrix times a transposed one, a weight in PyTorch's [out, in] layout).
  *                A tile of MR rows x NU columns keeps MR x NU vector accumulators of lane
- *                partials, summed over chunks of k and then across the lanes in lane order;
+ *                partials, summed over chunks of k and then across the lanes as a pairwise tree;
  *                the k % V tail runs scalar.  No packing: weights are read where they are.
  *
  * The tiles come from the target's vector width (16 registers for AVX2: 4 x 3 tiles; 32 for

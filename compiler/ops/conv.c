@@ -1019,12 +1019,15 @@ static void lower_conv_db(LowerCtx *lc, const Node *n) {
   lf->parallel = 1;   /* each filter's sum on one thread, in the same order on any count */
   LStmt *fb = ls_body(lf);
   int acc = ls_local(lp, fb, LT_F32, le_f32(lp, 0));
-  LStmt *lq = ls_reduce(lp, fb, q, le_i64(lp, 0), le_i64(lp, Q), acc, LO_ADD);
-  LStmt *lb = ls_for(lp, ls_body(lq), b, le_i64(lp, 0), le_batch(lp));
+  /* plane after plane, each read as one sequential stream (with the batch rows innermost,
+   * every vector of q would touch a page of every row: more streams than the prefetcher
+   * follows); each plane's lanes are folded into the sum before the next plane */
+  LStmt *lb = ls_for(lp, fb, b, le_i64(lp, 0), le_batch(lp));
+  LStmt *lq = ls_reduce(lp, ls_body(lb), q, le_i64(lp, 0), le_i64(lp, Q), acc, LO_ADD);
   LExpr *di = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g.F)), le_var(lp, f)),
                                 le_i64(lp, Q)),
                      le_var(lp, q));
-  ls_combine(lp, ls_body(lb), acc, LO_ADD, le_load(lp, dy, di));
+  ls_combine(lp, ls_body(lq), acc, LO_ADD, le_load(lp, dy, di));
   ls_store(lp, fb, db, le_var(lp, f), le_local(lp, acc));
 }
 

@@ -218,7 +218,8 @@ const OpInfo op_global_avgpool = {
  * _maxpool2d_grad: dx zeroed, then for each window (serially: windows overlap when s < k, so
  *   their scatter-adds collide) the first element, in row-major order, that is greater than
  *   every element before it (or NaN) receives dy, as PyTorch's CPU kernel does: the first
- *   maximum wins, and the padding (-inf in the forward) is never chosen.
+ *   maximum wins, and the padding (-inf in the forward) is never chosen.  Disjoint windows
+ *   (no padding, stride >= size) run vectorized over ox instead, the same choice per lane.
  * _avgpool2d_grad: dx zeroed, then for each window offset (ky, kx) and the windows whose
  *   element there is inside the input, dx += dy / (k k): vectorized over ox, whose lanes
  *   write distinct columns (ox s + kx).
@@ -242,6 +243,70 @@ static void zero_value(LowerCtx *lc, LStmt *body, int dx, const Node *n) {
   ls_store(lp, ls_body(l), dx, le_var(lp, i), le_f32(lp, 0));
 }
 
+/* One element of a window's scan: element idx of x becomes the window's choice (at) when it is
+ * greater than every element before it or NaN: the first maximum wins, as in PyTorch. */
+static void scan_max(LoopProgram *lp, LStmt *xb, int x, LExpr *idx, int best, int at) {
+  int v = ls_local(lp, xb, LT_F32, le_load(lp, x, idx));
+  LExpr *take = le_bin(lp, LO_OR, le_bin(lp, LO_GT, le_local(lp, v), le_local(lp, best)),
+                       le_bin(lp, LO_NE, le_local(lp, v), le_local(lp, v)));
+  int t = ls_local(lp, xb, LT_BOOL, take);
+  ls_set(lp, xb, best, le_select(lp, le_local(lp, t), le_local(lp, v), le_local(lp, best)));
+  ls_set(lp, xb, at, le_select(lp, le_local(lp, t), idx, le_local(lp, at)));
+}
+
+/* dy[r, oy, ox] of a [B C, OH, OW] gradient */
+static LExpr *window_dy(LoopProgram *lp, int r, int oy, int ox, int64_t OH, int64_t OW) {
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, OH)), le_var(lp, oy)), le_i64(lp, OW)),
+                le_var(lp, ox));
+}
+
+/* Windows that neither overlap nor leave the input (no padding, s >= k; floor mode keeps the
+ * last window inside): vectorized over ox, whose lanes hold distinct windows.  Each lane
+ * finds its window's first maximum as above; then, when the windows tile the input exactly
+ * (s = k, H = OH k, W = OW k: every input element in one window), every element of every
+ * window is written, dy where it is the maximum and 0 elsewhere (no zeroing pass); otherwise
+ * dx is zeroed and each lane adds dy at its maximum (distinct places). */
+static void lower_maxpool2d_grad_disjoint(LowerCtx *lc, const Node *n, LStmt *body, int dy, int x, int dx) {
+  LoopProgram *lp = lc->lp;
+  const Node *f = &lc->g->nodes[n->fwd];
+  int64_t C, H, W, OH, OW, k = f->a.kernel, s = f->a.stride;
+  pool_dims(lc, f, &C, &H, &W, &OH, &OW);
+  int tiles = s == k && OH * k == H && OW * k == W;
+  if (!tiles) zero_value(lc, body, dx, n);
+  int r = lvar(lp, "bc"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
+  lr->parallel = 1; /* planes are independent */
+  LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, 0), le_i64(lp, OH));
+  LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, 0), le_i64(lp, OW));
+  lox->vec = lp->vec_f32;
+  LStmt *ob = ls_body(lox);
+  LExpr *plane = le_mul(lp, le_var(lp, r), le_i64(lp, H * W));
+  /* input element (ky, kx) of window (oy, ox) */
+  int ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+  LExpr *idx = le_add(lp, plane,
+                      le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s)), le_var(lp, ky)),
+                                        le_i64(lp, W)),
+                             le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, s)), le_var(lp, kx))));
+  int best = ls_local(lp, ob, LT_F32, le_f32(lp, -__builtin_inf()));
+  int at = ls_local(lp, ob, LT_I64,
+                    le_add(lp, plane, le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s * W)),
+                                             le_mul(lp, le_var(lp, ox), le_i64(lp, s)))));
+  {
+    LStmt *lky = ls_for(lp, ob, ky, le_i64(lp, 0), le_i64(lp, k));
+    LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
+    scan_max(lp, ls_body(lkx), x, idx, best, at);
+  }
+  int g = ls_local(lp, ob, LT_F32, le_load(lp, dy, window_dy(lp, r, oy, ox, OH, OW)));
+  if (!tiles) {
+    ls_accumulate(lp, ob, dx, le_local(lp, at), le_local(lp, g));
+    return;
+  }
+  LStmt *lky = ls_for(lp, ob, ky, le_i64(lp, 0), le_i64(lp, k));
+  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
+  ls_store(lp, ls_body(lkx), dx, idx,
+           le_select(lp, le_bin(lp, LO_EQ, idx, le_local(lp, at)), le_local(lp, g), le_f32(lp, 0)));
+}
+
 static void lower_maxpool2d_grad(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   const Node *f = &lc->g->nodes[n->fwd];
@@ -249,6 +314,10 @@ static void lower_maxpool2d_grad(LowerCtx *lc, const Node *n) {
   pool_dims(lc, f, &C, &H, &W, &OH, &OW);
   int dy = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dx = lower_value(lc, n->id);
   LStmt *body = lower_begin(lc, n);
+  if (p == 0 && s >= k) {
+    lower_maxpool2d_grad_disjoint(lc, n, body, dy, x, dx);
+    return;
+  }
   zero_value(lc, body, dx, n);
   int r = lvar(lp, "bc"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox"), iy = lvar(lp, "iy"), ix = lvar(lp, "ix");
   LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
@@ -269,18 +338,9 @@ static void lower_maxpool2d_grad(LowerCtx *lc, const Node *n) {
                     le_add(lp, plane, le_add(lp, le_mul(lp, ylo, le_i64(lp, W)), xlo)));
   LStmt *liy = ls_for(lp, ob, iy, ylo, yhi);
   LStmt *lix = ls_for(lp, ls_body(liy), ix, xlo, xhi);
-  LStmt *xb = ls_body(lix);
   LExpr *idx = le_add(lp, plane, le_add(lp, le_mul(lp, le_var(lp, iy), le_i64(lp, W)), le_var(lp, ix)));
-  int v = ls_local(lp, xb, LT_F32, le_load(lp, x, idx));
-  LExpr *take = le_bin(lp, LO_OR, le_bin(lp, LO_GT, le_local(lp, v), le_local(lp, best)),
-                       le_bin(lp, LO_NE, le_local(lp, v), le_local(lp, v)));
-  int t = ls_local(lp, xb, LT_BOOL, take);
-  ls_set(lp, xb, best, le_select(lp, le_local(lp, t), le_local(lp, v), le_local(lp, best)));
-  ls_set(lp, xb, at, le_select(lp, le_local(lp, t), idx, le_local(lp, at)));
-  LExpr *oi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, OH)), le_var(lp, oy)),
-                                le_i64(lp, OW)),
-                     le_var(lp, ox));
-  ls_accumulate(lp, ob, dx, le_local(lp, at), le_load(lp, dy, oi));
+  scan_max(lp, ls_body(lix), x, idx, best, at);
+  ls_accumulate(lp, ob, dx, le_local(lp, at), le_load(lp, dy, window_dy(lp, r, oy, ox, OH, OW)));
 }
 
 static void lower_avgpool2d_grad(LowerCtx *lc, const Node *n) {

@@ -81,6 +81,13 @@ CASES = [
     ("maxpool_3s2_floor8", [2, 8, 8], [conv(4, 1), ("relu",), ("maxpool", 3, 2, 1)], ""),
     ("maxpool_ties", [2, 8, 7], [conv(3, 2, 1, 0, False), ("maxpool", 3, 1, 1)], "ties"),
     ("maxpool_ties_s2", [1, 9, 9], [conv(2, 1, 1, 0, False), ("maxpool", 3, 2, 1)], "ties"),
+    # disjoint windows (no padding, stride >= size), 8+ of them in a row: the vectorized
+    # path; windows that tile the input exactly (written whole) and that do not (s > k, a
+    # floored last column or row: zeroed, then added), with ties
+    ("maxpool_2_wide", [2, 6, 22], [conv(3, 3, 1, 1), ("maxpool", 2, 2, 0)], ""),
+    ("maxpool_2_floor_wide", [2, 9, 19], [conv(3, 3, 1, 1), ("maxpool", 2, 2, 0)], ""),
+    ("maxpool_2s3_wide", [2, 7, 29], [conv(3, 1), ("maxpool", 2, 3, 0)], ""),
+    ("maxpool_3_ties_wide", [1, 7, 28], [conv(2, 2, 1, 0, False), ("maxpool", 3, 3, 0)], "ties"),
     # avgpool2d (count_include_pad)
     ("avgpool_2", [3, 8, 6], [conv(4, 3, 1, 1), ("avgpool", 2, 2, 0)], ""),
     ("avgpool_3s2p1", [2, 9, 8], [conv(3, 3, 1, 1), ("avgpool", 3, 2, 1)], ""),
