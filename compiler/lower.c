@@ -184,6 +184,14 @@ LExpr *lower_epilogue(LowerCtx *lc, const Node *n, LExpr *v) {
   return op_activation_expr(lc->lp, &lc->g->nodes[act], v);
 }
 
+LExpr *lower_grad_epilogue(LowerCtx *lc, const Node *n, LExpr *v, LExpr *index) {
+  int c = lc->fused_grad ? lc->fused_grad[n->id] : -1;
+  if (c < 0) return v;
+  const Node *ag = &lc->g->nodes[c];
+  LExpr *y = le_load(lc->lp, lower_value(lc, ag->in[1]), index);
+  return op_act_grad_expr(lc->lp, &lc->g->nodes[ag->fwd], v, y);
+}
+
 static int is_activation(OpKind k) {
   return k == OP_relu || k == OP_leaky_relu || k == OP_sigmoid || k == OP_tanh;
 }
@@ -363,10 +371,12 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
 
   /* epilogue fusion: dense / conv2d / add / mul whose only consumer is an activation */
   lc.fused_act = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+  lc.fused_grad = xcalloc((size_t)g->nnodes + 1, sizeof(int));
   int *uses = xcalloc((size_t)g->nnodes + 1, sizeof(int));
   char *absorbed = xcalloc((size_t)g->nnodes + 1, 1);
   for (int i = 0; i < g->nnodes; i++) {
     lc.fused_act[i] = -1;
+    lc.fused_grad[i] = -1;
     if (needed[i] && i < limit)
       for (int j = 0; j < g->nodes[i].nin; j++) uses[g->nodes[i].in[j]]++;
   }
@@ -381,6 +391,21 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
         uses[p->id] == 1 && lc.fused_act[p->id] < 0 && p->info && p->info->lower && c->info &&
         c->info->lower) {
       lc.fused_act[p->id] = i;
+      absorbed[i] = 1;
+    }
+  }
+  /* the same backwards: a gradient op that writes its value whole (OpInfo.fuses_act_grad:
+   * conv_dx, dense_dx, a gradient sum, a maxpool gradient over disjoint windows) and whose
+   * only consumer is an activation's gradient, as its dy, computes that gradient in its last
+   * store: one pass over the tensor less */
+  for (int i = 0; i < g->nnodes && i < limit; i++) {
+    const Node *c = &g->nodes[i];
+    if (!needed[i] || c->op != OP_act_grad) continue;
+    const Node *p = &g->nodes[c->in[0]];
+    if (c->in[1] != p->id && uses[p->id] == 1 && p->output_index < 0 && lc.fused_act[p->id] < 0 &&
+        lc.fused_grad[p->id] < 0 && !(lc.grad_param && lc.grad_param[p->id] >= 0) && p->info &&
+        p->info->fuses_act_grad && p->info->fuses_act_grad(g, p)) {
+      lc.fused_grad[p->id] = i;
       absorbed[i] = 1;
     }
   }
@@ -430,6 +455,7 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
     if (failed) continue;
     if (absorbed[id]) continue;  /* computed by its producer's epilogue */
     if (lc.fused_act[id] >= 0) lc.value_buf[id] = lower_value(&lc, lc.fused_act[id]);
+    if (lc.fused_grad[id] >= 0) lc.value_buf[id] = lower_value(&lc, lc.fused_grad[id]);
     lower_value(&lc, id);
     int before = lp->nkernels;
     info->lower(&lc, n);
@@ -441,6 +467,7 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
   free(needed);
   free(absorbed);
   free(lc.fused_act);
+  free(lc.fused_grad);
   free(lc.grad_param);
   free(param_buf);
   param_buf = NULL;

@@ -30,6 +30,7 @@ typedef struct LowerCtx {
   int *value_buf;      /* per node: its buffer, -1 when not computed */
   int current_kernel;  /* index into lp->kernels of the kernel being built */
   int *fused_act;      /* per node: the activation node fused into its epilogue, or -1 */
+  int *fused_grad;     /* per node: the _act_grad fused into its last store, or -1 */
   int *saved;          /* per node: what its forward kernel saves for its gradient kernels
                         * (MODE_GRADIENTS: recurrent layers' per-step states), or -1 */
   int *saved0;         /* per node: the initial state its forward started from, when it was
@@ -60,6 +61,14 @@ LExpr *lower_total(LowerCtx *lc, SymCount c);
 LExpr *lower_epilogue(LowerCtx *lc, const Node *n, LExpr *v);
 /* activation.c: the activation node `act` applied to x (f32). */
 LExpr *op_activation_expr(LoopProgram *lp, const Node *act, LExpr *x);
+/* The same for a gradient op n whose last store writes element `index` of its value v once:
+ * v, or, when lower.c fused into n the _act_grad that is its only consumer (as that node's
+ * dy; the op's OpInfo.fuses_act_grad says n may), the activation's gradient of v, its y read
+ * at `index`.  lower_value(n) is then the _act_grad's buffer, and it makes no kernel. */
+LExpr *lower_grad_epilogue(LowerCtx *lc, const Node *n, LExpr *v, LExpr *index);
+/* activation.c: dy times the derivative of activation `act`, from its output y (or its input
+ * x for a leaky_relu of slope <= 0: _act_grad's second operand) */
+LExpr *op_act_grad_expr(LoopProgram *lp, const Node *act, LExpr *dy, LExpr *y);
 
 /* A scratch copy of src ([batch, C, H, W]) padded by p on both spatial axes and filled with
  * `fill` around it (0 for convolution and average pooling, -inf for max pooling), with rows

@@ -59,12 +59,19 @@ typedef struct OpInfo {
    * adds gradient nodes for the inputs and trained parameters that need one.  NULL: the op
    * cannot be differentiated (yet), which autodiff reports. */
   void (*grad)(struct AdCtx *ad, int n, int dy);
+  /* Gradient ops: nonzero when the lowering of n writes each element of its value once, in
+   * its last store, through lower_grad_epilogue (lower.h), so that an _act_grad reading n as
+   * its dy can be computed there.  NULL: never. */
+  int (*fuses_act_grad)(const Graph *g, const Node *n);
 } OpInfo;
 
 /* An internal operation of the gradient program (ops.def): no schema, no shape rule (autodiff
  * sets its shape), only a lowering. */
 #define OP_INTERNAL(id, lowering) \
   const OpInfo op_##id = {.kind = OP_##id, .name = "_" #id, .doc = "", .lower = (lowering)}
+/* The same for an op whose lowering can take a following _act_grad (OpInfo.fuses_act_grad) */
+#define OP_INTERNAL_FUSING(id, lowering, fuses) \
+  const OpInfo op_##id = {.kind = OP_##id, .name = "_" #id, .doc = "", .lower = (lowering), .fuses_act_grad = (fuses)}
 
 #define OP(id, spelling, file) extern const OpInfo op_##id;
 #include "ops.def"

@@ -69,16 +69,8 @@ static void grad_act(AdCtx *ad, int n, int dy) {
   ad_input_grad(ad, n, 0, ad_node_like(ad, OP_act_grad, in, 2, n, from_x, n));
 }
 
-static void lower_act_grad(struct LowerCtx *lc, const Node *n) {
-  LoopProgram *lp = lc->lp;
-  const Node *f = &lc->g->nodes[n->fwd];
-  int dy = lower_value(lc, n->in[0]), v = lower_value(lc, n->in[1]), dx = lower_value(lc, n->id);
-  LStmt *body = lower_begin(lc, n);
-  int i = lvar(lp, "i");
-  LStmt *loop = ls_for(lp, body, i, le_i64(lp, 0), lower_total(lc, shape_numel(n->shape)));
-  loop->vec = lp->vec_f32;
-  LExpr *g = le_load(lp, dy, le_var(lp, i)), *y = le_load(lp, v, le_var(lp, i)), *d;
-  LExpr *pos = le_bin(lp, LO_GT, y, le_f32(lp, 0.0));
+LExpr *op_act_grad_expr(LoopProgram *lp, const Node *f, LExpr *g, LExpr *y) {
+  LExpr *d, *pos = le_bin(lp, LO_GT, y, le_f32(lp, 0.0));
   switch (f->op) {
   case OP_relu: d = le_select(lp, pos, g, le_f32(lp, 0.0)); break;
   case OP_leaky_relu: d = le_select(lp, pos, g, le_bin(lp, LO_MUL, g, le_f32(lp, f->a.slope))); break;
@@ -90,7 +82,18 @@ static void lower_act_grad(struct LowerCtx *lc, const Node *n) {
     break;
   default: die("%s is not an activation", f->name);
   }
-  ls_store(lp, ls_body(loop), dx, le_var(lp, i), d);
+  return d;
+}
+
+static void lower_act_grad(struct LowerCtx *lc, const Node *n) {
+  LoopProgram *lp = lc->lp;
+  int dy = lower_value(lc, n->in[0]), v = lower_value(lc, n->in[1]), dx = lower_value(lc, n->id);
+  LStmt *body = lower_begin(lc, n);
+  int i = lvar(lp, "i");
+  LStmt *loop = ls_for(lp, body, i, le_i64(lp, 0), lower_total(lc, shape_numel(n->shape)));
+  loop->vec = lp->vec_f32;
+  ls_store(lp, ls_body(loop), dx, le_var(lp, i),
+           op_act_grad_expr(lp, &lc->g->nodes[n->fwd], le_load(lp, dy, le_var(lp, i)), le_load(lp, v, le_var(lp, i))));
 }
 
 const OpInfo op_relu = {

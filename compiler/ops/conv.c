@@ -952,10 +952,15 @@ static void lower_conv_dx(LowerCtx *lc, const Node *n) {
     lix->vec = (int)V;
     LExpr *si = le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, NQ)),
                        le_add(lp, le_mul(lp, le_var(lp, iy), le_i64(lp, Wq)), le_var(lp, ix)));
-    ls_store(lp, ls_body(lix), dx,
-             ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, iy), le_var(lp, ix), 1, g.H, g.W),
-             le_load(lp, dxs, si));
+    LExpr *at = ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, iy), le_var(lp, ix), 1, g.H, g.W);
+    ls_store(lp, ls_body(lix), dx, at, lower_grad_epilogue(lc, n, le_load(lp, dxs, si), at));
   }
+}
+
+/* the copy out of dxs writes every element of dx once */
+static int conv_dx_fuses(const Graph *g, const Node *n) {
+  (void)g, (void)n;
+  return 1;
 }
 
 /* _conv_dw.  Flat planes again: xp [B, C, XPS] is x zero-padded, Hp rows of pitch Wp, and
@@ -1031,6 +1036,6 @@ static void lower_conv_db(LowerCtx *lc, const Node *n) {
   ls_store(lp, fb, db, le_var(lp, f), le_local(lp, acc));
 }
 
-OP_INTERNAL(conv_dx, lower_conv_dx);
+OP_INTERNAL_FUSING(conv_dx, lower_conv_dx, conv_dx_fuses);
 OP_INTERNAL(conv_dw, lower_conv_dw);
 OP_INTERNAL(conv_db, lower_conv_db);

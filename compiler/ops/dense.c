@@ -184,6 +184,13 @@ static void dense_dims(LowerCtx *lc, const Node *f, int64_t *K, int64_t *U, LExp
   *R = lower_rows(lc, f->shape);
 }
 
+/* an _act_grad fused into dense_dx (lower.c): applied to element (m, n) of dx */
+static LExpr *dx_epilogue(LoopProgram *lp, const void *c, LExpr *v, LExpr *m, LExpr *n) {
+  (void)lp;
+  const DenseGemm *d = c;
+  return lower_grad_epilogue(d->lc, d->n, v, rows_k(d->lc->lp, c, NULL, m, n));
+}
+
 /* dx = dy W: gemm_bcast over k (W's rows and dx's rows contiguous in k), dy broadcast:
  *   C = dx [R, K] (m = r, n = k), A(m, u) = dy[r, u], B(n, u) = W[u, k] */
 static void lower_dense_dx(LowerCtx *lc, const Node *n) {
@@ -196,8 +203,14 @@ static void lower_dense_dx(LowerCtx *lc, const Node *n) {
   LStmt *body = lower_begin(lc, n);
   GemmSpec g = {.M = R, .N = le_i64(lp, d.K), .K = le_i64(lp, d.U), .a = dy, .b = w, .c = dx,
                 .a_at = rows_u, .b_at = cols_k, .c_at = rows_k,
-                .ctx = &d};
+                .epilogue = lc->fused_grad && lc->fused_grad[n->id] >= 0 ? dx_epilogue : NULL, .ctx = &d};
   gemm_bcast(lp, body, &g);
+}
+
+/* gemm_bcast stores every element of dx once, through the epilogue */
+static int dense_dx_fuses(const Graph *g, const Node *n) {
+  (void)g, (void)n;
+  return 1;
 }
 
 /* dW = dy^T x: gemm_bcast over k (x's rows and dW's rows contiguous in k), dy broadcast; each
@@ -243,6 +256,6 @@ static void lower_dense_db(LowerCtx *lc, const Node *n) {
   ls_store(lp, ub, db, le_var(lp, u), le_local(lp, acc));
 }
 
-OP_INTERNAL(dense_dx, lower_dense_dx);
+OP_INTERNAL_FUSING(dense_dx, lower_dense_dx, dense_dx_fuses);
 OP_INTERNAL(dense_dw, lower_dense_dw);
 OP_INTERNAL(dense_db, lower_dense_db);

@@ -260,6 +260,16 @@ static LExpr *window_dy(LoopProgram *lp, int r, int oy, int ox, int64_t OH, int6
                 le_var(lp, ox));
 }
 
+/* Disjoint windows that tile the input exactly (no padding, s = k, H = OH k, W = OW k): every
+ * input element lies in one window, so the vectorized gradient below writes every element of
+ * dx once, in its last store (and an activation's gradient after it can be fused there). */
+static int windows_tile(const Graph *g, const Node *n) {
+  const Node *f = &g->nodes[n->fwd];
+  Shape in = in_shape(g, f, 0);
+  int64_t k = f->a.kernel;
+  return f->a.pad == 0 && f->a.stride == k && f->shape.d[1].n * k == in.d[1].n && f->shape.d[2].n * k == in.d[2].n;
+}
+
 /* Windows that neither overlap nor leave the input (no padding, s >= k; floor mode keeps the
  * last window inside): vectorized over ox, whose lanes hold distinct windows.  Each lane
  * finds its window's first maximum as above; then, when the windows tile the input exactly
@@ -271,7 +281,7 @@ static void lower_maxpool2d_grad_disjoint(LowerCtx *lc, const Node *n, LStmt *bo
   const Node *f = &lc->g->nodes[n->fwd];
   int64_t C, H, W, OH, OW, k = f->a.kernel, s = f->a.stride;
   pool_dims(lc, f, &C, &H, &W, &OH, &OW);
-  int tiles = s == k && OH * k == H && OW * k == W;
+  int tiles = windows_tile(lc->g, n);
   if (!tiles) zero_value(lc, body, dx, n);
   int r = lvar(lp, "bc"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
   LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
@@ -304,7 +314,8 @@ static void lower_maxpool2d_grad_disjoint(LowerCtx *lc, const Node *n, LStmt *bo
   LStmt *lky = ls_for(lp, ob, ky, le_i64(lp, 0), le_i64(lp, k));
   LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
   ls_store(lp, ls_body(lkx), dx, idx,
-           le_select(lp, le_bin(lp, LO_EQ, idx, le_local(lp, at)), le_local(lp, g), le_f32(lp, 0)));
+           lower_grad_epilogue(lc, n, le_select(lp, le_bin(lp, LO_EQ, idx, le_local(lp, at)), le_local(lp, g), le_f32(lp, 0)),
+                               idx));
 }
 
 static void lower_maxpool2d_grad(LowerCtx *lc, const Node *n) {
@@ -403,6 +414,6 @@ static void lower_global_avgpool_grad(LowerCtx *lc, const Node *n) {
            le_bin(lp, LO_DIV, le_load(lp, dy, le_var(lp, r)), le_f32(lp, (double)HW)));
 }
 
-OP_INTERNAL(maxpool2d_grad, lower_maxpool2d_grad);
+OP_INTERNAL_FUSING(maxpool2d_grad, lower_maxpool2d_grad, windows_tile);
 OP_INTERNAL(avgpool2d_grad, lower_avgpool2d_grad);
 OP_INTERNAL(global_avgpool_grad, lower_global_avgpool_grad);

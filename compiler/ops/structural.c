@@ -389,9 +389,14 @@ static void lower_binary(struct LowerCtx *lc, const Node *n) {
   int i = lvar(lp, "i");
   LStmt *loop = ls_for(lp, body, i, le_i64(lp, 0), lower_total(lc, shape_numel(n->shape)));
   loop->vec = lp->vec_f32;
-  ls_store(lp, ls_body(loop), y, le_var(lp, i),
-           lower_epilogue(lc, n, le_bin(lp, n->op == OP_add ? LO_ADD : LO_MUL, le_load(lp, a, le_var(lp, i)),
-                                        le_load(lp, b, le_var(lp, i)))));
+  LExpr *v = le_bin(lp, n->op == OP_add ? LO_ADD : LO_MUL, le_load(lp, a, le_var(lp, i)), le_load(lp, b, le_var(lp, i)));
+  ls_store(lp, ls_body(loop), y, le_var(lp, i), lower_grad_epilogue(lc, n, lower_epilogue(lc, n, v), le_var(lp, i)));
+}
+
+/* every element written once (a gradient sum followed by an activation's gradient) */
+static int binary_fuses(const Graph *g, const Node *n) {
+  (void)g, (void)n;
+  return 1;
 }
 
 const OpInfo op_add = {
@@ -404,6 +409,7 @@ const OpInfo op_add = {
     .flops = elementwise_flops,
     .lower = lower_binary,
     .grad = grad_add,
+    .fuses_act_grad = binary_fuses,
 };
 
 const OpInfo op_mul = {
@@ -416,6 +422,7 @@ const OpInfo op_mul = {
     .flops = elementwise_flops,
     .lower = lower_binary,
     .grad = grad_mul,
+    .fuses_act_grad = binary_fuses,
 };
 
 const OpInfo op_concat = {
