@@ -997,7 +997,8 @@ static LExpr *dw_h0(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *
  *                         layer l-1's saved h, direction by direction)
  *   weight_hh [G*U, U]:   dW[g*U + j, k] = sum over (b, t) with a previous step of
  *                         dG_hh[b, t, l, d, g, j] h_prev[b, k]
- *   bias_ih, bias_hh:     db[g*U + j] = sum_r dG[r, l, d, slot, j]
+ *   bias_ih, bias_hh:     db[g*U + j] = sum_r dG[r, l, d, slot, j] (bias_hh's copied from
+ *                         bias_ih's for the gates whose two slots are one)
  * Each sum runs over the rows in one fixed order; the j loops of the weights run on threads. */
 static void lower_recurrent_dw(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
@@ -1016,16 +1017,29 @@ static void lower_recurrent_dw(LowerCtx *lc, const Node *n) {
      * another (the prefetcher streams them; blocks of units on threads would read a few lines
      * of every 4 KiB row, each a miss); blocks of JB units when U is larger */
     int64_t JB = 1024, nblk = (un + JB - 1) / JB;
+    /* bias_hh's gradient for a gate whose hh slot is its ih slot (every gate of an rnn or an
+     * lstm, r and z of a gru) is bias_ih's, summed over the same rows in the same order: a
+     * copy of it when that one was computed before (not frozen), not another pass over dG */
+    int same = -1, summed = 0;
+    if (which == 3)
+      for (int i = 0; i < n->id; i++) {
+        const Node *o = &lc->g->nodes[i];
+        if (o->op == OP_recurrent_dw && o->fwd == n->fwd && o->wrt == n->wrt - 1 && lc->value_buf[i] >= 0)
+          same = lc->value_buf[i];
+      }
+    for (int64_t gi = 0; gi < gn; gi++) summed |= !(same >= 0 && hh_slot(cell, gi) == ih_slot(gi));
     int jb = lvar(lp, "jb"), r = lvar(lp, "r");
     LStmt *ljb = ls_for(lp, body, jb, le_i64(lp, 0), le_i64(lp, nblk));
     ljb->parallel = 1;
     LExpr *jlo = le_mul(lp, le_var(lp, jb), le_i64(lp, JB));
     LExpr *jhi = le_bin(lp, LO_MIN, le_i64(lp, un), le_add(lp, le_mul(lp, le_var(lp, jb), le_i64(lp, JB)), le_i64(lp, JB)));
-    for (int pass = 0; pass < 2; pass++) { /* 0: zero; 1: the rows */
+    for (int pass = 0; pass < 1 + summed; pass++) { /* 0: zero (or copy); 1: the rows */
       LStmt *rb = ls_body(ljb);
       if (pass) rb = ls_body(ls_for(lp, rb, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_dim(lp, seq))));
       for (int64_t gi = 0; gi < gn; gi++) {
         int64_t slot = which == 3 ? hh_slot(cell, gi) : ih_slot(gi);
+        int copy = same >= 0 && slot == ih_slot(gi);
+        if (pass && copy) continue;
         int j = lvar(lp, "j");
         LStmt *lj = ls_for(lp, rb, j, jlo, jhi);
         lj->vec = lp->vec_f32;
@@ -1033,7 +1047,7 @@ static void lower_recurrent_dw(LowerCtx *lc, const Node *n) {
         if (pass)
           ls_accumulate(lp, ls_body(lj), dw, at, le_load(lp, dgb, dg_at(lp, f, le_var(lp, r), l, d, slot, le_var(lp, j))));
         else
-          ls_store(lp, ls_body(lj), dw, at, le_f32(lp, 0));
+          ls_store(lp, ls_body(lj), dw, at, copy ? le_load(lp, same, at) : le_f32(lp, 0));
       }
     }
     return;
