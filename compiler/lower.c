@@ -504,13 +504,29 @@ static void pad_fill(LoopProgram *lp, LStmt *blk, int buf, LExpr *base, int64_t 
   ls_store(lp, ls_body(l), buf, le_add(lp, base, le_var(lp, i)), le_f32(lp, fill));
 }
 
+static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H, int64_t W,
+                 int64_t p, int64_t Wp, int64_t cb, int64_t plane, double fill);
+
 int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
                         int64_t W, int64_t p, int64_t Wp, int64_t cb, double fill) {
-  LoopProgram *lp = lc->lp;
   if (cb < 1 || C % cb) die("lower_pad2d_blocked: %lld channels in blocks of %lld", (long long)C, (long long)cb);
-  int64_t Hp = H + 2 * p, plane = Hp * Wp * cb;
-  int xp = lower_scratch(lc, arena_printf(lp->arena, "%s.pad", n->name), LT_F32,
-                         (SymCount){C * Hp * Wp, 0}, 1);
+  return pad2d(lc, body, arena_printf(lc->lp->arena, "%s.pad", n->name), src, C, H, W, p, Wp, cb,
+               (H + 2 * p) * Wp * cb, fill);
+}
+
+int lower_pad2d_planes(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H,
+                       int64_t W, int64_t p, int64_t Wp, int64_t plane, double fill) {
+  if (plane < (H + 2 * p) * Wp) die("lower_pad2d_planes: a plane of %lld floats", (long long)plane);
+  return pad2d(lc, body, name, src, C, H, W, p, Wp, 1, plane, fill);
+}
+
+/* [batch, C / cb] planes of `plane` floats (>= Hp Wp cb), each: p rows of fill, H rows of
+ * (p cb fill, the copy, the rest of the row's fill), then fill up to the end of the plane */
+static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H, int64_t W,
+                 int64_t p, int64_t Wp, int64_t cb, int64_t plane, double fill) {
+  LoopProgram *lp = lc->lp;
+  int64_t Hp = H + 2 * p;
+  int xp = lower_scratch(lc, name, LT_F32, (SymCount){C / cb * plane, 0}, 1);
   /* one parallel loop over the batch's channel blocks */
   int r = lvar(lp, "bc"), y = lvar(lp, "y"), x = lvar(lp, "x"), cl = lvar(lp, "cl");
   LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C / cb)));
@@ -533,13 +549,22 @@ int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64
   lx->vec = lp->vec_f32;
   LStmt *inner = lx;
   LExpr *clv = cb == 1 ? le_i64(lp, 0) : le_var(lp, cl);
-  /* xp[((r Hp + y + p) Wp + x + p) cb + cl] = src[((r cb + cl) H + y) W + x] */
-  LExpr *dst = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, Hp)),
-                                                                  le_add(lp, le_var(lp, y), le_i64(lp, p))),
-                                                       le_i64(lp, Wp)),
-                                            le_add(lp, le_var(lp, x), le_i64(lp, p))),
-                                 le_i64(lp, cb)),
-                      clv);
+  /* xp[((r Hp + y + p) Wp + x + p) cb + cl] = src[((r cb + cl) H + y) W + x] (planes of Hp Wp cb
+   * floats; r plane + ((y + p) Wp + x + p) cb + cl with a longer plane) */
+  LExpr *dst;
+  if (plane == Hp * Wp * cb)
+    dst = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, Hp)),
+                                                             le_add(lp, le_var(lp, y), le_i64(lp, p))),
+                                                  le_i64(lp, Wp)),
+                                       le_add(lp, le_var(lp, x), le_i64(lp, p))),
+                            le_i64(lp, cb)),
+                 clv);
+  else
+    dst = le_add(lp, base,
+                 le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, y), le_i64(lp, p)), le_i64(lp, Wp)),
+                                              le_add(lp, le_var(lp, x), le_i64(lp, p))),
+                                   le_i64(lp, cb)),
+                        clv));
   LExpr *from = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, cb)), clv),
                                                         le_i64(lp, H)),
                                              le_var(lp, y)),

@@ -80,6 +80,12 @@ int lower_pad2d(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, in
  * the layout above), made even when p == 0. */
 int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
                         int64_t W, int64_t p, int64_t Wp, int64_t cb, double fill);
+/* lower_pad2d's layout (cb = 1) with planes of `plane` >= (H + 2p) Wp floats, the tail of each
+ * filled too (room for the over-reads of a flat-plane product), named name; made even when
+ * p == 0.  Each element is written once (a zeroed plane with the copy on top writes the
+ * interior twice). */
+int lower_pad2d_planes(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H,
+                       int64_t W, int64_t p, int64_t Wp, int64_t plane, double fill);
 
 /* Builds the inference program; returns NULL after diagnosing when an op has no lowering. */
 LoopProgram *lower_graph(const Graph *g);

@@ -915,11 +915,16 @@ static void lower_conv_dx(LowerCtx *lc, const Node *n) {
   int64_t ox_lo = tx >= 0 ? 0 : (-tx + g.sw - 1) / g.sw;
   int64_t ox_hi = (Wq - 1 - tx) / g.sw + 1;
   if (ox_hi > g.OW) ox_hi = g.OW;
-  int dyp = lower_scratch(lc, arena_printf(lp->arena, "%s.dyp", n->name), LT_F32,
-                          (SymCount){g.F * DPS, 0}, 1);
   int dxs = lower_scratch(lc, arena_printf(lp->arena, "%s.dxs", n->name), LT_F32,
                           (SymCount){g.C * NQ, 0}, 1);
-  {
+  int dyp;
+  if (g.sh == 1 && g.sw == 1 && ty == tx && ty >= 0) {
+    /* stride 1: dyp is dy padded by ty on every side (Hq = OH + 2 ty, Wq = OW + 2 tx), each
+     * element written once */
+    dyp = lower_pad2d_planes(lc, body, arena_printf(lp->arena, "%s.dyp", n->name), dy, g.F, g.OH, g.OW, ty, Wq,
+                             DPS, 0.0);
+  } else {
+    dyp = lower_scratch(lc, arena_printf(lp->arena, "%s.dyp", n->name), LT_F32, (SymCount){g.F * DPS, 0}, 1);
     int r, oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
     LStmt *lr = zeroed_rows(lp, body, "bf", dyp, le_mul(lp, le_batch(lp), le_i64(lp, g.F)), DPS, &r);
     LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, oy_lo), le_i64(lp, oy_hi));
@@ -979,11 +984,15 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
   int64_t Hp = g.H + 2 * g.ph, Wp = g.W + 2 * g.pw;
   int64_t NQ = round_up(g.OH * Wp, V);
   int64_t XPS = round_up(Hp * Wp > s * NQ + g.kh * Wp + g.kw ? Hp * Wp : s * NQ + g.kh * Wp + g.kw, V);
-  int xp = lower_scratch(lc, arena_printf(lp->arena, "%s.xp", n->name), LT_F32,
-                         (SymCount){g.C * XPS, 0}, 1);
   int dyq = lower_scratch(lc, arena_printf(lp->arena, "%s.dyq", n->name), LT_F32,
                           (SymCount){g.F * NQ, 0}, 1);
-  {
+  int xp;
+  if (g.ph == g.pw) {
+    /* the same padding on both axes (conv2d): each element of xp written once */
+    xp = lower_pad2d_planes(lc, body, arena_printf(lp->arena, "%s.xp", n->name), x, g.C, g.H, g.W, g.pw, Wp, XPS,
+                            0.0);
+  } else {
+    xp = lower_scratch(lc, arena_printf(lp->arena, "%s.xp", n->name), LT_F32, (SymCount){g.C * XPS, 0}, 1);
     int r, y = lvar(lp, "y"), xx = lvar(lp, "x");
     LStmt *lr = zeroed_rows(lp, body, "bc", xp, le_mul(lp, le_batch(lp), le_i64(lp, g.C)), XPS, &r);
     LStmt *ly = ls_for(lp, ls_body(lr), y, le_i64(lp, 0), le_i64(lp, g.H));
@@ -996,15 +1005,28 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
              le_load(lp, x, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, y), le_var(lp, xx), 1, g.H, g.W)));
   }
   {
-    int r, oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
-    LStmt *lr = zeroed_rows(lp, body, "bf", dyq, le_mul(lp, le_batch(lp), le_i64(lp, g.F)), NQ, &r);
+    /* each row: the OW values of dy, then zeros up to the pitch; zeros after the last row up
+     * to NQ (each element written once) */
+    int r = lvar(lp, "bf"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox"), i = lvar(lp, "i"), t = lvar(lp, "i");
+    LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g.F)));
+    lr->parallel = 1; /* disjoint planes of dyq */
+    LExpr *base = le_mul(lp, le_var(lp, r), le_i64(lp, NQ));
     LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, 0), le_i64(lp, g.OH));
+    LExpr *row = le_add(lp, base, le_mul(lp, le_var(lp, oy), le_i64(lp, Wp)));
     LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, 0), le_i64(lp, g.OW));
     lox->vec = (int)V;
-    LExpr *dst = le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, NQ)),
-                        le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, Wp)), le_var(lp, ox)));
-    ls_store(lp, ls_body(lox), dyq, dst,
+    ls_store(lp, ls_body(lox), dyq, le_add(lp, row, le_var(lp, ox)),
              le_load(lp, dy, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, oy), le_var(lp, ox), 1, g.OH, g.OW)));
+    if (Wp > g.OW) {
+      LStmt *li = ls_for(lp, ls_body(loy), i, le_i64(lp, g.OW), le_i64(lp, Wp));
+      li->vec = (int)V;
+      ls_store(lp, ls_body(li), dyq, le_add(lp, row, le_var(lp, i)), le_f32(lp, 0));
+    }
+    if (NQ > g.OH * Wp) {
+      LStmt *lt = ls_for(lp, ls_body(lr), t, le_i64(lp, g.OH * Wp), le_i64(lp, NQ));
+      lt->vec = (int)V;
+      ls_store(lp, ls_body(lt), dyq, le_add(lp, base, le_var(lp, t)), le_f32(lp, 0));
+    }
   }
   ConvDw cd = {.g = &g, .NQ = NQ, .XPS = XPS, .Wp = Wp};
   GemmSpec gm = {.M = le_i64(lp, g.F), .N = le_i64(lp, g.C * g.kh * g.kw), .K = le_i64(lp, NQ),
