@@ -83,6 +83,10 @@ const OpInfo *op_lookup(const char *name);   /* user-callable ops only; NULL whe
 /* The closest user-callable op name (edit distance), for "did you mean"; NULL if none is close. */
 const char *op_suggest(const char *name);
 
+/* OpInfo.fuses_act_grad of an op whose lowering always writes its value whole through
+ * lower_grad_epilogue (conv_dx, dense_dx, add, mul) (ops.c). */
+int op_fuses_always(const Graph *g, const Node *n);
+
 /* Helpers shared by shape rules (ops.c). */
 Shape in_shape(const Graph *g, const Node *n, int i);
 /* Output size of a conv/pool window along one axis.  On success returns 0 and *out; if the

@@ -962,12 +962,6 @@ static void lower_conv_dx(LowerCtx *lc, const Node *n) {
   }
 }
 
-/* the copy out of dxs writes every element of dx once */
-static int conv_dx_fuses(const Graph *g, const Node *n) {
-  (void)g, (void)n;
-  return 1;
-}
-
 /* _conv_dw.  Flat planes again: xp [B, C, XPS] is x zero-padded, Hp rows of pitch Wp, and
  * dyq [B, F, NQ] is dy with the same pitch Wp (zero in columns >= OW and past OH Wp, NQ a
  * whole number of vectors), so that with q = oy Wp + ox the input element under kernel tap
@@ -1007,7 +1001,7 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
   {
     /* each row: the OW values of dy, then zeros up to the pitch; zeros after the last row up
      * to NQ (each element written once) */
-    int r = lvar(lp, "bf"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox"), i = lvar(lp, "i"), t = lvar(lp, "i");
+    int r = lvar(lp, "bf"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox"), i = lvar(lp, "i");
     LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g.F)));
     lr->parallel = 1; /* disjoint planes of dyq */
     LExpr *base = le_mul(lp, le_var(lp, r), le_i64(lp, NQ));
@@ -1023,9 +1017,9 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
       ls_store(lp, ls_body(li), dyq, le_add(lp, row, le_var(lp, i)), le_f32(lp, 0));
     }
     if (NQ > g.OH * Wp) {
-      LStmt *lt = ls_for(lp, ls_body(lr), t, le_i64(lp, g.OH * Wp), le_i64(lp, NQ));
+      LStmt *lt = ls_for(lp, ls_body(lr), i, le_i64(lp, g.OH * Wp), le_i64(lp, NQ));
       lt->vec = (int)V;
-      ls_store(lp, ls_body(lt), dyq, le_add(lp, base, le_var(lp, t)), le_f32(lp, 0));
+      ls_store(lp, ls_body(lt), dyq, le_add(lp, base, le_var(lp, i)), le_f32(lp, 0));
     }
   }
   ConvDw cd = {.g = &g, .NQ = NQ, .XPS = XPS, .Wp = Wp};
@@ -1058,6 +1052,6 @@ static void lower_conv_db(LowerCtx *lc, const Node *n) {
   ls_store(lp, fb, db, le_var(lp, f), le_local(lp, acc));
 }
 
-OP_INTERNAL_FUSING(conv_dx, lower_conv_dx, conv_dx_fuses);
+OP_INTERNAL_FUSING(conv_dx, lower_conv_dx, op_fuses_always); /* the copy out of dxs */
 OP_INTERNAL(conv_dw, lower_conv_dw);
 OP_INTERNAL(conv_db, lower_conv_db);

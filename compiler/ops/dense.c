@@ -207,12 +207,6 @@ static void lower_dense_dx(LowerCtx *lc, const Node *n) {
   gemm_bcast(lp, body, &g);
 }
 
-/* gemm_bcast stores every element of dx once, through the epilogue */
-static int dense_dx_fuses(const Graph *g, const Node *n) {
-  (void)g, (void)n;
-  return 1;
-}
-
 /* dW = dy^T x: gemm_bcast over k (x's rows and dW's rows contiguous in k), dy broadcast; each
  * (u, k) summed over the rows in one fixed order, whatever the split between threads:
  *   C = dW [U, K] (m = u, n = k), A(m, r) = dy[r, u], B(n, r) = x[r, k] */
@@ -256,6 +250,6 @@ static void lower_dense_db(LowerCtx *lc, const Node *n) {
   ls_store(lp, ub, db, le_var(lp, u), le_local(lp, acc));
 }
 
-OP_INTERNAL_FUSING(dense_dx, lower_dense_dx, dense_dx_fuses);
+OP_INTERNAL_FUSING(dense_dx, lower_dense_dx, op_fuses_always); /* gemm_bcast's epilogue */
 OP_INTERNAL(dense_dw, lower_dense_dw);
 OP_INTERNAL(dense_db, lower_dense_db);

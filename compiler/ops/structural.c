@@ -393,11 +393,6 @@ static void lower_binary(struct LowerCtx *lc, const Node *n) {
   ls_store(lp, ls_body(loop), y, le_var(lp, i), lower_grad_epilogue(lc, n, lower_epilogue(lc, n, v), le_var(lp, i)));
 }
 
-/* every element written once (a gradient sum followed by an activation's gradient) */
-static int binary_fuses(const Graph *g, const Node *n) {
-  (void)g, (void)n;
-  return 1;
-}
 
 const OpInfo op_add = {
     .kind = OP_add,
@@ -409,7 +404,7 @@ const OpInfo op_add = {
     .flops = elementwise_flops,
     .lower = lower_binary,
     .grad = grad_add,
-    .fuses_act_grad = binary_fuses,
+    .fuses_act_grad = op_fuses_always, /* a gradient sum before an activation's gradient */
 };
 
 const OpInfo op_mul = {
@@ -422,7 +417,7 @@ const OpInfo op_mul = {
     .flops = elementwise_flops,
     .lower = lower_binary,
     .grad = grad_mul,
-    .fuses_act_grad = binary_fuses,
+    .fuses_act_grad = op_fuses_always, /* a gradient sum before an activation's gradient */
 };
 
 const OpInfo op_concat = {
