@@ -47,6 +47,22 @@ static int gather_fn(void *ctx, int64_t lo, int64_t hi) {
   return 0;
 }
 
+/* gather_fn that also notes where each thread's first chunk starts (firsts[] in order of
+ * arrival, the caller's in caller_first): with every thread held in its first chunk until all
+ * have one, no thread can take a chunk of another's range first */
+static atomic_int nfirsts;
+static int64_t firsts[16], caller_first = -1;
+static _Thread_local int first_round = -1;
+static _Thread_local int is_caller;
+static int first_fn(void *ctx, int64_t lo, int64_t hi) {
+  if (first_round != atomic_load(&round_no)) {
+    first_round = atomic_load(&round_no);
+    firsts[atomic_fetch_add(&nfirsts, 1) % 16] = lo;
+    if (is_caller) caller_first = lo;
+  }
+  return gather_fn(ctx, lo, hi);
+}
+
 /* count_fn, a millisecond an iteration: time for every awake worker to come for a chunk */
 static int slow_fn(void *ctx, int64_t lo, int64_t hi) {
   for (int64_t i = lo; i < hi; i++) {
@@ -60,7 +76,6 @@ static int slow_fn(void *ctx, int64_t lo, int64_t hi) {
 /* two chunks: the one a worker runs sleeps 50 ms before it counts; the caller's waits (up to
  * 1 s) until a worker has started, then counts and returns at once, so the caller must wait
  * for the worker's chunk before its parallel_for returns */
-static _Thread_local int is_caller;
 static atomic_int worker_started;
 static int lag_fn(void *ctx, int64_t lo, int64_t hi) {
   if (!is_caller) {
@@ -123,10 +138,30 @@ int main(void) {
            exactly_once(3, 997), atomic_load(&callers));
     EXPECT(rc == 0 && exactly_once(3, 997) && atomic_load(&callers) == threads[t], "%d threads", threads[t]);
   }
+  /* each thread starts on its own contiguous range of chunks (3 threads, 12 chunks of 10:
+   * the caller at 0, the workers at 40 and 80), so loops over the same range keep their
+   * data on the same core */
+  nncc_set_num_threads(3);
+  reset();
+  is_caller = 1;
+  atomic_store(&callers, 0);
+  atomic_store(&nfirsts, 0);
+  atomic_fetch_add(&round_no, 1);
+  int three = 3;
+  int rcf = nncc_rt_parallel_for(first_fn, &three, 0, 120, 1 << 30);
+  int64_t w[2] = {-1, -1};   /* the workers' first chunks, in order */
+  for (int k = 0, j = 0; k < 3 && k < atomic_load(&nfirsts); k++)
+    if (firsts[k] != caller_first && j < 2) w[j++] = firsts[k];
+  if (w[0] > w[1]) {
+    int64_t x = w[0];
+    w[0] = w[1], w[1] = x;
+  }
+  printf("case own_range_first: rc %d, exactly once %d, caller at %lld, workers at %lld and %lld\n",
+         rcf, exactly_once(0, 120), (long long)caller_first, (long long)w[0], (long long)w[1]);
+  EXPECT(rcf == 0 && exactly_once(0, 120) && atomic_load(&nfirsts) == 3, "own ranges");
   /* the caller returns only when the chunks workers took are done */
   nncc_set_num_threads(2);
   reset();
-  is_caller = 1;
   int rcl = nncc_rt_parallel_for(lag_fn, NULL, 0, 2, 1 << 30);
   printf("case waits_for_workers: rc %d, exactly once on return %d\n", rcl, exactly_once(0, 2));
   EXPECT(rcl == 0 && exactly_once(0, 2), "returned before a worker's chunk was done");
