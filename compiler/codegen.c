@@ -24,7 +24,9 @@
  * 0 -> a scalar access (a load is splatted; a store of a vector value keeps the
  * last lane, an accumulation sums the lanes as a pairwise tree), another constant s -> each lane loaded or
  * stored by itself at displacement s * lane from lane 0's address (lane_at), otherwise
- * (no constant derivative) masked gather/scatter.
+ * (no constant derivative) masked gather/scatter.  v / D and v % D of the variable v have
+ * the derivatives 0 and 1 when D is a multiple of W and the loop starts at one (every
+ * vector's lanes then lie in one block of D).
  * Locals declared inside the vector loop are vectors.  A reduction loop (ls_reduce) keeps
  * its local as a vector of lane partials during the main loop, folds them into the scalar in
  * lane order 0..W-1 after it, and lets the remainder add to that.  exp and sigmoid are
@@ -63,6 +65,7 @@ typedef struct Cg {
   /* the vector loop being emitted (vw == 0: scalar code) */
   int vw;
   int vvar;
+  int vvar_aligned;          /* lane 0 of vvar is a multiple of vw (the loop starts at one) */
   LLVMValueRef vvar_vec;     /* <vw x i64> lane indices of vvar, built on first use */
   LLVMValueRef fail_fn;      /* nncc_rt_fail */
   LLVMValueRef par_fn;       /* nncc_rt_parallel_for */
@@ -317,6 +320,14 @@ static int stride_of(Cg *c, const LExpr *e, int64_t *s) {
         *s = e->b->ival * x;
         return 1;
       }
+    }
+    /* v / D and v % D of the loop variable v, D a multiple of the vector width and lane 0 of
+     * v one too: the lanes of a vector share one block of D (a gate's columns in a layout of
+     * several gates), so v / D is the same in every lane and v % D moves by 1 */
+    if ((e->op == LO_DIV || e->op == LO_MOD) && e->a->kind == LE_VAR && e->a->var == c->vvar &&
+        c->vvar_aligned && e->b->kind == LE_CONST && e->b->ival > 0 && e->b->ival % c->vw == 0) {
+      *s = e->op == LO_DIV ? 0 : 1;
+      return 1;
     }
     return 0;
   default: return 0;
@@ -774,6 +785,7 @@ static void emit_for(Cg *c, const LStmt *s) {
   LLVMValueRef vend = LLVMBuildAdd(c->b, lo, LLVMBuildSub(c->b, n, rem, ""), "vend");
   c->vw = w;
   c->vvar = s->var;
+  c->vvar_aligned = s->lo->kind == LE_CONST && s->lo->ival >= 0 && s->lo->ival % w == 0;
   c->vvar_vec = NULL;
   emit_loop(c, s, lo, vend, w);
   c->vw = 0;

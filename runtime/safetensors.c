@@ -600,7 +600,7 @@ int nncc_st_parse(const char *label, const void *buf, size_t size, nncc_st_file 
   memset(f, 0, sizeof *f);
   f->label = label;
   const unsigned char *b = buf;
-  uint64_t n;
+  uint64_t n = 0;   /* set by header_length when it succeeds (gcc 12 -O2 cannot tell) */
   int rc = header_length(label, b, size, &n, err, errsize);
   if (!rc) rc = parse_header(f, b + 8, n, size - 8 - n, err, errsize);
   if (rc) {
