@@ -527,17 +527,26 @@ static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C
   LoopProgram *lp = lc->lp;
   int64_t Hp = H + 2 * p;
   int xp = lower_scratch(lc, name, LT_F32, (SymCount){C / cb * plane, 0}, 1);
-  /* one parallel loop over the batch's channel blocks */
-  int r = lvar(lp, "bc"), y = lvar(lp, "y"), x = lvar(lp, "x"), cl = lvar(lp, "cl");
-  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C / cb)));
-  lr->parallel = 1; /* disjoint blocks of the copy */
-  /* the fill goes around the interior only (the copy writes the rest): p rows above and
-   * below, and in each interior row the p columns at the left and the Wp - W - p at the right */
-  LExpr *base = le_mul(lp, le_var(lp, r), le_i64(lp, plane));
-  pad_fill(lp, ls_body(lr), xp, base, 0, p * Wp * cb, fill);
-  pad_fill(lp, ls_body(lr), xp, base, (p + H) * Wp * cb, plane, fill);
-  LStmt *ly = ls_for(lp, ls_body(lr), y, le_i64(lp, 0), le_i64(lp, H));
-  LExpr *row = le_add(lp, base, le_mul(lp, le_add(lp, le_var(lp, y), le_i64(lp, p)), le_i64(lp, Wp * cb)));
+  /* one parallel loop over the rows of the batch's channel blocks: at batch 1 too, the
+   * threads each copy the rows of their part, which the layer's parallel loops over output
+   * rows then read from their own core's cache */
+  int ry = lvar(lp, "ry"), x = lvar(lp, "x"), cl = lvar(lp, "cl");
+  LStmt *lr = ls_for(lp, body, ry, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C / cb * H)));
+  lr->parallel = 1; /* disjoint rows of the copy */
+  LStmt *ly = lr;
+  int rl = ls_local(lp, ls_body(lr), LT_I64, le_bin(lp, LO_DIV, le_var(lp, ry), le_i64(lp, H)));
+  int yl = ls_local(lp, ls_body(lr), LT_I64, le_bin(lp, LO_MOD, le_var(lp, ry), le_i64(lp, H)));
+  /* the fill goes around the interior only (the copy writes the rest): p rows above (with the
+   * plane's first row) and below (with its last), and in each interior row the p columns at
+   * the left and the Wp - W - p at the right */
+  LExpr *base = le_mul(lp, le_local(lp, rl), le_i64(lp, plane));
+  if (p > 0)
+    pad_fill(lp, ls_body(ls_if(lp, ls_body(lr), le_bin(lp, LO_EQ, le_local(lp, yl), le_i64(lp, 0)))), xp, base, 0,
+             p * Wp * cb, fill);
+  if ((p + H) * Wp * cb < plane)
+    pad_fill(lp, ls_body(ls_if(lp, ls_body(lr), le_bin(lp, LO_EQ, le_local(lp, yl), le_i64(lp, H - 1)))), xp, base,
+             (p + H) * Wp * cb, plane, fill);
+  LExpr *row = le_add(lp, base, le_mul(lp, le_add(lp, le_local(lp, yl), le_i64(lp, p)), le_i64(lp, Wp * cb)));
   pad_fill(lp, ls_body(ly), xp, row, 0, p * cb, fill);
   pad_fill(lp, ls_body(ly), xp, row, (p + W) * cb, Wp * cb, fill);
   /* channel by channel, a row's x vectorized: the loads are contiguous and the stores hop by
@@ -553,21 +562,21 @@ static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C
    * floats; r plane + ((y + p) Wp + x + p) cb + cl with a longer plane) */
   LExpr *dst;
   if (plane == Hp * Wp * cb)
-    dst = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, Hp)),
-                                                             le_add(lp, le_var(lp, y), le_i64(lp, p))),
+    dst = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, rl), le_i64(lp, Hp)),
+                                                             le_add(lp, le_local(lp, yl), le_i64(lp, p))),
                                                   le_i64(lp, Wp)),
                                        le_add(lp, le_var(lp, x), le_i64(lp, p))),
                             le_i64(lp, cb)),
                  clv);
   else
     dst = le_add(lp, base,
-                 le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, y), le_i64(lp, p)), le_i64(lp, Wp)),
+                 le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_local(lp, yl), le_i64(lp, p)), le_i64(lp, Wp)),
                                               le_add(lp, le_var(lp, x), le_i64(lp, p))),
                                    le_i64(lp, cb)),
                         clv));
-  LExpr *from = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, cb)), clv),
+  LExpr *from = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, rl), le_i64(lp, cb)), clv),
                                                         le_i64(lp, H)),
-                                             le_var(lp, y)),
+                                             le_local(lp, yl)),
                                   le_i64(lp, W)),
                        le_var(lp, x));
   ls_store(lp, ls_body(inner), xp, dst, le_load(lp, src, from));
