@@ -167,6 +167,7 @@ def _conv2d_params():
         (6, 11, 12, 8, 1, 3, 0, True, 3),    # stride 3, one AVX2 vector of filters
         (5, 10, 9, 20, 1, 2, 1, True, 3),    # stride 2 with padding
         (12, 7, 9, 24, 1, 1, 0, True, 3),    # stride 1: the GEMM path itself
+        (16, 20, 20, 16, 3, 1, 1, True, 33),  # a batch of 33 rows on the tiled path
     ]
     return cases
 
