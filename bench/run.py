@@ -175,13 +175,19 @@ def cpu_model():
 
 
 def cache_sizes():
-    """'L2 1 MiB per core, L3 32 MiB' from lscpu, or '?'."""
+    """'L2 1 MiB per core, L3 32 MiB' from lscpu; else from getconf (glibc's CPUID reading,
+    for a VM whose lscpu shows no caches); else '?'."""
     out = sh(["lscpu"])
     found = []
     for lvl in ("L2", "L3"):
         m = re.search(r"^%s cache:\s*(.*)$" % lvl, out, re.M)
         if m:
             found.append("%s %s" % (lvl, m.group(1).strip()))
+    if not found:
+        for lvl in ("2", "3"):
+            v = sh(["getconf", "LEVEL%s_CACHE_SIZE" % lvl])
+            if v.isdigit() and int(v) > 0:
+                found.append("L%s %s KiB (getconf)" % (lvl, int(v) // 1024))
     return ", ".join(found) or "?"
 
 
