@@ -525,7 +525,6 @@ int lower_pad2d_planes(LowerCtx *lc, LStmt *body, const char *name, int src, int
 static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H, int64_t W,
                  int64_t p, int64_t Wp, int64_t cb, int64_t plane, double fill) {
   LoopProgram *lp = lc->lp;
-  int64_t Hp = H + 2 * p;
   int xp = lower_scratch(lc, name, LT_F32, (SymCount){C / cb * plane, 0}, 1);
   /* one parallel loop over the rows of the batch's channel blocks: at batch 1 too, the
    * threads each copy the rows of their part, which the layer's parallel loops over output
@@ -533,7 +532,6 @@ static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C
   int ry = lvar(lp, "ry"), x = lvar(lp, "x"), cl = lvar(lp, "cl");
   LStmt *lr = ls_for(lp, body, ry, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C / cb * H)));
   lr->parallel = 1; /* disjoint rows of the copy */
-  LStmt *ly = lr;
   int rl = ls_local(lp, ls_body(lr), LT_I64, le_bin(lp, LO_DIV, le_var(lp, ry), le_i64(lp, H)));
   int yl = ls_local(lp, ls_body(lr), LT_I64, le_bin(lp, LO_MOD, le_var(lp, ry), le_i64(lp, H)));
   /* the fill goes around the interior only (the copy writes the rest): p rows above (with the
@@ -547,38 +545,23 @@ static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C
     pad_fill(lp, ls_body(ls_if(lp, ls_body(lr), le_bin(lp, LO_EQ, le_local(lp, yl), le_i64(lp, H - 1)))), xp, base,
              (p + H) * Wp * cb, plane, fill);
   LExpr *row = le_add(lp, base, le_mul(lp, le_add(lp, le_local(lp, yl), le_i64(lp, p)), le_i64(lp, Wp * cb)));
-  pad_fill(lp, ls_body(ly), xp, row, 0, p * cb, fill);
-  pad_fill(lp, ls_body(ly), xp, row, (p + W) * cb, Wp * cb, fill);
+  pad_fill(lp, ls_body(lr), xp, row, 0, p * cb, fill);
+  pad_fill(lp, ls_body(lr), xp, row, (p + W) * cb, Wp * cb, fill);
   /* channel by channel, a row's x vectorized: the loads are contiguous and the stores hop by
    * cb floats within the row's few cache lines (x outside and the channel inside read cb rows
    * H W floats apart: 4 KiB apart at 32 x 32, all in one L1 set, a miss each) */
-  LStmt *outer = ly;
-  if (cb > 1) outer = ls_for(lp, ls_body(ly), cl, le_i64(lp, 0), le_i64(lp, cb));
+  LStmt *outer = lr;
+  if (cb > 1) outer = ls_for(lp, ls_body(lr), cl, le_i64(lp, 0), le_i64(lp, cb));
   LStmt *lx = ls_for(lp, ls_body(outer), x, le_i64(lp, 0), le_i64(lp, W));
   lx->vec = lp->vec_f32;
-  LStmt *inner = lx;
   LExpr *clv = cb == 1 ? le_i64(lp, 0) : le_var(lp, cl);
-  /* xp[((r Hp + y + p) Wp + x + p) cb + cl] = src[((r cb + cl) H + y) W + x] (planes of Hp Wp cb
-   * floats; r plane + ((y + p) Wp + x + p) cb + cl with a longer plane) */
-  LExpr *dst;
-  if (plane == Hp * Wp * cb)
-    dst = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, rl), le_i64(lp, Hp)),
-                                                             le_add(lp, le_local(lp, yl), le_i64(lp, p))),
-                                                  le_i64(lp, Wp)),
-                                       le_add(lp, le_var(lp, x), le_i64(lp, p))),
-                            le_i64(lp, cb)),
-                 clv);
-  else
-    dst = le_add(lp, base,
-                 le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_local(lp, yl), le_i64(lp, p)), le_i64(lp, Wp)),
-                                              le_add(lp, le_var(lp, x), le_i64(lp, p))),
-                                   le_i64(lp, cb)),
-                        clv));
+  /* xp[r plane + ((y + p) Wp + x + p) cb + cl] = src[((r cb + cl) H + y) W + x] */
+  LExpr *dst = le_add(lp, row, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, x), le_i64(lp, p)), le_i64(lp, cb)), clv));
   LExpr *from = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, rl), le_i64(lp, cb)), clv),
                                                         le_i64(lp, H)),
                                              le_local(lp, yl)),
                                   le_i64(lp, W)),
                        le_var(lp, x));
-  ls_store(lp, ls_body(inner), xp, dst, le_load(lp, src, from));
+  ls_store(lp, ls_body(lx), xp, dst, le_load(lp, src, from));
   return xp;
 }

@@ -393,7 +393,6 @@ static void lower_binary(struct LowerCtx *lc, const Node *n) {
   ls_store(lp, ls_body(loop), y, le_var(lp, i), lower_grad_epilogue(lc, n, lower_epilogue(lc, n, v), le_var(lp, i)));
 }
 
-
 const OpInfo op_add = {
     .kind = OP_add,
     .name = "_add",
