@@ -74,6 +74,7 @@ typedef struct Cg {
   const char *kname;         /* the kernel's LLVM name, for its outlined loops */
   int npar;                  /* outlined loops of this kernel so far */
   int in_par;                /* emitting an outlined loop: nested parallel loops run serially */
+  int in_steps;              /* emitting a recurrence's time-step loop (LStmt.steps) */
 } Cg;
 
 /* --- small helpers (PostgreSQL llvmjit_emit.h style) --- */
@@ -880,12 +881,21 @@ static void reads_of_stmt(const LStmt *s, char *lread, char *vread, char *lset, 
   for (int i = 0; i < s->nargs; i++) reads_of_expr(s->args[i], lread, vread);
 }
 
-/* Only constants, batch and seq: computable before the loop. */
-static int expr_static(const LExpr *e) {
+/* Integer arithmetic of constants, batch, seq and loop variables that have a value here (the
+ * enclosing loops', and the estimate's stand-ins below), dividing only by nonzero constants:
+ * an expression the kernel can evaluate before a parallel loop to estimate its work. */
+static int expr_estimable(const Cg *c, const LExpr *e) {
   if (!e) return 1;
   switch (e->kind) {
-  case LE_CONST: case LE_BATCH: case LE_SEQ: return 1;
-  case LE_BIN: case LE_UN: case LE_CAST: return expr_static(e->a) && expr_static(e->b);
+  case LE_CONST: return e->type != LT_F32;
+  case LE_BATCH: case LE_SEQ: return 1;
+  case LE_VAR: return c->var_s[e->var] != NULL;
+  case LE_BIN:
+    if ((e->op == LO_DIV || e->op == LO_MOD) && (e->b->kind != LE_CONST || e->b->ival == 0)) return 0;
+    if (e->op == LO_POW) return 0;
+    return expr_estimable(c, e->a) && expr_estimable(c, e->b);
+  case LE_SELECT: return expr_estimable(c, e->a) && expr_estimable(c, e->b) && expr_estimable(c, e->c);
+  case LE_CAST: return e->type != LT_F32 && expr_estimable(c, e->a);
   default: return 0;
   }
 }
@@ -893,7 +903,7 @@ static int expr_static(const LExpr *e) {
 /* A loop's trip count as an i64 value computed in the kernel, or an estimate when its bounds
  * depend on enclosing loops: the constant side of a min() or C of min(lo + C, ...), else 16. */
 static LLVMValueRef trips_estimate(Cg *c, const LStmt *s) {
-  if (expr_static(s->lo) && expr_static(s->hi) && s->lo->type == LT_I64) {
+  if (expr_estimable(c, s->lo) && expr_estimable(c, s->hi) && s->lo->type == LT_I64) {
     LLVMValueRef n = LLVMBuildSub(c->b, emit_expr(c, s->hi), emit_expr(c, s->lo), "");
     LLVMValueRef neg = LLVMBuildICmp(c->b, LLVMIntSLT, n, LLVMConstInt(c->i64, 0, 0), "");
     return LLVMBuildSelect(c->b, neg, LLVMConstInt(c->i64, 0, 0), n, "");
@@ -909,7 +919,11 @@ static LLVMValueRef trips_estimate(Cg *c, const LStmt *s) {
   return LLVMConstInt(c->i64, 16, 0);
 }
 
-/* Estimated element operations of one execution of s. */
+/* Estimated element operations of one execution of s.  A loop inside s whose bounds the
+ * kernel can evaluate (expr_estimable) counts its trips at the first iteration of the loops
+ * around it: while its body is estimated, its variable stands for its lower bound.  So a tile
+ * loop of min(64, n - mc * 64) rows counts 64 (or n, when one tile), a reduction over k
+ * counts k. */
 static LLVMValueRef work_estimate(Cg *c, const LStmt *s) {
   if (!s) return LLVMConstInt(c->i64, 0, 0);
   switch (s->kind) {
@@ -918,7 +932,13 @@ static LLVMValueRef work_estimate(Cg *c, const LStmt *s) {
     for (int i = 0; i < s->nbody; i++) w = LLVMBuildAdd(c->b, w, work_estimate(c, s->body[i]), "");
     return w;
   }
-  case LS_FOR: return LLVMBuildMul(c->b, trips_estimate(c, s), work_estimate(c, s->body[0]), "");
+  case LS_FOR: {
+    LLVMValueRef trips = trips_estimate(c, s), saved = c->var_s[s->var];
+    if (expr_estimable(c, s->lo)) c->var_s[s->var] = emit_expr(c, s->lo);
+    LLVMValueRef w = LLVMBuildMul(c->b, trips, work_estimate(c, s->body[0]), "");
+    c->var_s[s->var] = saved;
+    return w;
+  }
   case LS_IF:
     return LLVMBuildAdd(c->b, work_estimate(c, s->body[0]), work_estimate(c, s->else_body), "");
   default: return LLVMConstInt(c->i64, 1, 0);
@@ -929,6 +949,15 @@ static LLVMValueRef slot_ptr(Cg *c, LLVMValueRef ctx, int i) {
   LLVMValueRef idx = LLVMConstInt(c->i64, (unsigned long long)i, 0);
   return LLVMBuildInBoundsGEP2(c->b, c->i64, ctx, &idx, 1, "");
 }
+
+/* A parallel loop inside a recurrence's time-step loop is a job every step, on the critical
+ * path, and each step's job reads the state the other threads wrote in the step before (on
+ * Zen 5 a line another core wrote reads at about DRAM speed).  Measured at 2 threads, batch
+ * 1: per-step loops of 27-90 K estimated operations ran 1.05-3.3x slower than on one thread
+ * (tagger, sentiment), those of 194-254 K ran 1.3-1.4x faster (the bench's GRU and LSTM).  So
+ * their work counts 1 / STEP_WORK_DIV: a step's loop splits from 8x the runtime's grain (128 K
+ * by default). */
+#define STEP_WORK_DIV 8
 
 static int emit_parallel(Cg *c, const LStmt *s) {
   const LoopProgram *lp = c->lp;
@@ -986,7 +1015,13 @@ static int emit_parallel(Cg *c, const LStmt *s) {
     LLVMBuildStore(c->b, v, slot_ptr(c, ctx, c->nbase + 3 + j));
   }
   LLVMValueRef lo = emit_expr(c, s->lo), hi = emit_expr(c, s->hi);
-  LLVMValueRef work = LLVMBuildMul(c->b, trips_estimate(c, s), work_estimate(c, s->body[0]), "work");
+  LLVMValueRef work = work_estimate(c, s);
+  if (!LLVMIsConstant(work)) LLVMSetValueName2(work, "work", 4);
+  if (c->in_steps) {
+    /* one job a time step: ceil(work / STEP_WORK_DIV), still >= 1 so NNCC_PAR_GRAIN=1 splits */
+    LLVMValueRef d = LLVMConstInt(c->i64, STEP_WORK_DIV, 0);
+    work = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, work, LLVMConstInt(c->i64, STEP_WORK_DIV - 1, 0), ""), d, "work");
+  }
 
   /* the outlined body */
   int nparams = c->nbase + 3 + ncap + 2;
@@ -1095,7 +1130,9 @@ static void emit_stmt(Cg *c, const LStmt *s) {
   case LS_BLOCK: emit_block(c, s); return;
   case LS_FOR:
     if (s->parallel && !c->vw && !c->in_par && s->vec <= 1 && emit_parallel(c, s)) return;
+    c->in_steps += s->steps;
     emit_for(c, s);
+    c->in_steps -= s->steps;
     return;
   case LS_STORE: emit_store(c, s); return;
   case LS_LOCAL: {
@@ -1231,6 +1268,7 @@ static LLVMValueRef emit_kernel(Cg *c, const Kernel *k, const char *prefix, int 
   c->kname = LLVMGetValueName(fn);
   c->npar = 0;
   c->in_par = 0;
+  c->in_steps = 0;
   memset(c->base, 0, sizeof(LLVMValueRef) * (size_t)lp->nbufs);
   for (int i = 0; i < nused; i++) c->base[list[i]] = LLVMGetParam(fn, (unsigned)i);
   c->batch = LLVMGetParam(fn, (unsigned)nused);

@@ -539,6 +539,7 @@ static void print_stmt(FILE *out, const LoopProgram *lp, const LStmt *s, int dep
     if (s->vec > 1) fprintf(out, " vec %d", s->vec);
     if (s->unroll) fputs(s->unroll > 0 ? " unroll" : " nounroll", out);
     if (s->parallel) fputs(" parallel", out);
+    if (s->steps) fputs(" steps", out);
     if (s->reduce) fprintf(out, " reduce %%%d %s", s->reduce - 1, s->reduce_op == LO_MAX ? "max" : "+");
     fputs(" {\n", out);
     print_block(out, lp, s->body[0], depth + 1);

@@ -126,6 +126,9 @@ struct LStmt {
   int unroll;     /* 1: fully unroll (constant bounds); -1: never unroll (keeps a
                    * register tile's loads from being shared across iterations) */
   int parallel;   /* iterations may run on threads (a hint; see codegen) */
+  int steps;      /* a recurrence's time steps: iteration s needs the results of s - 1, so
+                   * it runs in order and every parallel loop inside it is one job a step
+                   * (codegen weighs their work down; see emit_parallel) */
   int reduce;     /* a reduction loop (ls_reduce): 1 + the local it reduces into, 0: none */
   LOp reduce_op;  /* LO_ADD or LO_MAX; also on the LS_SET of ls_combine */
   /* LS_STORE */

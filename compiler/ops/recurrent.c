@@ -525,7 +525,8 @@ static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
 
   Dim seq = p->n->shape.d[0];
   int s = p->step;
-  LStmt *ls = ls_for(lp, body, s, le_i64(lp, 0), le_dim(lp, seq)); /* in order */
+  LStmt *ls = ls_for(lp, body, s, le_i64(lp, 0), le_dim(lp, seq));
+  ls->steps = 1;
   GemmSpec step = step_spec(lp, p);
   GemmGroups cellg = {.G = (int)gates(cell), .epilogue = step_cell, .part = p->spart};
   gemm_bcast_groups(lp, ls_body(ls), &step, &cellg);
@@ -900,6 +901,7 @@ static void bptt_pass(LowerCtx *lc, LStmt *body, const Node *f, int sv, int dgb,
   for (int part = 0; part < 2; part++) {
     int s = lvar(lp, "s");
     LStmt *ls = part ? ls_for(lp, body, s, last, le_dim(lp, seq)) : ls_for(lp, body, s, le_i64(lp, 0), last);
+    ls->steps = 1;
     LStmt *sb = ls_body(ls);
     bc.s = s;
     bc.ta = ls_local(lp, sb, LT_I64, bptt_time(lp, seq, d, le_var(lp, s)));
