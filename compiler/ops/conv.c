@@ -894,6 +894,133 @@ static LExpr *dw_w(LoopProgram *lp, const void *c, LExpr *br, LExpr *f, LExpr *n
   return le_add(lp, le_mul(lp, f, le_i64(lp, g->C * g->kh * g->kw)), n);
 }
 
+/* dst [B, planes, NQ] = src [B, planes, OH, OW] with rows of pitch floats: each row the OW values
+ * of src, then zeros up to the pitch; zeros after the last row up to NQ (each element written
+ * once).  A parallel loop over the planes. */
+static void pitch_planes(LoopProgram *lp, LStmt *body, int dst, int src, int64_t planes, int64_t OH, int64_t OW,
+                         int64_t pitch, int64_t NQ) {
+  int64_t V = lp->vec_f32;
+  int r = lvar(lp, "bf"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox"), i = lvar(lp, "i");
+  LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, planes)));
+  lr->parallel = 1; /* disjoint planes of dst */
+  LExpr *base = le_mul(lp, le_var(lp, r), le_i64(lp, NQ));
+  LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, 0), le_i64(lp, OH));
+  LExpr *row = le_add(lp, base, le_mul(lp, le_var(lp, oy), le_i64(lp, pitch)));
+  LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, 0), le_i64(lp, OW));
+  lox->vec = (int)V;
+  ls_store(lp, ls_body(lox), dst, le_add(lp, row, le_var(lp, ox)),
+           le_load(lp, src, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, oy), le_var(lp, ox), 1, OH, OW)));
+  if (pitch > OW) {
+    LStmt *li = ls_for(lp, ls_body(loy), i, le_i64(lp, OW), le_i64(lp, pitch));
+    li->vec = (int)V;
+    ls_store(lp, ls_body(li), dst, le_add(lp, row, le_var(lp, i)), le_f32(lp, 0));
+  }
+  if (NQ > OH * pitch) {
+    LStmt *lt = ls_for(lp, ls_body(lr), i, le_i64(lp, OH * pitch), le_i64(lp, NQ));
+    lt->vec = (int)V;
+    ls_store(lp, ls_body(lt), dst, le_add(lp, base, le_var(lp, i)), le_f32(lp, 0));
+  }
+}
+
+/* _conv_dx at stride 1 the other way round, for a convolution whose correlation above would
+ * mostly multiply padding (a valid convolution of a small plane: LeNet-5's c3, 10 x 10 from
+ * 14 x 14 with 5 x 5 taps, spends 61% of its correlation's multiply-adds on the zeros around dy
+ * and 22% more on the columns dropped by the pitch).  Each position of dy is multiplied by
+ * every tap's weights and added where that tap puts it in the full plane dxs, (OH + kh - 1)
+ * rows of pitch Wp = OW + kw - 1 (= the padded input's):
+ *   dxs[b, c, (oy + ky) Wp + ox + kx] += sum_f W[f, c, ky, kx] dyq[b, f, oy Wp + ox]
+ * dyq being dy with the same pitch (pitch_planes: the zero columns add zeros).  A gemm_bcast
+ * per batch row: rows m = (ky, kx, c), columns n = oy Wp + ox (vectors), reduced over f, that
+ * adds its sums into dxs (accumulate): a row's tiles run in order on one thread, so the
+ * overlapping sums of neighbouring taps add up one after another, in an order fixed by the
+ * shapes.  Tap-major rows: a tile's rows are channels of one tap, whose sums go to different
+ * planes; with channel-major rows, each row's read of dxs overlapped the previous row's store
+ * one column over, which the store buffer cannot forward (those stores took 40% of the time).
+ * dx[b, c, iy, ix] = dxs[b, c, (iy + ph) Wp + ix + pw]. */
+typedef struct ConvDxTaps {
+  const ConvGeo *g;
+  int b;
+  int64_t NQ, Wp, DXS;
+} ConvDxTaps;
+
+static LExpr *dxt_w(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *f) {
+  (void)br;
+  const ConvGeo *g = ((const ConvDxTaps *)c)->g;
+  int64_t kk = g->kh * g->kw;
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, f, le_i64(lp, g->C)), le_bin(lp, LO_MOD, m, le_i64(lp, g->C))),
+                           le_i64(lp, kk)),
+                le_bin(lp, LO_DIV, m, le_i64(lp, g->C)));
+}
+static LExpr *dxt_dy(LoopProgram *lp, const void *c, LExpr *br, LExpr *q, LExpr *f) {
+  (void)br;
+  const ConvDxTaps *d = c;
+  return plane_at(lp, le_var(lp, d->b), d->g->F, f, d->NQ, q);
+}
+static LExpr *dxt_out(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *q) {
+  (void)br;
+  const ConvDxTaps *d = c;
+  return tap_at(lp, le_var(lp, d->b), d->g->C, le_bin(lp, LO_MOD, m, le_i64(lp, d->g->C)), d->DXS, q,
+                le_bin(lp, LO_DIV, m, le_i64(lp, d->g->C)), d->g->kw, d->Wp);
+}
+
+/* The correlation's multiply-adds per batch row against the taps' (with two more per sum for
+ * adding it into dxs): the taps' way when it saves a fifth. */
+static int conv_dx_by_taps(const ConvGeo *g, int64_t V) {
+  if (g->sh != 1 || g->sw != 1) return 0;
+  int64_t corr = g->F * round_up(g->H * (g->W + g->kw - 1), V);
+  int64_t taps = (g->F + 2) * round_up(g->OH * (g->W + 2 * g->pw), V);
+  return taps * 5 < corr * 4;
+}
+
+static void lower_conv_dx_taps(LowerCtx *lc, const Node *n, const ConvGeo *g, int dy, int w, int dx) {
+  LoopProgram *lp = lc->lp;
+  LStmt *body = lower_begin(lc, n);
+  int64_t V = lp->vec_f32, kk = g->kh * g->kw;
+  int64_t Wp = g->W + 2 * g->pw, Hp = g->H + 2 * g->ph;
+  int64_t NQ = round_up(g->OH * Wp, V);
+  /* the last column vector's sums land up to (kh - 1) Wp + kw - 1 past NQ */
+  int64_t DXS = round_up(NQ + (g->kh - 1) * Wp + g->kw - 1 > Hp * Wp ? NQ + (g->kh - 1) * Wp + g->kw - 1 : Hp * Wp, V);
+  int dyq = lower_scratch(lc, arena_printf(lp->arena, "%s.dyq", n->name), LT_F32, (SymCount){g->F * NQ, 0}, 1);
+  int dxs = lower_scratch(lc, arena_printf(lp->arena, "%s.dxs", n->name), LT_F32, (SymCount){g->C * DXS, 0}, 1);
+  pitch_planes(lp, body, dyq, dy, g->F, g->OH, g->OW, Wp, NQ);
+  int b = lvar(lp, "b"), i = lvar(lp, "i");
+  LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
+  lb->parallel = 1; /* a batch row's sums overlap: its product runs on one thread */
+  LStmt *bb = ls_body(lb);
+  LStmt *lz = ls_for(lp, bb, i, le_i64(lp, 0), le_i64(lp, g->C * DXS));
+  lz->vec = (int)V;
+  ls_store(lp, ls_body(lz), dxs, le_add(lp, le_mul(lp, le_var(lp, b), le_i64(lp, g->C * DXS)), le_var(lp, i)),
+           le_f32(lp, 0));
+  ConvDxTaps cd = {.g = g, .b = b, .NQ = NQ, .Wp = Wp, .DXS = DXS};
+  GemmSpec gm = {.M = le_i64(lp, g->C * kk), .N = le_i64(lp, NQ), .K = le_i64(lp, g->F), .a = w, .b = dyq,
+                 .c = dxs, .a_at = dxt_w, .b_at = dxt_dy, .c_at = dxt_out, .accumulate = 1,
+                 .parallel = GEMM_PAR_NONE, .ctx = &cd};
+  gemm_bcast(lp, bb, &gm);
+  /* the copy out, while the row is in cache; without padding, dxs's rows have dx's pitch: one
+   * vector loop over the plane (a row of 14 would be 14 scalars) */
+  int c = lvar(lp, "c"), iy = lvar(lp, "iy"), ix = lvar(lp, "ix");
+  LStmt *lc_ = ls_for(lp, bb, c, le_i64(lp, 0), le_i64(lp, g->C));
+  if (g->ph == 0 && g->pw == 0) {
+    int q = lvar(lp, "q");
+    LStmt *lq = ls_for(lp, ls_body(lc_), q, le_i64(lp, 0), le_i64(lp, g->H * g->W));
+    lq->vec = (int)V;
+    LExpr *at = plane_at(lp, le_var(lp, b), g->C, le_var(lp, c), g->H * g->W, le_var(lp, q));
+    ls_store(lp, ls_body(lq), dx, at,
+             lower_grad_epilogue(lc, n, le_load(lp, dxs, plane_at(lp, le_var(lp, b), g->C, le_var(lp, c), DXS,
+                                                                  le_var(lp, q))),
+                                 at));
+    return;
+  }
+  LStmt *liy = ls_for(lp, ls_body(lc_), iy, le_i64(lp, 0), le_i64(lp, g->H));
+  LStmt *lix = ls_for(lp, ls_body(liy), ix, le_i64(lp, 0), le_i64(lp, g->W));
+  lix->vec = (int)V;
+  LExpr *si = plane_at(lp, le_var(lp, b), g->C, le_var(lp, c), DXS,
+                       le_add(lp, le_mul(lp, le_add(lp, le_var(lp, iy), le_i64(lp, g->ph)), le_i64(lp, Wp)),
+                              le_add(lp, le_var(lp, ix), le_i64(lp, g->pw))));
+  LExpr *at = ix4(lp, le_var(lp, b), le_var(lp, c), le_var(lp, iy), le_var(lp, ix), g->C, g->H, g->W);
+  ls_store(lp, ls_body(lix), dx, at, lower_grad_epilogue(lc, n, le_load(lp, dxs, si), at));
+}
+
 /* _conv_dx.  Flat planes so that the vector loop runs over whole vectors of a contiguous
  * axis: dyp [B, F, DPS] holds the dilated, shifted dy as Hq rows of pitch Wq (DPS leaves
  * room for the reads of the last vector), dxs [B, C, NQ] the result with the same pitch Wq,
@@ -903,8 +1030,12 @@ static void lower_conv_dx(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   ConvGeo g = conv_geo(lc->g, &lc->g->nodes[n->fwd]);
   int dy = lower_value(lc, n->in[0]), w = lower_value(lc, n->in[1]), dx = lower_value(lc, n->id);
-  LStmt *body = lower_begin(lc, n);
   int64_t V = lp->vec_f32;
+  if (conv_dx_by_taps(&g, V)) {
+    lower_conv_dx_taps(lc, n, &g, dy, w, dx);
+    return;
+  }
+  LStmt *body = lower_begin(lc, n);
   int64_t Hq = g.H + g.kh - 1, Wq = g.W + g.kw - 1;
   int64_t NQ = round_up(g.H * Wq, V), DPS = round_up(Hq * Wq + V + g.kw, V);
   int64_t ty = g.kh - 1 - g.ph, tx = g.kw - 1 - g.pw; /* dy row oy goes to dyp row oy sh + ty */
@@ -998,30 +1129,7 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
     ls_store(lp, ls_body(lx), xp, dst,
              le_load(lp, x, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, y), le_var(lp, xx), 1, g.H, g.W)));
   }
-  {
-    /* each row: the OW values of dy, then zeros up to the pitch; zeros after the last row up
-     * to NQ (each element written once) */
-    int r = lvar(lp, "bf"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox"), i = lvar(lp, "i");
-    LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g.F)));
-    lr->parallel = 1; /* disjoint planes of dyq */
-    LExpr *base = le_mul(lp, le_var(lp, r), le_i64(lp, NQ));
-    LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, 0), le_i64(lp, g.OH));
-    LExpr *row = le_add(lp, base, le_mul(lp, le_var(lp, oy), le_i64(lp, Wp)));
-    LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, 0), le_i64(lp, g.OW));
-    lox->vec = (int)V;
-    ls_store(lp, ls_body(lox), dyq, le_add(lp, row, le_var(lp, ox)),
-             le_load(lp, dy, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, oy), le_var(lp, ox), 1, g.OH, g.OW)));
-    if (Wp > g.OW) {
-      LStmt *li = ls_for(lp, ls_body(loy), i, le_i64(lp, g.OW), le_i64(lp, Wp));
-      li->vec = (int)V;
-      ls_store(lp, ls_body(li), dyq, le_add(lp, row, le_var(lp, i)), le_f32(lp, 0));
-    }
-    if (NQ > g.OH * Wp) {
-      LStmt *lt = ls_for(lp, ls_body(lr), i, le_i64(lp, g.OH * Wp), le_i64(lp, NQ));
-      lt->vec = (int)V;
-      ls_store(lp, ls_body(lt), dyq, le_add(lp, base, le_var(lp, i)), le_f32(lp, 0));
-    }
-  }
+  pitch_planes(lp, body, dyq, dy, g.F, g.OH, g.OW, Wp, NQ);
   ConvDw cd = {.g = &g, .NQ = NQ, .XPS = XPS, .Wp = Wp};
   GemmSpec gm = {.M = le_i64(lp, g.F), .N = le_i64(lp, g.C * g.kh * g.kw), .K = le_i64(lp, NQ),
                  .BR = le_batch(lp), .a = dyq, .b = xp, .c = dw, .a_at = dw_dy, .b_at = dw_x,

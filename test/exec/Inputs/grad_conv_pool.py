@@ -65,6 +65,11 @@ CASES = [
     ("conv_f16", [3, 10, 9], [conv(16, 3, 1, 1), ("relu",), conv(17, 3, 2, 1)], ""),
     ("conv_f32_k5", [5, 12, 12], [conv(8, 3, 1, 1), conv(32, 5, 2, 2), ("relu",)], ""),
     ("conv_f16_k1", [4, 8, 8], [conv(16, 1), ("relu",), conv(20, 1)], ""),
+    # stride 1 with little padding on a small plane: dx by taps (conv.c lower_conv_dx_taps),
+    # 150 rows (a whole number of tiles), 100 rows (4 left over), a fused tanh gradient
+    ("conv_taps_valid_k5", [3, 14, 14], [conv(6, 1), ("tanh",), conv(16, 5)], ""),
+    ("conv_taps_k5p1", [4, 9, 11], [conv(4, 1), conv(16, 5, 1, 1)], ""),
+    ("conv_taps_k3_wide", [5, 6, 21], [conv(5, 3, 1, 1), ("relu",), conv(24, 3)], ""),
     # conv into dense and dense into conv
     ("conv_dense", [2, 6, 6], [conv(3, 3, 2, 1), ("relu",), ("flatten",), ("dense", 5, True)], ""),
     # conv1d
