@@ -18,8 +18,9 @@
  * of a local declared outside other than the loop's own reduction, no branch or loop bound
  * that depends on the loop variable; anything else is a compiler error, never a silent
  * scalar loop) becomes a main loop stepping by W, where
- * every expression that depends on the variable is a <W x T> vector, followed by
- * a scalar remainder loop that re-emits the body.  Loads and stores use the
+ * every expression that depends on the variable is a <W x T> vector, followed by the
+ * masked last vector (emit_masked_tail) for the n mod W iterations left: the body once
+ * more, its accesses masked to the lanes inside the loop.  Loads and stores use the
  * index's derivative d(index)/d(var): 1 -> a contiguous vector access (align 4),
  * 0 -> a scalar access (a load is splatted; a store of a vector value keeps the
  * last lane, an accumulation sums the lanes as a pairwise tree), another constant s -> each lane loaded or
@@ -28,8 +29,9 @@
  * the derivatives 0 and 1 when D is a multiple of W and the loop starts at one (every
  * vector's lanes then lie in one block of D).
  * Locals declared inside the vector loop are vectors.  A reduction loop (ls_reduce) keeps
- * its local as a vector of lane partials during the main loop, folds them into the scalar in
- * lane order 0..W-1 after it, and lets the remainder add to that.  exp and sigmoid are
+ * its local as a vector of lane partials during the main loop and the masked last vector
+ * (its lanes past the end keep their partials), and folds them into the scalar in lane
+ * order 0..W-1 after it.  exp and sigmoid are
  * branch-free polynomial code (Cephes), tanh a rational function, the same in scalar and
  * vector form.
  * fadd and fmul carry the `contract` flag; LE_FMA is llvm.fma (fmul + fadd on targets
@@ -66,6 +68,9 @@ typedef struct Cg {
   int vw;
   int vvar;
   int vvar_aligned;          /* lane 0 of vvar is a multiple of vw (the loop starts at one) */
+  LLVMValueRef vmask;        /* the masked last vector of a vector loop: <vw x i1> lanes < hi */
+  LLVMValueRef vlast;        /*   and its last lane (i32); both NULL in the full vectors */
+  int vred;                  /* the vector loop's reduction local, -1: none */
   LLVMValueRef vvar_vec;     /* <vw x i64> lane indices of vvar, built on first use */
   LLVMValueRef fail_fn;      /* nncc_rt_fail */
   LLVMValueRef par_fn;       /* nncc_rt_parallel_for */
@@ -441,6 +446,21 @@ static LLVMValueRef all_true(Cg *c) {
   return LLVMConstVector(el, (unsigned)c->vw);
 }
 
+/* The lanes a vector access may touch: all, or those of the masked last vector. */
+static LLVMValueRef lane_mask(Cg *c) { return c->vmask ? c->vmask : all_true(c); }
+
+static LLVMValueRef masked_load(Cg *c, LLVMTypeRef vt, LLVMValueRef p) {
+  LLVMTypeRef ov[2] = {vt, LLVMTypeOf(p)};
+  LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, 4, 0), c->vmask, LLVMConstNull(vt)};
+  return intrinsic(c, "llvm.masked.load", ov, 2, args, 4);
+}
+
+static void masked_store(Cg *c, LLVMValueRef v, LLVMValueRef p) {
+  LLVMTypeRef ov[2] = {LLVMTypeOf(v), LLVMTypeOf(p)};
+  LLVMValueRef args[4] = {v, p, LLVMConstInt(c->i32, 4, 0), c->vmask};
+  intrinsic(c, "llvm.masked.store", ov, 2, args, 4);
+}
+
 /* Lane i of an access whose index moves by the constant st per lane, from lane 0's address p0.
  * At a stride other than 1 each lane is loaded or stored by itself at this constant
  * displacement (a conv's write-back reads its blocked scratch every NB floats, a pooling
@@ -451,9 +471,25 @@ static LLVMValueRef lane_at(Cg *c, LLVMTypeRef et, LLVMValueRef p0, int64_t st, 
   return LLVMBuildGEP2(c->b, et, p0, &off, 1, "");
 }
 
+/* lane_at, but in a masked last vector a lane past the end takes the last lane's address (never
+ * past the buffer): a load there is dropped, a store there writes the last lane's value
+ * again or adds the identity (emit_store) */
+static LLVMValueRef lane_ptr(Cg *c, LLVMTypeRef et, LLVMValueRef p0, int64_t st, int i) {
+  if (!c->vmask || i == 0) return lane_at(c, et, p0, st, i);
+  LLVMValueRef li = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntULE, LLVMConstInt(c->i32, (unsigned long long)i, 0), c->vlast, ""),
+                                    LLVMConstInt(c->i32, (unsigned long long)i, 0), c->vlast, "");
+  LLVMValueRef off = LLVMBuildMul(c->b, LLVMBuildZExt(c->b, li, c->i64, ""), LLVMConstInt(c->i64, (unsigned long long)st, 1), "");
+  return LLVMBuildGEP2(c->b, et, p0, &off, 1, "");
+}
+
 /* a + b of element type elem (scalars or vectors) */
 static LLVMValueRef add_elem(Cg *c, LType elem, LLVMValueRef a, LLVMValueRef b) {
   return elem == LT_F32 ? fadd(c, a, b) : LLVMBuildAdd(c->b, a, b, "");
+}
+
+/* x + identity == x for every x of v's type: -0.0 for floats (+0.0 would turn -0 into +0) */
+static LLVMValueRef add_identity(Cg *c, LType elem, LLVMValueRef v) {
+  return elem == LT_F32 ? fconst(c, v, -0.0) : LLVMConstNull(LLVMTypeOf(v));
 }
 
 /* *p = v, or *p += v (scalars) */
@@ -477,20 +513,22 @@ static LLVMValueRef emit_load(Cg *c, int buf, const LExpr *index) {
     LLVMValueRef idx = emit_scalar_index(c, index);
     LLVMValueRef p0 = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
     if (s == 1) {
+      if (c->vmask) return masked_load(c, vt, p0);
       LLVMValueRef l = LLVMBuildLoad2(c->b, vt, p0, "");
       LLVMSetAlignment(l, 4);
       return l;
     }
     LLVMValueRef v = LLVMGetPoison(vt);
     for (int i = 0; i < c->vw; i++)
-      v = LLVMBuildInsertElement(c->b, v, LLVMBuildLoad2(c->b, et, lane_at(c, et, p0, s, i), ""),
+      v = LLVMBuildInsertElement(c->b, v, LLVMBuildLoad2(c->b, et, lane_ptr(c, et, p0, s, i), ""),
                                  LLVMConstInt(c->i32, (unsigned long long)i, 0), "");
     return v;
   }
   LLVMValueRef idx = splat(c, emit_expr(c, index));
   LLVMValueRef ptrs = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
   LLVMTypeRef ov[2] = {vt, LLVMTypeOf(ptrs)};
-  LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, 4, 0), all_true(c), LLVMGetPoison(vt)};
+  LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, 4, 0), lane_mask(c),
+                          c->vmask ? LLVMConstNull(vt) : LLVMGetPoison(vt)};
   return intrinsic(c, "llvm.masked.gather", ov, 2, args, 4);
 }
 
@@ -665,8 +703,8 @@ static void emit_store(Cg *c, const LStmt *s) {
     LLVMValueRef idx = emit_expr(c, s->index);
     LLVMValueRef p = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
     if (is_vec(val)) {
-      if (s->accumulate) val = reduce_add(c, elem, val);
-      else val = LLVMBuildExtractElement(c->b, val, LLVMConstInt(c->i32, (unsigned long long)(c->vw - 1), 0), "");
+      if (s->accumulate) val = reduce_add(c, elem, c->vmask ? LLVMBuildSelect(c->b, c->vmask, val, add_identity(c, elem, val), "") : val);
+      else val = LLVMBuildExtractElement(c->b, val, c->vlast ? c->vlast : LLVMConstInt(c->i32, (unsigned long long)(c->vw - 1), 0), "");
     }
     store_scalar(c, elem, et, p, val, s->accumulate);
     return;
@@ -676,12 +714,35 @@ static void emit_store(Cg *c, const LStmt *s) {
   if (stride_of(c, s->index, &st)) {
     LLVMValueRef idx = emit_scalar_index(c, s->index);
     LLVMValueRef p = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
+    if (st != 1 && c->vmask) { /* the lanes past the end at the last lane's place (lane_ptr):
+                                * they store its value again, or add the identity */
+      if (!s->accumulate) {
+        LLVMValueRef el[64];
+        for (int i = 0; i < c->vw; i++) el[i] = LLVMConstInt(c->i32, (unsigned long long)i, 0);
+        LLVMValueRef ids = LLVMConstVector(el, (unsigned)c->vw);
+        LLVMValueRef last = splat_n(c, c->vlast, c->vw);
+        LLVMValueRef src = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntULE, ids, last, ""), ids, last, "");
+        LLVMValueRef lanes_v = LLVMGetPoison(LLVMTypeOf(val));
+        for (int i = 0; i < c->vw; i++)
+          lanes_v = LLVMBuildInsertElement(c->b, lanes_v,
+                                           LLVMBuildExtractElement(c->b, val, LLVMBuildExtractElement(c->b, src, el[i], ""), ""),
+                                           el[i], "");
+        val = lanes_v;
+      } else {
+        val = LLVMBuildSelect(c->b, c->vmask, val, add_identity(c, elem, val), "");
+      }
+    }
     if (st != 1) { /* lane by lane, in lane order (an accumulation into one place adds them in turn) */
       for (int i = 0; i < c->vw; i++) {
-        LLVMValueRef pi = lane_at(c, et, p, st, i);
+        LLVMValueRef pi = lane_ptr(c, et, p, st, i);
         store_scalar(c, elem, et, pi, LLVMBuildExtractElement(c->b, val, LLVMConstInt(c->i32, (unsigned long long)i, 0), ""),
                      s->accumulate);
       }
+      return;
+    }
+    if (c->vmask) {
+      if (s->accumulate) val = add_elem(c, elem, masked_load(c, vt, p), val);
+      masked_store(c, val, p);
       return;
     }
     if (s->accumulate) {
@@ -697,12 +758,13 @@ static void emit_store(Cg *c, const LStmt *s) {
   LLVMValueRef ptrs = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
   if (s->accumulate) {
     LLVMTypeRef ov[2] = {vt, LLVMTypeOf(ptrs)};
-    LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, 4, 0), all_true(c), LLVMGetPoison(vt)};
+    LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, 4, 0), lane_mask(c),
+                            c->vmask ? LLVMConstNull(vt) : LLVMGetPoison(vt)};
     LLVMValueRef old = intrinsic(c, "llvm.masked.gather", ov, 2, args, 4);
     val = add_elem(c, elem, old, val);
   }
   LLVMTypeRef ov[2] = {vt, LLVMTypeOf(ptrs)};
-  LLVMValueRef args[4] = {val, ptrs, LLVMConstInt(c->i32, 4, 0), all_true(c)};
+  LLVMValueRef args[4] = {val, ptrs, LLVMConstInt(c->i32, 4, 0), lane_mask(c)};
   intrinsic(c, "llvm.masked.scatter", ov, 2, args, 4);
 }
 
@@ -747,6 +809,30 @@ static void emit_loop(Cg *c, const LStmt *s, LLVMValueRef lo, LLVMValueRef hi, i
   LLVMPositionBuilderAtEnd(c->b, exit);
 }
 
+/* The last hi - vend < vw lanes of a vector loop, when there are any: the body once more as
+ * vectors at var = vend, every access masked to the lanes < hi (masked loads, stores, gathers
+ * and scatters; a reduction's partials keep their value in the other lanes), instead of a
+ * scalar loop of up to vw - 1 turns: a row of 14 or 10 (LeNet-5's planes) was all scalar. */
+static void emit_masked_tail(Cg *c, const LStmt *s, LLVMValueRef vend, LLVMValueRef hi) {
+  LLVMBasicBlockRef tail = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "tail");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "tail.end");
+  LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, vend, hi, ""), tail, done);
+  LLVMPositionBuilderAtEnd(c->b, tail);
+  LLVMValueRef saved = c->var_s[s->var];
+  c->var_s[s->var] = vend;
+  c->vvar_vec = NULL;
+  LLVMValueRef lanes = vvar_lanes(c); /* built here so it dominates every use in the body */
+  c->vmask = LLVMBuildICmp(c->b, LLVMIntSLT, lanes, splat_n(c, hi, c->vw), "mask");
+  c->vlast = LLVMBuildTrunc(c->b, LLVMBuildSub(c->b, LLVMBuildSub(c->b, hi, vend, ""), LLVMConstInt(c->i64, 1, 0), ""),
+                            c->i32, "last");
+  emit_block(c, s->body[0]);
+  c->vmask = c->vlast = NULL;
+  c->var_s[s->var] = saved;
+  c->vvar_vec = NULL;
+  LLVMBuildBr(c->b, done);
+  LLVMPositionBuilderAtEnd(c->b, done);
+}
+
 static void emit_for(Cg *c, const LStmt *s) {
   LLVMValueRef lo = emit_expr(c, s->lo), hi = emit_expr(c, s->hi);
   if (is_vec(lo) || is_vec(hi)) die("loop bounds depend on a vectorized variable");
@@ -778,7 +864,7 @@ static void emit_for(Cg *c, const LStmt *s) {
     c->local_ptr[red] = partial;
     c->local_vec[red] = (char)w;
   }
-  /* main loop: [lo, vend) by w; remainder [vend, hi) scalar */
+  /* main loop: [lo, vend) by w; the remainder [vend, hi) one masked vector */
   LLVMValueRef n = LLVMBuildSub(c->b, hi, lo, "");
   n = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, n, LLVMConstInt(c->i64, 0, 0), ""),
                       LLVMConstInt(c->i64, 0, 0), n, "");
@@ -788,12 +874,18 @@ static void emit_for(Cg *c, const LStmt *s) {
   c->vvar = s->var;
   c->vvar_aligned = s->lo->kind == LE_CONST && s->lo->ival >= 0 && s->lo->ival % w == 0;
   c->vvar_vec = NULL;
-  emit_loop(c, s, lo, vend, w);
+  c->vred = s->reduce ? red : -1;
+  int known = LLVMIsAConstantInt(lo) && LLVMIsAConstantInt(hi);
+  int64_t trips = known ? LLVMConstIntGetSExtValue(hi) - LLVMConstIntGetSExtValue(lo) : 0;
+  if (!known || trips >= w) emit_loop(c, s, lo, vend, w);
+  /* no remainder when the trip count is a known multiple of w (a tile's lane loop [0, w)) */
+  if (!known || (trips > 0 && trips % w != 0)) emit_masked_tail(c, s, vend, hi);
   c->vw = 0;
   c->vvar = -1;
   c->vvar_vec = NULL;
+  c->vred = -1;
   if (s->reduce) {
-    /* fold the partials into the local in lane order, then the remainder adds to it */
+    /* fold the partials (the masked lanes' too) into the local in lane order */
     c->local_ptr[red] = red_ptr;
     c->local_vec[red] = 0;
     LLVMTypeRef et = scalar_type(c, red_t);
@@ -804,12 +896,6 @@ static void emit_for(Cg *c, const LStmt *s) {
                      LLVMBuildExtractElement(c->b, p, LLVMConstInt(c->i32, (unsigned long long)i, 0), ""));
     LLVMBuildStore(c->b, acc, red_ptr);
   }
-  /* no remainder when the trip count is a known multiple of w (a tile's lane loop [0, w)):
-   * its scalar copy of the body would be dead code for LLVM to prove dead */
-  if (LLVMIsAConstantInt(lo) && LLVMIsAConstantInt(hi) &&
-      (LLVMConstIntGetSExtValue(hi) - LLVMConstIntGetSExtValue(lo)) % w == 0)
-    return;
-  emit_loop(c, s, vend, hi, 1);
 }
 
 static LLVMValueRef global_string(Cg *c, const char *s, const char *name) {
@@ -1159,6 +1245,8 @@ static void emit_stmt(Cg *c, const LStmt *s) {
       if (c->local_vec[s->local]) t = LLVMVectorType(t, (unsigned)c->local_vec[s->local]);
       LLVMValueRef cur = LLVMBuildLoad2(c->b, t, c->local_ptr[s->local], "");
       v = emit_bin(c, s->reduce_op, c->lp->local_types[s->local], cur, v);
+      /* the masked last vector: the partials of the lanes past the end stay as they are */
+      if (c->vmask && s->local == c->vred) v = LLVMBuildSelect(c->b, c->vmask, v, cur, "");
     }
     LLVMBuildStore(c->b, v, c->local_ptr[s->local]);
     return;
@@ -1283,6 +1371,8 @@ static LLVMValueRef emit_kernel(Cg *c, const Kernel *k, const char *prefix, int 
   c->vw = 0;
   c->vvar = -1;
   c->vvar_vec = NULL;
+  c->vmask = c->vlast = NULL;
+  c->vred = -1;
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(c->ctx, fn, "entry");
   LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(c->ctx, fn, "start");
   LLVMPositionBuilderAtEnd(c->b, entry);
