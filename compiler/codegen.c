@@ -24,7 +24,8 @@
  * index's derivative d(index)/d(var): 1 -> a contiguous vector access (align 4),
  * 0 -> a scalar access (a load is splatted; a store of a vector value keeps the
  * last lane, an accumulation sums the lanes as a pairwise tree), another constant s -> each lane loaded or
- * stored by itself at displacement s * lane from lane 0's address (lane_at), otherwise
+ * stored by itself at displacement s * lane from lane 0's address (lane_at; a load with
+ * 2 <= s <= 4 is the s contiguous vectors that hold its lanes and a shuffle: strided_load), otherwise
  * (no constant derivative) masked gather/scatter.  v / D and v % D of the variable v have
  * the derivatives 0 and 1 when D is a multiple of W and the loop starts at one (every
  * vector's lanes then lie in one block of D).
@@ -498,6 +499,41 @@ static void store_scalar(Cg *c, LType elem, LLVMTypeRef et, LLVMValueRef p, LLVM
   LLVMBuildStore(c->b, v, p);
 }
 
+/* Lanes s apart (2 <= s <= 4: a pooling window's column, a stride-2 layer's input) as the
+ * contiguous vectors that hold them and one shuffle: s loads instead of W.  The last vector
+ * is masked to the elements up to lane W-1's, so no element past it is read. */
+static LLVMValueRef strided_load(Cg *c, LLVMTypeRef vt, LLVMValueRef p0, int64_t s) {
+  int w = c->vw, span = (int)(s * (w - 1)) + 1, nv = (span + w - 1) / w;
+  LLVMTypeRef et = LLVMGetElementType(vt);
+  LLVMValueRef parts[4], el[256];
+  for (int j = 0; j < nv; j++) {
+    LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(j * w), 0);
+    LLVMValueRef p = LLVMBuildGEP2(c->b, et, p0, &off, 1, "");
+    if (j < nv - 1 || span % w == 0) {
+      parts[j] = LLVMBuildLoad2(c->b, vt, p, "");
+      LLVMSetAlignment(parts[j], 4);
+    } else {
+      for (int l = 0; l < w; l++) el[l] = LLVMConstInt(c->i1, j * w + l < span, 0);
+      LLVMTypeRef ov[2] = {vt, LLVMTypeOf(p)};
+      LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, 4, 0), LLVMConstVector(el, (unsigned)w), LLVMGetPoison(vt)};
+      parts[j] = intrinsic(c, "llvm.masked.load", ov, 2, args, 4);
+    }
+  }
+  /* concatenate to 2, then 4 vectors (a missing one poison), then pick every s-th lane */
+  int n = nv;
+  while (n > 1) {
+    for (int j = 0; j < n; j += 2) {
+      LLVMValueRef a = parts[j], b = j + 1 < n ? parts[j + 1] : LLVMGetPoison(LLVMTypeOf(parts[j]));
+      unsigned len = LLVMGetVectorSize(LLVMTypeOf(a));
+      for (unsigned l = 0; l < 2 * len; l++) el[l] = LLVMConstInt(c->i32, l, 0);
+      parts[j / 2] = LLVMBuildShuffleVector(c->b, a, b, LLVMConstVector(el, 2 * len), "");
+    }
+    n = (n + 1) / 2;
+  }
+  for (int i = 0; i < w; i++) el[i] = LLVMConstInt(c->i32, (unsigned long long)(s * i), 0);
+  return LLVMBuildShuffleVector(c->b, parts[0], LLVMGetPoison(LLVMTypeOf(parts[0])), LLVMConstVector(el, (unsigned)w), "");
+}
+
 static LLVMValueRef emit_load(Cg *c, int buf, const LExpr *index) {
   LLVMTypeRef et = scalar_type(c, c->lp->bufs[buf].elem);
   LLVMValueRef base = c->base[buf];
@@ -518,6 +554,7 @@ static LLVMValueRef emit_load(Cg *c, int buf, const LExpr *index) {
       LLVMSetAlignment(l, 4);
       return l;
     }
+    if (s >= 2 && s <= 4 && !c->vmask) return strided_load(c, vt, p0, s);
     LLVMValueRef v = LLVMGetPoison(vt);
     for (int i = 0; i < c->vw; i++)
       v = LLVMBuildInsertElement(c->b, v, LLVMBuildLoad2(c->b, et, lane_ptr(c, et, p0, s, i), ""),
