@@ -472,14 +472,20 @@ static LLVMValueRef lane_at(Cg *c, LLVMTypeRef et, LLVMValueRef p0, int64_t st, 
   return LLVMBuildGEP2(c->b, et, p0, &off, 1, "");
 }
 
+/* Lane i (i32), or in a masked last vector the last lane for a lane past the end. */
+static LLVMValueRef clamped_lane(Cg *c, int i) {
+  LLVMValueRef k = LLVMConstInt(c->i32, (unsigned long long)i, 0);
+  if (!c->vmask || i == 0) return k;
+  return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntULE, k, c->vlast, ""), k, c->vlast, "");
+}
+
 /* lane_at, but in a masked last vector a lane past the end takes the last lane's address (never
  * past the buffer): a load there is dropped, a store there writes the last lane's value
  * again or adds the identity (emit_store) */
 static LLVMValueRef lane_ptr(Cg *c, LLVMTypeRef et, LLVMValueRef p0, int64_t st, int i) {
   if (!c->vmask || i == 0) return lane_at(c, et, p0, st, i);
-  LLVMValueRef li = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntULE, LLVMConstInt(c->i32, (unsigned long long)i, 0), c->vlast, ""),
-                                    LLVMConstInt(c->i32, (unsigned long long)i, 0), c->vlast, "");
-  LLVMValueRef off = LLVMBuildMul(c->b, LLVMBuildZExt(c->b, li, c->i64, ""), LLVMConstInt(c->i64, (unsigned long long)st, 1), "");
+  LLVMValueRef off = LLVMBuildMul(c->b, LLVMBuildZExt(c->b, clamped_lane(c, i), c->i64, ""),
+                                  LLVMConstInt(c->i64, (unsigned long long)st, 1), "");
   return LLVMBuildGEP2(c->b, et, p0, &off, 1, "");
 }
 
@@ -751,29 +757,14 @@ static void emit_store(Cg *c, const LStmt *s) {
   if (stride_of(c, s->index, &st)) {
     LLVMValueRef idx = emit_scalar_index(c, s->index);
     LLVMValueRef p = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
-    if (st != 1 && c->vmask) { /* the lanes past the end at the last lane's place (lane_ptr):
-                                * they store its value again, or add the identity */
-      if (!s->accumulate) {
-        LLVMValueRef el[64];
-        for (int i = 0; i < c->vw; i++) el[i] = LLVMConstInt(c->i32, (unsigned long long)i, 0);
-        LLVMValueRef ids = LLVMConstVector(el, (unsigned)c->vw);
-        LLVMValueRef last = splat_n(c, c->vlast, c->vw);
-        LLVMValueRef src = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntULE, ids, last, ""), ids, last, "");
-        LLVMValueRef lanes_v = LLVMGetPoison(LLVMTypeOf(val));
-        for (int i = 0; i < c->vw; i++)
-          lanes_v = LLVMBuildInsertElement(c->b, lanes_v,
-                                           LLVMBuildExtractElement(c->b, val, LLVMBuildExtractElement(c->b, src, el[i], ""), ""),
-                                           el[i], "");
-        val = lanes_v;
-      } else {
-        val = LLVMBuildSelect(c->b, c->vmask, val, add_identity(c, elem, val), "");
-      }
-    }
-    if (st != 1) { /* lane by lane, in lane order (an accumulation into one place adds them in turn) */
+    if (st != 1) { /* lane by lane, in lane order (an accumulation into one place adds them in
+                    * turn); in a masked last vector the lanes past the end go to the last
+                    * lane's place (lane_ptr) and store its value again, or add the identity */
+      if (c->vmask && s->accumulate) val = LLVMBuildSelect(c->b, c->vmask, val, add_identity(c, elem, val), "");
       for (int i = 0; i < c->vw; i++) {
         LLVMValueRef pi = lane_ptr(c, et, p, st, i);
-        store_scalar(c, elem, et, pi, LLVMBuildExtractElement(c->b, val, LLVMConstInt(c->i32, (unsigned long long)i, 0), ""),
-                     s->accumulate);
+        LLVMValueRef li = s->accumulate ? LLVMConstInt(c->i32, (unsigned long long)i, 0) : clamped_lane(c, i);
+        store_scalar(c, elem, et, pi, LLVMBuildExtractElement(c->b, val, li, ""), s->accumulate);
       }
       return;
     }
