@@ -635,6 +635,8 @@ void loops_print(FILE *out, const LoopProgram *lp) {
     fputc(']', out);
     if (b->kind == BUF_TEMP && b->slot >= 0)
       fprintf(out, " slot %d, kernels %d..%d", b->slot, b->first_use, b->last_use);
+    else if (b->kind == BUF_TEMP && b->first_use < 0)
+      fputs(" unused", out); /* e.g. a value its producer wrote into its consumer's copy */
     fputc('\n', out);
   }
   for (int i = 0; i < lp->nprepare; i++) {

@@ -178,10 +178,22 @@ LExpr *lower_total(LowerCtx *lc, SymCount c) {
   return le_mul(lc->lp, le_batch(lc->lp), lower_count(lc, c));
 }
 
-LExpr *lower_epilogue(LowerCtx *lc, const Node *n, LExpr *v) {
+LExpr *lower_epilogue(LowerCtx *lc, const Node *n, LExpr *v, LExpr *index) {
   int act = lc->fused_act ? lc->fused_act[n->id] : -1;
+  int add = lc->fused_add ? lc->fused_add[n->id] : -1;
+  if (add >= 0) {
+    const Node *a = &lc->g->nodes[add];
+    if (!index) die("lower_epilogue: %s has a fused add and no index", n->name);
+    int other = lower_value(lc, a->in[a->in[0] == n->id ? 1 : 0]);
+    v = le_bin(lc->lp, LO_ADD, v, le_load(lc->lp, other, index));
+    act = lc->fused_act[add];
+  }
   if (act < 0) return v;
   return op_activation_expr(lc->lp, &lc->g->nodes[act], v);
+}
+
+int lower_has_epilogue(const LowerCtx *lc, const Node *n) {
+  return (lc->fused_act && lc->fused_act[n->id] >= 0) || (lc->fused_add && lc->fused_add[n->id] >= 0);
 }
 
 LExpr *lower_grad_epilogue(LowerCtx *lc, const Node *n, LExpr *v, LExpr *index) {
@@ -409,6 +421,39 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
       absorbed[i] = 1;
     }
   }
+  /* a residual add fused into the conv2d that is one of its operands and read by nothing else,
+   * when the other operand is computed before the conv (lowered in node order): the conv's
+   * write-back adds it (and applies the add's fused activation), so the conv's own value is
+   * never stored and the add makes no kernel.  The add's gradient reads neither operand. */
+  lc.fused_add = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+  for (int i = 0; i < g->nnodes; i++) lc.fused_add[i] = -1;
+  for (int i = 0; i < g->nnodes && i < limit; i++) {
+    const Node *c = &g->nodes[i];
+    if (!needed[i] || c->op != OP_add || c->nin != 2 || lc.fused_grad[i] >= 0 ||
+        (lc.grad_param && lc.grad_param[i] >= 0))
+      continue;
+    for (int side = 0; side < 2; side++) {
+      const Node *p = &g->nodes[c->in[side]];
+      int other = c->in[1 - side];
+      if (p->op == OP_conv2d && other < p->id && uses[p->id] == 1 && p->output_index < 0 &&
+          lc.fused_act[p->id] < 0 && lc.fused_add[p->id] < 0 && !(lc.grad_param && lc.grad_param[p->id] >= 0) &&
+          shape_numel(p->shape).fixed == shape_numel(c->shape).fixed && p->info && p->info->lower) {
+        lc.fused_add[p->id] = i;
+        absorbed[i] = 1;
+        break;
+      }
+    }
+  }
+
+  /* producers that write straight into their consumer's copy of their value (OpInfo.plan) */
+  lc.chain_to = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+  lc.chain_buf = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+  for (int i = 0; i < g->nnodes; i++) lc.chain_to[i] = lc.chain_buf[i] = -1;
+  for (int i = 0; i < g->nnodes && i < limit; i++) {
+    const Node *n = &g->nodes[i];
+    const OpInfo *info = n->info ? n->info : op_info(n->op);
+    if (needed[i] && !absorbed[i] && info && info->plan) info->plan(&lc, n, uses);
+  }
   free(uses);
 
   /* inputs first, so their buffers come first in the listing */
@@ -454,6 +499,11 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
     }
     if (failed) continue;
     if (absorbed[id]) continue;  /* computed by its producer's epilogue */
+    if (lc.fused_add[id] >= 0) {
+      int a = lc.fused_add[id];
+      if (lc.fused_act[a] >= 0) lc.value_buf[a] = lower_value(&lc, lc.fused_act[a]);
+      lc.value_buf[id] = lower_value(&lc, a);
+    }
     if (lc.fused_act[id] >= 0) lc.value_buf[id] = lower_value(&lc, lc.fused_act[id]);
     if (lc.fused_grad[id] >= 0) lc.value_buf[id] = lower_value(&lc, lc.fused_grad[id]);
     lower_value(&lc, id);
@@ -468,6 +518,9 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
   free(absorbed);
   free(lc.fused_act);
   free(lc.fused_grad);
+  free(lc.fused_add);
+  free(lc.chain_to);
+  free(lc.chain_buf);
   free(lc.grad_param);
   free(param_buf);
   param_buf = NULL;
@@ -522,21 +575,20 @@ int lower_pad2d_planes(LowerCtx *lc, LStmt *body, const char *name, int src, int
 
 /* [batch, C / cb] planes of `plane` floats (>= Hp Wp cb), each: p rows of fill, H rows of
  * (p cb fill, the copy, the rest of the row's fill), then fill up to the end of the plane */
-static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H, int64_t W,
-                 int64_t p, int64_t Wp, int64_t cb, int64_t plane, double fill) {
+LStmt *lower_pad2d_frame(LowerCtx *lc, LStmt *body, int xp, int64_t C, int64_t H, int64_t W, int64_t p,
+                         int64_t Wp, int64_t cb, int64_t plane, double fill, int *r, int *y, LExpr **row) {
   LoopProgram *lp = lc->lp;
-  int xp = lower_scratch(lc, name, LT_F32, (SymCount){C / cb * plane, 0}, 1);
   /* one parallel loop over the rows of the batch's channel blocks: at batch 1 too, the
-   * threads each copy the rows of their part, which the layer's parallel loops over output
+   * threads each write the rows of their part, which the layer's parallel loops over output
    * rows then read from their own core's cache */
-  int ry = lvar(lp, "ry"), x = lvar(lp, "x"), cl = lvar(lp, "cl");
+  int ry = lvar(lp, "ry");
   LStmt *lr = ls_for(lp, body, ry, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C / cb * H)));
   lr->parallel = 1; /* disjoint rows of the copy */
   int rl = ls_local(lp, ls_body(lr), LT_I64, le_bin(lp, LO_DIV, le_var(lp, ry), le_i64(lp, H)));
   int yl = ls_local(lp, ls_body(lr), LT_I64, le_bin(lp, LO_MOD, le_var(lp, ry), le_i64(lp, H)));
-  /* the fill goes around the interior only (the copy writes the rest): p rows above (with the
-   * plane's first row) and below (with its last), and in each interior row the p columns at
-   * the left and the Wp - W - p at the right */
+  /* the fill goes around the interior only (the caller writes the rest): p rows above (with
+   * the plane's first row) and below (with its last), and in each interior row the p columns
+   * at the left and the Wp - W - p at the right */
   LExpr *base = le_mul(lp, le_local(lp, rl), le_i64(lp, plane));
   if (p > 0)
     pad_fill(lp, ls_body(ls_if(lp, ls_body(lr), le_bin(lp, LO_EQ, le_local(lp, yl), le_i64(lp, 0)))), xp, base, 0,
@@ -544,15 +596,27 @@ static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C
   if ((p + H) * Wp * cb < plane)
     pad_fill(lp, ls_body(ls_if(lp, ls_body(lr), le_bin(lp, LO_EQ, le_local(lp, yl), le_i64(lp, H - 1)))), xp, base,
              (p + H) * Wp * cb, plane, fill);
-  LExpr *row = le_add(lp, base, le_mul(lp, le_add(lp, le_local(lp, yl), le_i64(lp, p)), le_i64(lp, Wp * cb)));
-  pad_fill(lp, ls_body(lr), xp, row, 0, p * cb, fill);
-  pad_fill(lp, ls_body(lr), xp, row, (p + W) * cb, Wp * cb, fill);
+  *row = le_add(lp, base, le_mul(lp, le_add(lp, le_local(lp, yl), le_i64(lp, p)), le_i64(lp, Wp * cb)));
+  pad_fill(lp, ls_body(lr), xp, *row, 0, p * cb, fill);
+  pad_fill(lp, ls_body(lr), xp, *row, (p + W) * cb, Wp * cb, fill);
+  *r = rl;
+  *y = yl;
+  return ls_body(lr);
+}
+
+static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H, int64_t W,
+                 int64_t p, int64_t Wp, int64_t cb, int64_t plane, double fill) {
+  LoopProgram *lp = lc->lp;
+  int xp = lower_scratch(lc, name, LT_F32, (SymCount){C / cb * plane, 0}, 1);
+  int rl, yl, x = lvar(lp, "x"), cl = lvar(lp, "cl");
+  LExpr *row;
+  LStmt *rb = lower_pad2d_frame(lc, body, xp, C, H, W, p, Wp, cb, plane, fill, &rl, &yl, &row);
   /* channel by channel, a row's x vectorized: the loads are contiguous and the stores hop by
    * cb floats within the row's few cache lines (x outside and the channel inside read cb rows
    * H W floats apart: 4 KiB apart at 32 x 32, all in one L1 set, a miss each) */
-  LStmt *outer = lr;
-  if (cb > 1) outer = ls_for(lp, ls_body(lr), cl, le_i64(lp, 0), le_i64(lp, cb));
-  LStmt *lx = ls_for(lp, ls_body(outer), x, le_i64(lp, 0), le_i64(lp, W));
+  LStmt *outer = NULL;
+  if (cb > 1) outer = ls_for(lp, rb, cl, le_i64(lp, 0), le_i64(lp, cb));
+  LStmt *lx = ls_for(lp, outer ? ls_body(outer) : rb, x, le_i64(lp, 0), le_i64(lp, W));
   lx->vec = lp->vec_f32;
   LExpr *clv = cb == 1 ? le_i64(lp, 0) : le_var(lp, cl);
   /* xp[r plane + ((y + p) Wp + x + p) cb + cl] = src[((r cb + cl) H + y) W + x] */

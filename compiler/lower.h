@@ -30,11 +30,19 @@ typedef struct LowerCtx {
   int *value_buf;      /* per node: its buffer, -1 when not computed */
   int current_kernel;  /* index into lp->kernels of the kernel being built */
   int *fused_act;      /* per node: the activation node fused into its epilogue, or -1 */
+  int *fused_add;      /* per node (conv2d): the add (a residual connection) that is its only
+                        * consumer, fused into its epilogue after the bias: the add's other
+                        * operand is added, then the add's fused activation applied; or -1 */
   int *fused_grad;     /* per node: the _act_grad fused into its last store, or -1 */
   int *saved;          /* per node: what its forward kernel saves for its gradient kernels
                         * (MODE_GRADIENTS: recurrent layers' per-step states), or -1 */
   int *saved0;         /* per node: the initial state its forward started from, when it was
                         * carried in (stateful training), or -1 (zero) */
+  int *chain_to;       /* per node: the consumer (set by the consumer's OpInfo.plan) whose input
+                        * copy the node's lowering writes its value into, in the consumer's
+                        * layout, instead of its own buffer (never written then), or -1 */
+  int *chain_buf;      /* per node: that copy of its input 0, made by the producer's lowering
+                        * (which runs first), or -1 */
 } LowerCtx;
 
 int lower_value(LowerCtx *lc, int node);
@@ -55,10 +63,15 @@ LStmt *lower_unpack(LowerCtx *lc, const char *name, int param);
 /* c.fixed + c.per_seq * seq, and batch times that. */
 LExpr *lower_count(LowerCtx *lc, SymCount c);
 LExpr *lower_total(LowerCtx *lc, SymCount c);
-/* v with the activation fused into n's epilogue applied (v itself when none).  Ops that call
- * it (dense, conv2d) let lower.c fuse a following relu / leaky_relu / sigmoid / tanh: then
- * lower_value(n) is the activation's buffer and the activation makes no kernel. */
-LExpr *lower_epilogue(LowerCtx *lc, const Node *n, LExpr *v);
+/* v with what lower.c fused into n's epilogue applied (v itself when nothing): a residual add's
+ * other operand, read at `index` (the element of n's value, [batch, ...shape], that v is;
+ * NULL: v is not stored in that layout, and no add may be fused), and an activation.  Ops that
+ * call it (dense, conv2d) let lower.c fuse a following relu / leaky_relu / sigmoid / tanh:
+ * then lower_value(n) is the activation's buffer and the activation makes no kernel (conv2d
+ * also an add before it: lower_value(n) is then the add's, or its activation's, buffer). */
+LExpr *lower_epilogue(LowerCtx *lc, const Node *n, LExpr *v, LExpr *index);
+/* Whether lower_epilogue(n) changes anything (an op may then skip a plain store path). */
+int lower_has_epilogue(const LowerCtx *lc, const Node *n);
 /* activation.c: the activation node `act` applied to x (f32). */
 LExpr *op_activation_expr(LoopProgram *lp, const Node *act, LExpr *x);
 /* The same for a gradient op n whose last store writes element `index` of its value v once:
@@ -80,6 +93,14 @@ int lower_pad2d(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, in
  * the layout above), made even when p == 0. */
 int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
                         int64_t W, int64_t p, int64_t Wp, int64_t cb, double fill);
+/* The frame of a blocked copy xp [batch, C / cb] planes of `plane` floats, rows of Wp cb:
+ * one parallel loop appended to body over the batch * (C / cb) * H interior rows, which
+ * writes `fill` around them (p rows above and below, the plane's tail, the p cb floats left of
+ * each row and those right of its W cb); returns the loop's body, where the caller writes the
+ * row's interior at *row + (x + p) cb + cl; *r and *y: i64 locals, the plane (batch row times
+ * C / cb plus the channel block) and the row. */
+LStmt *lower_pad2d_frame(LowerCtx *lc, LStmt *body, int xp, int64_t C, int64_t H, int64_t W, int64_t p,
+                         int64_t Wp, int64_t cb, int64_t plane, double fill, int *r, int *y, LExpr **row);
 /* lower_pad2d's layout (cb = 1) with planes of `plane` >= (H + 2p) Wp floats, the tail of each
  * filled too (room for the over-reads of a flat-plane product), named name; made even when
  * p == 0.  Each element is written once (a zeroed plane with the copy on top writes the

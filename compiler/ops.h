@@ -55,6 +55,11 @@ typedef struct OpInfo {
   SymCount (*flops)(const Graph *g, const Node *n);
   /* Lowering to loop IR (lower.h); NULL while not yet implemented. */
   void (*lower)(struct LowerCtx *lc, const Node *n);
+  /* Before anything is lowered, called for each node the entry point computes (NULL: nothing
+   * to arrange): may agree with its producer that the producer writes the value straight into
+   * the copy this node's lowering would make of it (LowerCtx.chain_to; uses[i] counts the
+   * computed nodes that read node i). */
+  void (*plan)(struct LowerCtx *lc, const Node *n, const int *uses);
   /* Gradient rule (autodiff.h): given node n and dy, the node holding dLoss/d(n's value),
    * adds gradient nodes for the inputs and trained parameters that need one.  NULL: the op
    * cannot be differentiated (yet), which autodiff reports. */

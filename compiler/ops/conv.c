@@ -431,32 +431,109 @@ static LStmt *conv2d_par_blocks(LoopProgram *lp, LStmt *body, const char *name, 
   return ls_body(ls_for(lp, ls_body(lfl), cc, le_i64(lp, 0), le_i64(lp, nch)));
 }
 
-static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w, int bias) {
-  LoopProgram *lp = lc->lp;
-  Shape in = in_shape(lc->g, n, 0);
-  int64_t C = in.d[0].n, H = in.d[1].n, W = in.d[2].n;
+/* A layer with F >= V filters takes the register-tile schedule (lower_conv2d_tiled), but a 1x1
+ * kernel at stride 1 without padding, a GEMM in NCHW (flat below). */
+static int conv2d_is_tiled(const Node *n, int64_t V) {
+  return n->a.units >= V && !(n->a.kernel == 1 && n->a.stride == 1 && n->a.pad == 0);
+}
+
+/* The copy of its input that a tiled layer reads, xb [B, C / cb, H + 2p, Wp, cb] (zero-padded),
+ * or its input itself (copy == 0: cb = 1 and no padding). */
+typedef struct Conv2dInput {
+  int64_t C, H, W, p; /* the input's channels and plane, the padding */
+  int64_t cb, Wp;     /* channels per block, row pitch */
+  int copy;
+} Conv2dInput;
+
+/* The cb channels a step walks are contiguous in xb, so a tile's broadcasts for one channel
+ * block come from a few cache lines and a chunk's part of the input is a few sequential
+ * streams (in NCHW they were CC planes apart: L3 traffic that other tenants of the cache
+ * disturb).  cb = C's largest divisor <= CONV2D_MAXCB (1 when the copy would cost more than
+ * 1/64 of the layer's multiply-adds); with cb = 1 the copy is NCHW and skipped when there is
+ * no padding.  An odd row pitch Wp: with a multiple of 2^m, LLVM proves that a tile's column
+ * offsets stay below 2^m, turns the index adds into ors and then cannot fold them into the
+ * broadcasts' addresses (spills: seen at 14 x 14, pitch 16). */
+static Conv2dInput conv2d_input(const Graph *g, const Node *n) {
+  Shape in = in_shape(g, n, 0);
   int64_t F = n->a.units, k = n->a.kernel, s = n->a.stride, p = n->a.pad;
-  int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n, OHW = OH * OW;
-  /* The input goes through a blocked copy xb [B, C / cb, Hp, Wp, cb] (zero-padded): the cb
-   * channels a step walks are contiguous, so a tile's broadcasts for one channel block come
-   * from a few cache lines and a chunk's part of the input is a few sequential streams (in
-   * NCHW they were CC planes apart: L3 traffic that other tenants of the cache disturb).
-   * cb = C's largest divisor <= CONV2D_MAXCB (1 when the copy would cost more than 1/64 of
-   * the layer's multiply-adds); with cb = 1 the copy is NCHW and skipped when
-   * there is no padding.  An odd row pitch Wp: with a multiple of 2^m, LLVM proves that a
-   * tile's column offsets stay below 2^m, turns the index adds into ors and then cannot fold
-   * them into the broadcasts' addresses (spills: seen at 14 x 14, pitch 16). */
-  int64_t cb = 1;
+  Conv2dInput ci = {.C = in.d[0].n, .H = in.d[1].n, .W = in.d[2].n, .p = p, .cb = 1};
   /* the copy costs about a cycle per input element, the layer F k^2 / s^2 multiply-adds: a
    * 1x1 layer with few filters is faster in NCHW (no copy without padding) */
   if (F * k * k >= 64 * s * s)
     for (int64_t d = CONV2D_MAXCB; d > 1; d--)
-      if (C % d == 0) {
-        cb = d;
+      if (ci.C % d == 0) {
+        ci.cb = d;
         break;
       }
-  int copy = p > 0 || cb > 1;
-  int64_t Wpitch = copy ? (W + 2 * p) | 1 : W;
+  ci.copy = p > 0 || ci.cb > 1;
+  ci.Wp = ci.copy ? (ci.W + 2 * p) | 1 : ci.W;
+  return ci;
+}
+
+/* OpInfo.plan: a tiled layer whose input is the value of another tiled layer (with its fused
+ * activation), read by nothing else, has that layer write it straight into xb when its blocks
+ * are whole vectors (cb == V): the producer's write-back fills xb from its t, vector for vector,
+ * instead of writing NCHW that this layer would copy into xb (two passes over the tensor, one
+ * of them a transposition, become one plain one).  Not for a value that is an output or that
+ * a gradient reads (uses). */
+static void plan_conv2d(LowerCtx *lc, const Node *n, const int *uses) {
+  const Graph *g = lc->g;
+  int64_t V = lc->lp->vec_f32;
+  if (!conv2d_is_tiled(n, V) || conv2d_input(g, n).cb != V) return;
+  int v = n->in[0], a = v;
+  const Node *vn = &g->nodes[v];
+  if (uses[v] != 1 || vn->output_index >= 0 || (lc->grad_param && lc->grad_param[v] >= 0)) return;
+  if (vn->op != OP_conv2d) { /* an activation fused into its producer's epilogue */
+    if (vn->nin != 1 || lc->fused_act[vn->in[0]] != v) return;
+    a = vn->in[0];
+  }
+  const Node *an = &g->nodes[a];
+  if (an->op != OP_conv2d || !conv2d_is_tiled(an, V) || lc->chain_to[a] >= 0) return;
+  lc->chain_to[a] = n->id;
+}
+
+/* The write-back of a layer chained to consumer cn (plan_conv2d): cn's xb, frame and interior,
+ * xb[b, f / V, oy + p, ox + p, f % V] = epilogue(t[b, f / NB, oy, ox, f % NB] + bias[f]). */
+static void conv2d_write_chained(LowerCtx *lc, const Node *n, const Node *cn, LStmt *body, int t,
+                                 int64_t NB, int64_t nblk, int bias) {
+  LoopProgram *lp = lc->lp;
+  Conv2dInput ci = conv2d_input(lc->g, cn);
+  int64_t V = lp->vec_f32, FB = ci.C / V, Hp = ci.H + 2 * ci.p, plane = Hp * ci.Wp * V;
+  int64_t OW = ci.W, OHW = ci.H * ci.W;
+  if (ci.cb != V || ci.C != n->a.units) die("conv2d_write_chained: %s into %s", n->name, cn->name);
+  int xb = lower_scratch(lc, arena_printf(lp->arena, "%s.pad", cn->name), LT_F32,
+                         (SymCount){FB * plane, 0}, 1);
+  lc->chain_buf[cn->id] = xb;
+  int rl, yl, ox = lvar(lp, "ox"), fl = lvar(lp, "fl");
+  LExpr *row;
+  LStmt *rb = lower_pad2d_frame(lc, body, xb, ci.C, ci.H, ci.W, ci.p, ci.Wp, V, plane, 0.0, &rl, &yl, &row);
+  int bl = ls_local(lp, rb, LT_I64, le_bin(lp, LO_DIV, le_local(lp, rl), le_i64(lp, FB)));
+  int fbl = ls_local(lp, rb, LT_I64, le_bin(lp, LO_MOD, le_local(lp, rl), le_i64(lp, FB)));
+  LStmt *lx = ls_for(lp, rb, ox, le_i64(lp, 0), le_i64(lp, OW));
+  LStmt *lf = ls_for(lp, ls_body(lx), fl, le_i64(lp, 0), le_i64(lp, V));
+  lf->vec = (int)V;
+  /* f = fb V + fl: block fb / (NB / V) of t, lanes from (fb % (NB / V)) V */
+  int64_t per = NB / V;
+  LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, bl), le_i64(lp, nblk)),
+                     le_bin(lp, LO_DIV, le_local(lp, fbl), le_i64(lp, per)));
+  LExpr *q = le_add(lp, le_mul(lp, le_local(lp, yl), le_i64(lp, OW)), le_var(lp, ox));
+  LExpr *lane = le_add(lp, le_mul(lp, le_bin(lp, LO_MOD, le_local(lp, fbl), le_i64(lp, per)), le_i64(lp, V)),
+                       le_var(lp, fl));
+  LExpr *v = le_load(lp, t, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, tb, le_i64(lp, OHW)), q), le_i64(lp, NB)), lane));
+  if (bias >= 0)
+    v = le_bin(lp, LO_ADD, v,
+               le_load(lp, bias, le_add(lp, le_mul(lp, le_local(lp, fbl), le_i64(lp, V)), le_var(lp, fl))));
+  LExpr *dst = le_add(lp, row, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, ox), le_i64(lp, ci.p)), le_i64(lp, V)),
+                                      le_var(lp, fl)));
+  ls_store(lp, ls_body(lf), xb, dst, lower_epilogue(lc, n, v, NULL));
+}
+
+static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w, int bias) {
+  LoopProgram *lp = lc->lp;
+  Conv2dInput ci = conv2d_input(lc->g, n);
+  int64_t C = ci.C, H = ci.H, W = ci.W, cb = ci.cb, Wpitch = ci.Wp;
+  int64_t F = n->a.units, k = n->a.kernel, s = n->a.stride, p = n->a.pad;
+  int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n, OHW = OH * OW;
   Conv2dPlan pl = {.C = C, .k = k, .s = s, .Hp = H + 2 * p, .Wp = Wpitch, .OH = OH, .OW = OW,
                    .V = lp->vec_f32, .cb = cb, .CB = C / cb};
   /* chunks of about CONV2D_TERMS terms, whole channel blocks, all the same size but the last */
@@ -509,8 +586,9 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
              le_load(lp, wp, at));
   }
   LStmt *body = lower_begin(lc, n);
-  int xp = cb == 1 ? lower_pad2d(lc, body, n, x, C, H, W, p, Wpitch, 0.0)
-                   : lower_pad2d_blocked(lc, body, n, x, C, H, W, p, Wpitch, cb, 0.0);
+  int xp = lc->chain_buf[n->id] >= 0 ? lc->chain_buf[n->id] /* its producer wrote xb */
+           : cb == 1                   ? lower_pad2d(lc, body, n, x, C, H, W, p, Wpitch, 0.0)
+                                       : lower_pad2d_blocked(lc, body, n, x, C, H, W, p, Wpitch, cb, 0.0);
   int t = lower_scratch(lc, arena_printf(lp->arena, "%s.t", n->name), LT_F32,
                         (SymCount){OHW * FP, 0}, 1);
   int fl = lvar(lp, "fl"), cc = lvar(lp, "cc");
@@ -546,6 +624,10 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
                     le_i64(lp, nty * pl.ry), (int)resty);
   }
 
+  if (lc->chain_to[n->id] >= 0) {
+    conv2d_write_chained(lc, n, &lc->g->nodes[lc->chain_to[n->id]], body, t, NB, nblk, bias);
+    return;
+  }
   /* y[b, f, q] = epilogue(t[b, f / NB, q, f % NB] + bias[f]), q = oy * OW + ox: tiled by V pixels so
    * the V rows of t that the strided loads (NB floats apart) read stay in L1 for every f */
   int64_t nqb = (OHW + V - 1) / V;
@@ -565,11 +647,10 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
   LExpr *v = le_load(lp, t, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, tb, le_i64(lp, OHW)), q), le_i64(lp, NB)),
                                    le_bin(lp, LO_MOD, le_var(lp, f2), le_i64(lp, NB))));
   if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_var(lp, f2)));
-  ls_store(lp, ls_body(lq), y,
-           le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, F)), le_var(lp, f2)),
-                             le_i64(lp, OHW)),
-                  q),
-           lower_epilogue(lc, n, v));
+  LExpr *yi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, F)), le_var(lp, f2)),
+                                le_i64(lp, OHW)),
+                     q);
+  ls_store(lp, ls_body(lq), y, yi, lower_epilogue(lc, n, v, yi));
 }
 
 /* Flat planes (the products below): element pos of plane (b, ch), planes per batch row, plane
@@ -639,9 +720,8 @@ static LExpr *flat_bias(LoopProgram *lp, const void *c, LExpr *f, LExpr *q) {
   return le_load(lp, ((const ConvFlat *)c)->bias, f);
 }
 static LExpr *flat_epilogue(LoopProgram *lp, const void *c, LExpr *v, LExpr *f, LExpr *q) {
-  (void)lp, (void)f, (void)q;
   const ConvFlat *d = c;
-  return lower_epilogue(d->lc, d->n, v);
+  return lower_epilogue(d->lc, d->n, v, flat_out(lp, c, NULL, f, q));
 }
 
 static void lower_conv2d_flat(LowerCtx *lc, const Node *n, LStmt *body, int xp, int y, int w, int bias) {
@@ -667,7 +747,7 @@ static void lower_conv2d_flat(LowerCtx *lc, const Node *n, LStmt *body, int xp, 
     g.BR = NULL;
     g.a_at = flat1_w;
     g.b_at = flat1_x;
-    if (lc->fused_act && lc->fused_act[n->id] >= 0) g.epilogue = flat_epilogue;
+    if (lower_has_epilogue(lc, n)) g.epilogue = flat_epilogue;
     gemm_bcast(lp, ls_body(lb), &g);
     return;
   }
@@ -680,8 +760,8 @@ static void lower_conv2d_flat(LowerCtx *lc, const Node *n, LStmt *body, int xp, 
   lox->vec = lp->vec_f32;
   LExpr *from = le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, cf.NQ)),
                        le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, Wp)), le_var(lp, ox)));
-  ls_store(lp, ls_body(lox), y, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, oy), le_var(lp, ox), 1, OH, OW),
-           lower_epilogue(lc, n, le_load(lp, yq, from)));
+  LExpr *yi = ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, oy), le_var(lp, ox), 1, OH, OW);
+  ls_store(lp, ls_body(lox), y, yi, lower_epilogue(lc, n, le_load(lp, yq, from), yi));
 }
 
 static void lower_conv2d(LowerCtx *lc, const Node *n) {
@@ -694,7 +774,7 @@ static void lower_conv2d(LowerCtx *lc, const Node *n) {
   int w = lower_param(lc, n, 0), bias = n->a.bias ? lower_param(lc, n, 1) : -1;
 
   /* a 1x1 kernel at stride 1 without padding is a GEMM in NCHW: no copies (flat below) */
-  if (F >= lp->vec_f32 && !(k == 1 && s == 1 && p == 0)) {
+  if (conv2d_is_tiled(n, lp->vec_f32)) {
     lower_conv2d_tiled(lc, n, x, y, w, bias);
     return;
   }
@@ -724,8 +804,8 @@ static void lower_conv2d(LowerCtx *lc, const Node *n) {
          le_fma(lp, le_load(lp, xp, ix4(lp, le_var(lp, b), le_var(lp, c), iy, ix, C, Hp, Wp)),
                 le_load(lp, w, ix4(lp, le_var(lp, f), le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k)),
                 le_local(lp, acc)));
-  ls_store(lp, ob, y, ix4(lp, le_var(lp, b), le_var(lp, f), le_var(lp, oy), le_var(lp, ox), F, OH, OW),
-           lower_epilogue(lc, n, le_local(lp, acc)));
+  LExpr *yi = ix4(lp, le_var(lp, b), le_var(lp, f), le_var(lp, oy), le_var(lp, ox), F, OH, OW);
+  ls_store(lp, ob, y, yi, lower_epilogue(lc, n, le_local(lp, acc), yi));
 }
 
 /* --- the gradient rule (conv2d and conv1d) ---
@@ -763,6 +843,7 @@ const OpInfo op_conv2d = {
     .params = conv_params,
     .flops = conv_flops,
     .lower = lower_conv2d,
+    .plan = plan_conv2d,
     .grad = grad_conv,
 };
 

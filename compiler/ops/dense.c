@@ -117,7 +117,7 @@ static LExpr *fwd_bias(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
 static LExpr *fwd_epilogue(LoopProgram *lp, const void *c, LExpr *v, LExpr *m, LExpr *n) {
   (void)lp, (void)m, (void)n;
   const DenseGemm *d = c;
-  return lower_epilogue(d->lc, d->n, v);
+  return lower_epilogue(d->lc, d->n, v, NULL); /* lower.c fuses no add into a dense */
 }
 
 static void lower_dense(struct LowerCtx *lc, const Node *n) {

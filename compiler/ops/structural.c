@@ -390,7 +390,7 @@ static void lower_binary(struct LowerCtx *lc, const Node *n) {
   LStmt *loop = ls_for(lp, body, i, le_i64(lp, 0), lower_total(lc, shape_numel(n->shape)));
   loop->vec = lp->vec_f32;
   LExpr *v = le_bin(lp, n->op == OP_add ? LO_ADD : LO_MUL, le_load(lp, a, le_var(lp, i)), le_load(lp, b, le_var(lp, i)));
-  ls_store(lp, ls_body(loop), y, le_var(lp, i), lower_grad_epilogue(lc, n, lower_epilogue(lc, n, v), le_var(lp, i)));
+  ls_store(lp, ls_body(loop), y, le_var(lp, i), lower_grad_epilogue(lc, n, lower_epilogue(lc, n, v, le_var(lp, i)), le_var(lp, i)));
 }
 
 const OpInfo op_add = {

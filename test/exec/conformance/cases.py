@@ -462,6 +462,49 @@ def structure_models():
     out.append(Model("add_residual_conv_c5", _src([x], ["output y = relu(x + conv2d(x, 5, kernel=3, pad=1))"]),
                      lambda: Net({"y": nn.Conv2d(5, 5, 3, padding=1)}, lambda m, x: {"y": F.relu(x + m.y(x))}),
                      [x], ["y"], [(3, None)], gain=1.41))
+    # conv2d layers that write their value straight into the next layer's blocked input copy
+    # (conv.c, plan_conv2d): through a fused activation or none, into a padded / strided
+    # consumer, 32 filters (two vectors per tile) and a chain of three; 24 channels (blocks of
+    # 12, not chained) and a value read twice (not chained) beside them
+    x = Input("x", (3, 9, 11))
+    out.append(Model("conv2d_chain_relu_s2", _src([x], ["h = x |> conv2d(32, kernel=3, pad=1) |> relu",
+                                                      "output y = conv2d(h, 32, kernel=3, stride=2, pad=2) : [32, 6, 7]"]),
+                     lambda: Net({"h": nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU()),
+                                  "y": nn.Conv2d(32, 32, 3, stride=2, padding=2)},
+                                 lambda m, x: {"y": m.y(m.h(x))}),
+                     [x], ["y"], [(1, None), (3, None)], gain=1.41))
+    x = Input("x", (5, 12, 10))
+    out.append(Model("conv2d_chain_three", _src([x], ["a = conv2d(x, 16, kernel=3)",
+                                                    "b = a |> conv2d(48, kernel=5, pad=2) |> tanh",
+                                                    "c = b |> conv2d(16, kernel=3, pad=1) |> leaky_relu(0.1)",
+                                                    "output y = conv2d(c, 24, kernel=2, stride=2) : [24, 5, 4]"]),
+                     lambda: Net({"a": nn.Conv2d(5, 16, 3), "b": nn.Sequential(nn.Conv2d(16, 48, 5, padding=2)),
+                                  "c": nn.Sequential(nn.Conv2d(48, 16, 3, padding=1)), "y": nn.Conv2d(16, 24, 2, stride=2)},
+                                 lambda m, x: {"y": m.y(F.leaky_relu(m.c(torch.tanh(m.b(m.a(x)))), 0.1))}),
+                     [x], ["y"], [(1, None), (2, None)], gain=1.41))
+    x = Input("x", (4, 7, 7))
+    out.append(Model("conv2d_chain_not_taken", _src([x], ["a = x |> conv2d(24, kernel=3, pad=1) |> relu",
+                                                        "b = a |> conv2d(16, kernel=3, pad=1) |> relu",
+                                                        "c = b |> conv2d(16, kernel=3, pad=1)",
+                                                        "output y = relu(b + c)"]),
+                     lambda: Net({"a": nn.Sequential(nn.Conv2d(4, 24, 3, padding=1)),
+                                  "b": nn.Sequential(nn.Conv2d(24, 16, 3, padding=1)),
+                                  "c": nn.Sequential(nn.Conv2d(16, 16, 3, padding=1))},
+                                 lambda m, x: (lambda b: {"y": F.relu(b + m.c(b))})(F.relu(m.b(F.relu(m.a(x)))))),
+                     [x], ["y"], [(3, None)], gain=1.41))
+    # a residual add fused into a conv2d's write-back (lower.c fused_add): the conv as the add's
+    # first operand, and two convs (fused into the later one: the earlier is computed first)
+    x = Input("x", (5, 6, 7))
+    out.append(Model("add_conv_first", _src([x], ["output y = conv2d(x, 5, kernel=3, pad=1) + x"]),
+                     lambda: Net({"y": nn.Conv2d(5, 5, 3, padding=1)}, lambda m, x: {"y": m.y(x) + x}),
+                     [x], ["y"], [(1, None), (3, None)], gain=1.41))
+    x = Input("x", (3, 8, 9))
+    out.append(Model("add_two_convs", _src([x], ["a = conv2d(x, 16, kernel=3, pad=1)",
+                                                 "b = conv2d(x, 16, kernel=1)",
+                                                 "output y = relu(a + b)"]),
+                     lambda: Net({"a": nn.Conv2d(3, 16, 3, padding=1), "b": nn.Conv2d(3, 16, 1)},
+                                 lambda m, x: {"y": F.relu(m.a(x) + m.b(x))}),
+                     [x], ["y"], [(2, None)], gain=1.41))
     # several outputs, in declaration order; an intermediate that is also an output
     x = Input("x", (6,))
     out.append(Model("multi_output_3", _src([x], ["h = dense(x, 7)",
