@@ -267,6 +267,14 @@ void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
    * a multiple of the tile) */
   if (g->M->kind == LE_CONST && g->M->ival % mr == 0) return;
   LExpr *mfull = le_mul(lp, MB, i64(lp, mr));
+  if (g->M->kind == LE_CONST && g->M->ival % mr >= 2) {
+    /* a known remainder of 2..mr-1 rows: one tile of them all, as wide as the registers
+     * allow (16 input channels' gradient: 2 tiles of 6 and one of 4 x 6 vectors, where 4
+     * single rows loaded a B vector per FMA, a third of the product's time) */
+    int rem = (int)(g->M->ival % mr), v = ((lp->vec_f32 >= 16 ? 32 : 16) - 1) / (rem + 1);
+    bcast_rows(lp, body, g, &sl, mfull, rem, i64(lp, 1), v > GEMM_MAX_NC ? GEMM_MAX_NC : v);
+    return;
+  }
   bcast_rows(lp, body, g, &sl, mfull, 1, le_sub(lp, g->M, mfull), 2 * nv < GEMM_MAX_NC ? 2 * nv : GEMM_MAX_NC);
 }
 

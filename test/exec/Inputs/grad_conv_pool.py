@@ -70,6 +70,10 @@ CASES = [
     ("conv_taps_valid_k5", [3, 14, 14], [conv(6, 1), ("tanh",), conv(16, 5)], ""),
     ("conv_taps_k5p1", [4, 9, 11], [conv(4, 1), conv(16, 5, 1, 1)], ""),
     ("conv_taps_k3_wide", [5, 6, 21], [conv(5, 3, 1, 1), ("relu",), conv(24, 3)], ""),
+    # 10 and 11 rows for gemm_bcast (input channels of dx, filters of the flat forward): one
+    # tile of the 4 or 5 rows its 6-row tiles leave
+    ("conv_c10_rows", [2, 7, 8], [conv(10, 3, 1, 1), ("relu",), conv(4, 3, 1, 1)], ""),
+    ("conv_c11_rows", [3, 6, 9], [conv(11, 3, 1, 1), ("tanh",), conv(6, 3, 1, 1)], ""),
     # conv into dense and dense into conv
     ("conv_dense", [2, 6, 6], [conv(3, 3, 2, 1), ("relu",), ("flatten",), ("dense", 5, True)], ""),
     # conv1d

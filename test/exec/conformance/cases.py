@@ -168,6 +168,8 @@ def _conv2d_params():
         (5, 10, 9, 20, 1, 2, 1, True, 3),    # stride 2 with padding
         (12, 7, 9, 24, 1, 1, 0, True, 3),    # stride 1: the GEMM path itself
         (16, 20, 20, 16, 3, 1, 1, True, 33),  # a batch of 33 rows on the tiled path
+        (3, 9, 10, 10, 3, 1, 1, True, 3),    # 10 filters: one 4-row tile after the 6-row one
+        (4, 8, 7, 9, 2, 1, 0, True, 1),      # 9 filters: one 3-row tile
     ]
     return cases
 
