@@ -696,6 +696,15 @@ static LLVMValueRef emit_expr(Cg *c, const LExpr *e) {
   }
   case LE_CAST: return emit_cast(c, e->type, e->a->type, emit_expr(c, e->a));
   case LE_RAND: return emit_rand(c, e);
+  case LE_SWAP: {
+    LLVMValueRef v = emit_expr(c, e->a);
+    unsigned w = is_vec(v) ? LLVMGetVectorSize(LLVMTypeOf(v)) : 1;
+    if (w < 2 || e->ival >= (int64_t)w || c->vmask)
+      die("swap(%lld) of %u lanes: only in a vector loop of whole vectors", (long long)e->ival, w);
+    LLVMValueRef el[64];
+    for (unsigned i = 0; i < w; i++) el[i] = LLVMConstInt(c->i32, (unsigned long long)(i ^ (unsigned)e->ival), 0);
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(LLVMTypeOf(v)), LLVMConstVector(el, w), "");
+  }
   }
   unreachable();
 }

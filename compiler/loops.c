@@ -242,6 +242,14 @@ LExpr *le_rand(LoopProgram *lp, int64_t stream, LExpr *index) {
   return e;
 }
 
+LExpr *le_swap(LoopProgram *lp, LExpr *a, int64_t mask) {
+  if (a->type != LT_F32 || mask <= 0) die("le_swap: lanes of a non-f32 value, or mask %lld", (long long)mask);
+  LExpr *e = new_expr(lp, LE_SWAP, LT_F32);
+  e->ival = mask;
+  e->a = a;
+  return e;
+}
+
 static int is_iconst(const LExpr *e, int64_t *v) {
   if (e->kind == LE_CONST && e->type == LT_I64) {
     *v = e->ival;
@@ -510,6 +518,11 @@ static void print_expr(FILE *out, const LoopProgram *lp, const LExpr *e, int ctx
     fprintf(out, "rand(%lld, ", (long long)e->ival);
     print_expr(out, lp, e->a, 0);
     fputc(')', out);
+    return;
+  case LE_SWAP:
+    fputs("swap(", out);
+    print_expr(out, lp, e->a, 0);
+    fprintf(out, ", %lld)", (long long)e->ival);
     return;
   }
 }

@@ -48,6 +48,8 @@ typedef enum LExprKind {
   LE_RAND,    /* f32 uniform in [0, 1): a counter-based hash of (the call's seed, ival, a);
                * the same (seed, stream, index) always gives the same number, so a backward
                * kernel recomputes the forward's dropout mask instead of storing it */
+  LE_SWAP,    /* f32, in a vector loop of whole vectors only: lane l takes a's lane l ^ ival
+               * (a butterfly step of an in-register transposition, lower_transpose_lanes) */
 } LExprKind;
 
 typedef enum LOp {
@@ -217,6 +219,7 @@ LExpr *le_fma(LoopProgram *lp, LExpr *a, LExpr *b, LExpr *c);
 LExpr *le_select(LoopProgram *lp, LExpr *c, LExpr *a, LExpr *b);
 LExpr *le_cast(LoopProgram *lp, LType t, LExpr *a);
 LExpr *le_rand(LoopProgram *lp, int64_t stream, LExpr *index);
+LExpr *le_swap(LoopProgram *lp, LExpr *a, int64_t mask);
 /* Shorthands (constant-folding where both sides are constants). */
 LExpr *le_add(LoopProgram *lp, LExpr *a, LExpr *b);
 LExpr *le_sub(LoopProgram *lp, LExpr *a, LExpr *b);

@@ -604,6 +604,23 @@ LStmt *lower_pad2d_frame(LowerCtx *lc, LStmt *body, int xp, int64_t C, int64_t H
   return ls_body(lr);
 }
 
+void lower_transpose_lanes(LoopProgram *lp, LStmt *vb, int lane, int *rows) {
+  int64_t V = lp->vec_f32;
+  if (V < 2 || V > 64 || (V & (V - 1))) die("lower_transpose_lanes: %lld lanes", (long long)V);
+  /* stage s swaps bit s between the row and the lane where they differ: rows j and j | s
+   * (j without bit s) exchange the lanes l with bit s set in j's and clear in the other's */
+  for (int64_t s = V / 2; s >= 1; s /= 2) {
+    LExpr *hi = le_bin(lp, LO_GE, le_bin(lp, LO_MOD, le_var(lp, lane), le_i64(lp, 2 * s)), le_i64(lp, s));
+    for (int64_t j = 0; j < V; j++) {
+      if (j & s) continue;
+      int a = rows[j], b = rows[j | s];
+      rows[j] = ls_local(lp, vb, LT_F32, le_select(lp, hi, le_swap(lp, le_local(lp, b), s), le_local(lp, a)));
+      LExpr *hi2 = le_bin(lp, LO_GE, le_bin(lp, LO_MOD, le_var(lp, lane), le_i64(lp, 2 * s)), le_i64(lp, s));
+      rows[j | s] = ls_local(lp, vb, LT_F32, le_select(lp, hi2, le_local(lp, b), le_swap(lp, le_local(lp, a), s)));
+    }
+  }
+}
+
 static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H, int64_t W,
                  int64_t p, int64_t Wp, int64_t cb, int64_t plane, double fill) {
   LoopProgram *lp = lc->lp;
@@ -611,12 +628,39 @@ static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C
   int rl, yl, x = lvar(lp, "x"), cl = lvar(lp, "cl");
   LExpr *row;
   LStmt *rb = lower_pad2d_frame(lc, body, xp, C, H, W, p, Wp, cb, plane, fill, &rl, &yl, &row);
+  int64_t V = lp->vec_f32, x0 = 0;
+  if (cb == V && W >= V) {
+    /* blocks of V channels x V columns: V contiguous loads (a channel's columns each),
+     * transposed in registers, V contiguous stores (a column's channels each) */
+    int xb = lvar(lp, "xb"), l = lvar(lp, "l"), rows[64];
+    x0 = W / V * V;
+    LStmt *lxb = ls_for(lp, rb, xb, le_i64(lp, 0), le_i64(lp, W / V));
+    LStmt *ll = ls_for(lp, ls_body(lxb), l, le_i64(lp, 0), le_i64(lp, V));
+    ll->vec = (int)V;
+    LStmt *vb = ls_body(ll);
+    LExpr *col = le_mul(lp, le_var(lp, xb), le_i64(lp, V));
+    for (int64_t j = 0; j < V; j++) {
+      LExpr *from = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, rl), le_i64(lp, cb)),
+                                                                      le_i64(lp, j)),
+                                                             le_i64(lp, H)),
+                                                  le_local(lp, yl)),
+                                       le_i64(lp, W)),
+                           le_add(lp, col, le_var(lp, l)));
+      rows[j] = ls_local(lp, vb, LT_F32, le_load(lp, src, from));
+    }
+    lower_transpose_lanes(lp, vb, l, rows);
+    for (int64_t j = 0; j < V; j++) {
+      LExpr *at = le_add(lp, row, le_add(lp, le_mul(lp, le_add(lp, col, le_i64(lp, j + p)), le_i64(lp, cb)), le_var(lp, l)));
+      ls_store(lp, vb, xp, at, le_local(lp, rows[j]));
+    }
+    if (x0 == W) return xp;
+  }
   /* channel by channel, a row's x vectorized: the loads are contiguous and the stores hop by
    * cb floats within the row's few cache lines (x outside and the channel inside read cb rows
    * H W floats apart: 4 KiB apart at 32 x 32, all in one L1 set, a miss each) */
   LStmt *outer = NULL;
   if (cb > 1) outer = ls_for(lp, rb, cl, le_i64(lp, 0), le_i64(lp, cb));
-  LStmt *lx = ls_for(lp, outer ? ls_body(outer) : rb, x, le_i64(lp, 0), le_i64(lp, W));
+  LStmt *lx = ls_for(lp, outer ? ls_body(outer) : rb, x, le_i64(lp, x0), le_i64(lp, W));
   lx->vec = lp->vec_f32;
   LExpr *clv = cb == 1 ? le_i64(lp, 0) : le_var(lp, cl);
   /* xp[r plane + ((y + p) Wp + x + p) cb + cl] = src[((r cb + cl) H + y) W + x] */

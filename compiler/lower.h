@@ -101,6 +101,12 @@ int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64
  * C / cb plus the channel block) and the row. */
 LStmt *lower_pad2d_frame(LowerCtx *lc, LStmt *body, int xp, int64_t C, int64_t H, int64_t W, int64_t p,
                          int64_t Wp, int64_t cb, int64_t plane, double fill, int *r, int *y, LExpr **row);
+/* In the body vb of a vector loop over [0, V) (V = lp->vec_f32 lanes, variable lane) whose
+ * f32 locals rows[j] (j < V) hold a V x V block, row j in lanes l: replaces rows[] by locals
+ * that hold its transposition (rows[j] lane l = the old rows[l] lane j), in log2(V) butterfly
+ * stages of swap and select (a few shuffles per vector where a strided access moved each lane
+ * by itself).  V a power of 2, at most 64. */
+void lower_transpose_lanes(LoopProgram *lp, LStmt *vb, int lane, int *rows);
 /* lower_pad2d's layout (cb = 1) with planes of `plane` >= (H + 2p) Wp floats, the tail of each
  * filled too (room for the over-reads of a flat-plane product), named name; made even when
  * p == 0.  Each element is written once (a zeroed plane with the copy on top writes the

@@ -528,6 +528,72 @@ static void conv2d_write_chained(LowerCtx *lc, const Node *n, const Node *cn, LS
   ls_store(lp, ls_body(lf), xb, dst, lower_epilogue(lc, n, v, NULL));
 }
 
+/* y[b, f, q] = epilogue(t[b, f / NB, q, f % NB] + bias[f]), q = oy * OW + ox, for every f and
+ * q (the write-back of a tiled layer to NCHW), in blocks of V pixels, every batch row in one
+ * parallel loop over disjoint blocks of y.  With F a multiple of V, a whole block of V pixels
+ * goes V channels at a time: V contiguous loads of t (a pixel's channels each), transposed in
+ * registers (lower_transpose_lanes), V contiguous stores of y (a channel's pixels each); the
+ * rest (the last, partial block, or every block when F is not a multiple of V) loads each
+ * lane by itself, NB floats apart, the block's rows of t staying in L1 over every f. */
+static void conv2d_write_nchw(LowerCtx *lc, const Node *n, LStmt *body, int t, int y, int bias,
+                              int64_t F, int64_t OHW, int64_t NB, int64_t nblk) {
+  LoopProgram *lp = lc->lp;
+  int64_t V = lp->vec_f32, nqb = (OHW + V - 1) / V, first = 0;
+  if (F % V == 0 && OHW >= V) {
+    int64_t nfull = OHW / V;
+    int bq = lvar(lp, "bq"), fb = lvar(lp, "fb"), l = lvar(lp, "l"), rows[64];
+    LStmt *lbq = ls_for(lp, body, bq, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nfull)));
+    lbq->parallel = 1;
+    int b2 = ls_local(lp, ls_body(lbq), LT_I64, le_bin(lp, LO_DIV, le_var(lp, bq), le_i64(lp, nfull)));
+    int qb = ls_local(lp, ls_body(lbq), LT_I64, le_bin(lp, LO_MOD, le_var(lp, bq), le_i64(lp, nfull)));
+    LStmt *lfb = ls_for(lp, ls_body(lbq), fb, le_i64(lp, 0), le_i64(lp, F / V));
+    LStmt *ll = ls_for(lp, ls_body(lfb), l, le_i64(lp, 0), le_i64(lp, V));
+    ll->vec = (int)V;
+    LStmt *vb = ls_body(ll);
+    LExpr *f0 = le_mul(lp, le_var(lp, fb), le_i64(lp, V));
+    LExpr *q0 = le_mul(lp, le_local(lp, qb), le_i64(lp, V));
+    /* t's block of filters f0.. and the lane offset of f0 in it */
+    LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, nblk)), le_bin(lp, LO_DIV, f0, le_i64(lp, NB)));
+    LExpr *lane0 = le_bin(lp, LO_MOD, f0, le_i64(lp, NB));
+    for (int64_t j = 0; j < V; j++) {
+      LExpr *px = le_add(lp, le_mul(lp, tb, le_i64(lp, OHW)), le_add(lp, q0, le_i64(lp, j)));
+      rows[j] = ls_local(lp, vb, LT_F32, le_load(lp, t, le_add(lp, le_mul(lp, px, le_i64(lp, NB)),
+                                                               le_add(lp, lane0, le_var(lp, l)))));
+    }
+    lower_transpose_lanes(lp, vb, l, rows);
+    for (int64_t j = 0; j < V; j++) {
+      LExpr *f = le_add(lp, f0, le_i64(lp, j)), *v = le_local(lp, rows[j]);
+      if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, f));
+      LExpr *yi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, F)), f), le_i64(lp, OHW)),
+                         le_add(lp, q0, le_var(lp, l)));
+      ls_store(lp, vb, y, yi, lower_epilogue(lc, n, v, yi));
+    }
+    if (OHW % V == 0) return;
+    first = nfull; /* the partial block below */
+  }
+  int bq = lvar(lp, "bq"), f2 = lvar(lp, "f"), ql = lvar(lp, "ql");
+  LStmt *lbq = ls_for(lp, body, bq, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nqb - first)));
+  lbq->parallel = 1; /* disjoint pixel blocks of y, every batch row in one loop */
+  int b2 = ls_local(lp, ls_body(lbq), LT_I64, le_bin(lp, LO_DIV, le_var(lp, bq), le_i64(lp, nqb - first)));
+  int qb = ls_local(lp, ls_body(lbq), LT_I64,
+                    le_add(lp, le_bin(lp, LO_MOD, le_var(lp, bq), le_i64(lp, nqb - first)), le_i64(lp, first)));
+  LStmt *lf2 = ls_for(lp, ls_body(lbq), f2, le_i64(lp, 0), le_i64(lp, F));
+  LExpr *q0 = le_mul(lp, le_local(lp, qb), le_i64(lp, V));
+  LStmt *lq = ls_for(lp, ls_body(lf2), ql, le_i64(lp, 0),
+                     le_bin(lp, LO_MIN, le_i64(lp, V), le_sub(lp, le_i64(lp, OHW), q0)));
+  lq->vec = (int)V;
+  LExpr *q = le_add(lp, q0, le_var(lp, ql));
+  LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, nblk)),
+                     le_bin(lp, LO_DIV, le_var(lp, f2), le_i64(lp, NB)));
+  LExpr *v = le_load(lp, t, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, tb, le_i64(lp, OHW)), q), le_i64(lp, NB)),
+                                   le_bin(lp, LO_MOD, le_var(lp, f2), le_i64(lp, NB))));
+  if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_var(lp, f2)));
+  LExpr *yi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, F)), le_var(lp, f2)),
+                                le_i64(lp, OHW)),
+                     q);
+  ls_store(lp, ls_body(lq), y, yi, lower_epilogue(lc, n, v, yi));
+}
+
 static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w, int bias) {
   LoopProgram *lp = lc->lp;
   Conv2dInput ci = conv2d_input(lc->g, n);
@@ -628,29 +694,7 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
     conv2d_write_chained(lc, n, &lc->g->nodes[lc->chain_to[n->id]], body, t, NB, nblk, bias);
     return;
   }
-  /* y[b, f, q] = epilogue(t[b, f / NB, q, f % NB] + bias[f]), q = oy * OW + ox: tiled by V pixels so
-   * the V rows of t that the strided loads (NB floats apart) read stay in L1 for every f */
-  int64_t nqb = (OHW + V - 1) / V;
-  int bq = lvar(lp, "bq"), f2 = lvar(lp, "f"), ql = lvar(lp, "ql");
-  LStmt *lbq = ls_for(lp, body, bq, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nqb)));
-  lbq->parallel = 1; /* disjoint pixel blocks of y, every batch row in one loop */
-  int b2 = ls_local(lp, ls_body(lbq), LT_I64, le_bin(lp, LO_DIV, le_var(lp, bq), le_i64(lp, nqb)));
-  int qb = ls_local(lp, ls_body(lbq), LT_I64, le_bin(lp, LO_MOD, le_var(lp, bq), le_i64(lp, nqb)));
-  LStmt *lf2 = ls_for(lp, ls_body(lbq), f2, le_i64(lp, 0), le_i64(lp, F));
-  LExpr *q0 = le_mul(lp, le_local(lp, qb), le_i64(lp, V));
-  LStmt *lq = ls_for(lp, ls_body(lf2), ql, le_i64(lp, 0),
-                     le_bin(lp, LO_MIN, le_i64(lp, V), le_sub(lp, le_i64(lp, OHW), q0)));
-  lq->vec = (int)V;
-  LExpr *q = le_add(lp, q0, le_var(lp, ql));
-  LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, nblk)),
-                     le_bin(lp, LO_DIV, le_var(lp, f2), le_i64(lp, NB)));
-  LExpr *v = le_load(lp, t, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, tb, le_i64(lp, OHW)), q), le_i64(lp, NB)),
-                                   le_bin(lp, LO_MOD, le_var(lp, f2), le_i64(lp, NB))));
-  if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_var(lp, f2)));
-  LExpr *yi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, F)), le_var(lp, f2)),
-                                le_i64(lp, OHW)),
-                     q);
-  ls_store(lp, ls_body(lq), y, yi, lower_epilogue(lc, n, v, yi));
+  conv2d_write_nchw(lc, n, body, t, y, bias, F, OHW, NB, nblk);
 }
 
 /* Flat planes (the products below): element pos of plane (b, ch), planes per batch row, plane

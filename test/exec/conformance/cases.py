@@ -170,6 +170,7 @@ def _conv2d_params():
         (16, 20, 20, 16, 3, 1, 1, True, 33),  # a batch of 33 rows on the tiled path
         (3, 9, 10, 10, 3, 1, 1, True, 3),    # 10 filters: one 4-row tile after the 6-row one
         (4, 8, 7, 9, 2, 1, 0, True, 1),      # 9 filters: one 3-row tile
+        (32, 7, 19, 32, 3, 1, 1, True, 3),   # transposed copy and write-back: whole blocks + a rest
     ]
     return cases
 
