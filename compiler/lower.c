@@ -629,7 +629,7 @@ static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C
   LExpr *row;
   LStmt *rb = lower_pad2d_frame(lc, body, xp, C, H, W, p, Wp, cb, plane, fill, &rl, &yl, &row);
   int64_t V = lp->vec_f32, x0 = 0;
-  if (cb == V && W >= V) {
+  if (cb == V && W >= V && V <= 64) {
     /* blocks of V channels x V columns: V contiguous loads (a channel's columns each),
      * transposed in registers, V contiguous stores (a column's channels each) */
     int xb = lvar(lp, "xb"), l = lvar(lp, "l"), rows[64];

@@ -539,7 +539,7 @@ static void conv2d_write_nchw(LowerCtx *lc, const Node *n, LStmt *body, int t, i
                               int64_t F, int64_t OHW, int64_t NB, int64_t nblk) {
   LoopProgram *lp = lc->lp;
   int64_t V = lp->vec_f32, nqb = (OHW + V - 1) / V, first = 0;
-  if (F % V == 0 && OHW >= V) {
+  if (F % V == 0 && OHW >= V && V <= 64) { /* rows[] below holds V locals */
     int64_t nfull = OHW / V;
     int bq = lvar(lp, "bq"), fb = lvar(lp, "fb"), l = lvar(lp, "l"), rows[64];
     LStmt *lbq = ls_for(lp, body, bq, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nfull)));
