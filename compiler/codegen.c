@@ -699,7 +699,7 @@ static LLVMValueRef emit_expr(Cg *c, const LExpr *e) {
   case LE_SWAP: {
     LLVMValueRef v = emit_expr(c, e->a);
     unsigned w = is_vec(v) ? LLVMGetVectorSize(LLVMTypeOf(v)) : 1;
-    if (w < 2 || e->ival >= (int64_t)w || c->vmask)
+    if (w < 2 || w > 64 || e->ival >= (int64_t)w || c->vmask)
       die("swap(%lld) of %u lanes: only in a vector loop of whole vectors", (long long)e->ival, w);
     LLVMValueRef el[64];
     for (unsigned i = 0; i < w; i++) el[i] = LLVMConstInt(c->i32, (unsigned long long)(i ^ (unsigned)e->ival), 0);

@@ -166,17 +166,23 @@ static void bcast_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Sli
   }
 }
 
+static int bcast_regs(const LoopProgram *lp) { return lp->vec_f32 >= 16 ? 32 : 16; }
+
+/* The vectors of a tile of m rows as wide as the registers hold (m nv + nv + 1 of them). */
+static int bcast_width(const LoopProgram *lp, int m) {
+  int v = (bcast_regs(lp) - 1) / (m + 1);
+  return v > GEMM_MAX_NC ? GEMM_MAX_NC : v;
+}
+
 static void bcast_shape(const LoopProgram *lp, const GemmSpec *g, int *mr, int *nv) {
-  int regs = lp->vec_f32 >= 16 ? 32 : 16;
-  if (regs == 32) *mr = 6, *nv = 4;  /* 24 accumulators + 4 B vectors + 1 A of 32 */
-  else *mr = 4, *nv = 3;             /* 12 + 3 + 1 of 16 */
+  if (bcast_regs(lp) == 32) *mr = 6, *nv = 4;  /* 24 accumulators + 4 B vectors + 1 A of 32 */
+  else *mr = 4, *nv = 3;                       /* 12 + 3 + 1 of 16 */
   /* a known M of 2..8 that the tile does not divide (a convolution with 6 filters): one tile
-   * of all M rows, as many vectors wide as the registers hold (mr*nv + nv + 1), rather than
-   * full tiles and then single-row tiles that load a B vector for every FMA */
+   * of all M rows, as wide as the registers allow, rather than full tiles and then
+   * single-row tiles that load a B vector for every FMA */
   if (g->M->kind == LE_CONST && g->M->ival >= 2 && g->M->ival <= GEMM_MAX_MR && g->M->ival % *mr) {
-    int m = (int)g->M->ival, v = (regs - 1) / (m + 1);
-    *mr = m;
-    *nv = v > GEMM_MAX_NC ? GEMM_MAX_NC : v;
+    *mr = (int)g->M->ival;
+    *nv = bcast_width(lp, *mr);
   }
 }
 
@@ -271,8 +277,8 @@ void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
     /* a known remainder of 2..mr-1 rows: one tile of them all, as wide as the registers
      * allow (16 input channels' gradient: 2 tiles of 6 and one of 4 x 6 vectors, where 4
      * single rows loaded a B vector per FMA, a third of the product's time) */
-    int rem = (int)(g->M->ival % mr), v = ((lp->vec_f32 >= 16 ? 32 : 16) - 1) / (rem + 1);
-    bcast_rows(lp, body, g, &sl, mfull, rem, i64(lp, 1), v > GEMM_MAX_NC ? GEMM_MAX_NC : v);
+    int rem = (int)(g->M->ival % mr);
+    bcast_rows(lp, body, g, &sl, mfull, rem, i64(lp, 1), bcast_width(lp, rem));
     return;
   }
   bcast_rows(lp, body, g, &sl, mfull, 1, le_sub(lp, g->M, mfull), 2 * nv < GEMM_MAX_NC ? 2 * nv : GEMM_MAX_NC);

@@ -615,10 +615,15 @@ void lower_transpose_lanes(LoopProgram *lp, LStmt *vb, int lane, int *rows) {
       if (j & s) continue;
       int a = rows[j], b = rows[j | s];
       rows[j] = ls_local(lp, vb, LT_F32, le_select(lp, hi, le_swap(lp, le_local(lp, b), s), le_local(lp, a)));
-      LExpr *hi2 = le_bin(lp, LO_GE, le_bin(lp, LO_MOD, le_var(lp, lane), le_i64(lp, 2 * s)), le_i64(lp, s));
-      rows[j | s] = ls_local(lp, vb, LT_F32, le_select(lp, hi2, le_local(lp, b), le_swap(lp, le_local(lp, a), s)));
+      rows[j | s] = ls_local(lp, vb, LT_F32, le_select(lp, hi, le_local(lp, b), le_swap(lp, le_local(lp, a), s)));
     }
   }
+}
+
+/* src[((r cb + c) H + y) W + x]: element (y, x) of channel c of block r of an NCHW tensor */
+static LExpr *nchw_at(LoopProgram *lp, int r, int64_t cb, LExpr *c, int64_t H, int y, int64_t W, LExpr *x) {
+  LExpr *plane = le_add(lp, le_mul(lp, le_local(lp, r), le_i64(lp, cb)), c);
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, plane, le_i64(lp, H)), le_local(lp, y)), le_i64(lp, W)), x);
 }
 
 static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H, int64_t W,
@@ -639,15 +644,9 @@ static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C
     ll->vec = (int)V;
     LStmt *vb = ls_body(ll);
     LExpr *col = le_mul(lp, le_var(lp, xb), le_i64(lp, V));
-    for (int64_t j = 0; j < V; j++) {
-      LExpr *from = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, rl), le_i64(lp, cb)),
-                                                                      le_i64(lp, j)),
-                                                             le_i64(lp, H)),
-                                                  le_local(lp, yl)),
-                                       le_i64(lp, W)),
-                           le_add(lp, col, le_var(lp, l)));
-      rows[j] = ls_local(lp, vb, LT_F32, le_load(lp, src, from));
-    }
+    for (int64_t j = 0; j < V; j++)
+      rows[j] = ls_local(lp, vb, LT_F32,
+                         le_load(lp, src, nchw_at(lp, rl, cb, le_i64(lp, j), H, yl, W, le_add(lp, col, le_var(lp, l)))));
     lower_transpose_lanes(lp, vb, l, rows);
     for (int64_t j = 0; j < V; j++) {
       LExpr *at = le_add(lp, row, le_add(lp, le_mul(lp, le_add(lp, col, le_i64(lp, j + p)), le_i64(lp, cb)), le_var(lp, l)));
@@ -665,11 +664,6 @@ static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C
   LExpr *clv = cb == 1 ? le_i64(lp, 0) : le_var(lp, cl);
   /* xp[r plane + ((y + p) Wp + x + p) cb + cl] = src[((r cb + cl) H + y) W + x] */
   LExpr *dst = le_add(lp, row, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, x), le_i64(lp, p)), le_i64(lp, cb)), clv));
-  LExpr *from = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, rl), le_i64(lp, cb)), clv),
-                                                        le_i64(lp, H)),
-                                             le_local(lp, yl)),
-                                  le_i64(lp, W)),
-                       le_var(lp, x));
-  ls_store(lp, ls_body(lx), xp, dst, le_load(lp, src, from));
+  ls_store(lp, ls_body(lx), xp, dst, le_load(lp, src, nchw_at(lp, rl, cb, clv, H, yl, W, le_var(lp, x))));
   return xp;
 }

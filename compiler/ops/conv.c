@@ -431,6 +431,17 @@ static LStmt *conv2d_par_blocks(LoopProgram *lp, LStmt *body, const char *name, 
   return ls_body(ls_for(lp, ls_body(lfl), cc, le_i64(lp, 0), le_i64(lp, nch)));
 }
 
+/* Element pos of plane (b, ch), planes per batch row, plane floats apart: NCHW, and the flat
+ * planes of the products below. */
+static LExpr *plane_at(LoopProgram *lp, LExpr *b, int64_t planes, LExpr *ch, int64_t plane, LExpr *pos) {
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, b, le_i64(lp, planes)), ch), le_i64(lp, plane)), pos);
+}
+
+/* t[tb, q, lane] of a tiled layer's scratch: block tb of NB filters, pixel q of OHW */
+static LExpr *tile_at(LoopProgram *lp, LExpr *tb, int64_t OHW, LExpr *q, int64_t NB, LExpr *lane) {
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, tb, le_i64(lp, OHW)), q), le_i64(lp, NB)), lane);
+}
+
 /* A layer with F >= V filters takes the register-tile schedule (lower_conv2d_tiled), but a 1x1
  * kernel at stride 1 without padding, a GEMM in NCHW (flat below). */
 static int conv2d_is_tiled(const Node *n, int64_t V) {
@@ -519,7 +530,7 @@ static void conv2d_write_chained(LowerCtx *lc, const Node *n, const Node *cn, LS
   LExpr *q = le_add(lp, le_mul(lp, le_local(lp, yl), le_i64(lp, OW)), le_var(lp, ox));
   LExpr *lane = le_add(lp, le_mul(lp, le_bin(lp, LO_MOD, le_local(lp, fbl), le_i64(lp, per)), le_i64(lp, V)),
                        le_var(lp, fl));
-  LExpr *v = le_load(lp, t, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, tb, le_i64(lp, OHW)), q), le_i64(lp, NB)), lane));
+  LExpr *v = le_load(lp, t, tile_at(lp, tb, OHW, q, NB, lane));
   if (bias >= 0)
     v = le_bin(lp, LO_ADD, v,
                le_load(lp, bias, le_add(lp, le_mul(lp, le_local(lp, fbl), le_i64(lp, V)), le_var(lp, fl))));
@@ -555,17 +566,14 @@ static void conv2d_write_nchw(LowerCtx *lc, const Node *n, LStmt *body, int t, i
     /* t's block of filters f0.. and the lane offset of f0 in it */
     LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, nblk)), le_bin(lp, LO_DIV, f0, le_i64(lp, NB)));
     LExpr *lane0 = le_bin(lp, LO_MOD, f0, le_i64(lp, NB));
-    for (int64_t j = 0; j < V; j++) {
-      LExpr *px = le_add(lp, le_mul(lp, tb, le_i64(lp, OHW)), le_add(lp, q0, le_i64(lp, j)));
-      rows[j] = ls_local(lp, vb, LT_F32, le_load(lp, t, le_add(lp, le_mul(lp, px, le_i64(lp, NB)),
+    for (int64_t j = 0; j < V; j++)
+      rows[j] = ls_local(lp, vb, LT_F32, le_load(lp, t, tile_at(lp, tb, OHW, le_add(lp, q0, le_i64(lp, j)), NB,
                                                                le_add(lp, lane0, le_var(lp, l)))));
-    }
     lower_transpose_lanes(lp, vb, l, rows);
     for (int64_t j = 0; j < V; j++) {
       LExpr *f = le_add(lp, f0, le_i64(lp, j)), *v = le_local(lp, rows[j]);
       if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, f));
-      LExpr *yi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, F)), f), le_i64(lp, OHW)),
-                         le_add(lp, q0, le_var(lp, l)));
+      LExpr *yi = plane_at(lp, le_local(lp, b2), F, f, OHW, le_add(lp, q0, le_var(lp, l)));
       ls_store(lp, vb, y, yi, lower_epilogue(lc, n, v, yi));
     }
     if (OHW % V == 0) return;
@@ -585,12 +593,9 @@ static void conv2d_write_nchw(LowerCtx *lc, const Node *n, LStmt *body, int t, i
   LExpr *q = le_add(lp, q0, le_var(lp, ql));
   LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, nblk)),
                      le_bin(lp, LO_DIV, le_var(lp, f2), le_i64(lp, NB)));
-  LExpr *v = le_load(lp, t, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, tb, le_i64(lp, OHW)), q), le_i64(lp, NB)),
-                                   le_bin(lp, LO_MOD, le_var(lp, f2), le_i64(lp, NB))));
+  LExpr *v = le_load(lp, t, tile_at(lp, tb, OHW, q, NB, le_bin(lp, LO_MOD, le_var(lp, f2), le_i64(lp, NB))));
   if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_var(lp, f2)));
-  LExpr *yi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, F)), le_var(lp, f2)),
-                                le_i64(lp, OHW)),
-                     q);
+  LExpr *yi = plane_at(lp, le_local(lp, b2), F, le_var(lp, f2), OHW, q);
   ls_store(lp, ls_body(lq), y, yi, lower_epilogue(lc, n, v, yi));
 }
 
@@ -697,11 +702,7 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
   conv2d_write_nchw(lc, n, body, t, y, bias, F, OHW, NB, nblk);
 }
 
-/* Flat planes (the products below): element pos of plane (b, ch), planes per batch row, plane
- * floats apart; and the element under kernel tap t = ky * kw + kx, rows of `row` floats. */
-static LExpr *plane_at(LoopProgram *lp, LExpr *b, int64_t planes, LExpr *ch, int64_t plane, LExpr *pos) {
-  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, b, le_i64(lp, planes)), ch), le_i64(lp, plane)), pos);
-}
+/* The flat planes' element under kernel tap t = ky * kw + kx, rows of `row` floats. */
 static LExpr *tap_at(LoopProgram *lp, LExpr *b, int64_t planes, LExpr *ch, int64_t plane, LExpr *pos, LExpr *t,
                      int64_t kw, int64_t row) {
   LExpr *ky = le_bin(lp, LO_DIV, t, le_i64(lp, kw)), *kx = le_bin(lp, LO_MOD, t, le_i64(lp, kw));
