@@ -507,15 +507,24 @@ static void store_scalar(Cg *c, LType elem, LLVMTypeRef et, LLVMValueRef p, LLVM
 
 /* Lanes s apart (2 <= s <= 4: a pooling window's column, a stride-2 layer's input) as the
  * contiguous vectors that hold them and one shuffle: s loads instead of W.  The last vector
- * is masked to the elements up to lane W-1's, so no element past it is read. */
+ * is masked to the elements up to lane W-1's, so no element past it is read; in a masked
+ * last vector every one is masked to the elements up to the last lane's (s * vlast), and a
+ * lane past it is 0, as masked_load gives. */
 static LLVMValueRef strided_load(Cg *c, LLVMTypeRef vt, LLVMValueRef p0, int64_t s) {
   int w = c->vw, span = (int)(s * (w - 1)) + 1, nv = (span + w - 1) / w;
   LLVMTypeRef et = LLVMGetElementType(vt);
   LLVMValueRef parts[4], el[256];
+  LLVMValueRef limit = c->vmask ? splat(c, LLVMBuildMul(c->b, c->vlast, LLVMConstInt(c->i32, (unsigned long long)s, 0), "")) : NULL;
   for (int j = 0; j < nv; j++) {
     LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(j * w), 0);
     LLVMValueRef p = LLVMBuildGEP2(c->b, et, p0, &off, 1, "");
-    if (j < nv - 1 || span % w == 0) {
+    if (limit) {
+      for (int l = 0; l < w; l++) el[l] = LLVMConstInt(c->i32, (unsigned long long)(j * w + l), 0);
+      LLVMValueRef m = LLVMBuildICmp(c->b, LLVMIntULE, LLVMConstVector(el, (unsigned)w), limit, "");
+      LLVMTypeRef ov[2] = {vt, LLVMTypeOf(p)};
+      LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, 4, 0), m, LLVMConstNull(vt)};
+      parts[j] = intrinsic(c, "llvm.masked.load", ov, 2, args, 4);
+    } else if (j < nv - 1 || span % w == 0) {
       parts[j] = LLVMBuildLoad2(c->b, vt, p, "");
       LLVMSetAlignment(parts[j], 4);
     } else {
@@ -540,6 +549,42 @@ static LLVMValueRef strided_load(Cg *c, LLVMTypeRef vt, LLVMValueRef p0, int64_t
   return LLVMBuildShuffleVector(c->b, parts[0], LLVMGetPoison(LLVMTypeOf(parts[0])), LLVMConstVector(el, (unsigned)w), "");
 }
 
+/* The store counterpart of strided_load: vector val's lanes s apart (2 <= s <= 4: a pooling
+ * gradient's window column) as one shuffle and one masked store into each contiguous vector
+ * that holds them, the mask taking every s-th element up to lane W-1's (in a masked last
+ * vector, up to the last lane's): the elements between are never touched.  accumulate: each
+ * element gets its old value plus its lane, as the lane-by-lane store does (lanes s apart
+ * never share an element). */
+static void strided_store(Cg *c, LType elem, LLVMTypeRef vt, LLVMValueRef p0, int64_t s,
+                          LLVMValueRef val, int accumulate) {
+  int w = c->vw, span = (int)(s * (w - 1)) + 1, nv = (span + w - 1) / w;
+  LLVMTypeRef et = LLVMGetElementType(vt);
+  LLVMValueRef el[256], idx[256];
+  LLVMValueRef limit = splat(c, c->vmask ? LLVMBuildMul(c->b, c->vlast, LLVMConstInt(c->i32, (unsigned long long)s, 0), "")
+                                         : LLVMConstInt(c->i32, (unsigned long long)(span - 1), 0));
+  for (int j = 0; j < nv; j++) {
+    for (int l = 0; l < w; l++) {
+      int e = j * w + l;
+      el[l] = LLVMConstInt(c->i1, e % s == 0, 0);
+      idx[l] = LLVMConstInt(c->i32, (unsigned long long)(e % s == 0 ? e / s : 0), 0);
+    }
+    LLVMValueRef pos[256];
+    for (int l = 0; l < w; l++) pos[l] = LLVMConstInt(c->i32, (unsigned long long)(j * w + l), 0);
+    LLVMValueRef m = LLVMBuildAnd(c->b, LLVMConstVector(el, (unsigned)w),
+                                  LLVMBuildICmp(c->b, LLVMIntULE, LLVMConstVector(pos, (unsigned)w), limit, ""), "");
+    LLVMValueRef v = LLVMBuildShuffleVector(c->b, val, LLVMGetPoison(vt), LLVMConstVector(idx, (unsigned)w), "");
+    LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(j * w), 0);
+    LLVMValueRef p = LLVMBuildGEP2(c->b, et, p0, &off, 1, "");
+    LLVMTypeRef ov[2] = {vt, LLVMTypeOf(p)};
+    if (accumulate) {
+      LLVMValueRef largs[4] = {p, LLVMConstInt(c->i32, 4, 0), m, LLVMConstNull(vt)};
+      v = add_elem(c, elem, intrinsic(c, "llvm.masked.load", ov, 2, largs, 4), v);
+    }
+    LLVMValueRef args[4] = {v, p, LLVMConstInt(c->i32, 4, 0), m};
+    intrinsic(c, "llvm.masked.store", ov, 2, args, 4);
+  }
+}
+
 static LLVMValueRef emit_load(Cg *c, int buf, const LExpr *index) {
   LLVMTypeRef et = scalar_type(c, c->lp->bufs[buf].elem);
   LLVMValueRef base = c->base[buf];
@@ -560,7 +605,7 @@ static LLVMValueRef emit_load(Cg *c, int buf, const LExpr *index) {
       LLVMSetAlignment(l, 4);
       return l;
     }
-    if (s >= 2 && s <= 4 && !c->vmask) return strided_load(c, vt, p0, s);
+    if (s >= 2 && s <= 4) return strided_load(c, vt, p0, s);
     LLVMValueRef v = LLVMGetPoison(vt);
     for (int i = 0; i < c->vw; i++)
       v = LLVMBuildInsertElement(c->b, v, LLVMBuildLoad2(c->b, et, lane_ptr(c, et, p0, s, i), ""),
@@ -766,6 +811,10 @@ static void emit_store(Cg *c, const LStmt *s) {
   if (stride_of(c, s->index, &st)) {
     LLVMValueRef idx = emit_scalar_index(c, s->index);
     LLVMValueRef p = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
+    if (st >= 2 && st <= 4) {
+      strided_store(c, elem, vt, p, st, val, s->accumulate);
+      return;
+    }
     if (st != 1) { /* lane by lane, in lane order (an accumulation into one place adds them in
                     * turn); in a masked last vector the lanes past the end go to the last
                     * lane's place (lane_ptr) and store its value again, or add the identity */
