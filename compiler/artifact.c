@@ -271,6 +271,9 @@ static LLVMValueRef train_desc(Ai *a, const Graph *g, const CgEntries *fns) {
   v[nncc_train_desc__bptt] = i64c(a, t->bptt);
   v[nncc_train_desc__stateful] = i32c(a, t->stateful);
   v[nncc_train_desc__loss_kind] = i32c(a, g->nodes[g->loss].op == OP_mse ? 1 : 0);
+  int draws = 0;   /* the runtime does not split its batch (model.c, batch slices) */
+  for (int i = 0; i < g->nnodes; i++) draws |= g->nodes[i].op == OP_dropout;
+  v[nncc_train_desc__draws] = i32c(a, draws);
   v[nncc_train_desc__n_trained] = i32c(a, ntrained);
   v[nncc_train_desc__trained] = trained;
   v[nncc_train_desc__grad_floats] = i64c(a, g->grad_floats);

@@ -100,6 +100,9 @@ struct nncc_model {
   float *ws;             /* the workspace, aligned, or NULL */
   int64_t ws_cap;        /* floats allocated in ws */
   int64_t ws_batch, ws_seq;   /* the shape ws was last sized for (0, 0: none yet) */
+  int ws_parts;               /* ... for this many batch slices (slice_count), each its own */
+  float *slice_grads;    /* the gradients of batch slices 1.. (run_sliced), or NULL */
+  int64_t slice_grads_cap;
   nncc_workspace_fn ws_fn;    /* ... by this entry point's size function */
   float *rstate;         /* the carried recurrent state, rstate_batch x d->rstate_floats, or NULL */
   int64_t rstate_batch;  /* the batch it belongs to; 0: none (zero state) */
@@ -174,6 +177,7 @@ NNCC_API void nncc_rt_destroy(nncc_model *m) {
   free(m->params);
   free(m->packed);
   free(m->ws);
+  free(m->slice_grads);
   free(m->grads);
   free(m->state);
   free(m->rstate);
@@ -391,13 +395,32 @@ static int check_arrays(const nncc_model_desc *d, const char *who, const char *k
   return NNCC_OK;
 }
 
-/* Makes ws hold at least what entry point `fn`'s workspace function asks for (batch, seq);
- * the last (fn, batch, seq) is cached.  `who` names the call in messages. */
+/* The workspace floats of `parts` batch slices side by side (slice p is rows [batch p / parts,
+ * batch (p + 1) / parts), its workspace at off[p], 16-float aligned); off[parts] is the total.
+ * -1 when a size does not fit in int64. */
+static int64_t slice_offsets(nncc_workspace_fn fn, int64_t batch, int64_t seq, int parts,
+                             int64_t *off) {
+  int64_t total = 0;
+  for (int p = 0; p < parts; p++) {
+    int64_t b = batch * (p + 1) / parts - batch * p / parts;
+    int64_t need = fn ? fn(b, seq) : 0;
+    if (need < 0 || need > INT64_MAX - 16 - total) return -1;
+    if (off) off[p] = total;
+    total += (need + 15) / 16 * 16;
+  }
+  if (off) off[parts] = total;
+  return total;
+}
+
+/* Makes ws hold at least what entry point `fn`'s workspace function asks for (batch, seq),
+ * split in `parts` batch slices (1: the whole batch); the last (fn, batch, seq, parts) is
+ * cached.  `who` names the call in messages. */
 static int ensure_workspace_for(nncc_model *m, nncc_workspace_fn fn, const char *who,
-                                int64_t batch, int64_t seq) {
-  if (batch == m->ws_batch && seq == m->ws_seq && fn == m->ws_fn) return NNCC_OK;
+                                int64_t batch, int64_t seq, int parts) {
+  if (batch == m->ws_batch && seq == m->ws_seq && fn == m->ws_fn && parts == m->ws_parts)
+    return NNCC_OK;
   const nncc_model_desc *d = m->d;
-  int64_t need = fn ? fn(batch, seq) : 0;
+  int64_t need = parts == 1 ? (fn ? fn(batch, seq) : 0) : slice_offsets(fn, batch, seq, parts, NULL);
   if (need < 0)
     return nncc_rt_fail(NNCC_ERR_ARG, "%s_%s: batch %lld, seq %lld needs a workspace too "
                         "large to address", d->name, who, (long long)batch, (long long)seq);
@@ -414,11 +437,170 @@ static int ensure_workspace_for(nncc_model *m, nncc_workspace_fn fn, const char 
   m->ws_batch = batch;
   m->ws_seq = seq;
   m->ws_fn = fn;
+  m->ws_parts = parts;
   return NNCC_OK;
 }
 
-static int ensure_workspace(nncc_model *m, int64_t batch, int64_t seq) {
-  return ensure_workspace_for(m, m->d->workspace_floats, "forward", batch, seq);
+/* ---- batch slices ------------------------------------------------------------------------
+ * Every row of a batch is computed on its own until the loss's mean, so with T threads an
+ * entry point (forward, evaluate, gradients) can run as T calls on contiguous slices of the
+ * batch at once, one a thread, each with its own workspace: one parallel region per call
+ * instead of one per parallel loop, and no thread waits at the end of each layer (a LeNet-5
+ * training step has dozens of loops too small to split well).  Inside a slice the loops run
+ * on its own thread (the pool is busy: threads.c).  Slice p is rows [B p / n, B (p + 1) / n).
+ *   forward   each row is what a one-slice call gives it: the same bits.
+ *   evaluate  the loss is the mean of the slices' means weighted by their rows, correct the
+ *             sum: equal to the one-slice figures up to rounding.
+ *   gradients each slice writes its batch-mean gradients into a buffer of its own (slice 0
+ *             into the model's); then grads = sum over p of (rows_p / B) * grads_p, in slice
+ *             order, and the loss likewise: the batch-mean gradient, up to rounding.  A model
+ *             that draws random numbers in training (dropout: a row's mask depends on its
+ *             place in the batch) is not sliced.  Stateful training gives each slice its rows
+ *             of the carried state.
+ * A call whose slice fails runs again whole, which fails the same way (a token id or a label
+ * out of range) with the message counting rows from the batch's first, not the slice's.
+ * The number of slices (slice_count) is the thread count where it pays, so the gradients'
+ * rounding depends on the thread count; NNCC_BATCH_SLICES=n fixes it at n (1: never slice)
+ * whatever the threads, and then the results are the same bits on any number of threads. */
+#define NNCC_SLICE_MAX 16                    /* slices at most */
+#define NNCC_SLICE_ARRAYS 16                 /* inputs, outputs, targets at most to slice */
+
+enum { SLICE_FORWARD, SLICE_EVALUATE, SLICE_GRADIENTS };
+
+static int slice_count(const nncc_model *m, int entry, int64_t batch, int64_t seq) {
+  const nncc_model_desc *d = m->d;
+  if (d->n_inputs > NNCC_SLICE_ARRAYS || d->n_outputs > NNCC_SLICE_ARRAYS ||
+      d->n_targets > NNCC_SLICE_ARRAYS)
+    return 1;
+  if (entry == SLICE_GRADIENTS && d->train->draws) return 1;
+  int64_t n;
+  const char *e = getenv("NNCC_BATCH_SLICES");
+  if (e && *e) {
+    char *end;
+    n = strtoll(e, &end, 10);
+    if (*end || n < 1) n = 1;
+  } else {
+    n = nncc_get_num_threads();
+    if (n > NNCC_SLICE_MAX) n = NNCC_SLICE_MAX;
+    if (n > batch) n = batch;
+    if (n <= 1) return 1;
+    /* Worth it when a slice's own work outweighs what slicing adds: each slice reads all the
+     * weights (the threads no longer share a layer's), and in training writes a gradient
+     * buffer that the sum reads again.  The measure of a slice's work is the inference
+     * workspace of its rows (its activations, in floats): at least the parameters (forward,
+     * evaluate) or the gradient floats.  An MLP's (a few hundred floats a row against 235k
+     * weights) is not sliced: its layers split over their weight columns instead. */
+    int64_t act = d->workspace_floats ? d->workspace_floats(batch / n, seq) : 0;
+    int64_t cost = entry == SLICE_GRADIENTS ? d->train->grad_floats : d->param_floats;
+    if (act < cost) return 1;
+  }
+  if (n > batch) n = batch;
+  if (n > NNCC_SLICE_MAX) n = NNCC_SLICE_MAX;
+  return (int)n;
+}
+
+/* The extra gradient buffers of n slices (slices 1 .. n-1). */
+static int ensure_slice_grads(nncc_model *m, int n) {
+  int64_t need = (int64_t)(n - 1) * m->d->train->grad_floats;
+  if (need <= m->slice_grads_cap) return NNCC_OK;
+  float *g = nncc_rt_alloc_floats(need);
+  if (!g)
+    return nncc_rt_fail(NNCC_ERR_NOMEM, "%s_gradients: out of memory for %d slices' gradients",
+                        m->d->name, n);
+  free(m->slice_grads);
+  m->slice_grads = g;
+  m->slice_grads_cap = need;
+  return NNCC_OK;
+}
+
+typedef struct SliceRun {
+  nncc_model *m;
+  nncc_entry_fn entry;
+  int n;
+  int64_t batch, seq;
+  const void *const *in, *const *targets;
+  void *const *out;
+  uint64_t seed;
+  int with_rstate;                              /* slice p gets its rows of m->rstate */
+  float *grads[NNCC_SLICE_MAX];                 /* gradients: slice p's buffer */
+  int64_t ws_off[NNCC_SLICE_MAX + 1];
+  float scalars[NNCC_SLICE_MAX][NNCC_S_COUNT];
+} SliceRun;
+
+static int64_t slice_row(const SliceRun *s, int64_t p) { return s->batch * p / s->n; }
+
+/* Row b of array a of tensor t ([batch, ...dims]). */
+static const void *row_at(const nncc_tensor_desc *t, const void *a, int64_t b, int64_t seq) {
+  int64_t per_row = 0;
+  tensor_numel(t, 1, seq, &per_row);   /* checked for the whole batch by check_arrays */
+  return (const char *)a + b * per_row * 4;
+}
+
+static int run_slices(void *ctx, int64_t lo, int64_t hi) {
+  SliceRun *s = ctx;
+  const nncc_model_desc *d = s->m->d;
+  for (int64_t p = lo; p < hi; p++) {
+    int64_t b0 = slice_row(s, p), b1 = slice_row(s, p + 1);
+    const void *in[NNCC_SLICE_ARRAYS], *targets[NNCC_SLICE_ARRAYS];
+    void *out[NNCC_SLICE_ARRAYS];
+    for (int i = 0; i < d->n_inputs; i++) in[i] = row_at(&d->inputs[i], s->in[i], b0, s->seq);
+    if (s->out)
+      for (int i = 0; i < d->n_outputs; i++)
+        out[i] = (void *)row_at(&d->outputs[i], s->out[i], b0, s->seq);
+    if (s->targets)
+      for (int i = 0; i < d->n_targets; i++)
+        targets[i] = row_at(&d->targets[i], s->targets[i], b0, s->seq);
+    nncc_exec x = {.params = s->m->params, .packed = s->m->packed, .ws = s->m->ws + s->ws_off[p],
+                   .grads = s->grads[p], .state = s->m->state, .scalars = s->scalars[p],
+                   .in = in, .out = s->out ? out : NULL, .targets = s->targets ? targets : NULL,
+                   .batch = b1 - b0, .seq = s->seq, .seed = s->seed,
+                   .rstate = s->with_rstate ? s->m->rstate + b0 * d->rstate_floats : NULL};
+    int rc = s->entry(&x);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* grads[0] = sum over p of (rows_p / B) grads[p], over elements [lo, hi), in slice order. */
+static int sum_slice_grads(void *ctx, int64_t lo, int64_t hi) {
+  const SliceRun *s = ctx;
+  float w[NNCC_SLICE_MAX];
+  for (int p = 0; p < s->n; p++) w[p] = (float)(slice_row(s, p + 1) - slice_row(s, p)) / (float)s->batch;
+  float *g0 = s->grads[0];
+  for (int64_t i = lo; i < hi; i++) {
+    float acc = w[0] * g0[i];
+    for (int p = 1; p < s->n; p++) acc += w[p] * s->grads[p][i];
+    g0[i] = acc;
+  }
+  return 0;
+}
+
+/* Runs entry over n slices (slice_count) and combines their scalars into m->scalars (and
+ * for gradients their gradients into m->grads); the workspace holds the n slices'. */
+static int run_sliced(nncc_model *m, SliceRun *s) {
+  const nncc_model_desc *d = m->d;
+  int rc = NNCC_OK;
+  if (s->grads[0]) {
+    if ((rc = ensure_slice_grads(m, s->n))) return rc;
+    for (int p = 1; p < s->n; p++) s->grads[p] = m->slice_grads + (int64_t)(p - 1) * d->train->grad_floats;
+  }
+  memset(s->scalars, 0, sizeof s->scalars);
+  rc = nncc_rt_parallel_for(run_slices, s, 0, s->n, -1);
+  if (rc) return rc;
+  if (s->grads[0]) {
+    int64_t nf = d->train->grad_floats;
+    rc = nncc_rt_parallel_for(sum_slice_grads, s, 0, nf, nf * s->n);
+    if (rc) return rc;
+  }
+  if (!s->targets) return NNCC_OK;   /* forward: no scalars */
+  float loss = 0, correct = 0;
+  for (int p = 0; p < s->n; p++) {
+    loss += (float)(slice_row(s, p + 1) - slice_row(s, p)) / (float)s->batch * s->scalars[p][NNCC_S_LOSS];
+    correct += s->scalars[p][NNCC_S_CORRECT];
+  }
+  m->scalars[NNCC_S_LOSS] = loss;
+  m->scalars[NNCC_S_CORRECT] = correct;
+  return NNCC_OK;
 }
 
 static int unguarded_forward(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
@@ -444,7 +626,17 @@ static int unguarded_forward(nncc_model *m, int64_t batch, int64_t seq, const vo
   if (rc) return rc;
   packed_current(m);
   params_evict(m);
-  if ((rc = ensure_workspace(m, batch, seq))) return rc;
+  int n = slice_count(m, SLICE_FORWARD, batch, seq);
+  if ((rc = ensure_workspace_for(m, d->workspace_floats, "forward", batch, seq, n))) return rc;
+  if (n > 1) {
+    SliceRun s = {.m = m, .entry = d->forward, .n = n, .batch = batch, .seq = seq, .in = in,
+                  .out = out};
+    slice_offsets(d->workspace_floats, batch, seq, n, s.ws_off);
+    if ((rc = run_sliced(m, &s)) == NNCC_OK) return rc;
+    /* a failing slice counts rows from its own first (a token id's, a label's position):
+     * the whole batch again fails the same way and says where in the batch */
+    if ((rc = ensure_workspace_for(m, d->workspace_floats, "forward", batch, seq, 1))) return rc;
+  }
   nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .batch = batch,
                  .seq = seq, .in = in, .out = out, .scalars = m->scalars};
   return d->forward(&x);
@@ -495,10 +687,22 @@ static uint64_t mix64(uint64_t x) {
 
 static int run_entry(nncc_model *m, nncc_entry_fn fn, nncc_workspace_fn wsfn, const char *who,
                      int64_t batch, int64_t seq, const void *const *in,
-                     const void *const *targets, const float *hyper) {
-  int rc = ensure_workspace_for(m, wsfn, who, batch, seq);
+                     const void *const *targets, const float *hyper, int slice_kind) {
+  int n = hyper ? 1 : slice_count(m, slice_kind, batch, seq);
+  int rc = ensure_workspace_for(m, wsfn, who, batch, seq, n);
   if (rc) return rc;
   m->trains = 1;
+  if (n > 1) {
+    const nncc_train_desc *t = m->d->train;
+    SliceRun s = {.m = m, .entry = fn, .n = n, .batch = batch, .seq = seq, .in = in,
+                  .targets = targets, .seed = mix64(m->rng),
+                  .with_rstate = m->rstate != NULL && slice_kind == SLICE_GRADIENTS && t->stateful};
+    if (slice_kind == SLICE_GRADIENTS) s.grads[0] = m->grads;
+    slice_offsets(wsfn, batch, seq, n, s.ws_off);
+    if ((rc = run_sliced(m, &s)) == NNCC_OK) return rc;
+    /* a failing slice counts rows from its own first: the whole batch again says where */
+    if ((rc = ensure_workspace_for(m, wsfn, who, batch, seq, 1))) return rc;
+  }
   nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .grads = m->grads,
                  .state = m->state, .hyper = hyper, .scalars = m->scalars, .in = in,
                  .targets = targets, .batch = batch, .seq = seq, .seed = mix64(m->rng),
@@ -557,7 +761,7 @@ static int unguarded_step(nncc_model *m, int64_t batch, const void *const *in, v
   if (rc) return rc;
   packed_current(m);
   params_evict(m);
-  if ((rc = ensure_workspace_for(m, d->step_workspace, "step", batch, 1))) return rc;
+  if ((rc = ensure_workspace_for(m, d->step_workspace, "step", batch, 1, 1))) return rc;
   nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .batch = batch, .seq = 1,
                  .in = in, .out = out, .scalars = m->scalars, .rstate = m->rstate};
   return d->step(&x);
@@ -570,7 +774,8 @@ static int unguarded_gradients(nncc_model *m, int64_t batch, int64_t seq, const 
   const nncc_train_desc *t = m->d->train;
   if (t->stateful && m->d->rstate_floats > 0 && (rc = ensure_rstate(m, "gradients", batch)))
     return rc;
-  rc = run_entry(m, t->gradients, t->gradients_workspace, "gradients", batch, seq, in, targets, NULL);
+  rc = run_entry(m, t->gradients, t->gradients_workspace, "gradients", batch, seq, in, targets, NULL,
+                 SLICE_GRADIENTS);
   m->rng++;   /* the next call draws a new dropout mask */
   if (rc) return rc;
   if (loss) *loss = m->scalars[NNCC_S_LOSS];
@@ -585,7 +790,7 @@ static int unguarded_evaluate(nncc_model *m, int64_t batch, int64_t seq, const v
   packed_current(m);
   m->scalars[NNCC_S_CORRECT] = 0;
   rc = run_entry(m, d->train->evaluate, d->train->evaluate_workspace, "evaluate", batch, seq, in,
-                 targets, NULL);
+                 targets, NULL, SLICE_EVALUATE);
   if (rc) return rc;
   if (loss) *loss = m->scalars[NNCC_S_LOSS];
   if (correct) *correct = d->train->loss_kind == 0 ? (int64_t)m->scalars[NNCC_S_CORRECT] : -1;

@@ -1,6 +1,7 @@
 /* rt_api_test.c - tests the runtime's model API without files: the error slot, create,
  * deterministic initialisation by kind, nncc_rt_param, forward's argument checks, packing
- * and the workspace.  Driven by rt_api.test (which checks every message). */
+ * and the workspace, batch slices.  Driven by rt_api.test (which checks every message). */
+#define _POSIX_C_SOURCE 200809L   /* setenv */
 #include <math.h>
 #include <pthread.h>
 
@@ -305,6 +306,42 @@ static void test_forward_seq(void) {
   nncc_rt_destroy(m);
 }
 
+/* NNCC_BATCH_SLICES=n splits a forward call's batch into n slices (runtime/model.c, "batch
+ * slices"), each a call of its own on its rows with its own workspace: the same outputs; a
+ * failing slice's message still counts rows from the batch's first. */
+static void test_slices(void) {
+  setenv("NNCC_BATCH_SLICES", "3", 1);
+  nncc_model *m = nncc_rt_create(&dense_desc);
+  float x[24], y1[16], y3[16];
+  for (int i = 0; i < 24; i++) x[i] = (float)i / 7;
+  const void *in[1] = {x};
+  void *out1[1] = {y1}, *out3[1] = {y3};
+  setenv("NNCC_BATCH_SLICES", "1", 1);
+  int calls = dense_forward_calls;
+  EXPECT(nncc_rt_forward(m, 8, 0, in, out1) == 0 && dense_forward_calls == calls + 1,
+         "one slice: one call");
+  setenv("NNCC_BATCH_SLICES", "3", 1);
+  calls = dense_forward_calls;
+  int64_t rows = dense_rows_seen;
+  EXPECT(nncc_rt_forward(m, 8, 0, in, out3) == 0, "%s", nncc_last_error());
+  EXPECT(dense_forward_calls == calls + 3 && dense_rows_seen == rows + 8,
+         "3 slices of a batch of 8: %d calls, %lld rows", dense_forward_calls - calls,
+         (long long)(dense_rows_seen - rows));
+  EXPECT(memcmp(y1, y3, sizeof y1) == 0, "3 slices give the outputs of one");
+  nncc_rt_destroy(m);
+
+  m = nncc_rt_create(&seq_desc);
+  int32_t ids[6] = {0, 1, 2, 3, 9, 0};
+  float w[6] = {1, 1, 1, 2, 2, 2}, emb[12];
+  const void *sin[2] = {ids, w};
+  void *sout[1] = {emb};
+  setenv("NNCC_BATCH_SLICES", "2", 1);
+  EXPECT_ERR("forward_sliced_range_error", nncc_rt_forward(m, 2, 3, sin, sout), NNCC_ERR_RANGE,
+             "seqdemo_forward: token id 9 at [1, 1] is outside [0, 5)");
+  nncc_rt_destroy(m);
+  unsetenv("NNCC_BATCH_SLICES");
+}
+
 int main(void) {
   test_error_slot();
   test_create();
@@ -313,5 +350,6 @@ int main(void) {
   test_param();
   test_forward();
   test_forward_seq();
+  test_slices();
   return finish();
 }

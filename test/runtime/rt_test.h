@@ -70,6 +70,8 @@ static inline int finish(void) {
 static int dense_prepare_calls;
 static float *dense_last_ws;
 static int64_t dense_last_ws_floats;
+static int dense_forward_calls;      /* forward calls (a batch split into slices: one a slice) */
+static int64_t dense_rows_seen;      /* the rows they computed */
 
 static void dense_prepare(const float *params, float *packed) {
   dense_prepare_calls++;
@@ -89,6 +91,8 @@ static int dense_forward_impl(const float *params, const float *packed, float *w
   float *y = out[0];
   dense_last_ws = ws;
   dense_last_ws_floats = dense_ws(batch, seq);
+  dense_forward_calls++;
+  dense_rows_seen += batch;
   if ((uintptr_t)ws % 64 || (uintptr_t)params % 64 || (uintptr_t)packed % 64)
     return nncc_rt_fail(NNCC_ERR_ARG, "dense_forward: a buffer is not 64-byte aligned");
   for (int64_t n = 0; n < batch; n++)

@@ -7,6 +7,9 @@ since the `safetensors` package is not installed) and the scenarios of standalon
   st.py check-demo DIR            compare DIR/y.npy, DIR/s.npy with numpy
   st.py make-seq DIR / check-seq DIR   the same for standalone_seq_demo
   st.py make-wide DIR             Inputs/wide.nn's weights as F16 and F32 (the same values), an input
+  st.py close A B TOL             the same tensors in A and B, every one within TOL of the other
+                                  relative to its largest magnitude; prints whether the bits are
+                                  the same (exit status 1 when a tensor is further apart)
 """
 import importlib.util
 import json
@@ -102,6 +105,17 @@ def main():
         save(os.path.join(arg, "w16.safetensors"), w, "F16")
         save(os.path.join(arg, "w32.safetensors"), w)
         np.save(os.path.join(arg, "x.npy"), rng.standard_normal((2, 600)).astype(np.float32))
+    elif cmd == "close":
+        _, a = load(arg)
+        _, b = load(sys.argv[3])
+        tol = float(sys.argv[4])
+        assert list(a) == list(b), (list(a), list(b))
+        worst = max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) / max(float(np.max(np.abs(b[k]))), 1e-30)
+                    for k in a)
+        same = all(a[k].tobytes() == b[k].tobytes() for k in a)
+        print("bits %s, worst relative difference %s" % ("same" if same else "different",
+                                                        "within %g" % tol if worst <= tol else "%.3g" % worst))
+        sys.exit(0 if worst <= tol else 1)
     else:
         sys.exit("unknown command " + cmd)
 
