@@ -510,11 +510,17 @@ static void store_scalar(Cg *c, LType elem, LLVMTypeRef et, LLVMValueRef p, LLVM
  * is masked to the elements up to lane W-1's, so no element past it is read; in a masked
  * last vector every one is masked to the elements up to the last lane's (s * vlast), and a
  * lane past it is 0, as masked_load gives. */
+/* In a masked last vector, the offset of the last lane's element at stride s (s * vlast), as
+ * a vector to compare element offsets with. */
+static LLVMValueRef strided_limit(Cg *c, int64_t s) {
+  return splat(c, LLVMBuildMul(c->b, c->vlast, LLVMConstInt(c->i32, (unsigned long long)s, 0), ""));
+}
+
 static LLVMValueRef strided_load(Cg *c, LLVMTypeRef vt, LLVMValueRef p0, int64_t s) {
   int w = c->vw, span = (int)(s * (w - 1)) + 1, nv = (span + w - 1) / w;
   LLVMTypeRef et = LLVMGetElementType(vt);
   LLVMValueRef parts[4], el[256];
-  LLVMValueRef limit = c->vmask ? splat(c, LLVMBuildMul(c->b, c->vlast, LLVMConstInt(c->i32, (unsigned long long)s, 0), "")) : NULL;
+  LLVMValueRef limit = c->vmask ? strided_limit(c, s) : NULL;
   for (int j = 0; j < nv; j++) {
     LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(j * w), 0);
     LLVMValueRef p = LLVMBuildGEP2(c->b, et, p0, &off, 1, "");
@@ -559,17 +565,15 @@ static void strided_store(Cg *c, LType elem, LLVMTypeRef vt, LLVMValueRef p0, in
                           LLVMValueRef val, int accumulate) {
   int w = c->vw, span = (int)(s * (w - 1)) + 1, nv = (span + w - 1) / w;
   LLVMTypeRef et = LLVMGetElementType(vt);
-  LLVMValueRef el[256], idx[256];
-  LLVMValueRef limit = splat(c, c->vmask ? LLVMBuildMul(c->b, c->vlast, LLVMConstInt(c->i32, (unsigned long long)s, 0), "")
-                                         : LLVMConstInt(c->i32, (unsigned long long)(span - 1), 0));
+  LLVMValueRef el[256], idx[256], pos[256];
+  LLVMValueRef limit = c->vmask ? strided_limit(c, s) : splat(c, LLVMConstInt(c->i32, (unsigned long long)(span - 1), 0));
   for (int j = 0; j < nv; j++) {
     for (int l = 0; l < w; l++) {
       int e = j * w + l;
       el[l] = LLVMConstInt(c->i1, e % s == 0, 0);
       idx[l] = LLVMConstInt(c->i32, (unsigned long long)(e % s == 0 ? e / s : 0), 0);
+      pos[l] = LLVMConstInt(c->i32, (unsigned long long)e, 0);
     }
-    LLVMValueRef pos[256];
-    for (int l = 0; l < w; l++) pos[l] = LLVMConstInt(c->i32, (unsigned long long)(j * w + l), 0);
     LLVMValueRef m = LLVMBuildAnd(c->b, LLVMConstVector(el, (unsigned)w),
                                   LLVMBuildICmp(c->b, LLVMIntULE, LLVMConstVector(pos, (unsigned)w), limit, ""), "");
     LLVMValueRef v = LLVMBuildShuffleVector(c->b, val, LLVMGetPoison(vt), LLVMConstVector(idx, (unsigned)w), "");

@@ -76,6 +76,8 @@ enum { OPT_LR, OPT_MOMENTUM, OPT_WEIGHT_DECAY, OPT_BETA1, OPT_BETA2, OPT_EPS, OP
 static const char *const option_names[N_OPTIONS] = {"lr", "momentum", "weight_decay", "beta1",
                                                     "beta2", "eps", "decay", "clip_norm"};
 
+#define NNCC_SLICE_MAX 16   /* batch slices at most (runtime/model.c, "batch slices") */
+
 struct nncc_model {
   const nncc_model_desc *d;
   float *params;         /* d->param_floats, aligned */
@@ -101,6 +103,7 @@ struct nncc_model {
   int64_t ws_cap;        /* floats allocated in ws */
   int64_t ws_batch, ws_seq;   /* the shape ws was last sized for (0, 0: none yet) */
   int ws_parts;               /* ... for this many batch slices (slice_count), each its own */
+  int64_t ws_off[NNCC_SLICE_MAX + 1];   /* slice p's workspace at ws + ws_off[p] */
   float *slice_grads;    /* the gradients of batch slices 1.. (run_sliced), or NULL */
   int64_t slice_grads_cap;
   nncc_workspace_fn ws_fn;    /* ... by this entry point's size function */
@@ -405,10 +408,10 @@ static int64_t slice_offsets(nncc_workspace_fn fn, int64_t batch, int64_t seq, i
     int64_t b = batch * (p + 1) / parts - batch * p / parts;
     int64_t need = fn ? fn(b, seq) : 0;
     if (need < 0 || need > INT64_MAX - 16 - total) return -1;
-    if (off) off[p] = total;
+    off[p] = total;
     total += (need + 15) / 16 * 16;
   }
-  if (off) off[parts] = total;
+  off[parts] = total;
   return total;
 }
 
@@ -420,7 +423,8 @@ static int ensure_workspace_for(nncc_model *m, nncc_workspace_fn fn, const char 
   if (batch == m->ws_batch && seq == m->ws_seq && fn == m->ws_fn && parts == m->ws_parts)
     return NNCC_OK;
   const nncc_model_desc *d = m->d;
-  int64_t need = parts == 1 ? (fn ? fn(batch, seq) : 0) : slice_offsets(fn, batch, seq, parts, NULL);
+  int64_t off[NNCC_SLICE_MAX + 1];
+  int64_t need = parts == 1 ? (fn ? fn(batch, seq) : 0) : slice_offsets(fn, batch, seq, parts, off);
   if (need < 0)
     return nncc_rt_fail(NNCC_ERR_ARG, "%s_%s: batch %lld, seq %lld needs a workspace too "
                         "large to address", d->name, who, (long long)batch, (long long)seq);
@@ -438,6 +442,7 @@ static int ensure_workspace_for(nncc_model *m, nncc_workspace_fn fn, const char 
   m->ws_seq = seq;
   m->ws_fn = fn;
   m->ws_parts = parts;
+  if (parts > 1) memcpy(m->ws_off, off, (size_t)(parts + 1) * sizeof *off);
   return NNCC_OK;
 }
 
@@ -462,28 +467,29 @@ static int ensure_workspace_for(nncc_model *m, nncc_workspace_fn fn, const char 
  * The number of slices (slice_count) is the thread count where it pays, so the gradients'
  * rounding depends on the thread count; NNCC_BATCH_SLICES=n fixes it at n (1: never slice)
  * whatever the threads, and then the results are the same bits on any number of threads. */
-#define NNCC_SLICE_MAX 16                    /* slices at most */
 #define NNCC_SLICE_ARRAYS 16                 /* inputs, outputs, targets at most to slice */
 
 enum { SLICE_FORWARD, SLICE_EVALUATE, SLICE_GRADIENTS };
 
 static int slice_count(const nncc_model *m, int entry, int64_t batch, int64_t seq) {
   const nncc_model_desc *d = m->d;
-  if (d->n_inputs > NNCC_SLICE_ARRAYS || d->n_outputs > NNCC_SLICE_ARRAYS ||
-      d->n_targets > NNCC_SLICE_ARRAYS)
+  if (batch < 2 || d->n_inputs > NNCC_SLICE_ARRAYS || d->n_outputs > NNCC_SLICE_ARRAYS ||
+      d->n_targets > NNCC_SLICE_ARRAYS || (entry == SLICE_GRADIENTS && d->train->draws))
     return 1;
-  if (entry == SLICE_GRADIENTS && d->train->draws) return 1;
-  int64_t n;
   const char *e = getenv("NNCC_BATCH_SLICES");
-  if (e && *e) {
+  int fixed = e && *e;
+  int64_t n;
+  if (fixed) {
     char *end;
     n = strtoll(e, &end, 10);
     if (*end || n < 1) n = 1;
   } else {
     n = nncc_get_num_threads();
-    if (n > NNCC_SLICE_MAX) n = NNCC_SLICE_MAX;
-    if (n > batch) n = batch;
-    if (n <= 1) return 1;
+  }
+  if (n > NNCC_SLICE_MAX) n = NNCC_SLICE_MAX;
+  if (n > batch) n = batch;
+  if (n <= 1) return 1;
+  if (!fixed) {
     /* Worth it when a slice's own work outweighs what slicing adds: each slice reads all the
      * weights (the threads no longer share a layer's), and in training writes a gradient
      * buffer that the sum reads again.  The measure of a slice's work is the inference
@@ -494,8 +500,6 @@ static int slice_count(const nncc_model *m, int entry, int64_t batch, int64_t se
     int64_t cost = entry == SLICE_GRADIENTS ? d->train->grad_floats : d->param_floats;
     if (act < cost) return 1;
   }
-  if (n > batch) n = batch;
-  if (n > NNCC_SLICE_MAX) n = NNCC_SLICE_MAX;
   return (int)n;
 }
 
@@ -523,11 +527,15 @@ typedef struct SliceRun {
   uint64_t seed;
   int with_rstate;                              /* slice p gets its rows of m->rstate */
   float *grads[NNCC_SLICE_MAX];                 /* gradients: slice p's buffer */
-  int64_t ws_off[NNCC_SLICE_MAX + 1];
   float scalars[NNCC_SLICE_MAX][NNCC_S_COUNT];
 } SliceRun;
 
 static int64_t slice_row(const SliceRun *s, int64_t p) { return s->batch * p / s->n; }
+
+/* Slice p's share of the batch: its rows / B, the weight of its batch means. */
+static float slice_weight(const SliceRun *s, int p) {
+  return (float)(slice_row(s, p + 1) - slice_row(s, p)) / (float)s->batch;
+}
 
 /* Row b of array a of tensor t ([batch, ...dims]). */
 static const void *row_at(const nncc_tensor_desc *t, const void *a, int64_t b, int64_t seq) {
@@ -550,7 +558,7 @@ static int run_slices(void *ctx, int64_t lo, int64_t hi) {
     if (s->targets)
       for (int i = 0; i < d->n_targets; i++)
         targets[i] = row_at(&d->targets[i], s->targets[i], b0, s->seq);
-    nncc_exec x = {.params = s->m->params, .packed = s->m->packed, .ws = s->m->ws + s->ws_off[p],
+    nncc_exec x = {.params = s->m->params, .packed = s->m->packed, .ws = s->m->ws + s->m->ws_off[p],
                    .grads = s->grads[p], .state = s->m->state, .scalars = s->scalars[p],
                    .in = in, .out = s->out ? out : NULL, .targets = s->targets ? targets : NULL,
                    .batch = b1 - b0, .seq = s->seq, .seed = s->seed,
@@ -565,7 +573,7 @@ static int run_slices(void *ctx, int64_t lo, int64_t hi) {
 static int sum_slice_grads(void *ctx, int64_t lo, int64_t hi) {
   const SliceRun *s = ctx;
   float w[NNCC_SLICE_MAX];
-  for (int p = 0; p < s->n; p++) w[p] = (float)(slice_row(s, p + 1) - slice_row(s, p)) / (float)s->batch;
+  for (int p = 0; p < s->n; p++) w[p] = slice_weight(s, p);
   float *g0 = s->grads[0];
   for (int64_t i = lo; i < hi; i++) {
     float acc = w[0] * g0[i];
@@ -595,12 +603,22 @@ static int run_sliced(nncc_model *m, SliceRun *s) {
   if (!s->targets) return NNCC_OK;   /* forward: no scalars */
   float loss = 0, correct = 0;
   for (int p = 0; p < s->n; p++) {
-    loss += (float)(slice_row(s, p + 1) - slice_row(s, p)) / (float)s->batch * s->scalars[p][NNCC_S_LOSS];
+    loss += slice_weight(s, p) * s->scalars[p][NNCC_S_LOSS];
     correct += s->scalars[p][NNCC_S_CORRECT];
   }
   m->scalars[NNCC_S_LOSS] = loss;
   m->scalars[NNCC_S_CORRECT] = correct;
   return NNCC_OK;
+}
+
+/* Runs s: NNCC_OK, or when a slice failed, 1 once the workspace is the whole batch's again:
+ * the caller then runs the batch whole, which fails the same way and names the batch's row (a
+ * slice's message counts rows from its own first: a token id's, a label's); or a negative
+ * code. */
+static int try_sliced(nncc_model *m, SliceRun *s, nncc_workspace_fn wsfn, const char *who) {
+  if (run_sliced(m, s) == NNCC_OK) return NNCC_OK;
+  int rc = ensure_workspace_for(m, wsfn, who, s->batch, s->seq, 1);
+  return rc ? rc : 1;
 }
 
 static int unguarded_forward(nncc_model *m, int64_t batch, int64_t seq, const void *const *in,
@@ -631,11 +649,7 @@ static int unguarded_forward(nncc_model *m, int64_t batch, int64_t seq, const vo
   if (n > 1) {
     SliceRun s = {.m = m, .entry = d->forward, .n = n, .batch = batch, .seq = seq, .in = in,
                   .out = out};
-    slice_offsets(d->workspace_floats, batch, seq, n, s.ws_off);
-    if ((rc = run_sliced(m, &s)) == NNCC_OK) return rc;
-    /* a failing slice counts rows from its own first (a token id's, a label's position):
-     * the whole batch again fails the same way and says where in the batch */
-    if ((rc = ensure_workspace_for(m, d->workspace_floats, "forward", batch, seq, 1))) return rc;
+    if ((rc = try_sliced(m, &s, d->workspace_floats, "forward")) <= 0) return rc;
   }
   nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .batch = batch,
                  .seq = seq, .in = in, .out = out, .scalars = m->scalars};
@@ -698,10 +712,7 @@ static int run_entry(nncc_model *m, nncc_entry_fn fn, nncc_workspace_fn wsfn, co
                   .targets = targets, .seed = mix64(m->rng),
                   .with_rstate = m->rstate != NULL && slice_kind == SLICE_GRADIENTS && t->stateful};
     if (slice_kind == SLICE_GRADIENTS) s.grads[0] = m->grads;
-    slice_offsets(wsfn, batch, seq, n, s.ws_off);
-    if ((rc = run_sliced(m, &s)) == NNCC_OK) return rc;
-    /* a failing slice counts rows from its own first: the whole batch again says where */
-    if ((rc = ensure_workspace_for(m, wsfn, who, batch, seq, 1))) return rc;
+    if ((rc = try_sliced(m, &s, wsfn, who)) <= 0) return rc;
   }
   nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .grads = m->grads,
                  .state = m->state, .hyper = hyper, .scalars = m->scalars, .in = in,
