@@ -85,44 +85,117 @@ static SymCount global_flops(const Graph *g, const Node *n) {
 
 /* --- lowering ---
  *   B = batch, C = channels, H x W input, k = window, s = stride, p = pad, OH x OW output
- *   x [B, C, H, W] -> (p > 0: a padded scratch copy xp [B, C, H + 2p, W + 2p], filled with
- *   -inf for max pooling, 0 for average pooling, which counts the padding) -> y [B, C, OH, OW]
- * Vectorized over output columns (contiguous loads when s = 1, otherwise a lane at a time, s apart).
+ *   x [B, C, H, W] -> y [B, C, OH, OW], read in place: no padded copy.  Along each axis the
+ *   output positions split in three: those whose windows start in the padding, those whose
+ *   windows lie inside the input, those whose windows end in the padding.  The inner rows and
+ *   columns take every tap (the columns vectorized: contiguous loads when s = 1, s apart
+ *   otherwise); the border ones take only the taps inside the input, which for max pooling
+ *   is the padding's -inf left out and for average pooling its 0 (the sum still divided by
+ *   k k: the padding counts).  Max pooling takes a tap that is greater or NaN, as PyTorch's
+ *   kernel: a NaN in a window makes the window's maximum NaN.
  * global_avgpool: x [B, C, H*W] -> y [B, C], the B*C rows on threads, each a vector reduction.
  */
+
+/* One axis of a pooling: N input positions, window k, stride s, padding p, O outputs. */
+typedef struct PoolAxis {
+  int64_t N, k, s, p, O;
+} PoolAxis;
+
+/* The outputs [lo, hi) whose windows lie inside the input: o s >= p and o s - p + k <= N. */
+static void pool_inner(PoolAxis a, int64_t *lo, int64_t *hi) {
+  int64_t l = (a.p + a.s - 1) / a.s, h = a.N + a.p - a.k >= 0 ? (a.N + a.p - a.k) / a.s + 1 : 0;
+  l = l < a.O ? l : a.O;
+  h = h < a.O ? h : a.O;
+  *lo = l;
+  *hi = h > l ? h : l;
+}
+
+/* The loop over the window's taps at output o along axis a: all k of them for an inner
+ * position, else those inside the input, [max(0, p - o s), min(k, N + p - o s)). */
+static LStmt *pool_taps(LoopProgram *lp, LStmt *block, int t, PoolAxis a, int o, int inner) {
+  if (inner) return ls_for(lp, block, t, le_i64(lp, 0), le_i64(lp, a.k));
+  LExpr *off = le_sub(lp, le_i64(lp, a.p), le_mul(lp, le_var(lp, o), le_i64(lp, a.s)));
+  return ls_for(lp, block, t, le_bin(lp, LO_MAX, off, le_i64(lp, 0)),
+                le_bin(lp, LO_MIN, le_add(lp, off, le_i64(lp, a.N)), le_i64(lp, a.k)));
+}
+
+/* The input position of tap t of output o: o s - p + t */
+static LExpr *pool_at(LoopProgram *lp, PoolAxis a, int o, int t) {
+  return le_add(lp, le_sub(lp, le_mul(lp, le_var(lp, o), le_i64(lp, a.s)), le_i64(lp, a.p)), le_var(lp, t));
+}
+
+/* The windows of plane r, in nine parts (rows and columns each before, inside, after the
+ * inner range).  Max pooling: a tap replaces the maximum when greater (the first maximum
+ * stays, as in PyTorch), and with nan_safe when NaN too (one vmaxps a tap without it, a
+ * compare, an or and a blend with it, on the maximum's dependency chain). */
+static void pool_windows(LoopProgram *lp, const Node *n, LStmt *block, int r, int x, int y, PoolAxis ay, PoolAxis ax,
+                         int nan_safe) {
+  int ismax = n->op == OP_maxpool2d;
+  int64_t ylo, yhi, xlo, xhi;
+  pool_inner(ay, &ylo, &yhi);
+  pool_inner(ax, &xlo, &xhi);
+  int64_t ycut[4] = {0, ylo, yhi, ay.O}, xcut[4] = {0, xlo, xhi, ax.O};
+  for (int i = 0; i < 3; i++) {
+    if (ycut[i + 1] <= ycut[i]) continue;
+    int oy = lvar(lp, "oy");
+    LStmt *loy = ls_for(lp, block, oy, le_i64(lp, ycut[i]), le_i64(lp, ycut[i + 1]));
+    for (int j = 0; j < 3; j++) {
+      if (xcut[j + 1] <= xcut[j]) continue;
+      int ox = lvar(lp, "ox"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+      LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, xcut[j]), le_i64(lp, xcut[j + 1]));
+      if (j == 1) lox->vec = lp->vec_f32; /* the border columns are a few scalars */
+      LStmt *ob = ls_body(lox);
+      int acc = ls_local(lp, ob, LT_F32, le_f32(lp, ismax ? -__builtin_inf() : 0.0));
+      LStmt *lky = pool_taps(lp, ob, ky, ay, oy, i == 1);
+      LStmt *lkx = pool_taps(lp, ls_body(lky), kx, ax, ox, j == 1);
+      LExpr *at = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, ay.N)), pool_at(lp, ay, oy, ky)),
+                                    le_i64(lp, ax.N)),
+                         pool_at(lp, ax, ox, kx));
+      LStmt *kb = ls_body(lkx);
+      if (ismax) {
+        int v = ls_local(lp, kb, LT_F32, le_load(lp, x, at));
+        LExpr *take = le_bin(lp, LO_GT, le_local(lp, v), le_local(lp, acc));
+        if (nan_safe) take = le_bin(lp, LO_OR, take, le_bin(lp, LO_NE, le_local(lp, v), le_local(lp, v)));
+        ls_set(lp, kb, acc, le_select(lp, take, le_local(lp, v), le_local(lp, acc)));
+      } else {
+        ls_set(lp, kb, acc, le_add(lp, le_local(lp, acc), le_load(lp, x, at)));
+      }
+      LExpr *res = le_local(lp, acc);
+      if (!ismax) res = le_bin(lp, LO_MUL, res, le_f32(lp, 1.0 / (double)(ay.k * ax.k)));
+      ls_store(lp, ob, y,
+               le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, ay.O)), le_var(lp, oy)),
+                                 le_i64(lp, ax.O)),
+                      le_var(lp, ox)),
+               res);
+    }
+  }
+}
+
 static void lower_pool(struct LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   Shape in = in_shape(lc->g, n, 0);
-  int64_t C = in.d[0].n, H = in.d[1].n, W = in.d[2].n;
-  int64_t k = n->a.kernel, s = n->a.stride, p = n->a.pad;
-  int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n, Hp = H + 2 * p, Wp = W + 2 * p;
-  int ismax = n->op == OP_maxpool2d;
-  double fill = ismax ? -__builtin_inf() : 0.0;
+  int64_t C = in.d[0].n, H = in.d[1].n, W = in.d[2].n, k = n->a.kernel, s = n->a.stride, p = n->a.pad;
+  PoolAxis ay = {H, k, s, p, n->shape.d[1].n}, ax = {W, k, s, p, n->shape.d[2].n};
   int x = lower_value(lc, n->in[0]), y = lower_value(lc, n->id);
   LStmt *body = lower_begin(lc, n);
-  int src = lower_pad2d(lc, body, n, x, C, H, W, p, Wp, fill);
-  int r = lvar(lp, "bc"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
+  int r = lvar(lp, "bc");
   LStmt *lr = ls_for(lp, body, r, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, C)));
-  lr->parallel = 1;
-  LStmt *loy = ls_for(lp, ls_body(lr), oy, le_i64(lp, 0), le_i64(lp, OH));
-  LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, 0), le_i64(lp, OW));
-  lox->vec = lp->vec_f32;
-  LStmt *ob = ls_body(lox);
-  int acc = ls_local(lp, ob, LT_F32, le_f32(lp, fill));
-  LStmt *lky = ls_for(lp, ob, ky, le_i64(lp, 0), le_i64(lp, k));
-  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
-  LExpr *iy = le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s)), le_var(lp, ky));
-  LExpr *ix = le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, s)), le_var(lp, kx));
-  LExpr *at = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, Hp)), iy), le_i64(lp, Wp)), ix);
-  LExpr *v = le_load(lp, src, at);
-  ls_set(lp, ls_body(lkx), acc, le_bin(lp, ismax ? LO_MAX : LO_ADD, le_local(lp, acc), v));
-  LExpr *res = le_local(lp, acc);
-  if (!ismax) res = le_bin(lp, LO_MUL, res, le_f32(lp, 1.0 / (double)(k * k)));
-  ls_store(lp, ob, y,
-           le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, OH)), le_var(lp, oy)),
-                             le_i64(lp, OW)),
-                  le_var(lp, ox)),
-           res);
+  lr->parallel = 1; /* planes are independent */
+  if (n->op != OP_maxpool2d) {
+    pool_windows(lp, n, ls_body(lr), r, x, y, ay, ax, 0);
+    return;
+  }
+  /* A plane with a NaN (or an infinity: x - x is NaN for both) takes the NaN-safe windows;
+   * the check reads the plane once, which the windows then read from the cache. */
+  int i = lvar(lp, "i");
+  int odd = ls_local(lp, ls_body(lr), LT_F32, le_f32(lp, 0.0));
+  LStmt *scan = ls_reduce(lp, ls_body(lr), i, le_i64(lp, 0), le_i64(lp, H * W), odd, LO_ADD);
+  LExpr *xi = le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, H * W)), le_var(lp, i));
+  ls_combine(lp, ls_body(scan), odd, LO_ADD, le_sub(lp, le_load(lp, x, xi), le_load(lp, x, xi)));
+  LExpr *finite = le_bin(lp, LO_EQ, le_local(lp, odd), le_local(lp, odd));
+  pool_windows(lp, n, ls_body(ls_if(lp, ls_body(lr), finite)), r, x, y, ay, ax, 0);
+  pool_windows(lp, n, ls_body(ls_if(lp, ls_body(lr), le_bin(lp, LO_NE, le_local(lp, odd), le_local(lp, odd)))), r, x,
+               y, ay, ax, 1);
 }
 
 static void lower_global_avgpool(struct LowerCtx *lc, const Node *n) {
