@@ -1363,12 +1363,87 @@ static void emit_stmt(Cg *c, const LStmt *s) {
   }
 }
 
+/* does e load buffer buf? */
+static int expr_loads_buf(const LExpr *e, int buf) {
+  if (!e) return 0;
+  if (e->kind == LE_LOAD && e->buf == buf) return 1;
+  return expr_loads_buf(e->a, buf) || expr_loads_buf(e->b, buf) || expr_loads_buf(e->c, buf);
+}
+
+/* buf[i] += v with i the same in every lane and v a vector: the sum of v's lanes goes to one
+ * element (a dot-product GEMM tile's accumulators at its end) */
+static int is_lane_sum_store(Cg *c, const LStmt *s) {
+  return s->kind == LS_STORE && s->accumulate && c->lp->bufs[s->buf].elem == LT_F32 && !varying(c, s->index) &&
+         varying(c, s->value);
+}
+
+/* A run of up to V such stores at body[0..n), taken together: reduce_add halves each vector
+ * log2(V) times (two shuffles and an add a halving: 3 log2(V) operations a vector); here one
+ * butterfly reduces them all at once, V - 1 combinations of two vectors, each a shuffle of
+ * their low halves, one of their high halves and an add, after which lane j holds the sum of
+ * the j-th vector.  Every lane's additions are reduce_add's, in its order: the same bits.
+ * Then each sum is added into its element in turn, as emit_store does.  Returns the number of
+ * statements emitted (0: not such a run; a value that reads a buffer an earlier store of the
+ * run writes ends it). */
+static int emit_lane_sums(Cg *c, LStmt *const *body, int n) {
+  int w = c->vw, m = 0;
+  if (w < 2 || w > 64 || (w & (w - 1))) return 0;
+  while (m < n && m < w && is_lane_sum_store(c, body[m])) {
+    int reads = 0;
+    for (int j = 0; j < m && !reads; j++) reads = expr_loads_buf(body[m]->value, body[j]->buf);
+    if (reads) break;
+    m++;
+  }
+  if (m < 2) return 0;
+  LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)w);
+  LLVMValueRef v[64];
+  for (int j = 0; j < w; j++) {
+    if (j >= m) {
+      v[j] = NULL; /* no vector: a zero one where it meets one */
+      continue;
+    }
+    LLVMValueRef x = splat(c, emit_expr(c, body[j]->value));
+    if (c->vmask) x = LLVMBuildSelect(c->b, c->vmask, x, add_identity(c, LT_F32, x), "");
+    v[j] = x;
+  }
+  LLVMValueRef lo_idx[64], hi_idx[64];
+  for (int half = w / 2; half >= 1; half /= 2) {
+    /* slot j (j < half) pairs with slot j + half: lane l with l % 2 half < half takes the
+     * first's lanes l and l + half, the others the second's lanes l - half and l */
+    for (int l = 0; l < w; l++) {
+      int first = l % (2 * half) < half;
+      lo_idx[l] = LLVMConstInt(c->i32, (unsigned long long)(first ? l : w + l - half), 0);
+      hi_idx[l] = LLVMConstInt(c->i32, (unsigned long long)(first ? l + half : w + l), 0);
+    }
+    for (int j = 0; j < half; j++) {
+      LLVMValueRef a = v[j], b = v[j + half];
+      if (!a && !b) continue;
+      if (!a) a = LLVMConstNull(vt);
+      if (!b) b = LLVMConstNull(vt);
+      LLVMValueRef lo = LLVMBuildShuffleVector(c->b, a, b, LLVMConstVector(lo_idx, (unsigned)w), "");
+      LLVMValueRef hi = LLVMBuildShuffleVector(c->b, a, b, LLVMConstVector(hi_idx, (unsigned)w), "");
+      v[j] = add_elem(c, LT_F32, lo, hi);
+    }
+  }
+  for (int j = 0; j < m; j++) {
+    LLVMValueRef idx = emit_expr(c, body[j]->index);
+    LLVMValueRef p = LLVMBuildGEP2(c->b, c->f32, c->base[body[j]->buf], &idx, 1, "");
+    store_scalar(c, LT_F32, c->f32, p, LLVMBuildExtractElement(c->b, v[0], LLVMConstInt(c->i32, (unsigned long long)j, 0), ""),
+                 1);
+  }
+  return m;
+}
+
 static void emit_block(Cg *c, const LStmt *s) {
   if (s->kind != LS_BLOCK) {
     emit_stmt(c, s);
     return;
   }
-  for (int i = 0; i < s->nbody; i++) emit_stmt(c, s->body[i]);
+  for (int i = 0; i < s->nbody;) {
+    int done = c->vw > 1 ? emit_lane_sums(c, s->body + i, s->nbody - i) : 0;
+    if (done) i += done;
+    else emit_stmt(c, s->body[i++]);
+  }
 }
 
 /* --- buffers used by a kernel --- */
