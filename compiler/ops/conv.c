@@ -413,11 +413,12 @@ static void conv2d_row_band(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int 
  * row the longer of nfb and nob is the slower index), then for fl < V (vectorized), for
  * cc < nch; returns the body of the cc loop. */
 static LStmt *conv2d_par_blocks(LoopProgram *lp, LStmt *body, const char *name, int64_t nfb, int64_t nob,
-                                int fl, int cc, int64_t nch, int *bl, int *fbl, int *obl) {
+                                int fl, int cc, int64_t nch, int *bl, int *fbl, int *obl, LStmt **par_body) {
   int v = lvar(lp, name);
   LStmt *lv = ls_for(lp, body, v, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nfb * nob)));
   lv->parallel = 1; /* disjoint parts of t; one wake of the pool per layer, whatever the batch */
   LStmt *vb = ls_body(lv);
+  if (par_body) *par_body = vb;
   LExpr *pair = le_bin(lp, LO_MOD, le_var(lp, v), le_i64(lp, nfb * nob));
   *bl = ls_local(lp, vb, LT_I64, le_bin(lp, LO_DIV, le_var(lp, v), le_i64(lp, nfb * nob)));
   *fbl = ls_local(lp, vb, LT_I64, !obl ? pair
@@ -546,36 +547,46 @@ static void conv2d_write_chained(LowerCtx *lc, const Node *n, const Node *cn, LS
  * registers (lower_transpose_lanes), V contiguous stores of y (a channel's pixels each); the
  * rest (the last, partial block, or every block when F is not a multiple of V) loads each
  * lane by itself, NB floats apart, the block's rows of t staying in L1 over every f. */
+/* y's V pixels from q0 by V filters from f0 (of batch row b, both multiples of V) from t, through
+ * the registers: V loads of a pixel's V filters, a transpose (lower_transpose_lanes), V stores
+ * of a filter's V pixels, each through the bias and the epilogue. */
+static void conv2d_write_square(LowerCtx *lc, const Node *n, LStmt *blk, int t, int y, int bias, int64_t F,
+                                int64_t OHW, int64_t NB, int64_t nblk, LExpr *b, LExpr *q0, LExpr *f0) {
+  LoopProgram *lp = lc->lp;
+  int64_t V = lp->vec_f32;
+  int l = lvar(lp, "l"), rows[64];
+  LStmt *ll = ls_for(lp, blk, l, le_i64(lp, 0), le_i64(lp, V));
+  ll->vec = (int)V;
+  LStmt *vb = ls_body(ll);
+  /* t's block of filters f0.. and the lane offset of f0 in it */
+  LExpr *tb = le_add(lp, le_mul(lp, b, le_i64(lp, nblk)), le_bin(lp, LO_DIV, f0, le_i64(lp, NB)));
+  LExpr *lane0 = le_bin(lp, LO_MOD, f0, le_i64(lp, NB));
+  for (int64_t j = 0; j < V; j++)
+    rows[j] = ls_local(lp, vb, LT_F32, le_load(lp, t, tile_at(lp, tb, OHW, le_add(lp, q0, le_i64(lp, j)), NB,
+                                                             le_add(lp, lane0, le_var(lp, l)))));
+  lower_transpose_lanes(lp, vb, l, rows);
+  for (int64_t j = 0; j < V; j++) {
+    LExpr *f = le_add(lp, f0, le_i64(lp, j)), *v = le_local(lp, rows[j]);
+    if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, f));
+    LExpr *yi = plane_at(lp, b, F, f, OHW, le_add(lp, q0, le_var(lp, l)));
+    ls_store(lp, vb, y, yi, lower_epilogue(lc, n, v, yi));
+  }
+}
+
 static void conv2d_write_nchw(LowerCtx *lc, const Node *n, LStmt *body, int t, int y, int bias,
                               int64_t F, int64_t OHW, int64_t NB, int64_t nblk) {
   LoopProgram *lp = lc->lp;
   int64_t V = lp->vec_f32, nqb = (OHW + V - 1) / V, first = 0;
   if (F % V == 0 && OHW >= V && V <= 64) { /* rows[] below holds V locals */
     int64_t nfull = OHW / V;
-    int bq = lvar(lp, "bq"), fb = lvar(lp, "fb"), l = lvar(lp, "l"), rows[64];
+    int bq = lvar(lp, "bq"), fb = lvar(lp, "fb");
     LStmt *lbq = ls_for(lp, body, bq, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nfull)));
     lbq->parallel = 1;
     int b2 = ls_local(lp, ls_body(lbq), LT_I64, le_bin(lp, LO_DIV, le_var(lp, bq), le_i64(lp, nfull)));
     int qb = ls_local(lp, ls_body(lbq), LT_I64, le_bin(lp, LO_MOD, le_var(lp, bq), le_i64(lp, nfull)));
     LStmt *lfb = ls_for(lp, ls_body(lbq), fb, le_i64(lp, 0), le_i64(lp, F / V));
-    LStmt *ll = ls_for(lp, ls_body(lfb), l, le_i64(lp, 0), le_i64(lp, V));
-    ll->vec = (int)V;
-    LStmt *vb = ls_body(ll);
-    LExpr *f0 = le_mul(lp, le_var(lp, fb), le_i64(lp, V));
-    LExpr *q0 = le_mul(lp, le_local(lp, qb), le_i64(lp, V));
-    /* t's block of filters f0.. and the lane offset of f0 in it */
-    LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, nblk)), le_bin(lp, LO_DIV, f0, le_i64(lp, NB)));
-    LExpr *lane0 = le_bin(lp, LO_MOD, f0, le_i64(lp, NB));
-    for (int64_t j = 0; j < V; j++)
-      rows[j] = ls_local(lp, vb, LT_F32, le_load(lp, t, tile_at(lp, tb, OHW, le_add(lp, q0, le_i64(lp, j)), NB,
-                                                               le_add(lp, lane0, le_var(lp, l)))));
-    lower_transpose_lanes(lp, vb, l, rows);
-    for (int64_t j = 0; j < V; j++) {
-      LExpr *f = le_add(lp, f0, le_i64(lp, j)), *v = le_local(lp, rows[j]);
-      if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, f));
-      LExpr *yi = plane_at(lp, le_local(lp, b2), F, f, OHW, le_add(lp, q0, le_var(lp, l)));
-      ls_store(lp, vb, y, yi, lower_epilogue(lc, n, v, yi));
-    }
+    conv2d_write_square(lc, n, ls_body(lfb), t, y, bias, F, OHW, NB, nblk, le_local(lp, b2),
+                        le_mul(lp, le_local(lp, qb), le_i64(lp, V)), le_mul(lp, le_var(lp, fb), le_i64(lp, V)));
     if (OHW % V == 0) return;
     first = nfull; /* the partial block below */
   }
@@ -679,27 +690,46 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
     if (want > nty) want = nty;
     tyb = (nty + want - 1) / want;
   }
+  /* Each (batch row, filter block, row block) writes its part of y as soon as its sums are
+   * done, while that part of t (<= ~128 KiB) is still in L2, when the row blocks are whole
+   * vectors of pixels (every row in whole tile rows, ry * OW a multiple of V) and F whole
+   * vectors: one pass over t less through memory (VGG-16's first blocks: 13 MB an image a
+   * layer).  Otherwise, and for a chained layer, the write follows all the sums. */
+  int chained = lc->chain_to[n->id] >= 0;
+  int band_write = !chained && resty == 0 && nty > 0 && F % V == 0 && V <= 64 && (pl.ry * OW) % V == 0;
   if (nty > 0) {
     int64_t nob = (nty + tyb - 1) / tyb;
     int bl, fbl, obl, ty = lvar(lp, "ty");
-    LStmt *cb_ = conv2d_par_blocks(lp, body, "bfo", nfb, nob, fl, cc, nch, &bl, &fbl, &obl);
+    LStmt *par;
+    LStmt *cb_ = conv2d_par_blocks(lp, body, "bfo", nfb, nob, fl, cc, nch, &bl, &fbl, &obl, &par);
     LExpr *ty0 = le_mul(lp, le_local(lp, obl), le_i64(lp, tyb));
-    LStmt *lty = ls_for(lp, cb_, ty, ty0, le_bin(lp, LO_MIN, le_i64(lp, nty), le_add(lp, ty0, le_i64(lp, tyb))));
+    LExpr *ty1 = le_bin(lp, LO_MIN, le_i64(lp, nty), le_add(lp, ty0, le_i64(lp, tyb)));
+    LStmt *lty = ls_for(lp, cb_, ty, ty0, ty1);
     conv2d_row_band(lc, ls_body(lty), &pl, xp, wp, t, le_local(lp, bl), le_local(lp, fbl), fl, cc,
                     le_mul(lp, le_var(lp, ty), le_i64(lp, pl.ry)), pl.ry);
+    if (band_write) { /* the row block's pixel vectors [ty0 ry OW / V, ty1 ry OW / V) */
+      int qv = lvar(lp, "qv"), fb = lvar(lp, "fb");
+      int64_t per = pl.ry * OW / V; /* pixel vectors per tile row */
+      LStmt *lq = ls_for(lp, par, qv, le_mul(lp, ty0, le_i64(lp, per)), le_mul(lp, ty1, le_i64(lp, per)));
+      LExpr *fb0 = le_mul(lp, le_local(lp, fbl), le_i64(lp, NB / V));
+      LStmt *lf = ls_for(lp, ls_body(lq), fb, fb0,
+                         le_bin(lp, LO_MIN, le_i64(lp, F / V), le_add(lp, fb0, le_i64(lp, NB / V))));
+      conv2d_write_square(lc, n, ls_body(lf), t, y, bias, F, OHW, NB, nblk, le_local(lp, bl),
+                          le_mul(lp, le_var(lp, qv), le_i64(lp, V)), le_mul(lp, le_var(lp, fb), le_i64(lp, V)));
+    }
   }
   if (resty > 0) { /* the rows left below the whole tiles: one band per (batch row, filter block) */
     int bl, fbl, fl2 = lvar(lp, "fl"), cc2 = lvar(lp, "cc");
-    LStmt *cb_ = conv2d_par_blocks(lp, body, "bf", nfb, 1, fl2, cc2, nch, &bl, &fbl, NULL);
+    LStmt *cb_ = conv2d_par_blocks(lp, body, "bf", nfb, 1, fl2, cc2, nch, &bl, &fbl, NULL, NULL);
     conv2d_row_band(lc, cb_, &pl, xp, wp, t, le_local(lp, bl), le_local(lp, fbl), fl2, cc2,
                     le_i64(lp, nty * pl.ry), (int)resty);
   }
 
-  if (lc->chain_to[n->id] >= 0) {
+  if (chained) {
     conv2d_write_chained(lc, n, &lc->g->nodes[lc->chain_to[n->id]], body, t, NB, nblk, bias);
     return;
   }
-  conv2d_write_nchw(lc, n, body, t, y, bias, F, OHW, NB, nblk);
+  if (!band_write) conv2d_write_nchw(lc, n, body, t, y, bias, F, OHW, NB, nblk);
 }
 
 /* The flat planes' element under kernel tap t = ky * kw + kx, rows of `row` floats. */

@@ -171,6 +171,9 @@ def _conv2d_params():
         (3, 9, 10, 10, 3, 1, 1, True, 3),    # 10 filters: one 4-row tile after the 6-row one
         (4, 8, 7, 9, 2, 1, 0, True, 1),      # 9 filters: one 3-row tile
         (32, 7, 19, 32, 3, 1, 1, True, 3),   # transposed copy and write-back: whole blocks + a rest
+        # rows of whole pixel vectors: each row block writes y right after its sums (conv.c)
+        (16, 32, 32, 32, 3, 1, 1, True, 3),  # 2 filter vectors, one filter block
+        (4, 48, 48, 80, 3, 1, 1, False, 2),  # 5 filter vectors in blocks of 2: a last block of 1
     ]
     return cases
 
