@@ -505,17 +505,17 @@ static void store_scalar(Cg *c, LType elem, LLVMTypeRef et, LLVMValueRef p, LLVM
   LLVMBuildStore(c->b, v, p);
 }
 
-/* Lanes s apart (2 <= s <= 4: a pooling window's column, a stride-2 layer's input) as the
- * contiguous vectors that hold them and one shuffle: s loads instead of W.  The last vector
- * is masked to the elements up to lane W-1's, so no element past it is read; in a masked
- * last vector every one is masked to the elements up to the last lane's (s * vlast), and a
- * lane past it is 0, as masked_load gives. */
 /* In a masked last vector, the offset of the last lane's element at stride s (s * vlast), as
  * a vector to compare element offsets with. */
 static LLVMValueRef strided_limit(Cg *c, int64_t s) {
   return splat(c, LLVMBuildMul(c->b, c->vlast, LLVMConstInt(c->i32, (unsigned long long)s, 0), ""));
 }
 
+/* Lanes s apart (2 <= s <= 4: a pooling window's column, a stride-2 layer's input) as the
+ * contiguous vectors that hold them and one shuffle: s loads instead of W.  The last vector
+ * is masked to the elements up to lane W-1's, so no element past it is read; in a masked
+ * last vector every one is masked to the elements up to the last lane's (s * vlast), and a
+ * lane past it is 0, as masked_load gives. */
 static LLVMValueRef strided_load(Cg *c, LLVMTypeRef vt, LLVMValueRef p0, int64_t s) {
   int w = c->vw, span = (int)(s * (w - 1)) + 1, nv = (span + w - 1) / w;
   LLVMTypeRef et = LLVMGetElementType(vt);

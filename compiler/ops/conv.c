@@ -540,13 +540,6 @@ static void conv2d_write_chained(LowerCtx *lc, const Node *n, const Node *cn, LS
   ls_store(lp, ls_body(lf), xb, dst, lower_epilogue(lc, n, v, NULL));
 }
 
-/* y[b, f, q] = epilogue(t[b, f / NB, q, f % NB] + bias[f]), q = oy * OW + ox, for every f and
- * q (the write-back of a tiled layer to NCHW), in blocks of V pixels, every batch row in one
- * parallel loop over disjoint blocks of y.  With F a multiple of V, a whole block of V pixels
- * goes V channels at a time: V contiguous loads of t (a pixel's channels each), transposed in
- * registers (lower_transpose_lanes), V contiguous stores of y (a channel's pixels each); the
- * rest (the last, partial block, or every block when F is not a multiple of V) loads each
- * lane by itself, NB floats apart, the block's rows of t staying in L1 over every f. */
 /* y's V pixels from q0 by V filters from f0 (of batch row b, both multiples of V) from t, through
  * the registers: V loads of a pixel's V filters, a transpose (lower_transpose_lanes), V stores
  * of a filter's V pixels, each through the bias and the epilogue. */
@@ -573,6 +566,13 @@ static void conv2d_write_square(LowerCtx *lc, const Node *n, LStmt *blk, int t, 
   }
 }
 
+/* y[b, f, q] = epilogue(t[b, f / NB, q, f % NB] + bias[f]), q = oy * OW + ox, for every f and
+ * q (the write-back of a tiled layer to NCHW), in blocks of V pixels, every batch row in one
+ * parallel loop over disjoint blocks of y.  With F a multiple of V, a whole block of V pixels
+ * goes V channels at a time: V contiguous loads of t (a pixel's channels each), transposed in
+ * registers (lower_transpose_lanes), V contiguous stores of y (a channel's pixels each); the
+ * rest (the last, partial block, or every block when F is not a multiple of V) loads each
+ * lane by itself, NB floats apart, the block's rows of t staying in L1 over every f. */
 static void conv2d_write_nchw(LowerCtx *lc, const Node *n, LStmt *body, int t, int y, int bias,
                               int64_t F, int64_t OHW, int64_t NB, int64_t nblk) {
   LoopProgram *lp = lc->lp;
