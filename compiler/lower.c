@@ -549,7 +549,7 @@ int lower_pad2d(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, in
 }
 
 /* buf[base + i] = fill for i in [lo, hi) (nothing when the range is empty) */
-static void pad_fill(LoopProgram *lp, LStmt *blk, int buf, LExpr *base, int64_t lo, int64_t hi, double fill) {
+void lower_fill(LoopProgram *lp, LStmt *blk, int buf, LExpr *base, int64_t lo, int64_t hi, double fill) {
   if (hi <= lo) return;
   int i = lvar(lp, "i");
   LStmt *l = ls_for(lp, blk, i, le_i64(lp, lo), le_i64(lp, hi));
@@ -591,14 +591,14 @@ LStmt *lower_pad2d_frame(LowerCtx *lc, LStmt *body, int xp, int64_t C, int64_t H
    * at the left and the Wp - W - p at the right */
   LExpr *base = le_mul(lp, le_local(lp, rl), le_i64(lp, plane));
   if (p > 0)
-    pad_fill(lp, ls_body(ls_if(lp, ls_body(lr), le_bin(lp, LO_EQ, le_local(lp, yl), le_i64(lp, 0)))), xp, base, 0,
+    lower_fill(lp, ls_body(ls_if(lp, ls_body(lr), le_bin(lp, LO_EQ, le_local(lp, yl), le_i64(lp, 0)))), xp, base, 0,
              p * Wp * cb, fill);
   if ((p + H) * Wp * cb < plane)
-    pad_fill(lp, ls_body(ls_if(lp, ls_body(lr), le_bin(lp, LO_EQ, le_local(lp, yl), le_i64(lp, H - 1)))), xp, base,
+    lower_fill(lp, ls_body(ls_if(lp, ls_body(lr), le_bin(lp, LO_EQ, le_local(lp, yl), le_i64(lp, H - 1)))), xp, base,
              (p + H) * Wp * cb, plane, fill);
   *row = le_add(lp, base, le_mul(lp, le_add(lp, le_local(lp, yl), le_i64(lp, p)), le_i64(lp, Wp * cb)));
-  pad_fill(lp, ls_body(lr), xp, *row, 0, p * cb, fill);
-  pad_fill(lp, ls_body(lr), xp, *row, (p + W) * cb, Wp * cb, fill);
+  lower_fill(lp, ls_body(lr), xp, *row, 0, p * cb, fill);
+  lower_fill(lp, ls_body(lr), xp, *row, (p + W) * cb, Wp * cb, fill);
   *r = rl;
   *y = yl;
   return ls_body(lr);

@@ -93,6 +93,9 @@ int lower_pad2d(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, in
  * the layout above), made even when p == 0. */
 int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
                         int64_t W, int64_t p, int64_t Wp, int64_t cb, double fill);
+/* buf[base + i] = fill for i in [lo, hi), vectorized (nothing when the range is empty) */
+void lower_fill(LoopProgram *lp, LStmt *blk, int buf, LExpr *base, int64_t lo, int64_t hi, double fill);
+
 /* The frame of a blocked copy xp [batch, C / cb] planes of `plane` floats, rows of Wp cb:
  * one parallel loop appended to body over the batch * (C / cb) * H interior rows, which
  * writes `fill` around them (p rows above and below, the plane's tail, the p cb floats left of

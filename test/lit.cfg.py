@@ -40,6 +40,12 @@ config.environment["NNCC_RUNTIME_DIR"] = config.nncc_runtime_dir
 for var in ("HOME", "TMPDIR"):
     if var in os.environ:
         config.environment[var] = os.environ[var]
+# Memory from malloc comes filled with 0x5a bytes (glibc; 1.5e16 as a float) and is refilled
+# when freed, instead of the zeros a fresh page holds: a buffer read before it is written (the
+# padding of a copy, a workspace slot that a kernel forgets to clear) gives wrong numbers in
+# every test, not only when an earlier kernel happened to leave data there (for blocks under
+# glibc's mmap threshold, 128 KiB at first: a small model's whole workspace).
+config.environment["MALLOC_PERTURB_"] = "165"
 # The oracle's BLAS must not be told it is an older CPU (TOOLCHAIN.md).
 config.environment.pop("OPENBLAS_CORETYPE", None)
 # %cc compiles C programs that link generated libraries; under the sanitizers they need the

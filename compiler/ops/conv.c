@@ -504,40 +504,59 @@ static void plan_conv2d(LowerCtx *lc, const Node *n, const int *uses) {
   lc->chain_to[a] = n->id;
 }
 
-/* The write-back of a layer chained to consumer cn (plan_conv2d): cn's xb, frame and interior,
- * xb[b, f / V, oy + p, ox + p, f % V] = epilogue(t[b, f / NB, oy, ox, f % NB] + bias[f]). */
-static void conv2d_write_chained(LowerCtx *lc, const Node *n, const Node *cn, LStmt *body, int t,
-                                 int64_t NB, int64_t nblk, int bias) {
+/* A layer chained to consumer cn (plan_conv2d) writes cn's xb, a row block at a time
+ * (conv2d_chain_rows), frame and interior. */
+typedef struct Conv2dChain {
+  int xb;
+  int64_t p, Wp, OW, OHW, FB, plane; /* cn's padding and row pitch, the plane, V-channel blocks */
+} Conv2dChain;
+
+static Conv2dChain conv2d_chain_begin(LowerCtx *lc, const Node *n, const Node *cn) {
   LoopProgram *lp = lc->lp;
   Conv2dInput ci = conv2d_input(lc->g, cn);
-  int64_t V = lp->vec_f32, FB = ci.C / V, Hp = ci.H + 2 * ci.p, plane = Hp * ci.Wp * V;
-  int64_t OW = ci.W, OHW = ci.H * ci.W;
-  if (ci.cb != V || ci.C != n->a.units) die("conv2d_write_chained: %s into %s", n->name, cn->name);
-  int xb = lower_scratch(lc, arena_printf(lp->arena, "%s.pad", cn->name), LT_F32,
-                         (SymCount){FB * plane, 0}, 1);
-  lc->chain_buf[cn->id] = xb;
-  int rl, yl, ox = lvar(lp, "ox"), fl = lvar(lp, "fl");
-  LExpr *row;
-  LStmt *rb = lower_pad2d_frame(lc, body, xb, ci.C, ci.H, ci.W, ci.p, ci.Wp, V, plane, 0.0, &rl, &yl, &row);
-  int bl = ls_local(lp, rb, LT_I64, le_bin(lp, LO_DIV, le_local(lp, rl), le_i64(lp, FB)));
-  int fbl = ls_local(lp, rb, LT_I64, le_bin(lp, LO_MOD, le_local(lp, rl), le_i64(lp, FB)));
-  LStmt *lx = ls_for(lp, rb, ox, le_i64(lp, 0), le_i64(lp, OW));
+  int64_t V = lp->vec_f32;
+  if (ci.cb != V || ci.C != n->a.units) die("conv2d_chain_begin: %s into %s", n->name, cn->name);
+  Conv2dChain ch = {.p = ci.p, .Wp = ci.Wp, .OW = ci.W, .OHW = ci.H * ci.W, .FB = ci.C / V,
+                    .plane = (ci.H + 2 * ci.p) * ci.Wp * V};
+  ch.xb = lower_scratch(lc, arena_printf(lp->arena, "%s.pad", cn->name), LT_F32,
+                        (SymCount){ch.FB * ch.plane, 0}, 1);
+  lc->chain_buf[cn->id] = ch.xb;
+  return ch;
+}
+
+/* Rows [oy0, oy1) of t's filter block fb (NB filters from fb NB) of batch row b into the
+ * consumer's xb, right after their sums (that part of t is still in L2), with their frame (the
+ * p columns left and the pitch's rest right; the p rows above with the first row, those below
+ * and the plane's tail with the last):
+ *   xb[b, f / V, oy + p, ox + p, f % V] = epilogue(t[b, f / NB, oy, ox, f % NB] + bias[f]) */
+static void conv2d_chain_rows(LowerCtx *lc, const Node *n, const Conv2dChain *ch, LStmt *blk, int t, int bias,
+                              int64_t NB, int64_t nblk, LExpr *b, LExpr *fb, LExpr *oy0, LExpr *oy1) {
+  LoopProgram *lp = lc->lp;
+  int64_t V = lp->vec_f32, per = NB / V, OH = ch->OHW / ch->OW, rowlen = ch->Wp * V;
+  int fv = lvar(lp, "fv"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox"), fl = lvar(lp, "fl");
+  LExpr *fv0 = le_mul(lp, fb, le_i64(lp, per));
+  LStmt *lfv = ls_for(lp, blk, fv, fv0, le_bin(lp, LO_MIN, le_i64(lp, ch->FB), le_add(lp, fv0, le_i64(lp, per))));
+  LExpr *base = le_mul(lp, le_add(lp, le_mul(lp, b, le_i64(lp, ch->FB)), le_var(lp, fv)), le_i64(lp, ch->plane));
+  lower_fill(lp, ls_body(ls_if(lp, ls_body(lfv), le_bin(lp, LO_EQ, oy0, le_i64(lp, 0)))), ch->xb, base, 0,
+             ch->p * rowlen, 0.0);
+  lower_fill(lp, ls_body(ls_if(lp, ls_body(lfv), le_bin(lp, LO_EQ, oy1, le_i64(lp, OH)))), ch->xb, base,
+             (ch->p + OH) * rowlen, ch->plane, 0.0);
+  LStmt *loy = ls_for(lp, ls_body(lfv), oy, oy0, oy1);
+  LExpr *row = le_add(lp, base, le_mul(lp, le_add(lp, le_var(lp, oy), le_i64(lp, ch->p)), le_i64(lp, rowlen)));
+  lower_fill(lp, ls_body(loy), ch->xb, row, 0, ch->p * V, 0.0);
+  LStmt *lx = ls_for(lp, ls_body(loy), ox, le_i64(lp, 0), le_i64(lp, ch->OW));
+  lower_fill(lp, ls_body(loy), ch->xb, row, (ch->p + ch->OW) * V, rowlen, 0.0);
   LStmt *lf = ls_for(lp, ls_body(lx), fl, le_i64(lp, 0), le_i64(lp, V));
   lf->vec = (int)V;
-  /* f = fb V + fl: block fb / (NB / V) of t, lanes from (fb % (NB / V)) V */
-  int64_t per = NB / V;
-  LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, bl), le_i64(lp, nblk)),
-                     le_bin(lp, LO_DIV, le_local(lp, fbl), le_i64(lp, per)));
-  LExpr *q = le_add(lp, le_mul(lp, le_local(lp, yl), le_i64(lp, OW)), le_var(lp, ox));
-  LExpr *lane = le_add(lp, le_mul(lp, le_bin(lp, LO_MOD, le_local(lp, fbl), le_i64(lp, per)), le_i64(lp, V)),
-                       le_var(lp, fl));
-  LExpr *v = le_load(lp, t, tile_at(lp, tb, OHW, q, NB, lane));
+  LExpr *tb = le_add(lp, le_mul(lp, b, le_i64(lp, nblk)), fb);
+  LExpr *q = le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, ch->OW)), le_var(lp, ox));
+  LExpr *lane = le_add(lp, le_mul(lp, le_sub(lp, le_var(lp, fv), fv0), le_i64(lp, V)), le_var(lp, fl));
+  LExpr *v = le_load(lp, t, tile_at(lp, tb, ch->OHW, q, NB, lane));
   if (bias >= 0)
-    v = le_bin(lp, LO_ADD, v,
-               le_load(lp, bias, le_add(lp, le_mul(lp, le_local(lp, fbl), le_i64(lp, V)), le_var(lp, fl))));
-  LExpr *dst = le_add(lp, row, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, ox), le_i64(lp, ci.p)), le_i64(lp, V)),
+    v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_add(lp, le_mul(lp, le_var(lp, fv), le_i64(lp, V)), le_var(lp, fl))));
+  LExpr *dst = le_add(lp, row, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, ox), le_i64(lp, ch->p)), le_i64(lp, V)),
                                       le_var(lp, fl)));
-  ls_store(lp, ls_body(lf), xb, dst, lower_epilogue(lc, n, v, NULL));
+  ls_store(lp, ls_body(lf), ch->xb, dst, lower_epilogue(lc, n, v, NULL));
 }
 
 /* y's V pixels from q0 by V filters from f0 (of batch row b, both multiples of V) from t, through
@@ -694,9 +713,12 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
    * done, while that part of t (<= ~128 KiB) is still in L2, when the row blocks are whole
    * vectors of pixels (every row in whole tile rows, ry * OW a multiple of V) and F whole
    * vectors: one pass over t less through memory (VGG-16's first blocks: 13 MB an image a
-   * layer).  Otherwise, and for a chained layer, the write follows all the sums. */
+   * layer).  Otherwise the write follows all the sums.  A chained layer writes its consumer's
+   * xb the same way, a row block at a time, at any width (no transposition there). */
   int chained = lc->chain_to[n->id] >= 0;
   int band_write = !chained && resty == 0 && nty > 0 && F % V == 0 && V <= 64 && (pl.ry * OW) % V == 0;
+  Conv2dChain chain = {.xb = -1};
+  if (chained) chain = conv2d_chain_begin(lc, n, &lc->g->nodes[lc->chain_to[n->id]]);
   if (nty > 0) {
     int64_t nob = (nty + tyb - 1) / tyb;
     int bl, fbl, obl, ty = lvar(lp, "ty");
@@ -717,19 +739,21 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
       conv2d_write_square(lc, n, ls_body(lf), t, y, bias, F, OHW, NB, nblk, le_local(lp, bl),
                           le_mul(lp, le_var(lp, qv), le_i64(lp, V)), le_mul(lp, le_var(lp, fb), le_i64(lp, V)));
     }
+    if (chained)
+      conv2d_chain_rows(lc, n, &chain, par, t, bias, NB, nblk, le_local(lp, bl), le_local(lp, fbl),
+                        le_mul(lp, ty0, le_i64(lp, pl.ry)), le_mul(lp, ty1, le_i64(lp, pl.ry)));
   }
   if (resty > 0) { /* the rows left below the whole tiles: one band per (batch row, filter block) */
     int bl, fbl, fl2 = lvar(lp, "fl"), cc2 = lvar(lp, "cc");
-    LStmt *cb_ = conv2d_par_blocks(lp, body, "bf", nfb, 1, fl2, cc2, nch, &bl, &fbl, NULL, NULL);
+    LStmt *par;
+    LStmt *cb_ = conv2d_par_blocks(lp, body, "bf", nfb, 1, fl2, cc2, nch, &bl, &fbl, NULL, &par);
     conv2d_row_band(lc, cb_, &pl, xp, wp, t, le_local(lp, bl), le_local(lp, fbl), fl2, cc2,
                     le_i64(lp, nty * pl.ry), (int)resty);
+    if (chained)
+      conv2d_chain_rows(lc, n, &chain, par, t, bias, NB, nblk, le_local(lp, bl), le_local(lp, fbl),
+                        le_i64(lp, nty * pl.ry), le_i64(lp, OH));
   }
-
-  if (chained) {
-    conv2d_write_chained(lc, n, &lc->g->nodes[lc->chain_to[n->id]], body, t, NB, nblk, bias);
-    return;
-  }
-  if (!band_write) conv2d_write_nchw(lc, n, body, t, y, bias, F, OHW, NB, nblk);
+  if (!chained && !band_write) conv2d_write_nchw(lc, n, body, t, y, bias, F, OHW, NB, nblk);
 }
 
 /* The flat planes' element under kernel tap t = ky * kw + kx, rows of `row` floats. */
