@@ -45,7 +45,9 @@ int lower_value(LowerCtx *lc, int node) {
   const Node *n = &lc->g->nodes[node];
   LoopProgram *lp = lc->lp;
   int b;
-  if (n->op == OP_input) {
+  if (lc->place_in && lc->place_in[node] >= 0) {
+    b = lower_value(lc, lc->place_in[node]); /* a part of each row of that buffer */
+  } else if (n->op == OP_input) {
     b = buf_for_node(lc, n, n->is_target ? BUF_TARGET : BUF_INPUT, n->input_index);
   } else if (n->op == OP_param) {
     b = lower_param(lc, &lc->g->nodes[n->fwd], n->wrt);
@@ -68,6 +70,17 @@ int lower_value(LowerCtx *lc, int node) {
   }
   lc->value_buf[node] = b;
   return b;
+}
+
+int lower_placed(const LowerCtx *lc, const Node *n, int64_t *pitch, int64_t *off) {
+  int v = lc->fused_act && lc->fused_act[n->id] >= 0 ? lc->fused_act[n->id] : n->id;
+  int c = lc->place_in ? lc->place_in[v] : -1;
+  if (c < 0) return 0;
+  SymCount rows = shape_numel(lc->g->nodes[c].shape);
+  if (rows.per_seq) die("lower_placed: %s in a value of symbolic size", n->name);
+  *pitch = rows.fixed;
+  *off = lc->place_off[v];
+  return 1;
 }
 
 LExpr *lower_hyper(LowerCtx *lc, int k) {
@@ -449,6 +462,9 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
   lc.chain_to = xcalloc((size_t)g->nnodes + 1, sizeof(int));
   lc.chain_buf = xcalloc((size_t)g->nnodes + 1, sizeof(int));
   for (int i = 0; i < g->nnodes; i++) lc.chain_to[i] = lc.chain_buf[i] = -1;
+  lc.place_in = xcalloc((size_t)g->nnodes + 1, sizeof(int));
+  lc.place_off = xcalloc((size_t)g->nnodes + 1, sizeof(int64_t));
+  for (int i = 0; i < g->nnodes; i++) lc.place_in[i] = -1;
   for (int i = 0; i < g->nnodes && i < limit; i++) {
     const Node *n = &g->nodes[i];
     const OpInfo *info = n->info ? n->info : op_info(n->op);
@@ -499,6 +515,9 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
     }
     if (failed) continue;
     if (absorbed[id]) continue;  /* computed by its producer's epilogue */
+    int whole = n->nin > 0;      /* every part of it written in place by its producers */
+    for (int j = 0; j < n->nin; j++) whole &= lc.place_in[n->in[j]] == id;
+    if (whole) continue;
     if (lc.fused_add[id] >= 0) {
       int a = lc.fused_add[id];
       if (lc.fused_act[a] >= 0) lc.value_buf[a] = lower_value(&lc, lc.fused_act[a]);
@@ -521,6 +540,8 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
   free(lc.fused_add);
   free(lc.chain_to);
   free(lc.chain_buf);
+  free(lc.place_in);
+  free(lc.place_off);
   free(lc.grad_param);
   free(param_buf);
   param_buf = NULL;

@@ -43,9 +43,17 @@ typedef struct LowerCtx {
                         * layout, instead of its own buffer (never written then), or -1 */
   int *chain_buf;      /* per node: that copy of its input 0, made by the producer's lowering
                         * (which runs first), or -1 */
+  int *place_in;       /* per node: the node whose buffer holds its value as a part of each batch
+                        * row (a concatenation, set by its OpInfo.plan), or -1: its own buffer */
+  int64_t *place_off;  /* per node: where that part starts in each row (elements) */
 } LowerCtx;
 
 int lower_value(LowerCtx *lc, int node);
+/* Where the value that node n's lowering stores (its fused activation's, when it has one) lives
+ * in lower_value(n)'s buffer: 1 and *pitch, *off (the buffer's elements per batch row, and the
+ * value's offset in each) when a bigger value holds it (LowerCtx.place_in: only for an op whose
+ * OpInfo.can_place said yes), 0 when the buffer is the value's own. */
+int lower_placed(const LowerCtx *lc, const Node *n, int64_t *pitch, int64_t *off);
 int lower_param(LowerCtx *lc, const Node *n, int k);
 LStmt *lower_begin(LowerCtx *lc, const Node *n);
 /* Scratch of batch * per_sample elements (or per_sample alone when !batched), live only

@@ -60,6 +60,10 @@ typedef struct OpInfo {
    * the copy this node's lowering would make of it (LowerCtx.chain_to; uses[i] counts the
    * computed nodes that read node i). */
   void (*plan)(struct LowerCtx *lc, const Node *n, const int *uses);
+  /* Nonzero when n's lowering (with its fused activation, as planned so far) stores its value
+   * only at the positions lower_placed (lower.h) gives, so that a consumer's plan may put the
+   * value inside its own bigger buffer (LowerCtx.place_in).  NULL: never. */
+  int (*can_place)(const struct LowerCtx *lc, const Node *n);
   /* Gradient rule (autodiff.h): given node n and dy, the node holding dLoss/d(n's value),
    * adds gradient nodes for the inputs and trained parameters that need one.  NULL: the op
    * cannot be differentiated (yet), which autodiff reports. */

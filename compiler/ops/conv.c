@@ -443,6 +443,16 @@ static LExpr *tile_at(LoopProgram *lp, LExpr *tb, int64_t OHW, LExpr *q, int64_t
   return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, tb, le_i64(lp, OHW)), q), le_i64(lp, NB)), lane);
 }
 
+/* y[b, f, q] of a conv2d's value (OHW positions a plane) in its buffer: its own [B, F, OHW],
+ * or its F planes from plane f0 of a concatenation's rows of `planes` (lower_placed) */
+static LExpr *conv_y_at(LowerCtx *lc, const Node *n, LExpr *b, LExpr *f, int64_t OHW, LExpr *q) {
+  LoopProgram *lp = lc->lp;
+  int64_t pitch, off;
+  if (!lower_placed(lc, n, &pitch, &off)) return plane_at(lp, b, n->a.units, f, OHW, q);
+  if (pitch % OHW || off % OHW) die("conv_y_at: %s placed off the planes", n->name);
+  return plane_at(lp, b, pitch / OHW, le_add(lp, f, le_i64(lp, off / OHW)), OHW, q);
+}
+
 /* A layer with F >= V filters takes the register-tile schedule (lower_conv2d_tiled), but a 1x1
  * kernel at stride 1 without padding, a GEMM in NCHW (flat below). */
 static int conv2d_is_tiled(const Node *n, int64_t V) {
@@ -580,7 +590,7 @@ static void conv2d_write_square(LowerCtx *lc, const Node *n, LStmt *blk, int t, 
   for (int64_t j = 0; j < V; j++) {
     LExpr *f = le_add(lp, f0, le_i64(lp, j)), *v = le_local(lp, rows[j]);
     if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, f));
-    LExpr *yi = plane_at(lp, b, F, f, OHW, le_add(lp, q0, le_var(lp, l)));
+    LExpr *yi = conv_y_at(lc, n, b, f, OHW, le_add(lp, q0, le_var(lp, l)));
     ls_store(lp, vb, y, yi, lower_epilogue(lc, n, v, yi));
   }
 }
@@ -625,7 +635,7 @@ static void conv2d_write_nchw(LowerCtx *lc, const Node *n, LStmt *body, int t, i
                      le_bin(lp, LO_DIV, le_var(lp, f2), le_i64(lp, NB)));
   LExpr *v = le_load(lp, t, tile_at(lp, tb, OHW, q, NB, le_bin(lp, LO_MOD, le_var(lp, f2), le_i64(lp, NB))));
   if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_var(lp, f2)));
-  LExpr *yi = plane_at(lp, le_local(lp, b2), F, le_var(lp, f2), OHW, q);
+  LExpr *yi = conv_y_at(lc, n, le_local(lp, b2), le_var(lp, f2), OHW, q);
   ls_store(lp, ls_body(lq), y, yi, lower_epilogue(lc, n, v, yi));
 }
 
@@ -786,6 +796,7 @@ static void batch_rows_parallel(LStmt *lb, GemmSpec *g, int64_t row_macs) {
  * columns: a plain GEMM (K = C) writes y itself, the epilogue applied on the way. */
 typedef struct ConvFlat {
   int64_t C, k, Hp, Wp, NQ, F;
+  int64_t yF, yf0; /* the output's planes a batch row and the first of this layer's (conv_y_at) */
   int b, bias;
   LowerCtx *lc;
   const Node *n;
@@ -812,7 +823,7 @@ static LExpr *flat1_x(LoopProgram *lp, const void *c, LExpr *br, LExpr *q, LExpr
 static LExpr *flat_out(LoopProgram *lp, const void *c, LExpr *br, LExpr *f, LExpr *q) {
   (void)br;
   const ConvFlat *d = c;
-  return plane_at(lp, le_var(lp, d->b), d->F, f, d->NQ, q);
+  return plane_at(lp, le_var(lp, d->b), d->yF, d->yf0 ? le_add(lp, f, le_i64(lp, d->yf0)) : f, d->NQ, q);
 }
 static LExpr *flat_bias(LoopProgram *lp, const void *c, LExpr *f, LExpr *q) {
   (void)q;
@@ -828,11 +839,17 @@ static void lower_conv2d_flat(LowerCtx *lc, const Node *n, LStmt *body, int xp, 
   Shape in = in_shape(lc->g, n, 0);
   int64_t C = in.d[0].n, H = in.d[1].n, W = in.d[2].n, F = n->a.units, k = n->a.kernel, p = n->a.pad;
   int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n, Wp = W + 2 * p;
-  ConvFlat cf = {.C = C, .k = k, .Hp = H + 2 * p, .Wp = Wp, .NQ = (OH - 1) * Wp + OW, .F = F, .bias = bias,
-                 .lc = lc, .n = n};
+  ConvFlat cf = {.C = C, .k = k, .Hp = H + 2 * p, .Wp = Wp, .NQ = (OH - 1) * Wp + OW, .F = F, .yF = F,
+                 .bias = bias, .lc = lc, .n = n};
   /* a 1x1 kernel without padding: the flat positions are y's own, so the product goes
-   * straight into y through the epilogue */
+   * straight into y through the epilogue (its part of a concatenation's planes too) */
   int direct = k == 1 && p == 0;
+  int64_t pitch, off;
+  if (lower_placed(lc, n, &pitch, &off)) {
+    if (!direct || pitch % cf.NQ || off % cf.NQ) die("lower_conv2d_flat: %s placed", n->name);
+    cf.yF = pitch / cf.NQ;
+    cf.yf0 = off / cf.NQ;
+  }
   int yq = direct ? y : lower_scratch(lc, arena_printf(lp->arena, "%s.q", n->name), LT_F32, (SymCount){F * cf.NQ, 0}, 1);
   cf.b = lvar(lp, "b");
   LStmt *lb = ls_for(lp, body, cf.b, le_i64(lp, 0), le_batch(lp));
@@ -861,6 +878,14 @@ static void lower_conv2d_flat(LowerCtx *lc, const Node *n, LStmt *body, int xp, 
                        le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, Wp)), le_var(lp, ox)));
   LExpr *yi = ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, oy), le_var(lp, ox), 1, OH, OW);
   ls_store(lp, ls_body(lox), y, yi, lower_epilogue(lc, n, le_load(lp, yq, from), yi));
+}
+
+/* OpInfo.can_place: the tiled layers (conv2d_write_square, conv2d_write_nchw) and the 1x1 ones
+ * that write y from their GEMM (lower_conv2d_flat) index y through conv_y_at; not one that
+ * writes into its consumer's copy (chained) or adds a residual on the way. */
+static int conv2d_can_place(const LowerCtx *lc, const Node *n) {
+  if (lc->fused_add[n->id] >= 0 || lc->chain_to[n->id] >= 0) return 0;
+  return conv2d_is_tiled(n, lc->lp->vec_f32) || (n->a.kernel == 1 && n->a.stride == 1 && n->a.pad == 0);
 }
 
 static void lower_conv2d(LowerCtx *lc, const Node *n) {
@@ -943,6 +968,7 @@ const OpInfo op_conv2d = {
     .flops = conv_flops,
     .lower = lower_conv2d,
     .plan = plan_conv2d,
+    .can_place = conv2d_can_place,
     .grad = grad_conv,
 };
 

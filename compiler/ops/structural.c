@@ -213,6 +213,31 @@ static void copy_rows(LoopProgram *lp, LStmt *body, LExpr *R, int64_t J, int dst
   ls_store(lp, ls_body(lj), dst, di, le_load(lp, src, si));
 }
 
+/* OpInfo.plan: when the joined axis is the first (each input one run of every batch row: the
+ * channels of [C, H, W], the elements of [K]), an input that nothing else reads, not an output,
+ * of fixed size, whose producer can write it in place (OpInfo.can_place: a conv2d, through its
+ * fused activation) is written straight into its part of the rows: no copy (Inception's four
+ * branches).  lower_graph makes no kernel when every input is placed. */
+static void plan_concat(LowerCtx *lc, const Node *n, const int *uses) {
+  const Graph *g = lc->g;
+  if (op_concat_axis(n->shape.rank) != 0 || shape_numel(n->shape).per_seq || !n->batched) return;
+  int64_t off = 0;
+  for (int i = 0; i < n->nin; i++) {
+    int v = n->in[i], a = v;
+    const Node *vn = &g->nodes[v];
+    SymCount c = shape_numel(vn->shape);
+    if (vn->nin == 1 && lc->fused_act[vn->in[0]] == v) a = vn->in[0]; /* the activation's producer */
+    const Node *an = &g->nodes[a];
+    const OpInfo *info = an->info ? an->info : op_info(an->op);
+    if (!c.per_seq && vn->batched && uses[v] == 1 && vn->output_index < 0 && lc->place_in[v] < 0 &&
+        !(lc->grad_param && lc->grad_param[v] >= 0) && info && info->can_place && info->can_place(lc, an)) {
+      lc->place_in[v] = n->id;
+      lc->place_off[v] = off;
+    }
+    off += c.fixed;
+  }
+}
+
 static void lower_concat(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   int axis = op_concat_axis(n->shape.rank);
@@ -222,6 +247,10 @@ static void lower_concat(LowerCtx *lc, const Node *n) {
   for (int i = 0; i < n->nin; i++) {
     Shape s = in_shape(lc->g, n, i);
     int64_t a = s.d[axis].n, I = inner_size(s, axis);
+    if (lc->place_in[n->in[i]] == n->id) { /* its producer wrote it there (plan_concat) */
+      off += a;
+      continue;
+    }
     /* out[(r * A + off) * I + j] = in[r * a * I + j] */
     copy_rows(lp, body, le_mul(lp, le_batch(lp), dims_product(lp, s, 0, axis)), a * I, out, total * I,
               off * I, lower_value(lc, n->in[i]), a * I, 0);
@@ -429,6 +458,7 @@ const OpInfo op_concat = {
     .infer = concat_infer,
     .flops = zero_flops,
     .lower = lower_concat,
+    .plan = plan_concat,
     .grad = grad_concat,
 };
 

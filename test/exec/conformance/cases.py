@@ -174,6 +174,7 @@ def _conv2d_params():
         # rows of whole pixel vectors: each row block writes y right after its sums (conv.c)
         (16, 32, 32, 32, 3, 1, 1, True, 3),  # 2 filter vectors, one filter block
         (4, 48, 48, 80, 3, 1, 1, False, 2),  # 5 filter vectors in blocks of 2: a last block of 1
+        (8, 12, 12, 112, 3, 1, 1, True, 3),  # 7 filter vectors in blocks of 2 on 12-wide rows
     ]
     return cases
 
@@ -451,6 +452,41 @@ def structure_models():
     out.append(Model("concat_seq_3_4", _src([a, b], ["output y = concat(a, b) : [seq, 7]"]),
                      lambda: Net({}, lambda m, a, b: {"y": torch.cat([a, b], 2)}),
                      [a, b], ["y"], [(1, 1), (3, 6)]))
+    # conv2d layers that write their value straight into their part of the concatenation
+    # (structural.c plan_concat, conv.c conv_y_at): a tiled layer of 32 filters on 90-pixel
+    # planes (the transposed write-back and its partial block), a 1x1 one (its GEMM writes y),
+    # a tiled one of 18 filters (the lane-by-lane write-back); beside them inputs that are
+    # copied (a pool, a conv of 5 filters, a conv that z reads too), so the offsets add up over
+    # both kinds
+    x = Input("x", (8, 9, 10))
+    out.append(Model("concat_convs_in_place", _src([x], ["a = x |> conv2d(32, kernel=3, pad=1) |> relu",
+                                                       "b = x |> conv2d(20, kernel=1) |> relu",
+                                                       "c = conv2d(x, 18, kernel=3, pad=1)",
+                                                       "d = x |> maxpool2d(3, stride=1, pad=1)",
+                                                       "e = x |> conv2d(5, kernel=3, pad=1) |> tanh",
+                                                       "f = x |> conv2d(16, kernel=1)",
+                                                       "output y = concat(a, b, c, d, e, f) : [99, 9, 10]",
+                                                       "output z = relu(f)"]),
+                     lambda: Net({"a": nn.Sequential(nn.Conv2d(8, 32, 3, padding=1)),
+                                  "b": nn.Sequential(nn.Conv2d(8, 20, 1)), "c": nn.Conv2d(8, 18, 3, padding=1),
+                                  "e": nn.Sequential(nn.Conv2d(8, 5, 3, padding=1)),
+                                  "f": nn.Sequential(nn.Conv2d(8, 16, 1))},
+                                 lambda m, x: (lambda f: {"y": torch.cat([F.relu(m.a(x)), F.relu(m.b(x)), m.c(x),
+                                                                          F.max_pool2d(x, 3, 1, 1), torch.tanh(m.e(x)), f], 1),
+                                                          "z": F.relu(f)})(m.f(x))),
+                     [x], ["y", "z"], [(1, None), (3, None)], gain=1.41))
+    # every part written in place (no concat kernel), 32-wide rows (the write-back of each row
+    # block inside the tile loop), the joined value read by a conv
+    x = Input("x", (16, 6, 32))
+    out.append(Model("concat_convs_all_in_place", _src([x], ["a = x |> conv2d(16, kernel=1) |> relu",
+                                                           "b = x |> conv2d(32, kernel=3, pad=1) |> relu",
+                                                           "h = concat(a, b)",
+                                                           "output y = conv2d(h, 16, kernel=3, pad=1) : [16, 6, 32]"]),
+                     lambda: Net({"a": nn.Sequential(nn.Conv2d(16, 16, 1)),
+                                  "b": nn.Sequential(nn.Conv2d(16, 32, 3, padding=1)),
+                                  "y": nn.Conv2d(48, 16, 3, padding=1)},
+                                 lambda m, x: {"y": m.y(torch.cat([F.relu(m.a(x)), F.relu(m.b(x))], 1))}),
+                     [x], ["y"], [(1, None), (3, None)], gain=1.41))
     a, b = Input("a", (5,)), Input("b", (17,))
     out.append(Model("concat_vectors_5_17", _src([a, b], ["output y = concat(a, b) : [22]"]),
                      lambda: Net({}, lambda m, a, b: {"y": torch.cat([a, b], 1)}),
