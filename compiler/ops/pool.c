@@ -316,15 +316,16 @@ static void zero_value(LowerCtx *lc, LStmt *body, int dx, const Node *n) {
   ls_store(lp, ls_body(l), dx, le_var(lp, i), le_f32(lp, 0));
 }
 
-/* One element of a window's scan: element idx of x becomes the window's choice (at) when it is
- * greater than every element before it or NaN: the first maximum wins, as in PyTorch. */
-static void scan_max(LoopProgram *lp, LStmt *xb, int x, LExpr *idx, int best, int at) {
+/* One element of a window's scan: element idx of x becomes the window's choice (at takes id,
+ * the element's name there: its index, or its tap) when it is greater than every element
+ * before it or NaN: the first maximum wins, as in PyTorch. */
+static void scan_max(LoopProgram *lp, LStmt *xb, int x, LExpr *idx, LExpr *id, int best, int at) {
   int v = ls_local(lp, xb, LT_F32, le_load(lp, x, idx));
   LExpr *take = le_bin(lp, LO_OR, le_bin(lp, LO_GT, le_local(lp, v), le_local(lp, best)),
                        le_bin(lp, LO_NE, le_local(lp, v), le_local(lp, v)));
   int t = ls_local(lp, xb, LT_BOOL, take);
   ls_set(lp, xb, best, le_select(lp, le_local(lp, t), le_local(lp, v), le_local(lp, best)));
-  ls_set(lp, xb, at, le_select(lp, le_local(lp, t), idx, le_local(lp, at)));
+  ls_set(lp, xb, at, le_select(lp, le_local(lp, t), id, le_local(lp, at)));
 }
 
 /* dy[r, oy, ox] of a [B C, OH, OW] gradient */
@@ -370,24 +371,34 @@ static void lower_maxpool2d_grad_disjoint(LowerCtx *lc, const Node *n, LStmt *bo
                       le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s)), le_var(lp, ky)),
                                         le_i64(lp, W)),
                              le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, s)), le_var(lp, kx))));
+  /* each lane's maximum as its window's tap number ky k + kx, held in an f32 (exact below
+   * 2^24 taps): one vector a lane group where flat i64 indices took two, and the stores below
+   * compare it with a number the same for every lane */
   int best = ls_local(lp, ob, LT_F32, le_f32(lp, -__builtin_inf()));
-  int at = ls_local(lp, ob, LT_I64,
-                    le_add(lp, plane, le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s * W)),
-                                             le_mul(lp, le_var(lp, ox), le_i64(lp, s)))));
+  int at = ls_local(lp, ob, LT_F32, le_f32(lp, 0));
+  if (k * k >= (1 << 24)) die("maxpool2d_grad: a window of %lld taps", (long long)(k * k));
+  LExpr *tap = le_cast(lp, LT_F32, le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, k)), le_var(lp, kx)));
   {
     LStmt *lky = ls_for(lp, ob, ky, le_i64(lp, 0), le_i64(lp, k));
     LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
-    scan_max(lp, ls_body(lkx), x, idx, best, at);
+    scan_max(lp, ls_body(lkx), x, idx, tap, best, at);
   }
   int g = ls_local(lp, ob, LT_F32, le_load(lp, dy, window_dy(lp, r, oy, ox, OH, OW)));
   if (!tiles) {
-    ls_accumulate(lp, ob, dx, le_local(lp, at), le_local(lp, g));
+    /* the maximum's place: the window's origin plus its tap's row and column */
+    LExpr *t = le_cast(lp, LT_I64, le_local(lp, at));
+    LExpr *place = le_add(lp, plane,
+                          le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s)),
+                                                       le_bin(lp, LO_DIV, t, le_i64(lp, k))),
+                                            le_i64(lp, W)),
+                                 le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, s)), le_bin(lp, LO_MOD, t, le_i64(lp, k)))));
+    ls_accumulate(lp, ob, dx, place, le_local(lp, g));
     return;
   }
   LStmt *lky = ls_for(lp, ob, ky, le_i64(lp, 0), le_i64(lp, k));
   LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
   ls_store(lp, ls_body(lkx), dx, idx,
-           lower_grad_epilogue(lc, n, le_select(lp, le_bin(lp, LO_EQ, idx, le_local(lp, at)), le_local(lp, g), le_f32(lp, 0)),
+           lower_grad_epilogue(lc, n, le_select(lp, le_bin(lp, LO_EQ, tap, le_local(lp, at)), le_local(lp, g), le_f32(lp, 0)),
                                idx));
 }
 
@@ -423,7 +434,7 @@ static void lower_maxpool2d_grad(LowerCtx *lc, const Node *n) {
   LStmt *liy = ls_for(lp, ob, iy, ylo, yhi);
   LStmt *lix = ls_for(lp, ls_body(liy), ix, xlo, xhi);
   LExpr *idx = le_add(lp, plane, le_add(lp, le_mul(lp, le_var(lp, iy), le_i64(lp, W)), le_var(lp, ix)));
-  scan_max(lp, ls_body(lix), x, idx, best, at);
+  scan_max(lp, ls_body(lix), x, idx, idx, best, at);
   ls_accumulate(lp, ob, dx, le_local(lp, at), le_load(lp, dy, window_dy(lp, r, oy, ox, OH, OW)));
 }
 
