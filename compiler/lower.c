@@ -72,6 +72,11 @@ int lower_value(LowerCtx *lc, int node) {
   return b;
 }
 
+int lower_producer(const LowerCtx *lc, int v) {
+  const Node *vn = &lc->g->nodes[v];
+  return vn->nin == 1 && lc->fused_act && lc->fused_act[vn->in[0]] == v ? vn->in[0] : v;
+}
+
 int lower_placed(const LowerCtx *lc, const Node *n, int64_t *pitch, int64_t *off) {
   int v = lc->fused_act && lc->fused_act[n->id] >= 0 ? lc->fused_act[n->id] : n->id;
   int c = lc->place_in ? lc->place_in[v] : -1;

@@ -49,6 +49,9 @@ typedef struct LowerCtx {
 } LowerCtx;
 
 int lower_value(LowerCtx *lc, int node);
+/* The node whose lowering stores value v: v's producer when v is an activation fused into it
+ * (LowerCtx.fused_act), else v itself. */
+int lower_producer(const LowerCtx *lc, int v);
 /* Where the value that node n's lowering stores (its fused activation's, when it has one) lives
  * in lower_value(n)'s buffer: 1 and *pitch, *off (the buffer's elements per batch row, and the
  * value's offset in each) when a bigger value holds it (LowerCtx.place_in: only for an op whose

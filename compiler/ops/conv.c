@@ -502,13 +502,9 @@ static void plan_conv2d(LowerCtx *lc, const Node *n, const int *uses) {
   const Graph *g = lc->g;
   int64_t V = lc->lp->vec_f32;
   if (!conv2d_is_tiled(n, V) || conv2d_input(g, n).cb != V) return;
-  int v = n->in[0], a = v;
+  int v = n->in[0], a = lower_producer(lc, v);
   const Node *vn = &g->nodes[v];
   if (uses[v] != 1 || vn->output_index >= 0 || (lc->grad_param && lc->grad_param[v] >= 0)) return;
-  if (vn->op != OP_conv2d) { /* an activation fused into its producer's epilogue */
-    if (vn->nin != 1 || lc->fused_act[vn->in[0]] != v) return;
-    a = vn->in[0];
-  }
   const Node *an = &g->nodes[a];
   if (an->op != OP_conv2d || !conv2d_is_tiled(an, V) || lc->chain_to[a] >= 0) return;
   lc->chain_to[a] = n->id;
@@ -796,7 +792,6 @@ static void batch_rows_parallel(LStmt *lb, GemmSpec *g, int64_t row_macs) {
  * columns: a plain GEMM (K = C) writes y itself, the epilogue applied on the way. */
 typedef struct ConvFlat {
   int64_t C, k, Hp, Wp, NQ, F;
-  int64_t yF, yf0; /* the output's planes a batch row and the first of this layer's (conv_y_at) */
   int b, bias;
   LowerCtx *lc;
   const Node *n;
@@ -820,10 +815,11 @@ static LExpr *flat1_x(LoopProgram *lp, const void *c, LExpr *br, LExpr *q, LExpr
   const ConvFlat *d = c;
   return plane_at(lp, le_var(lp, d->b), d->C, ch, d->NQ, q);
 }
+/* y[b, f, q] (NQ = OHW then, as conv_y_at wants), or the scratch yq's [B, F, NQ] */
 static LExpr *flat_out(LoopProgram *lp, const void *c, LExpr *br, LExpr *f, LExpr *q) {
   (void)br;
   const ConvFlat *d = c;
-  return plane_at(lp, le_var(lp, d->b), d->yF, d->yf0 ? le_add(lp, f, le_i64(lp, d->yf0)) : f, d->NQ, q);
+  return conv_y_at(d->lc, d->n, le_var(lp, d->b), f, d->NQ, q);
 }
 static LExpr *flat_bias(LoopProgram *lp, const void *c, LExpr *f, LExpr *q) {
   (void)q;
@@ -839,17 +835,13 @@ static void lower_conv2d_flat(LowerCtx *lc, const Node *n, LStmt *body, int xp, 
   Shape in = in_shape(lc->g, n, 0);
   int64_t C = in.d[0].n, H = in.d[1].n, W = in.d[2].n, F = n->a.units, k = n->a.kernel, p = n->a.pad;
   int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n, Wp = W + 2 * p;
-  ConvFlat cf = {.C = C, .k = k, .Hp = H + 2 * p, .Wp = Wp, .NQ = (OH - 1) * Wp + OW, .F = F, .yF = F,
-                 .bias = bias, .lc = lc, .n = n};
+  ConvFlat cf = {.C = C, .k = k, .Hp = H + 2 * p, .Wp = Wp, .NQ = (OH - 1) * Wp + OW, .F = F, .bias = bias,
+                 .lc = lc, .n = n};
   /* a 1x1 kernel without padding: the flat positions are y's own, so the product goes
    * straight into y through the epilogue (its part of a concatenation's planes too) */
   int direct = k == 1 && p == 0;
   int64_t pitch, off;
-  if (lower_placed(lc, n, &pitch, &off)) {
-    if (!direct || pitch % cf.NQ || off % cf.NQ) die("lower_conv2d_flat: %s placed", n->name);
-    cf.yF = pitch / cf.NQ;
-    cf.yf0 = off / cf.NQ;
-  }
+  if (!direct && lower_placed(lc, n, &pitch, &off)) die("lower_conv2d_flat: %s placed", n->name);
   int yq = direct ? y : lower_scratch(lc, arena_printf(lp->arena, "%s.q", n->name), LT_F32, (SymCount){F * cf.NQ, 0}, 1);
   cf.b = lvar(lp, "b");
   LStmt *lb = ls_for(lp, body, cf.b, le_i64(lp, 0), le_batch(lp));

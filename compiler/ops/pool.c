@@ -334,6 +334,13 @@ static LExpr *window_dy(LoopProgram *lp, int r, int oy, int ox, int64_t OH, int6
                 le_var(lp, ox));
 }
 
+/* Element (ky, kx) of window (oy, ox) at stride s, in the plane from `plane` with rows of W */
+static LExpr *window_elem(LoopProgram *lp, LExpr *plane, int oy, int ox, int64_t s, int64_t W, LExpr *ky,
+                          LExpr *kx) {
+  return le_add(lp, plane, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s)), ky), le_i64(lp, W)),
+                                  le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, s)), kx)));
+}
+
 /* Disjoint windows that tile the input exactly (no padding, s = k, H = OH k, W = OW k): every
  * input element lies in one window, so the vectorized gradient below writes every element of
  * dx once, in its last store (and an activation's gradient after it can be fused there). */
@@ -365,12 +372,8 @@ static void lower_maxpool2d_grad_disjoint(LowerCtx *lc, const Node *n, LStmt *bo
   lox->vec = lp->vec_f32;
   LStmt *ob = ls_body(lox);
   LExpr *plane = le_mul(lp, le_var(lp, r), le_i64(lp, H * W));
-  /* input element (ky, kx) of window (oy, ox) */
   int ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
-  LExpr *idx = le_add(lp, plane,
-                      le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s)), le_var(lp, ky)),
-                                        le_i64(lp, W)),
-                             le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, s)), le_var(lp, kx))));
+  LExpr *idx = window_elem(lp, plane, oy, ox, s, W, le_var(lp, ky), le_var(lp, kx));
   /* each lane's maximum as its window's tap number ky k + kx, held in an f32 (exact below
    * 2^24 taps): one vector a lane group where flat i64 indices took two, and the stores below
    * compare it with a number the same for every lane */
@@ -385,14 +388,11 @@ static void lower_maxpool2d_grad_disjoint(LowerCtx *lc, const Node *n, LStmt *bo
   }
   int g = ls_local(lp, ob, LT_F32, le_load(lp, dy, window_dy(lp, r, oy, ox, OH, OW)));
   if (!tiles) {
-    /* the maximum's place: the window's origin plus its tap's row and column */
+    /* the maximum's place: its tap's row and column in the window */
     LExpr *t = le_cast(lp, LT_I64, le_local(lp, at));
-    LExpr *place = le_add(lp, plane,
-                          le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s)),
-                                                       le_bin(lp, LO_DIV, t, le_i64(lp, k))),
-                                            le_i64(lp, W)),
-                                 le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, s)), le_bin(lp, LO_MOD, t, le_i64(lp, k)))));
-    ls_accumulate(lp, ob, dx, place, le_local(lp, g));
+    ls_accumulate(lp, ob, dx,
+                  window_elem(lp, plane, oy, ox, s, W, le_bin(lp, LO_DIV, t, le_i64(lp, k)), le_bin(lp, LO_MOD, t, le_i64(lp, k))),
+                  le_local(lp, g));
     return;
   }
   LStmt *lky = ls_for(lp, ob, ky, le_i64(lp, 0), le_i64(lp, k));

@@ -223,11 +223,9 @@ static void plan_concat(LowerCtx *lc, const Node *n, const int *uses) {
   if (op_concat_axis(n->shape.rank) != 0 || shape_numel(n->shape).per_seq || !n->batched) return;
   int64_t off = 0;
   for (int i = 0; i < n->nin; i++) {
-    int v = n->in[i], a = v;
-    const Node *vn = &g->nodes[v];
+    int v = n->in[i];
+    const Node *vn = &g->nodes[v], *an = &g->nodes[lower_producer(lc, v)];
     SymCount c = shape_numel(vn->shape);
-    if (vn->nin == 1 && lc->fused_act[vn->in[0]] == v) a = vn->in[0]; /* the activation's producer */
-    const Node *an = &g->nodes[a];
     const OpInfo *info = an->info ? an->info : op_info(an->op);
     if (!c.per_seq && vn->batched && uses[v] == 1 && vn->output_index < 0 && lc->place_in[v] < 0 &&
         !(lc->grad_param && lc->grad_param[v] >= 0) && info && info->can_place && info->can_place(lc, an)) {
