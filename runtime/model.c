@@ -76,7 +76,7 @@ enum { OPT_LR, OPT_MOMENTUM, OPT_WEIGHT_DECAY, OPT_BETA1, OPT_BETA2, OPT_EPS, OP
 static const char *const option_names[N_OPTIONS] = {"lr", "momentum", "weight_decay", "beta1",
                                                     "beta2", "eps", "decay", "clip_norm"};
 
-#define NNCC_SLICE_MAX 16   /* batch slices at most (runtime/model.c, "batch slices") */
+#define NNCC_SLICE_MAX 64   /* batch slices at most (runtime/model.c, "batch slices") */
 
 struct nncc_model {
   const nncc_model_desc *d;
@@ -102,8 +102,9 @@ struct nncc_model {
   float *ws;             /* the workspace, aligned, or NULL */
   int64_t ws_cap;        /* floats allocated in ws */
   int64_t ws_batch, ws_seq;   /* the shape ws was last sized for (0, 0: none yet) */
-  int ws_parts;               /* ... for this many batch slices (slice_count), each its own */
-  int64_t ws_off[NNCC_SLICE_MAX + 1];   /* slice p's workspace at ws + ws_off[p] */
+  int ws_slices, ws_parts;    /* ... for this many batch slices in this many parts (SlicePlan) */
+  int64_t ws_stride;          /* part p's workspace at ws + p ws_stride */
+  int64_t cache_floats;       /* a core's L2 cache, in floats (slice_plan) */
   float *slice_grads;    /* the gradients of batch slices 1.. (run_sliced), or NULL */
   int64_t slice_grads_cap;
   nncc_workspace_fn ws_fn;    /* ... by this entry point's size function */
@@ -114,6 +115,7 @@ struct nncc_model {
 };
 
 static int may_evict(const nncc_model_desc *d);   /* evicted parameters, below */
+static int64_t cache_floats(void);                /* batch slices, below */
 
 /* ---- creation --------------------------------------------------------------------------- */
 
@@ -141,6 +143,7 @@ NNCC_API nncc_model *nncc_rt_create(const nncc_model_desc *d) {
     return NULL;
   }
   m->d = d;
+  m->cache_floats = cache_floats();
   m->params = nncc_rt_alloc_floats(d->param_floats);
   if (d->packed_floats > 0) m->packed = nncc_rt_alloc_floats(d->packed_floats);
   if (!m->params || (d->packed_floats > 0 && !m->packed)) {
@@ -398,33 +401,25 @@ static int check_arrays(const nncc_model_desc *d, const char *who, const char *k
   return NNCC_OK;
 }
 
-/* The workspace floats of `parts` batch slices side by side (slice p is rows [batch p / parts,
- * batch (p + 1) / parts), its workspace at off[p], 16-float aligned); off[parts] is the total.
- * -1 when a size does not fit in int64. */
-static int64_t slice_offsets(nncc_workspace_fn fn, int64_t batch, int64_t seq, int parts,
-                             int64_t *off) {
-  int64_t total = 0;
-  for (int p = 0; p < parts; p++) {
-    int64_t b = batch * (p + 1) / parts - batch * p / parts;
-    int64_t need = fn ? fn(b, seq) : 0;
-    if (need < 0 || need > INT64_MAX - 16 - total) return -1;
-    off[p] = total;
-    total += (need + 15) / 16 * 16;
-  }
-  off[parts] = total;
-  return total;
-}
+/* How a call's batch is cut (runtime/model.c, "batch slices"): n slices, slice i rows
+ * [B i / n, B (i + 1) / n), run by `parts` parts at once, part p slices [n p / parts,
+ * n (p + 1) / parts) one after the other in its own workspace.  {1, 1}: the batch whole. */
+typedef struct SlicePlan {
+  int n, parts;
+} SlicePlan;
 
-/* Makes ws hold at least what entry point `fn`'s workspace function asks for (batch, seq),
- * split in `parts` batch slices (1: the whole batch); the last (fn, batch, seq, parts) is
- * cached.  `who` names the call in messages. */
+/* Makes ws hold what entry point `fn`'s workspace function asks for (batch, seq) for each part
+ * of plan sp: a workspace of the largest slice's rows a part (the batch's when whole); the last
+ * (fn, batch, seq, plan) is cached.  `who` names the call in messages. */
 static int ensure_workspace_for(nncc_model *m, nncc_workspace_fn fn, const char *who,
-                                int64_t batch, int64_t seq, int parts) {
-  if (batch == m->ws_batch && seq == m->ws_seq && fn == m->ws_fn && parts == m->ws_parts)
+                                int64_t batch, int64_t seq, SlicePlan sp) {
+  if (batch == m->ws_batch && seq == m->ws_seq && fn == m->ws_fn && sp.n == m->ws_slices &&
+      sp.parts == m->ws_parts)
     return NNCC_OK;
   const nncc_model_desc *d = m->d;
-  int64_t off[NNCC_SLICE_MAX + 1];
-  int64_t need = parts == 1 ? (fn ? fn(batch, seq) : 0) : slice_offsets(fn, batch, seq, parts, off);
+  int64_t rows = (batch + sp.n - 1) / sp.n, one = fn ? fn(rows, seq) : 0, need = -1;
+  int64_t stride = one >= 0 && one <= INT64_MAX - 16 ? (one + 15) / 16 * 16 : -1;
+  if (stride >= 0 && !nncc_rt_mul_ok(stride, sp.parts, &need)) need = -1;
   if (need < 0)
     return nncc_rt_fail(NNCC_ERR_ARG, "%s_%s: batch %lld, seq %lld needs a workspace too "
                         "large to address", d->name, who, (long long)batch, (long long)seq);
@@ -441,66 +436,115 @@ static int ensure_workspace_for(nncc_model *m, nncc_workspace_fn fn, const char 
   m->ws_batch = batch;
   m->ws_seq = seq;
   m->ws_fn = fn;
-  m->ws_parts = parts;
-  if (parts > 1) memcpy(m->ws_off, off, (size_t)(parts + 1) * sizeof *off);
+  m->ws_slices = sp.n;
+  m->ws_parts = sp.parts;
+  m->ws_stride = stride;
   return NNCC_OK;
 }
 
 /* ---- batch slices ------------------------------------------------------------------------
- * Every row of a batch is computed on its own until the loss's mean, so with T threads an
- * entry point (forward, evaluate, gradients) can run as T calls on contiguous slices of the
- * batch at once, one a thread, each with its own workspace: one parallel region per call
- * instead of one per parallel loop, and no thread waits at the end of each layer (a LeNet-5
- * training step has dozens of loops too small to split well).  Inside a slice the loops run
- * on its own thread (the pool is busy: threads.c).  Slice p is rows [B p / n, B (p + 1) / n).
+ * Every row of a batch is computed on its own until the loss's mean, so an entry point
+ * (forward, evaluate, gradients) can run as calls on contiguous slices of the batch, for two
+ * reasons (slice_plan):
+ *   threads  with T threads, T parts at once, one a thread, each with its own workspace: one
+ *            parallel region per call instead of one per parallel loop, and no thread waits at
+ *            the end of each layer (a LeNet-5 training step has dozens of loops too small to
+ *            split well).  Inside a part the loops run on its own thread (the pool is busy:
+ *            threads.c).
+ *   cache    a part whose rows' workspace outgrows the core's L2 cache runs as several slices
+ *            one after the other in one workspace, each small enough to stay in L2 from one
+ *            layer to the next: resnet_mini's activations at batch 32 (9 MB an inference, more
+ *            in training) went through memory between layers, a slice of 2 rows (0.6 MB)
+ *            does not; and the same workspace again for each slice stays in the cache.
+ * Slice i is rows [B i / n, B (i + 1) / n) of n; part p runs slices [n p / P, n (p + 1) / P).
  *   forward   each row is what a one-slice call gives it: the same bits.
  *   evaluate  the loss is the mean of the slices' means weighted by their rows, correct the
  *             sum: equal to the one-slice figures up to rounding.
  *   gradients each slice writes its batch-mean gradients into a buffer of its own (slice 0
- *             into the model's); then grads = sum over p of (rows_p / B) * grads_p, in slice
+ *             into the model's); then grads = sum over i of (rows_i / B) * grads_i, in slice
  *             order, and the loss likewise: the batch-mean gradient, up to rounding.  A model
  *             that draws random numbers in training (dropout: a row's mask depends on its
  *             place in the batch) is not sliced.  Stateful training gives each slice its rows
  *             of the carried state.
+ * A slice's work must outweigh what slicing adds: each slice reads all the weights, and in
+ * training writes a gradient buffer that the sum reads again.  The measure of a slice's work
+ * is its workspace (its activations, in floats): at least the parameters (forward, evaluate)
+ * or the gradient floats.  An MLP's (a few hundred floats a row against 235k weights) is not
+ * sliced: its layers split over their weight columns instead; nor VGG-16's.
  * A call whose slice fails runs again whole, which fails the same way (a token id or a label
  * out of range) with the message counting rows from the batch's first, not the slice's.
- * The number of slices (slice_count) is the thread count where it pays, so the gradients'
- * rounding depends on the thread count; NNCC_BATCH_SLICES=n fixes it at n (1: never slice)
- * whatever the threads, and then the results are the same bits on any number of threads. */
+ * The number of slices depends on the thread count and the cache, so the gradients' rounding
+ * does too; NNCC_BATCH_SLICES=n fixes it at n (1: never slice) whatever the threads and the
+ * cache, and then the results are the same bits on any number of threads. */
 #define NNCC_SLICE_ARRAYS 16                 /* inputs, outputs, targets at most to slice */
 
 enum { SLICE_FORWARD, SLICE_EVALUATE, SLICE_GRADIENTS };
+/* A cache slice's work against its cost (slice_plan), measured on a Zen 5 core (1 MiB L2):
+ * forward: Inception's 1-row slices (3.1 x the weights) 1.07x faster at batch 8; training:
+ * ResNet-mini's 2-row slices (14 x the gradients) 1.1x at batch 32, LeNet-5's 5-row slices
+ * (1 x) 1.15x slower at batch 64. */
+#define NNCC_SLICE_WORK 3
+#define NNCC_SLICE_WORK_GRAD 8
 
-static int slice_count(const nncc_model *m, int entry, int64_t batch, int64_t seq) {
+/* A core's L2 cache in floats: NNCC_CACHE_BYTES, else what the C library reports, else 1 MiB
+ * (the size on the machines we measure: Zen 5, and Intel's AVX-512 cores have 1-2 MiB). */
+static int64_t cache_floats(void) {
+  const char *e = getenv("NNCC_CACHE_BYTES");
+  long long v = 0;
+  if (e && *e) {
+    char *end;
+    v = strtoll(e, &end, 10);
+    if (*end) v = 0;
+  }
+#ifdef _SC_LEVEL2_CACHE_SIZE
+  if (v <= 0) v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+  if (v <= 0) v = 1 << 20;
+  return (int64_t)(v / 4);
+}
+
+static int64_t ws_of(nncc_workspace_fn fn, int64_t rows, int64_t seq) {
+  return fn ? fn(rows, seq) : 0;
+}
+
+static SlicePlan slice_plan(const nncc_model *m, int entry, nncc_workspace_fn fn, int64_t batch,
+                            int64_t seq) {
   const nncc_model_desc *d = m->d;
+  SlicePlan whole = {1, 1};
   if (batch < 2 || d->n_inputs > NNCC_SLICE_ARRAYS || d->n_outputs > NNCC_SLICE_ARRAYS ||
       d->n_targets > NNCC_SLICE_ARRAYS || (entry == SLICE_GRADIENTS && d->train->draws))
-    return 1;
+    return whole;
+  int64_t threads = nncc_get_num_threads(), n;
   const char *e = getenv("NNCC_BATCH_SLICES");
-  int fixed = e && *e;
-  int64_t n;
-  if (fixed) {
+  if (e && *e) {
     char *end;
     n = strtoll(e, &end, 10);
     if (*end || n < 1) n = 1;
-  } else {
-    n = nncc_get_num_threads();
+    if (n > NNCC_SLICE_MAX) n = NNCC_SLICE_MAX;
+    if (n > batch) n = batch;
+    return (SlicePlan){(int)n, (int)(threads < n ? threads : n)};
   }
-  if (n > NNCC_SLICE_MAX) n = NNCC_SLICE_MAX;
-  if (n > batch) n = batch;
-  if (n <= 1) return 1;
-  if (!fixed) {
-    /* Worth it when a slice's own work outweighs what slicing adds: each slice reads all the
-     * weights (the threads no longer share a layer's), and in training writes a gradient
-     * buffer that the sum reads again.  The measure of a slice's work is the inference
-     * workspace of its rows (its activations, in floats): at least the parameters (forward,
-     * evaluate) or the gradient floats.  An MLP's (a few hundred floats a row against 235k
-     * weights) is not sliced: its layers split over their weight columns instead. */
-    int64_t act = d->workspace_floats ? d->workspace_floats(batch / n, seq) : 0;
-    int64_t cost = entry == SLICE_GRADIENTS ? d->train->grad_floats : d->param_floats;
-    if (act < cost) return 1;
-  }
-  return (int)n;
+  int64_t cost = entry == SLICE_GRADIENTS ? d->train->grad_floats : d->param_floats;
+  int64_t parts = threads < batch ? threads : batch;
+  if (parts > NNCC_SLICE_MAX) parts = NNCC_SLICE_MAX;
+  nncc_workspace_fn act = d->workspace_floats;   /* the measure of a slice's work */
+  if (parts > 1 && ws_of(act, batch / parts, seq) < cost) parts = 1;
+  /* cache: more slices a part while the largest slice's workspace (the entry point's own) is
+   * more than the cache, at most a row each, each doing enough: the smallest slice's work at
+   * least NNCC_SLICE_WORK times the cost (the weights are read from the cache, but the loops
+   * of a call cost something too, and a slice's gradients are written and summed), the cost
+   * seq times over for a model with a sequence (a recurrent layer reads its weights each step) */
+  int64_t need;
+  if (!nncc_rt_mul_ok(cost, (entry == SLICE_GRADIENTS ? NNCC_SLICE_WORK_GRAD : NNCC_SLICE_WORK) *
+                                (d->has_seq ? seq : 1), &need))
+    need = INT64_MAX;
+  int64_t per = 1, rows = (batch + parts - 1) / parts;
+  while (ws_of(fn, (rows + per - 1) / per, seq) > m->cache_floats && per < rows &&
+         parts * (per + 1) <= NNCC_SLICE_MAX && parts * (per + 1) <= batch &&
+         ws_of(act, batch / (parts * (per + 1)), seq) >= need)
+    per++;
+  n = parts * per;
+  return n > 1 ? (SlicePlan){(int)n, (int)parts} : whole;
 }
 
 /* The extra gradient buffers of n slices (slices 1 .. n-1). */
@@ -520,13 +564,13 @@ static int ensure_slice_grads(nncc_model *m, int n) {
 typedef struct SliceRun {
   nncc_model *m;
   nncc_entry_fn entry;
-  int n;
+  int n, parts;                                 /* the SlicePlan */
   int64_t batch, seq;
   const void *const *in, *const *targets;
   void *const *out;
   uint64_t seed;
-  int with_rstate;                              /* slice p gets its rows of m->rstate */
-  float *grads[NNCC_SLICE_MAX];                 /* gradients: slice p's buffer */
+  int with_rstate;                              /* slice i gets its rows of m->rstate */
+  float *grads[NNCC_SLICE_MAX];                 /* gradients: slice i's buffer */
   float scalars[NNCC_SLICE_MAX][NNCC_S_COUNT];
 } SliceRun;
 
@@ -544,28 +588,31 @@ static const void *row_at(const nncc_tensor_desc *t, const void *a, int64_t b, i
   return (const char *)a + b * per_row * 4;
 }
 
+/* Parts [lo, hi): each runs its slices in turn in its workspace. */
 static int run_slices(void *ctx, int64_t lo, int64_t hi) {
   SliceRun *s = ctx;
   const nncc_model_desc *d = s->m->d;
-  for (int64_t p = lo; p < hi; p++) {
-    int64_t b0 = slice_row(s, p), b1 = slice_row(s, p + 1);
-    const void *in[NNCC_SLICE_ARRAYS], *targets[NNCC_SLICE_ARRAYS];
-    void *out[NNCC_SLICE_ARRAYS];
-    for (int i = 0; i < d->n_inputs; i++) in[i] = row_at(&d->inputs[i], s->in[i], b0, s->seq);
-    if (s->out)
-      for (int i = 0; i < d->n_outputs; i++)
-        out[i] = (void *)row_at(&d->outputs[i], s->out[i], b0, s->seq);
-    if (s->targets)
-      for (int i = 0; i < d->n_targets; i++)
-        targets[i] = row_at(&d->targets[i], s->targets[i], b0, s->seq);
-    nncc_exec x = {.params = s->m->params, .packed = s->m->packed, .ws = s->m->ws + s->m->ws_off[p],
-                   .grads = s->grads[p], .state = s->m->state, .scalars = s->scalars[p],
-                   .in = in, .out = s->out ? out : NULL, .targets = s->targets ? targets : NULL,
-                   .batch = b1 - b0, .seq = s->seq, .seed = s->seed,
-                   .rstate = s->with_rstate ? s->m->rstate + b0 * d->rstate_floats : NULL};
-    int rc = s->entry(&x);
-    if (rc) return rc;
-  }
+  for (int64_t part = lo; part < hi; part++)
+    for (int64_t p = s->n * part / s->parts; p < s->n * (part + 1) / s->parts; p++) {
+      int64_t b0 = slice_row(s, p), b1 = slice_row(s, p + 1);
+      const void *in[NNCC_SLICE_ARRAYS], *targets[NNCC_SLICE_ARRAYS];
+      void *out[NNCC_SLICE_ARRAYS];
+      for (int i = 0; i < d->n_inputs; i++) in[i] = row_at(&d->inputs[i], s->in[i], b0, s->seq);
+      if (s->out)
+        for (int i = 0; i < d->n_outputs; i++)
+          out[i] = (void *)row_at(&d->outputs[i], s->out[i], b0, s->seq);
+      if (s->targets)
+        for (int i = 0; i < d->n_targets; i++)
+          targets[i] = row_at(&d->targets[i], s->targets[i], b0, s->seq);
+      nncc_exec x = {.params = s->m->params, .packed = s->m->packed,
+                     .ws = s->m->ws + part * s->m->ws_stride, .grads = s->grads[p],
+                     .state = s->m->state, .scalars = s->scalars[p], .in = in,
+                     .out = s->out ? out : NULL, .targets = s->targets ? targets : NULL,
+                     .batch = b1 - b0, .seq = s->seq, .seed = s->seed,
+                     .rstate = s->with_rstate ? s->m->rstate + b0 * d->rstate_floats : NULL};
+      int rc = s->entry(&x);
+      if (rc) return rc;
+    }
   return 0;
 }
 
@@ -583,8 +630,8 @@ static int sum_slice_grads(void *ctx, int64_t lo, int64_t hi) {
   return 0;
 }
 
-/* Runs entry over n slices (slice_count) and combines their scalars into m->scalars (and
- * for gradients their gradients into m->grads); the workspace holds the n slices'. */
+/* Runs entry over s's slices (slice_plan) and combines their scalars into m->scalars (and for
+ * gradients their gradients into m->grads); the workspace holds a slice's for each part. */
 static int run_sliced(nncc_model *m, SliceRun *s) {
   const nncc_model_desc *d = m->d;
   int rc = NNCC_OK;
@@ -593,7 +640,7 @@ static int run_sliced(nncc_model *m, SliceRun *s) {
     for (int p = 1; p < s->n; p++) s->grads[p] = m->slice_grads + (int64_t)(p - 1) * d->train->grad_floats;
   }
   memset(s->scalars, 0, sizeof s->scalars);
-  rc = nncc_rt_parallel_for(run_slices, s, 0, s->n, -1);
+  rc = nncc_rt_parallel_for(run_slices, s, 0, s->parts, -1);
   if (rc) return rc;
   if (s->grads[0]) {
     int64_t nf = d->train->grad_floats;
@@ -617,7 +664,7 @@ static int run_sliced(nncc_model *m, SliceRun *s) {
  * code. */
 static int try_sliced(nncc_model *m, SliceRun *s, nncc_workspace_fn wsfn, const char *who) {
   if (run_sliced(m, s) == NNCC_OK) return NNCC_OK;
-  int rc = ensure_workspace_for(m, wsfn, who, s->batch, s->seq, 1);
+  int rc = ensure_workspace_for(m, wsfn, who, s->batch, s->seq, (SlicePlan){1, 1});
   return rc ? rc : 1;
 }
 
@@ -644,10 +691,10 @@ static int unguarded_forward(nncc_model *m, int64_t batch, int64_t seq, const vo
   if (rc) return rc;
   packed_current(m);
   params_evict(m);
-  int n = slice_count(m, SLICE_FORWARD, batch, seq);
-  if ((rc = ensure_workspace_for(m, d->workspace_floats, "forward", batch, seq, n))) return rc;
-  if (n > 1) {
-    SliceRun s = {.m = m, .entry = d->forward, .n = n, .batch = batch, .seq = seq, .in = in,
+  SlicePlan sp = slice_plan(m, SLICE_FORWARD, d->workspace_floats, batch, seq);
+  if ((rc = ensure_workspace_for(m, d->workspace_floats, "forward", batch, seq, sp))) return rc;
+  if (sp.n > 1) {
+    SliceRun s = {.m = m, .entry = d->forward, .n = sp.n, .parts = sp.parts, .batch = batch, .seq = seq, .in = in,
                   .out = out};
     if ((rc = try_sliced(m, &s, d->workspace_floats, "forward")) <= 0) return rc;
   }
@@ -702,13 +749,13 @@ static uint64_t mix64(uint64_t x) {
 static int run_entry(nncc_model *m, nncc_entry_fn fn, nncc_workspace_fn wsfn, const char *who,
                      int64_t batch, int64_t seq, const void *const *in,
                      const void *const *targets, const float *hyper, int slice_kind) {
-  int n = hyper ? 1 : slice_count(m, slice_kind, batch, seq);
-  int rc = ensure_workspace_for(m, wsfn, who, batch, seq, n);
+  SlicePlan sp = hyper ? (SlicePlan){1, 1} : slice_plan(m, slice_kind, wsfn, batch, seq);
+  int rc = ensure_workspace_for(m, wsfn, who, batch, seq, sp);
   if (rc) return rc;
   m->trains = 1;
-  if (n > 1) {
+  if (sp.n > 1) {
     const nncc_train_desc *t = m->d->train;
-    SliceRun s = {.m = m, .entry = fn, .n = n, .batch = batch, .seq = seq, .in = in,
+    SliceRun s = {.m = m, .entry = fn, .n = sp.n, .parts = sp.parts, .batch = batch, .seq = seq, .in = in,
                   .targets = targets, .seed = mix64(m->rng),
                   .with_rstate = m->rstate != NULL && slice_kind == SLICE_GRADIENTS && t->stateful};
     if (slice_kind == SLICE_GRADIENTS) s.grads[0] = m->grads;
@@ -772,7 +819,7 @@ static int unguarded_step(nncc_model *m, int64_t batch, const void *const *in, v
   if (rc) return rc;
   packed_current(m);
   params_evict(m);
-  if ((rc = ensure_workspace_for(m, d->step_workspace, "step", batch, 1, 1))) return rc;
+  if ((rc = ensure_workspace_for(m, d->step_workspace, "step", batch, 1, (SlicePlan){1, 1}))) return rc;
   nncc_exec x = {.params = m->params, .packed = m->packed, .ws = m->ws, .batch = batch, .seq = 1,
                  .in = in, .out = out, .scalars = m->scalars, .rstate = m->rstate};
   return d->step(&x);

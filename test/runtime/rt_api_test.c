@@ -342,6 +342,43 @@ static void test_slices(void) {
   unsetenv("NNCC_BATCH_SLICES");
 }
 
+/* A batch whose workspace outgrows the cache (NNCC_CACHE_BYTES, read by create) runs as
+ * slices one after the other in one workspace, each doing at least 3 times the parameters'
+ * work (runtime/model.c, slice_plan): dense's 2 floats a row against 8 parameters, a cache of
+ * 16 floats, a batch of 48 on one thread: 4 slices of 12 rows, the same workspace each, the
+ * outputs of one call. */
+static void test_cache_slices(void) {
+  int threads = nncc_get_num_threads();
+  nncc_set_num_threads(1);
+  setenv("NNCC_CACHE_BYTES", "64", 1);
+  nncc_model *m = nncc_rt_create(&dense_desc);
+  float x[48 * 3], y1[48 * 2], y4[48 * 2];
+  for (int i = 0; i < 48 * 3; i++) x[i] = (float)(i % 11) / 5 - 1;
+  const void *in[1] = {x};
+  void *out1[1] = {y1}, *out4[1] = {y4};
+  setenv("NNCC_BATCH_SLICES", "1", 1);
+  EXPECT(nncc_rt_forward(m, 48, 0, in, out1) == 0, "%s", nncc_last_error());
+  unsetenv("NNCC_BATCH_SLICES");
+  int calls = dense_forward_calls;
+  EXPECT(nncc_rt_forward(m, 48, 0, in, out4) == 0, "%s", nncc_last_error());
+  EXPECT(dense_forward_calls == calls + 4, "cache slices: %d calls", dense_forward_calls - calls);
+  for (int k = calls; k < dense_forward_calls && k < 64; k++)
+    EXPECT(dense_rows_log[k] == 12 && dense_ws_log[k] == dense_ws_log[calls],
+           "slice %d: %lld rows, workspace %+td floats from the first's", k - calls,
+           (long long)dense_rows_log[k], dense_ws_log[k] - dense_ws_log[calls]);
+  EXPECT(memcmp(y1, y4, sizeof y1) == 0, "4 cache slices give the outputs of one");
+  nncc_rt_destroy(m);
+  /* a cache that holds the batch's workspace: one call */
+  setenv("NNCC_CACHE_BYTES", "1024", 1);
+  m = nncc_rt_create(&dense_desc);
+  calls = dense_forward_calls;
+  EXPECT(nncc_rt_forward(m, 48, 0, in, out4) == 0 && dense_forward_calls == calls + 1,
+         "a batch that fits the cache: %d calls", dense_forward_calls - calls);
+  nncc_rt_destroy(m);
+  unsetenv("NNCC_CACHE_BYTES");
+  nncc_set_num_threads(threads);
+}
+
 int main(void) {
   test_error_slot();
   test_create();
@@ -351,5 +388,6 @@ int main(void) {
   test_forward();
   test_forward_seq();
   test_slices();
+  test_cache_slices();
   return finish();
 }

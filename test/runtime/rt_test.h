@@ -72,6 +72,8 @@ static float *dense_last_ws;
 static int64_t dense_last_ws_floats;
 static int dense_forward_calls;      /* forward calls (a batch split into slices: one a slice) */
 static int64_t dense_rows_seen;      /* the rows they computed */
+static float *dense_ws_log[64];      /* the workspace and the rows of the first 64 calls */
+static int64_t dense_rows_log[64];
 
 static void dense_prepare(const float *params, float *packed) {
   dense_prepare_calls++;
@@ -91,6 +93,10 @@ static int dense_forward_impl(const float *params, const float *packed, float *w
   float *y = out[0];
   dense_last_ws = ws;
   dense_last_ws_floats = dense_ws(batch, seq);
+  if (dense_forward_calls < 64) {
+    dense_ws_log[dense_forward_calls] = ws;
+    dense_rows_log[dense_forward_calls] = batch;
+  }
   dense_forward_calls++;
   dense_rows_seen += batch;
   if ((uintptr_t)ws % 64 || (uintptr_t)params % 64 || (uintptr_t)packed % 64)
