@@ -196,18 +196,27 @@ LExpr *lower_total(LowerCtx *lc, SymCount c) {
   return le_mul(lc->lp, le_batch(lc->lp), lower_count(lc, c));
 }
 
-LExpr *lower_epilogue(LowerCtx *lc, const Node *n, LExpr *v, LExpr *index) {
-  int act = lc->fused_act ? lc->fused_act[n->id] : -1;
+int lower_fused_other(const LowerCtx *lc, const Node *n) {
   int add = lc->fused_add ? lc->fused_add[n->id] : -1;
-  if (add >= 0) {
-    const Node *a = &lc->g->nodes[add];
-    if (!index) die("lower_epilogue: %s has a fused add and no index", n->name);
-    int other = lower_value(lc, a->in[a->in[0] == n->id ? 1 : 0]);
-    v = le_bin(lc->lp, LO_ADD, v, le_load(lc->lp, other, index));
-    act = lc->fused_act[add];
-  }
+  if (add < 0) return -1;
+  const Node *a = &lc->g->nodes[add];
+  return a->in[a->in[0] == n->id ? 1 : 0];
+}
+
+LExpr *lower_epilogue_act(LowerCtx *lc, const Node *n, LExpr *v) {
+  int add = lc->fused_add ? lc->fused_add[n->id] : -1;
+  int act = add >= 0 ? lc->fused_act[add] : lc->fused_act ? lc->fused_act[n->id] : -1;
   if (act < 0) return v;
   return op_activation_expr(lc->lp, &lc->g->nodes[act], v);
+}
+
+LExpr *lower_epilogue(LowerCtx *lc, const Node *n, LExpr *v, LExpr *index) {
+  int other = lower_fused_other(lc, n);
+  if (other >= 0) {
+    if (!index) die("lower_epilogue: %s has a fused add and no index", n->name);
+    v = le_bin(lc->lp, LO_ADD, v, le_load(lc->lp, lower_value(lc, other), index));
+  }
+  return lower_epilogue_act(lc, n, v);
 }
 
 int lower_has_epilogue(const LowerCtx *lc, const Node *n) {

@@ -81,6 +81,11 @@ LExpr *lower_total(LowerCtx *lc, SymCount c);
  * then lower_value(n) is the activation's buffer and the activation makes no kernel (conv2d
  * also an add before it: lower_value(n) is then the add's, or its activation's, buffer). */
 LExpr *lower_epilogue(LowerCtx *lc, const Node *n, LExpr *v, LExpr *index);
+/* The value that the add fused into n's epilogue adds (the add's other operand), or -1. */
+int lower_fused_other(const LowerCtx *lc, const Node *n);
+/* The activation part of lower_epilogue: v (with the fused add's operand already added, when
+ * there is one) through the add's activation, or n's own. */
+LExpr *lower_epilogue_act(LowerCtx *lc, const Node *n, LExpr *v);
 /* Whether lower_epilogue(n) changes anything (an op may then skip a plain store path). */
 int lower_has_epilogue(const LowerCtx *lc, const Node *n);
 /* activation.c: the activation node `act` applied to x (f32). */

@@ -492,22 +492,99 @@ static Conv2dInput conv2d_input(const Graph *g, const Node *n) {
   return ci;
 }
 
+/* The conv2d whose lowering stores value v: v's producer (through its fused activation), or
+ * the conv2d into which v's producer, a residual add, was fused (LowerCtx.fused_add); or -1. */
+static int conv_storer(const LowerCtx *lc, int v) {
+  int a = lower_producer(lc, v);
+  const Node *an = &lc->g->nodes[a];
+  if (an->op == OP_conv2d) return a;
+  if (an->op == OP_add && an->nin == 2 && lc->fused_add)
+    for (int side = 0; side < 2; side++)
+      if (lc->fused_add[an->in[side]] == a) return an->in[side];
+  return -1;
+}
+
+/* The readers of v other than node `except` that are residual adds fused into a tiled conv2d
+ * of v's shape (which can read v from a chained copy: conv_residual). */
+static int conv_residual_readers(const LowerCtx *lc, int v, int except) {
+  const Graph *g = lc->g;
+  const Node *vn = &g->nodes[v];
+  int count = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    const Node *a = &g->nodes[i];
+    if (i == except || a->op != OP_add || a->nin != 2 || (a->in[0] != v && a->in[1] != v) || a->in[0] == a->in[1])
+      continue;
+    const Node *c = &g->nodes[a->in[a->in[0] == v ? 1 : 0]];
+    if (c->op == OP_conv2d && lc->fused_add[c->id] == i && conv2d_is_tiled(c, lc->lp->vec_f32) &&
+        shape_equal(c->shape, vn->shape))
+      count++;
+  }
+  return count;
+}
+
 /* OpInfo.plan: a tiled layer whose input is the value of another tiled layer (with its fused
- * activation), read by nothing else, has that layer write it straight into xb when its blocks
- * are whole vectors (cb == V): the producer's write-back fills xb from its t, vector for vector,
- * instead of writing NCHW that this layer would copy into xb (two passes over the tensor, one
- * of them a transposition, become one plain one).  Not for a value that is an output or that
- * a gradient reads (uses). */
+ * activation, or its fused residual add and that add's activation) has that layer write it
+ * straight into xb when its blocks are whole vectors (cb == V): the producer's write-back
+ * fills xb from its t, vector for vector, instead of writing NCHW that this layer would copy
+ * into xb (two passes over the tensor, one of them a transposition, become one plain one).
+ * The value may also be the residual of adds fused into later tiled layers (a ResNet's
+ * stream: each block's input is its first conv's input and its last conv's residual): those
+ * read it from xb too (conv_residual).  Not for a value that is an output, that a gradient
+ * reads, or that anything else reads (uses). */
 static void plan_conv2d(LowerCtx *lc, const Node *n, const int *uses) {
   const Graph *g = lc->g;
   int64_t V = lc->lp->vec_f32;
   if (!conv2d_is_tiled(n, V) || conv2d_input(g, n).cb != V) return;
-  int v = n->in[0], a = lower_producer(lc, v);
+  int v = n->in[0], a = conv_storer(lc, v);
   const Node *vn = &g->nodes[v];
-  if (uses[v] != 1 || vn->output_index >= 0 || (lc->grad_param && lc->grad_param[v] >= 0)) return;
-  const Node *an = &g->nodes[a];
-  if (an->op != OP_conv2d || !conv2d_is_tiled(an, V) || lc->chain_to[a] >= 0) return;
+  if (a < 0 || vn->output_index >= 0 || (lc->grad_param && lc->grad_param[v] >= 0)) return;
+  if (!conv2d_is_tiled(&g->nodes[a], V) || lc->chain_to[a] >= 0) return;
+  if (uses[v] != 1 + conv_residual_readers(lc, v, n->id)) return;
   lc->chain_to[a] = n->id;
+}
+
+/* Element (b, f, oy, ox) of the blocked, padded copy xb [B, C / V, H + 2p, Wp, V] that
+ * conv2d_input ci describes (cb == V), f = fv V + fl. */
+static LExpr *xb_at(LoopProgram *lp, const Conv2dInput *ci, LExpr *b, LExpr *fv, LExpr *fl, LExpr *oy, LExpr *ox) {
+  int64_t V = lp->vec_f32, plane = (ci->H + 2 * ci->p) * ci->Wp * V;
+  LExpr *base = le_mul(lp, le_add(lp, le_mul(lp, b, le_i64(lp, ci->C / V)), fv), le_i64(lp, plane));
+  LExpr *px = le_add(lp, le_mul(lp, le_add(lp, oy, le_i64(lp, ci->p)), le_i64(lp, ci->Wp)),
+                     le_add(lp, ox, le_i64(lp, ci->p)));
+  return le_add(lp, base, le_add(lp, le_mul(lp, px, le_i64(lp, V)), fl));
+}
+
+/* Where the residual that n's fused add adds lives when its producer was chained: the
+ * consumer's xb (returned, -1 otherwise), described by *ci. */
+static int conv_residual_xb(const LowerCtx *lc, const Node *n, Conv2dInput *ci) {
+  int o = lower_fused_other(lc, n);
+  int s = o >= 0 ? conv_storer(lc, o) : -1;
+  int cn = s >= 0 ? lc->chain_to[s] : -1;
+  if (cn < 0) return -1;
+  *ci = conv2d_input(lc->g, &lc->g->nodes[cn]);
+  if (lc->chain_buf[cn] < 0) die("conv_residual_xb: %s before %s's copy", n->name, lc->g->nodes[cn].name);
+  return lc->chain_buf[cn];
+}
+
+/* v plus the residual of n's fused add at y[b, f, oy, ox] (f = fv V + fl), from its own
+ * buffer [B, F, OH, OW] or from the chained copy that holds it (conv_residual_xb); v itself
+ * when n has no fused add.  lower_epilogue_act then applies the activation. */
+static LExpr *conv_residual(LowerCtx *lc, const Node *n, LExpr *v, LExpr *b, LExpr *fv, LExpr *fl, LExpr *oy,
+                            LExpr *ox) {
+  LoopProgram *lp = lc->lp;
+  int o = lower_fused_other(lc, n);
+  if (o < 0) return v;
+  Conv2dInput ci;
+  int xb = conv_residual_xb(lc, n, &ci);
+  LExpr *at;
+  if (xb >= 0) {
+    at = xb_at(lp, &ci, b, fv, fl, oy, ox);
+  } else {
+    int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n;
+    LExpr *f = le_add(lp, le_mul(lp, fv, le_i64(lp, lp->vec_f32)), fl);
+    at = plane_at(lp, b, n->a.units, f, OH * OW, le_add(lp, le_mul(lp, oy, le_i64(lp, OW)), ox));
+    xb = lower_value(lc, o);
+  }
+  return le_bin(lp, LO_ADD, v, le_load(lp, xb, at));
 }
 
 /* A layer chained to consumer cn (plan_conv2d) writes cn's xb, a row block at a time
@@ -562,7 +639,8 @@ static void conv2d_chain_rows(LowerCtx *lc, const Node *n, const Conv2dChain *ch
     v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_add(lp, le_mul(lp, le_var(lp, fv), le_i64(lp, V)), le_var(lp, fl))));
   LExpr *dst = le_add(lp, row, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, ox), le_i64(lp, ch->p)), le_i64(lp, V)),
                                       le_var(lp, fl)));
-  ls_store(lp, ls_body(lf), ch->xb, dst, lower_epilogue(lc, n, v, NULL));
+  v = conv_residual(lc, n, v, b, le_var(lp, fv), le_var(lp, fl), le_var(lp, oy), le_var(lp, ox));
+  ls_store(lp, ls_body(lf), ch->xb, dst, lower_epilogue_act(lc, n, v));
 }
 
 /* y's V pixels from q0 by V filters from f0 (of batch row b, both multiples of V) from t, through
@@ -579,6 +657,26 @@ static void conv2d_write_square(LowerCtx *lc, const Node *n, LStmt *blk, int t, 
   /* t's block of filters f0.. and the lane offset of f0 in it */
   LExpr *tb = le_add(lp, le_mul(lp, b, le_i64(lp, nblk)), le_bin(lp, LO_DIV, f0, le_i64(lp, NB)));
   LExpr *lane0 = le_bin(lp, LO_MOD, f0, le_i64(lp, NB));
+  Conv2dInput ci;
+  if (conv_residual_xb(lc, n, &ci) >= 0) {
+    /* the residual in a chained copy, blocked like t: added (after the bias, as the epilogue
+     * would) to pixel q0 + j's V filters before the transposition, a contiguous load each */
+    int64_t OW = n->shape.d[2].n;
+    for (int64_t j = 0; j < V; j++) {
+      LExpr *q = le_add(lp, q0, le_i64(lp, j));
+      LExpr *v = le_load(lp, t, tile_at(lp, tb, OHW, q, NB, le_add(lp, lane0, le_var(lp, l))));
+      if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_add(lp, f0, le_var(lp, l))));
+      v = conv_residual(lc, n, v, b, le_bin(lp, LO_DIV, f0, le_i64(lp, V)), le_var(lp, l),
+                        le_bin(lp, LO_DIV, q, le_i64(lp, OW)), le_bin(lp, LO_MOD, q, le_i64(lp, OW)));
+      rows[j] = ls_local(lp, vb, LT_F32, v);
+    }
+    lower_transpose_lanes(lp, vb, l, rows);
+    for (int64_t j = 0; j < V; j++) {
+      LExpr *yi = conv_y_at(lc, n, b, le_add(lp, f0, le_i64(lp, j)), OHW, le_add(lp, q0, le_var(lp, l)));
+      ls_store(lp, vb, y, yi, lower_epilogue_act(lc, n, le_local(lp, rows[j])));
+    }
+    return;
+  }
   for (int64_t j = 0; j < V; j++)
     rows[j] = ls_local(lp, vb, LT_F32, le_load(lp, t, tile_at(lp, tb, OHW, le_add(lp, q0, le_i64(lp, j)), NB,
                                                              le_add(lp, lane0, le_var(lp, l)))));
@@ -632,6 +730,15 @@ static void conv2d_write_nchw(LowerCtx *lc, const Node *n, LStmt *body, int t, i
   LExpr *v = le_load(lp, t, tile_at(lp, tb, OHW, q, NB, le_bin(lp, LO_MOD, le_var(lp, f2), le_i64(lp, NB))));
   if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_var(lp, f2)));
   LExpr *yi = conv_y_at(lc, n, le_local(lp, b2), le_var(lp, f2), OHW, q);
+  Conv2dInput ci;
+  if (conv_residual_xb(lc, n, &ci) >= 0) { /* the residual from a chained copy, lane by lane */
+    int64_t OW = n->shape.d[2].n;
+    v = conv_residual(lc, n, v, le_local(lp, b2), le_bin(lp, LO_DIV, le_var(lp, f2), le_i64(lp, V)),
+                      le_bin(lp, LO_MOD, le_var(lp, f2), le_i64(lp, V)), le_bin(lp, LO_DIV, q, le_i64(lp, OW)),
+                      le_bin(lp, LO_MOD, q, le_i64(lp, OW)));
+    ls_store(lp, ls_body(lq), y, yi, lower_epilogue_act(lc, n, v));
+    return;
+  }
   ls_store(lp, ls_body(lq), y, yi, lower_epilogue(lc, n, v, yi));
 }
 

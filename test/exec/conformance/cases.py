@@ -507,7 +507,8 @@ def structure_models():
     # conv2d layers that write their value straight into the next layer's blocked input copy
     # (conv.c, plan_conv2d): through a fused activation or none, into a padded / strided
     # consumer, 32 filters (two vectors per tile) and a chain of three; 24 channels (blocks of
-    # 12, not chained) and a value read twice (not chained) beside them
+    # 12, not chained) and a value read three times (by a conv, a residual add fused into the
+    # next conv, and a pool: not chained, the pool reads the value's own buffer) beside them
     x = Input("x", (3, 9, 11))
     out.append(Model("conv2d_chain_relu_s2", _src([x], ["h = x |> conv2d(32, kernel=3, pad=1) |> relu",
                                                       "output y = conv2d(h, 32, kernel=3, stride=2, pad=2) : [32, 6, 7]"]),
@@ -528,12 +529,14 @@ def structure_models():
     out.append(Model("conv2d_chain_not_taken", _src([x], ["a = x |> conv2d(24, kernel=3, pad=1) |> relu",
                                                         "b = a |> conv2d(16, kernel=3, pad=1) |> relu",
                                                         "c = b |> conv2d(16, kernel=3, pad=1)",
-                                                        "output y = relu(b + c)"]),
+                                                        "output y = relu(b + c)",
+                                                        "output z = maxpool2d(b, 2)"]),
                      lambda: Net({"a": nn.Sequential(nn.Conv2d(4, 24, 3, padding=1)),
                                   "b": nn.Sequential(nn.Conv2d(24, 16, 3, padding=1)),
                                   "c": nn.Sequential(nn.Conv2d(16, 16, 3, padding=1))},
-                                 lambda m, x: (lambda b: {"y": F.relu(b + m.c(b))})(F.relu(m.b(F.relu(m.a(x)))))),
-                     [x], ["y"], [(3, None)], gain=1.41))
+                                 lambda m, x: (lambda b: {"y": F.relu(b + m.c(b)), "z": F.max_pool2d(b, 2)})(
+                                     F.relu(m.b(F.relu(m.a(x)))))),
+                     [x], ["y", "z"], [(3, None)], gain=1.41))
     # a residual add fused into a conv2d's write-back (lower.c fused_add): the conv as the add's
     # first operand, and two convs (fused into the later one: the earlier is computed first)
     x = Input("x", (5, 6, 7))
@@ -547,6 +550,46 @@ def structure_models():
                      lambda: Net({"a": nn.Conv2d(3, 16, 3, padding=1), "b": nn.Conv2d(3, 16, 1)},
                                  lambda m, x: {"y": F.relu(m.a(x) + m.b(x))}),
                      [x], ["y"], [(2, None)], gain=1.41))
+    # a residual stream kept in the blocked copies (conv.c plan_conv2d, conv_residual): s is
+    # written into f1's first conv's copy (pad 1) and read from there as f1's residual; r1 is
+    # written, its residual added, into f2's first conv's copy (pad 2, 5x5) and read from there
+    # as f2's residual, which y, 100 pixels a plane, adds 16 x 16 before the transposition and
+    # lane by lane in its last, partial block
+    x = Input("x", (16, 10, 10))
+    out.append(Model("conv2d_residual_stream", _src([x], [
+        "s = conv2d(x, 32, kernel=3, pad=1) |> relu",
+        "f1 = s |> conv2d(32, kernel=3, pad=1) |> relu |> conv2d(32, kernel=5, pad=2)",
+        "r1 = relu(s + f1)",
+        "f2 = r1 |> conv2d(32, kernel=5, pad=2) |> relu |> conv2d(32, kernel=3, pad=1)",
+        "output y = relu(f2 + r1)"]),
+        lambda: Net({"s": nn.Sequential(nn.Conv2d(16, 32, 3, padding=1)),
+                     "f1": nn.Sequential(nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 5, padding=2)),
+                     "f2": nn.Sequential(nn.Conv2d(32, 32, 5, padding=2), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1))},
+                    lambda m, x: (lambda r1: {"y": F.relu(m.f2(r1) + r1)})(
+                        (lambda s: F.relu(s + m.f1(s)))(F.relu(m.s(x))))),
+        [x], ["y"], [(1, None), (3, None)], gain=1.41))
+    # a block whose result is chained into the next conv's copy, its residual (the model's
+    # input) read from its own NCHW buffer in that chained write-back
+    x = Input("x", (16, 6, 7))
+    out.append(Model("conv2d_chain_residual_input", _src([x], [
+        "f = x |> conv2d(16, kernel=3, pad=1) |> relu |> conv2d(16, kernel=3, pad=1)",
+        "r = relu(x + f)",
+        "output y = conv2d(r, 16, kernel=3, pad=1)"]),
+        lambda: Net({"f": nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1)),
+                     "y": nn.Conv2d(16, 16, 3, padding=1)},
+                    lambda m, x: {"y": m.y(F.relu(x + m.f(x)))}),
+        [x], ["y"], [(1, None), (3, None)], gain=1.41))
+    # the same at 16 x 16 with 48 channels: y's write-back in row blocks of whole pixel vectors
+    # (the band write), three filter vectors, the residual from the stream's copy
+    x = Input("x", (8, 16, 16))
+    out.append(Model("conv2d_residual_stream_band", _src([x], [
+        "s = conv2d(x, 48, kernel=3, pad=1) |> relu",
+        "f = s |> conv2d(48, kernel=3, pad=1) |> relu |> conv2d(48, kernel=3, pad=1)",
+        "output y = relu(s + f)"]),
+        lambda: Net({"s": nn.Sequential(nn.Conv2d(8, 48, 3, padding=1)),
+                     "f": nn.Sequential(nn.Conv2d(48, 48, 3, padding=1), nn.ReLU(), nn.Conv2d(48, 48, 3, padding=1))},
+                    lambda m, x: (lambda s: {"y": F.relu(s + m.f(s))})(F.relu(m.s(x)))),
+        [x], ["y"], [(1, None), (3, None)], gain=1.41))
     # several outputs, in declaration order; an intermediate that is also an output
     x = Input("x", (6,))
     out.append(Model("multi_output_3", _src([x], ["h = dense(x, 7)",
