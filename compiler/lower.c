@@ -608,6 +608,13 @@ int lower_pad2d_planes(LowerCtx *lc, LStmt *body, const char *name, int src, int
   return pad2d(lc, body, name, src, C, H, W, p, Wp, 1, plane, fill);
 }
 
+void lower_frame_ends(LoopProgram *lp, LStmt *blk, int xp, LExpr *base, LExpr *first, LExpr *last, int64_t H,
+                      int64_t p, int64_t rowlen, int64_t plane, double fill) {
+  if (p > 0) lower_fill(lp, ls_body(ls_if(lp, blk, first)), xp, base, 0, p * rowlen, fill);
+  if ((p + H) * rowlen < plane)
+    lower_fill(lp, ls_body(ls_if(lp, blk, last)), xp, base, (p + H) * rowlen, plane, fill);
+}
+
 /* [batch, C / cb] planes of `plane` floats (>= Hp Wp cb), each: p rows of fill, H rows of
  * (p cb fill, the copy, the rest of the row's fill), then fill up to the end of the plane */
 LStmt *lower_pad2d_frame(LowerCtx *lc, LStmt *body, int xp, int64_t C, int64_t H, int64_t W, int64_t p,
@@ -625,12 +632,8 @@ LStmt *lower_pad2d_frame(LowerCtx *lc, LStmt *body, int xp, int64_t C, int64_t H
    * the plane's first row) and below (with its last), and in each interior row the p columns
    * at the left and the Wp - W - p at the right */
   LExpr *base = le_mul(lp, le_local(lp, rl), le_i64(lp, plane));
-  if (p > 0)
-    lower_fill(lp, ls_body(ls_if(lp, ls_body(lr), le_bin(lp, LO_EQ, le_local(lp, yl), le_i64(lp, 0)))), xp, base, 0,
-             p * Wp * cb, fill);
-  if ((p + H) * Wp * cb < plane)
-    lower_fill(lp, ls_body(ls_if(lp, ls_body(lr), le_bin(lp, LO_EQ, le_local(lp, yl), le_i64(lp, H - 1)))), xp, base,
-             (p + H) * Wp * cb, plane, fill);
+  lower_frame_ends(lp, ls_body(lr), xp, base, le_bin(lp, LO_EQ, le_local(lp, yl), le_i64(lp, 0)),
+                   le_bin(lp, LO_EQ, le_local(lp, yl), le_i64(lp, H - 1)), H, p, Wp * cb, plane, fill);
   *row = le_add(lp, base, le_mul(lp, le_add(lp, le_local(lp, yl), le_i64(lp, p)), le_i64(lp, Wp * cb)));
   lower_fill(lp, ls_body(lr), xp, *row, 0, p * cb, fill);
   lower_fill(lp, ls_body(lr), xp, *row, (p + W) * cb, Wp * cb, fill);

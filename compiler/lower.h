@@ -111,6 +111,13 @@ int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64
                         int64_t W, int64_t p, int64_t Wp, int64_t cb, double fill);
 /* buf[base + i] = fill for i in [lo, hi), vectorized (nothing when the range is empty) */
 void lower_fill(LoopProgram *lp, LStmt *blk, int buf, LExpr *base, int64_t lo, int64_t hi, double fill);
+/* The fill above and below the interior of a padded plane at base (planes of `plane` floats,
+ * rows of `rowlen`, H interior rows from row p), appended to blk: the p rows above in an
+ * `if first`, the rows below and the plane's tail in an `if last` (the caller's rows include
+ * the plane's first / last interior row); nothing for an empty part.  Each interior row's
+ * sides are the caller's (lower_pad2d_frame, conv.c's chained write-back). */
+void lower_frame_ends(LoopProgram *lp, LStmt *blk, int xp, LExpr *base, LExpr *first, LExpr *last, int64_t H,
+                      int64_t p, int64_t rowlen, int64_t plane, double fill);
 
 /* The frame of a blocked copy xp [batch, C / cb] planes of `plane` floats, rows of Wp cb:
  * one parallel loop appended to body over the batch * (C / cb) * H interior rows, which

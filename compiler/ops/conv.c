@@ -620,10 +620,8 @@ static void conv2d_chain_rows(LowerCtx *lc, const Node *n, const Conv2dChain *ch
   LExpr *fv0 = le_mul(lp, fb, le_i64(lp, per));
   LStmt *lfv = ls_for(lp, blk, fv, fv0, le_bin(lp, LO_MIN, le_i64(lp, ch->FB), le_add(lp, fv0, le_i64(lp, per))));
   LExpr *base = le_mul(lp, le_add(lp, le_mul(lp, b, le_i64(lp, ch->FB)), le_var(lp, fv)), le_i64(lp, ch->plane));
-  lower_fill(lp, ls_body(ls_if(lp, ls_body(lfv), le_bin(lp, LO_EQ, oy0, le_i64(lp, 0)))), ch->xb, base, 0,
-             ch->p * rowlen, 0.0);
-  lower_fill(lp, ls_body(ls_if(lp, ls_body(lfv), le_bin(lp, LO_EQ, oy1, le_i64(lp, OH)))), ch->xb, base,
-             (ch->p + OH) * rowlen, ch->plane, 0.0);
+  lower_frame_ends(lp, ls_body(lfv), ch->xb, base, le_bin(lp, LO_EQ, oy0, le_i64(lp, 0)),
+                   le_bin(lp, LO_EQ, oy1, le_i64(lp, OH)), OH, ch->p, rowlen, ch->plane, 0.0);
   LStmt *loy = ls_for(lp, ls_body(lfv), oy, oy0, oy1);
   LExpr *row = le_add(lp, base, le_mul(lp, le_add(lp, le_var(lp, oy), le_i64(lp, ch->p)), le_i64(lp, rowlen)));
   lower_fill(lp, ls_body(loy), ch->xb, row, 0, ch->p * V, 0.0);
