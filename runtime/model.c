@@ -535,8 +535,8 @@ static SlicePlan slice_plan(const nncc_model *m, int entry, nncc_workspace_fn fn
    * of a call cost something too, and a slice's gradients are written and summed), the cost
    * seq times over for a model with a sequence (a recurrent layer reads its weights each step) */
   int64_t need;
-  if (!nncc_rt_mul_ok(cost, (entry == SLICE_GRADIENTS ? NNCC_SLICE_WORK_GRAD : NNCC_SLICE_WORK) *
-                                (d->has_seq ? seq : 1), &need))
+  if (!nncc_rt_mul_ok(cost, entry == SLICE_GRADIENTS ? NNCC_SLICE_WORK_GRAD : NNCC_SLICE_WORK, &need) ||
+      !nncc_rt_mul_ok(need, d->has_seq ? seq : 1, &need))
     need = INT64_MAX;
   int64_t per = 1, rows = (batch + parts - 1) / parts;
   while (ws_of(fn, (rows + per - 1) / per, seq) > m->cache_floats && per < rows &&
