@@ -408,6 +408,11 @@ typedef struct SlicePlan {
   int n, parts;
 } SlicePlan;
 
+/* What workspace function fn asks for (0 for none). */
+static int64_t ws_of(nncc_workspace_fn fn, int64_t rows, int64_t seq) {
+  return fn ? fn(rows, seq) : 0;
+}
+
 /* Makes ws hold what entry point `fn`'s workspace function asks for (batch, seq) for each part
  * of plan sp: a workspace of the largest slice's rows a part (the batch's when whole); the last
  * (fn, batch, seq, plan) is cached.  `who` names the call in messages. */
@@ -417,7 +422,7 @@ static int ensure_workspace_for(nncc_model *m, nncc_workspace_fn fn, const char 
       sp.parts == m->ws_parts)
     return NNCC_OK;
   const nncc_model_desc *d = m->d;
-  int64_t rows = (batch + sp.n - 1) / sp.n, one = fn ? fn(rows, seq) : 0, need = -1;
+  int64_t rows = (batch + sp.n - 1) / sp.n, one = ws_of(fn, rows, seq), need = -1;
   int64_t stride = one >= 0 && one <= INT64_MAX - 16 ? (one + 15) / 16 * 16 : -1;
   if (stride >= 0 && !nncc_rt_mul_ok(stride, sp.parts, &need)) need = -1;
   if (need < 0)
@@ -501,10 +506,6 @@ static int64_t cache_floats(void) {
 #endif
   if (v <= 0) v = 1 << 20;
   return (int64_t)(v / 4);
-}
-
-static int64_t ws_of(nncc_workspace_fn fn, int64_t rows, int64_t seq) {
-  return fn ? fn(rows, seq) : 0;
 }
 
 static SlicePlan slice_plan(const nncc_model *m, int entry, nncc_workspace_fn fn, int64_t batch,

@@ -655,34 +655,30 @@ static void conv2d_write_square(LowerCtx *lc, const Node *n, LStmt *blk, int t, 
   /* t's block of filters f0.. and the lane offset of f0 in it */
   LExpr *tb = le_add(lp, le_mul(lp, b, le_i64(lp, nblk)), le_bin(lp, LO_DIV, f0, le_i64(lp, NB)));
   LExpr *lane0 = le_bin(lp, LO_MOD, f0, le_i64(lp, NB));
+  /* a residual in a chained copy, blocked like t, is added (after the bias, as the epilogue
+   * would) to pixel q0 + j's V filters before the transposition, a contiguous load each */
   Conv2dInput ci;
-  if (conv_residual_xb(lc, n, &ci) >= 0) {
-    /* the residual in a chained copy, blocked like t: added (after the bias, as the epilogue
-     * would) to pixel q0 + j's V filters before the transposition, a contiguous load each */
-    int64_t OW = n->shape.d[2].n;
-    for (int64_t j = 0; j < V; j++) {
-      LExpr *q = le_add(lp, q0, le_i64(lp, j));
-      LExpr *v = le_load(lp, t, tile_at(lp, tb, OHW, q, NB, le_add(lp, lane0, le_var(lp, l))));
+  int early = conv_residual_xb(lc, n, &ci) >= 0;
+  int64_t OW = n->shape.d[2].n;
+  for (int64_t j = 0; j < V; j++) {
+    LExpr *q = le_add(lp, q0, le_i64(lp, j));
+    LExpr *v = le_load(lp, t, tile_at(lp, tb, OHW, q, NB, le_add(lp, lane0, le_var(lp, l))));
+    if (early) {
       if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, le_add(lp, f0, le_var(lp, l))));
       v = conv_residual(lc, n, v, b, le_bin(lp, LO_DIV, f0, le_i64(lp, V)), le_var(lp, l),
                         le_bin(lp, LO_DIV, q, le_i64(lp, OW)), le_bin(lp, LO_MOD, q, le_i64(lp, OW)));
-      rows[j] = ls_local(lp, vb, LT_F32, v);
     }
-    lower_transpose_lanes(lp, vb, l, rows);
-    for (int64_t j = 0; j < V; j++) {
-      LExpr *yi = conv_y_at(lc, n, b, le_add(lp, f0, le_i64(lp, j)), OHW, le_add(lp, q0, le_var(lp, l)));
-      ls_store(lp, vb, y, yi, lower_epilogue_act(lc, n, le_local(lp, rows[j])));
-    }
-    return;
+    rows[j] = ls_local(lp, vb, LT_F32, v);
   }
-  for (int64_t j = 0; j < V; j++)
-    rows[j] = ls_local(lp, vb, LT_F32, le_load(lp, t, tile_at(lp, tb, OHW, le_add(lp, q0, le_i64(lp, j)), NB,
-                                                             le_add(lp, lane0, le_var(lp, l)))));
   lower_transpose_lanes(lp, vb, l, rows);
   for (int64_t j = 0; j < V; j++) {
     LExpr *f = le_add(lp, f0, le_i64(lp, j)), *v = le_local(lp, rows[j]);
-    if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, f));
     LExpr *yi = conv_y_at(lc, n, b, f, OHW, le_add(lp, q0, le_var(lp, l)));
+    if (early) {
+      ls_store(lp, vb, y, yi, lower_epilogue_act(lc, n, v));
+      continue;
+    }
+    if (bias >= 0) v = le_bin(lp, LO_ADD, v, le_load(lp, bias, f));
     ls_store(lp, vb, y, yi, lower_epilogue(lc, n, v, yi));
   }
 }
