@@ -5,7 +5,8 @@
 
 #include "util.h"
 
-enum { GEMM_MAX_MR = 8, GEMM_MAX_NC = 8, GEMM_DOT_CHUNK = 32 /* vectors summed per partial */,
+enum { GEMM_MAX_MR = 8, GEMM_MAX_NC = 8,
+       GEMM_TALL_MR = 28 /* rows of a tall tile (gemm_bcast with g->tall) */, GEMM_DOT_CHUNK = 32 /* vectors summed per partial */,
        GEMM_BCAST_SLICE = 256 /* k per slice of a gemm_bcast reduction */,
        GEMM_DOT_SLICE = 4096 /* k per slice of a gemm_dot batch-reduce */,
        GEMM_GROUP_PANEL = 16384 /* bytes of B a grouped product's tiles walk in one chunk */ };
@@ -74,7 +75,7 @@ static void check_spec(const GemmSpec *g) {
  * 12 accumulators + 4 registers of 16; loading its 4 B vectors first spilled them). */
 static void tile_fmas(LoopProgram *lp, LStmt *kb, LExpr *const *a, int mr, LExpr *const *b, int nv,
                       int acc[][GEMM_MAX_NC], int a_first) {
-  int av[GEMM_MAX_MR], bv[GEMM_MAX_NC];
+  int av[GEMM_TALL_MR], bv[GEMM_MAX_NC];
   if (a_first) {
     for (int i = 0; i < mr; i++) av[i] = ls_local(lp, kb, LT_F32, a[i]);
     for (int j = 0; j < nv; j++) {
@@ -95,14 +96,14 @@ static void tile_fmas(LoopProgram *lp, LStmt *kb, LExpr *const *a, int mr, LExpr
 /* The tile: rows m0 + i (i < mr), columns n0 + j V + l (j < nv) for the lanes l < lanes. */
 static void bcast_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice *sl, LExpr *m0,
                        int mr, LExpr *n0, int nv, LExpr *lanes) {
-  if (mr > GEMM_MAX_MR || nv > GEMM_MAX_NC) die("gemm_bcast: a %d x %d tile", mr, nv);
+  if (mr > GEMM_TALL_MR || nv > GEMM_MAX_NC) die("gemm_bcast: a %d x %d tile", mr, nv);
   int64_t V = lp->vec_f32;
   int l = lvar(lp, "l"), k = lvar(lp, "k");
   LStmt *ll = ls_for(lp, blk, l, i64(lp, 0), lanes);
   ll->vec = (int)V;
   LStmt *tb = ls_body(ll);
-  LExpr *m[GEMM_MAX_MR], *n[GEMM_MAX_NC];
-  int acc[GEMM_MAX_MR][GEMM_MAX_NC];
+  LExpr *m[GEMM_TALL_MR], *n[GEMM_MAX_NC];
+  int acc[GEMM_TALL_MR][GEMM_MAX_NC];
   for (int i = 0; i < mr; i++) m[i] = le_add(lp, m0, i64(lp, i));
   for (int j = 0; j < nv; j++) n[j] = le_add(lp, n0, le_add(lp, i64(lp, j * V), var(lp, l)));
   for (int i = 0; i < mr; i++)
@@ -111,7 +112,7 @@ static void bcast_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Sli
   LExpr *br;
   LStmt *bb = br_loop(lp, tb, g, sl->brlo, sl->brhi, &br);
   LStmt *lk = ls_for(lp, bb, k, sl->klo, sl->khi);
-  LExpr *a[GEMM_MAX_MR] = {0}, *b[GEMM_MAX_NC] = {0};
+  LExpr *a[GEMM_TALL_MR] = {0}, *b[GEMM_MAX_NC] = {0};
   for (int i = 0; i < mr; i++) a[i] = a_load(lp, g, sl, br, m[i], var(lp, k));
   for (int j = 0; j < nv; j++) b[j] = b_load(lp, g, sl, br, n[j], var(lp, k));
   tile_fmas(lp, ls_body(lk), a, mr, b, nv, acc, 0);
@@ -248,8 +249,44 @@ static LStmt *slice_loop(LoopProgram *lp, LStmt *blk, const char *name, LExpr *t
   return body;
 }
 
+int gemm_tall_rows(const LoopProgram *lp, int64_t n) {
+  int64_t V = lp->vec_f32;
+  if (n < 1 || n > 2 * V) die("gemm_tall_rows: %lld columns", (long long)n);
+  int nv = (int)((n + V - 1) / V);
+  int mr = (bcast_regs(lp) - 1 - nv) / nv;
+  return mr > GEMM_TALL_MR ? GEMM_TALL_MR : mr;
+}
+
+/* Tall tiles (g->tall): N, a constant, is one or two vectors (a convolution's filters in its
+ * weight gradient): as many rows as the registers hold besides the nv B vectors (mr nv + nv +
+ * 1 of them), the rows of a known M dealt into equal tiles (49 = 25 + 24), each tile summing
+ * the whole reduction in registers (no slices: a tile loads one B vector per mr FMAs, which
+ * the caches keep up with) and storing C once; the rows left over in one last tile. */
+static void bcast_tall(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
+  int64_t V = lp->vec_f32;
+  if (g->N->kind != LE_CONST || g->accumulate) die("gemm_bcast: tall tiles need a constant N and no accumulate");
+  int mr = gemm_tall_rows(lp, g->N->ival), nv = (int)((g->N->ival + V - 1) / V);
+  if (g->M->kind == LE_CONST) {
+    int64_t M = g->M->ival, tiles = (M + mr - 1) / mr;
+    if (M < 1) return;
+    mr = (int)((M + tiles - 1) / tiles);
+  }
+  Slice sl = {.klo = i64(lp, 0), .khi = g->K};
+  LExpr *MB = div_(lp, g->M, mr), *mfull = le_mul(lp, MB, i64(lp, mr));
+  bcast_rows(lp, blk, g, &sl, i64(lp, 0), mr, MB, nv);
+  if (g->M->kind == LE_CONST) {
+    if (g->M->ival % mr) bcast_rows(lp, blk, g, &sl, mfull, (int)(g->M->ival % mr), i64(lp, 1), nv);
+    return;
+  }
+  bcast_rows(lp, blk, g, &sl, mfull, 1, le_sub(lp, g->M, mfull), nv);
+}
+
 void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
   check_spec(g);
+  if (g->tall) {
+    bcast_tall(lp, blk, g);
+    return;
+  }
   int mr, nv;
   bcast_shape(lp, g, &mr, &nv);
   /* The reduction in slices of about GEMM_BCAST_SLICE k (times br): a tile's strip of B (one

@@ -64,11 +64,19 @@ typedef struct GemmSpec {
    * before the next: a block's rows of A and C stay in cache while the column panels pass,
    * where C's rows would otherwise be written a panel's width at a time over all of M */
   int64_t row_block;
+  /* gemm_bcast: tall tiles for a narrow C (N a constant of one or two vectors): up to
+   * gemm_tall_rows rows a tile, each tile summing the whole reduction (every br and k) in
+   * registers and storing C once (accumulate unsupported) */
+  int tall;
   const void *ctx;      /* passed to the callbacks */
   const char *name;     /* for the loop variables' names: "" */
 } GemmSpec;
 
 void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g);
+/* The most rows of a tall tile of n columns (1 <= n <= two vectors): as many accumulators as
+ * the registers hold besides n's vectors of B and one broadcast, at most 28 (28 for 16 columns
+ * on AVX-512, 14 for 32; 6 for 16 on AVX2). */
+int gemm_tall_rows(const LoopProgram *lp, int64_t n);
 /* The size of pack_b's scratch for g, K being at most kbound (a constant, or a multiple of
  * seq: the caller's bound on g->K when it is not a constant). */
 SymCount gemm_bcast_pack_size(const LoopProgram *lp, const GemmSpec *g, SymCount kbound);

@@ -602,6 +602,11 @@ int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64
                (H + 2 * p) * Wp * cb, fill);
 }
 
+int lower_blocked_planes(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t Q, int64_t cb) {
+  if (cb < 1 || C % cb) die("lower_blocked_planes: %lld channels in blocks of %lld", (long long)C, (long long)cb);
+  return pad2d(lc, body, name, src, C, 1, Q, 0, Q, cb, Q * cb, 0.0);
+}
+
 int lower_pad2d_planes(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H,
                        int64_t W, int64_t p, int64_t Wp, int64_t plane, double fill) {
   if (plane < (H + 2 * p) * Wp) die("lower_pad2d_planes: a plane of %lld floats", (long long)plane);
@@ -672,22 +677,27 @@ static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C
   LExpr *row;
   LStmt *rb = lower_pad2d_frame(lc, body, xp, C, H, W, p, Wp, cb, plane, fill, &rl, &yl, &row);
   int64_t V = lp->vec_f32, x0 = 0;
-  if (cb == V && W >= V && V <= 64) {
+  if (cb % V == 0 && W >= V && V <= 64) {
     /* blocks of V channels x V columns: V contiguous loads (a channel's columns each),
-     * transposed in registers, V contiguous stores (a column's channels each) */
-    int xb = lvar(lp, "xb"), l = lvar(lp, "l"), rows[64];
+     * transposed in registers, V contiguous stores (a column's channels each); a block of cb
+     * = k V channels as k such blocks side by side */
+    int xb = lvar(lp, "xb"), l = lvar(lp, "l"), sb = lvar(lp, "sb"), rows[64];
     x0 = W / V * V;
     LStmt *lxb = ls_for(lp, rb, xb, le_i64(lp, 0), le_i64(lp, W / V));
-    LStmt *ll = ls_for(lp, ls_body(lxb), l, le_i64(lp, 0), le_i64(lp, V));
+    LStmt *outer_sb = cb > V ? ls_for(lp, ls_body(lxb), sb, le_i64(lp, 0), le_i64(lp, cb / V)) : NULL;
+    LStmt *ll = ls_for(lp, outer_sb ? ls_body(outer_sb) : ls_body(lxb), l, le_i64(lp, 0), le_i64(lp, V));
     ll->vec = (int)V;
     LStmt *vb = ls_body(ll);
     LExpr *col = le_mul(lp, le_var(lp, xb), le_i64(lp, V));
+    LExpr *c0 = outer_sb ? le_mul(lp, le_var(lp, sb), le_i64(lp, V)) : le_i64(lp, 0);
     for (int64_t j = 0; j < V; j++)
       rows[j] = ls_local(lp, vb, LT_F32,
-                         le_load(lp, src, nchw_at(lp, rl, cb, le_i64(lp, j), H, yl, W, le_add(lp, col, le_var(lp, l)))));
+                         le_load(lp, src, nchw_at(lp, rl, cb, le_add(lp, c0, le_i64(lp, j)), H, yl, W,
+                                                  le_add(lp, col, le_var(lp, l)))));
     lower_transpose_lanes(lp, vb, l, rows);
     for (int64_t j = 0; j < V; j++) {
-      LExpr *at = le_add(lp, row, le_add(lp, le_mul(lp, le_add(lp, col, le_i64(lp, j + p)), le_i64(lp, cb)), le_var(lp, l)));
+      LExpr *at = le_add(lp, row, le_add(lp, le_mul(lp, le_add(lp, col, le_i64(lp, j + p)), le_i64(lp, cb)),
+                                         le_add(lp, c0, le_var(lp, l))));
       ls_store(lp, vb, xp, at, le_local(lp, rows[j]));
     }
     if (x0 == W) return xp;

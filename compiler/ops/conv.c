@@ -1392,6 +1392,96 @@ static void lower_conv_dx(LowerCtx *lc, const Node *n) {
   }
 }
 
+/* x zero-padded into planes of XPS >= Hp Wp floats, rows of pitch Wp (the tail of each plane
+ * zero too), named n's ".xp" */
+static int padded_planes(LowerCtx *lc, LStmt *body, const Node *n, const ConvGeo *g, int x, int64_t Wp,
+                         int64_t XPS) {
+  LoopProgram *lp = lc->lp;
+  const char *name = arena_printf(lp->arena, "%s.xp", n->name);
+  /* the same padding on both axes (conv2d): each element of xp written once */
+  if (g->ph == g->pw) return lower_pad2d_planes(lc, body, name, x, g->C, g->H, g->W, g->pw, Wp, XPS, 0.0);
+  int xp = lower_scratch(lc, name, LT_F32, (SymCount){g->C * XPS, 0}, 1);
+  int r, y = lvar(lp, "y"), xx = lvar(lp, "x");
+  LStmt *lr = zeroed_rows(lp, body, "bc", xp, le_mul(lp, le_batch(lp), le_i64(lp, g->C)), XPS, &r);
+  LStmt *ly = ls_for(lp, ls_body(lr), y, le_i64(lp, 0), le_i64(lp, g->H));
+  LStmt *lx = ls_for(lp, ls_body(ly), xx, le_i64(lp, 0), le_i64(lp, g->W));
+  lx->vec = lp->vec_f32;
+  LExpr *dst = le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, XPS)),
+                      le_add(lp, le_mul(lp, le_add(lp, le_var(lp, y), le_i64(lp, g->ph)), le_i64(lp, Wp)),
+                             le_add(lp, le_var(lp, xx), le_i64(lp, g->pw))));
+  ls_store(lp, ls_body(lx), xp, dst,
+           le_load(lp, x, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, y), le_var(lp, xx), 1, g->H, g->W)));
+  return xp;
+}
+
+/* _conv_dw vectorized over the filters, for F of one or two vectors (LeNet-5's c3, every
+ * ResNet-style layer of 16 or 32 filters), where the flat-plane product below sums over
+ * positions padded to the row pitch (c3: 144 for 100) and then across the lanes: dy is
+ * transposed into dyt [B, OH OW, F] (lower_blocked_planes: F channels a block), and
+ *   dW[f, c, ky, kx] = sum_{b, oy} sum_{ox} x[b, c, oy s + ky, ox s + kx] dyt[b, oy OW + ox, f]
+ * a batch-reduce gemm_bcast with tall tiles (gemm.h) per group of G input channels (on
+ * threads): rows the G kh kw taps m = (c, ky, kx) of the group, the filters in one or two
+ * vectors, reduced over br = (b, oy) and k = ox.  x is broadcast from itself (zero-padded into
+ * xp first when the layer pads).  Each tap's x sits at a constant offset from the group's
+ * plane (a group is whole channels), so a tile's loads share one address register; no
+ * padding in the sums and no lane sums: every FMA is a whole vector of filters. */
+typedef struct ConvDwF {
+  const ConvGeo *g;
+  int64_t XPS, Wp;
+  LExpr *c0; /* the group's first channel */
+} ConvDwF;
+
+static LExpr *dwf_x(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *k) {
+  const ConvDwF *d = c;
+  const ConvGeo *g = d->g;
+  int64_t kk = g->kh * g->kw;
+  LExpr *b = le_bin(lp, LO_DIV, br, le_i64(lp, g->OH)), *oy = le_bin(lp, LO_MOD, br, le_i64(lp, g->OH));
+  LExpr *ch = le_add(lp, d->c0, le_bin(lp, LO_DIV, m, le_i64(lp, kk))), *t = le_bin(lp, LO_MOD, m, le_i64(lp, kk));
+  LExpr *y = le_add(lp, le_mul(lp, oy, le_i64(lp, g->sh)), le_bin(lp, LO_DIV, t, le_i64(lp, g->kw)));
+  LExpr *x = le_add(lp, le_mul(lp, k, le_i64(lp, g->sw)), le_bin(lp, LO_MOD, t, le_i64(lp, g->kw)));
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, b, le_i64(lp, g->C)), ch), le_i64(lp, d->XPS)),
+                le_add(lp, le_mul(lp, y, le_i64(lp, d->Wp)), x));
+}
+static LExpr *dwf_dy(LoopProgram *lp, const void *c, LExpr *br, LExpr *f, LExpr *k) {
+  const ConvGeo *g = ((const ConvDwF *)c)->g;
+  /* dyt[((b OH + oy) OW + ox) F + f] with br = b OH + oy */
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, br, le_i64(lp, g->OW)), k), le_i64(lp, g->F)), f);
+}
+static LExpr *dwf_w(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *f) {
+  (void)br;
+  const ConvDwF *d = c;
+  const ConvGeo *g = d->g;
+  int64_t kk = g->kh * g->kw;
+  return le_add(lp, le_mul(lp, f, le_i64(lp, g->C * kk)), le_add(lp, le_mul(lp, d->c0, le_i64(lp, kk)), m));
+}
+
+/* Whether dW goes over the filters: F a whole number of vectors, at most two (tall tiles) */
+static int conv_dw_by_filters(const ConvGeo *g, int64_t V) {
+  return g->F % V == 0 && g->F <= 2 * V && (g->OH == 1 || g->sh == g->sw);
+}
+
+static void lower_conv_dw_filters(LowerCtx *lc, const Node *n, const ConvGeo *g, int dy, int x, int dw) {
+  LoopProgram *lp = lc->lp;
+  LStmt *body = lower_begin(lc, n);
+  int64_t Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw, kk = g->kh * g->kw;
+  int xp = g->ph || g->pw ? padded_planes(lc, body, n, g, x, Wp, Hp * Wp) : x;
+  int dyt = lower_blocked_planes(lc, body, arena_printf(lp->arena, "%s.dyt", n->name), dy, g->F, g->OH * g->OW,
+                                 g->F);
+  /* G channels a group: the most whose taps fit one tile, and a divisor of C (equal groups
+   * for the threads) */
+  int64_t G = gemm_tall_rows(lp, g->F) / kk;
+  if (G < 1) G = 1;
+  while (g->C % G) G--;
+  int cg = lvar(lp, "cg");
+  LStmt *lg = ls_for(lp, body, cg, le_i64(lp, 0), le_i64(lp, g->C / G));
+  lg->parallel = 1; /* disjoint taps of dW */
+  ConvDwF cd = {.g = g, .XPS = Hp * Wp, .Wp = Wp, .c0 = le_mul(lp, le_var(lp, cg), le_i64(lp, G))};
+  GemmSpec gm = {.M = le_i64(lp, G * kk), .N = le_i64(lp, g->F), .K = le_i64(lp, g->OW),
+                 .BR = le_mul(lp, le_batch(lp), le_i64(lp, g->OH)), .a = xp, .b = dyt, .c = dw,
+                 .a_at = dwf_x, .b_at = dwf_dy, .c_at = dwf_w, .tall = 1, .parallel = GEMM_PAR_NONE, .ctx = &cd};
+  gemm_bcast(lp, ls_body(lg), &gm);
+}
+
 /* _conv_dw.  Flat planes again: xp [B, C, XPS] is x zero-padded, Hp rows of pitch Wp, and
  * dyq [B, F, NQ] is dy with the same pitch Wp (zero in columns >= OW and past OH Wp, NQ a
  * whole number of vectors), so that with q = oy Wp + ox the input element under kernel tap
@@ -1402,6 +1492,10 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   ConvGeo g = conv_geo(lc->g, &lc->g->nodes[n->fwd]);
   int dy = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dw = lower_value(lc, n->id);
+  if (conv_dw_by_filters(&g, lp->vec_f32)) {
+    lower_conv_dw_filters(lc, n, &g, dy, x, dw);
+    return;
+  }
   LStmt *body = lower_begin(lc, n);
   int64_t V = lp->vec_f32, s = g.sw;
   if (g.OH > 1 && g.sh != g.sw) die("conv_dw: unequal strides");
@@ -1410,24 +1504,7 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
   int64_t XPS = round_up(Hp * Wp > s * NQ + g.kh * Wp + g.kw ? Hp * Wp : s * NQ + g.kh * Wp + g.kw, V);
   int dyq = lower_scratch(lc, arena_printf(lp->arena, "%s.dyq", n->name), LT_F32,
                           (SymCount){g.F * NQ, 0}, 1);
-  int xp;
-  if (g.ph == g.pw) {
-    /* the same padding on both axes (conv2d): each element of xp written once */
-    xp = lower_pad2d_planes(lc, body, arena_printf(lp->arena, "%s.xp", n->name), x, g.C, g.H, g.W, g.pw, Wp, XPS,
-                            0.0);
-  } else {
-    xp = lower_scratch(lc, arena_printf(lp->arena, "%s.xp", n->name), LT_F32, (SymCount){g.C * XPS, 0}, 1);
-    int r, y = lvar(lp, "y"), xx = lvar(lp, "x");
-    LStmt *lr = zeroed_rows(lp, body, "bc", xp, le_mul(lp, le_batch(lp), le_i64(lp, g.C)), XPS, &r);
-    LStmt *ly = ls_for(lp, ls_body(lr), y, le_i64(lp, 0), le_i64(lp, g.H));
-    LStmt *lx = ls_for(lp, ls_body(ly), xx, le_i64(lp, 0), le_i64(lp, g.W));
-    lx->vec = (int)V;
-    LExpr *dst = le_add(lp, le_mul(lp, le_var(lp, r), le_i64(lp, XPS)),
-                        le_add(lp, le_mul(lp, le_add(lp, le_var(lp, y), le_i64(lp, g.ph)), le_i64(lp, Wp)),
-                               le_add(lp, le_var(lp, xx), le_i64(lp, g.pw))));
-    ls_store(lp, ls_body(lx), xp, dst,
-             le_load(lp, x, ix4(lp, le_i64(lp, 0), le_var(lp, r), le_var(lp, y), le_var(lp, xx), 1, g.H, g.W)));
-  }
+  int xp = padded_planes(lc, body, n, &g, x, Wp, XPS);
   pitch_planes(lp, body, dyq, dy, g.F, g.OH, g.OW, Wp, NQ);
   ConvDw cd = {.g = &g, .NQ = NQ, .XPS = XPS, .Wp = Wp};
   GemmSpec gm = {.M = le_i64(lp, g.F), .N = le_i64(lp, g.C * g.kh * g.kw), .K = le_i64(lp, NQ),

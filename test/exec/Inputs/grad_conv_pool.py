@@ -15,7 +15,7 @@ values, runs M_gradients at batch 1 and 3, and compares
     tensor's scale).
 One line per case and batch: `PASS name bN grad_err=.. fd_err=..` or `FAIL ...`; then
 `N passed, M failed`, the worst errors; exit status 1 when anything failed.
-Usage: grad_conv_pool.py --nncc PATH [--filter REGEX] [--keep DIR]
+Usage: grad_conv_pool.py --nncc PATH [--filter REGEX] [--keep DIR] [--nncc-flag=FLAG ...]
 """
 import argparse
 import ctypes
@@ -31,6 +31,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 torch.set_num_threads(1)
+
+NNCC_FLAGS = []  # --nncc-flag: extra options for every compilation (a target CPU)
 
 # A layer: (kind, args...).  Kinds:
 #   ("conv2d", filters, k, stride, pad, bias)   ("conv1d", filters, k, stride, pad, bias)
@@ -65,6 +67,9 @@ CASES = [
     ("conv_f16", [3, 10, 9], [conv(16, 3, 1, 1), ("relu",), conv(17, 3, 2, 1)], ""),
     ("conv_f32_k5", [5, 12, 12], [conv(8, 3, 1, 1), conv(32, 5, 2, 2), ("relu",)], ""),
     ("conv_f16_k1", [4, 8, 8], [conv(16, 1), ("relu",), conv(20, 1)], ""),
+    # dW over the filters (16 or 32): 49 taps in two tiles; 5 channels in groups of 1
+    ("conv_f16_k7s2p3", [3, 11, 10], [conv(4, 1), conv(16, 7, 2, 3)], ""),
+    ("conv_f16_c5", [5, 9, 8], [conv(5, 1), ("relu",), conv(16, 3, 1, 1)], ""),
     # stride 1 with little padding on a small plane: dx by taps (conv.c lower_conv_dx_taps),
     # 150 rows (a whole number of tiles), 100 rows (4 left over), a fused tanh gradient
     ("conv_taps_valid_k5", [3, 14, 14], [conv(6, 1), ("tanh",), conv(16, 5)], ""),
@@ -218,7 +223,7 @@ def run_case(case, nncc, work, rng):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "m.nn"), "w") as f:
         f.write("\n".join(src) + "\n")
-    r = subprocess.run([nncc, "m.nn", "-o", "m.so"], cwd=d, capture_output=True, text=True)
+    r = subprocess.run([nncc, "m.nn", "-o", "m.so"] + NNCC_FLAGS, cwd=d, capture_output=True, text=True)
     if r.returncode != 0:
         return [("FAIL", "%s  nncc failed: %s" % (name, r.stderr.strip().splitlines()[-3:]), 0, 0)]
     lib = load_lib(os.path.join(d, "m.so"), "m")
@@ -320,7 +325,9 @@ def main():
     ap.add_argument("--nncc", required=True)
     ap.add_argument("--filter", default="")
     ap.add_argument("--keep", default=None)
+    ap.add_argument("--nncc-flag", action="append", default=[], help="passed to nncc (repeatable)")
     args = ap.parse_args()
+    NNCC_FLAGS.extend(args.nncc_flag)
     nncc = os.path.abspath(args.nncc)
     work = args.keep or tempfile.mkdtemp(prefix="grad_conv_pool.")
     rng = np.random.default_rng(1234)
