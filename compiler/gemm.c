@@ -438,15 +438,26 @@ static void dot_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice
   }
 }
 
-static void dot_shape(const LoopProgram *lp, int *mr, int *nu) {
+static void dot_shape(const LoopProgram *lp, const GemmSpec *g, int *mr, int *nu) {
   if (lp->vec_f32 >= 16) *mr = 4, *nu = 4;  /* 16 accumulators + 4 A + 4 B of 32 */
   else *mr = 3, *nu = 4;                    /* 12 + 3 + 1 of 16 */
+  /* a known M of 2..8 that the tile does not divide (the weight gradient of a convolution
+   * with 6 filters): one tile of all M rows, as many columns wide (2 to 4) as the registers
+   * hold beside its M A vectors and one B, rather than full tiles and then 1-row tiles that
+   * load an A and a B vector for every FMA */
+  if (g->M->kind == LE_CONST && g->M->ival >= 2 && g->M->ival <= GEMM_MAX_MR && g->M->ival % *mr) {
+    int M = (int)g->M->ival, fit = (bcast_regs(lp) - 1 - M) / M;
+    if (fit >= 2) {
+      *mr = M;
+      *nu = fit < *nu ? fit : *nu;
+    }
+  }
 }
 
 void gemm_dot(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
   check_spec(g);
   int mr, nu;
-  dot_shape(lp, &mr, &nu);
+  dot_shape(lp, g, &mr, &nu);
   /* A batch-reduce runs slice by slice, every tile over one slice of br (about GEMM_DOT_SLICE
    * floats of k in all) before the next: the slice's rows of A and B stay in L2 while all the
    * tiles read them, instead of every tile streaming all of A and B.  C starts at init in the
