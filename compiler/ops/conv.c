@@ -1092,8 +1092,9 @@ const OpInfo op_conv1d = {
  *   contiguous loads of dyp, W broadcast; reduced over the filters and the taps).  Input rows
  *   and columns that no window reads (floored windows) meet only zeros of dyp: gradient 0.
  * _conv_dw: dW[f, c, ky, kx] = sum_{b, oy, ox} dy[b, f, oy, ox] xp[b, c, oy sh + ky, ox sw + kx]
- *   (xp: x zero-padded): a batch-reduce gemm_dot (gemm.h) over flat planes, register tiles of
- *   filters x (c, ky, kx) taps.
+ *   (xp: x zero-padded): for 16 or 32 filters a gemm_bcast vectorized over the filters (tall
+ *   tiles of (c, ky, kx) taps, dy transposed to [B, OH OW, F]: lower_conv_dw_filters); else a
+ *   batch-reduce gemm_dot (gemm.h) over flat planes, register tiles of filters x taps.
  * _conv_db: db[f] = sum_{b, q} dy[b, f, q] the same way. */
 typedef struct ConvGeo {
   int64_t C, H, W, F, kh, kw, sh, sw, ph, pw, OH, OW;
