@@ -602,11 +602,6 @@ int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64
                (H + 2 * p) * Wp * cb, fill);
 }
 
-int lower_blocked_planes(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t Q, int64_t cb) {
-  if (cb < 1 || C % cb) die("lower_blocked_planes: %lld channels in blocks of %lld", (long long)C, (long long)cb);
-  return pad2d(lc, body, name, src, C, 1, Q, 0, Q, cb, Q * cb, 0.0);
-}
-
 int lower_pad2d_planes(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H,
                        int64_t W, int64_t p, int64_t Wp, int64_t plane, double fill) {
   if (plane < (H + 2 * p) * Wp) die("lower_pad2d_planes: a plane of %lld floats", (long long)plane);
@@ -681,10 +676,10 @@ static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C
     /* blocks of V channels x V columns: V contiguous loads (a channel's columns each),
      * transposed in registers, V contiguous stores (a column's channels each); a block of cb
      * = k V channels as k such blocks side by side */
-    int xb = lvar(lp, "xb"), l = lvar(lp, "l"), sb = lvar(lp, "sb"), rows[64];
+    int xb = lvar(lp, "xb"), l = lvar(lp, "l"), sb = cb > V ? lvar(lp, "sb") : -1, rows[64];
     x0 = W / V * V;
     LStmt *lxb = ls_for(lp, rb, xb, le_i64(lp, 0), le_i64(lp, W / V));
-    LStmt *outer_sb = cb > V ? ls_for(lp, ls_body(lxb), sb, le_i64(lp, 0), le_i64(lp, cb / V)) : NULL;
+    LStmt *outer_sb = sb >= 0 ? ls_for(lp, ls_body(lxb), sb, le_i64(lp, 0), le_i64(lp, cb / V)) : NULL;
     LStmt *ll = ls_for(lp, outer_sb ? ls_body(outer_sb) : ls_body(lxb), l, le_i64(lp, 0), le_i64(lp, V));
     ll->vec = (int)V;
     LStmt *vb = ls_body(ll);

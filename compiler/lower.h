@@ -133,9 +133,6 @@ LStmt *lower_pad2d_frame(LowerCtx *lc, LStmt *body, int xp, int64_t C, int64_t H
  * stages of swap and select (a few shuffles per vector where a strided access moved each lane
  * by itself).  V a power of 2, at most 64. */
 void lower_transpose_lanes(LoopProgram *lp, LStmt *vb, int lane, int *rows);
-/* src [batch, C, Q] (planes of Q values) in blocks of cb channels, [batch, C / cb, Q, cb]
- * (cb divides C; a multiple of the vector width transposes in registers), named name */
-int lower_blocked_planes(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t Q, int64_t cb);
 /* lower_pad2d's layout (cb = 1) with planes of `plane` >= (H + 2p) Wp floats, the tail of each
  * filled too (room for the over-reads of a flat-plane product), named name; made even when
  * p == 0.  Each element is written once (a zeroed plane with the copy on top writes the

@@ -1418,7 +1418,7 @@ static int padded_planes(LowerCtx *lc, LStmt *body, const Node *n, const ConvGeo
 /* _conv_dw vectorized over the filters, for F of one or two vectors (LeNet-5's c3, every
  * ResNet-style layer of 16 or 32 filters), where the flat-plane product below sums over
  * positions padded to the row pitch (c3: 144 for 100) and then across the lanes: dy is
- * transposed into dyt [B, OH OW, F] (lower_blocked_planes: F channels a block), and
+ * transposed into dyt [B, OH OW, F] (lower_pad2d_blocked: F channels a block, no padding), and
  *   dW[f, c, ky, kx] = sum_{b, oy} sum_{ox} x[b, c, oy s + ky, ox s + kx] dyt[b, oy OW + ox, f]
  * a batch-reduce gemm_bcast with tall tiles (gemm.h) per group of G input channels (on
  * threads): rows the G kh kw taps m = (c, ky, kx) of the group, the filters in one or two
@@ -1466,8 +1466,8 @@ static void lower_conv_dw_filters(LowerCtx *lc, const Node *n, const ConvGeo *g,
   LStmt *body = lower_begin(lc, n);
   int64_t Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw, kk = g->kh * g->kw;
   int xp = g->ph || g->pw ? padded_planes(lc, body, n, g, x, Wp, Hp * Wp) : x;
-  int dyt = lower_blocked_planes(lc, body, arena_printf(lp->arena, "%s.dyt", n->name), dy, g->F, g->OH * g->OW,
-                                 g->F);
+  /* the blocked copy of dy's planes as rows of OH OW pixels, unpadded: F channels a block */
+  int dyt = lower_pad2d_blocked(lc, body, n, dy, g->F, 1, g->OH * g->OW, 0, g->OH * g->OW, g->F, 0.0);
   /* G channels a group: the most whose taps fit one tile, and a divisor of C (equal groups
    * for the threads) */
   int64_t G = gemm_tall_rows(lp, g->F) / kk;
