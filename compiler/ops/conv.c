@@ -226,7 +226,14 @@ static void lower_conv1d(LowerCtx *lc, const Node *n) {
  *     a two-level sum: less rounding error over long reductions).  The ky and kx loops are
  *     marked nounroll: unrolled, LLVM keeps the broadcasts that neighbouring taps share live
  *     and spills accumulators.  A last loop writes y = epilogue(t + bias) in NCHW.
- *     NF, RY, RX are chosen per layer by a small cost model (FMA issue, loads, FMA
+ *     Where the filters are few (one vector: ResNet-style 16-filter layers, LeNet-5's c3), a
+ *     step of one tap is load bound (RY RX broadcasts + a weight vector for RY RX FMAs, and
+ *     Intel issues two loads a cycle); there a step takes G neighbouring kx taps at once
+ *     (NF G weight vectors in registers), and each input column the G taps of a tile row
+ *     read is broadcast once for all of them: RY ((RX - 1) s + G) broadcasts for NF RY RX G
+ *     FMAs (conv2d_tile_taps).  The kx loop then runs over groups of G taps (the rest in a
+ *     last group).
+ *     NF, RY, RX, G are chosen per layer by a small cost model (FMA issue, loads, FMA
  *     latency, edge tiles, padded filters).  No gathers in the main loop, whatever the
  *     stride.
  *   1x1 kernel, stride 1, no padding (any F): a GEMM in NCHW, y[b] = W x[b] (lower_conv2d_flat,
@@ -239,7 +246,8 @@ enum {
   CONV2D_TERMS = 72,   /* a channel chunk holds about this many (c, ky, kx) terms */
   CONV2D_MAXNF = 4,    /* filter vectors per tile, at most */
   CONV2D_MAXRY = 8,    /* tile rows, at most */
-  CONV2D_MAXRX = 16,   /* tile columns, at most */
+  CONV2D_MAXRX = 28,   /* tile columns, at most */
+  CONV2D_MAXK = 31,    /* kx taps a step, at most (the registers hold fewer) */
   CONV2D_MAXCB = 16,   /* channels per block of the blocked input, at most */
 };
 
@@ -257,59 +265,148 @@ typedef struct Conv2dPlan {
   int64_t Hp, Wp;       /* the (padded) input copy's rows and row pitch */
   int64_t OH, OW;       /* the output plane */
   int64_t V, FP;        /* vector width; filters padded to whole blocks */
-  int64_t cb, CB;       /* channels per block of the input's blocked copy, and blocks (C / cb) */
+  int64_t cb, CB;       /* channels per block of the blocked input, and blocks (C / cb) */
   int64_t CC;           /* channels per chunk (a multiple of cb) */
   int nf, ry, rx;       /* tile: filter vectors, rows, columns */
+  int g;                /* kernel columns (kx taps) per step, 1..k */
 } Conv2dPlan;
 
-/* Relative cost of one (c, ky, kx) step of an nf x h x w tile, in half-cycles: the FMAs
- * (2 per cycle), the loads (weights + broadcasts; counted 1.5 times: an FMA with a
- * broadcast operand is slower than one from registers), and the FMA latency (an
- * accumulator takes one FMA per 4 cycles: fewer than 8 accumulators stall), in units of
- * 1/2 so that the 1.5 is exact. */
-static int64_t conv2d_step_cost(int64_t nf, int64_t h, int64_t w) {
-  int64_t a = 2 * nf * h * w, loads = 3 * (nf + h * w);
+/* The input columns a tile row of w outputs reads for g neighbouring kx taps at stride s:
+ * the offsets p = j s + kxi (j < w, kxi < g) that occur, each broadcast once a step. */
+static int64_t conv2d_step_columns(int64_t w, int64_t g, int64_t s) {
+  int64_t n = 0;
+  for (int64_t p = 0; p < (w - 1) * s + g; p++)
+    for (int64_t kxi = 0; kxi < g; kxi++)
+      if (p >= kxi && (p - kxi) % s == 0 && (p - kxi) / s < w) {
+        n++;
+        break;
+      }
+  return n;
+}
+
+/* Relative cost of one (c, ky, g kx taps) step of an nf x h x w tile, in quarter-cycles: the
+ * FMAs (2 per cycle: 2 each), the loads (nf g weight vectors + the broadcasts of the h rows'
+ * input columns: 3 each, as an FMA's operand from memory costs more than one from registers,
+ * and where only two loads issue a cycle (Intel) a step with as many loads as FMAs is load
+ * bound), and the FMA latency (each accumulator takes g dependent FMAs a step, 4 cycles each:
+ * fewer than 8 accumulators stall). */
+static int64_t conv2d_step_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w, int64_t g) {
+  int64_t a = 2 * nf * h * w * g, loads = 3 * (nf * g + h * conv2d_step_columns(w, g, pl->s));
   int64_t c = a > loads ? a : loads;
-  if (c < 16) c = 16;
+  if (c < 16 * g) c = 16 * g;
   return c + 2; /* + loop and address overhead */
 }
 
-/* The cost of covering the plane with h x w tiles (and the edge tiles). */
-static int64_t conv2d_plane_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w) {
-  int64_t OH = pl->OH, OW = pl->OW;
-  int64_t ty = OH / h, ry = OH % h, tx = OW / w, rx = OW % w, cost = 0;
-  cost += ty * tx * conv2d_step_cost(nf, h, w);
-  if (rx) cost += ty * conv2d_step_cost(nf, h, rx);
-  if (ry) cost += tx * conv2d_step_cost(nf, ry, w);
-  if (ry && rx) cost += conv2d_step_cost(nf, ry, rx);
+/* The cost of one tile's (c, ky) row of taps: k / g steps of g taps and one of the rest. */
+static int64_t conv2d_taps_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w, int64_t g) {
+  int64_t cost = pl->k / g * conv2d_step_cost(pl, nf, h, w, g);
+  if (pl->k % g) cost += conv2d_step_cost(pl, nf, h, w, pl->k % g);
   return cost;
 }
 
-/* Chooses nf, ry, rx (and FP) for the plan's plane: the lowest estimated cost over all
- * tiles whose accumulators, nf weight vectors and a broadcast fit in the registers (one more
- * and LLVM spills an accumulator to the stack in the innermost loop: seen as a third of the
- * FMA rate on AlexNet's conv2 with a 4 x 1 x 3 tile on AVX2). */
+/* The cost of covering the plane with h x w tiles (and the edge tiles). */
+static int64_t conv2d_plane_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w, int64_t g) {
+  int64_t OH = pl->OH, OW = pl->OW;
+  int64_t ty = OH / h, ry = OH % h, tx = OW / w, rx = OW % w, cost = 0;
+  cost += ty * tx * conv2d_taps_cost(pl, nf, h, w, g);
+  if (rx) cost += ty * conv2d_taps_cost(pl, nf, h, rx, g);
+  if (ry) cost += tx * conv2d_taps_cost(pl, nf, ry, w, g);
+  if (ry && rx) cost += conv2d_taps_cost(pl, nf, ry, rx, g);
+  return cost;
+}
+
+/* Chooses nf, ry, rx, g (and FP) for the plan's plane: the lowest estimated cost over all
+ * tiles whose accumulators, nf g weight vectors and a broadcast fit in the registers (one
+ * more and LLVM spills an accumulator to the stack in the innermost loop: seen as a third of
+ * the FMA rate on AlexNet's conv2 with a 4 x 1 x 3 tile on AVX2). */
 static void conv2d_choose(Conv2dPlan *pl, int64_t F) {
   int64_t V = pl->V, FV = (F + V - 1) / V;
   int regs = V >= 16 ? 32 : 16; /* AVX-512: 32 vector registers; AVX2 / SSE: 16 */
-  int64_t best = -1;
+  int64_t best[2] = {-1, -1};  /* one tap a step; several */
+  Conv2dPlan pick[2] = {*pl, *pl};
   for (int nf = 1; nf <= CONV2D_MAXNF && nf <= FV; nf++) {
     int64_t nblk = (FV + nf - 1) / nf;
-    for (int h = 1; h <= CONV2D_MAXRY && h <= pl->OH; h++)
-      for (int w = 1; w <= CONV2D_MAXRX && w <= pl->OW; w++) {
-        if (nf * h * w + nf + 1 > regs) continue;
-        int64_t cost = nblk * conv2d_plane_cost(pl, nf, h, w);
-        /* ties: the larger tile (fewer passes over the input) */
-        if (best < 0 || cost < best ||
-            (cost == best && nf * h * w > pl->nf * pl->ry * pl->rx)) {
-          best = cost;
-          pl->nf = nf;
-          pl->ry = h;
-          pl->rx = w;
-          pl->FP = nblk * nf * V;
+    for (int g = 1; g <= pl->k; g++)
+      for (int h = 1; h <= CONV2D_MAXRY && h <= pl->OH; h++)
+        for (int w = 1; w <= CONV2D_MAXRX && w <= pl->OW; w++) {
+          if (nf * h * w + nf * g + 1 > regs) continue;
+          int64_t cost = nblk * conv2d_plane_cost(pl, nf, h, w, g);
+          int i = g > 1;
+          Conv2dPlan *q = &pick[i];
+          /* ties: the larger tile (fewer passes over the input) */
+          if (best[i] < 0 || cost < best[i] || (cost == best[i] && nf * h * w > q->nf * q->ry * q->rx)) {
+            best[i] = cost;
+            q->nf = nf;
+            q->ry = h;
+            q->rx = w;
+            q->g = g;
+            q->FP = nblk * nf * V;
+          }
         }
-      }
   }
+  /* Several taps a step where that saves at least an eighth of the estimate: the layers whose
+   * best one-tap tile is load bound (few filters: one vector of them), not those that are
+   * FMA bound either way, where the estimates differ by a few percent and the one-tap tile
+   * measured as fast or faster (AlexNet's conv3: 2 x 1 x 13 one tap a step, 16.2 ms at batch
+   * 8 on one Intel thread; 1 x 2 x 13 three taps a step, 18.0 ms). */
+  *pl = best[1] >= 0 && best[1] * 8 < best[0] * 7 ? pick[1] : pick[0];
+}
+
+/* The steps of one tile for the kernel row ky and the g taps kx0 .. kx0 + g - 1 (kx0 an
+ * expression): for the chunk's channel blocks cbk, for cl < cb, load the nf g weight vectors,
+ * then sweep the input columns of each tile row left to right, broadcasting each column once
+ * into the FMAs of every (output column, tap) that reads it (so a broadcast is live for a
+ * few FMAs only). */
+static void conv2d_tile_taps(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int xp, int wp, int fl, int ky,
+                             LExpr *kx0, int g, int xo, const int *wo, LExpr *k0,
+                             int acc[CONV2D_MAXNF][CONV2D_MAXRY][CONV2D_MAXRX], int h, int w) {
+  LoopProgram *lp = lc->lp;
+  int64_t k = pl->k, s = pl->s, V = pl->V, cb = pl->cb, CB = pl->CB, BPC = pl->CC / cb;
+  int nf = pl->nf;
+  LStmt *kbody = blk;
+  LExpr *xblk = le_i64(lp, 0), *wblk = le_i64(lp, 0); /* the block's offsets from the chunk's first */
+  if (BPC > 1) {
+    int cbk = lvar(lp, "cbk");
+    LStmt *lcb = ls_for(lp, kbody, cbk, le_i64(lp, 0),
+                        le_bin(lp, LO_MIN, le_i64(lp, BPC), le_sub(lp, le_i64(lp, CB), k0)));
+    kbody = ls_body(lcb);
+    xblk = le_mul(lp, le_var(lp, cbk), le_i64(lp, pl->Hp * pl->Wp * cb));
+    wblk = le_mul(lp, le_var(lp, cbk), le_i64(lp, k * k * cb * V));
+  }
+  int cl = lvar(lp, "cl");
+  LStmt *lcl = ls_for(lp, kbody, cl, le_i64(lp, 0), le_i64(lp, cb));
+  LStmt *kb = ls_body(lcl);
+  int wv[CONV2D_MAXNF][CONV2D_MAXK];
+  for (int i = 0; i < nf; i++)
+    for (int q = 0; q < g; q++) {
+      /* wp[(((((fb * nf + i) * CB + c / cb) * k + ky) * k + kx0 + q) * cb + cl) * V + fl] */
+      LExpr *kx = le_add(lp, kx0, le_i64(lp, q));
+      LExpr *tap = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, k)), kx), le_i64(lp, cb)),
+                          le_var(lp, cl));
+      LExpr *wi = le_add(lp, le_add(lp, le_local(lp, wo[i]), wblk),
+                         le_add(lp, le_mul(lp, tap, le_i64(lp, V)), le_var(lp, fl)));
+      wv[i][q] = ls_local(lp, kb, LT_F32, le_load(lp, wp, wi));
+    }
+  /* column by column, the tile rows inside: an accumulator's next FMA comes h g FMAs later,
+   * not g (row by row, the g dependent FMAs of an accumulator would sit a few apart and wait
+   * on the FMA latency) */
+  for (int64_t p = 0; p < (w - 1) * s + g; p++)
+    for (int r = 0; r < h; r++) {
+      int used = 0;
+      for (int q = 0; q < g; q++) used |= p >= q && (p - q) % s == 0 && (p - q) / s < w;
+      if (!used) continue;
+      /* xb[(((b * CB + c / cb) * Hp + (oy0 + r) s + ky) * Wp + ox0 s + kx0 + p) * cb + cl] */
+      LExpr *off = le_add(lp, le_mul(lp, le_add(lp, le_i64(lp, r * s), le_var(lp, ky)), le_i64(lp, pl->Wp * cb)),
+                          le_add(lp, le_mul(lp, le_add(lp, le_i64(lp, p), kx0), le_i64(lp, cb)), le_var(lp, cl)));
+      LExpr *xi = le_add(lp, le_add(lp, le_local(lp, xo), xblk), off);
+      int xv = ls_local(lp, kb, LT_F32, le_load(lp, xp, xi));
+      for (int q = 0; q < g; q++) {
+        if (p < q || (p - q) % s || (p - q) / s >= w) continue;
+        int j = (int)((p - q) / s);
+        for (int i = 0; i < nf; i++)
+          ls_set(lp, kb, acc[i][r][j], le_fma(lp, le_local(lp, xv), le_local(lp, wv[i][q]), le_local(lp, acc[i][r][j])));
+      }
+    }
 }
 
 /* One h x w tile at output (oy0, ox0) of filter block fbx, batch row bx (expressions), lane fl
@@ -318,13 +415,14 @@ static void conv2d_tile(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int xp, 
                         LExpr *bx, LExpr *fbx, int fl, int cc, LExpr *oy0, LExpr *ox0, int h, int w) {
   LoopProgram *lp = lc->lp;
   int64_t k = pl->k, s = pl->s, V = pl->V, CC = pl->CC;
-  int nf = pl->nf;
+  int nf = pl->nf, g = pl->g;
   int acc[CONV2D_MAXNF][CONV2D_MAXRY][CONV2D_MAXRX];
   for (int i = 0; i < nf; i++)
     for (int r = 0; r < h; r++)
       for (int j = 0; j < w; j++) acc[i][r][j] = ls_local(lp, blk, LT_F32, le_f32(lp, 0));
-  /* for ky, kx, for the chunk's channel blocks cbk, for cl < cb: one step (c = cbk cb + cl) */
-  int ky = lvar(lp, "ky"), kx = lvar(lp, "kx"), cbk = lvar(lp, "cbk"), cl = lvar(lp, "cl");
+  /* for ky, for the kx taps in groups of g (the rest in a last group), for the chunk's channel
+   * blocks cbk, for cl < cb: one step (c = cbk cb + cl) */
+  int ky = lvar(lp, "ky");
   int64_t cb = pl->cb, CB = pl->CB, BPC = CC / cb; /* blocks per chunk */
   /* The indices from bases set once per tile (i64 locals): the chunk's first block of the
    * input at the tile's corner, and of each filter vector's weights; the steps add constant
@@ -342,40 +440,20 @@ static void conv2d_tile(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int xp, 
     wo[i] = ls_local(lp, blk, LT_I64, le_mul(lp, le_add(lp, le_mul(lp, fv, le_i64(lp, CB)), k0), le_i64(lp, k * k * cb * V)));
   }
   LStmt *lky = ls_for(lp, blk, ky, le_i64(lp, 0), le_i64(lp, k));
-  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
-  lky->unroll = lkx->unroll = -1;
-  LStmt *kbody = ls_body(lkx);
-  LExpr *xblk = le_i64(lp, 0), *wblk = le_i64(lp, 0); /* the block's offsets from the chunk's first */
-  if (BPC > 1) {
-    LStmt *lcb = ls_for(lp, kbody, cbk, le_i64(lp, 0),
-                        le_bin(lp, LO_MIN, le_i64(lp, BPC), le_sub(lp, le_i64(lp, CB), k0)));
-    kbody = ls_body(lcb);
-    xblk = le_mul(lp, le_var(lp, cbk), le_i64(lp, pl->Hp * pl->Wp * cb));
-    wblk = le_mul(lp, le_var(lp, cbk), le_i64(lp, k * k * cb * V));
+  lky->unroll = -1;
+  int64_t ngr = k / g;
+  if (ngr == 1) {
+    conv2d_tile_taps(lc, ls_body(lky), pl, xp, wp, fl, ky, le_i64(lp, 0), g, xo, wo, k0, acc, h, w);
+  } else if (ngr > 1) {
+    int kg = lvar(lp, g == 1 ? "kx" : "kg");
+    LStmt *lkg = ls_for(lp, ls_body(lky), kg, le_i64(lp, 0), le_i64(lp, ngr));
+    lkg->unroll = -1;
+    conv2d_tile_taps(lc, ls_body(lkg), pl, xp, wp, fl, ky, le_mul(lp, le_var(lp, kg), le_i64(lp, g)), g, xo, wo,
+                     k0, acc, h, w);
   }
-  LStmt *lcl = ls_for(lp, kbody, cl, le_i64(lp, 0), le_i64(lp, cb));
-  LStmt *kb = ls_body(lcl);
-  int wv[CONV2D_MAXNF];
-  for (int i = 0; i < nf; i++) {
-    /* wp[(((((fb * nf + i) * CB + c / cb) * k + ky) * k + kx) * cb + cl) * V + fl] */
-    LExpr *tap = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, k)), le_var(lp, kx)),
-                                   le_i64(lp, cb)),
-                        le_var(lp, cl));
-    LExpr *wi = le_add(lp, le_add(lp, le_local(lp, wo[i]), wblk),
-                       le_add(lp, le_mul(lp, tap, le_i64(lp, V)), le_var(lp, fl)));
-    wv[i] = ls_local(lp, kb, LT_F32, le_load(lp, wp, wi));
-  }
-  for (int r = 0; r < h; r++)
-    for (int j = 0; j < w; j++) {
-      /* xb[(((b * CB + c / cb) * Hp + (oy0 + r) s + ky) * Wp + (ox0 + j) s + kx) * cb + cl] */
-      LExpr *off = le_add(lp, le_mul(lp, le_add(lp, le_i64(lp, r * s), le_var(lp, ky)), le_i64(lp, pl->Wp * cb)),
-                          le_add(lp, le_mul(lp, le_add(lp, le_i64(lp, j * s), le_var(lp, kx)), le_i64(lp, cb)),
-                                 le_var(lp, cl)));
-      LExpr *xi = le_add(lp, le_add(lp, le_local(lp, xo), xblk), off);
-      int xv = ls_local(lp, kb, LT_F32, le_load(lp, xp, xi));
-      for (int i = 0; i < nf; i++)
-        ls_set(lp, kb, acc[i][r][j], le_fma(lp, le_local(lp, xv), le_local(lp, wv[i]), le_local(lp, acc[i][r][j])));
-    }
+  if (k % g)
+    conv2d_tile_taps(lc, ls_body(lky), pl, xp, wp, fl, ky, le_i64(lp, ngr * g), (int)(k % g), xo, wo, k0, acc,
+                     h, w);
   /* t[b, oy, ox, f] = (cc == 0 ? 0 : t[b, oy, ox, f]) + acc */
   LExpr *first = le_bin(lp, LO_EQ, le_var(lp, cc), le_i64(lp, 0));
   int64_t NB = nf * V, nblk = pl->FP / NB;
@@ -1483,6 +1561,140 @@ static void lower_conv_dw_filters(LowerCtx *lc, const Node *n, const ConvGeo *g,
   gemm_bcast(lp, ls_body(lg), &gm);
 }
 
+/* _conv_dw over the filters, several kx taps a step: where the tall tile above broadcasts x
+ * once per (tap, ox) into a vector of filters (one load per FMA: load bound where two loads
+ * issue a cycle), a tile of the taps of G channels takes U neighbouring output columns at a
+ * time: their U dy vectors (per filter vector) sit in registers, and each input column
+ * those U columns read under the kernel row is broadcast once, into the FMAs of every
+ * (column, kx) pair that reads it: per step U nf dy loads and G kh ((U - 1) s + kw)
+ * broadcasts for G kh kw nf U FMAs.  Every accumulator still sums over (b, oy) and then ox
+ * in ascending order, as the tall tile does: the same bits. */
+typedef struct ConvDwTaps {
+  int64_t G, U; /* channels a tile, output columns a step */
+} ConvDwTaps;
+
+/* The relative cost of one (b, oy) row of a tile's steps (U columns a step, the rest in a
+ * last step), in quarter-cycles as conv2d_step_cost: FMAs 2 each, loads 3 each. */
+static int64_t conv_dw_taps_cost(const ConvGeo *g, int64_t nf, int64_t G, int64_t U) {
+  int64_t cost = 0;
+  for (int part = 0; part < 2; part++) {
+    int64_t u = part ? g->OW % U : U, steps = part ? (u > 0) : g->OW / U;
+    if (!steps) continue;
+    int64_t fm = 2 * G * g->kh * g->kw * nf * u, ld = 3 * (u * nf + G * g->kh * ((u - 1) * g->sw + g->kw));
+    cost += steps * ((fm > ld ? fm : ld) + 2);
+  }
+  return cost;
+}
+
+/* Chooses G (a divisor of C) and U for the taps tile when it saves at least an eighth of the
+ * tall tile's estimate (over the filters' vectors nf, R = its rows); 0: the tall tile. */
+static int conv_dw_taps_plan(const LoopProgram *lp, const ConvGeo *g, ConvDwTaps *t) {
+  int64_t V = lp->vec_f32, nf = g->F / V, kk = g->kh * g->kw, regs = V >= 16 ? 32 : 16;
+  /* two vectors of filters: the tall tile does two FMAs a broadcast, FMA bound already */
+  if (nf != 1 || g->sw >= g->kw || g->OW < 2) return 0;
+  int64_t R = gemm_tall_rows(lp, g->F), Gt = R / kk;
+  if (Gt < 1) Gt = 1;
+  while (g->C % Gt) Gt--;
+  int64_t rows = Gt * kk, tiles = (rows + R - 1) / R;
+  int64_t fm = 2 * (rows < R ? rows : R) * nf, ld = 3 * (nf + (rows < R ? rows : R));
+  int64_t tall = g->C / Gt * tiles * g->OW * ((fm > ld ? fm : ld) + 2), best = -1;
+  for (int64_t G = 1; G <= g->C; G++) {
+    if (g->C % G || G * kk * nf + nf + 1 > regs) continue;
+    for (int64_t U = 2; U <= g->OW && G * kk * nf + U * nf + 1 <= regs; U++) {
+      int64_t cost = g->C / G * conv_dw_taps_cost(g, nf, G, U);
+      if (best < 0 || cost < best) {
+        best = cost;
+        t->G = G;
+        t->U = U;
+      }
+    }
+  }
+  return best >= 0 && best * 8 < tall * 7;
+}
+
+/* One step of the taps tile: the u output columns from ox0 (an expression) of row (xrow,
+ * dyrow) (i64 locals), into acc[c kk + ky kw + kx][i]. */
+static void conv_dw_taps_step(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int xp, int dyt, int64_t XPS,
+                              int64_t Wp, int64_t G, int64_t nf, int l, int xrow, int dyrow, LExpr *ox0, int64_t u,
+                              int acc[][2]) {
+  int64_t V = lp->vec_f32, s = g->sw, P = (u - 1) * s + g->kw;
+  int dv[32][2];
+  for (int64_t j = 0; j < u; j++)
+    for (int64_t i = 0; i < nf; i++) /* dyt[(br OW + ox0 + j) F + i V + l] */
+      dv[j][i] = ls_local(lp, blk, LT_F32,
+                          le_load(lp, dyt, le_add(lp, le_local(lp, dyrow),
+                                                  le_add(lp, le_mul(lp, le_add(lp, ox0, le_i64(lp, j)), le_i64(lp, g->F)),
+                                                         le_add(lp, le_i64(lp, i * V), le_var(lp, l))))));
+  /* column by column, the (channel, kernel row) pairs inside: an accumulator's next FMA
+   * comes about G kh kw FMAs later (pair by pair, its u dependent FMAs would sit kw apart and
+   * wait on the FMA latency: measured slower than the tall tile) */
+  for (int64_t p = 0; p < P; p++)
+    for (int64_t c = 0; c < G; c++)
+      for (int64_t ky = 0; ky < g->kh; ky++) {
+        int used = 0;
+        for (int64_t kx = 0; kx < g->kw; kx++) used |= p >= kx && (p - kx) % s == 0 && (p - kx) / s < u;
+        if (!used) continue;
+        /* xp[row base + c XPS + ky Wp + ox0 s + p] */
+        LExpr *xi = le_add(lp, le_local(lp, xrow),
+                           le_add(lp, le_i64(lp, c * XPS + ky * Wp + p), le_mul(lp, ox0, le_i64(lp, s))));
+        int xv = ls_local(lp, blk, LT_F32, le_load(lp, xp, xi));
+        for (int64_t kx = 0; kx < g->kw; kx++) {
+          if (p < kx || (p - kx) % s || (p - kx) / s >= u) continue;
+          int64_t j = (p - kx) / s, m = (c * g->kh + ky) * g->kw + kx;
+          for (int64_t i = 0; i < nf; i++)
+            ls_set(lp, blk, acc[m][i], le_fma(lp, le_local(lp, xv), le_local(lp, dv[j][i]), le_local(lp, acc[m][i])));
+        }
+      }
+}
+
+static void lower_conv_dw_taps(LowerCtx *lc, const Node *n, const ConvGeo *g, const ConvDwTaps *t, int dy, int x,
+                               int dw) {
+  LoopProgram *lp = lc->lp;
+  LStmt *body = lower_begin(lc, n);
+  int64_t V = lp->vec_f32, nf = g->F / V, Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw, kk = g->kh * g->kw;
+  int64_t XPS = Hp * Wp, G = t->G, U = t->U;
+  int xp = g->ph || g->pw ? padded_planes(lc, body, n, g, x, Wp, XPS) : x;
+  int dyt = lower_pad2d_blocked(lc, body, n, dy, g->F, 1, g->OH * g->OW, 0, g->OH * g->OW, g->F, 0.0);
+  int cg = lvar(lp, "cg"), l = lvar(lp, "l"), br = lvar(lp, "br"), ob = lvar(lp, "ob");
+  LStmt *lg = ls_for(lp, body, cg, le_i64(lp, 0), le_i64(lp, g->C / G));
+  lg->parallel = 1; /* disjoint taps of dW */
+  LStmt *ll = ls_for(lp, ls_body(lg), l, le_i64(lp, 0), le_i64(lp, V));
+  ll->vec = (int)V;
+  LStmt *tb = ls_body(ll);
+  int acc[32][2];
+  for (int64_t m = 0; m < G * kk; m++)
+    for (int64_t i = 0; i < nf; i++) acc[m][i] = ls_local(lp, tb, LT_F32, le_f32(lp, 0));
+  LExpr *c0 = le_mul(lp, le_var(lp, cg), le_i64(lp, G));
+  LStmt *lb = ls_for(lp, tb, br, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g->OH)));
+  LStmt *bb = ls_body(lb);
+  /* the group's first plane at row oy s of batch row b (br = b OH + oy), and dy's row */
+  LExpr *b = le_bin(lp, LO_DIV, le_var(lp, br), le_i64(lp, g->OH));
+  LExpr *oy = le_bin(lp, LO_MOD, le_var(lp, br), le_i64(lp, g->OH));
+  int xrow = ls_local(lp, bb, LT_I64,
+                      le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, b, le_i64(lp, g->C)), c0), le_i64(lp, XPS)),
+                             le_mul(lp, oy, le_i64(lp, g->sh * Wp))));
+  int dyrow = ls_local(lp, bb, LT_I64, le_mul(lp, le_var(lp, br), le_i64(lp, g->OW * g->F)));
+  int64_t nob = g->OW / U, rest = g->OW % U;
+  if (nob == 1) {
+    conv_dw_taps_step(lp, bb, g, xp, dyt, XPS, Wp, G, nf, l, xrow, dyrow, le_i64(lp, 0), U, acc);
+  } else {
+    LStmt *lo = ls_for(lp, bb, ob, le_i64(lp, 0), le_i64(lp, nob));
+    lo->unroll = -1; /* a step is a whole tile's worth of FMAs already */
+    conv_dw_taps_step(lp, ls_body(lo), g, xp, dyt, XPS, Wp, G, nf, l, xrow, dyrow,
+                      le_mul(lp, le_var(lp, ob), le_i64(lp, U)), U, acc);
+  }
+  if (rest)
+    conv_dw_taps_step(lp, bb, g, xp, dyt, XPS, Wp, G, nf, l, xrow, dyrow, le_i64(lp, nob * U), rest, acc);
+  /* dW[f, c0 + c, ky, kx] with f = i V + l: a lane per filter */
+  for (int64_t m = 0; m < G * kk; m++)
+    for (int64_t i = 0; i < nf; i++) {
+      LExpr *f = le_add(lp, le_i64(lp, i * V), le_var(lp, l));
+      ls_store(lp, tb, dw,
+               le_add(lp, le_mul(lp, f, le_i64(lp, g->C * kk)), le_add(lp, le_mul(lp, c0, le_i64(lp, kk)), le_i64(lp, m))),
+               le_local(lp, acc[m][i]));
+    }
+}
+
 /* _conv_dw.  Flat planes again: xp [B, C, XPS] is x zero-padded, Hp rows of pitch Wp, and
  * dyq [B, F, NQ] is dy with the same pitch Wp (zero in columns >= OW and past OH Wp, NQ a
  * whole number of vectors), so that with q = oy Wp + ox the input element under kernel tap
@@ -1494,7 +1706,11 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
   ConvGeo g = conv_geo(lc->g, &lc->g->nodes[n->fwd]);
   int dy = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dw = lower_value(lc, n->id);
   if (conv_dw_by_filters(&g, lp->vec_f32)) {
-    lower_conv_dw_filters(lc, n, &g, dy, x, dw);
+    ConvDwTaps t;
+    if (conv_dw_taps_plan(lp, &g, &t))
+      lower_conv_dw_taps(lc, n, &g, &t, dy, x, dw);
+    else
+      lower_conv_dw_filters(lc, n, &g, dy, x, dw);
     return;
   }
   LStmt *body = lower_begin(lc, n);

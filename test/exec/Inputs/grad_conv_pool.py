@@ -70,6 +70,13 @@ CASES = [
     # dW over the filters (16 or 32): 49 taps in two tiles; 5 channels in groups of 1
     ("conv_f16_k7s2p3", [3, 11, 10], [conv(4, 1), conv(16, 7, 2, 3)], ""),
     ("conv_f16_c5", [5, 9, 8], [conv(5, 1), ("relu",), conv(16, 3, 1, 1)], ""),
+    # dW over the filters with several kx taps a step (AVX-512, 16 filters: conv.c
+    # lower_conv_dw_taps): at stride 2 (every other column shared; 2 channels a tile, the 12
+    # columns in one step), a 5 x 5 kernel on 19 columns (3 steps of 5, then 4); 32 filters
+    # (two vectors: the tall tile, FMA bound already) on 29 columns
+    ("conv_dwtaps_f32", [3, 7, 29], [conv(4, 1), ("relu",), conv(32, 3, 1, 1)], ""),
+    ("conv_dwtaps_s2", [4, 11, 23], [conv(4, 1), conv(16, 3, 2, 1)], ""),
+    ("conv_dwtaps_k5", [2, 8, 19], [conv(2, 1), ("tanh",), conv(16, 5, 1, 2)], ""),
     # stride 1 with little padding on a small plane: dx by taps (conv.c lower_conv_dx_taps),
     # 150 rows (a whole number of tiles), 100 rows (4 left over), a fused tanh gradient
     ("conv_taps_valid_k5", [3, 14, 14], [conv(6, 1), ("tanh",), conv(16, 5)], ""),

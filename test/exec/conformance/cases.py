@@ -175,6 +175,13 @@ def _conv2d_params():
         (16, 32, 32, 32, 3, 1, 1, True, 3),  # 2 filter vectors, one filter block
         (4, 48, 48, 80, 3, 1, 1, False, 2),  # 5 filter vectors in blocks of 2: a last block of 1
         (8, 12, 12, 112, 3, 1, 1, True, 3),  # 7 filter vectors in blocks of 2 on 12-wide rows
+        # several kx taps a step (AVX-512, one filter vector: each input column broadcast once
+        # for every tap that reads it): 5 taps, padding on a 5 x 5 tile
+        (16, 13, 15, 16, 5, 1, 2, True, 3),
+        (3, 20, 21, 16, 7, 2, 3, True, 2),    # 7 taps at stride 2: every other column shared
+        (3, 40, 41, 16, 11, 4, 2, False, 1),  # 11 taps at stride 4 (AlexNet's conv1 geometry)
+        (2, 36, 38, 16, 29, 1, 0, True, 1),   # 29 taps: a step of 15, then one of the other 14
+        (1, 34, 35, 16, 27, 1, 0, True, 3),   # 27 taps: a loop of 3 steps of 7, then one of 6
     ]
     return cases
 
