@@ -112,6 +112,10 @@ static void bcast_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Sli
   LExpr *br;
   LStmt *bb = br_loop(lp, tb, g, sl->brlo, sl->brhi, &br);
   LStmt *lk = ls_for(lp, bb, k, sl->klo, sl->khi);
+  if (g->unroll_k) {
+    if (g->K->kind != LE_CONST) die("gemm_bcast: unroll_k with a run-time K");
+    lk->unroll = 1;
+  }
   LExpr *a[GEMM_TALL_MR] = {0}, *b[GEMM_MAX_NC] = {0};
   for (int i = 0; i < mr; i++) a[i] = a_load(lp, g, sl, br, m[i], var(lp, k));
   for (int j = 0; j < nv; j++) b[j] = b_load(lp, g, sl, br, n[j], var(lp, k));

@@ -68,6 +68,10 @@ typedef struct GemmSpec {
    * gemm_tall_rows rows a tile, each tile summing the whole reduction (every br and k) in
    * registers and storing C once (accumulate unsupported) */
   int tall;
+  /* gemm_bcast: fully unroll the k loop of the tiles (K a constant of a few steps whose
+   * operand indices the callbacks derive by division: a convolution's kernel taps, where the
+   * division and the multiplies of a rolled loop sit on every step's load addresses) */
+  int unroll_k;
   const void *ctx;      /* passed to the callbacks */
   const char *name;     /* for the loop variables' names: "" */
 } GemmSpec;
