@@ -271,16 +271,25 @@ typedef struct Conv2dPlan {
   int g;                /* kernel columns (kx taps) per step, 1..k */
 } Conv2dPlan;
 
+/* The output column j < w that input column p (counted from the first output's first tap)
+ * feeds through kernel tap q at stride s (p = j s + q), or -1 (the column sweeps of the tiles
+ * with several taps a step, forward and weight gradient). */
+static int64_t tap_output(int64_t p, int64_t q, int64_t s, int64_t w) {
+  return p >= q && (p - q) % s == 0 && (p - q) / s < w ? (p - q) / s : -1;
+}
+
+/* Whether input column p feeds any of w outputs through one of g neighbouring taps. */
+static int tap_column_used(int64_t p, int64_t g, int64_t s, int64_t w) {
+  for (int64_t q = 0; q < g; q++)
+    if (tap_output(p, q, s, w) >= 0) return 1;
+  return 0;
+}
+
 /* The input columns a tile row of w outputs reads for g neighbouring kx taps at stride s:
- * the offsets p = j s + kxi (j < w, kxi < g) that occur, each broadcast once a step. */
+ * the offsets p = j s + q (j < w, q < g) that occur, each broadcast once a step. */
 static int64_t conv2d_step_columns(int64_t w, int64_t g, int64_t s) {
   int64_t n = 0;
-  for (int64_t p = 0; p < (w - 1) * s + g; p++)
-    for (int64_t kxi = 0; kxi < g; kxi++)
-      if (p >= kxi && (p - kxi) % s == 0 && (p - kxi) / s < w) {
-        n++;
-        break;
-      }
+  for (int64_t p = 0; p < (w - 1) * s + g; p++) n += tap_column_used(p, g, s, w);
   return n;
 }
 
@@ -392,17 +401,15 @@ static void conv2d_tile_taps(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int
    * on the FMA latency) */
   for (int64_t p = 0; p < (w - 1) * s + g; p++)
     for (int r = 0; r < h; r++) {
-      int used = 0;
-      for (int q = 0; q < g; q++) used |= p >= q && (p - q) % s == 0 && (p - q) / s < w;
-      if (!used) continue;
+      if (!tap_column_used(p, g, s, w)) continue;
       /* xb[(((b * CB + c / cb) * Hp + (oy0 + r) s + ky) * Wp + ox0 s + kx0 + p) * cb + cl] */
       LExpr *off = le_add(lp, le_mul(lp, le_add(lp, le_i64(lp, r * s), le_var(lp, ky)), le_i64(lp, pl->Wp * cb)),
                           le_add(lp, le_mul(lp, le_add(lp, le_i64(lp, p), kx0), le_i64(lp, cb)), le_var(lp, cl)));
       LExpr *xi = le_add(lp, le_add(lp, le_local(lp, xo), xblk), off);
       int xv = ls_local(lp, kb, LT_F32, le_load(lp, xp, xi));
       for (int q = 0; q < g; q++) {
-        if (p < q || (p - q) % s || (p - q) / s >= w) continue;
-        int j = (int)((p - q) / s);
+        int j = (int)tap_output(p, q, s, w);
+        if (j < 0) continue;
         for (int i = 0; i < nf; i++)
           ls_set(lp, kb, acc[i][r][j], le_fma(lp, le_local(lp, xv), le_local(lp, wv[i][q]), le_local(lp, acc[i][r][j])));
       }
@@ -444,7 +451,7 @@ static void conv2d_tile(LowerCtx *lc, LStmt *blk, const Conv2dPlan *pl, int xp, 
   int64_t ngr = k / g;
   if (ngr == 1) {
     conv2d_tile_taps(lc, ls_body(lky), pl, xp, wp, fl, ky, le_i64(lp, 0), g, xo, wo, k0, acc, h, w);
-  } else if (ngr > 1) {
+  } else { /* g <= k: ngr >= 1 */
     int kg = lvar(lp, g == 1 ? "kx" : "kg");
     LStmt *lkg = ls_for(lp, ls_body(lky), kg, le_i64(lp, 0), le_i64(lp, ngr));
     lkg->unroll = -1;
@@ -1170,9 +1177,11 @@ const OpInfo op_conv1d = {
  *   contiguous loads of dyp, W broadcast; reduced over the filters and the taps).  Input rows
  *   and columns that no window reads (floored windows) meet only zeros of dyp: gradient 0.
  * _conv_dw: dW[f, c, ky, kx] = sum_{b, oy, ox} dy[b, f, oy, ox] xp[b, c, oy sh + ky, ox sw + kx]
- *   (xp: x zero-padded): for 16 or 32 filters a gemm_bcast vectorized over the filters (tall
- *   tiles of (c, ky, kx) taps, dy transposed to [B, OH OW, F]: lower_conv_dw_filters); else a
- *   batch-reduce gemm_dot (gemm.h) over flat planes, register tiles of filters x taps.
+ *   (xp: x zero-padded): for 16 or 32 filters vectorized over the filters, dy transposed to
+ *   [B, OH OW, F]: a gemm_bcast with tall tiles of (c, ky, kx) taps (lower_conv_dw_filters),
+ *   or for one vector of filters, where that saves enough, several kx taps a step
+ *   (lower_conv_dw_taps); else a batch-reduce gemm_dot (gemm.h) over flat planes, register
+ *   tiles of filters x taps.
  * _conv_db: db[f] = sum_{b, q} dy[b, f, q] the same way. */
 typedef struct ConvGeo {
   int64_t C, H, W, F, kh, kw, sh, sw, ph, pw, OH, OW;
@@ -1542,18 +1551,32 @@ static int conv_dw_by_filters(const ConvGeo *g, int64_t V) {
   return g->F % V == 0 && g->F <= 2 * V && (g->OH == 1 || g->sh == g->sw);
 }
 
+/* The operands of dW over the filters (both ways): x zero-padded into planes of Hp Wp when
+ * the layer pads (else x itself) into *xp, and the blocked copy of dy's planes as rows of
+ * OH OW pixels, unpadded, F channels a block, into *dyt. */
+static void conv_dw_filters_operands(LowerCtx *lc, LStmt *body, const Node *n, const ConvGeo *g, int dy, int x,
+                                     int *xp, int *dyt) {
+  int64_t Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw;
+  *xp = g->ph || g->pw ? padded_planes(lc, body, n, g, x, Wp, Hp * Wp) : x;
+  *dyt = lower_pad2d_blocked(lc, body, n, dy, g->F, 1, g->OH * g->OW, 0, g->OH * g->OW, g->F, 0.0);
+}
+
+/* The tall tile's channels a group: the most whose taps fit one tile, and a divisor of C
+ * (equal groups for the threads). */
+static int64_t conv_dw_tall_group(const LoopProgram *lp, const ConvGeo *g) {
+  int64_t G = gemm_tall_rows(lp, g->F) / (g->kh * g->kw);
+  if (G < 1) G = 1;
+  while (g->C % G) G--;
+  return G;
+}
+
 static void lower_conv_dw_filters(LowerCtx *lc, const Node *n, const ConvGeo *g, int dy, int x, int dw) {
   LoopProgram *lp = lc->lp;
   LStmt *body = lower_begin(lc, n);
   int64_t Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw, kk = g->kh * g->kw;
-  int xp = g->ph || g->pw ? padded_planes(lc, body, n, g, x, Wp, Hp * Wp) : x;
-  /* the blocked copy of dy's planes as rows of OH OW pixels, unpadded: F channels a block */
-  int dyt = lower_pad2d_blocked(lc, body, n, dy, g->F, 1, g->OH * g->OW, 0, g->OH * g->OW, g->F, 0.0);
-  /* G channels a group: the most whose taps fit one tile, and a divisor of C (equal groups
-   * for the threads) */
-  int64_t G = gemm_tall_rows(lp, g->F) / kk;
-  if (G < 1) G = 1;
-  while (g->C % G) G--;
+  int xp, dyt;
+  conv_dw_filters_operands(lc, body, n, g, dy, x, &xp, &dyt);
+  int64_t G = conv_dw_tall_group(lp, g);
   int cg = lvar(lp, "cg");
   LStmt *lg = ls_for(lp, body, cg, le_i64(lp, 0), le_i64(lp, g->C / G));
   lg->parallel = 1; /* disjoint taps of dW */
@@ -1564,47 +1587,45 @@ static void lower_conv_dw_filters(LowerCtx *lc, const Node *n, const ConvGeo *g,
   gemm_bcast(lp, ls_body(lg), &gm);
 }
 
-/* _conv_dw over the filters, several kx taps a step: where the tall tile above broadcasts x
- * once per (tap, ox) into a vector of filters (one load per FMA: load bound where two loads
- * issue a cycle), a tile of the taps of G channels takes U neighbouring output columns at a
- * time: their U dy vectors (per filter vector) sit in registers, and each input column
- * those U columns read under the kernel row is broadcast once, into the FMAs of every
- * (column, kx) pair that reads it: per step U nf dy loads and G kh ((U - 1) s + kw)
- * broadcasts for G kh kw nf U FMAs.  Every accumulator still sums over (b, oy) and then ox
- * in ascending order, as the tall tile does: the same bits. */
+/* _conv_dw over one vector of filters, several kx taps a step: where the tall tile above
+ * broadcasts x once per (tap, ox) into the vector of filters (one load per FMA: load bound
+ * where two loads issue a cycle), a tile of the taps of G channels takes U neighbouring output
+ * columns at a time: their U dy vectors sit in registers, and each input column those U
+ * columns read under the kernel row is broadcast once, into the FMAs of every (column, kx)
+ * pair that reads it: per step U dy loads and G kh ((U - 1) s + kw) broadcasts for G kh kw U
+ * FMAs.  (Two vectors of filters: the tall tile does two FMAs a broadcast, FMA bound
+ * already.)  Every accumulator still sums over (b, oy) and then ox in ascending order, as the
+ * tall tile does: the same bits. */
 typedef struct ConvDwTaps {
   int64_t G, U; /* channels a tile, output columns a step */
 } ConvDwTaps;
 
 /* The relative cost of one (b, oy) row of a tile's steps (U columns a step, the rest in a
  * last step), in quarter-cycles as conv2d_step_cost: FMAs 2 each, loads 3 each. */
-static int64_t conv_dw_taps_cost(const ConvGeo *g, int64_t nf, int64_t G, int64_t U) {
+static int64_t conv_dw_taps_cost(const ConvGeo *g, int64_t G, int64_t U) {
   int64_t cost = 0;
   for (int part = 0; part < 2; part++) {
     int64_t u = part ? g->OW % U : U, steps = part ? (u > 0) : g->OW / U;
     if (!steps) continue;
-    int64_t fm = 2 * G * g->kh * g->kw * nf * u, ld = 3 * (u * nf + G * g->kh * ((u - 1) * g->sw + g->kw));
+    int64_t fm = 2 * G * g->kh * g->kw * u, ld = 3 * (u + G * g->kh * ((u - 1) * g->sw + g->kw));
     cost += steps * ((fm > ld ? fm : ld) + 2);
   }
   return cost;
 }
 
-/* Chooses G (a divisor of C) and U for the taps tile when it saves at least an eighth of the
- * tall tile's estimate (over the filters' vectors nf, R = its rows); 0: the tall tile. */
+/* Chooses G (a divisor of C) and U for the taps tile, for one vector of filters, when it
+ * saves at least an eighth of the tall tile's estimate (R = its rows); 0: the tall tile. */
 static int conv_dw_taps_plan(const LoopProgram *lp, const ConvGeo *g, ConvDwTaps *t) {
-  int64_t V = lp->vec_f32, nf = g->F / V, kk = g->kh * g->kw, regs = V >= 16 ? 32 : 16;
-  /* two vectors of filters: the tall tile does two FMAs a broadcast, FMA bound already */
-  if (nf != 1 || g->sw >= g->kw || g->OW < 2) return 0;
-  int64_t R = gemm_tall_rows(lp, g->F), Gt = R / kk;
-  if (Gt < 1) Gt = 1;
-  while (g->C % Gt) Gt--;
+  int64_t V = lp->vec_f32, kk = g->kh * g->kw, regs = V >= 16 ? 32 : 16;
+  if (g->F != V || g->sw >= g->kw || g->OW < 2) return 0;
+  int64_t R = gemm_tall_rows(lp, g->F), Gt = conv_dw_tall_group(lp, g);
   int64_t rows = Gt * kk, tiles = (rows + R - 1) / R;
-  int64_t fm = 2 * (rows < R ? rows : R) * nf, ld = 3 * (nf + (rows < R ? rows : R));
+  int64_t fm = 2 * (rows < R ? rows : R), ld = 3 * (1 + (rows < R ? rows : R));
   int64_t tall = g->C / Gt * tiles * g->OW * ((fm > ld ? fm : ld) + 2), best = -1;
   for (int64_t G = 1; G <= g->C; G++) {
-    if (g->C % G || G * kk * nf + nf + 1 > regs) continue;
-    for (int64_t U = 2; U <= g->OW && G * kk * nf + U * nf + 1 <= regs; U++) {
-      int64_t cost = g->C / G * conv_dw_taps_cost(g, nf, G, U);
+    if (g->C % G || G * kk + 2 > regs) continue;
+    for (int64_t U = 2; U <= g->OW && G * kk + U + 1 <= regs; U++) {
+      int64_t cost = g->C / G * conv_dw_taps_cost(g, G, U);
       if (best < 0 || cost < best) {
         best = cost;
         t->G = G;
@@ -1616,36 +1637,32 @@ static int conv_dw_taps_plan(const LoopProgram *lp, const ConvGeo *g, ConvDwTaps
 }
 
 /* One step of the taps tile: the u output columns from ox0 (an expression) of row (xrow,
- * dyrow) (i64 locals), into acc[c kk + ky kw + kx][i]. */
+ * dyrow) (i64 locals), into acc[c kk + ky kw + kx] (fewer than 32 of them, and u < 32: the
+ * plan keeps them and the dy vectors in the registers). */
 static void conv_dw_taps_step(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int xp, int dyt, int64_t XPS,
-                              int64_t Wp, int64_t G, int64_t nf, int l, int xrow, int dyrow, LExpr *ox0, int64_t u,
-                              int acc[][2]) {
-  int64_t V = lp->vec_f32, s = g->sw, P = (u - 1) * s + g->kw;
-  int dv[32][2];
-  for (int64_t j = 0; j < u; j++)
-    for (int64_t i = 0; i < nf; i++) /* dyt[(br OW + ox0 + j) F + i V + l] */
-      dv[j][i] = ls_local(lp, blk, LT_F32,
-                          le_load(lp, dyt, le_add(lp, le_local(lp, dyrow),
-                                                  le_add(lp, le_mul(lp, le_add(lp, ox0, le_i64(lp, j)), le_i64(lp, g->F)),
-                                                         le_add(lp, le_i64(lp, i * V), le_var(lp, l))))));
+                              int64_t Wp, int64_t G, int l, int xrow, int dyrow, LExpr *ox0, int64_t u,
+                              const int *acc) {
+  int64_t s = g->sw, P = (u - 1) * s + g->kw;
+  int dv[32];
+  for (int64_t j = 0; j < u; j++) /* dyt[(br OW + ox0 + j) F + l] */
+    dv[j] = ls_local(lp, blk, LT_F32,
+                     le_load(lp, dyt, le_add(lp, le_local(lp, dyrow),
+                                             le_add(lp, le_mul(lp, le_add(lp, ox0, le_i64(lp, j)), le_i64(lp, g->F)),
+                                                    le_var(lp, l)))));
   /* column by column, the (channel, kernel row) pairs inside: an accumulator's next FMA
    * comes about G kh kw FMAs later (pair by pair, its u dependent FMAs would sit kw apart and
    * wait on the FMA latency: measured slower than the tall tile) */
   for (int64_t p = 0; p < P; p++)
     for (int64_t c = 0; c < G; c++)
       for (int64_t ky = 0; ky < g->kh; ky++) {
-        int used = 0;
-        for (int64_t kx = 0; kx < g->kw; kx++) used |= p >= kx && (p - kx) % s == 0 && (p - kx) / s < u;
-        if (!used) continue;
+        if (!tap_column_used(p, g->kw, s, u)) continue;
         /* xp[row base + c XPS + ky Wp + ox0 s + p] */
         LExpr *xi = le_add(lp, le_local(lp, xrow),
                            le_add(lp, le_i64(lp, c * XPS + ky * Wp + p), le_mul(lp, ox0, le_i64(lp, s))));
         int xv = ls_local(lp, blk, LT_F32, le_load(lp, xp, xi));
         for (int64_t kx = 0; kx < g->kw; kx++) {
-          if (p < kx || (p - kx) % s || (p - kx) / s >= u) continue;
-          int64_t j = (p - kx) / s, m = (c * g->kh + ky) * g->kw + kx;
-          for (int64_t i = 0; i < nf; i++)
-            ls_set(lp, blk, acc[m][i], le_fma(lp, le_local(lp, xv), le_local(lp, dv[j][i]), le_local(lp, acc[m][i])));
+          int64_t j = tap_output(p, kx, s, u), m = (c * g->kh + ky) * g->kw + kx;
+          if (j >= 0) ls_set(lp, blk, acc[m], le_fma(lp, le_local(lp, xv), le_local(lp, dv[j]), le_local(lp, acc[m])));
         }
       }
 }
@@ -1654,19 +1671,18 @@ static void lower_conv_dw_taps(LowerCtx *lc, const Node *n, const ConvGeo *g, co
                                int dw) {
   LoopProgram *lp = lc->lp;
   LStmt *body = lower_begin(lc, n);
-  int64_t V = lp->vec_f32, nf = g->F / V, Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw, kk = g->kh * g->kw;
+  int64_t V = lp->vec_f32, Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw, kk = g->kh * g->kw;
   int64_t XPS = Hp * Wp, G = t->G, U = t->U;
-  int xp = g->ph || g->pw ? padded_planes(lc, body, n, g, x, Wp, XPS) : x;
-  int dyt = lower_pad2d_blocked(lc, body, n, dy, g->F, 1, g->OH * g->OW, 0, g->OH * g->OW, g->F, 0.0);
+  int xp, dyt;
+  conv_dw_filters_operands(lc, body, n, g, dy, x, &xp, &dyt);
   int cg = lvar(lp, "cg"), l = lvar(lp, "l"), br = lvar(lp, "br"), ob = lvar(lp, "ob");
   LStmt *lg = ls_for(lp, body, cg, le_i64(lp, 0), le_i64(lp, g->C / G));
   lg->parallel = 1; /* disjoint taps of dW */
   LStmt *ll = ls_for(lp, ls_body(lg), l, le_i64(lp, 0), le_i64(lp, V));
   ll->vec = (int)V;
   LStmt *tb = ls_body(ll);
-  int acc[32][2];
-  for (int64_t m = 0; m < G * kk; m++)
-    for (int64_t i = 0; i < nf; i++) acc[m][i] = ls_local(lp, tb, LT_F32, le_f32(lp, 0));
+  int acc[32];
+  for (int64_t m = 0; m < G * kk; m++) acc[m] = ls_local(lp, tb, LT_F32, le_f32(lp, 0));
   LExpr *c0 = le_mul(lp, le_var(lp, cg), le_i64(lp, G));
   LStmt *lb = ls_for(lp, tb, br, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, g->OH)));
   LStmt *bb = ls_body(lb);
@@ -1679,23 +1695,21 @@ static void lower_conv_dw_taps(LowerCtx *lc, const Node *n, const ConvGeo *g, co
   int dyrow = ls_local(lp, bb, LT_I64, le_mul(lp, le_var(lp, br), le_i64(lp, g->OW * g->F)));
   int64_t nob = g->OW / U, rest = g->OW % U;
   if (nob == 1) {
-    conv_dw_taps_step(lp, bb, g, xp, dyt, XPS, Wp, G, nf, l, xrow, dyrow, le_i64(lp, 0), U, acc);
+    conv_dw_taps_step(lp, bb, g, xp, dyt, XPS, Wp, G, l, xrow, dyrow, le_i64(lp, 0), U, acc);
   } else {
     LStmt *lo = ls_for(lp, bb, ob, le_i64(lp, 0), le_i64(lp, nob));
     lo->unroll = -1; /* a step is a whole tile's worth of FMAs already */
-    conv_dw_taps_step(lp, ls_body(lo), g, xp, dyt, XPS, Wp, G, nf, l, xrow, dyrow,
+    conv_dw_taps_step(lp, ls_body(lo), g, xp, dyt, XPS, Wp, G, l, xrow, dyrow,
                       le_mul(lp, le_var(lp, ob), le_i64(lp, U)), U, acc);
   }
   if (rest)
-    conv_dw_taps_step(lp, bb, g, xp, dyt, XPS, Wp, G, nf, l, xrow, dyrow, le_i64(lp, nob * U), rest, acc);
-  /* dW[f, c0 + c, ky, kx] with f = i V + l: a lane per filter */
+    conv_dw_taps_step(lp, bb, g, xp, dyt, XPS, Wp, G, l, xrow, dyrow, le_i64(lp, nob * U), rest, acc);
+  /* dW[f, c0 + c, ky, kx] with f = l: a lane per filter */
   for (int64_t m = 0; m < G * kk; m++)
-    for (int64_t i = 0; i < nf; i++) {
-      LExpr *f = le_add(lp, le_i64(lp, i * V), le_var(lp, l));
-      ls_store(lp, tb, dw,
-               le_add(lp, le_mul(lp, f, le_i64(lp, g->C * kk)), le_add(lp, le_mul(lp, c0, le_i64(lp, kk)), le_i64(lp, m))),
-               le_local(lp, acc[m][i]));
-    }
+    ls_store(lp, tb, dw,
+             le_add(lp, le_mul(lp, le_var(lp, l), le_i64(lp, g->C * kk)),
+                    le_add(lp, le_mul(lp, c0, le_i64(lp, kk)), le_i64(lp, m))),
+             le_local(lp, acc[m]));
 }
 
 /* _conv_dw.  Flat planes again: xp [B, C, XPS] is x zero-padded, Hp rows of pitch Wp, and
