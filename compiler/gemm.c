@@ -9,7 +9,8 @@ enum { GEMM_MAX_MR = 8, GEMM_MAX_NC = 8,
        GEMM_TALL_MR = 28 /* rows of a tall tile (gemm_bcast with g->tall) */, GEMM_DOT_CHUNK = 32 /* vectors summed per partial */,
        GEMM_BCAST_SLICE = 256 /* k per slice of a gemm_bcast reduction */,
        GEMM_DOT_SLICE = 4096 /* k per slice of a gemm_dot batch-reduce */,
-       GEMM_GROUP_PANEL = 16384 /* bytes of B a grouped product's tiles walk in one chunk */ };
+       GEMM_GROUP_PANEL = 16384 /* bytes of B a grouped product's tiles walk in one chunk */,
+       GEMM_CHUNK_TILES = 8 /* row tiles a chunk of a run-time M (bcast_chunked) */ };
 
 static LExpr *i64(LoopProgram *lp, int64_t v) { return le_i64(lp, v); }
 static LExpr *var(LoopProgram *lp, int v) { return le_var(lp, v); }
@@ -285,6 +286,65 @@ static void bcast_tall(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
   bcast_rows(lp, blk, g, &sl, mfull, 1, le_sub(lp, g->M, mfull), nv);
 }
 
+/* A run-time M (the batch), no packing, no batch-reduce: one parallel loop over pairs of a
+ * column panel (nv vectors; then the columns past the panels, a vector each, the last one
+ * partial) and a chunk of GEMM_CHUNK_TILES row tiles, each pair running the whole reduction
+ * slice by slice over its rows: full tiles of mr rows, then the rows the chunk leaves over in
+ * tiles of the powers of two below mr (4, 2, 1 for mr = 6: a batch of 64 ends in a 4-row tile,
+ * not 4 single rows that load a B vector per FMA).  One parallel region a product (the slices
+ * inside it), and the rows shared between threads too when the columns are few panels. */
+static void bcast_chunked(LoopProgram *lp, LStmt *blk, const GemmSpec *g, int mr, int nv) {
+  int64_t V = lp->vec_f32, RCH = (int64_t)mr * GEMM_CHUNK_TILES;
+  if (g->N->kind == LE_CONST && g->N->ival < nv * V) nv = (int)(g->N->ival / V); /* no wider than N */
+  int64_t P = nv ? nv * V : V;
+  LExpr *RC = div_(lp, le_add(lp, g->M, i64(lp, RCH - 1)), RCH);
+  LExpr *NP = nv ? div_(lp, g->N, P) : i64(lp, 0), *nfull = le_mul(lp, NP, i64(lp, P));
+  LExpr *NQ = div_(lp, le_add(lp, le_sub(lp, g->N, nfull), i64(lp, V - 1)), V);
+  for (int part = nv ? 0 : 1; part < 2; part++) {
+    /* part 0: the panels; part 1: the single vectors past them */
+    int t = lvar(lp, part ? "tq" : "tp");
+    LStmt *lt = ls_for(lp, blk, t, i64(lp, 0), le_mul(lp, part ? NQ : NP, RC));
+    lt->parallel = g->parallel == GEMM_PAR_N;
+    LStmt *tb = ls_body(lt);
+    /* the pair's first column n0 and first row m0, locals: the tiles' indices read them */
+    LExpr *col = le_bin(lp, LO_DIV, var(lp, t), RC), *rc = le_bin(lp, LO_MOD, var(lp, t), RC);
+    LExpr *n0 = le_local(lp, ls_local(lp, tb, LT_I64, part ? le_add(lp, nfull, le_mul(lp, col, i64(lp, V)))
+                                                             : le_mul(lp, col, i64(lp, P))));
+    LExpr *lanes = part ? min_(lp, i64(lp, V), le_sub(lp, g->N, n0)) : i64(lp, V);
+    int w = part ? 1 : nv;
+    LExpr *lo = le_local(lp, ls_local(lp, tb, LT_I64, le_mul(lp, rc, i64(lp, RCH))));
+    LExpr *rows = min_(lp, i64(lp, RCH), le_sub(lp, g->M, lo));
+    Slice sl = {.klo = i64(lp, 0), .khi = g->K};
+    LStmt *body = tb;
+    if (!(g->K->kind == LE_CONST && g->K->ival <= GEMM_BCAST_SLICE * 3 / 2)) {
+      /* a known K in slices of one size (784: 4 x 196, not 3 x 256 and a last 16 that reads
+       * and writes C for a few k) */
+      int64_t size = GEMM_BCAST_SLICE;
+      if (g->K->kind == LE_CONST) {
+        int64_t ns = (g->K->ival + size - 1) / size;
+        size = (g->K->ival + ns - 1) / ns;
+      }
+      body = slice_loop(lp, tb, "ks", g->K, size, &sl.klo, &sl.khi, &sl);
+    }
+    if (g->accumulate) sl.first = sl.last = NULL;
+    int mb = lvar(lp, "mb");
+    LExpr *MB = le_local(lp, ls_local(lp, body, LT_I64, div_(lp, rows, mr)));
+    LStmt *lm = ls_for(lp, body, mb, i64(lp, 0), MB);
+    bcast_tile(lp, ls_body(lm), g, &sl, le_add(lp, lo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr, n0, w, lanes);
+    LExpr *at = le_local(lp, ls_local(lp, body, LT_I64, le_add(lp, lo, le_mul(lp, MB, i64(lp, mr)))));
+    LExpr *rest = le_local(lp, ls_local(lp, body, LT_I64, le_sub(lp, le_add(lp, lo, rows), at)));
+    int p = 1;
+    while (2 * p < mr) p *= 2;
+    for (; p >= 1; p /= 2) {
+      /* rest < mr <= 2p for the first p: a tile of p rows where rest's bit p is set */
+      LExpr *bit = le_bin(lp, LO_MOD, p > 1 ? div_(lp, rest, p) : rest, i64(lp, 2));
+      bcast_tile(lp, ls_body(ls_if(lp, body, le_bin(lp, LO_NE, bit, i64(lp, 0)))), g, &sl, at, p, n0, w, lanes);
+      if (p > 1) at = le_local(lp, ls_local(lp, body, LT_I64, le_add(lp, at, le_mul(lp, bit, i64(lp, p)))));
+    }
+    if (g->N->kind == LE_CONST && g->N->ival % P == 0) break; /* no columns past the panels */
+  }
+}
+
 void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
   check_spec(g);
   if (g->tall) {
@@ -293,6 +353,10 @@ void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
   }
   int mr, nv;
   bcast_shape(lp, g, &mr, &nv);
+  if (g->M->kind != LE_CONST && !g->BR && !g->pack_a && !g->pack_b) {
+    bcast_chunked(lp, blk, g, mr, nv);
+    return;
+  }
   /* The reduction in slices of about GEMM_BCAST_SLICE k (times br): a tile's strip of B (one
    * row of nv vectors per k) then stays in L1 over every row block, not only when K is small */
   Slice sl = {.klo = i64(lp, 0), .khi = g->K};

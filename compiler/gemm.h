@@ -25,7 +25,10 @@
  * The tiles come from the target's vector width (16 registers for AVX2: 4 x 3 tiles; 32 for
  * AVX-512: 6 x 4; a known M of 2..8 that the tile does not divide is one tile of all M rows);
  * rows left over by MR run as 1-row tiles twice as wide, so a batch-1 product (a GEMV) still
- * has 8 independent FMA chains streaming its weights.  A third entry, gemm_bcast_groups (below),
+ * has 8 independent FMA chains streaming its weights.  gemm_bcast with a run-time M (the
+ * batch) and neither packing nor batch-reduce is one parallel loop over pairs of a column
+ * panel and a chunk of rows, the reduction's slices inside each, and the rows a chunk leaves
+ * over in tiles of 4, 2 and 1 rows (2 and 1 on AVX2) as wide as the panel.  A third entry, gemm_bcast_groups (below),
  * tiles the recurrent layers' gate products and hands the sums to the cell.  Every output element is
  * summed in one fixed order that depends on the shapes and the vector width only: never on how
  * the work is split between threads.  The outer loop over column blocks is parallel (disjoint

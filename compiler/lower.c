@@ -159,6 +159,8 @@ int lower_scratch(LowerCtx *lc, const char *name, LType elem, SymCount per_sampl
   return b;
 }
 
+int lower_packs_once(const LowerCtx *lc) { return inference(lc->mode); }
+
 int lower_packed(LowerCtx *lc, const char *name, int64_t numel, LStmt **prepare_block) {
   LoopProgram *lp = lc->lp;
   if (!inference(lc->mode)) {

@@ -62,6 +62,9 @@ LStmt *lower_begin(LowerCtx *lc, const Node *n);
 /* Scratch of batch * per_sample elements (or per_sample alone when !batched), live only
  * during the current kernel. */
 int lower_scratch(LowerCtx *lc, const char *name, LType elem, SymCount per_sample, int batched);
+/* Whether this entry point's packed weights are made once per update (inference: forward and
+ * step) rather than at the start of every call (the training entry points). */
+int lower_packs_once(const LowerCtx *lc);
 /* A packed-weights buffer of `numel` floats and the prepare block that must fill it. */
 int lower_packed(LowerCtx *lc, const char *name, int64_t numel, LStmt **prepare_block);
 /* For a packed copy that holds every value of parameter buffer `param` (a permutation, maybe

@@ -77,17 +77,32 @@ static SymCount dense_flops(const Graph *g, const Node *n) {
 
 /* --- lowering ---
  *   R = rows (batch, or batch * seq), K = in features, U = units
- *   x [R, K], weight [U, K] (PyTorch's layout, read where it is: no packed copy), bias [U],
- *   y [R, U]
- * y = x W^T is gemm_dot (gemm.h): both operands contiguous in k, register tiles of rows x
- * units, k in chunks summed on their own; at batch 1 it is a GEMV streaming 8 weight rows at
- * once, the unit blocks shared between threads.  The bias is the tile's starting value and
- * the fused activation its epilogue.
+ *   x [R, K], weight [U, K] (PyTorch's layout), bias [U], y [R, U]
+ * y = x W^T, two ways (gemm.h), the bias the tile's starting value and the fused activation
+ * its epilogue either way:
+ *   - inference (forward, step), when U >= DENSE_PACK_MIN_UNITS and the weight is at most
+ *     DENSE_PACK_MAX_FLOATS: gemm_bcast on W^T, packed once by a prepare kernel into wt
+ *     [K, gemm_pitch(U)] (an unpack kernel restores W from it, so the runtime may drop W's own
+ *     pages): gemm_bcast's batch path, tiles of 6 rows x 4 vectors of units, per k 4 loads
+ *     and 6 broadcasts for 24 FMAs and no sum across lanes (the MLP's 784 -> 256 layer at
+ *     batch 64: 1.17x the dot tiles, batch 2 1.4x; at batch 1 a row of 4 vectors, 4 FMA chains,
+ *     about 5% slower than the dot form's 8: kept, since a row's sums must not depend on the
+ *     batch it came in, which runtime/threads.test checks bit for bit with the batch split);
+ *   - else gemm_dot on W where it is: both operands contiguous in k, tiles of rows x units,
+ *     k in chunks summed on their own, the lanes summed at the end.  Training keeps it (its
+ *     weights change at every step: a transposed copy per call would cost more than it saves),
+ *     and so do small layers (fewer units than DENSE_PACK_MIN_UNITS: a few vectors of units
+ *     leave the broadcast tiles load bound) and big ones (a weight past the L2 cache is
+ *     streamed from memory at batch 1, which the dot form does at full bandwidth, and its
+ *     packed copy would sit beside W until every prepare kernel has run: VGG-16's 123 M
+ *     classifier weights).
+ * At batch 1 either is a GEMV streaming the weights, the unit blocks shared between threads.
  */
+enum { DENSE_PACK_MIN_UNITS = 64, DENSE_PACK_MAX_FLOATS = 1 << 20 };
 typedef struct DenseGemm {
   LowerCtx *lc;
   const Node *n;
-  int64_t K, U;
+  int64_t K, U, pitch; /* pitch: wt's row (packed forward) */
   int bias;
 } DenseGemm;
 
@@ -109,6 +124,11 @@ static LExpr *cols_k(LoopProgram *lp, const void *c, LExpr *br, LExpr *col, LExp
 }
 static LExpr *cols_u(LoopProgram *lp, const void *c, LExpr *br, LExpr *col, LExpr *row) {
   return rows_u(lp, c, br, row, col);
+}
+/* wt[k, u], k's row of the packed W^T */
+static LExpr *packed_wt(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *k) {
+  (void)br;
+  return row_major(lp, k, ((const DenseGemm *)c)->pitch, n);
 }
 static LExpr *fwd_bias(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
   (void)m;
@@ -137,7 +157,36 @@ static void lower_dense(struct LowerCtx *lc, const Node *n) {
                 .init = d.bias >= 0 ? fwd_bias : NULL,
                 .epilogue = lc->fused_act && lc->fused_act[n->id] >= 0 ? fwd_epilogue : NULL,
                 .ctx = &d};
-  gemm_dot(lp, body, &g);
+  if (!lower_packs_once(lc) || d.U < DENSE_PACK_MIN_UNITS || d.K * d.U > DENSE_PACK_MAX_FLOATS) {
+    gemm_dot(lp, body, &g);
+    return;
+  }
+  d.pitch = gemm_pitch(lp, d.U);
+  LStmt *prep;
+  int wt = lower_packed(lc, arena_printf(lp->arena, "%s.wt", n->name), d.K * d.pitch, &prep);
+  {
+    /* wt[k, u] = W[u, k]: parallel over k, one gather of a vector of units (once per update) */
+    int k = lvar(lp, "k"), u = lvar(lp, "u");
+    LStmt *lk = ls_for(lp, prep, k, le_i64(lp, 0), le_i64(lp, d.K));
+    lk->parallel = 1;
+    LStmt *lu = ls_for(lp, ls_body(lk), u, le_i64(lp, 0), le_i64(lp, d.U));
+    lu->vec = (int)lp->vec_f32;
+    ls_store(lp, ls_body(lu), wt, packed_wt(lp, &d, NULL, le_var(lp, u), le_var(lp, k)),
+             le_load(lp, w, rows_k(lp, &d, NULL, le_var(lp, u), le_var(lp, k))));
+  }
+  LStmt *unpack = lower_unpack(lc, arena_printf(lp->arena, "%s.wt", n->name), w);
+  if (unpack) {
+    /* W[u, k] = wt[k, u]: every weight, once, from where it was put */
+    int u = lvar(lp, "u"), k = lvar(lp, "k");
+    LStmt *lu = ls_for(lp, unpack, u, le_i64(lp, 0), le_i64(lp, d.U));
+    lu->parallel = 1;
+    LStmt *lk = ls_for(lp, ls_body(lu), k, le_i64(lp, 0), le_i64(lp, d.K));
+    ls_store(lp, ls_body(lk), w, rows_k(lp, &d, NULL, le_var(lp, u), le_var(lp, k)),
+             le_load(lp, wt, packed_wt(lp, &d, NULL, le_var(lp, u), le_var(lp, k))));
+  }
+  g.b = wt;
+  g.b_at = packed_wt;
+  gemm_bcast(lp, body, &g);
 }
 
 /* --- the gradient rule ---

@@ -295,6 +295,23 @@ def dense_models():
             return Net({"y": nn.Linear(k, u, bias=bias)}, lambda m, x: {"y": m.y(x)})
         runs = [(b, None)] if sq != SEQ else [(1, 1), (3, 7), (17, 2)]
         out.append(Model(name, src, make, [x], ["y"], runs, gain=1.41))
+    # at least 64 units and inference: W^T packed, gemm_bcast's batch path (dense.c): rows
+    # in chunks of 48 and tiles of 6, then 4, 2, 1 (every remainder of 6 and both sides of a
+    # chunk), a panel of 64 units and single vectors past it (100 = 64 + 16 + 16 + 4 lanes),
+    # K in one slice (70) or two (400), on [K] and on [seq, K] (rows = batch * seq)
+    for (k, u, bias, sq, batches) in [(400, 100, True, None, [1, 2, 3, 5, 7, 11, 49, 53]),
+                                      (70, 64, False, None, [4, 6, 48, 97]),
+                                      (33, 80, True, SEQ, None)]:
+        shape = (k,) if sq is None else (sq, k)
+        x = Input("x", shape)
+        src = _src([x], ["h = dense(x, %d%s)" % (u, "" if bias else ", bias=false"),
+                         "output y = relu(h)%s" % _ann(shape[:-1] + (u,))])
+        name = "dense_rows_k%d_u%d%s%s" % (k, u, "" if bias else "_nobias", "" if sq is None else "_seq")
+
+        def make(k=k, u=u, bias=bias):
+            return Net({"h": nn.Linear(k, u, bias=bias)}, lambda m, x: {"y": torch.relu(m.h(x))})
+        runs = [(b, None) for b in batches] if sq is None else [(1, 1), (3, 7), (17, 2), (5, 13)]
+        out.append(Model(name, src, make, [x], ["y"], runs, gain=1.41))
     # flatten alone, and flatten feeding dense
     for (shape, b) in [((3, 4, 5), 3), ((1, 1, 7), 1), ((7, 3), 17)]:
         x = Input("x", shape)
