@@ -165,13 +165,17 @@ static void lower_dense(struct LowerCtx *lc, const Node *n) {
   LStmt *prep;
   int wt = lower_packed(lc, arena_printf(lp->arena, "%s.wt", n->name), d.K * d.pitch, &prep);
   {
-    /* wt[k, u] = W[u, k]: parallel over k, one gather of a vector of units (once per update) */
-    int k = lvar(lp, "k"), u = lvar(lp, "u");
-    LStmt *lk = ls_for(lp, prep, k, le_i64(lp, 0), le_i64(lp, d.K));
-    lk->parallel = 1;
-    LStmt *lu = ls_for(lp, ls_body(lk), u, le_i64(lp, 0), le_i64(lp, d.U));
-    lu->vec = (int)lp->vec_f32;
-    ls_store(lp, ls_body(lu), wt, packed_wt(lp, &d, NULL, le_var(lp, u), le_var(lp, k)),
+    /* wt[k, u] = W[u, k] in blocks of 16 k, parallel over the blocks: each unit's 16 weights
+     * are one line of W, and the block's 16 rows of wt stay in L1 while the units fill them
+     * (a gather of a vector of units for each k walked all of W's rows a k: the first call of
+     * a 1024 -> 1024 layer took 12.2 ms with it, 5.6 ms now, 3.1 ms without the packing) */
+    int kb = lvar(lp, "kb"), u = lvar(lp, "u"), k = lvar(lp, "k");
+    LStmt *lb = ls_for(lp, prep, kb, le_i64(lp, 0), le_i64(lp, (d.K + 15) / 16));
+    lb->parallel = 1;
+    LStmt *lu = ls_for(lp, ls_body(lb), u, le_i64(lp, 0), le_i64(lp, d.U));
+    LExpr *k0 = le_mul(lp, le_var(lp, kb), le_i64(lp, 16));
+    LStmt *lk = ls_for(lp, ls_body(lu), k, k0, le_bin(lp, LO_MIN, le_i64(lp, d.K), le_add(lp, k0, le_i64(lp, 16))));
+    ls_store(lp, ls_body(lk), wt, packed_wt(lp, &d, NULL, le_var(lp, u), le_var(lp, k)),
              le_load(lp, w, rows_k(lp, &d, NULL, le_var(lp, u), le_var(lp, k))));
   }
   LStmt *unpack = lower_unpack(lc, arena_printf(lp->arena, "%s.wt", n->name), w);
