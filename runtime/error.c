@@ -7,12 +7,13 @@
  * message stays until the next failure on the same thread; it is "" before the first one.
  * Messages longer than the buffer are truncated, never overflowed.
  */
-#define _POSIX_C_SOURCE 200809L   /* fileno */
+#define _DEFAULT_SOURCE   /* fileno, madvise */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "rt_internal.h"
@@ -29,9 +30,37 @@ NNCC_API int nncc_rt_fail(int code, const char *fmt, ...) {
 
 NNCC_API const char *nncc_last_error(void) { return last_error; }
 
+/* Buffers of at least HUGE_MIN bytes (parameters, packed weights, workspace, gradients) start
+ * on a 2 MiB boundary, fill whole 2 MiB pages and ask for transparent huge pages (madvise
+ * MADV_HUGEPAGE; Linux's default THP mode, "madvise", gives them only to such ranges).  The
+ * kernels walk these buffers along rows, planes and weight rows, and with 4 KiB pages they
+ * missed the TLB all the time, dearest in a virtual machine (a two-level page walk): VGG-16
+ * 1.15-1.21x on one thread (docs/c-api.md, "Huge pages").  NNCC_HUGE_PAGES=0 in the
+ * environment (read at each allocation) keeps 4 KiB pages; where the kernel refuses the
+ * advice, the buffer keeps them too. */
+enum { HUGE_PAGE = 2 << 20, HUGE_MIN = 4 << 20 };
+
+static int huge_pages_wanted(size_t bytes) {
+#ifdef MADV_HUGEPAGE
+  const char *e = getenv("NNCC_HUGE_PAGES");
+  return bytes >= HUGE_MIN && !(e && strcmp(e, "0") == 0);
+#else
+  (void)bytes;
+  return 0;
+#endif
+}
+
 float *nncc_rt_alloc_floats(int64_t n) {
-  if (n < 0 || (uint64_t)n > (SIZE_MAX - NNCC_ALIGN) / sizeof(float)) return NULL;
+  if (n < 0 || (uint64_t)n > (SIZE_MAX - HUGE_PAGE) / sizeof(float)) return NULL;
   size_t bytes = (size_t)n * sizeof(float);
+  if (huge_pages_wanted(bytes)) {
+    bytes = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;   /* whole huge pages */
+    void *p = aligned_alloc(HUGE_PAGE, bytes);
+#ifdef MADV_HUGEPAGE
+    if (p) (void)madvise(p, bytes, MADV_HUGEPAGE);   /* a hint: a refusal changes nothing */
+#endif
+    return p;
+  }
   bytes = (bytes + NNCC_ALIGN - 1) / NNCC_ALIGN * NNCC_ALIGN;   /* aligned_alloc wants a multiple */
   if (bytes == 0) bytes = NNCC_ALIGN;
   return aligned_alloc(NNCC_ALIGN, bytes);

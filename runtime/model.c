@@ -299,7 +299,13 @@ static void params_evict(nncc_model *m) {
     uintptr_t hi = lo + (uintptr_t)d->evictable[2 * i + 1] * sizeof(float);
     lo = (lo + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;   /* whole pages */
     hi = hi / (uintptr_t)page * (uintptr_t)page;
-    if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0) m->evicted = 1;
+    if (hi <= lo) continue;
+#ifdef MADV_NOHUGEPAGE
+    /* params may sit on huge pages (nncc_rt_alloc_floats): without this, khugepaged could
+     * collapse the freed range back into a huge page of zeros and undo the saving */
+    (void)madvise((void *)lo, hi - lo, MADV_NOHUGEPAGE);
+#endif
+    if (madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0) m->evicted = 1;
   }
 #endif
 }

@@ -53,6 +53,29 @@ static double rss_mib(void) {
   return (double)resident * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
 }
 
+/* Whether the mapping that holds addr has flag (two letters: "hg" for MADV_HUGEPAGE, "nh"
+ * for MADV_NOHUGEPAGE) on its VmFlags line in /proc/self/smaps; -1 when not found. */
+static int vm_flag(const void *addr, const char *flag) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  if (!f) return -1;
+  char line[512];
+  int inside = 0, found = -1;
+  uintptr_t a = (uintptr_t)addr;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+      inside = a >= lo && a < hi;
+    } else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+      found = 0;
+      for (char *t = strtok(line + 8, " \n"); t; t = strtok(NULL, " \n"))
+        if (strcmp(t, flag) == 0) found = 1;
+      break;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
 static float forward(nncc_model *m) {
   float y = 0;
   void *out[1] = {&y};
@@ -125,6 +148,31 @@ int main(int argc, char **argv) {
   int same = wm && wk && n == N && !memcmp(wm, wk, (size_t)N * sizeof(float));
   printf("case param_after_eviction: %s\n", same ? "same values" : "differ");
   EXPECT(same, "w differs after the restore");
+  /* Huge pages (nncc_rt_alloc_floats): the parameters (over 4 MiB) start on a 2 MiB boundary
+   * in a mapping advised MADV_HUGEPAGE, but the evicted range is advised MADV_NOHUGEPAGE
+   * (else khugepaged could fill it back with zeros); NNCC_HUGE_PAGES=0 asks for neither. */
+  FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (thp) {
+    fclose(thp);
+    const float *base = wm - 1, *mid = wm + N / 2, *kbase = wk - 1;
+    int aligned = (uintptr_t)base % (2u << 20) == 0 && (uintptr_t)kbase % (2u << 20) == 0;
+    int hg = vm_flag(base, "hg") == 1 && vm_flag(kbase, "hg") == 1 && vm_flag(wk + N / 2, "hg") == 1;
+    int nh = vm_flag(mid, "nh") == 1 && vm_flag(mid, "hg") == 0 && vm_flag(wk + N / 2, "nh") == 0;
+    setenv("NNCC_HUGE_PAGES", "0", 1);
+    nncc_model *s4 = nncc_rt_create(&ev_desc);
+    unsetenv("NNCC_HUGE_PAGES");
+    EXPECT(nncc_rt_init(s4, 0) == NNCC_OK, "init");
+    const float *w4 = nncc_rt_param(s4, "w", &n);
+    int off = w4 && vm_flag(w4, "hg") == 0;
+    printf("case huge_pages: %s\n", aligned && hg && nh && off ? "yes" : "no");
+    EXPECT(aligned, "parameters at %p and %p, not on 2 MiB boundaries", (const void *)base, (const void *)kbase);
+    EXPECT(hg, "the parameters' mapping is not advised MADV_HUGEPAGE");
+    EXPECT(nh, "the evicted range is not advised MADV_NOHUGEPAGE (or the kept one is)");
+    EXPECT(off, "NNCC_HUGE_PAGES=0 still advised MADV_HUGEPAGE");
+    nncc_rt_destroy(s4);
+  } else {
+    printf("case huge_pages: no transparent huge pages in this kernel\n");
+  }
   wm[5] += 1.0f;
   wk[5] += 1.0f;
   EXPECT(forward(m) == forward(k), "a write through the pointer is seen");
