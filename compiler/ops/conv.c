@@ -313,21 +313,36 @@ static int64_t conv2d_taps_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int
   return cost;
 }
 
-/* The cost of covering the plane with h x w tiles (and the edge tiles). */
+/* The cost of covering the plane with h x w tiles (and the edge tiles).  The rows left below
+ * the whole tile rows count twice: they are a band of their own, a second parallel loop after
+ * the first (lower_conv2d_tiled), one piece of work per batch row and filter block, so at
+ * batch 1 one thread runs it while the others wait.  resnet_mini's 16-filter layers on 32 x 32:
+ * 3 x 9 tiles (2 rows left) and 2 x 13 tiles (none) estimate within 1% of each other and run
+ * as fast on one thread, but at batch 1 on two threads 2 x 13 is 1.22x faster. */
 static int64_t conv2d_plane_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w, int64_t g) {
   int64_t OH = pl->OH, OW = pl->OW;
   int64_t ty = OH / h, ry = OH % h, tx = OW / w, rx = OW % w, cost = 0;
   cost += ty * tx * conv2d_taps_cost(pl, nf, h, w, g);
   if (rx) cost += ty * conv2d_taps_cost(pl, nf, h, rx, g);
-  if (ry) cost += tx * conv2d_taps_cost(pl, nf, ry, w, g);
-  if (ry && rx) cost += conv2d_taps_cost(pl, nf, ry, rx, g);
+  if (ry) cost += 2 * tx * conv2d_taps_cost(pl, nf, ry, w, g);
+  if (ry && rx) cost += 2 * conv2d_taps_cost(pl, nf, ry, rx, g);
   return cost;
 }
 
+/* The vector registers an nf x h x w tile with g taps a step holds in its innermost loop: the
+ * accumulators, nf g weight vectors and the live broadcasts.  One broadcast is live at a time
+ * with one tap a step; with several, a column's broadcast still feeds its taps' FMAs while the
+ * next one loads, so two: resnet_mini's 1 x 4 x 7 three-tap tile (28 + 3 + 1 = 32 counting
+ * one) kept an accumulator on the stack, reloaded and stored at every step; its 1 x 2 x 13
+ * tile now (26 + 3 + 2) runs without, resnet_mini inference 1.03-1.07x. */
+static int conv2d_tile_regs(int nf, int h, int w, int g) {
+  return nf * h * w + nf * g + (g > 1 ? 2 : 1);
+}
+
 /* Chooses nf, ry, rx, g (and FP) for the plan's plane: the lowest estimated cost over all
- * tiles whose accumulators, nf g weight vectors and a broadcast fit in the registers (one
- * more and LLVM spills an accumulator to the stack in the innermost loop: seen as a third of
- * the FMA rate on AlexNet's conv2 with a 4 x 1 x 3 tile on AVX2). */
+ * tiles that fit in the registers (conv2d_tile_regs; one more and LLVM spills an accumulator
+ * to the stack in the innermost loop: seen as a third of the FMA rate on AlexNet's conv2 with
+ * a 4 x 1 x 3 tile on AVX2). */
 static void conv2d_choose(Conv2dPlan *pl, int64_t F) {
   int64_t V = pl->V, FV = (F + V - 1) / V;
   int regs = V >= 16 ? 32 : 16; /* AVX-512: 32 vector registers; AVX2 / SSE: 16 */
@@ -338,7 +353,7 @@ static void conv2d_choose(Conv2dPlan *pl, int64_t F) {
     for (int g = 1; g <= pl->k; g++)
       for (int h = 1; h <= CONV2D_MAXRY && h <= pl->OH; h++)
         for (int w = 1; w <= CONV2D_MAXRX && w <= pl->OW; w++) {
-          if (nf * h * w + nf * g + 1 > regs) continue;
+          if (conv2d_tile_regs(nf, h, w, g) > regs) continue;
           int64_t cost = nblk * conv2d_plane_cost(pl, nf, h, w, g);
           int i = g > 1;
           Conv2dPlan *q = &pick[i];
