@@ -210,6 +210,11 @@ static void pack_slice(LoopProgram *lp, LStmt *body, const GemmSpec *g, const Sl
            le_load(lp, src, at(lp, g->ctx, br, var(lp, n), k)));
 }
 
+/* Whether k floats of reduction (a known K, or a bound on it) run in one slice: up to one and
+ * a half slices of GEMM_BCAST_SLICE.  The slicing of gemm_bcast's loops and the size of a
+ * packed slice both follow it. */
+static int bcast_one_slice(int64_t k) { return k <= GEMM_BCAST_SLICE * 3 / 2; }
+
 /* batch-reduce rows per slice: about GEMM_BCAST_SLICE k in all; one row of an unknown K when B
  * is packed (the scratch holds at most K rows then) */
 static int64_t bcast_br_slice(const GemmSpec *g) {
@@ -223,7 +228,7 @@ static SymCount pack_size(const LoopProgram *lp, const GemmSpec *g, LExpr *cols,
   int64_t pitch = gemm_pitch(lp, cols->ival);
   if (g->K->kind == LE_CONST) kbound = (SymCount){g->K->ival, 0};
   if (!g->BR) {
-    if (kbound.per_seq || kbound.fixed > GEMM_BCAST_SLICE * 3 / 2) return (SymCount){GEMM_BCAST_SLICE * pitch, 0};
+    if (kbound.per_seq || !bcast_one_slice(kbound.fixed)) return (SymCount){GEMM_BCAST_SLICE * pitch, 0};
     return (SymCount){kbound.fixed * pitch, 0};
   }
   int64_t brc = bcast_br_slice(g);
@@ -316,7 +321,7 @@ static void bcast_chunked(LoopProgram *lp, LStmt *blk, const GemmSpec *g, int mr
     LExpr *rows = min_(lp, i64(lp, RCH), le_sub(lp, g->M, lo));
     Slice sl = {.klo = i64(lp, 0), .khi = g->K};
     LStmt *body = tb;
-    if (!(g->K->kind == LE_CONST && g->K->ival <= GEMM_BCAST_SLICE * 3 / 2)) {
+    if (!(g->K->kind == LE_CONST && bcast_one_slice(g->K->ival))) {
       /* a known K in slices of one size (784: 4 x 196, not 3 x 256 and a last 16 that reads
        * and writes C for a few k) */
       int64_t size = GEMM_BCAST_SLICE;
@@ -366,7 +371,7 @@ void gemm_bcast(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
     int64_t brc = bcast_br_slice(g);
     if (!(g->BR->kind == LE_CONST && g->BR->ival <= brc) || g->pack_b || g->pack_a)
       body = slice_loop(lp, blk, "bs", g->BR, brc, &sl.brlo, &sl.brhi, &sl);
-  } else if (!(kconst && g->K->ival <= GEMM_BCAST_SLICE * 3 / 2)) {
+  } else if (!(kconst && bcast_one_slice(g->K->ival))) {
     body = slice_loop(lp, blk, "ks", g->K, GEMM_BCAST_SLICE, &sl.klo, &sl.khi, &sl);
   }
   if (g->accumulate) sl.first = sl.last = NULL;
