@@ -112,6 +112,7 @@ struct nncc_model {
   int64_t rstate_batch;  /* the batch it belongs to; 0: none (zero state) */
   void *owner;           /* the thread inside an entry point (model_enter), or NULL */
   int depth;             /* its nesting (train_step calls gradients and update) */
+  unsigned fpmode;       /* the owner's floating-point mode on entry (nncc_rt_fp_enter) */
 };
 
 static int may_evict(const nncc_model_desc *d);   /* evicted parameters, below */
@@ -1162,7 +1163,10 @@ done:
 static _Thread_local char this_thread;
 
 static void model_leave(nncc_model *m) {
-  if (--m->depth == 0) __atomic_store_n(&m->owner, NULL, __ATOMIC_RELEASE);
+  if (--m->depth == 0) {
+    nncc_rt_fp_leave(m->fpmode);
+    __atomic_store_n(&m->owner, NULL, __ATOMIC_RELEASE);
+  }
 }
 
 enum {
@@ -1178,6 +1182,7 @@ static int model_enter(nncc_model *m, const char *what, int flags) {
   void *me = &this_thread, *expected = NULL;
   if (__atomic_compare_exchange_n(&m->owner, &expected, me, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
     m->depth = 1;
+    m->fpmode = nncc_rt_fp_enter(); /* denormals flushed inside (docs/c-api.md, "Denormals") */
   } else if (expected == me) {
     m->depth++;
   } else {

@@ -23,4 +23,14 @@ int nncc_rt_mul_ok(int64_t a, int64_t b, int64_t *r);
  * the message set (cannot open, not a regular file, out of memory, a short read). */
 int nncc_rt_read_file(const char *path, unsigned char **buf, size_t *size);
 
+/* threads.c */
+/* The floating-point mode of nncc's arithmetic, around every entry point (model.c's
+ * model_enter / model_leave): enter sets rounding to nearest, every exception masked, and
+ * flush-to-zero and denormals-are-zero unless NNCC_DENORMALS=keep (read once), whatever the
+ * caller's mode, and returns the caller's mode; leave restores that mode
+ * and keeps the exception flags the call raised.  The pool's workers take the mode of the
+ * thread that publishes a job.  A no-op on targets other than x86. */
+unsigned nncc_rt_fp_enter(void);
+void nncc_rt_fp_leave(unsigned saved);
+
 #endif

@@ -35,6 +35,10 @@
  * used from two threads at once) finds it busy and runs its loop on its own, which is correct
  * and never deadlocks.
  *
+ * Denormals: every thread runs a job in the floating-point mode of the thread that published
+ * it (pool.fpmode, MXCSR's control bits on x86-64), so the workers follow the caller's
+ * flush-to-zero setting (nncc_rt_fp_enter, below) whatever their own was.
+ *
  * Errors: fn returns 0 or a negative code with a message in the calling thread's error slot.
  * The first failing chunk in chunk order decides the code and the message, as a serial loop
  * would, whichever thread ran it.
@@ -51,6 +55,24 @@
 #include <time.h>
 
 #include "rt_internal.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+/* MXCSR: bits 0-5 are the sticky exception flags, the rest the mode: FP_DEFAULT is every
+ * exception masked and rounding to nearest; FTZ (bit 15: a result below FLT_MIN becomes 0)
+ * and DAZ (bit 6: an operand below FLT_MIN reads as 0) make FP_FLUSH */
+#define FP_FLAGS 0x3fu
+#define FP_DEFAULT 0x1f80u
+#define FP_FLUSH 0x8040u
+static unsigned fp_get(void) { return _mm_getcsr(); }
+static void fp_set(unsigned v) { _mm_setcsr(v); }
+#else /* other targets: the mode is left as it is */
+#define FP_FLAGS 0u
+#define FP_DEFAULT 0u
+#define FP_FLUSH 0u
+static unsigned fp_get(void) { return 0; }
+static void fp_set(unsigned v) { (void)v; }
+#endif
 
 #define NNCC_MAX_THREADS 256
 #define NNCC_PAR_GRAIN (1 << 14)   /* element operations per thread worth a job; the
@@ -82,6 +104,7 @@ typedef struct Pool {
   nncc_par_fn fn;
   void *ctx;
   int64_t lo, n;
+  unsigned fpmode;             /* the publishing thread's floating-point mode */
   /* its first failing chunk in chunk order (fail_chunk = chunks: none), under fail_lock */
   pthread_mutex_t fail_lock;
   int fail_chunk, fail_rc;
@@ -135,6 +158,10 @@ static int default_threads(void) {
 }
 
 static void run_chunk(int i, int chunks) {
+  /* the job's fields are read after a claim (a later job is published only when this one's
+   * chunks are all done); the caller's own mode is the job's already */
+  unsigned cur = fp_get();
+  if ((cur & ~FP_FLAGS) != pool.fpmode) fp_set((cur & FP_FLAGS) | pool.fpmode);
   int64_t a = pool.lo + pool.n * i / chunks;
   int64_t b = pool.lo + pool.n * (i + 1) / chunks;
   int rc = pool.fn(pool.ctx, a, b);
@@ -287,6 +314,7 @@ NNCC_API int nncc_rt_parallel_for(nncc_par_fn fn, void *ctx, int64_t lo, int64_t
   pool.ctx = ctx;
   pool.lo = lo;
   pool.n = n;
+  pool.fpmode = fp_get() & ~FP_FLAGS;
   pool.fail_chunk = chunks;
   atomic_store_explicit(&pool.job_threads, (int)t, memory_order_relaxed);
   atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
@@ -324,4 +352,29 @@ NNCC_API int nncc_rt_parallel_for(nncc_par_fn fn, void *ctx, int64_t lo, int64_t
   if (pool.fail_chunk < chunks) rc = nncc_rt_fail(pool.fail_rc, "%s", pool.fail_msg);   /* whichever thread ran it */
   atomic_flag_clear_explicit(&pool.busy, memory_order_release);
   return rc;
+}
+
+/* ---- denormals ------------------------------------------------------------------------- */
+
+static atomic_int flush_mode = -1;   /* 1: flush (default), 0: NNCC_DENORMALS=keep; -1: unread */
+
+static int denormals_flushed(void) {
+  int f = atomic_load_explicit(&flush_mode, memory_order_relaxed);
+  if (f < 0) {
+    const char *e = getenv("NNCC_DENORMALS");
+    f = !(e && strcmp(e, "keep") == 0);
+    atomic_store_explicit(&flush_mode, f, memory_order_relaxed);
+  }
+  return f;
+}
+
+unsigned nncc_rt_fp_enter(void) {
+  unsigned old = fp_get(), mode = FP_DEFAULT | (denormals_flushed() ? FP_FLUSH : 0);
+  if ((old & ~FP_FLAGS) != mode) fp_set((old & FP_FLAGS) | mode);
+  return old;
+}
+
+void nncc_rt_fp_leave(unsigned saved) {
+  unsigned cur = fp_get();
+  if ((cur & ~FP_FLAGS) != (saved & ~FP_FLAGS)) fp_set((cur & FP_FLAGS) | (saved & ~FP_FLAGS));
 }

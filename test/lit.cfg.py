@@ -55,6 +55,10 @@ config.substitutions.append(("%cc", test_cc))
 config.environment["CC"] = test_cc
 config.substitutions.append(("%valgrind", "" if config.sanitize else
                               "valgrind -q --error-exitcode=97 --leak-check=no --vex-guest-max-insns=10"))
+# the host's architecture (tests of x86's floating-point mode: REQUIRES: x86_64)
+import platform
+if platform.machine() in ("x86_64", "AMD64"):
+    config.available_features.add("x86_64")
 if config.sanitize:
     config.available_features.add("sanitize")
     config.environment["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"
