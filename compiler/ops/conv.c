@@ -238,9 +238,11 @@ static void lower_conv1d(LowerCtx *lc, const Node *n) {
  *     stride.
  *   1x1 kernel, stride 1, no padding (any F): a GEMM in NCHW, y[b] = W x[b] (lower_conv2d_flat,
  *     no copy of the input and none of the output).
- *   F < V at stride 1: lower_conv2d_flat.
- *   F < V at a stride: vectorized over output columns, one accumulator per output, weights
- *     broadcast; the input loaded a lane at a time, s floats apart.
+ *   F < V: vectorized over output columns, straight into y (lower_conv2d_cols): a block of
+ *     output rows keeps every filter's sums in registers, each input row it reads is loaded
+ *     once a kernel column for all of them (a lane at a time, s floats apart, at a stride).
+ *     At stride 1 the flat GEMM instead (lower_conv2d_flat) where it computes fewer positions
+ *     (rows much narrower than a vector) or needs no copies (1x1 without padding).
  */
 enum {
   CONV2D_TERMS = 72,   /* a channel chunk holds about this many (c, ky, kx) terms */
@@ -251,6 +253,8 @@ enum {
   CONV2D_MAXCB = 16,   /* channels per block of the blocked input, at most */
   CONV2D_PAR_BLOCKS = 16, /* (filter block, row block) pairs a batch row, at least (rows allowing) */
 };
+
+static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
 static LExpr *ix4(LoopProgram *lp, LExpr *a, LExpr *b, LExpr *c, LExpr *d, int64_t d1, int64_t d2,
                   int64_t d3) {
@@ -1078,6 +1082,101 @@ static void lower_conv2d_flat(LowerCtx *lc, const Node *n, LStmt *body, int xp, 
   ls_store(lp, ls_body(lox), y, yi, lower_epilogue(lc, n, le_load(lp, yq, from), yi));
 }
 
+/* Few filters (F < V) with a kernel wider than 1 or padding: vectorized over the output
+ * columns, straight into y in NCHW (lower_conv2d_cols) rather than through the flat GEMM, whose
+ * sums have the padded row pitch and go through a copy into y.  Where the flat GEMM computes
+ * fewer positions (narrow rows: an 8-column row takes a whole vector here), and for 1x1
+ * layers without padding (a GEMM in place), the flat way; at a stride always this one. */
+static int conv2d_by_cols(const LoopProgram *lp, const Node *n) {
+  int64_t V = lp->vec_f32, k = n->a.kernel, s = n->a.stride, p = n->a.pad;
+  if (s > 1) return 1;
+  if (k == 1 && p == 0) return 0;
+  int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n, Wp = OW + k - 1;
+  int64_t flat = round_up((OH - 1) * Wp + OW, V), cols = (OW + V - 1) / V * V * OH;
+  return cols * 8 <= flat * 9; /* the flat way's copy into y is worth about an eighth */
+}
+
+/* The output rows a block of lower_conv2d_cols: as many as the registers hold with the F R
+ * accumulators, the block's (R - 1) s + k input rows (LLVM's scheduler loads them all up
+ * front: with 6 filters x 4 rows, 24 accumulators and 8 rows spilled on AVX-512, and 3 rows
+ * ran the LeNet-5 training step 1.07x faster) and a few more for a broadcast and addresses;
+ * at most CONV2D_MAXRY and OH. */
+static int64_t conv2d_cols_rows(const LoopProgram *lp, int64_t F, int64_t k, int64_t s, int64_t OH) {
+  int64_t regs = lp->vec_f32 >= 16 ? 32 : 16, R = 1;
+  while (R < CONV2D_MAXRY && R < OH && F * (R + 1) + R * s + k <= regs - 4) R++;
+  return R;
+}
+
+/* R output rows from oy0 (an expression) of batch row b, all F filters, for the vector of
+ * output columns at ox (lower_conv2d_cols). */
+static void conv2d_cols_block(LowerCtx *lc, const Node *n, LStmt *blk, int xp, int y, int w, int bias, int b,
+                              LExpr *oy0, int64_t R) { /* b: an i64 local */
+  LoopProgram *lp = lc->lp;
+  Shape in = in_shape(lc->g, n, 0);
+  int64_t C = in.d[0].n, F = n->a.units, k = n->a.kernel, s = n->a.stride, p = n->a.pad;
+  int64_t Hp = in.d[1].n + 2 * p, Wp = in.d[2].n + 2 * p, OH = n->shape.d[1].n, OW = n->shape.d[2].n;
+  int ox = lvar(lp, "ox"), c = lvar(lp, "c"), kx = lvar(lp, "kx");
+  LStmt *lox = ls_for(lp, blk, ox, le_i64(lp, 0), le_i64(lp, OW));
+  lox->vec = lp->vec_f32;
+  LStmt *ob = ls_body(lox);
+  int acc[CONV2D_MAXRY * 16];
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t f = 0; f < F; f++)
+      acc[r * F + f] = ls_local(lp, ob, LT_F32, bias >= 0 ? le_load(lp, bias, le_i64(lp, f)) : le_f32(lp, 0));
+  LStmt *lc_ = ls_for(lp, ob, c, le_i64(lp, 0), le_i64(lp, C));
+  LStmt *lkx = ls_for(lp, ls_body(lc_), kx, le_i64(lp, 0), le_i64(lp, k));
+  lkx->unroll = -1; /* a step is F R k FMAs already */
+  LStmt *kb = ls_body(lkx);
+  /* input row t of the block (row oy0 s + t) feeds output row r through kernel row t - r s */
+  LExpr *row0 = le_mul(lp, oy0, le_i64(lp, s));
+  LExpr *col = le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, s)), le_var(lp, kx));
+  for (int64_t t = 0; t < (R - 1) * s + k; t++) {
+    LExpr *xi = ix4(lp, le_local(lp, b), le_var(lp, c), le_add(lp, row0, le_i64(lp, t)), col, C, Hp, Wp);
+    int xv = ls_local(lp, kb, LT_F32, le_load(lp, xp, xi));
+    for (int64_t r = 0; r < R; r++) {
+      int64_t ky = t - r * s;
+      if (ky < 0 || ky >= k) continue;
+      for (int64_t f = 0; f < F; f++) {
+        LExpr *wi = ix4(lp, le_i64(lp, f), le_var(lp, c), le_i64(lp, ky), le_var(lp, kx), C, k, k);
+        ls_set(lp, kb, acc[r * F + f], le_fma(lp, le_local(lp, xv), le_load(lp, w, wi), le_local(lp, acc[r * F + f])));
+      }
+    }
+  }
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t f = 0; f < F; f++) {
+      LExpr *yi = ix4(lp, le_local(lp, b), le_i64(lp, f), le_add(lp, oy0, le_i64(lp, r)), le_var(lp, ox), F, OH, OW);
+      ls_store(lp, ob, y, yi, lower_epilogue(lc, n, le_local(lp, acc[r * F + f]), yi));
+    }
+}
+
+/* conv2d with few filters (F < V), vectorized over output columns (conv2d_by_cols): for each
+ * (batch row, block of R output rows), in parallel, and each vector of output columns (the
+ * last one masked), F R accumulators start at the bias; for each channel c and kernel column
+ * kx, each of the block's (R - 1) s + k input rows is loaded once (a vector; lane by lane at a
+ * stride) and feeds, through the weights w[f, c, ky, kx] (broadcasts), the rows r it is kernel
+ * row ky = t - r s of: F R k FMAs for (R - 1) s + k loads and F k broadcasts.  The sums go
+ * through the epilogue straight into y.  OH % R rows left over make a last, smaller block. */
+static void lower_conv2d_cols(LowerCtx *lc, const Node *n, LStmt *body, int xp, int y, int w, int bias) {
+  LoopProgram *lp = lc->lp;
+  int64_t F = n->a.units, OH = n->shape.d[1].n;
+  int64_t R = conv2d_cols_rows(lp, F, n->a.kernel, n->a.stride, OH), NB = (OH + R - 1) / R, rest = OH % R;
+  int br = lvar(lp, "br");
+  LStmt *lb = ls_for(lp, body, br, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, NB)));
+  lb->parallel = 1; /* disjoint rows of y */
+  LStmt *bb = ls_body(lb);
+  int b = ls_local(lp, bb, LT_I64, le_bin(lp, LO_DIV, le_var(lp, br), le_i64(lp, NB)));
+  int rb = ls_local(lp, bb, LT_I64, le_bin(lp, LO_MOD, le_var(lp, br), le_i64(lp, NB)));
+  LExpr *oy0 = le_mul(lp, le_local(lp, rb), le_i64(lp, R));
+  if (!rest) {
+    conv2d_cols_block(lc, n, bb, xp, y, w, bias, b, oy0, R);
+    return;
+  }
+  LStmt *full = ls_if(lp, bb, le_bin(lp, LO_LT, le_local(lp, rb), le_i64(lp, NB - 1)));
+  conv2d_cols_block(lc, n, ls_body(full), xp, y, w, bias, b, oy0, R);
+  LStmt *last = ls_if(lp, bb, le_bin(lp, LO_EQ, le_local(lp, rb), le_i64(lp, NB - 1)));
+  conv2d_cols_block(lc, n, ls_body(last), xp, y, w, bias, b, le_i64(lp, (NB - 1) * R), rest);
+}
+
 /* OpInfo.can_place: the tiled layers (conv2d_write_square, conv2d_write_nchw) and the 1x1 ones
  * that write y from their GEMM (lower_conv2d_flat) index y through conv_y_at; not one that
  * writes into its consumer's copy (chained) or adds a residual on the way. */
@@ -1089,9 +1188,7 @@ static int conv2d_can_place(const LowerCtx *lc, const Node *n) {
 static void lower_conv2d(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   Shape in = in_shape(lc->g, n, 0);
-  int64_t C = in.d[0].n, H = in.d[1].n, W = in.d[2].n;
-  int64_t F = n->a.units, k = n->a.kernel, s = n->a.stride, p = n->a.pad;
-  int64_t OH = n->shape.d[1].n, OW = n->shape.d[2].n, Hp = H + 2 * p, Wp = W + 2 * p;
+  int64_t C = in.d[0].n, H = in.d[1].n, W = in.d[2].n, s = n->a.stride, p = n->a.pad, Wp = W + 2 * p;
   int x = lower_value(lc, n->in[0]), y = lower_value(lc, n->id);
   int w = lower_param(lc, n, 0), bias = n->a.bias ? lower_param(lc, n, 1) : -1;
 
@@ -1103,31 +1200,11 @@ static void lower_conv2d(LowerCtx *lc, const Node *n) {
 
   LStmt *body = lower_begin(lc, n);
   int xp = lower_pad2d(lc, body, n, x, C, H, W, p, Wp, 0.0);
-  if (s == 1) {
+  if (s == 1 && !conv2d_by_cols(lp, n)) {
     lower_conv2d_flat(lc, n, body, xp, y, w, bias);
     return;
   }
-  /* few filters at a stride: vectorized over output columns */
-  int b = lvar(lp, "b"), f = lvar(lp, "f"), oy = lvar(lp, "oy"), ox = lvar(lp, "ox");
-  int c = lvar(lp, "c"), ky = lvar(lp, "ky"), kx = lvar(lp, "kx");
-  LStmt *lb = ls_for(lp, body, b, le_i64(lp, 0), le_batch(lp));
-  LStmt *lf = ls_for(lp, ls_body(lb), f, le_i64(lp, 0), le_i64(lp, F));
-  LStmt *loy = ls_for(lp, ls_body(lf), oy, le_i64(lp, 0), le_i64(lp, OH));
-  LStmt *lox = ls_for(lp, ls_body(loy), ox, le_i64(lp, 0), le_i64(lp, OW));
-  lox->vec = lp->vec_f32;
-  LStmt *ob = ls_body(lox);
-  int acc = ls_local(lp, ob, LT_F32, bias >= 0 ? le_load(lp, bias, le_var(lp, f)) : le_f32(lp, 0));
-  LStmt *lcc = ls_for(lp, ob, c, le_i64(lp, 0), le_i64(lp, C));
-  LStmt *lky = ls_for(lp, ls_body(lcc), ky, le_i64(lp, 0), le_i64(lp, k));
-  LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_i64(lp, 0), le_i64(lp, k));
-  LExpr *iy = le_add(lp, le_mul(lp, le_var(lp, oy), le_i64(lp, s)), le_var(lp, ky));
-  LExpr *ix = le_add(lp, le_mul(lp, le_var(lp, ox), le_i64(lp, s)), le_var(lp, kx));
-  ls_set(lp, ls_body(lkx), acc,
-         le_fma(lp, le_load(lp, xp, ix4(lp, le_var(lp, b), le_var(lp, c), iy, ix, C, Hp, Wp)),
-                le_load(lp, w, ix4(lp, le_var(lp, f), le_var(lp, c), le_var(lp, ky), le_var(lp, kx), C, k, k)),
-                le_local(lp, acc)));
-  LExpr *yi = ix4(lp, le_var(lp, b), le_var(lp, f), le_var(lp, oy), le_var(lp, ox), F, OH, OW);
-  ls_store(lp, ob, y, yi, lower_epilogue(lc, n, le_local(lp, acc), yi));
+  lower_conv2d_cols(lc, n, body, xp, y, w, bias);
 }
 
 /* --- the gradient rule (conv2d and conv1d) ---
@@ -1248,7 +1325,6 @@ static LStmt *zeroed_rows(LoopProgram *lp, LStmt *body, const char *name, int ds
   return lr;
 }
 
-static int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
 /* dx as a batch-reduce product (gemm_bcast), per batch row b: rows c, columns q of the flat
  * planes, reduced over the filters f (br) and the taps t = (ky, kx) (k):
