@@ -1808,6 +1808,164 @@ static void lower_conv_dw_taps(LowerCtx *lc, const Node *n, const ConvGeo *g, co
              le_local(lp, acc[m]));
 }
 
+/* _conv_dw for fewer filters than a vector (LeNet-5's c1) at stride 1 with output rows of at
+ * least a vector, vectorized over the output columns (lower_conv_dw_cols), where the flat-plane
+ * product below needs dy copied into planes of the padded row pitch (c1: 1.2 MB read and
+ * 1.4 MB written a step, about a third of its time) and its tiles re-read each slice of dy
+ * from L2 for every block of taps:
+ *   dW[f, c, ky, kx] = sum_b sum_oy sum_ox dy[b, f, oy, ox] xp[b, c, oy + ky, ox + kx]
+ * Items (c, block of NF filters, block of KX kernel columns) run on threads, each a whole sum
+ * (the same order on any thread count).  Inside an item, lane l of the vectors: for each batch
+ * row, and each kernel row ky, NF KX vector sums in registers over the rows oy and the column
+ * vectors ox = ov V + l (a row's last vector is the row's last V columns, its lanes that the
+ * one before already counted zeroed: no read past a row, nothing masked); per step NF loads
+ * of dy and KX of x for NF KX FMAs.  The batch row's sums are added into part [items, kh,
+ * NF KX, V] (a two-level sum), so its planes of x and dy stay in L1 over the kernel rows; at
+ * the end each of part's vectors is summed across its lanes into dW. */
+typedef struct ConvDwCols {
+  int64_t NF, KX, NFB, KXB; /* filters and kernel columns a block; blocks of each */
+} ConvDwCols;
+
+static int conv_dw_by_cols(const LoopProgram *lp, const ConvGeo *g, ConvDwCols *t) {
+  int64_t V = lp->vec_f32, regs = V >= 16 ? 32 : 16;
+  if (g->F >= V || g->sw != 1 || (g->OH > 1 && g->sh != 1) || g->OW < V) return 0;
+  /* NF KX sums, NF dy vectors, an x vector and two more for addresses fit in the registers */
+  int64_t KX = g->kw < regs - 4 ? g->kw : regs - 4;
+  t->KXB = (g->kw + KX - 1) / KX;
+  t->KX = (g->kw + t->KXB - 1) / t->KXB;
+  int64_t NF = (regs - 3) / (t->KX + 1);
+  if (NF > g->F) NF = g->F;
+  if (NF < 1) NF = 1;
+  t->NFB = (g->F + NF - 1) / NF;
+  t->NF = (g->F + t->NFB - 1) / t->NFB;
+  return 1;
+}
+
+/* One item's sums for nf filters from f0 and nkx kernel columns from kx0 (i64 locals), into
+ * part from vector pbase (an i64 local) on, in the lane loop's body blk (lane l). */
+static void conv_dw_cols_item(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int xp, int dy, int part, int c,
+                              int f0, int kx0, int pbase, int l, int64_t nf, int64_t nkx, int64_t Wp,
+                              int64_t XPS) {
+  int64_t V = lp->vec_f32, NJ = nf * nkx, full = g->OW / V, rem = g->OW % V;
+  int i = lvar(lp, "i"), b = lvar(lp, "b"), ky = lvar(lp, "ky"), oy = lvar(lp, "oy"), ov = lvar(lp, "ov");
+  /* part's vectors of this item start at 0 */
+  LStmt *li = ls_for(lp, blk, i, le_i64(lp, 0), le_i64(lp, g->kh * NJ));
+  ls_store(lp, ls_body(li), part,
+           le_add(lp, le_mul(lp, le_add(lp, le_local(lp, pbase), le_var(lp, i)), le_i64(lp, V)), le_var(lp, l)),
+           le_f32(lp, 0));
+  LStmt *lb = ls_for(lp, blk, b, le_i64(lp, 0), le_batch(lp));
+  LStmt *lk = ls_for(lp, ls_body(lb), ky, le_i64(lp, 0), le_i64(lp, g->kh));
+  LStmt *kb = ls_body(lk);
+  int acc[32];
+  for (int64_t j = 0; j < NJ; j++) acc[j] = ls_local(lp, kb, LT_F32, le_f32(lp, 0));
+  LStmt *lo = ls_for(lp, kb, oy, le_i64(lp, 0), le_i64(lp, g->OH));
+  LStmt *ob = ls_body(lo);
+  /* x's row oy + ky from column kx0, dy's row oy of filter f0, in batch row b */
+  int xrow = ls_local(lp, ob, LT_I64,
+                      le_add(lp, plane_at(lp, le_var(lp, b), g->C, le_local(lp, c), XPS,
+                                          le_mul(lp, le_add(lp, le_var(lp, oy), le_var(lp, ky)), le_i64(lp, Wp))),
+                             le_local(lp, kx0)));
+  int dyrow = ls_local(lp, ob, LT_I64,
+                       plane_at(lp, le_var(lp, b), g->F, le_local(lp, f0), g->OH * g->OW,
+                                le_mul(lp, le_var(lp, oy), le_i64(lp, g->OW))));
+  for (int last = 0; last < 2; last++) {
+    if (last && !rem) break;
+    LStmt *sb = ob;
+    LExpr *ox;
+    if (!last) {
+      LStmt *lv = ls_for(lp, ob, ov, le_i64(lp, 0), le_i64(lp, full));
+      sb = ls_body(lv);
+      ox = le_add(lp, le_mul(lp, le_var(lp, ov), le_i64(lp, V)), le_var(lp, l));
+    } else {
+      ox = le_add(lp, le_i64(lp, g->OW - V), le_var(lp, l));
+    }
+    int d[32];
+    for (int64_t f = 0; f < nf; f++) {
+      LExpr *v = le_load(lp, dy, le_add(lp, le_local(lp, dyrow), le_add(lp, le_i64(lp, f * g->OH * g->OW), ox)));
+      if (last) /* lanes below V - rem: columns the full vectors counted */
+        v = le_select(lp, le_bin(lp, LO_GE, le_var(lp, l), le_i64(lp, V - rem)), v, le_f32(lp, 0));
+      d[f] = ls_local(lp, sb, LT_F32, v);
+    }
+    for (int64_t kx = 0; kx < nkx; kx++) {
+      int xv = ls_local(lp, sb, LT_F32, le_load(lp, xp, le_add(lp, le_local(lp, xrow), le_add(lp, ox, le_i64(lp, kx)))));
+      for (int64_t f = 0; f < nf; f++)
+        ls_set(lp, sb, acc[f * nkx + kx], le_fma(lp, le_local(lp, d[f]), le_local(lp, xv), le_local(lp, acc[f * nkx + kx])));
+    }
+  }
+  for (int64_t j = 0; j < NJ; j++) {
+    LExpr *pi = le_add(lp, le_mul(lp, le_add(lp, le_local(lp, pbase),
+                                             le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, NJ)), le_i64(lp, j))),
+                                  le_i64(lp, V)),
+                       le_var(lp, l));
+    ls_store(lp, kb, part, pi, le_bin(lp, LO_ADD, le_load(lp, part, pi), le_local(lp, acc[j])));
+  }
+}
+
+static void lower_conv_dw_cols(LowerCtx *lc, const Node *n, const ConvGeo *g, const ConvDwCols *t, int dy, int x,
+                               int dw) {
+  LoopProgram *lp = lc->lp;
+  LStmt *body = lower_begin(lc, n);
+  int64_t V = lp->vec_f32, Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw, XPS = Hp * Wp, kk = g->kh * g->kw;
+  int64_t NF = t->NF, KX = t->KX, NFB = t->NFB, KXB = t->KXB, items = g->C * NFB * KXB;
+  int64_t NJ = NF * KX, lastf = g->F - (NFB - 1) * NF, lastk = g->kw - (KXB - 1) * KX;
+  int xp = g->ph || g->pw ? padded_planes(lc, body, n, g, x, Wp, XPS) : x;
+  int part = lower_scratch(lc, arena_printf(lp->arena, "%s.part", n->name), LT_F32,
+                           (SymCount){items * g->kh * NJ * V, 0}, 0);
+  int it = lvar(lp, "it"), l = lvar(lp, "l"), ky = lvar(lp, "ky"), j = lvar(lp, "j");
+  LStmt *lit = ls_for(lp, body, it, le_i64(lp, 0), le_i64(lp, items));
+  lit->parallel = 1; /* disjoint entries of dW, each a whole sum */
+  LStmt *ib = ls_body(lit);
+  /* it = (c NFB + fb) KXB + kb */
+  int c = ls_local(lp, ib, LT_I64, le_bin(lp, LO_DIV, le_var(lp, it), le_i64(lp, NFB * KXB)));
+  int fb = ls_local(lp, ib, LT_I64, le_bin(lp, LO_MOD, le_bin(lp, LO_DIV, le_var(lp, it), le_i64(lp, KXB)),
+                                           le_i64(lp, NFB)));
+  int kb = ls_local(lp, ib, LT_I64, le_bin(lp, LO_MOD, le_var(lp, it), le_i64(lp, KXB)));
+  int f0 = ls_local(lp, ib, LT_I64, le_mul(lp, le_local(lp, fb), le_i64(lp, NF)));
+  int kx0 = ls_local(lp, ib, LT_I64, le_mul(lp, le_local(lp, kb), le_i64(lp, KX)));
+  int pbase = ls_local(lp, ib, LT_I64, le_mul(lp, le_var(lp, it), le_i64(lp, g->kh * NJ)));
+  { /* the item's entries of dW start at 0 (the lane sums are added in) */
+    int f = lvar(lp, "f"), kx = lvar(lp, "kx");
+    LStmt *lf = ls_for(lp, ib, f, le_local(lp, f0), le_bin(lp, LO_MIN, le_add(lp, le_local(lp, f0), le_i64(lp, NF)),
+                                                          le_i64(lp, g->F)));
+    LStmt *lky = ls_for(lp, ls_body(lf), ky, le_i64(lp, 0), le_i64(lp, g->kh));
+    LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_local(lp, kx0),
+                        le_bin(lp, LO_MIN, le_add(lp, le_local(lp, kx0), le_i64(lp, KX)), le_i64(lp, g->kw)));
+    LExpr *wi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, f), le_i64(lp, g->C)), le_local(lp, c)),
+                                  le_i64(lp, kk)),
+                       le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, g->kw)), le_var(lp, kx)));
+    ls_store(lp, ls_body(lkx), dw, wi, le_f32(lp, 0));
+  }
+  LStmt *ll = ls_for(lp, ib, l, le_i64(lp, 0), le_i64(lp, V));
+  ll->vec = (int)V;
+  LStmt *lb = ls_body(ll);
+  /* the blocks' sizes: the last filter block and the last column block may be smaller */
+  for (int lf = 0; lf < 2; lf++)
+    for (int lk = 0; lk < 2; lk++) {
+      int64_t nf = lf ? lastf : NF, nkx = lk ? lastk : KX;
+      if ((lf && lastf == NF) || (lk && lastk == KX)) continue;
+      LExpr *cf = lastf == NF ? NULL
+                              : le_bin(lp, lf ? LO_EQ : LO_LT, le_local(lp, fb), le_i64(lp, NFB - 1));
+      LExpr *ck = lastk == KX ? NULL
+                              : le_bin(lp, lk ? LO_EQ : LO_LT, le_local(lp, kb), le_i64(lp, KXB - 1));
+      LExpr *cond = cf && ck ? le_bin(lp, LO_AND, cf, ck) : cf ? cf : ck;
+      LStmt *blk = cond ? ls_body(ls_if(lp, lb, cond)) : lb;
+      conv_dw_cols_item(lp, blk, g, xp, dy, part, c, f0, kx0, pbase, l, nf, nkx, Wp, XPS);
+      /* dW[f0 + f, c, ky, kx0 + kx] = the lanes of its vector of part, summed */
+      LStmt *lky = ls_for(lp, blk, ky, le_i64(lp, 0), le_i64(lp, g->kh));
+      LStmt *lj = ls_for(lp, ls_body(lky), j, le_i64(lp, 0), le_i64(lp, nf * nkx));
+      LExpr *f = le_add(lp, le_local(lp, f0), le_bin(lp, LO_DIV, le_var(lp, j), le_i64(lp, nkx)));
+      LExpr *kx = le_add(lp, le_local(lp, kx0), le_bin(lp, LO_MOD, le_var(lp, j), le_i64(lp, nkx)));
+      LExpr *wi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, f, le_i64(lp, g->C)), le_local(lp, c)), le_i64(lp, kk)),
+                         le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, g->kw)), kx));
+      LExpr *pi = le_add(lp, le_mul(lp, le_add(lp, le_local(lp, pbase),
+                                               le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, nf * nkx)),
+                                                      le_var(lp, j))),
+                                    le_i64(lp, V)),
+                         le_var(lp, l));
+      ls_accumulate(lp, ls_body(lj), dw, wi, le_load(lp, part, pi));
+    }
+}
+
 /* _conv_dw.  Flat planes again: xp [B, C, XPS] is x zero-padded, Hp rows of pitch Wp, and
  * dyq [B, F, NQ] is dy with the same pitch Wp (zero in columns >= OW and past OH Wp, NQ a
  * whole number of vectors), so that with q = oy Wp + ox the input element under kernel tap
@@ -1818,6 +1976,11 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   ConvGeo g = conv_geo(lc->g, &lc->g->nodes[n->fwd]);
   int dy = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dw = lower_value(lc, n->id);
+  ConvDwCols tc;
+  if (conv_dw_by_cols(lp, &g, &tc)) {
+    lower_conv_dw_cols(lc, n, &g, &tc, dy, x, dw);
+    return;
+  }
   if (conv_dw_by_filters(&g, lp->vec_f32)) {
     ConvDwTaps t;
     if (conv_dw_taps_plan(lp, &g, &t))

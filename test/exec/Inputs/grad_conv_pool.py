@@ -82,6 +82,14 @@ CASES = [
     ("conv_taps_valid_k5", [3, 14, 14], [conv(6, 1), ("tanh",), conv(16, 5)], ""),
     ("conv_taps_k5p1", [4, 9, 11], [conv(4, 1), conv(16, 5, 1, 1)], ""),
     ("conv_taps_k3_wide", [5, 6, 21], [conv(5, 3, 1, 1), ("relu",), conv(24, 3)], ""),
+    # dW by output columns (fewer filters than a vector, rows of at least a vector: conv.c
+    # lower_conv_dw_cols): LeNet-5's c1 (6 filters, 5 x 5, pad 2, 28 columns: a whole vector,
+    # then the row's last 16 columns with 4 lanes zeroed), 32 columns (no last vector), 7
+    # filters of 7 x 7 (blocks of 3, 3 and 1 on AVX-512), conv1d
+    ("conv_dwcols_lenet", [1, 9, 28], [conv(6, 5, 1, 2), ("relu",), conv(3, 3)], ""),
+    ("conv_dwcols_w32", [2, 5, 34], [conv(5, 3), ("tanh",), conv(4, 3, 1, 1, False)], ""),
+    ("conv_dwcols_f7k7", [2, 8, 22], [conv(7, 7, 1, 3)], ""),
+    ("conv1d_dwcols", [3, 40], [conv1(5, 3, 1, 1), ("relu",), conv1(6, 4)], ""),
     # 10 and 11 rows for gemm_bcast (input channels of dx, filters of the flat forward): one
     # tile of the 4 or 5 rows its 6-row tiles leave
     ("conv_c10_rows", [2, 7, 8], [conv(10, 3, 1, 1), ("relu",), conv(4, 3, 1, 1)], ""),
