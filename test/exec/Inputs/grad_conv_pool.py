@@ -89,6 +89,9 @@ CASES = [
     ("conv_dwcols_lenet", [1, 9, 28], [conv(6, 5, 1, 2), ("relu",), conv(3, 3)], ""),
     ("conv_dwcols_w32", [2, 5, 34], [conv(5, 3), ("tanh",), conv(4, 3, 1, 1, False)], ""),
     ("conv_dwcols_f7k7", [2, 8, 22], [conv(7, 7, 1, 3)], ""),
+    # 13 x 13: blocks of 2 and 1 filters on AVX-512; on AVX2 (12 kernel columns at most a
+    # block) column blocks of 7 and 6, one filter each
+    ("conv_dwcols_k13", [1, 16, 30], [conv(3, 13, 1, 6)], ""),
     ("conv1d_dwcols", [3, 40], [conv1(5, 3, 1, 1), ("relu",), conv1(6, 4)], ""),
     # 10 and 11 rows for gemm_bcast (input channels of dx, filters of the flat forward): one
     # tile of the 4 or 5 rows its 6-row tiles leave
