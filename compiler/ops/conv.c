@@ -1120,6 +1120,7 @@ static void conv2d_cols_block(LowerCtx *lc, const Node *n, LStmt *blk, int xp, i
   lox->vec = lp->vec_f32;
   LStmt *ob = ls_body(lox);
   int acc[CONV2D_MAXRY * 16];
+  if (R * F > CONV2D_MAXRY * 16) die("conv2d_cols_block: %lld x %lld sums", (long long)R, (long long)F);
   for (int64_t r = 0; r < R; r++)
     for (int64_t f = 0; f < F; f++)
       acc[r * F + f] = ls_local(lp, ob, LT_F32, bias >= 0 ? le_load(lp, bias, le_i64(lp, f)) : le_f32(lp, 0));
@@ -1856,7 +1857,8 @@ static void conv_dw_cols_item(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int
   LStmt *lb = ls_for(lp, blk, b, le_i64(lp, 0), le_batch(lp));
   LStmt *lk = ls_for(lp, ls_body(lb), ky, le_i64(lp, 0), le_i64(lp, g->kh));
   LStmt *kb = ls_body(lk);
-  int acc[32];
+  int acc[32], d[32];
+  if (NJ > 32 || nf > 32) die("conv_dw_cols_item: %lld x %lld sums", (long long)nf, (long long)nkx);
   for (int64_t j = 0; j < NJ; j++) acc[j] = ls_local(lp, kb, LT_F32, le_f32(lp, 0));
   LStmt *lo = ls_for(lp, kb, oy, le_i64(lp, 0), le_i64(lp, g->OH));
   LStmt *ob = ls_body(lo);
@@ -1879,7 +1881,6 @@ static void conv_dw_cols_item(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int
     } else {
       ox = le_add(lp, le_i64(lp, g->OW - V), le_var(lp, l));
     }
-    int d[32];
     for (int64_t f = 0; f < nf; f++) {
       LExpr *v = le_load(lp, dy, le_add(lp, le_local(lp, dyrow), le_add(lp, le_i64(lp, f * g->OH * g->OW), ox)));
       if (last) /* lanes below V - rem: columns the full vectors counted */
