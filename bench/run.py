@@ -361,6 +361,7 @@ class Point:
         self.runs = {}
         self.roofline = {}   # threads -> [per-round roofline_time / nncc_time]
         self.flops = None
+        self.params = None   # parameters (floats), for the memory target
         self.rss = {}        # nncc engine -> peak resident MiB of its process (max over rounds)
         self.error = None
 
@@ -467,6 +468,7 @@ def bench_model(spec, exe, st, ort, tmp, failures, log, spin, cost, machine, nnc
             ratios(pt)
             if cost is not None:
                 pt.flops = cost.flops(batch, seq)
+                pt.params = cost.params
             if cost is not None and machine and "error" not in machine:
                 for n in (1, 2):
                     roof = cost.roofline_s(batch, seq, machine["fma_gflops_%dt" % n], machine["read_gbs_%dt" % n])
@@ -541,6 +543,71 @@ def machine_lines(m):
     ]
 
 
+# --- issue 8's targets, checked against this run's figures ---------------------------------
+ROOF_MODELS = ("alexnet", "vgg16", "inception", "resnet_mini")   # >= 80% (1t), >= 75% (2t)
+COMPUTE_BOUND = (("vgg16", None), ("alexnet", 8), ("inception", 8), ("resnet_mini", 32), ("lenet5", 64))
+TRAIN_ROOF = ("lenet5", "resnet_mini")    # the conv models' training steps: >= 60%
+
+
+def targets(points, tpoints, builds):
+    """One line per target of issue 8: met, or not met with the rows that miss it (medians
+    over rounds, as in the tables).  The conv layers' own target is bench/conv_layers.py's."""
+    pts = [p for p in points if not p.error]
+    out = ["## Targets (issue 8)\n",
+           "Each target against this run's medians; a row that misses it is listed with its figure.\n"]
+
+    def line(what, misses, checked):
+        if not checked:
+            out.append("- %s: not measured in this run" % what)
+        elif misses:
+            out.append("- %s: **not met** (%s)" % (what, ", ".join(misses)))
+        else:
+            out.append("- %s: met" % what)
+
+    def row(p):
+        return "%s b%d" % (p.model, p.batch)
+
+    for n, goal in ((1, 0.80), (2, 0.75)):
+        sel = [p for p in pts if p.model in ROOF_MODELS and p.roofline.get(n)]
+        line("roofline >= %d%% on %d thread%s (%s)" % (goal * 100, n, "s" if n > 1 else "", ", ".join(ROOF_MODELS)),
+             ["%s %s" % (row(p), fmt_frac(p.roofline[n])) for p in sel if med(p.roofline[n]) < goal], sel)
+    sel = [p for p in pts if any(p.model == m and (b is None or p.batch == b) for m, b in COMPUTE_BOUND)
+           and p.ratio.get("nncc2")]
+    line("2 threads >= 1.8x 1 thread on the compute-bound rows",
+         ["%s %.2f" % (row(p), med(p.ratio["nncc2"])) for p in sel if med(p.ratio["nncc2"]) < 1.8], sel)
+    for peer, name in (("ort", "ONNX Runtime"), ("torch", "PyTorch")):
+        sel = [(p, n) for p in pts for n in (1, 2) if p.ratio.get("%s%d" % (peer, n))]
+        line("ahead of %s on every inference row, 1 and 2 threads" % name,
+             ["%s %dt %.2f" % (row(p), n, med(p.ratio["%s%d" % (peer, n)])) for p, n in sel
+              if med(p.ratio["%s%d" % (peer, n)]) <= 1.0], sel)
+    sel = [p for p in pts if p.model == "lenet5" and p.batch == 1]
+    miss = []
+    for p in sel:
+        for peer, goal in (("torch1", 12.0), ("ort1", 3.0)):
+            if p.ratio.get(peer) and med(p.ratio[peer]) < goal:
+                miss.append("%s %.2f" % (peer[:-1], med(p.ratio[peer])))
+    line("lenet5 b1 >= 12x PyTorch and >= 3x ONNX Runtime (1 thread)", miss, sel)
+    tps = [p for p in tpoints if not p.error]
+    sel = [(p, n) for p in tps for n in (1, 2) if p.ratio.get("torch%d" % n)]
+    line("training steps >= 2x PyTorch, 1 and 2 threads",
+         ["%s %dt %.2f" % (p.model, n, med(p.ratio["torch%d" % n])) for p, n in sel
+          if med(p.ratio["torch%d" % n]) < 2.0], sel)
+    sel = [(p, n) for p in tps for n in (1, 2) if p.model.split(" ")[0] in TRAIN_ROOF and p.roofline.get(n)]
+    line("conv models' training steps >= 60% of their training roofline",
+         ["%s %dt %s" % (p.model, n, fmt_frac(p.roofline[n])) for p, n in sel if med(p.roofline[n]) < 0.60], sel)
+    sel = [p for p in pts if p.model == "vgg16" and p.batch == 1 and p.rss.get("nncc1") and p.params]
+    line("vgg16 b1 peak resident memory <= its weights + 64 MiB",
+         ["%.0f MiB against %.0f" % (p.rss["nncc1"], p.params * 4 / 2**20 + 64) for p in sel
+          if p.rss["nncc1"] > p.params * 4 / 2**20 + 64], sel)
+    comp = [(m, lim) for m, lim in (("vgg16", 2.0), ("deep100", 5.0)) if m in builds and not builds[m].get("error")]
+    line("vgg16 compiles in under 2 s, deep100 in under 5 s",
+         ["%s %.2f s" % (m, builds[m]["time"]) for m, lim in comp if builds[m]["time"] >= lim], comp)
+    out.append("- every AlexNet and VGG-16 convolution with >= 64 input channels at >= 85% of the FMA peak: "
+               "bench/conv-layers.md (bench/conv_layers.py)")
+    out.append("")
+    return out
+
+
 def report(points, tpoints, builds, failures, meta, with_ort):
     out = []
     out.append("# nncc benchmark: %s\n" % meta["date"])
@@ -611,7 +678,9 @@ def report(points, tpoints, builds, failures, meta, with_ort):
                 fmt_us(med(pt.t["torch1"])), fmt_ratio(pt.ratio["torch1"]),
                 fmt_us(med(pt.t["nncc2"])), fmt_ratio(pt.ratio["nncc2"], False), fmt_frac(pt.roofline.get(2)),
                 fmt_us(med(pt.t["torch2"])), fmt_ratio(pt.ratio["torch2"])))
-    out.append("\n## Compilation\n")
+    out.append("")
+    out += targets(points, tpoints, builds)
+    out.append("## Compilation\n")
     out.append("`nncc model.nn -o model`, median of %d, wall clock, and artifact sizes "
                "(no embedded weights: the parameters are initialised at run time).\n" % meta["compiles"])
     out.append("| model | compile s | executable KiB | shared library KiB |")
