@@ -82,6 +82,11 @@ static void fp_set(unsigned v) { _mm_setcsr(v); }
 static unsigned fp_get(void) { return 0; }
 static void fp_set(unsigned v) { (void)v; }
 #endif
+/* Sets the mode (the control bits of mode) when it differs, keeping the exception flags. */
+static void fp_mode(unsigned mode) {
+  unsigned cur = fp_get();
+  if ((cur & ~FP_FLAGS) != (mode & ~FP_FLAGS)) fp_set((cur & FP_FLAGS) | (mode & ~FP_FLAGS));
+}
 
 #define NNCC_MAX_THREADS 256
 #define NNCC_PAR_GRAIN (1 << 14)   /* element operations per thread worth a job; the
@@ -172,8 +177,7 @@ static int default_threads(void) {
 static void run_chunk(int i, int chunks) {
   /* the job's fields are read after a claim (a later job is published only when this one's
    * chunks are all done); the caller's own mode is the job's already */
-  unsigned cur = fp_get();
-  if ((cur & ~FP_FLAGS) != pool.fpmode) fp_set((cur & FP_FLAGS) | pool.fpmode);
+  fp_mode(pool.fpmode);
   int64_t a = pool.lo + pool.n * i / chunks;
   int64_t b = pool.lo + pool.n * (i + 1) / chunks;
   int rc = pool.fn(pool.ctx, a, b);
@@ -381,12 +385,9 @@ static int denormals_flushed(void) {
 }
 
 unsigned nncc_rt_fp_enter(void) {
-  unsigned old = fp_get(), mode = FP_DEFAULT | (denormals_flushed() ? FP_FLUSH : 0);
-  if ((old & ~FP_FLAGS) != mode) fp_set((old & FP_FLAGS) | mode);
+  unsigned old = fp_get();
+  fp_mode(FP_DEFAULT | (denormals_flushed() ? FP_FLUSH : 0));
   return old;
 }
 
-void nncc_rt_fp_leave(unsigned saved) {
-  unsigned cur = fp_get();
-  if ((cur & ~FP_FLAGS) != (saved & ~FP_FLAGS)) fp_set((cur & FP_FLAGS) | (saved & ~FP_FLAGS));
-}
+void nncc_rt_fp_leave(unsigned saved) { fp_mode(saved); }

@@ -1842,6 +1842,18 @@ static int conv_dw_by_cols(const LoopProgram *lp, const ConvGeo *g, ConvDwCols *
   return 1;
 }
 
+/* Lane l of part's vector m after the item's first, pbase (an i64 local): the item's sums for
+ * kernel row ky and block entry j are its vector ky nj + j (nj = the block's nf nkx). */
+static LExpr *dw_cols_part_at(LoopProgram *lp, int pbase, LExpr *m, int l) {
+  return le_add(lp, le_mul(lp, le_add(lp, le_local(lp, pbase), m), le_i64(lp, lp->vec_f32)), le_var(lp, l));
+}
+
+/* dW[f, c, ky, kx] in W's own layout */
+static LExpr *dw_cols_w_at(LoopProgram *lp, const ConvGeo *g, LExpr *f, LExpr *c, LExpr *ky, LExpr *kx) {
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, f, le_i64(lp, g->C)), c), le_i64(lp, g->kh * g->kw)),
+                le_add(lp, le_mul(lp, ky, le_i64(lp, g->kw)), kx));
+}
+
 /* One item's sums for nf filters from f0 and nkx kernel columns from kx0 (i64 locals), into
  * part from vector pbase (an i64 local) on, in the lane loop's body blk (lane l). */
 static void conv_dw_cols_item(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int xp, int dy, int part, int c,
@@ -1851,9 +1863,7 @@ static void conv_dw_cols_item(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int
   int i = lvar(lp, "i"), b = lvar(lp, "b"), ky = lvar(lp, "ky"), oy = lvar(lp, "oy"), ov = lvar(lp, "ov");
   /* part's vectors of this item start at 0 */
   LStmt *li = ls_for(lp, blk, i, le_i64(lp, 0), le_i64(lp, g->kh * NJ));
-  ls_store(lp, ls_body(li), part,
-           le_add(lp, le_mul(lp, le_add(lp, le_local(lp, pbase), le_var(lp, i)), le_i64(lp, V)), le_var(lp, l)),
-           le_f32(lp, 0));
+  ls_store(lp, ls_body(li), part, dw_cols_part_at(lp, pbase, le_var(lp, i), l), le_f32(lp, 0));
   LStmt *lb = ls_for(lp, blk, b, le_i64(lp, 0), le_batch(lp));
   LStmt *lk = ls_for(lp, ls_body(lb), ky, le_i64(lp, 0), le_i64(lp, g->kh));
   LStmt *kb = ls_body(lk);
@@ -1894,10 +1904,7 @@ static void conv_dw_cols_item(LoopProgram *lp, LStmt *blk, const ConvGeo *g, int
     }
   }
   for (int64_t j = 0; j < NJ; j++) {
-    LExpr *pi = le_add(lp, le_mul(lp, le_add(lp, le_local(lp, pbase),
-                                             le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, NJ)), le_i64(lp, j))),
-                                  le_i64(lp, V)),
-                       le_var(lp, l));
+    LExpr *pi = dw_cols_part_at(lp, pbase, le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, NJ)), le_i64(lp, j)), l);
     ls_store(lp, kb, part, pi, le_bin(lp, LO_ADD, le_load(lp, part, pi), le_local(lp, acc[j])));
   }
 }
@@ -1906,7 +1913,7 @@ static void lower_conv_dw_cols(LowerCtx *lc, const Node *n, const ConvGeo *g, co
                                int dw) {
   LoopProgram *lp = lc->lp;
   LStmt *body = lower_begin(lc, n);
-  int64_t V = lp->vec_f32, Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw, XPS = Hp * Wp, kk = g->kh * g->kw;
+  int64_t V = lp->vec_f32, Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw, XPS = Hp * Wp;
   int64_t NF = t->NF, KX = t->KX, NFB = t->NFB, KXB = t->KXB, items = g->C * NFB * KXB;
   int64_t NJ = NF * KX, lastf = g->F - (NFB - 1) * NF, lastk = g->kw - (KXB - 1) * KX;
   int xp = g->ph || g->pw ? padded_planes(lc, body, n, g, x, Wp, XPS) : x;
@@ -1931,10 +1938,8 @@ static void lower_conv_dw_cols(LowerCtx *lc, const Node *n, const ConvGeo *g, co
     LStmt *lky = ls_for(lp, ls_body(lf), ky, le_i64(lp, 0), le_i64(lp, g->kh));
     LStmt *lkx = ls_for(lp, ls_body(lky), kx, le_local(lp, kx0),
                         le_bin(lp, LO_MIN, le_add(lp, le_local(lp, kx0), le_i64(lp, KX)), le_i64(lp, g->kw)));
-    LExpr *wi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, f), le_i64(lp, g->C)), le_local(lp, c)),
-                                  le_i64(lp, kk)),
-                       le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, g->kw)), le_var(lp, kx)));
-    ls_store(lp, ls_body(lkx), dw, wi, le_f32(lp, 0));
+    ls_store(lp, ls_body(lkx), dw, dw_cols_w_at(lp, g, le_var(lp, f), le_local(lp, c), le_var(lp, ky), le_var(lp, kx)),
+             le_f32(lp, 0));
   }
   LStmt *ll = ls_for(lp, ib, l, le_i64(lp, 0), le_i64(lp, V));
   ll->vec = (int)V;
@@ -1956,14 +1961,9 @@ static void lower_conv_dw_cols(LowerCtx *lc, const Node *n, const ConvGeo *g, co
       LStmt *lj = ls_for(lp, ls_body(lky), j, le_i64(lp, 0), le_i64(lp, nf * nkx));
       LExpr *f = le_add(lp, le_local(lp, f0), le_bin(lp, LO_DIV, le_var(lp, j), le_i64(lp, nkx)));
       LExpr *kx = le_add(lp, le_local(lp, kx0), le_bin(lp, LO_MOD, le_var(lp, j), le_i64(lp, nkx)));
-      LExpr *wi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, f, le_i64(lp, g->C)), le_local(lp, c)), le_i64(lp, kk)),
-                         le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, g->kw)), kx));
-      LExpr *pi = le_add(lp, le_mul(lp, le_add(lp, le_local(lp, pbase),
-                                               le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, nf * nkx)),
-                                                      le_var(lp, j))),
-                                    le_i64(lp, V)),
-                         le_var(lp, l));
-      ls_accumulate(lp, ls_body(lj), dw, wi, le_load(lp, part, pi));
+      LExpr *pi = dw_cols_part_at(lp, pbase, le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, nf * nkx)), le_var(lp, j)), l);
+      ls_accumulate(lp, ls_body(lj), dw, dw_cols_w_at(lp, g, f, le_local(lp, c), le_var(lp, ky), kx),
+                    le_load(lp, part, pi));
     }
 }
 
