@@ -298,17 +298,29 @@ static int64_t conv2d_step_columns(int64_t w, int64_t g, int64_t s) {
   return n;
 }
 
-/* Relative cost of one (c, ky, g kx taps) step of an nf x h x w tile, in quarter-cycles: the
- * FMAs (2 per cycle: 2 each), the loads (nf g weight vectors + the broadcasts of the h rows'
- * input columns: 3 each, as an FMA's operand from memory costs more than one from registers,
- * and where only two loads issue a cycle (Intel) a step with as many loads as FMAs is load
- * bound), and the FMA latency (each accumulator takes g dependent FMAs a step, 4 cycles each:
- * fewer than 8 accumulators stall). */
+/* Relative cost of one (c, ky, g kx taps) step of an nf x h x w tile, in eighth-cycles, from
+ * its FMAs (2 a cycle), its loads (nf g weight vectors and the broadcasts of the h rows' input
+ * columns) and the FMA latency (each accumulator takes g dependent FMAs a step, 4 cycles each:
+ * fewer than 8 accumulators stall).
+ *
+ * AVX-512 (pl->V >= 16): 4 an FMA plus 3 a load, at least 6 a load (two loads a cycle: a step
+ * with as many loads as FMAs is load bound).  The loads add to the FMAs' time rather than hide
+ * under it: on one thread of an Intel Xeon (Sapphire Rapids) with everything in L1, 28 FMAs
+ * beside 16 loads a step (a 2 x 1 x 14 one-tap tile) ran at 88-90% of the FMA peak and 72
+ * beside 20 (2 x 1 x 12, three taps) at 94%.  With the larger of the two alone as the cost,
+ * the one-tap tiles of VGG-16's and AlexNet's layers estimated within 2% of the three-tap ones
+ * and were kept; the three-tap tiles run those layers 1.03-1.13x faster.
+ *
+ * AVX2: the larger of the FMAs (4 each) and the loads (6 each, as an FMA's operand from memory
+ * costs more than one from registers): with 16 registers the tiles are small and the additive
+ * estimate chose tiles that ran 3-10% slower (VGG-16, AlexNet, Inception, LeNet-5,
+ * resnet_mini at -march=x86-64-v3 on the same Xeon). */
 static int64_t conv2d_step_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w, int64_t g) {
-  int64_t a = 2 * nf * h * w * g, loads = 3 * (nf * g + h * conv2d_step_columns(w, g, pl->s));
-  int64_t c = a > loads ? a : loads;
-  if (c < 16 * g) c = 16 * g;
-  return c + 2; /* + loop and address overhead */
+  int64_t fmas = nf * h * w * g, loads = nf * g + h * conv2d_step_columns(w, g, pl->s);
+  int64_t c = pl->V >= 16 ? 4 * fmas + 3 * loads : 4 * fmas;
+  if (c < 6 * loads) c = 6 * loads;
+  if (c < 32 * g) c = 32 * g;
+  return c + 4; /* + loop and address overhead */
 }
 
 /* The cost of one tile's (c, ky) row of taps: k / g steps of g taps and one of the rest. */
@@ -360,6 +372,11 @@ static void conv2d_choose(Conv2dPlan *pl, int64_t F) {
         for (int w = 1; w <= CONV2D_MAXRX && w <= pl->OW; w++) {
           if (conv2d_tile_regs(nf, h, w, g) > regs) continue;
           int64_t cost = nblk * conv2d_plane_cost(pl, nf, h, w, g);
+          /* AVX-512, several taps a step on one tile row: an accumulator's g FMAs come one
+           * input column apart (nf g FMAs, less than the FMA latency); such tiles ran up to 4%
+           * slower than their estimate beside two-row ones (VGG-16's layers: 2 x 1 x 12 against
+           * 2 x 2 x 6), so they count 6% more */
+          if (V >= 16 && h == 1 && g > 1) cost = cost * 106 / 100;
           int i = g > 1;
           Conv2dPlan *q = &pick[i];
           /* ties: the larger tile (fewer passes over the input) */
@@ -373,12 +390,12 @@ static void conv2d_choose(Conv2dPlan *pl, int64_t F) {
           }
         }
   }
-  /* Several taps a step where that saves at least an eighth of the estimate: the layers whose
-   * best one-tap tile is load bound (few filters: one vector of them), not those that are
-   * FMA bound either way, where the estimates differ by a few percent and the one-tap tile
-   * measured as fast or faster (AlexNet's conv3: 2 x 1 x 13 one tap a step, 16.2 ms at batch
-   * 8 on one Intel thread; 1 x 2 x 13 three taps a step, 18.0 ms). */
-  *pl = best[1] >= 0 && best[1] * 8 < best[0] * 7 ? pick[1] : pick[0];
+  /* The lowest estimate on AVX-512.  On AVX2, several taps a step only where that saves at
+   * least an eighth of the estimate: the layers whose best one-tap tile is load bound (few
+   * filters: one vector of them), not those that are FMA bound either way, where the one-tap
+   * tile measured as fast or faster. */
+  int several = best[1] >= 0 && (V >= 16 ? best[1] < best[0] : best[1] * 8 < best[0] * 7);
+  *pl = several ? pick[1] : pick[0];
 }
 
 /* The steps of one tile for the kernel row ky and the g taps kx0 .. kx0 + g - 1 (kx0 an

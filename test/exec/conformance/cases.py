@@ -182,6 +182,13 @@ def _conv2d_params():
         (3, 40, 41, 16, 11, 4, 2, False, 1),  # 11 taps at stride 4 (AlexNet's conv1 geometry)
         (2, 36, 38, 16, 29, 1, 0, True, 1),   # 29 taps: a step of 15, then one of the other 14
         (1, 34, 35, 16, 27, 1, 0, True, 3),   # 27 taps: a loop of 3 steps of 7, then one of 6
+        # several taps a step with several filter vectors (AVX-512: the estimate counts loads
+        # on top of FMAs, conv.c conv2d_step_cost): 2 x 2 x 6 tiles of 3 taps with a band row
+        # and a 5-column edge; 5 taps; 3 filter vectors; stride 2
+        (24, 27, 29, 64, 3, 1, 1, True, 2),
+        (16, 15, 17, 32, 5, 1, 2, True, 3),
+        (32, 13, 13, 48, 3, 1, 1, False, 1),
+        (16, 20, 23, 32, 3, 2, 1, True, 3),
     ]
     return cases
 
