@@ -402,6 +402,32 @@ int64_t gemm_pitch(const LoopProgram *lp, int64_t n) {
 /* --- gemm_dot --- */
 
 /* The tile: rows m0 + i (i < mr), columns n0 + j (j < nu). */
+/* Vectors of k per chunk: a known K in chunks of one size but the last, which is no more than
+ * nk - 1 vectors short (32 + 32 + 32 + 2 would leave a short last chunk, that LLVM unrolls and
+ * spills). */
+static int64_t dot_chunk(const LoopProgram *lp, const GemmSpec *g) {
+  int64_t csz = GEMM_DOT_CHUNK;
+  if (g->K->kind == LE_CONST) {
+    int64_t kvn = g->K->ival / lp->vec_f32, nk = (kvn + GEMM_DOT_CHUNK - 1) / GEMM_DOT_CHUNK;
+    csz = (kvn + nk - 1) / nk;
+  }
+  return csz;
+}
+
+/* The k % V rest of the rows m[i] and columns n[j] (batch-reduce row br, or NULL): scalar, an
+ * explicit fma (a contracted a * b + c would depend on -O), into C. */
+static void dot_rest(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *br, LExpr *const *m, int mr,
+                     LExpr *const *n, int nu) {
+  int k = lvar(lp, "kt");
+  LStmt *lk = ls_for(lp, blk, k, le_mul(lp, div_(lp, g->K, lp->vec_f32), i64(lp, lp->vec_f32)), g->K);
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nu; j++)
+      ls_store(lp, ls_body(lk), g->c, c_at(lp, g, m[i], n[j]),
+               le_fma(lp, le_load(lp, g->a, g->a_at(lp, g->ctx, br, m[i], var(lp, k))),
+                      le_load(lp, g->b, g->b_at(lp, g->ctx, br, n[j], var(lp, k))),
+                      le_load(lp, g->c, c_at(lp, g, m[i], n[j]))));
+}
+
 static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice *sl, LExpr *m0, int mr,
                      LExpr *n0, int nu) {
   int64_t V = lp->vec_f32;
@@ -432,13 +458,7 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice
     LStmt *cb = bb;
     LExpr *klo = i64(lp, 0), *khi = KV;
     if (!single) {
-      /* a known K: chunks of one size but the last, which is no more than nk - 1 vectors short
-       * (32 + 32 + 32 + 2 would leave a short last chunk, that LLVM unrolls and spills) */
-      int64_t csz = GEMM_DOT_CHUNK;
-      if (g->K->kind == LE_CONST) {
-        int64_t kvn = g->K->ival / V, nk = (kvn + GEMM_DOT_CHUNK - 1) / GEMM_DOT_CHUNK;
-        csz = (kvn + nk - 1) / nk;
-      }
+      int64_t csz = dot_chunk(lp, g);
       int kc = lvar(lp, "kc");
       LStmt *lkc = ls_for(lp, bb, kc, i64(lp, 0), div_(lp, le_add(lp, KV, i64(lp, csz - 1)), csz));
       cb = ls_body(lkc);
@@ -468,17 +488,9 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice
       for (int j = 0; j < nu; j++) ls_accumulate(lp, tb, g->c, c_at(lp, g, m[i], n[j]), le_local(lp, acc[i][j]));
   }
   if (g->K->kind != LE_CONST || g->K->ival % V) {
-    /* k % V: scalar, an explicit fma (a contracted a * b + c would depend on -O) */
     LExpr *br;
     LStmt *bb = br_loop(lp, blk, g, sl->brlo, sl->brhi, &br);
-    int k = lvar(lp, "kt");
-    LStmt *lk = ls_for(lp, bb, k, le_mul(lp, KV, i64(lp, V)), g->K);
-    for (int i = 0; i < mr; i++)
-      for (int j = 0; j < nu; j++)
-        ls_store(lp, ls_body(lk), g->c, c_at(lp, g, m[i], n[j]),
-                 le_fma(lp, le_load(lp, g->a, g->a_at(lp, g->ctx, br, m[i], var(lp, k))),
-                        le_load(lp, g->b, g->b_at(lp, g->ctx, br, n[j], var(lp, k))),
-                        le_load(lp, g->c, c_at(lp, g, m[i], n[j]))));
+    dot_rest(lp, bb, g, br, m, mr, n, nu);
   }
   if (g->epilogue) {
     LStmt *eb = sl->last ? ls_body(ls_if(lp, blk, sl->last)) : blk;
@@ -509,6 +521,94 @@ static void dot_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice
     LStmt *lm = ls_for(lp, ls_body(ln), mb, i64(lp, 0), MB);
     dot_tile(lp, ls_body(lm), g, sl, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr, var(lp, n), 1);
   }
+}
+
+/* g->row_chunks: the columns [n0, n0 + nu) of the rows [0, MB mr), the row tiles a chunk of
+ * k at a time (GemmSpec.row_chunks).  Each sum takes dot_tile's operations in dot_tile's
+ * order: the chunk's lane partials from 0, added to the sum so far (0 before the first chunk),
+ * the lanes summed into C (init) at the end, then the k % V rest and the epilogue. */
+static void dot_tiles_chunked(LoopProgram *lp, LStmt *blk, const GemmSpec *g, int mr, LExpr *MB, LExpr *n0,
+                              int nu) {
+  int64_t V = lp->vec_f32, N = g->N->ival;
+  LExpr *n[GEMM_MAX_NC];
+  for (int j = 0; j < nu; j++) n[j] = le_add(lp, n0, i64(lp, j));
+  /* the row tile mb's rows, in a loop over mb in blk; returns the loop's body */
+#define ROW_TILES(body, mb, m)                                                                  \
+  int mb = lvar(lp, "mb");                                                                      \
+  LStmt *body = ls_body(ls_for(lp, blk_, mb, i64(lp, 0), MB));                                  \
+  LExpr *m[GEMM_MAX_MR];                                                                        \
+  for (int i = 0; i < mr; i++) m[i] = le_add(lp, le_mul(lp, var(lp, mb), i64(lp, mr)), i64(lp, i))
+  LStmt *blk_ = blk;
+  {
+    ROW_TILES(ib, mb, m);
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nu; j++)
+        ls_store(lp, ib, g->c, c_at(lp, g, m[i], n[j]), g->init ? g->init(lp, g->ctx, m[i], n[j]) : le_f32(lp, 0));
+  }
+  int l = lvar(lp, "l"), kc = lvar(lp, "kc"), kv = lvar(lp, "kv");
+  LStmt *ll = ls_for(lp, blk, l, i64(lp, 0), i64(lp, V));
+  ll->vec = (int)V;
+  LExpr *KV = div_(lp, g->K, V);
+  int64_t csz = dot_chunk(lp, g);
+  LStmt *lkc = ls_for(lp, ls_body(ll), kc, i64(lp, 0), div_(lp, le_add(lp, KV, i64(lp, csz - 1)), csz));
+  LExpr *first = le_bin(lp, LO_EQ, var(lp, kc), i64(lp, 0));
+  LExpr *klo = le_mul(lp, var(lp, kc), i64(lp, csz)), *khi = min_(lp, KV, le_add(lp, klo, i64(lp, csz)));
+  /* the sum of (m, n) in dpart, lane l */
+#define PART_AT(mi, nj) le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, mi, i64(lp, N)), nj), i64(lp, V)), var(lp, l))
+  blk_ = ls_body(lkc);
+  {
+    ROW_TILES(tb, mb, m);
+    int part[GEMM_MAX_MR][GEMM_MAX_NC];
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nu; j++) part[i][j] = ls_local(lp, tb, LT_F32, le_f32(lp, 0));
+    LStmt *kb = ls_body(ls_for(lp, tb, kv, klo, khi));
+    LExpr *k = le_add(lp, le_mul(lp, var(lp, kv), i64(lp, V)), var(lp, l));
+    int av[GEMM_MAX_MR];
+    for (int i = 0; i < mr; i++) av[i] = ls_local(lp, kb, LT_F32, le_load(lp, g->a, g->a_at(lp, g->ctx, NULL, m[i], k)));
+    for (int j = 0; j < nu; j++) {
+      int bv = ls_local(lp, kb, LT_F32, le_load(lp, g->b, g->b_at(lp, g->ctx, NULL, n[j], k)));
+      for (int i = 0; i < mr; i++)
+        ls_set(lp, kb, part[i][j], le_fma(lp, le_local(lp, av[i]), le_local(lp, bv), le_local(lp, part[i][j])));
+    }
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nu; j++) {
+        LExpr *sofar = le_select(lp, first, le_f32(lp, 0), le_load(lp, g->dpart, PART_AT(m[i], n[j])));
+        ls_store(lp, tb, g->dpart, PART_AT(m[i], n[j]), le_bin(lp, LO_ADD, sofar, le_local(lp, part[i][j])));
+      }
+  }
+  blk_ = ls_body(ll);
+  {
+    /* the lanes, summed as a pairwise tree (codegen.c, reduce_add) into C */
+    ROW_TILES(sb, mb, m);
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nu; j++) ls_accumulate(lp, sb, g->c, c_at(lp, g, m[i], n[j]), le_load(lp, g->dpart, PART_AT(m[i], n[j])));
+  }
+#undef PART_AT
+  blk_ = blk;
+  if (g->K->ival % V) {
+    ROW_TILES(rb, mb, m);
+    dot_rest(lp, rb, g, NULL, m, mr, n, nu);
+  }
+  if (g->epilogue) {
+    ROW_TILES(eb, mb, m);
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nu; j++)
+        ls_store(lp, eb, g->c, c_at(lp, g, m[i], n[j]),
+                 g->epilogue(lp, g->ctx, le_load(lp, g->c, c_at(lp, g, m[i], n[j])), m[i], n[j]));
+  }
+#undef ROW_TILES
+}
+
+/* g->row_chunks: rows [0, MB mr) of every column, blocks of nu, then single columns. */
+static void dot_rows_chunked(LoopProgram *lp, LStmt *blk, const GemmSpec *g, int mr, LExpr *MB, int nu) {
+  LExpr *NB = div_(lp, g->N, nu);
+  int nb = lvar(lp, "nb"), n = lvar(lp, "n");
+  LStmt *ln = ls_for(lp, blk, nb, i64(lp, 0), NB);
+  ln->parallel = g->parallel == GEMM_PAR_N;
+  dot_tiles_chunked(lp, ls_body(ln), g, mr, MB, le_mul(lp, var(lp, nb), i64(lp, nu)), nu);
+  LStmt *l1 = ls_for(lp, blk, n, le_mul(lp, NB, i64(lp, nu)), g->N);
+  l1->parallel = g->parallel == GEMM_PAR_N;
+  dot_tiles_chunked(lp, ls_body(l1), g, mr, MB, var(lp, n), 1);
 }
 
 static void dot_shape(const LoopProgram *lp, const GemmSpec *g, int *mr, int *nu) {
@@ -544,7 +644,18 @@ void gemm_dot(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
       body = slice_loop(lp, blk, "bs", g->BR, brc, &sl.brlo, &sl.brhi, &sl);
   }
   LExpr *MB = div_(lp, g->M, mr);
-  dot_rows(lp, body, g, &sl, i64(lp, 0), mr, MB, nu);
+  if (g->row_chunks) {
+    if (g->BR || g->accumulate || g->K->kind != LE_CONST || g->N->kind != LE_CONST ||
+        g->K->ival / lp->vec_f32 <= GEMM_DOT_CHUNK)
+      die("gemm_dot: row chunks need a constant N, a constant K of several chunks, no batch-reduce and no accumulate");
+    /* one row tile (a batch of 4 to 7 rows) has no other to share a chunk of B with: there
+     * the parked sums only add their loads and stores (VGG-16's fc6 at batch 4 3% slower) */
+    LExpr *several = le_bin(lp, LO_GE, MB, i64(lp, 2));
+    dot_rows_chunked(lp, ls_body(ls_if(lp, body, several)), g, mr, MB, nu);
+    dot_rows(lp, ls_body(ls_if(lp, body, le_bin(lp, LO_LT, MB, i64(lp, 2)))), g, &sl, i64(lp, 0), mr, MB, nu);
+  } else {
+    dot_rows(lp, body, g, &sl, i64(lp, 0), mr, MB, nu);
+  }
   /* the rows left over (every row of a batch-1 product): one at a time, 8 columns wide, so
    * 8 independent FMA chains stream 8 rows of B */
   LExpr *mfull = le_mul(lp, MB, i64(lp, mr));

@@ -75,6 +75,14 @@ typedef struct GemmSpec {
    * operand indices the callbacks derive by division: a convolution's kernel taps, where the
    * division and the multiplies of a rolled loop sit on every step's load addresses) */
   int unroll_k;
+  /* gemm_dot, a run-time M over a constant K of several chunks (no batch-reduce, no
+   * accumulate): the row tiles of a column block take the reduction a chunk at a time, every
+   * row tile over one chunk before the next, each tile's lane sums parked between chunks in
+   * the scratch dpart (M x N vectors: its element (m, n, lane) at (m N + n) V + lane) where a
+   * tile would keep them in registers: a column block's B chunk is read from memory once for
+   * all the row tiles and stays in L1 for the others, instead of every row tile streaming all
+   * of B.  The same operations on each sum as without, so the same bits. */
+  int row_chunks, dpart;
   const void *ctx;      /* passed to the callbacks */
   const char *name;     /* for the loop variables' names: "" */
 } GemmSpec;

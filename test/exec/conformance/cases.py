@@ -306,9 +306,14 @@ def dense_models():
     # in chunks of 48 and tiles of 6, then 4, 2, 1 (every remainder of 6 and both sides of a
     # chunk), a panel of 64 units and single vectors past it (100 = 64 + 16 + 16 + 4 lanes),
     # K in one slice (70) or two (400), on [K] and on [seq, K] (rows = batch * seq)
+    # more than 2^20 weights (dense.c: W where it is, gemm_dot) over K of several chunks: at a
+    # batch of 4 rows or more the row tiles take k a chunk at a time (gemm.h, row_chunks), the
+    # rows past the tiles one at a time; K % 16 = 1 (the scalar rest), and on [seq, K]
     for (k, u, bias, sq, batches) in [(400, 100, True, None, [1, 2, 3, 5, 7, 11, 49, 53]),
                                       (70, 64, False, None, [4, 6, 48, 97]),
-                                      (33, 80, True, SEQ, None)]:
+                                      (33, 80, True, SEQ, None),
+                                      (1041, 1024, True, None, [1, 4, 5, 8, 9]),
+                                      (1040, 1030, False, SEQ, None)]:
         shape = (k,) if sq is None else (sq, k)
         x = Input("x", shape)
         src = _src([x], ["h = dense(x, %d%s)" % (u, "" if bias else ", bias=false"),
