@@ -401,7 +401,6 @@ int64_t gemm_pitch(const LoopProgram *lp, int64_t n) {
 
 /* --- gemm_dot --- */
 
-/* The tile: rows m0 + i (i < mr), columns n0 + j (j < nu). */
 /* Vectors of k per chunk: a known K in chunks of one size but the last, which is no more than
  * nk - 1 vectors short (32 + 32 + 32 + 2 would leave a short last chunk, that LLVM unrolls and
  * spills). */
@@ -428,6 +427,7 @@ static void dot_rest(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *br, 
                       le_load(lp, g->c, c_at(lp, g, m[i], n[j]))));
 }
 
+/* The tile: rows m0 + i (i < mr), columns n0 + j (j < nu). */
 static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice *sl, LExpr *m0, int mr,
                      LExpr *n0, int nu) {
   int64_t V = lp->vec_f32;
