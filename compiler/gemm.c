@@ -427,6 +427,36 @@ static void dot_rest(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *br, 
                       le_load(lp, g->c, c_at(lp, g, m[i], n[j]))));
 }
 
+/* C = init (or 0) at the rows m[i] and columns n[j]. */
+static void dot_init(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *const *m, int mr, LExpr *const *n,
+                     int nu) {
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nu; j++)
+      ls_store(lp, blk, g->c, c_at(lp, g, m[i], n[j]), g->init ? g->init(lp, g->ctx, m[i], n[j]) : le_f32(lp, 0));
+}
+
+/* One step of k (the vector at k, batch-reduce row br or NULL): the rows' and the columns'
+ * vectors loaded once each, part[i][j] += A(m[i], k) B(n[j], k). */
+static void dot_step(LoopProgram *lp, LStmt *kb, const GemmSpec *g, LExpr *br, LExpr *const *m, int mr,
+                     LExpr *const *n, int nu, LExpr *k, int part[][GEMM_MAX_NC]) {
+  int av[GEMM_MAX_MR];
+  for (int i = 0; i < mr; i++) av[i] = ls_local(lp, kb, LT_F32, le_load(lp, g->a, g->a_at(lp, g->ctx, br, m[i], k)));
+  for (int j = 0; j < nu; j++) {
+    int bv = ls_local(lp, kb, LT_F32, le_load(lp, g->b, g->b_at(lp, g->ctx, br, n[j], k)));
+    for (int i = 0; i < mr; i++)
+      ls_set(lp, kb, part[i][j], le_fma(lp, le_local(lp, av[i]), le_local(lp, bv), le_local(lp, part[i][j])));
+  }
+}
+
+/* C = epilogue(C) at the rows m[i] and columns n[j]. */
+static void dot_epilogue(LoopProgram *lp, LStmt *blk, const GemmSpec *g, LExpr *const *m, int mr,
+                         LExpr *const *n, int nu) {
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nu; j++)
+      ls_store(lp, blk, g->c, c_at(lp, g, m[i], n[j]),
+               g->epilogue(lp, g->ctx, le_load(lp, g->c, c_at(lp, g, m[i], n[j])), m[i], n[j]));
+}
+
 /* The tile: rows m0 + i (i < mr), columns n0 + j (j < nu). */
 static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice *sl, LExpr *m0, int mr,
                      LExpr *n0, int nu) {
@@ -435,11 +465,7 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice
   for (int i = 0; i < mr; i++) m[i] = le_add(lp, m0, i64(lp, i));
   for (int j = 0; j < nu; j++) n[j] = le_add(lp, n0, i64(lp, j));
   if (!g->accumulate) { /* C starts at init (in the first slice of the batch-reduce) */
-    LStmt *ib = sl->first ? ls_body(ls_if(lp, blk, sl->first)) : blk;
-    for (int i = 0; i < mr; i++)
-      for (int j = 0; j < nu; j++)
-        ls_store(lp, ib, g->c, c_at(lp, g, m[i], n[j]),
-                 g->init ? g->init(lp, g->ctx, m[i], n[j]) : le_f32(lp, 0));
+    dot_init(lp, sl->first ? ls_body(ls_if(lp, blk, sl->first)) : blk, g, m, mr, n, nu);
   }
   LExpr *KV = div_(lp, g->K, V); /* whole vectors of k */
   int single = g->K->kind == LE_CONST && g->K->ival / V <= GEMM_DOT_CHUNK;
@@ -470,15 +496,7 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice
     int kv = lvar(lp, "kv");
     LStmt *lk = ls_for(lp, cb, kv, klo, khi);
     LStmt *kb = ls_body(lk);
-    LExpr *k = le_add(lp, le_mul(lp, var(lp, kv), i64(lp, V)), var(lp, l));
-    int av[GEMM_MAX_MR];
-    for (int i = 0; i < mr; i++)
-      av[i] = ls_local(lp, kb, LT_F32, le_load(lp, g->a, g->a_at(lp, g->ctx, br, m[i], k)));
-    for (int j = 0; j < nu; j++) {
-      int bv = ls_local(lp, kb, LT_F32, le_load(lp, g->b, g->b_at(lp, g->ctx, br, n[j], k)));
-      for (int i = 0; i < mr; i++)
-        ls_set(lp, kb, part[i][j], le_fma(lp, le_local(lp, av[i]), le_local(lp, bv), le_local(lp, part[i][j])));
-    }
+    dot_step(lp, kb, g, br, m, mr, n, nu, le_add(lp, le_mul(lp, var(lp, kv), i64(lp, V)), var(lp, l)), part);
     if (!single)
       for (int i = 0; i < mr; i++)
         for (int j = 0; j < nu; j++)
@@ -492,13 +510,7 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice
     LStmt *bb = br_loop(lp, blk, g, sl->brlo, sl->brhi, &br);
     dot_rest(lp, bb, g, br, m, mr, n, nu);
   }
-  if (g->epilogue) {
-    LStmt *eb = sl->last ? ls_body(ls_if(lp, blk, sl->last)) : blk;
-    for (int i = 0; i < mr; i++)
-      for (int j = 0; j < nu; j++)
-        ls_store(lp, eb, g->c, c_at(lp, g, m[i], n[j]),
-                 g->epilogue(lp, g->ctx, le_load(lp, g->c, c_at(lp, g, m[i], n[j])), m[i], n[j]));
-  }
+  if (g->epilogue) dot_epilogue(lp, sl->last ? ls_body(ls_if(lp, blk, sl->last)) : blk, g, m, mr, n, nu);
 }
 
 /* Rows [mlo, mlo + mr * MB) in tiles of mr, every column: blocks of nu, then single columns. */
@@ -523,28 +535,30 @@ static void dot_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice
   }
 }
 
+/* A loop over the row tiles mb in [0, MB) in blk: returns its body, and the tile's rows in
+ * m[0 .. mr). */
+static LStmt *row_tiles(LoopProgram *lp, LStmt *blk, LExpr *MB, int mr, LExpr **m) {
+  int mb = lvar(lp, "mb");
+  LStmt *body = ls_body(ls_for(lp, blk, mb, i64(lp, 0), MB));
+  for (int i = 0; i < mr; i++) m[i] = le_add(lp, le_mul(lp, var(lp, mb), i64(lp, mr)), i64(lp, i));
+  return body;
+}
+
+/* The parked sum of (m, n) in g->dpart, lane l. */
+static LExpr *dpart_at(LoopProgram *lp, const GemmSpec *g, LExpr *m, LExpr *n, int l) {
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, m, g->N), n), i64(lp, lp->vec_f32)), var(lp, l));
+}
+
 /* g->row_chunks: the columns [n0, n0 + nu) of the rows [0, MB mr), the row tiles a chunk of
  * k at a time (GemmSpec.row_chunks).  Each sum takes dot_tile's operations in dot_tile's
  * order: the chunk's lane partials from 0, added to the sum so far (0 before the first chunk),
  * the lanes summed into C (init) at the end, then the k % V rest and the epilogue. */
 static void dot_tiles_chunked(LoopProgram *lp, LStmt *blk, const GemmSpec *g, int mr, LExpr *MB, LExpr *n0,
                               int nu) {
-  int64_t V = lp->vec_f32, N = g->N->ival;
-  LExpr *n[GEMM_MAX_NC];
+  int64_t V = lp->vec_f32;
+  LExpr *m[GEMM_MAX_MR], *n[GEMM_MAX_NC];
   for (int j = 0; j < nu; j++) n[j] = le_add(lp, n0, i64(lp, j));
-  /* the row tile mb's rows, in a loop over mb in blk; returns the loop's body */
-#define ROW_TILES(body, mb, m)                                                                  \
-  int mb = lvar(lp, "mb");                                                                      \
-  LStmt *body = ls_body(ls_for(lp, blk_, mb, i64(lp, 0), MB));                                  \
-  LExpr *m[GEMM_MAX_MR];                                                                        \
-  for (int i = 0; i < mr; i++) m[i] = le_add(lp, le_mul(lp, var(lp, mb), i64(lp, mr)), i64(lp, i))
-  LStmt *blk_ = blk;
-  {
-    ROW_TILES(ib, mb, m);
-    for (int i = 0; i < mr; i++)
-      for (int j = 0; j < nu; j++)
-        ls_store(lp, ib, g->c, c_at(lp, g, m[i], n[j]), g->init ? g->init(lp, g->ctx, m[i], n[j]) : le_f32(lp, 0));
-  }
+  dot_init(lp, row_tiles(lp, blk, MB, mr, m), g, m, mr, n, nu);
   int l = lvar(lp, "l"), kc = lvar(lp, "kc"), kv = lvar(lp, "kv");
   LStmt *ll = ls_for(lp, blk, l, i64(lp, 0), i64(lp, V));
   ll->vec = (int)V;
@@ -553,50 +567,27 @@ static void dot_tiles_chunked(LoopProgram *lp, LStmt *blk, const GemmSpec *g, in
   LStmt *lkc = ls_for(lp, ls_body(ll), kc, i64(lp, 0), div_(lp, le_add(lp, KV, i64(lp, csz - 1)), csz));
   LExpr *first = le_bin(lp, LO_EQ, var(lp, kc), i64(lp, 0));
   LExpr *klo = le_mul(lp, var(lp, kc), i64(lp, csz)), *khi = min_(lp, KV, le_add(lp, klo, i64(lp, csz)));
-  /* the sum of (m, n) in dpart, lane l */
-#define PART_AT(mi, nj) le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, mi, i64(lp, N)), nj), i64(lp, V)), var(lp, l))
-  blk_ = ls_body(lkc);
   {
-    ROW_TILES(tb, mb, m);
+    LStmt *tb = row_tiles(lp, ls_body(lkc), MB, mr, m);
     int part[GEMM_MAX_MR][GEMM_MAX_NC];
     for (int i = 0; i < mr; i++)
       for (int j = 0; j < nu; j++) part[i][j] = ls_local(lp, tb, LT_F32, le_f32(lp, 0));
     LStmt *kb = ls_body(ls_for(lp, tb, kv, klo, khi));
-    LExpr *k = le_add(lp, le_mul(lp, var(lp, kv), i64(lp, V)), var(lp, l));
-    int av[GEMM_MAX_MR];
-    for (int i = 0; i < mr; i++) av[i] = ls_local(lp, kb, LT_F32, le_load(lp, g->a, g->a_at(lp, g->ctx, NULL, m[i], k)));
-    for (int j = 0; j < nu; j++) {
-      int bv = ls_local(lp, kb, LT_F32, le_load(lp, g->b, g->b_at(lp, g->ctx, NULL, n[j], k)));
-      for (int i = 0; i < mr; i++)
-        ls_set(lp, kb, part[i][j], le_fma(lp, le_local(lp, av[i]), le_local(lp, bv), le_local(lp, part[i][j])));
-    }
+    dot_step(lp, kb, g, NULL, m, mr, n, nu, le_add(lp, le_mul(lp, var(lp, kv), i64(lp, V)), var(lp, l)), part);
     for (int i = 0; i < mr; i++)
       for (int j = 0; j < nu; j++) {
-        LExpr *sofar = le_select(lp, first, le_f32(lp, 0), le_load(lp, g->dpart, PART_AT(m[i], n[j])));
-        ls_store(lp, tb, g->dpart, PART_AT(m[i], n[j]), le_bin(lp, LO_ADD, sofar, le_local(lp, part[i][j])));
+        LExpr *at = dpart_at(lp, g, m[i], n[j], l);
+        LExpr *sofar = le_select(lp, first, le_f32(lp, 0), le_load(lp, g->dpart, at));
+        ls_store(lp, tb, g->dpart, at, le_bin(lp, LO_ADD, sofar, le_local(lp, part[i][j])));
       }
   }
-  blk_ = ls_body(ll);
-  {
-    /* the lanes, summed as a pairwise tree (codegen.c, reduce_add) into C */
-    ROW_TILES(sb, mb, m);
-    for (int i = 0; i < mr; i++)
-      for (int j = 0; j < nu; j++) ls_accumulate(lp, sb, g->c, c_at(lp, g, m[i], n[j]), le_load(lp, g->dpart, PART_AT(m[i], n[j])));
-  }
-#undef PART_AT
-  blk_ = blk;
-  if (g->K->ival % V) {
-    ROW_TILES(rb, mb, m);
-    dot_rest(lp, rb, g, NULL, m, mr, n, nu);
-  }
-  if (g->epilogue) {
-    ROW_TILES(eb, mb, m);
-    for (int i = 0; i < mr; i++)
-      for (int j = 0; j < nu; j++)
-        ls_store(lp, eb, g->c, c_at(lp, g, m[i], n[j]),
-                 g->epilogue(lp, g->ctx, le_load(lp, g->c, c_at(lp, g, m[i], n[j])), m[i], n[j]));
-  }
-#undef ROW_TILES
+  /* the lanes, summed as a pairwise tree (codegen.c, reduce_add) into C */
+  LStmt *sb = row_tiles(lp, ls_body(ll), MB, mr, m);
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nu; j++)
+      ls_accumulate(lp, sb, g->c, c_at(lp, g, m[i], n[j]), le_load(lp, g->dpart, dpart_at(lp, g, m[i], n[j], l)));
+  if (g->K->ival % V) dot_rest(lp, row_tiles(lp, blk, MB, mr, m), g, NULL, m, mr, n, nu);
+  if (g->epilogue) dot_epilogue(lp, row_tiles(lp, blk, MB, mr, m), g, m, mr, n, nu);
 }
 
 /* g->row_chunks: rows [0, MB mr) of every column, blocks of nu, then single columns. */
