@@ -364,7 +364,7 @@ static int legal_stmt(const LStmt *s, int var, char *inner) {
     return legal_stmt(s->body[0], var, inner);
   case LS_LOCAL: inner[s->local] = 1; return 1;
   case LS_SET: return inner[s->local] == 1 || (inner[s->local] == 2 && s->accumulate);
-  case LS_STORE: return 1;
+  case LS_STORE: case LS_PREFETCH: return 1;
   case LS_IF:
     if (dep_static(s->cond, var, inner)) return 0;
     return legal_stmt(s->body[0], var, inner) && legal_stmt(s->else_body, var, inner);
@@ -410,6 +410,7 @@ static int reduction_well_formed(const LStmt *s, int l, LOp op) {
     return !expr_reads(s->value, l);
   case LS_LOCAL: return !expr_reads(s->value, l);
   case LS_STORE: return !expr_reads(s->index, l) && !expr_reads(s->value, l);
+  case LS_PREFETCH: return !expr_reads(s->index, l);
   case LS_CHECK:
     for (int i = 0; i < s->nargs; i++)
       if (expr_reads(s->args[i], l)) return 0;
@@ -791,6 +792,25 @@ static LLVMValueRef reduce_add(Cg *c, LType t, LLVMValueRef v) {
     n = h;
   }
   return LLVMBuildExtractElement(c->b, v, LLVMConstInt(c->i32, 0, 0), "");
+}
+
+/* llvm.prefetch(p, read, locality 2: prefetcht1 on x86, into L2, data cache) of the line of
+ * buf[index]: the first lane's element when the index moves with the vector variable by a
+ * known stride, none when it moves otherwise (a gather's lines: a hint is not worth those
+ * address computations) */
+static void emit_prefetch(Cg *c, const LStmt *s) {
+  LLVMTypeRef et = scalar_type(c, c->lp->bufs[s->buf].elem);
+  LLVMValueRef base = c->base[s->buf];
+  if (!base) die("buffer %s has no base in this function", c->lp->bufs[s->buf].name);
+  int64_t st;
+  LLVMValueRef idx;
+  if (!varying(c, s->index)) idx = emit_expr(c, s->index);
+  else if (stride_of(c, s->index, &st)) idx = emit_scalar_index(c, s->index);
+  else return;
+  LLVMValueRef args[4] = {LLVMBuildGEP2(c->b, et, base, &idx, 1, ""), LLVMConstInt(c->i32, 0, 0),
+                          LLVMConstInt(c->i32, 2, 0), LLVMConstInt(c->i32, 1, 0)};
+  LLVMTypeRef pt = LLVMTypeOf(args[0]);
+  intrinsic(c, "llvm.prefetch", &pt, 1, args, 4);
 }
 
 static void emit_store(Cg *c, const LStmt *s) {
@@ -1311,6 +1331,7 @@ static void emit_stmt(Cg *c, const LStmt *s) {
     c->in_steps -= s->steps;
     return;
   case LS_STORE: emit_store(c, s); return;
+  case LS_PREFETCH: emit_prefetch(c, s); return;
   case LS_LOCAL: {
     LLVMTypeRef t = scalar_type(c, c->lp->local_types[s->local]);
     /* in a vector loop a local is a vector, but for an integer that is never set again and
@@ -1460,7 +1481,7 @@ static void uses_stmt(const LStmt *s, char *used) {
   if (!s) return;
   for (int i = 0; i < s->nbody; i++) uses_stmt(s->body[i], used);
   uses_stmt(s->else_body, used);
-  if (s->kind == LS_STORE) used[s->buf] = 1;
+  if (s->kind == LS_STORE || s->kind == LS_PREFETCH) used[s->buf] = 1;
   uses_expr(s->lo, used);
   uses_expr(s->hi, used);
   uses_expr(s->index, used);
@@ -1631,6 +1652,10 @@ static void key_stmt(KeyBuf *k, KeyMaps *m, const LoopProgram *lp, const LStmt *
     key_i64(k, m->buf[s->buf]);
     key_i64(k, lp->bufs[s->buf].elem);
     key_i64(k, s->accumulate);
+    break;
+  case LS_PREFETCH:
+    key_i64(k, m->buf[s->buf]);
+    key_i64(k, lp->bufs[s->buf].elem);
     break;
   case LS_LOCAL:
     key_i64(k, key_local(m, s->local));

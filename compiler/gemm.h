@@ -75,6 +75,14 @@ typedef struct GemmSpec {
    * operand indices the callbacks derive by division: a convolution's kernel taps, where the
    * division and the multiplies of a rolled loop sit on every step's load addresses) */
   int unroll_k;
+  /* gemm_bcast, B not packed: B streams from memory (a layer's input, too large or too long
+   * ago to be in cache) through panels of nv vectors whose rows are short runs far apart
+   * (a 1x1 convolution: nv * 64 bytes of each of C planes), which the hardware prefetchers
+   * do not follow.  So the first nv row tiles of each panel prefetch the next panel's B, one
+   * line a k step each (emitted as a separate copy of the tile; the other row tiles run
+   * without), and the tiles are 8 rows x 3 vectors (bcast_shape).  AVX-512 only: with AVX2's
+   * 4 x 3 tiles on the same Xeon, Inception ran as fast at batch 8 and 1% slower at batch 1. */
+  int prefetch_b;
   /* gemm_dot, a run-time M over a constant K of several chunks (no batch-reduce, no
    * accumulate): the row tiles of a column block take the reduction a chunk at a time, every
    * row tile over one chunk before the next, each tile's lane sums parked between chunks in

@@ -323,6 +323,15 @@ LStmt *ls_store(LoopProgram *lp, LStmt *block, int buf, LExpr *index, LExpr *val
   return append(lp, block, s);
 }
 
+LStmt *ls_prefetch(LoopProgram *lp, LStmt *block, int buf, LExpr *index) {
+  if (buf < 0 || buf >= lp->nbufs) die("bad buffer %d", buf);
+  if (index->type != LT_I64) die("prefetch index must be i64");
+  LStmt *s = new_stmt(lp, LS_PREFETCH);
+  s->buf = buf;
+  s->index = index;
+  return append(lp, block, s);
+}
+
 LStmt *ls_accumulate(LoopProgram *lp, LStmt *block, int buf, LExpr *index, LExpr *value) {
   LStmt *s = ls_store(lp, block, buf, index, value);
   s->accumulate = 1;
@@ -566,6 +575,12 @@ static void print_stmt(FILE *out, const LoopProgram *lp, const LStmt *s, int dep
     fprintf(out, "] %s ", s->accumulate ? "+=" : "=");
     print_expr(out, lp, s->value, 0);
     fputc('\n', out);
+    return;
+  case LS_PREFETCH:
+    indent(out, depth);
+    fprintf(out, "prefetch %s[", lp->bufs[s->buf].name);
+    print_expr(out, lp, s->index, 0);
+    fputs("]\n", out);
     return;
   case LS_LOCAL:
     indent(out, depth);

@@ -113,6 +113,9 @@ typedef enum LStmtKind {
   LS_SET,     /* local = value */
   LS_IF,      /* if cond: body (a block); else_body may be NULL */
   LS_CHECK,   /* if !cond: fail with code and message(args) */
+  LS_PREFETCH,/* a hint: fetch the cache line of buf[index] into L2 for a later read (no
+               * effect on the results; an index past the buffer is allowed: a prefetch
+               * never faults).  In a vector loop, the line of the first lane's element. */
 } LStmtKind;
 
 typedef struct LStmt LStmt;
@@ -133,7 +136,7 @@ struct LStmt {
                    * (codegen weighs their work down; see emit_parallel) */
   int reduce;     /* a reduction loop (ls_reduce): 1 + the local it reduces into, 0: none */
   LOp reduce_op;  /* LO_ADD or LO_MAX; also on the LS_SET of ls_combine */
-  /* LS_STORE */
+  /* LS_STORE, LS_PREFETCH */
   int buf;
   LExpr *index;
   LExpr *value;   /* also LS_LOCAL, LS_SET */
@@ -232,6 +235,7 @@ LStmt *ls_for(LoopProgram *lp, LStmt *block, int var, LExpr *lo, LExpr *hi);  /*
 LStmt *ls_body(LStmt *loop_or_if);                                           /* the block to append to */
 LStmt *ls_store(LoopProgram *lp, LStmt *block, int buf, LExpr *index, LExpr *value);
 LStmt *ls_accumulate(LoopProgram *lp, LStmt *block, int buf, LExpr *index, LExpr *value);
+LStmt *ls_prefetch(LoopProgram *lp, LStmt *block, int buf, LExpr *index);
 int ls_local(LoopProgram *lp, LStmt *block, LType t, LExpr *init);            /* returns the local's id */
 LStmt *ls_set(LoopProgram *lp, LStmt *block, int local, LExpr *value);
 /* A reduction: for var in [lo, hi) vec lp->vec_f32 whose body folds values into `local` (declared

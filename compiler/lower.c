@@ -270,7 +270,7 @@ static void scan_stmt(LoopProgram *lp, const LStmt *s, int k) {
   if (!s) return;
   for (int i = 0; i < s->nbody; i++) scan_stmt(lp, s->body[i], k);
   scan_stmt(lp, s->else_body, k);
-  if (s->kind == LS_STORE) touch(lp, s->buf, k);
+  if (s->kind == LS_STORE || s->kind == LS_PREFETCH) touch(lp, s->buf, k);
   scan_expr(lp, s->lo, k);
   scan_expr(lp, s->hi, k);
   scan_expr(lp, s->index, k);

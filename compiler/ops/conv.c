@@ -1001,6 +1001,9 @@ static LExpr *tap_at(LoopProgram *lp, LExpr *b, int64_t planes, LExpr *ch, int64
  * row: LeNet-5's c1 at batch 64 ran slower on 2 threads than on 1), so the batch loop is the
  * parallel one and the product inside runs serially; a larger row splits its column blocks. */
 enum { CONV_ROW_PAR_MACS = 1 << 20 };
+/* A 1x1 layer's input (a batch row) of at least this many floats (128 KB) prefetches (gemm.h,
+ * prefetch_b): below it, it stays in L1 or L2 over the panels */
+enum { CONV_PREFETCH_FLOATS = 1 << 15 };
 static void batch_rows_parallel(LStmt *lb, GemmSpec *g, int64_t row_macs) {
   if (row_macs < CONV_ROW_PAR_MACS) {
     lb->parallel = 1;
@@ -1083,6 +1086,9 @@ static void lower_conv2d_flat(LowerCtx *lc, const Node *n, LStmt *body, int xp, 
     g.a_at = flat1_w;
     g.b_at = flat1_x;
     if (lower_has_epilogue(lc, n)) g.epilogue = flat_epilogue;
+    /* an input past L1 (Inception's 192 x 28 x 28, 602 KB a batch row) streams from L2 or
+     * memory through the panels, each a short run of every plane: prefetched */
+    g.prefetch_b = C * cf.NQ >= CONV_PREFETCH_FLOATS;
     gemm_bcast(lp, ls_body(lb), &g);
     return;
   }

@@ -189,6 +189,14 @@ def _conv2d_params():
         (16, 15, 17, 32, 5, 1, 2, True, 3),
         (32, 13, 13, 48, 3, 1, 1, False, 1),
         (16, 20, 23, 32, 3, 2, 1, True, 3),
+        # 1x1 layers on an input of 32768 floats or more a batch row (AVX-512: 8 x 3 tiles, the
+        # first row tiles of each panel prefetching the next panel, gemm.h prefetch_b): 2 tiles
+        # and a 5-row one, a partial last vector; one tile and a single row, whole panels; a
+        # 3-row tile 7 vectors wide; 6 tiles and one partial vector
+        (200, 13, 17, 21, 1, 1, 0, True, 3),
+        (64, 24, 24, 9, 1, 1, 0, False, 2),
+        (130, 16, 16, 3, 1, 1, 0, True, 1),
+        (192, 14, 14, 48, 1, 1, 0, True, 2),
     ]
     return cases
 
