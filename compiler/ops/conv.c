@@ -303,13 +303,18 @@ static int64_t conv2d_step_columns(int64_t w, int64_t g, int64_t s) {
  * columns) and the FMA latency (each accumulator takes g dependent FMAs a step, 4 cycles each:
  * fewer than 8 accumulators stall).
  *
- * AVX-512 (pl->V >= 16): 4 an FMA plus 3 a load, at least 6 a load (two loads a cycle: a step
- * with as many loads as FMAs is load bound).  The loads add to the FMAs' time rather than hide
- * under it: on one thread of an Intel Xeon (Sapphire Rapids) with everything in L1, 28 FMAs
- * beside 16 loads a step (a 2 x 1 x 14 one-tap tile) ran at 88-90% of the FMA peak and 72
- * beside 20 (2 x 1 x 12, three taps) at 94%.  With the larger of the two alone as the cost,
- * the one-tap tiles of VGG-16's and AlexNet's layers estimated within 2% of the three-tap ones
- * and were kept; the three-tap tiles run those layers 1.03-1.13x faster.
+ * AVX-512 (pl->V >= 16): the FMAs' time (4 each, at least the latency floor 32 g) plus 3 a
+ * load, at least 6 a load (two loads a cycle: a step with as many loads as FMAs is load
+ * bound).  The loads add to the FMAs' time rather than hide under it: on one thread of an
+ * Intel Xeon (Sapphire Rapids) with everything in L1, 28 FMAs beside 16 loads a step (a
+ * 2 x 1 x 14 one-tap tile) ran at 88-90% of the FMA peak and 72 beside 20 (2 x 1 x 12, three
+ * taps) at 94%.  With the larger of the two alone as the cost, the one-tap tiles of VGG-16's
+ * and AlexNet's layers estimated within 2% of the three-tap ones and were kept; the three-tap
+ * tiles run those layers 1.03-1.13x faster.  The loads come on top of the latency floor too:
+ * a small edge tile (AlexNet conv5's 2 x 1 x 3 beside 2 x 1 x 10 on its 13 columns: 18 FMAs
+ * on 6 accumulators, 11 loads) waits for its chains and then for its loads; counted as the
+ * larger of the floor and FMAs + loads, 10 + 3 tied with 9 + 4, which ran the layer 1.05x
+ * (batch 1) and 1.06x (batch 8) faster (codegen/conv_edge_tile.nn).
  *
  * AVX2: the larger of the FMAs (4 each) and the loads (6 each, as an FMA's operand from memory
  * costs more than one from registers): with 16 registers the tiles are small and the additive
@@ -317,7 +322,11 @@ static int64_t conv2d_step_columns(int64_t w, int64_t g, int64_t s) {
  * resnet_mini at -march=x86-64-v3 on the same Xeon). */
 static int64_t conv2d_step_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w, int64_t g) {
   int64_t fmas = nf * h * w * g, loads = nf * g + h * conv2d_step_columns(w, g, pl->s);
-  int64_t c = pl->V >= 16 ? 4 * fmas + 3 * loads : 4 * fmas;
+  int64_t c = 4 * fmas;
+  if (pl->V >= 16) {
+    if (c < 32 * g) c = 32 * g;
+    c += 3 * loads;
+  }
   if (c < 6 * loads) c = 6 * loads;
   if (c < 32 * g) c = 32 * g;
   return c + 4; /* + loop and address overhead */

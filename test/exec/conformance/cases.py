@@ -197,6 +197,9 @@ def _conv2d_params():
         (64, 24, 24, 9, 1, 1, 0, False, 2),
         (130, 16, 16, 3, 1, 1, 0, True, 1),
         (192, 14, 14, 48, 1, 1, 0, True, 2),
+        # AlexNet conv5's plane (13 x 13, 16 filter vectors): 2 x 1 x 9 tiles of 3 taps and a
+        # 4-column edge (codegen/conv_edge_tile.nn)
+        (48, 13, 13, 256, 3, 1, 1, True, 2),
     ]
     return cases
 
