@@ -105,6 +105,28 @@ static int exactly_once(int64_t lo, int64_t hi) {
   return 1;
 }
 
+/* count_fn that also notes each chunk's bounds (in order of arrival) */
+static atomic_int nchunks;
+static int64_t chunk_lo[64], chunk_hi[64];
+static int chunk_fn(void *ctx, int64_t lo, int64_t hi) {
+  int k = atomic_fetch_add(&nchunks, 1);
+  if (k < 64) chunk_lo[k] = lo, chunk_hi[k] = hi;
+  return count_fn(ctx, lo, hi);
+}
+/* the chunks of one job over [lo, hi) as "lo-hi ..." in order of lo */
+static void print_chunks(const char *name, int rc, int64_t lo, int64_t hi) {
+  int n = atomic_load(&nchunks);
+  printf("case %s: rc %d, exactly once %d, chunks %d:", name, rc, exactly_once(lo, hi), n);
+  for (int64_t at = lo; at < hi;) {
+    int k = 0;
+    while (k < n && k < 64 && chunk_lo[k] != at) k++;
+    if (k == n || k == 64) break;
+    printf(" %lld-%lld", (long long)chunk_lo[k], (long long)chunk_hi[k]);
+    at = chunk_hi[k];
+  }
+  printf("\n");
+}
+
 static void reset(void) {
   for (int i = 0; i < N; i++) atomic_store(&hits[i], 0);
 }
@@ -159,6 +181,19 @@ int main(void) {
   printf("case own_range_first: rc %d, exactly once %d, caller at %lld, workers at %lld and %lld\n",
          rcf, exactly_once(0, 120), (long long)caller_first, (long long)w[0], (long long)w[1]);
   EXPECT(rcf == 0 && exactly_once(0, 120) && atomic_load(&nfirsts) == 3, "own ranges");
+  /* at most NNCC_PAR_STATIC_ITEMS (8) iterations a thread: one chunk a thread (16 on 2
+   * threads: 0-8 and 8-16); one more iteration: 4 chunks a thread (17: 8 chunks) */
+  nncc_set_num_threads(2);
+  reset();
+  atomic_store(&nchunks, 0);
+  int rcs = nncc_rt_parallel_for(chunk_fn, NULL, 0, 16, 1 << 30);
+  print_chunks("static_split", rcs, 0, 16);
+  EXPECT(rcs == 0 && exactly_once(0, 16) && atomic_load(&nchunks) == 2, "16 iterations on 2 threads");
+  reset();
+  atomic_store(&nchunks, 0);
+  rcs = nncc_rt_parallel_for(chunk_fn, NULL, 0, 17, 1 << 30);
+  print_chunks("claimed_split", rcs, 0, 17);
+  EXPECT(rcs == 0 && exactly_once(0, 17) && atomic_load(&nchunks) == 8, "17 iterations on 2 threads");
   /* the caller returns only when the chunks workers took are done */
   nncc_set_num_threads(2);
   reset();
