@@ -424,6 +424,8 @@ int64_t gemm_pitch(const LoopProgram *lp, int64_t n) {
 
 /* --- gemm_dot --- */
 
+int gemm_dot_chunked(const LoopProgram *lp, int64_t k) { return k / lp->vec_f32 > GEMM_DOT_CHUNK; }
+
 /* Vectors of k per chunk: a known K in chunks of one size but the last, which is no more than
  * nk - 1 vectors short (32 + 32 + 32 + 2 would leave a short last chunk, that LLVM unrolls and
  * spills). */
@@ -491,7 +493,7 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice
     dot_init(lp, sl->first ? ls_body(ls_if(lp, blk, sl->first)) : blk, g, m, mr, n, nu);
   }
   LExpr *KV = div_(lp, g->K, V); /* whole vectors of k */
-  int single = g->K->kind == LE_CONST && g->K->ival / V <= GEMM_DOT_CHUNK;
+  int single = g->K->kind == LE_CONST && !gemm_dot_chunked(lp, g->K->ival);
   {
     int l = lvar(lp, "l");
     LStmt *ll = ls_for(lp, blk, l, i64(lp, 0), i64(lp, V));
@@ -660,7 +662,7 @@ void gemm_dot(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
   LExpr *MB = div_(lp, g->M, mr);
   if (g->row_chunks) {
     if (g->BR || g->accumulate || g->K->kind != LE_CONST || g->N->kind != LE_CONST ||
-        g->K->ival / lp->vec_f32 <= GEMM_DOT_CHUNK)
+        !gemm_dot_chunked(lp, g->K->ival))
       die("gemm_dot: row chunks need a constant N, a constant K of several chunks, no batch-reduce and no accumulate");
     /* one row tile (a batch of 4 to 7 rows) has no other to share a chunk of B with: there
      * the parked sums only add their loads and stores (VGG-16's fc6 at batch 4 3% slower) */

@@ -110,6 +110,9 @@ SymCount gemm_bcast_pack_a_size(const LoopProgram *lp, const GemmSpec *g, SymCou
  * (rows 4 KiB apart share an L1 set: a 256 x 24 panel would not stay in L1). */
 int64_t gemm_pitch(const LoopProgram *lp, int64_t n);
 void gemm_dot(LoopProgram *lp, LStmt *blk, const GemmSpec *g);
+/* Whether gemm_dot sums a known reduction of k floats in several chunks of vectors (a
+ * GemmSpec.row_chunks product needs several) */
+int gemm_dot_chunked(const LoopProgram *lp, int64_t k);
 
 /* gemm_bcast over gate groups: the recurrent layers' products, with the cell in the tile.
  * C's N = U columns are units, each with G gate columns; the tile holds every gate of its units

@@ -323,12 +323,9 @@ static int64_t conv2d_step_columns(int64_t w, int64_t g, int64_t s) {
 static int64_t conv2d_step_cost(const Conv2dPlan *pl, int64_t nf, int64_t h, int64_t w, int64_t g) {
   int64_t fmas = nf * h * w * g, loads = nf * g + h * conv2d_step_columns(w, g, pl->s);
   int64_t c = 4 * fmas;
-  if (pl->V >= 16) {
-    if (c < 32 * g) c = 32 * g;
-    c += 3 * loads;
-  }
+  if (c < 32 * g) c = 32 * g;        /* the latency floor */
+  if (pl->V >= 16) c += 3 * loads;   /* AVX-512: the loads on top */
   if (c < 6 * loads) c = 6 * loads;
-  if (c < 32 * g) c = 32 * g;
   return c + 4; /* + loop and address overhead */
 }
 

@@ -98,7 +98,7 @@ static SymCount dense_flops(const Graph *g, const Node *n) {
  *     classifier weights).
  * At batch 1 either is a GEMV streaming the weights, the unit blocks shared between threads.
  */
-enum { DENSE_PACK_MIN_UNITS = 64, DENSE_PACK_MAX_FLOATS = 1 << 20, DENSE_ROW_CHUNKS_MIN_VECTORS = 32 };
+enum { DENSE_PACK_MIN_UNITS = 64, DENSE_PACK_MAX_FLOATS = 1 << 20 };
 typedef struct DenseGemm {
   LowerCtx *lc;
   const Node *n;
@@ -158,7 +158,7 @@ static void lower_dense(struct LowerCtx *lc, const Node *n) {
                 .epilogue = lc->fused_act && lc->fused_act[n->id] >= 0 ? fwd_epilogue : NULL,
                 .ctx = &d};
   if (!lower_packs_once(lc) || d.U < DENSE_PACK_MIN_UNITS || d.K * d.U > DENSE_PACK_MAX_FLOATS) {
-    if (d.K * d.U > DENSE_PACK_MAX_FLOATS && d.K / lp->vec_f32 > DENSE_ROW_CHUNKS_MIN_VECTORS) {
+    if (d.K * d.U > DENSE_PACK_MAX_FLOATS && gemm_dot_chunked(lp, d.K)) {
       /* a weight past the L2 cache at a batch of several row tiles: the row tiles a chunk of k
        * at a time, so each weight comes from memory once and from L1 for the other row tiles
        * (gemm.h, row_chunks); else every row tile after the first read a block's rows of W
