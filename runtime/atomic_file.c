@@ -4,8 +4,9 @@
  * system).  O_TMPFILE makes it anonymous until commit, when linkat() through /proc/self/fd
  * gives it a short random name for the instant before the rename; a process killed during
  * the write therefore leaves no debris.  Random names come from a per-process counter mixed
- * with the pid and the clock, and are created with O_CREAT | O_EXCL | O_NOFOLLOW, so two
- * threads or processes never share one and a symlink planted at the name is never followed.
+ * with the pid and the clock.  A named temporary is created with O_CREAT | O_EXCL | O_NOFOLLOW
+ * and an anonymous one linked with linkat, which never replaces a name: two threads or
+ * processes never share one and a symlink planted at the name is never followed.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -79,25 +80,32 @@ static uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-/* dir/.nncc-XXXXXX, created exclusively; fd or -1 with errno */
-static int create_named(const char *dir, unsigned mode, char **name) {
+/* a fresh dir/.nncc-XXXXXX (malloc'd; NULL with errno = ENOMEM) */
+static char *random_name(const char *dir) {
   static uint64_t counter;
   static const char abc[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
   size_t dl = strlen(dir);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t r = mix64(__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) ^
+                     (uint64_t)getpid() << 40 ^ (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 30);
+  char *n = malloc(dl + 16);
+  if (!n) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  memcpy(n, dir, dl);
+  memcpy(n + dl, "/.nncc-", 7);
+  for (int i = 0; i < 6; i++, r /= 62) n[dl + 7 + i] = abc[r % 62];
+  n[dl + 13] = 0;
+  return n;
+}
+
+/* dir/.nncc-XXXXXX, created exclusively; fd or -1 with errno */
+static int create_named(const char *dir, unsigned mode, char **name) {
   for (int attempt = 0; attempt < 100; attempt++) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t r = mix64(__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) ^
-                       (uint64_t)getpid() << 40 ^ (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 30);
-    char *n = malloc(dl + 16);
-    if (!n) {
-      errno = ENOMEM;
-      return -1;
-    }
-    memcpy(n, dir, dl);
-    memcpy(n + dl, "/.nncc-", 7);
-    for (int i = 0; i < 6; i++, r /= 62) n[dl + 7 + i] = abc[r % 62];
-    n[dl + 13] = 0;
+    char *n = random_name(dir);
+    if (!n) return -1;
     int fd = open(n, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd >= 0) {
       *name = n;
@@ -214,27 +222,32 @@ int nncc_af_commit(nncc_af *a) {
   char *dir = dir_of(a->target);
   if (!dir) e = ENOMEM;
   if (!e && a->anonymous) {
+    /* The file gets a name only for the instant between linkat and rename: a fresh random
+     * name (linkat never replaces one: EEXIST means try another), renamed at once, the
+     * descriptor closed after.  A kill in that window is the only way a temporary stays. */
     char proc[64];
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", a->fd);
-    /* a name for the instant before the rename: reserve one, then link over it by renaming */
     for (int attempt = 0; attempt < 100 && !a->tmp && !e; attempt++) {
-      char *name = NULL;
-      int fd = create_named(dir, 0600, &name);
-      if (fd < 0) {
-        e = errno;
-        break;
+      char *name = random_name(dir);
+      if (!name) e = ENOMEM;
+      else if (linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW) == 0) a->tmp = name;
+      else {
+        if (errno != EEXIST) e = errno;
+        free(name);
       }
-      close(fd);
-      unlink(name);   /* linkat cannot replace; the name was unique a moment ago */
-      if (linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW) == 0) a->tmp = name;
-      else if (errno != EEXIST) e = errno, free(name);
-      else free(name);
     }
     if (!e && !a->tmp) e = EEXIST;
+    if (!e && rename(a->tmp, a->target) != 0) e = errno;
+    if (!e) {
+      free(a->tmp);
+      a->tmp = NULL;   /* renamed: the name is no longer ours to remove */
+    }
+    if (close(a->fd) != 0 && !e) e = errno;
+  } else {
+    if (close(a->fd) != 0 && !e) e = errno;
+    if (!e && rename(a->tmp, a->target) != 0) e = errno;
   }
-  if (close(a->fd) != 0 && !e) e = errno;
   a->fd = -1;
-  if (!e && rename(a->tmp, a->target) != 0) e = errno;
   if (e) {
     free(dir);
     nncc_af_abort(a);
