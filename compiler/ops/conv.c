@@ -1485,6 +1485,154 @@ static int conv_dx_by_taps(const ConvGeo *g, int64_t V) {
   return taps * 5 < corr * 4;
 }
 
+/* _conv_dx by taps with the batch in the vector lanes, for a valid convolution (no padding)
+ * at a batch that fills the lanes.  The taps' way above runs its vectors over positions of
+ * pitch Wp, whose columns OW .. Wp - 1 are zeros of dyq (LeNet-5's c3: 144 lanes for 100
+ * positions, 31% of its multiply-adds); here a vector is one position of V batch rows, so
+ * every lane counts.  Groups of V batch rows (the last one's missing rows repeat its last):
+ *   dyT[grp, f, q, lane]  = dy[grp V + lane, f, q]                        (transposed in)
+ *   dxsT[grp, c, (oy + ky) W + ox + kx, :] += sum_f W[f, c, ky, kx] dyT[grp, f, oy OW + ox, :]
+ *   dx[grp V + lane, c, p] = dxsT[grp, c, p, lane]                       (transposed out)
+ * The sums: a gemm_bcast per (group, oy), rows m = (ky, kx, c) tap-major as above, columns n
+ * = (ox, lane), reduced over f, added into dxsT (accumulate); a group's rows oy run in order
+ * on one thread, so the overlapping sums add up in an order fixed by the shapes.  The
+ * transpositions go V x V in registers (lower_transpose_lanes); a plane's last block of V
+ * positions starts at its end minus V (overlapping the one before: the same values again). */
+typedef struct ConvDxLanes {
+  const ConvGeo *g;
+  LExpr *grp, *oy;
+  int64_t V;
+} ConvDxLanes;
+
+static LExpr *dxl_w(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *f) {
+  const ConvDxLanes *d = c;
+  ConvDxTaps t = {.g = d->g};
+  return dxt_w(lp, &t, br, m, f);
+}
+static LExpr *dxl_dy(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *f) {
+  (void)br;
+  const ConvDxLanes *d = c;
+  const ConvGeo *g = d->g;
+  LExpr *q = le_mul(lp, d->oy, le_i64(lp, g->OW));
+  return le_add(lp, le_mul(lp, plane_at(lp, d->grp, g->F, f, g->OH * g->OW, q), le_i64(lp, d->V)), n);
+}
+static LExpr *dxl_out(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *n) {
+  (void)br;
+  const ConvDxLanes *d = c;
+  const ConvGeo *g = d->g;
+  LExpr *t = le_bin(lp, LO_DIV, m, le_i64(lp, g->C)), *ch = le_bin(lp, LO_MOD, m, le_i64(lp, g->C));
+  LExpr *p = le_add(lp, le_mul(lp, le_add(lp, d->oy, le_bin(lp, LO_DIV, t, le_i64(lp, g->kw))), le_i64(lp, g->W)),
+                    le_bin(lp, LO_MOD, t, le_i64(lp, g->kw)));
+  return le_add(lp, le_mul(lp, plane_at(lp, d->grp, g->C, ch, g->H * g->W, p), le_i64(lp, d->V)), n);
+}
+
+/* Whether the lanes' way applies to the layer: a valid convolution (the taps' way chosen)
+ * whose planes hold a block of V positions each, V a power of 2 the transposition takes. */
+static int conv_dx_lanes_ok(const ConvGeo *g, int64_t V) {
+  return g->ph == 0 && g->pw == 0 && g->OH * g->OW >= V && g->H * g->W >= V && V >= 2 && V <= 64 &&
+         (V & (V - 1)) == 0;
+}
+
+/* At run time: the lanes' way when the batch fills at least one group and its multiply-adds
+ * (G V OH OW a product row) are under four fifths of the taps' (batch NQ): a batch of 64
+ * (LeNet-5's) or 32 (its slices on 2 threads) takes it, a batch of 17 does not. */
+static LExpr *conv_dx_lanes_pay(LoopProgram *lp, const ConvGeo *g, int64_t NQ) {
+  int64_t V = lp->vec_f32;
+  LExpr *groups = le_bin(lp, LO_DIV, le_add(lp, le_batch(lp), le_i64(lp, V - 1)), le_i64(lp, V));
+  LExpr *lanes = le_mul(lp, groups, le_i64(lp, V * g->OH * g->OW * 5));
+  LExpr *taps = le_mul(lp, le_batch(lp), le_i64(lp, NQ * 4));
+  return le_bin(lp, LO_AND, le_bin(lp, LO_GE, le_batch(lp), le_i64(lp, V)), le_bin(lp, LO_LT, lanes, taps));
+}
+
+/* dst[grp, plane, q, lane] = src[grp V + lane, plane, q] for q < Q: per (group, plane) on
+ * threads, V x V blocks through the registers */
+static void lanes_in(LoopProgram *lp, LStmt *body, int dst, int src, int64_t planes, int64_t Q) {
+  int64_t V = lp->vec_f32;
+  int u = lvar(lp, "gp"), pb = lvar(lp, "pb"), l = lvar(lp, "l"), rows[64];
+  LExpr *groups = le_bin(lp, LO_DIV, le_add(lp, le_batch(lp), le_i64(lp, V - 1)), le_i64(lp, V));
+  LStmt *lu = ls_for(lp, body, u, le_i64(lp, 0), le_mul(lp, groups, le_i64(lp, planes)));
+  lu->parallel = 1; /* disjoint (group, plane) blocks of dst */
+  LStmt *ub = ls_body(lu);
+  int grp = ls_local(lp, ub, LT_I64, le_bin(lp, LO_DIV, le_var(lp, u), le_i64(lp, planes)));
+  int pl = ls_local(lp, ub, LT_I64, le_bin(lp, LO_MOD, le_var(lp, u), le_i64(lp, planes)));
+  LStmt *lpb = ls_for(lp, ub, pb, le_i64(lp, 0), le_i64(lp, (Q + V - 1) / V));
+  int q0 = ls_local(lp, ls_body(lpb), LT_I64,
+                    le_bin(lp, LO_MIN, le_mul(lp, le_var(lp, pb), le_i64(lp, V)), le_i64(lp, Q - V)));
+  LStmt *ll = ls_for(lp, ls_body(lpb), l, le_i64(lp, 0), le_i64(lp, V));
+  ll->vec = (int)V;
+  LStmt *vb = ls_body(ll);
+  LExpr *last = le_sub(lp, le_batch(lp), le_i64(lp, 1));
+  for (int64_t j = 0; j < V; j++) {
+    /* a missing row (past the batch, in the last group) reads the last row again: its lane
+     * sums for itself and is never stored (lanes never mix) */
+    LExpr *row = le_bin(lp, LO_MIN, le_add(lp, le_mul(lp, le_local(lp, grp), le_i64(lp, V)), le_i64(lp, j)), last);
+    LExpr *at = plane_at(lp, row, planes, le_local(lp, pl), Q, le_add(lp, le_local(lp, q0), le_var(lp, l)));
+    rows[j] = ls_local(lp, vb, LT_F32, le_load(lp, src, at));
+  }
+  lower_transpose_lanes(lp, vb, l, rows);
+  for (int64_t j = 0; j < V; j++) {
+    LExpr *q = le_add(lp, le_local(lp, q0), le_i64(lp, j));
+    ls_store(lp, vb, dst,
+             le_add(lp, le_mul(lp, plane_at(lp, le_local(lp, grp), planes, le_local(lp, pl), Q, q), le_i64(lp, V)),
+                    le_var(lp, l)),
+             le_local(lp, rows[j]));
+  }
+}
+
+static void lower_conv_dx_lanes(LowerCtx *lc, const Node *n, const ConvGeo *g, LStmt *body, int dy, int w,
+                                int dx) {
+  LoopProgram *lp = lc->lp;
+  int64_t V = lp->vec_f32, kk = g->kh * g->kw, OHW = g->OH * g->OW, HW = g->H * g->W;
+  /* G V <= 2 batch when batch >= V (conv_dx_lanes_pay): two rows' room a batch row */
+  int dyt = lower_scratch(lc, arena_printf(lp->arena, "%s.dyt", n->name), LT_F32, (SymCount){2 * g->F * OHW, 0}, 1);
+  int dxt = lower_scratch(lc, arena_printf(lp->arena, "%s.dxt", n->name), LT_F32, (SymCount){2 * g->C * HW, 0}, 1);
+  lanes_in(lp, body, dyt, dy, g->F, OHW);
+  /* the sums, a group at a time on threads */
+  LExpr *groups = le_bin(lp, LO_DIV, le_add(lp, le_batch(lp), le_i64(lp, V - 1)), le_i64(lp, V));
+  int gv = lvar(lp, "grp"), i = lvar(lp, "i"), oy = lvar(lp, "oy");
+  LStmt *lg = ls_for(lp, body, gv, le_i64(lp, 0), groups);
+  lg->parallel = 1; /* a group's sums overlap: its products run on one thread */
+  LStmt *gb = ls_body(lg);
+  LStmt *lz = ls_for(lp, gb, i, le_i64(lp, 0), le_i64(lp, g->C * HW * V));
+  lz->vec = (int)V;
+  ls_store(lp, ls_body(lz), dxt, le_add(lp, le_mul(lp, le_var(lp, gv), le_i64(lp, g->C * HW * V)), le_var(lp, i)),
+           le_f32(lp, 0));
+  LStmt *loy = ls_for(lp, gb, oy, le_i64(lp, 0), le_i64(lp, g->OH));
+  ConvDxLanes cd = {.g = g, .grp = le_var(lp, gv), .oy = le_var(lp, oy), .V = V};
+  GemmSpec gm = {.M = le_i64(lp, g->C * kk), .N = le_i64(lp, g->OW * V), .K = le_i64(lp, g->F), .a = w, .b = dyt,
+                 .c = dxt, .a_at = dxl_w, .b_at = dxl_dy, .c_at = dxl_out, .accumulate = 1,
+                 .parallel = GEMM_PAR_NONE, .ctx = &cd};
+  gemm_bcast(lp, ls_body(loy), &gm);
+  /* out: per (group, channel) on threads, V x V blocks; a missing batch row is not stored */
+  int u = lvar(lp, "gc"), pb = lvar(lp, "pb"), l = lvar(lp, "l"), rows[64];
+  LStmt *lu = ls_for(lp, body, u, le_i64(lp, 0), le_mul(lp, groups, le_i64(lp, g->C)));
+  lu->parallel = 1; /* disjoint (batch rows, channel) planes of dx */
+  LStmt *ub = ls_body(lu);
+  int grp = ls_local(lp, ub, LT_I64, le_bin(lp, LO_DIV, le_var(lp, u), le_i64(lp, g->C)));
+  int ch = ls_local(lp, ub, LT_I64, le_bin(lp, LO_MOD, le_var(lp, u), le_i64(lp, g->C)));
+  LStmt *lpb = ls_for(lp, ub, pb, le_i64(lp, 0), le_i64(lp, (HW + V - 1) / V));
+  int q0 = ls_local(lp, ls_body(lpb), LT_I64,
+                    le_bin(lp, LO_MIN, le_mul(lp, le_var(lp, pb), le_i64(lp, V)), le_i64(lp, HW - V)));
+  LStmt *ll = ls_for(lp, ls_body(lpb), l, le_i64(lp, 0), le_i64(lp, V));
+  ll->vec = (int)V;
+  LStmt *vb = ls_body(ll);
+  for (int64_t j = 0; j < V; j++) {
+    LExpr *q = le_add(lp, le_local(lp, q0), le_i64(lp, j));
+    rows[j] = ls_local(lp, vb, LT_F32,
+                       le_load(lp, dxt, le_add(lp, le_mul(lp, plane_at(lp, le_local(lp, grp), g->C, le_local(lp, ch),
+                                                                       HW, q),
+                                                              le_i64(lp, V)),
+                                               le_var(lp, l))));
+  }
+  lower_transpose_lanes(lp, vb, l, rows);
+  for (int64_t j = 0; j < V; j++) {
+    LExpr *row = le_add(lp, le_mul(lp, le_local(lp, grp), le_i64(lp, V)), le_i64(lp, j));
+    LStmt *has = ls_if(lp, vb, le_bin(lp, LO_LT, row, le_batch(lp)));
+    LExpr *at = plane_at(lp, row, g->C, le_local(lp, ch), HW, le_add(lp, le_local(lp, q0), le_var(lp, l)));
+    ls_store(lp, ls_body(has), dx, at, lower_grad_epilogue(lc, n, le_local(lp, rows[j]), at));
+  }
+}
+
 static void lower_conv_dx_taps(LowerCtx *lc, const Node *n, const ConvGeo *g, int dy, int w, int dx) {
   LoopProgram *lp = lc->lp;
   LStmt *body = lower_begin(lc, n);
@@ -1493,6 +1641,12 @@ static void lower_conv_dx_taps(LowerCtx *lc, const Node *n, const ConvGeo *g, in
   int64_t NQ = round_up(g->OH * Wp, V);
   /* the last column vector's sums land up to (kh - 1) Wp + kw - 1 past NQ */
   int64_t DXS = round_up(NQ + (g->kh - 1) * Wp + g->kw - 1 > Hp * Wp ? NQ + (g->kh - 1) * Wp + g->kw - 1 : Hp * Wp, V);
+  if (conv_dx_lanes_ok(g, V)) {
+    /* the batch in the lanes when it pays at this call's batch, else the taps below */
+    LExpr *pay = conv_dx_lanes_pay(lp, g, NQ);
+    lower_conv_dx_lanes(lc, n, g, ls_body(ls_if(lp, body, pay)), dy, w, dx);
+    body = ls_body(ls_if(lp, body, le_un(lp, LO_NOT, pay)));
+  }
   int dyq = lower_scratch(lc, arena_printf(lp->arena, "%s.dyq", n->name), LT_F32, (SymCount){g->F * NQ, 0}, 1);
   int dxs = lower_scratch(lc, arena_printf(lp->arena, "%s.dxs", n->name), LT_F32, (SymCount){g->C * DXS, 0}, 1);
   pitch_planes(lp, body, dyq, dy, g->F, g->OH, g->OW, Wp, NQ);

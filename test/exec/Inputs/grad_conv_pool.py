@@ -6,7 +6,8 @@ Each case is a small model: a trainable layer (conv / dense) BEFORE the op under
 that the op's input gradient (dx) flows into a weight gradient, then the op, then `mse`
 against a random target.  The script writes the .nn source, builds it with
 `nncc m.nn -o m.so`, loads it with ctypes, sets every parameter through M_param to random
-values, runs M_gradients at batch 1 and 3, and compares
+values, runs M_gradients at batch 1 and 3 (and 32 and 60 for the cases marked "lanes"),
+and compares
   - the loss and every parameter gradient with torch autograd on the same float32 weights
     and inputs, computed in float64:  err = max|a - b| / max(max|b|, 1e-6) per tensor,
     passing at <= 1e-3;
@@ -79,7 +80,12 @@ CASES = [
     ("conv_dwtaps_k5", [2, 8, 19], [conv(2, 1), ("tanh",), conv(16, 5, 1, 2)], ""),
     # stride 1 with little padding on a small plane: dx by taps (conv.c lower_conv_dx_taps),
     # 150 rows (a whole number of tiles), 100 rows (4 left over), a fused tanh gradient
-    ("conv_taps_valid_k5", [3, 14, 14], [conv(6, 1), ("tanh",), conv(16, 5)], ""),
+    ("conv_taps_valid_k5", [3, 14, 14], [conv(6, 1), ("tanh",), conv(16, 5)], "lanes"),
+    # a valid convolution at batches 32 and 60 ("lanes": also run there): dx by taps with the
+    # batch in the vector lanes (conv.c lower_conv_dx_lanes), 2 groups of 16 or 4 with 12
+    # rows in the last (on 2 threads the runtime's slices: 16 or 30 rows each), planes of 40
+    # and 108 positions (each one's last block overlapping the one before)
+    ("conv_lanes_k5", [4, 12, 9], [conv(4, 1), ("relu",), conv(7, 5)], "lanes"),
     ("conv_taps_k5p1", [4, 9, 11], [conv(4, 1), conv(16, 5, 1, 1)], ""),
     ("conv_taps_k3_wide", [5, 6, 21], [conv(5, 3, 1, 1), ("relu",), conv(24, 3)], ""),
     # dW by output columns (fewer filters than a vector, rows of at least a vector: conv.c
@@ -269,7 +275,7 @@ def run_case(case, nncc, work, rng):
         tensor_view(ptr, numel)[:] = v
         params[pname] = torch.tensor(v.astype(np.float64).reshape(shp))
     results = []
-    for batch in (1, 3):
+    for batch in (1, 3) + ((32, 60) if "lanes" in opts else ()):
         if ties:
             x = rng.integers(-2, 3, size=[batch] + in_shape).astype(np.float32)
         else:
