@@ -67,6 +67,13 @@ def main():
         print("%s %s: max %.2f ulp at x = %.9g (got %.9g, exact %.9g), bound %g" %
               ("PASS" if good else "FAIL", op, worst, x[fin][i], y[fin][i], ref[fin][i], BOUND[op]))
     t, s = ys["tanh"], ys["sigmoid"]
+    # with denormals kept (NNCC_DENORMALS=keep, no flush to zero), sigmoid's limit at -inf is
+    # still exactly 0: exp(-x) overflows to inf past the clamp, not to a large finite value
+    # whose reciprocal is a denormal (which the default flush would hide)
+    out = os.path.join(a.dir, "sigmoid_keep.npy")
+    subprocess.run([os.path.join(a.dir, "sigmoid"), "--input", "x=" + xin, "--output", "y=" + out], check=True,
+                   stdout=subprocess.DEVNULL, env=dict(os.environ, NNCC_DENORMALS="keep"))
+    sk = np.load(out)[0].astype(np.float64)
     fin = np.isfinite(x)
     props = [
         ("tanh within [-1, 1]", bool(np.all(np.abs(t[fin]) <= 1.0))),
@@ -74,6 +81,8 @@ def main():
         ("sigmoid within [0, 1]", bool(np.all((s[fin] >= 0.0) & (s[fin] <= 1.0)))),
         ("tanh(+-inf) = +-1", bool(t[x == np.inf][0] == 1.0 and t[x == -np.inf][0] == -1.0)),
         ("sigmoid(inf) = 1, sigmoid(-inf) = 0", bool(s[x == np.inf][0] == 1.0 and s[x == -np.inf][0] == 0.0)),
+        ("sigmoid(-inf) = 0, sigmoid(-100) = 0 with denormals kept",
+         bool(sk[x == -np.inf][0] == 0.0 and sk[x == -100.0][0] == 0.0)),
         ("tanh(NaN), sigmoid(NaN) are NaN", bool(np.isnan(t[np.isnan(x)]).all() and np.isnan(s[np.isnan(x)]).all())),
         ("tanh(+-0) = +-0", bool(t[(x == 0) & ~np.signbit(x)][0] == 0.0 and np.signbit(t[(x == 0) & np.signbit(x)][0]))),
     ]
