@@ -200,6 +200,9 @@ def _conv2d_params():
         # AlexNet conv5's plane (13 x 13, 16 filter vectors): 2 x 1 x 9 tiles of 3 taps and a
         # 4-column edge (codegen/conv_edge_tile.nn)
         (48, 13, 13, 256, 3, 1, 1, True, 2),
+        # 11 filter vectors in blocks of 2 (AVX-512): each row block writes its pixel vectors
+        # right after its sums (conv.c band_write), the last filter block's one vector only
+        (16, 16, 16, 176, 3, 1, 1, True, 2),
     ]
     return cases
 
