@@ -523,6 +523,21 @@ def format_point(pt):
     return "  ".join(parts)
 
 
+def drift_lines(m, end):
+    """The measurement at the end of the run beside the one at the start (which the fractions use)."""
+    if not m or not end or "error" in m:
+        return []
+    keys = [k for k in ("fma_gflops_1t", "fma_gflops_2t", "read_gbs_1t", "read_gbs_2t") if k in m and k in end]
+    change = max((abs(end[k] / m[k] - 1) for k in keys if m[k] > 0), default=0.0)
+    line = ("- at the end of the run: FMA %.1f / %.1f GFLOP/s, read %.1f / %.1f GB/s; the largest change "
+            "against the start %.0f%%" % (end.get("fma_gflops_1t", 0), end.get("fma_gflops_2t", 0),
+                                            end.get("read_gbs_1t", 0), end.get("read_gbs_2t", 0), 100 * change))
+    if change > 0.05:
+        line += (" (**the host's speed changed during the run**: its fractions compare less well with "
+                 "another run's)")
+    return [line]
+
+
 def machine_lines(m):
     if not m:
         return []
@@ -618,6 +633,7 @@ def report(points, tpoints, builds, failures, meta, with_ort):
     out.append("")
     out.append("## The machine (bench/machine.c)\n")
     out += machine_lines(meta.get("measured")) or ["- not measured (--no-machine): no roofline fractions"]
+    out += drift_lines(meta.get("measured"), meta.get("measured_end"))
     out.append("")
     if meta.get("measured"):
         out.append("The roofline time of a row = its FLOPs at the FMA peak + its weights (parameters x 4 "
@@ -861,6 +877,19 @@ def main():
                                                  machine if machine and "error" not in machine else None,
                                                  failures, log, only=[t.row for t in tspecs],
                                                  notes=weight_notes)
+        if machine and "error" not in machine:
+            # the same measurement again at the end: a host whose speed changed during the run
+            # (a neighbour on the shared machine) shows as two different peaks, and the fractions
+            # of that run are then less comparable with another run's
+            log("machine: measuring again at the end")
+            try:
+                end = roofline.measure_machine(tmp, quick=args.quick, threads=2)
+                meta["measured_end"] = end
+                log("  FMA %.1f / %.1f GFLOP/s, read %.1f / %.1f GB/s (1 / 2 threads)" % (
+                    end["fma_gflops_1t"], end.get("fma_gflops_2t", 0), end["read_gbs_1t"],
+                    end.get("read_gbs_2t", 0)))
+            except Exception as e:  # noqa: BLE001 - only a check of the host
+                log("  FAILED: %s" % e)
     finally:
         if ort:
             ort.close()
