@@ -1489,7 +1489,8 @@ static int conv_dx_by_taps(const ConvGeo *g, int64_t V) {
  * at a batch that fills the lanes.  The taps' way above runs its vectors over positions of
  * pitch Wp, whose columns OW .. Wp - 1 are zeros of dyq (LeNet-5's c3: 144 lanes for 100
  * positions, 31% of its multiply-adds); here a vector is one position of V batch rows, so
- * every lane counts.  Groups of V batch rows (the last one's missing rows repeat its last):
+ * every lane counts.  Groups of V batch rows (a missing row of the last group reads the
+ * batch's last row again; its lanes are never stored):
  *   dyT[grp, f, q, lane]  = dy[grp V + lane, f, q]                        (transposed in)
  *   dxsT[grp, c, (oy + ky) W + ox + kx, :] += sum_f W[f, c, ky, kx] dyT[grp, f, oy OW + ox, :]
  *   dx[grp V + lane, c, p] = dxsT[grp, c, p, lane]                       (transposed out)
