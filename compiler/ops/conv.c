@@ -1502,8 +1502,12 @@ static int conv_dx_by_taps(const ConvGeo *g, int64_t V) {
 typedef struct ConvDxLanes {
   const ConvGeo *g;
   LExpr *grp, *oy;
-  int64_t V;
 } ConvDxLanes;
+
+/* Element [grp, pl, q, lane] of a lanes' layout [groups, planes, Q, V] */
+static LExpr *lanes_at(LoopProgram *lp, LExpr *grp, int64_t planes, LExpr *pl, int64_t Q, LExpr *q, LExpr *lane) {
+  return le_add(lp, le_mul(lp, plane_at(lp, grp, planes, pl, Q, q), le_i64(lp, lp->vec_f32)), lane);
+}
 
 static LExpr *dxl_w(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *f) {
   const ConvDxLanes *d = c;
@@ -1514,8 +1518,7 @@ static LExpr *dxl_dy(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr 
   (void)br;
   const ConvDxLanes *d = c;
   const ConvGeo *g = d->g;
-  LExpr *q = le_mul(lp, d->oy, le_i64(lp, g->OW));
-  return le_add(lp, le_mul(lp, plane_at(lp, d->grp, g->F, f, g->OH * g->OW, q), le_i64(lp, d->V)), n);
+  return lanes_at(lp, d->grp, g->F, f, g->OH * g->OW, le_mul(lp, d->oy, le_i64(lp, g->OW)), n);
 }
 static LExpr *dxl_out(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *n) {
   (void)br;
@@ -1524,7 +1527,7 @@ static LExpr *dxl_out(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr
   LExpr *t = le_bin(lp, LO_DIV, m, le_i64(lp, g->C)), *ch = le_bin(lp, LO_MOD, m, le_i64(lp, g->C));
   LExpr *p = le_add(lp, le_mul(lp, le_add(lp, d->oy, le_bin(lp, LO_DIV, t, le_i64(lp, g->kw))), le_i64(lp, g->W)),
                     le_bin(lp, LO_MOD, t, le_i64(lp, g->kw)));
-  return le_add(lp, le_mul(lp, plane_at(lp, d->grp, g->C, ch, g->H * g->W, p), le_i64(lp, d->V)), n);
+  return lanes_at(lp, d->grp, g->C, ch, g->H * g->W, p, n);
 }
 
 /* Whether the lanes' way applies to the layer: a valid convolution (the taps' way chosen)
@@ -1537,31 +1540,47 @@ static int conv_dx_lanes_ok(const ConvGeo *g, int64_t V) {
 /* At run time: the lanes' way when the batch fills at least one group and its multiply-adds
  * (G V OH OW a product row) are under four fifths of the taps' (batch NQ): a batch of 64
  * (LeNet-5's) or 32 (its slices on 2 threads) takes it, a batch of 17 does not. */
+/* ceil(batch / V), the groups of V batch rows */
+static LExpr *lane_groups(LoopProgram *lp) {
+  int64_t V = lp->vec_f32;
+  return le_bin(lp, LO_DIV, le_add(lp, le_batch(lp), le_i64(lp, V - 1)), le_i64(lp, V));
+}
+
 static LExpr *conv_dx_lanes_pay(LoopProgram *lp, const ConvGeo *g, int64_t NQ) {
   int64_t V = lp->vec_f32;
-  LExpr *groups = le_bin(lp, LO_DIV, le_add(lp, le_batch(lp), le_i64(lp, V - 1)), le_i64(lp, V));
-  LExpr *lanes = le_mul(lp, groups, le_i64(lp, V * g->OH * g->OW * 5));
+  LExpr *lanes = le_mul(lp, lane_groups(lp), le_i64(lp, V * g->OH * g->OW * 5));
   LExpr *taps = le_mul(lp, le_batch(lp), le_i64(lp, NQ * 4));
   return le_bin(lp, LO_AND, le_bin(lp, LO_GE, le_batch(lp), le_i64(lp, V)), le_bin(lp, LO_LT, lanes, taps));
 }
 
-/* dst[grp, plane, q, lane] = src[grp V + lane, plane, q] for q < Q: per (group, plane) on
- * threads, V x V blocks through the registers */
+/* The loops of a transposition between [batch, planes, Q] and [groups, planes, Q, V]: per
+ * (group, plane) on threads (u named name: disjoint blocks of either side), Q's positions in
+ * blocks of V from q0 = min(pb V, Q - V) (the last block overlapping the one before: the same
+ * values again), a vector loop over the lanes l; returns its body, *grp, *pl and *q0 the
+ * locals.  Q >= V. */
+static LStmt *lanes_blocks(LoopProgram *lp, LStmt *body, const char *name, int64_t planes, int64_t Q, int *grp,
+                           int *pl, int *q0, int *l) {
+  int64_t V = lp->vec_f32;
+  int u = lvar(lp, name), pb = lvar(lp, "pb");
+  *l = lvar(lp, "l");
+  LStmt *lu = ls_for(lp, body, u, le_i64(lp, 0), le_mul(lp, lane_groups(lp), le_i64(lp, planes)));
+  lu->parallel = 1;
+  LStmt *ub = ls_body(lu);
+  *grp = ls_local(lp, ub, LT_I64, le_bin(lp, LO_DIV, le_var(lp, u), le_i64(lp, planes)));
+  *pl = ls_local(lp, ub, LT_I64, le_bin(lp, LO_MOD, le_var(lp, u), le_i64(lp, planes)));
+  LStmt *lpb = ls_for(lp, ub, pb, le_i64(lp, 0), le_i64(lp, (Q + V - 1) / V));
+  *q0 = ls_local(lp, ls_body(lpb), LT_I64,
+                 le_bin(lp, LO_MIN, le_mul(lp, le_var(lp, pb), le_i64(lp, V)), le_i64(lp, Q - V)));
+  LStmt *ll = ls_for(lp, ls_body(lpb), *l, le_i64(lp, 0), le_i64(lp, V));
+  ll->vec = (int)V;
+  return ls_body(ll);
+}
+
+/* dst[grp, plane, q, lane] = src[grp V + lane, plane, q] for q < Q */
 static void lanes_in(LoopProgram *lp, LStmt *body, int dst, int src, int64_t planes, int64_t Q) {
   int64_t V = lp->vec_f32;
-  int u = lvar(lp, "gp"), pb = lvar(lp, "pb"), l = lvar(lp, "l"), rows[64];
-  LExpr *groups = le_bin(lp, LO_DIV, le_add(lp, le_batch(lp), le_i64(lp, V - 1)), le_i64(lp, V));
-  LStmt *lu = ls_for(lp, body, u, le_i64(lp, 0), le_mul(lp, groups, le_i64(lp, planes)));
-  lu->parallel = 1; /* disjoint (group, plane) blocks of dst */
-  LStmt *ub = ls_body(lu);
-  int grp = ls_local(lp, ub, LT_I64, le_bin(lp, LO_DIV, le_var(lp, u), le_i64(lp, planes)));
-  int pl = ls_local(lp, ub, LT_I64, le_bin(lp, LO_MOD, le_var(lp, u), le_i64(lp, planes)));
-  LStmt *lpb = ls_for(lp, ub, pb, le_i64(lp, 0), le_i64(lp, (Q + V - 1) / V));
-  int q0 = ls_local(lp, ls_body(lpb), LT_I64,
-                    le_bin(lp, LO_MIN, le_mul(lp, le_var(lp, pb), le_i64(lp, V)), le_i64(lp, Q - V)));
-  LStmt *ll = ls_for(lp, ls_body(lpb), l, le_i64(lp, 0), le_i64(lp, V));
-  ll->vec = (int)V;
-  LStmt *vb = ls_body(ll);
+  int grp, pl, q0, l, rows[64];
+  LStmt *vb = lanes_blocks(lp, body, "gp", planes, Q, &grp, &pl, &q0, &l);
   LExpr *last = le_sub(lp, le_batch(lp), le_i64(lp, 1));
   for (int64_t j = 0; j < V; j++) {
     /* a missing row (past the batch, in the last group) reads the last row again: its lane
@@ -1573,9 +1592,7 @@ static void lanes_in(LoopProgram *lp, LStmt *body, int dst, int src, int64_t pla
   lower_transpose_lanes(lp, vb, l, rows);
   for (int64_t j = 0; j < V; j++) {
     LExpr *q = le_add(lp, le_local(lp, q0), le_i64(lp, j));
-    ls_store(lp, vb, dst,
-             le_add(lp, le_mul(lp, plane_at(lp, le_local(lp, grp), planes, le_local(lp, pl), Q, q), le_i64(lp, V)),
-                    le_var(lp, l)),
+    ls_store(lp, vb, dst, lanes_at(lp, le_local(lp, grp), planes, le_local(lp, pl), Q, q, le_var(lp, l)),
              le_local(lp, rows[j]));
   }
 }
@@ -1589,9 +1606,8 @@ static void lower_conv_dx_lanes(LowerCtx *lc, const Node *n, const ConvGeo *g, L
   int dxt = lower_scratch(lc, arena_printf(lp->arena, "%s.dxt", n->name), LT_F32, (SymCount){2 * g->C * HW, 0}, 1);
   lanes_in(lp, body, dyt, dy, g->F, OHW);
   /* the sums, a group at a time on threads */
-  LExpr *groups = le_bin(lp, LO_DIV, le_add(lp, le_batch(lp), le_i64(lp, V - 1)), le_i64(lp, V));
   int gv = lvar(lp, "grp"), i = lvar(lp, "i"), oy = lvar(lp, "oy");
-  LStmt *lg = ls_for(lp, body, gv, le_i64(lp, 0), groups);
+  LStmt *lg = ls_for(lp, body, gv, le_i64(lp, 0), lane_groups(lp));
   lg->parallel = 1; /* a group's sums overlap: its products run on one thread */
   LStmt *gb = ls_body(lg);
   LStmt *lz = ls_for(lp, gb, i, le_i64(lp, 0), le_i64(lp, g->C * HW * V));
@@ -1599,31 +1615,18 @@ static void lower_conv_dx_lanes(LowerCtx *lc, const Node *n, const ConvGeo *g, L
   ls_store(lp, ls_body(lz), dxt, le_add(lp, le_mul(lp, le_var(lp, gv), le_i64(lp, g->C * HW * V)), le_var(lp, i)),
            le_f32(lp, 0));
   LStmt *loy = ls_for(lp, gb, oy, le_i64(lp, 0), le_i64(lp, g->OH));
-  ConvDxLanes cd = {.g = g, .grp = le_var(lp, gv), .oy = le_var(lp, oy), .V = V};
+  ConvDxLanes cd = {.g = g, .grp = le_var(lp, gv), .oy = le_var(lp, oy)};
   GemmSpec gm = {.M = le_i64(lp, g->C * kk), .N = le_i64(lp, g->OW * V), .K = le_i64(lp, g->F), .a = w, .b = dyt,
                  .c = dxt, .a_at = dxl_w, .b_at = dxl_dy, .c_at = dxl_out, .accumulate = 1,
                  .parallel = GEMM_PAR_NONE, .ctx = &cd};
   gemm_bcast(lp, ls_body(loy), &gm);
-  /* out: per (group, channel) on threads, V x V blocks; a missing batch row is not stored */
-  int u = lvar(lp, "gc"), pb = lvar(lp, "pb"), l = lvar(lp, "l"), rows[64];
-  LStmt *lu = ls_for(lp, body, u, le_i64(lp, 0), le_mul(lp, groups, le_i64(lp, g->C)));
-  lu->parallel = 1; /* disjoint (batch rows, channel) planes of dx */
-  LStmt *ub = ls_body(lu);
-  int grp = ls_local(lp, ub, LT_I64, le_bin(lp, LO_DIV, le_var(lp, u), le_i64(lp, g->C)));
-  int ch = ls_local(lp, ub, LT_I64, le_bin(lp, LO_MOD, le_var(lp, u), le_i64(lp, g->C)));
-  LStmt *lpb = ls_for(lp, ub, pb, le_i64(lp, 0), le_i64(lp, (HW + V - 1) / V));
-  int q0 = ls_local(lp, ls_body(lpb), LT_I64,
-                    le_bin(lp, LO_MIN, le_mul(lp, le_var(lp, pb), le_i64(lp, V)), le_i64(lp, HW - V)));
-  LStmt *ll = ls_for(lp, ls_body(lpb), l, le_i64(lp, 0), le_i64(lp, V));
-  ll->vec = (int)V;
-  LStmt *vb = ls_body(ll);
+  /* out: per (group, channel), V x V blocks; a missing batch row is not stored */
+  int grp, ch, q0, l, rows[64];
+  LStmt *vb = lanes_blocks(lp, body, "gc", g->C, HW, &grp, &ch, &q0, &l);
   for (int64_t j = 0; j < V; j++) {
     LExpr *q = le_add(lp, le_local(lp, q0), le_i64(lp, j));
     rows[j] = ls_local(lp, vb, LT_F32,
-                       le_load(lp, dxt, le_add(lp, le_mul(lp, plane_at(lp, le_local(lp, grp), g->C, le_local(lp, ch),
-                                                                       HW, q),
-                                                              le_i64(lp, V)),
-                                               le_var(lp, l))));
+                       le_load(lp, dxt, lanes_at(lp, le_local(lp, grp), g->C, le_local(lp, ch), HW, q, le_var(lp, l))));
   }
   lower_transpose_lanes(lp, vb, l, rows);
   for (int64_t j = 0; j < V; j++) {
