@@ -523,15 +523,20 @@ def format_point(pt):
     return "  ".join(parts)
 
 
+def machine_brief(m):
+    """'FMA a / b GFLOP/s, read c / d GB/s' (1 / 2 threads) of a measurement."""
+    return "FMA %.1f / %.1f GFLOP/s, read %.1f / %.1f GB/s" % (
+        m.get("fma_gflops_1t", 0), m.get("fma_gflops_2t", 0), m.get("read_gbs_1t", 0), m.get("read_gbs_2t", 0))
+
+
 def drift_lines(m, end):
     """The measurement at the end of the run beside the one at the start (which the fractions use)."""
     if not m or not end or "error" in m:
         return []
     keys = [k for k in ("fma_gflops_1t", "fma_gflops_2t", "read_gbs_1t", "read_gbs_2t") if k in m and k in end]
     change = max((abs(end[k] / m[k] - 1) for k in keys if m[k] > 0), default=0.0)
-    line = ("- at the end of the run: FMA %.1f / %.1f GFLOP/s, read %.1f / %.1f GB/s; the largest change "
-            "against the start %.0f%%" % (end.get("fma_gflops_1t", 0), end.get("fma_gflops_2t", 0),
-                                            end.get("read_gbs_1t", 0), end.get("read_gbs_2t", 0), 100 * change))
+    line = "- at the end of the run: %s; the largest change against the start %.0f%%" % (machine_brief(end),
+                                                                                          100 * change)
     if change > 0.05:
         line += (" (**the host's speed changed during the run**: its fractions compare less well with "
                  "another run's)")
@@ -841,9 +846,7 @@ def main():
             log("machine: measuring the FMA peak and the DRAM bandwidth (bench/machine.c)")
             try:
                 machine = roofline.measure_machine(tmp, quick=args.quick, threads=2)
-                log("  FMA %.1f / %.1f GFLOP/s, read %.1f / %.1f GB/s (1 / 2 threads)" % (
-                    machine["fma_gflops_1t"], machine.get("fma_gflops_2t", 0), machine["read_gbs_1t"],
-                    machine.get("read_gbs_2t", 0)))
+                log("  " + machine_brief(machine) + " (1 / 2 threads)")
             except Exception as e:  # noqa: BLE001 - the figures are then reported without rooflines
                 machine = {"error": str(e)[:300]}
                 failures.append(("machine", "measurement", machine["error"]))
@@ -885,9 +888,7 @@ def main():
             try:
                 end = roofline.measure_machine(tmp, quick=args.quick, threads=2)
                 meta["measured_end"] = end
-                log("  FMA %.1f / %.1f GFLOP/s, read %.1f / %.1f GB/s (1 / 2 threads)" % (
-                    end["fma_gflops_1t"], end.get("fma_gflops_2t", 0), end["read_gbs_1t"],
-                    end.get("read_gbs_2t", 0)))
+                log("  " + machine_brief(end) + " (1 / 2 threads)")
             except Exception as e:  # noqa: BLE001 - only a check of the host
                 log("  FAILED: %s" % e)
     finally:
