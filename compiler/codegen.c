@@ -1455,6 +1455,74 @@ static int emit_lane_sums(Cg *c, LStmt *const *body, int n) {
   return m;
 }
 
+/* A run of st stores body[0..st) (2 <= st <= 4) into one buffer, each at the stride st, the
+ * j-th at the first's index plus the constant j (its index that LE_ADD of the first's and j: a
+ * pooling window's row, pool.c): between them they write every element of st w contiguous ones
+ * (in a masked last vector, up to the last lane's run).  strided_store would take a shuffle
+ * and st masked stores of every st-th element each; here the values are interleaved into st
+ * vectors (shuffles of all of them) and stored whole, the elements the same.  The values are
+ * emitted first, so none may read the buffer.  Returns the statements emitted (0: not such a
+ * run). */
+static int emit_store_run(Cg *c, LStmt *const *body, int n) {
+  int w = c->vw;
+  const LStmt *s0 = body[0];
+  int64_t st;
+  if (w < 2 || w > 64 || n < 2 || s0->kind != LS_STORE || s0->accumulate || !varying(c, s0->index) ||
+      !stride_of(c, s0->index, &st) || st < 2 || st > 4 || st > n)
+    return 0;
+  for (int j = 0; j < st; j++) {
+    const LStmt *sj = body[j];
+    const LExpr *e = sj->index;
+    if (sj->kind != LS_STORE || sj->accumulate || sj->buf != s0->buf || expr_loads_buf(sj->value, s0->buf)) return 0;
+    if (j && (e->kind != LE_BIN || e->op != LO_ADD || e->a != s0->index || e->b->kind != LE_CONST || e->b->ival != j))
+      return 0;
+  }
+  LType elem = c->lp->bufs[s0->buf].elem;
+  LLVMTypeRef et = scalar_type(c, elem), vt = LLVMVectorType(et, (unsigned)w);
+  LLVMValueRef base = c->base[s0->buf];
+  if (!base) die("buffer %s has no base in this function", c->lp->bufs[s0->buf].name);
+  LLVMValueRef v[4], el[256];
+  for (int j = 0; j < st; j++) v[j] = splat(c, emit_expr(c, body[j]->value));
+  /* all st values as one vector of 4 w lanes (v3 poison for st = 3): element e of the run
+   * is lane e / st of value e % st, lane (e % st) w + e / st of the whole */
+  for (int l = 0; l < 2 * w; l++) el[l] = LLVMConstInt(c->i32, (unsigned long long)l, 0);
+  LLVMValueRef poison = LLVMGetPoison(vt);
+  LLVMValueRef lo = LLVMBuildShuffleVector(c->b, v[0], v[1], LLVMConstVector(el, (unsigned)(2 * w)), "");
+  LLVMValueRef all = lo;
+  if (st > 2) {
+    LLVMValueRef hi = LLVMBuildShuffleVector(c->b, v[2], st > 3 ? v[3] : poison, LLVMConstVector(el, (unsigned)(2 * w)), "");
+    for (int l = 0; l < 4 * w; l++) el[l] = LLVMConstInt(c->i32, (unsigned long long)l, 0);
+    all = LLVMBuildShuffleVector(c->b, lo, hi, LLVMConstVector(el, (unsigned)(4 * w)), "");
+  }
+  LLVMValueRef idx = emit_scalar_index(c, s0->index);
+  LLVMValueRef p0 = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
+  /* in a masked last vector: the elements up to the last lane's run, st vlast + st - 1 */
+  LLVMValueRef limit = c->vmask ? splat(c, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, c->vlast, LLVMConstInt(c->i32, (unsigned long long)st, 0), ""),
+                                                        LLVMConstInt(c->i32, (unsigned long long)(st - 1), 0), ""))
+                                : NULL;
+  for (int j = 0; j < st; j++) {
+    LLVMValueRef pos[64];
+    for (int l = 0; l < w; l++) {
+      int e = j * w + l;
+      el[l] = LLVMConstInt(c->i32, (unsigned long long)((e % st) * w + e / st), 0);
+      pos[l] = LLVMConstInt(c->i32, (unsigned long long)e, 0);
+    }
+    LLVMValueRef out = LLVMBuildShuffleVector(c->b, all, LLVMGetPoison(LLVMTypeOf(all)), LLVMConstVector(el, (unsigned)w), "");
+    LLVMValueRef off = LLVMConstInt(c->i64, (unsigned long long)(j * w), 0);
+    LLVMValueRef p = LLVMBuildGEP2(c->b, et, p0, &off, 1, "");
+    if (limit) {
+      LLVMValueRef m = LLVMBuildICmp(c->b, LLVMIntULE, LLVMConstVector(pos, (unsigned)w), limit, "");
+      LLVMTypeRef ov[2] = {vt, LLVMTypeOf(p)};
+      LLVMValueRef args[4] = {out, p, LLVMConstInt(c->i32, 4, 0), m};
+      intrinsic(c, "llvm.masked.store", ov, 2, args, 4);
+    } else {
+      LLVMValueRef sv = LLVMBuildStore(c->b, out, p);
+      LLVMSetAlignment(sv, 4);
+    }
+  }
+  return (int)st;
+}
+
 static void emit_block(Cg *c, const LStmt *s) {
   if (s->kind != LS_BLOCK) {
     emit_stmt(c, s);
@@ -1462,6 +1530,7 @@ static void emit_block(Cg *c, const LStmt *s) {
   }
   for (int i = 0; i < s->nbody;) {
     int done = c->vw > 1 ? emit_lane_sums(c, s->body + i, s->nbody - i) : 0;
+    if (!done && c->vw > 1) done = emit_store_run(c, s->body + i, s->nbody - i);
     if (done) i += done;
     else emit_stmt(c, s->body[i++]);
   }

@@ -228,9 +228,18 @@ int lower_has_epilogue(const LowerCtx *lc, const Node *n) {
 LExpr *lower_grad_epilogue(LowerCtx *lc, const Node *n, LExpr *v, LExpr *index) {
   int c = lc->fused_grad ? lc->fused_grad[n->id] : -1;
   if (c < 0) return v;
-  const Node *ag = &lc->g->nodes[c];
-  LExpr *y = le_load(lc->lp, lower_value(lc, ag->in[1]), index);
-  return op_act_grad_expr(lc->lp, &lc->g->nodes[ag->fwd], v, y);
+  return lower_grad_epilogue_of(lc, n, v, le_load(lc->lp, lower_grad_epilogue_buf(lc, n), index));
+}
+
+int lower_grad_epilogue_buf(LowerCtx *lc, const Node *n) {
+  int c = lc->fused_grad ? lc->fused_grad[n->id] : -1;
+  return c < 0 ? -1 : lower_value(lc, lc->g->nodes[c].in[1]);
+}
+
+LExpr *lower_grad_epilogue_of(LowerCtx *lc, const Node *n, LExpr *v, LExpr *y) {
+  int c = lc->fused_grad ? lc->fused_grad[n->id] : -1;
+  if (c < 0) return v;
+  return op_act_grad_expr(lc->lp, &lc->g->nodes[lc->g->nodes[c].fwd], v, y);
 }
 
 static int is_activation(OpKind k) {

@@ -98,6 +98,11 @@ LExpr *op_activation_expr(LoopProgram *lp, const Node *act, LExpr *x);
  * dy; the op's OpInfo.fuses_act_grad says n may), the activation's gradient of v, its y read
  * at `index`.  lower_value(n) is then the _act_grad's buffer, and it makes no kernel. */
 LExpr *lower_grad_epilogue(LowerCtx *lc, const Node *n, LExpr *v, LExpr *index);
+/* The buffer whose element at `index` lower_grad_epilogue reads (the fused _act_grad's second
+ * operand), or -1 when n has no fused gradient: an op that loaded that element already passes
+ * it to lower_grad_epilogue_of instead, which is lower_grad_epilogue with y given. */
+int lower_grad_epilogue_buf(LowerCtx *lc, const Node *n);
+LExpr *lower_grad_epilogue_of(LowerCtx *lc, const Node *n, LExpr *v, LExpr *y);
 /* activation.c: dy times the derivative of activation `act`, from its output y (or its input
  * x for a leaky_relu of slope <= 0: _act_grad's second operand) */
 LExpr *op_act_grad_expr(LoopProgram *lp, const Node *act, LExpr *dy, LExpr *y);

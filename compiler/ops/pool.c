@@ -319,13 +319,14 @@ static void zero_value(LowerCtx *lc, LStmt *body, int dx, const Node *n) {
 /* One element of a window's scan: element idx of x becomes the window's choice (at takes id,
  * the element's name there: its index, or its tap) when it is greater than every element
  * before it or NaN: the first maximum wins, as in PyTorch. */
-static void scan_max(LoopProgram *lp, LStmt *xb, int x, LExpr *idx, LExpr *id, int best, int at) {
+static int scan_max(LoopProgram *lp, LStmt *xb, int x, LExpr *idx, LExpr *id, int best, int at) {
   int v = ls_local(lp, xb, LT_F32, le_load(lp, x, idx));
   LExpr *take = le_bin(lp, LO_OR, le_bin(lp, LO_GT, le_local(lp, v), le_local(lp, best)),
                        le_bin(lp, LO_NE, le_local(lp, v), le_local(lp, v)));
   int t = ls_local(lp, xb, LT_BOOL, take);
   ls_set(lp, xb, best, le_select(lp, le_local(lp, t), le_local(lp, v), le_local(lp, best)));
   ls_set(lp, xb, at, le_select(lp, le_local(lp, t), id, le_local(lp, at)));
+  return v;
 }
 
 /* dy[r, oy, ox] of a [B C, OH, OW] gradient */
@@ -380,6 +381,30 @@ static void lower_maxpool2d_grad_disjoint(LowerCtx *lc, const Node *n, LStmt *bo
   int best = ls_local(lp, ob, LT_F32, le_f32(lp, -__builtin_inf()));
   int at = ls_local(lp, ob, LT_F32, le_f32(lp, 0));
   if (k * k >= (1 << 24)) die("maxpool2d_grad: a window of %lld taps", (long long)(k * k));
+  if (tiles && k <= 4) {
+    /* a small window unrolled: its elements loaded into locals once, scanned, and written
+     * back as k runs of k neighbours, row by row, whose strided vector stores codegen writes
+     * as k whole interleaved vectors (emit_store_run); a fused activation's gradient that
+     * reads x (its output) takes the element from its local instead of loading it again */
+    int v[16];
+    LExpr *row[4];
+    for (int64_t i = 0; i < k; i++) {
+      row[i] = window_elem(lp, plane, oy, ox, s, W, le_i64(lp, i), le_i64(lp, 0));
+      for (int64_t j = 0; j < k; j++)
+        v[i * k + j] = scan_max(lp, ob, x, le_add(lp, row[i], le_i64(lp, j)), le_f32(lp, (double)(i * k + j)), best, at);
+    }
+    int g = ls_local(lp, ob, LT_F32, le_load(lp, dy, window_dy(lp, r, oy, ox, OH, OW)));
+    int from_x = lower_grad_epilogue_buf(lc, n) == x;
+    for (int64_t i = 0; i < k; i++)
+      for (int64_t j = 0; j < k; j++) {
+        LExpr *ei = le_add(lp, row[i], le_i64(lp, j));
+        LExpr *d = le_select(lp, le_bin(lp, LO_EQ, le_f32(lp, (double)(i * k + j)), le_local(lp, at)), le_local(lp, g),
+                             le_f32(lp, 0));
+        ls_store(lp, ob, dx, ei,
+                 from_x ? lower_grad_epilogue_of(lc, n, d, le_local(lp, v[i * k + j])) : lower_grad_epilogue(lc, n, d, ei));
+      }
+    return;
+  }
   LExpr *tap = le_cast(lp, LT_F32, le_add(lp, le_mul(lp, le_var(lp, ky), le_i64(lp, k)), le_var(lp, kx)));
   {
     LStmt *lky = ls_for(lp, ob, ky, le_i64(lp, 0), le_i64(lp, k));

@@ -126,6 +126,12 @@ CASES = [
     ("maxpool_2_floor_wide", [2, 9, 19], [conv(3, 3, 1, 1), ("maxpool", 2, 2, 0)], ""),
     ("maxpool_2s3_wide", [2, 7, 29], [conv(3, 1), ("maxpool", 2, 3, 0)], ""),
     ("maxpool_3_ties_wide", [1, 7, 28], [conv(2, 2, 1, 0, False), ("maxpool", 3, 3, 0)], "ties"),
+    # windows of 2 to 4 that tile the input: unrolled, each row of a window's stores written as
+    # whole interleaved vectors (codegen.c emit_store_run): 17 outputs a row (a whole vector,
+    # then a masked one of 1 lane), 3 x 3 of 7 a row with ties, 4 x 4 of 18 a row
+    ("maxpool_2_tiles_full", [2, 4, 34], [conv(3, 3, 1, 1), ("relu",), ("maxpool", 2, 2, 0)], ""),
+    ("maxpool_3_tiles_ties", [2, 6, 21], [conv(3, 1, 1, 0, False), ("maxpool", 3, 3, 0)], "ties"),
+    ("maxpool_4_tiles", [1, 8, 72], [conv(2, 3, 1, 1), ("tanh",), ("maxpool", 4, 4, 0)], ""),
     # avgpool2d (count_include_pad)
     ("avgpool_2", [3, 8, 6], [conv(4, 3, 1, 1), ("avgpool", 2, 2, 0)], ""),
     ("avgpool_3s2p1", [2, 9, 8], [conv(3, 3, 1, 1), ("avgpool", 3, 2, 1)], ""),
