@@ -132,6 +132,8 @@ CASES = [
     ("maxpool_2_tiles_full", [2, 4, 34], [conv(3, 3, 1, 1), ("relu",), ("maxpool", 2, 2, 0)], ""),
     ("maxpool_3_tiles_ties", [2, 6, 21], [conv(3, 1, 1, 0, False), ("maxpool", 3, 3, 0)], "ties"),
     ("maxpool_4_tiles", [1, 8, 72], [conv(2, 3, 1, 1), ("tanh",), ("maxpool", 4, 4, 0)], ""),
+    # a tiling window of 5: the rolled loops (one store a tap at stride 5)
+    ("maxpool_5_tiles", [2, 10, 35], [conv(2, 3, 1, 1), ("relu",), ("maxpool", 5, 5, 0)], ""),
     # avgpool2d (count_include_pad)
     ("avgpool_2", [3, 8, 6], [conv(4, 3, 1, 1), ("avgpool", 2, 2, 0)], ""),
     ("avgpool_3s2p1", [2, 9, 8], [conv(3, 3, 1, 1), ("avgpool", 3, 2, 1)], ""),
