@@ -207,9 +207,14 @@ static void run_chunk(int i, int chunks) {
 /* Takes a chunk of generation gen for thread me of t: the next one from the front of its own
  * range, else the last one of another thread's range (the others in turn, from me + 1);
  * returns -1 when that job has none left (or is over: a later generation is published only
- * after all of gen's chunks are done). */
-static int claim(uint64_t gen, int me, int t) {
+ * after all of gen's chunks are done).  Before it looks into other threads' ranges it reads
+ * the count of chunks done: when all `chunks` are (the others finished first, the common case
+ * of a balanced loop), there is nothing to take, and the ranges' cache lines, which the other
+ * threads wrote last, are not fetched: each is a transfer between cores (about 0.2 us on the
+ * 2-core hosts we measure), on the way out of every parallel region. */
+static int claim(uint64_t gen, int chunks, int me, int t) {
   for (int k = 0; k < t; k++) {
+    if (k == 1 && atomic_load_explicit(&pool.done, memory_order_acquire) >= chunks) return -1;
     int r = (me + k) % t;
     _Atomic uint64_t *w = &pool.range[r].w;
     uint64_t v = atomic_load_explicit(w, memory_order_acquire);
@@ -225,7 +230,7 @@ static int claim(uint64_t gen, int me, int t) {
 /* Runs chunks of generation gen as thread me of t until none is left; counts them done. */
 static void run_claimed(uint64_t gen, int chunks, int me, int t) {
   int i;
-  while ((i = claim(gen, me, t)) >= 0) {
+  while ((i = claim(gen, chunks, me, t)) >= 0) {
     run_chunk(i, chunks);
     /* sequentially consistent, against the caller's caller_asleep = 1 then done load */
     if (atomic_fetch_add(&pool.done, 1) + 1 == chunks && atomic_load(&pool.caller_asleep)) {
