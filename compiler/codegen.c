@@ -1497,8 +1497,8 @@ static int emit_store_run(Cg *c, LStmt *const *body, int n) {
   LLVMValueRef idx = emit_scalar_index(c, s0->index);
   LLVMValueRef p0 = LLVMBuildGEP2(c->b, et, base, &idx, 1, "");
   /* in a masked last vector: the elements up to the last lane's run, st vlast + st - 1 */
-  LLVMValueRef limit = c->vmask ? splat(c, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, c->vlast, LLVMConstInt(c->i32, (unsigned long long)st, 0), ""),
-                                                        LLVMConstInt(c->i32, (unsigned long long)(st - 1), 0), ""))
+  LLVMValueRef limit = c->vmask ? LLVMBuildAdd(c->b, strided_limit(c, st),
+                                               splat(c, LLVMConstInt(c->i32, (unsigned long long)(st - 1), 0)), "")
                                 : NULL;
   for (int j = 0; j < st; j++) {
     LLVMValueRef pos[64];

@@ -1537,15 +1537,15 @@ static int conv_dx_lanes_ok(const ConvGeo *g, int64_t V) {
          (V & (V - 1)) == 0;
 }
 
-/* At run time: the lanes' way when the batch fills at least one group and its multiply-adds
- * (G V OH OW a product row) are under four fifths of the taps' (batch NQ): a batch of 64
- * (LeNet-5's) or 32 (its slices on 2 threads) takes it, a batch of 17 does not. */
 /* ceil(batch / V), the groups of V batch rows */
 static LExpr *lane_groups(LoopProgram *lp) {
   int64_t V = lp->vec_f32;
   return le_bin(lp, LO_DIV, le_add(lp, le_batch(lp), le_i64(lp, V - 1)), le_i64(lp, V));
 }
 
+/* At run time: the lanes' way when the batch fills at least one group and its multiply-adds
+ * (G V OH OW a product row) are under four fifths of the taps' (batch NQ): a batch of 64
+ * (LeNet-5's) or 32 (its slices on 2 threads) takes it, a batch of 17 does not. */
 static LExpr *conv_dx_lanes_pay(LoopProgram *lp, const ConvGeo *g, int64_t NQ) {
   int64_t V = lp->vec_f32;
   LExpr *lanes = le_mul(lp, lane_groups(lp), le_i64(lp, V * g->OH * g->OW * 5));
