@@ -26,9 +26,9 @@
  * last lane, an accumulation sums the lanes as a pairwise tree), another constant s -> each lane loaded or
  * stored by itself at displacement s * lane from lane 0's address (lane_at; a load with
  * 2 <= s <= 4 is the s contiguous vectors that hold its lanes and a shuffle: strided_load), otherwise
- * (no constant derivative) masked gather/scatter.  v / D and v % D of the variable v have
- * the derivatives 0 and 1 when D is a multiple of W and the loop starts at one (every
- * vector's lanes then lie in one block of D).
+ * (no constant derivative) masked gather/scatter.  select(v < D, a, b) and select(v >= D,
+ * a, b) of the variable v move as a and b do when they move alike, D a multiple of W and the
+ * loop starting at one (every vector's lanes then lie on one side of D).
  * Locals declared inside the vector loop are vectors.  A reduction loop (ls_reduce) keeps
  * its local as a vector of lane partials during the main loop and the masked last vector
  * (its lanes past the end keep their partials), and folds them into the scalar in lane
@@ -328,15 +328,21 @@ static int stride_of(Cg *c, const LExpr *e, int64_t *s) {
         return 1;
       }
     }
-    /* v / D and v % D of the loop variable v, D a multiple of the vector width and lane 0 of
-     * v one too: the lanes of a vector share one block of D (a gate's columns in a layout of
-     * several gates), so v / D is the same in every lane and v % D moves by 1 */
-    if ((e->op == LO_DIV || e->op == LO_MOD) && e->a->kind == LE_VAR && e->a->var == c->vvar &&
-        c->vvar_aligned && e->b->kind == LE_CONST && e->b->ival > 0 && e->b->ival % c->vw == 0) {
-      *s = e->op == LO_DIV ? 0 : 1;
-      return 1;
-    }
     return 0;
+  case LE_SELECT: {
+    /* v < D ? a : b and v >= D ? a : b of the loop variable v, D a multiple of the vector
+     * width and lane 0 of v one too: the lanes of a vector lie on one side of D, so every lane
+     * takes the same arm, and the select moves as its arms do when they move alike (a gate's
+     * columns in a layout of several gates: gru's dG slots r, z and hn, where hn skips n) */
+    const LExpr *q = e->a;
+    if (q->kind != LE_BIN || (q->op != LO_LT && q->op != LO_GE) || q->a->kind != LE_VAR ||
+        q->a->var != c->vvar || !c->vvar_aligned || q->b->kind != LE_CONST || q->b->ival < 0 ||
+        q->b->ival % c->vw != 0)
+      return 0;
+    if (!stride_of(c, e->b, &x) || !stride_of(c, e->c, &y) || x != y) return 0;
+    *s = x;
+    return 1;
+  }
   default: return 0;
   }
 }

@@ -709,10 +709,13 @@ typedef struct RecGrad {
   int s0;              /* saved0, or -1 */
 } RecGrad;
 
+/* The dG slot of column kk of the hh side: gru's [r, z, hn] skip n (kk >= 2U moves on by U).
+ * A select, not kk + kk / 2U * U: in the reduction of the backward recurrence the division
+ * made LLVM spill the register tile's accumulators every iteration (docs/internals.md). */
 static LExpr *kk_unit(LoopProgram *lp, const RecGrad *c, LExpr *kk) {
   int64_t un = c->f->a.units;
   if (!c->hh || c->f->a.cell != CELL_GRU) return kk;
-  return le_add(lp, kk, le_mul(lp, le_bin(lp, LO_DIV, kk, le_i64(lp, 2 * un)), le_i64(lp, un)));
+  return le_add(lp, kk, le_select(lp, le_bin(lp, LO_GE, kk, le_i64(lp, 2 * un)), le_i64(lp, un), le_i64(lp, 0)));
 }
 /* dG[row, l, d, slot(kk)] for the row r = m (A of dx) */
 static LExpr *rg_dg_row(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *kk) {
