@@ -13,7 +13,13 @@
  * chunk a thread.  (Measured on an Intel Xeon VM, 2 threads, against 4 chunks a thread:
  * resnet_mini at batch 1, whose layers are loops of 16 iterations of about 1 us, 1.06x; the
  * LSTM at batch 1, 128 jobs of 8 iterations a forward, 1.16x, and 1.57x with a busy loop on
- * one of the two CPUs; the GRU 1.03x; the larger rows within 1%.)  Every iteration writes its
+ * one of the two CPUs; the GRU 1.03x; the larger rows within 1%.  On an AMD Zen 5 VM, finer
+ * chunks for those loops, 2 iterations each, made resnet_mini at batch 1 slower, a median of
+ * 74-84 us a call against 70-76.  There, one thread runs each quarter of a 16-band 3x3 layer
+ * in 5.7-6.5 us, evenly; on two, the front half takes 13.0-13.8 us and the back half
+ * 14.4-16.0, and with the halves' owners swapped the back half is still the slower: neither
+ * the thread nor where the data were written explains it.  It is what holds that model at
+ * ~70% of its 2-thread roofline, bench/results.md.)  Every iteration writes its
  * own outputs (the compiler marks only such loops
  * parallel), so the result depends neither on the chunks nor on which thread ran which.
  *
