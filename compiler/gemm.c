@@ -724,6 +724,9 @@ static void group_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Gem
       }
       acc[i][j] = ls_local(lp, tb, LT_F32, start);
     }
+  if (ck->last && gr->prefetch)
+    for (int i = 0; i < mr; i++)
+      for (int q = 0; q < nb; q++) gr->prefetch(lp, g->ctx, tb, m[i], ubs[q], var(lp, l));
   LStmt *lk = ls_for(lp, tb, k, ck->klo, ck->khi);
   /* B(ub, gate j's column j*V + l, k) */
   LExpr *a[GEMM_MAX_MR] = {0}, *b[GEMM_MAX_NC] = {0};

@@ -138,6 +138,10 @@ typedef struct GemmGroups {
   void (*epilogue)(LoopProgram *lp, const void *ctx, LStmt *blk, LExpr *m, LExpr *ub, LExpr *l,
                    const int *acc);
   int part; /* the chunks' sums (gemm_groups_part_floats > 0), else unused (-1) */
+  /* NULL, or emits into blk prefetches of the lines the epilogue of row m and block ub will
+   * read or write (ls_prefetch: into L2); the tile issues them before the last (or only)
+   * chunk of its reduction, whose FMAs then hide the misses */
+  void (*prefetch)(LoopProgram *lp, const void *ctx, LStmt *blk, LExpr *m, LExpr *ub, LExpr *l);
 } GemmGroups;
 void gemm_bcast_groups(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const GemmGroups *gr);
 /* B's unit blocks for gemm_bcast_groups: ceil(U / V) */

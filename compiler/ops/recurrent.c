@@ -432,6 +432,26 @@ static void step_cell(LoopProgram *lp, const void *ctx, LStmt *blk, LExpr *b, LE
     }
   }
 }
+/* The lines step_cell of batch row b and block ub reads and writes far from L1: xp (written
+ * for every step before the recurrence: megabytes), the output row and the training record
+ * (each step's rows are new lines).  Prefetched into L2 while the tile's last chunk runs, an
+ * LSTM of 256 units at batch 32 ran its training recurrence ~6% faster on an AMD Zen 5 (the
+ * stores alone, or xp alone, gained little; prefetchw into L1 was slower: those lines evicted
+ * the panel's). */
+static void step_prefetch(LoopProgram *lp, const void *ctx, LStmt *blk, LExpr *b, LExpr *ub, LExpr *l) {
+  const RecPass *p = ctx;
+  const Node *n = p->n;
+  int64_t un = n->a.units, width = (n->a.bidirectional ? 2 : 1) * un;
+  Dim seq = n->shape.d[0];
+  int s = p->step;
+  LExpr *u = unit_of(lp, ub, l), *t = step_time(lp, seq, s, p->d);
+  LExpr *row = step_row(lp, seq, b, s, p->d);
+  for (int gi = 0; gi < gates(n->a.cell); gi++) ls_prefetch(lp, blk, p->xp, xp_at(lp, p, t, ub, b, gi, l));
+  ls_prefetch(lp, blk, p->dst, mad(lp, row, width, le_add(lp, le_i64(lp, p->d * un), u)));
+  if (p->sv >= 0)
+    for (int k = 0; k < saved_slots(n->a.cell); k++)
+      ls_prefetch(lp, blk, p->sv, saved_at(lp, n, row, p->l, p->d, k, u));
+}
 static LExpr *all_rows(LoopProgram *lp, const RecPass *p) {
   return le_mul(lp, le_batch(lp), le_dim(lp, p->n->shape.d[0]));
 }
@@ -528,7 +548,7 @@ static void emit_pass(LoopProgram *lp, LStmt *body, const RecPass *p) {
   LStmt *ls = ls_for(lp, body, s, le_i64(lp, 0), le_dim(lp, seq));
   ls->steps = 1;
   GemmSpec step = step_spec(lp, p);
-  GemmGroups cellg = {.G = (int)gates(cell), .epilogue = step_cell, .part = p->spart};
+  GemmGroups cellg = {.G = (int)gates(cell), .epilogue = step_cell, .part = p->spart, .prefetch = step_prefetch};
   gemm_bcast_groups(lp, ls_body(ls), &step, &cellg);
 
   if (p->rs < 0) return;
