@@ -538,25 +538,26 @@ static void dot_tile(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice
   if (g->epilogue) dot_epilogue(lp, sl->last ? ls_body(ls_if(lp, blk, sl->last)) : blk, g, m, mr, n, nu);
 }
 
-/* Rows [mlo, mlo + mr * MB) in tiles of mr, every column: blocks of nu, then single columns. */
+/* Rows [mlo, mlo + mr * MB) in tiles of mr, every column: blocks of nu, then single columns.
+ * rest: NULL, or the rows [mlo + mr * MB, mlo + mr * MB + rest) one at a time in each column
+ * block right after its tiles, while the block's rows of B are still in L1. */
 static void dot_rows(LoopProgram *lp, LStmt *blk, const GemmSpec *g, const Slice *sl, LExpr *mlo, int mr,
-                     LExpr *MB, int nu) {
+                     LExpr *MB, int nu, LExpr *rest) {
   LExpr *NB = div_(lp, g->N, nu);
   LExpr *nfull = le_mul(lp, NB, i64(lp, nu));
-  {
-    int nb = lvar(lp, "nb"), mb = lvar(lp, "mb");
-    LStmt *ln = ls_for(lp, blk, nb, i64(lp, 0), NB);
+  LExpr *mrest = le_add(lp, mlo, le_mul(lp, MB, i64(lp, mr)));
+  for (int single = 0; single < 2; single++) {
+    int n = lvar(lp, single ? "n" : "nb"), mb = lvar(lp, "mb");
+    LStmt *ln = ls_for(lp, blk, n, single ? nfull : i64(lp, 0), single ? g->N : NB);
     ln->parallel = g->parallel == GEMM_PAR_N;
+    LExpr *n0 = single ? var(lp, n) : le_mul(lp, var(lp, n), i64(lp, nu));
     LStmt *lm = ls_for(lp, ls_body(ln), mb, i64(lp, 0), MB);
-    dot_tile(lp, ls_body(lm), g, sl, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr,
-             le_mul(lp, var(lp, nb), i64(lp, nu)), nu);
-  }
-  {
-    int n = lvar(lp, "n"), mb = lvar(lp, "mb");
-    LStmt *ln = ls_for(lp, blk, n, nfull, g->N);
-    ln->parallel = g->parallel == GEMM_PAR_N;
-    LStmt *lm = ls_for(lp, ls_body(ln), mb, i64(lp, 0), MB);
-    dot_tile(lp, ls_body(lm), g, sl, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr, var(lp, n), 1);
+    dot_tile(lp, ls_body(lm), g, sl, le_add(lp, mlo, le_mul(lp, var(lp, mb), i64(lp, mr))), mr, n0, single ? 1 : nu);
+    if (rest) {
+      int r = lvar(lp, "m");
+      LStmt *lr = ls_for(lp, ls_body(ln), r, i64(lp, 0), rest);
+      dot_tile(lp, ls_body(lr), g, sl, le_add(lp, mrest, var(lp, r)), 1, n0, single ? 1 : nu);
+    }
   }
 }
 
@@ -630,6 +631,8 @@ static void dot_rows_chunked(LoopProgram *lp, LStmt *blk, const GemmSpec *g, int
 static void dot_shape(const LoopProgram *lp, const GemmSpec *g, int *mr, int *nu) {
   if (lp->vec_f32 >= 16) *mr = 4, *nu = 4;  /* 16 accumulators + 4 A + 4 B of 32 */
   else *mr = 3, *nu = 4;                    /* 12 + 3 + 1 of 16 */
+  /* 24 accumulators + 3 A + 1 B of 32: a third fewer loads of A per FMA (GemmSpec.dot_wide) */
+  if (g->dot_wide && lp->vec_f32 >= 16 && !g->row_chunks) *mr = 3, *nu = 8;
   /* a known M of 2..8 that the tile does not divide (the weight gradient of a convolution
    * with 6 filters): one tile of all M rows, as many columns wide (2 to 4) as the registers
    * hold beside its M A vectors and one B, rather than full tiles and then 1-row tiles that
@@ -668,14 +671,20 @@ void gemm_dot(LoopProgram *lp, LStmt *blk, const GemmSpec *g) {
      * the parked sums only add their loads and stores (VGG-16's fc6 at batch 4 3% slower) */
     LExpr *several = le_bin(lp, LO_GE, MB, i64(lp, 2));
     dot_rows_chunked(lp, ls_body(ls_if(lp, body, several)), g, mr, MB, nu);
-    dot_rows(lp, ls_body(ls_if(lp, body, le_bin(lp, LO_LT, MB, i64(lp, 2)))), g, &sl, i64(lp, 0), mr, MB, nu);
+    dot_rows(lp, ls_body(ls_if(lp, body, le_bin(lp, LO_LT, MB, i64(lp, 2)))), g, &sl, i64(lp, 0), mr, MB, nu, NULL);
+  } else if (nu == 8) { /* only dot_wide's tiles are 8 columns wide (dot_shape) */
+    /* dot_wide: the rows the tiles leave (1 or 2 of 3) in each column block after its tiles,
+     * while its 8 rows of B are in L1, not in a pass of their own that reads all of B again
+     * (a batch of 32 in 3-row tiles leaves 2) */
+    dot_rows(lp, body, g, &sl, i64(lp, 0), mr, MB, nu, le_sub(lp, g->M, le_mul(lp, MB, i64(lp, mr))));
+    return;
   } else {
-    dot_rows(lp, body, g, &sl, i64(lp, 0), mr, MB, nu);
+    dot_rows(lp, body, g, &sl, i64(lp, 0), mr, MB, nu, NULL);
   }
   /* the rows left over (every row of a batch-1 product): one at a time, 8 columns wide, so
    * 8 independent FMA chains stream 8 rows of B */
   LExpr *mfull = le_mul(lp, MB, i64(lp, mr));
-  dot_rows(lp, body, g, &sl, mfull, 1, le_sub(lp, g->M, mfull), 8);
+  dot_rows(lp, body, g, &sl, mfull, 1, le_sub(lp, g->M, mfull), 8, NULL);
 }
 
 /* --- gemm_bcast_groups --- */

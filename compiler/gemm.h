@@ -91,6 +91,11 @@ typedef struct GemmSpec {
    * all the row tiles and stays in L1 for the others, instead of every row tile streaming all
    * of B.  The same operations on each sum as without, so the same bits. */
   int row_chunks, dpart;
+  /* gemm_dot on AVX-512, B (a few rows of k) from cache and A streamed past it (a dense
+   * layer's forward while training: W from L2, a batch of x rows): tiles of 3 rows x 8
+   * columns, where 4 x 4 tiles read an A vector for every 4 FMAs.  Each sum takes the same
+   * operations either way: the same bits. */
+  int dot_wide;
   const void *ctx;      /* passed to the callbacks */
   const char *name;     /* for the loop variables' names: "" */
 } GemmSpec;
