@@ -366,6 +366,11 @@ static LExpr *hprev_at(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExp
   const RecPass *p = c;
   return state_at(lp, p->n->a.units, m, p->step, 0, k);
 }
+/* The output's element of row (b * seq + t) and unit u: this direction's half of the row */
+static LExpr *step_out_at(LoopProgram *lp, const RecPass *p, LExpr *row, LExpr *u) {
+  int64_t un = p->n->a.units;
+  return mad(lp, row, (p->n->a.bidirectional ? 2 : 1) * un, le_add(lp, le_i64(lp, p->d * un), u));
+}
 /* One step's cell for batch row b and the units u = ub * V + l (a vector over the lanes l), from
  * the sums of h_{t-1} W_hh^T. */
 static void step_cell(LoopProgram *lp, const void *ctx, LStmt *blk, LExpr *b, LExpr *ub, LExpr *l,
@@ -374,7 +379,6 @@ static void step_cell(LoopProgram *lp, const void *ctx, LStmt *blk, LExpr *b, LE
   const Node *n = p->n;
   RecurrentCell cell = n->a.cell;
   int64_t un = n->a.units;
-  int64_t width = (n->a.bidirectional ? 2 : 1) * un;
   Dim seq = n->shape.d[0];
   int s = p->step;
   LExpr *u = unit_of(lp, ub, l), *t = step_time(lp, seq, s, p->d);
@@ -421,9 +425,7 @@ static void step_cell(LoopProgram *lp, const void *ctx, LStmt *blk, LExpr *b, LE
     }
     int hv = ls_local(lp, blk, LT_F32, h);
     ls_store(lp, blk, p->hs, state_at(lp, un, b, s, 1, u), le_local(lp, hv));
-    ls_store(lp, blk, p->dst,
-             mad(lp, step_row(lp, seq, b, s, p->d), width, le_add(lp, le_i64(lp, p->d * un), u)),
-             le_local(lp, hv));
+    ls_store(lp, blk, p->dst, step_out_at(lp, p, step_row(lp, seq, b, s, p->d), u), le_local(lp, hv));
     if (p->sv >= 0) {
       keep[nkeep++] = hv;
       for (int k2 = 0; k2 < nkeep; k2++)
@@ -441,13 +443,12 @@ static void step_cell(LoopProgram *lp, const void *ctx, LStmt *blk, LExpr *b, LE
 static void step_prefetch(LoopProgram *lp, const void *ctx, LStmt *blk, LExpr *b, LExpr *ub, LExpr *l) {
   const RecPass *p = ctx;
   const Node *n = p->n;
-  int64_t un = n->a.units, width = (n->a.bidirectional ? 2 : 1) * un;
   Dim seq = n->shape.d[0];
   int s = p->step;
   LExpr *u = unit_of(lp, ub, l), *t = step_time(lp, seq, s, p->d);
   LExpr *row = step_row(lp, seq, b, s, p->d);
   for (int gi = 0; gi < gates(n->a.cell); gi++) ls_prefetch(lp, blk, p->xp, xp_at(lp, p, t, ub, b, gi, l));
-  ls_prefetch(lp, blk, p->dst, mad(lp, row, width, le_add(lp, le_i64(lp, p->d * un), u)));
+  ls_prefetch(lp, blk, p->dst, step_out_at(lp, p, row, u));
   if (p->sv >= 0)
     for (int k = 0; k < saved_slots(n->a.cell); k++)
       ls_prefetch(lp, blk, p->sv, saved_at(lp, n, row, p->l, p->d, k, u));
