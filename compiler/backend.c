@@ -105,7 +105,7 @@ int backend_run(const Graph *g, const BackendOptions *opts) {
   int streamable = op_recurrent_streamable(g);
   if (streamable) modes[nprog++] = MODE_STEP;
   for (int i = 0; i < nprog; i++) {
-    progs[i] = lower_program(g, modes[i], vec);
+    progs[i] = lower_program(g, modes[i], vec, !opts->no_winograd);
     if (!progs[i]) {
       for (int k = 0; k < i; k++) loops_free(progs[k]);
       status = 1;

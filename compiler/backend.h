@@ -27,6 +27,7 @@ typedef struct BackendOptions {
   const char *weights;       /* --weights FILE.safetensors: embed them, or NULL */
   const char *source_path;   /* the .nn file, for messages */
   int mpi;                   /* --mpi: data-parallel trainer, linked with Open MPI */
+  int no_winograd;           /* --no-winograd: every convolution by direct sums */
 } BackendOptions;
 
 /* Returns 0 on success, 1 after diagnosing an error in the user's input (a weights file that

@@ -375,11 +375,12 @@ static const char *mode_entry(LowerMode m) {
   return "?";
 }
 
-LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
+LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32, int winograd) {
   LoopProgram *lp = loops_new(g);
   lp->mode = mode;
   lp->entry = mode_entry(mode);
   lp->vec_f32 = vec_f32 > 0 ? vec_f32 : 16;
+  lp->winograd = winograd;
   lp->symbolic_seq = g->sym != NULL;
   LowerCtx lc = {.lp = lp, .g = g, .current_kernel = -1, .mode = mode};
   lc.value_buf = xcalloc((size_t)g->nnodes + 1, sizeof(int));
@@ -583,7 +584,7 @@ LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32) {
 }
 
 LoopProgram *lower_graph_target(const Graph *g, int vec_f32) {
-  return lower_program(g, MODE_FORWARD, vec_f32);
+  return lower_program(g, MODE_FORWARD, vec_f32, 1);
 }
 
 LoopProgram *lower_graph(const Graph *g) { return lower_graph_target(g, 16); }

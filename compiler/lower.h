@@ -152,11 +152,12 @@ int lower_pad2d_planes(LowerCtx *lc, LStmt *body, const char *name, int src, int
 LoopProgram *lower_graph(const Graph *g);
 /* The same for a target whose f32 vectors hold vec_f32 lanes (lower_graph assumes 16). */
 LoopProgram *lower_graph_target(const Graph *g, int vec_f32);
-/* One entry point of a differentiated graph (autodiff.h): MODE_FORWARD is lower_graph_target;
+/* One entry point of a differentiated graph (autodiff.h): MODE_FORWARD is lower_graph_target
+ * (with winograd: conv.c may compute a 3x3 convolution at stride 1 by Winograd's transforms);
  * MODE_GRADIENTS the forward in training mode, the loss and the gradient program (gradients
  * straight into the model's gradient buffer); MODE_EVALUATE the forward in inference mode and
  * the loss; MODE_UPDATE the optimizer (optim.c). */
-LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32);
+LoopProgram *lower_program(const Graph *g, LowerMode mode, int vec_f32, int winograd);
 
 /* --- optim.c: the update program (clipping, weight decay, the optimizer) --- */
 void lower_update(LowerCtx *lc);

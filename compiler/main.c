@@ -55,6 +55,9 @@ static const char usage_text[] =
     "  --mpi                data-parallel training with MPI: `mpirun -np N ./model train\n"
     "                       --batch B` trains on global batches of N*B (an executable, or a\n"
     "                       .so with M_main); needs Open MPI (libopenmpi-dev, openmpi-bin)\n"
+    "  --no-winograd        compute every convolution by direct sums (default: inference\n"
+    "                       computes a 3x3 one at stride 1 with many channels and filters\n"
+    "                       by Winograd's F(2x2, 3x3), which rounds a little differently)\n"
     "  --version            print the version\n"
     "  --help               print this help\n"
     "\n"
@@ -129,6 +132,8 @@ int main(int argc, char **argv) {
       train_flag = 0;
     } else if (!strcmp(a, "--mpi")) {
       mpi = 1;
+    } else if (!strcmp(a, "--no-winograd")) {
+      bo.no_winograd = 1;
     } else if (missing) {
       return usage_error("%s needs a value", a);
     } else if (a[0] == '-' && a[1]) {

@@ -995,6 +995,367 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
   if (!chained && !band_write) conv2d_write_nchw(lc, n, body, t, y, bias, F, OHW, NB, nblk);
 }
 
+/* --- Winograd F(2x2, 3x3): the inference forward of a 3x3 layer at stride 1 ---
+ *
+ * Each 2 x 2 block of outputs ("tile") of a filter comes from the 4 x 4 patch d of the padded
+ * input under it (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+ *     Y = A^T [ sum_c (G g_c G^T) .* (B^T d_c B) ] A
+ * with g_c the filter's 3 x 3 kernel of channel c and
+ *     B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+ *     A^T = [1 1 1 0; 0 1 -1 -1].
+ * The sum over c for each of the 16 points xi of the 4 x 4 transform is a matrix product,
+ * M_xi [tiles, F] = V_xi [tiles, C] U_xi [C, F]: 16 multiply-adds per tile, channel and filter
+ * where the direct convolution does 36 (2.25x fewer).  The schedule:
+ *   prepare: wq [F / NB, C, 9, NB], the weight by blocks of NB filters (a permutation, packed
+ *            once per update; the unpack restores the weight from it, so the runtime may drop
+ *            the weight's pages as for the direct schedule: no memory beyond it);
+ *   forward, per filter block fb (in turn):
+ *     U [16, C, NB] = G g G^T from wq (one parallel loop over the channels; 16/9 of the
+ *       block's weights, a scratch of the call);
+ *     the tiles in blocks of TB (row-major over the plane of tiles) in one parallel loop over
+ *     WINO_WORKERS workers, each with its own scratch, taking a contiguous run of the items
+ *     (batch row, tile block); per item, for each chunk of CC channels:
+ *       V [16, TB, CC] = B^T d B from the layer's blocked copy xb (V channels a vector),
+ *       for xi < 16: M_xi (+)= V_xi U_xi[chunk] (gemm_bcast: TB rows x NB filters, K = CC);
+ *     then t[b, fb, oy, ox, f % NB] = A^T M A (a vector of V filters at a time);
+ *   then t goes to y or to the consumer's copy through the tiled schedule's write-backs (bias,
+ *   fused residual and activation there).
+ * Odd output sizes: the last tile row or column reads a clamped (repeated) input row or column,
+ * which only feeds the output that does not exist, and its stores are clamped into the tile
+ * in an order that leaves the real output last.  The result differs from the direct sum by
+ * rounding only (the transforms' +-1 and 1/2 factors; measured against PyTorch's float64 in
+ * test/exec/ops_conv.test); an infinite input makes NaN where the direct sum makes an infinity
+ * (inf - inf in B^T d B), as in other Winograd convolutions.  Chosen (conv2d_winograd) for the
+ * inference entry points only (a training step's forward keeps the direct sums its gradients
+ * were written against), with at least two vectors of channels and of filters, both whole
+ * vectors. */
+enum {
+  WINO_TB = 24,      /* tiles a block, at most (4 row tiles of the AVX-512 gemm_bcast's 6) */
+  WINO_MR = 6,       /* a block's tiles: a multiple of this */
+  WINO_ITEMS = 8,    /* tile blocks a batch row, at least, where the plane allows */
+  WINO_CC = 128,     /* channels a chunk, at most */
+  WINO_WORKERS = 8,  /* per-worker scratch: the parallel loop's iterations */
+};
+
+/* The filters a block: 4, 2 or 1 vectors (F a whole number of vectors) */
+static int64_t wino_nb(int64_t F, int64_t V) { return F % (4 * V) == 0 ? 4 * V : F % (2 * V) == 0 ? 2 * V : V; }
+
+static int conv2d_winograd(const LowerCtx *lc, const Node *n) {
+  int64_t V = lc->lp->vec_f32;
+  if (!lc->lp->winograd || lc->mode == MODE_GRADIENTS || V < 8) return 0;
+  if (!conv2d_is_tiled(n, V) || n->a.kernel != 3 || n->a.stride != 1) return 0;
+  Conv2dInput ci = conv2d_input(lc->g, n);
+  int64_t F = n->a.units, OH = n->shape.d[1].n, OW = n->shape.d[2].n;
+  return ci.cb % V == 0 && F % V == 0 && ci.C >= 2 * V && F >= 2 * V && OH >= 2 && OW >= 2;
+}
+
+typedef struct Wino {
+  int64_t C, CC, NB, TB;
+  int m;               /* M's buffer */
+  LExpr *wk, *xi, *cc; /* the worker, the transform's point, the channel chunk */
+} Wino;
+
+/* M [worker, 16, TB, NB]: C(m = tile, n = filter in the block) */
+static LExpr *wino_c(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *n) {
+  (void)br;
+  const Wino *d = c;
+  LExpr *row = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, d->wk, le_i64(lp, 16)), d->xi), le_i64(lp, d->TB)), m);
+  return le_add(lp, le_mul(lp, row, le_i64(lp, d->NB)), n);
+}
+/* V [worker, 16, TB, CC]: A(m = tile, k = channel in the chunk) */
+static LExpr *wino_a(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *k) {
+  (void)br;
+  const Wino *d = c;
+  LExpr *row = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, d->wk, le_i64(lp, 16)), d->xi), le_i64(lp, d->TB)), m);
+  return le_add(lp, le_mul(lp, row, le_i64(lp, d->CC)), k);
+}
+/* U [16, C, NB]: B(n = filter in the block, k = channel in the chunk) */
+static LExpr *wino_b(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *k) {
+  (void)br;
+  const Wino *d = c;
+  LExpr *ch = le_add(lp, le_mul(lp, d->cc, le_i64(lp, d->CC)), k);
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, d->xi, le_i64(lp, d->C)), ch), le_i64(lp, d->NB)), n);
+}
+/* the first chunk starts from 0, the others from the sums so far */
+static LExpr *wino_init(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
+  const Wino *d = c;
+  return le_select(lp, le_bin(lp, LO_EQ, d->cc, le_i64(lp, 0)), le_f32(lp, 0),
+                   le_load(lp, d->m, wino_c(lp, c, NULL, m, n)));
+}
+
+static LExpr *f_add(LoopProgram *lp, LExpr *a, LExpr *b) { return le_bin(lp, LO_ADD, a, b); }
+static LExpr *f_sub(LoopProgram *lp, LExpr *a, LExpr *b) { return le_bin(lp, LO_SUB, a, b); }
+static LExpr *f_half(LoopProgram *lp, LExpr *a) { return le_bin(lp, LO_MUL, a, le_f32(lp, 0.5)); }
+
+/* o[0..3] = the locals of G applied to (a, b, c): a, (a + b + c) / 2, (a - b + c) / 2, c */
+static void wino_g(LoopProgram *lp, LStmt *blk, LExpr *a, LExpr *b, LExpr *c, int *o) {
+  int ac = ls_local(lp, blk, LT_F32, f_add(lp, a, c));
+  o[0] = ls_local(lp, blk, LT_F32, a);
+  o[1] = ls_local(lp, blk, LT_F32, f_half(lp, f_add(lp, le_local(lp, ac), b)));
+  o[2] = ls_local(lp, blk, LT_F32, f_half(lp, f_sub(lp, le_local(lp, ac), b)));
+  o[3] = ls_local(lp, blk, LT_F32, c);
+}
+/* B^T applied to (d0, d1, d2, d3): d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
+static void wino_bt(LoopProgram *lp, LStmt *blk, LExpr *const *d, int *o) {
+  o[0] = ls_local(lp, blk, LT_F32, f_sub(lp, d[0], d[2]));
+  o[1] = ls_local(lp, blk, LT_F32, f_add(lp, d[1], d[2]));
+  o[2] = ls_local(lp, blk, LT_F32, f_sub(lp, d[2], d[1]));
+  o[3] = ls_local(lp, blk, LT_F32, f_sub(lp, d[1], d[3]));
+}
+/* A^T applied to (m0, m1, m2, m3): m0 + m1 + m2, m1 - m2 - m3 */
+static void wino_at(LoopProgram *lp, LStmt *blk, LExpr *const *m, int *o) {
+  o[0] = ls_local(lp, blk, LT_F32, f_add(lp, f_add(lp, m[0], m[1]), m[2]));
+  o[1] = ls_local(lp, blk, LT_F32, f_sub(lp, f_sub(lp, m[1], m[2]), m[3]));
+}
+
+/* wq[fb, c, tap, nl] = w[fb NB + nl, c, tap]: the prepare kernel, and its inverse */
+static int wino_pack(LowerCtx *lc, const Node *n, int w, int64_t C, int64_t F, int64_t NB) {
+  LoopProgram *lp = lc->lp;
+  int64_t V = lp->vec_f32, nfb = F / NB;
+  const char *name = arena_printf(lp->arena, "%s.wq", n->name);
+  LStmt *prep;
+  int wq = lower_packed(lc, name, 9 * C * F, &prep);
+  int fb = lvar(lp, "fb"), c = lvar(lp, "c"), tp = lvar(lp, "tap"), nl = lvar(lp, "nl");
+  LStmt *l0 = ls_for(lp, prep, fb, le_i64(lp, 0), le_i64(lp, nfb));
+  l0->parallel = 1;
+  LStmt *l1 = ls_for(lp, ls_body(l0), c, le_i64(lp, 0), le_i64(lp, C));
+  LStmt *l2 = ls_for(lp, ls_body(l1), tp, le_i64(lp, 0), le_i64(lp, 9));
+  LStmt *l3 = ls_for(lp, ls_body(l2), nl, le_i64(lp, 0), le_i64(lp, NB));
+  l3->vec = (int)V;
+  LExpr *f = le_add(lp, le_mul(lp, le_var(lp, fb), le_i64(lp, NB)), le_var(lp, nl));
+  LExpr *wi = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, f, le_i64(lp, C)), le_var(lp, c)), le_i64(lp, 9)),
+                     le_var(lp, tp));
+  LExpr *qi = ix4(lp, le_var(lp, fb), le_var(lp, c), le_var(lp, tp), le_var(lp, nl), C, 9, NB);
+  ls_store(lp, ls_body(l3), wq, qi, le_load(lp, w, wi));
+  LStmt *unpack = lower_unpack(lc, name, w);
+  if (unpack) {
+    int f2 = lvar(lp, "f"), c2 = lvar(lp, "c"), t2 = lvar(lp, "tap");
+    LStmt *u0 = ls_for(lp, unpack, f2, le_i64(lp, 0), le_i64(lp, F));
+    u0->parallel = 1;
+    LStmt *u1 = ls_for(lp, ls_body(u0), c2, le_i64(lp, 0), le_i64(lp, C));
+    LStmt *u2 = ls_for(lp, ls_body(u1), t2, le_i64(lp, 0), le_i64(lp, 9));
+    LExpr *from = ix4(lp, le_bin(lp, LO_DIV, le_var(lp, f2), le_i64(lp, NB)), le_var(lp, c2), le_var(lp, t2),
+                      le_bin(lp, LO_MOD, le_var(lp, f2), le_i64(lp, NB)), C, 9, NB);
+    LExpr *to = le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_var(lp, f2), le_i64(lp, C)), le_var(lp, c2)),
+                                  le_i64(lp, 9)),
+                       le_var(lp, t2));
+    ls_store(lp, ls_body(u2), w, to, le_load(lp, wq, from));
+  }
+  return wq;
+}
+
+/* u[xi, c, nl] = (G g G^T)[xi] of filter fb NB + nl, channel c, for every c: one parallel loop */
+static void wino_weights(LoopProgram *lp, LStmt *body, int wq, int u, LExpr *fb, int64_t C, int64_t NB) {
+  int64_t V = lp->vec_f32;
+  int c = lvar(lp, "c"), nl = lvar(lp, "nl");
+  LStmt *l0 = ls_for(lp, body, c, le_i64(lp, 0), le_i64(lp, C));
+  l0->parallel = 1;
+  LStmt *l1 = ls_for(lp, ls_body(l0), nl, le_i64(lp, 0), le_i64(lp, NB));
+  l1->vec = (int)V;
+  LStmt *vb = ls_body(l1);
+  LExpr *g[3][3];
+  for (int ky = 0; ky < 3; ky++)
+    for (int kx = 0; kx < 3; kx++)
+      g[ky][kx] = le_local(lp, ls_local(lp, vb, LT_F32,
+                                        le_load(lp, wq, ix4(lp, fb, le_var(lp, c), le_i64(lp, ky * 3 + kx),
+                                                            le_var(lp, nl), C, 9, NB))));
+  int gg[4][3]; /* G g: gg[i][kx] */
+  for (int kx = 0; kx < 3; kx++) {
+    int o[4];
+    wino_g(lp, vb, g[0][kx], g[1][kx], g[2][kx], o);
+    for (int i = 0; i < 4; i++) gg[i][kx] = o[i];
+  }
+  for (int i = 0; i < 4; i++) {
+    int o[4];
+    wino_g(lp, vb, le_local(lp, gg[i][0]), le_local(lp, gg[i][1]), le_local(lp, gg[i][2]), o);
+    for (int j = 0; j < 4; j++)
+      ls_store(lp, vb, u, ix4(lp, le_i64(lp, 0), le_i64(lp, i * 4 + j), le_var(lp, c), le_var(lp, nl), 16, C, NB),
+               le_local(lp, o[j]));
+  }
+}
+
+static void lower_conv2d_winograd(LowerCtx *lc, const Node *n, int x, int y, int w, int bias) {
+  LoopProgram *lp = lc->lp;
+  Conv2dInput ci = conv2d_input(lc->g, n);
+  int64_t C = ci.C, H = ci.H, W = ci.W, cb = ci.cb, Wp = ci.Wp, p = ci.p, Hp = H + 2 * p, CB = C / cb;
+  int64_t F = n->a.units, OH = n->shape.d[1].n, OW = n->shape.d[2].n, OHW = OH * OW, V = lp->vec_f32;
+  int64_t NB = wino_nb(F, V), nfb = F / NB, TW = (OW + 1) / 2, T = (OH + 1) / 2 * TW;
+  /* blocks of TB tiles, TB a multiple of WINO_MR up to WINO_TB: the fewest tiles computed
+   * (counting an item's own cost as a tile's) among the sizes that give a batch row at least
+   * WINO_ITEMS blocks (work for the threads at batch 1), or the smallest size when none does */
+  int64_t TB = WINO_MR, ntb = (T + TB - 1) / TB;
+  for (int64_t tb = WINO_MR; tb <= WINO_TB; tb += WINO_MR) {
+    int64_t nb = (T + tb - 1) / tb;
+    if (nb >= WINO_ITEMS && nb * (tb + 1) <= ntb * (TB + 1)) TB = tb, ntb = nb;
+  }
+  /* the fewest chunks of at most WINO_CC channels, all the same size (whole vectors) */
+  int64_t nch = 1;
+  while ((C / V) % nch || C / nch > WINO_CC) nch++;
+  int64_t CC = C / nch, P = WINO_WORKERS, plane = Hp * Wp * cb;
+
+  int wq = wino_pack(lc, n, w, C, F, NB);
+  LStmt *body = lower_begin(lc, n);
+  int xp = lc->chain_buf[n->id] >= 0 ? lc->chain_buf[n->id]
+                                     : lower_pad2d_blocked(lc, body, n, x, C, H, W, p, Wp, cb, 0.0);
+  int t = lower_scratch(lc, arena_printf(lp->arena, "%s.t", n->name), LT_F32, (SymCount){OHW * F, 0}, 1);
+  int u = lower_scratch(lc, arena_printf(lp->arena, "%s.wu", n->name), LT_F32, (SymCount){16 * C * NB, 0}, 0);
+  int vs = lower_scratch(lc, arena_printf(lp->arena, "%s.wv", n->name), LT_F32, (SymCount){P * 16 * TB * CC, 0}, 0);
+  int ms = lower_scratch(lc, arena_printf(lp->arena, "%s.wm", n->name), LT_F32, (SymCount){P * 16 * TB * NB, 0}, 0);
+
+  int fb = lvar(lp, "fb");
+  LStmt *lfb = ls_for(lp, body, fb, le_i64(lp, 0), le_i64(lp, nfb));
+  LStmt *fbb = ls_body(lfb);
+  wino_weights(lp, fbb, wq, u, le_var(lp, fb), C, NB);
+
+  /* the workers: worker wk takes the items [wk NI / P, (wk + 1) NI / P) */
+  int wk = lvar(lp, "wk"), it = lvar(lp, "it");
+  LStmt *lw = ls_for(lp, fbb, wk, le_i64(lp, 0), le_i64(lp, P));
+  lw->parallel = 1; /* disjoint tiles of t, each worker its own scratch */
+  LExpr *NI = le_mul(lp, le_batch(lp), le_i64(lp, ntb));
+  LStmt *lit = ls_for(lp, ls_body(lw), it, le_bin(lp, LO_DIV, le_mul(lp, le_var(lp, wk), NI), le_i64(lp, P)),
+                      le_bin(lp, LO_DIV, le_mul(lp, le_add(lp, le_var(lp, wk), le_i64(lp, 1)), NI), le_i64(lp, P)));
+  LStmt *ib = ls_body(lit);
+  int bl = ls_local(lp, ib, LT_I64, le_bin(lp, LO_DIV, le_var(lp, it), le_i64(lp, ntb)));
+  int tb0 = ls_local(lp, ib, LT_I64, le_mul(lp, le_bin(lp, LO_MOD, le_var(lp, it), le_i64(lp, ntb)), le_i64(lp, TB)));
+  LExpr *mrow0 = le_mul(lp, le_var(lp, wk), le_i64(lp, 16 * TB)); /* the worker's first row of V and M */
+  int cc = lvar(lp, "cc");
+  LStmt *lcc = ls_for(lp, ib, cc, le_i64(lp, 0), le_i64(lp, nch));
+  LStmt *ccb = ls_body(lcc);
+
+  /* V[wk, xi, i, c] = (B^T d B)[xi] of tile tb0 + i (the plane's last tile for those past it),
+   * channel cc CC + c */
+  {
+    int i = lvar(lp, "i"), cv = lvar(lp, "cv"), l = lvar(lp, "l");
+    LStmt *li = ls_for(lp, ccb, i, le_i64(lp, 0), le_i64(lp, TB));
+    LStmt *tbk = ls_body(li);
+    int tix = ls_local(lp, tbk, LT_I64,
+                       le_bin(lp, LO_MIN, le_add(lp, le_local(lp, tb0), le_var(lp, i)), le_i64(lp, T - 1)));
+    LExpr *r0 = le_mul(lp, le_bin(lp, LO_DIV, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2));
+    LExpr *c0 = le_mul(lp, le_bin(lp, LO_MOD, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2));
+    int rowoff[4], coloff[4];
+    for (int a = 0; a < 4; a++) {
+      LExpr *r = le_add(lp, r0, le_i64(lp, a)), *col = le_add(lp, c0, le_i64(lp, a));
+      if (OH % 2) r = le_bin(lp, LO_MIN, r, le_i64(lp, Hp - 1));
+      if (OW % 2) col = le_bin(lp, LO_MIN, col, le_i64(lp, Wp - 1));
+      rowoff[a] = ls_local(lp, tbk, LT_I64, le_mul(lp, r, le_i64(lp, Wp * cb)));
+      coloff[a] = ls_local(lp, tbk, LT_I64, le_mul(lp, col, le_i64(lp, cb)));
+    }
+    LStmt *lcv = ls_for(lp, tbk, cv, le_i64(lp, 0), le_i64(lp, CC / V));
+    LExpr *cin = le_add(lp, le_mul(lp, le_var(lp, cc), le_i64(lp, CC)), le_mul(lp, le_var(lp, cv), le_i64(lp, V)));
+    LExpr *blk = cb == V ? le_bin(lp, LO_DIV, cin, le_i64(lp, V)) : le_bin(lp, LO_DIV, cin, le_i64(lp, cb));
+    LExpr *inb = cb == V ? le_i64(lp, 0) : le_bin(lp, LO_MOD, cin, le_i64(lp, cb));
+    int base = ls_local(lp, ls_body(lcv), LT_I64,
+                        le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, bl), le_i64(lp, CB)), blk),
+                                          le_i64(lp, plane)),
+                               inb));
+    LStmt *ll = ls_for(lp, ls_body(lcv), l, le_i64(lp, 0), le_i64(lp, V));
+    ll->vec = (int)V;
+    LStmt *vb = ls_body(ll);
+    int rows[4][4]; /* B^T d: rows[i][col] */
+    LExpr *d[4][4];
+    for (int a = 0; a < 4; a++)
+      for (int s = 0; s < 4; s++)
+        d[a][s] = le_local(lp, ls_local(lp, vb, LT_F32,
+                                        le_load(lp, xp, le_add(lp, le_add(lp, le_local(lp, base), le_var(lp, l)),
+                                                               le_add(lp, le_local(lp, rowoff[a]),
+                                                                      le_local(lp, coloff[s]))))));
+    for (int s = 0; s < 4; s++) {
+      LExpr *col[4] = {d[0][s], d[1][s], d[2][s], d[3][s]};
+      int o[4];
+      wino_bt(lp, vb, col, o);
+      for (int a = 0; a < 4; a++) rows[a][s] = o[a];
+    }
+    for (int a = 0; a < 4; a++) {
+      LExpr *row[4] = {le_local(lp, rows[a][0]), le_local(lp, rows[a][1]), le_local(lp, rows[a][2]),
+                       le_local(lp, rows[a][3])};
+      int o[4];
+      wino_bt(lp, vb, row, o);
+      for (int s = 0; s < 4; s++) {
+        LExpr *vrow = le_add(lp, le_add(lp, mrow0, le_i64(lp, (a * 4 + s) * TB)), le_var(lp, i));
+        LExpr *at = le_add(lp, le_mul(lp, vrow, le_i64(lp, CC)), le_mul(lp, le_var(lp, cv), le_i64(lp, V)));
+        ls_store(lp, vb, vs, le_add(lp, at, le_var(lp, l)), le_local(lp, o[s]));
+      }
+    }
+  }
+
+  /* M_xi (+)= V_xi U_xi over the chunk */
+  {
+    int xi = lvar(lp, "xi");
+    LStmt *lxi = ls_for(lp, ccb, xi, le_i64(lp, 0), le_i64(lp, 16));
+    Wino wd = {.C = C, .CC = CC, .NB = NB, .TB = TB, .m = ms, .wk = le_var(lp, wk), .xi = le_var(lp, xi),
+               .cc = le_var(lp, cc)};
+    GemmSpec g = {.M = le_i64(lp, TB), .N = le_i64(lp, NB), .K = le_i64(lp, CC), .a = vs, .b = u, .c = ms,
+                  .a_at = wino_a, .b_at = wino_b, .c_at = wino_c, .init = nch > 1 ? wino_init : NULL,
+                  .parallel = GEMM_PAR_NONE, .ctx = &wd, .name = "w"};
+    gemm_bcast(lp, ls_body(lxi), &g);
+  }
+
+  /* t[b, fb, oy, ox, fl] = (A^T M A) of each tile of the block that exists */
+  {
+    int i = lvar(lp, "i"), fv = lvar(lp, "fv"), l = lvar(lp, "l");
+    LStmt *li = ls_for(lp, ib, i, le_i64(lp, 0),
+                       le_bin(lp, LO_MIN, le_i64(lp, TB), le_sub(lp, le_i64(lp, T), le_local(lp, tb0))));
+    LStmt *tbk = ls_body(li);
+    int tix = ls_local(lp, tbk, LT_I64, le_add(lp, le_local(lp, tb0), le_var(lp, i)));
+    int oy = ls_local(lp, tbk, LT_I64, le_mul(lp, le_bin(lp, LO_DIV, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2)));
+    int ox = ls_local(lp, tbk, LT_I64, le_mul(lp, le_bin(lp, LO_MOD, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2)));
+    LExpr *oy1 = le_add(lp, le_local(lp, oy), le_i64(lp, 1)), *ox1 = le_add(lp, le_local(lp, ox), le_i64(lp, 1));
+    if (OH % 2) oy1 = le_bin(lp, LO_MIN, oy1, le_i64(lp, OH - 1));
+    if (OW % 2) ox1 = le_bin(lp, LO_MIN, ox1, le_i64(lp, OW - 1));
+    LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, bl), le_i64(lp, nfb)), le_var(lp, fb));
+    LStmt *lf = ls_for(lp, tbk, fv, le_i64(lp, 0), le_i64(lp, NB / V));
+    LStmt *ll = ls_for(lp, ls_body(lf), l, le_i64(lp, 0), le_i64(lp, V));
+    ll->vec = (int)V;
+    LStmt *vb = ls_body(ll);
+    LExpr *lane = le_add(lp, le_mul(lp, le_var(lp, fv), le_i64(lp, V)), le_var(lp, l));
+    LExpr *m[4][4];
+    for (int a = 0; a < 4; a++)
+      for (int s = 0; s < 4; s++) {
+        LExpr *mrow = le_add(lp, le_add(lp, mrow0, le_i64(lp, (a * 4 + s) * TB)), le_var(lp, i));
+        m[a][s] = le_local(lp, ls_local(lp, vb, LT_F32, le_load(lp, ms, le_add(lp, le_mul(lp, mrow, le_i64(lp, NB)), lane))));
+      }
+    int sr[2][4]; /* A^T M: sr[r][col] */
+    for (int s = 0; s < 4; s++) {
+      LExpr *col[4] = {m[0][s], m[1][s], m[2][s], m[3][s]};
+      int o[2];
+      wino_at(lp, vb, col, o);
+      sr[0][s] = o[0];
+      sr[1][s] = o[1];
+    }
+    int yv[2][2];
+    for (int r = 0; r < 2; r++) {
+      LExpr *row[4] = {le_local(lp, sr[r][0]), le_local(lp, sr[r][1]), le_local(lp, sr[r][2]), le_local(lp, sr[r][3])};
+      wino_at(lp, vb, row, yv[r]);
+    }
+    /* the real output last where a clamped one shares its place */
+    LExpr *oys[2] = {le_local(lp, oy), oy1}, *oxs[2] = {le_local(lp, ox), ox1};
+    for (int r = 1; r >= 0; r--)
+      for (int s = 1; s >= 0; s--) {
+        LExpr *q = le_add(lp, le_mul(lp, oys[r], le_i64(lp, OW)), oxs[s]);
+        ls_store(lp, vb, t, tile_at(lp, tb, OHW, q, NB, lane), le_local(lp, yv[r][s]));
+      }
+  }
+
+  /* the write-back: y (NCHW) or the consumer's copy, a block of rows of a filter block each */
+  if (lc->chain_to[n->id] >= 0) {
+    Conv2dChain chain = conv2d_chain_begin(lc, n, &lc->g->nodes[lc->chain_to[n->id]]);
+    int64_t nrb = OH < 8 ? OH : 8, rb = (OH + nrb - 1) / nrb;
+    nrb = (OH + rb - 1) / rb;
+    int v = lvar(lp, "bfr");
+    LStmt *lv = ls_for(lp, body, v, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nfb * nrb)));
+    lv->parallel = 1; /* disjoint rows of the copy */
+    LStmt *vb = ls_body(lv);
+    int b2 = ls_local(lp, vb, LT_I64, le_bin(lp, LO_DIV, le_var(lp, v), le_i64(lp, nfb * nrb)));
+    int fb2 = ls_local(lp, vb, LT_I64,
+                       le_bin(lp, LO_MOD, le_bin(lp, LO_DIV, le_var(lp, v), le_i64(lp, nrb)), le_i64(lp, nfb)));
+    LExpr *r0 = le_mul(lp, le_bin(lp, LO_MOD, le_var(lp, v), le_i64(lp, nrb)), le_i64(lp, rb));
+    conv2d_chain_rows(lc, n, &chain, vb, t, bias, NB, nfb, le_local(lp, b2), le_local(lp, fb2), r0,
+                      le_bin(lp, LO_MIN, le_add(lp, r0, le_i64(lp, rb)), le_i64(lp, OH)));
+    return;
+  }
+  conv2d_write_nchw(lc, n, body, t, y, bias, F, OHW, NB, nfb);
+}
+
 /* The flat planes' element under kernel tap t = ky * kw + kx, rows of `row` floats. */
 static LExpr *tap_at(LoopProgram *lp, LExpr *b, int64_t planes, LExpr *ch, int64_t plane, LExpr *pos, LExpr *t,
                      int64_t kw, int64_t row) {
@@ -1223,6 +1584,10 @@ static void lower_conv2d(LowerCtx *lc, const Node *n) {
   int w = lower_param(lc, n, 0), bias = n->a.bias ? lower_param(lc, n, 1) : -1;
 
   /* a 1x1 kernel at stride 1 without padding is a GEMM in NCHW: no copies (flat below) */
+  if (conv2d_winograd(lc, n)) {
+    lower_conv2d_winograd(lc, n, x, y, w, bias);
+    return;
+  }
   if (conv2d_is_tiled(n, lp->vec_f32)) {
     lower_conv2d_tiled(lc, n, x, y, w, bias);
     return;

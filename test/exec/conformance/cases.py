@@ -203,6 +203,16 @@ def _conv2d_params():
         # 11 filter vectors in blocks of 2 (AVX-512): each row block writes its pixel vectors
         # right after its sums (conv.c band_write), the last filter block's one vector only
         (16, 16, 16, 176, 3, 1, 1, True, 2),
+        # Winograd F(2x2, 3x3) (conv.c lower_conv2d_winograd: inference, 3x3 at stride 1, at
+        # least two vectors of channels and of filters): 4-vector filter blocks over channel
+        # chunks of 128 (two), with 28 tiles (blocks of 12 and a partial one); odd planes
+        # (the clamped last tile row and column) with 2-vector filter blocks and no padding;
+        # 11 chunks of one vector (176 channels) and 1-vector blocks (48 filters), pad 2;
+        # one tile row of 2 x 2 outputs per image, a batch of 5 over the workers
+        (256, 8, 14, 64, 3, 1, 1, True, 2),
+        (32, 11, 9, 96, 3, 1, 0, False, 3),
+        (176, 5, 6, 48, 3, 1, 2, True, 2),
+        (64, 2, 2, 32, 3, 1, 1, True, 5),
     ]
     return cases
 
