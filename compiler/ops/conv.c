@@ -1009,7 +1009,7 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
  *   prepare: wq [F / NB, C, 9, NB], the weight by blocks of NB filters (a permutation, packed
  *            once per update; the unpack restores the weight from it, so the runtime may drop
  *            the weight's pages as for the direct schedule: no memory beyond it);
- *   forward, per filter block fb (in turn):
+ *   forward of a plane of more than WINO_LOCAL_TILES tiles, per filter block fb (in turn):
  *     U [16, C, NB] = G g G^T from wq (one parallel loop over the channels; 16/9 of the
  *       block's weights, a scratch of the call);
  *     the tiles in blocks of TB (row-major over the plane of tiles) in one parallel loop over
@@ -1018,6 +1018,10 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
  *       V [16, TB, CC] = B^T d B from the layer's blocked copy xb (V channels a vector),
  *       for xi < 16: M_xi (+)= V_xi U_xi[chunk] (gemm_bcast: TB rows x NB filters, K = CC);
  *     then t[b, fb, oy, ox, f % NB] = A^T M A (a vector of V filters at a time);
+ *   forward of a smaller plane ("local"): one parallel loop over the workers, the items
+ *     (batch row, filter block, tile block), and each item makes its own U chunk by chunk
+ *     into its worker's scratch, [16, CC, NB], right before the chunk's products (the shared
+ *     U of a few items a block was read by every thread from the core that wrote it);
  *   then t goes to y or to the consumer's copy through the tiled schedule's write-backs (bias,
  *   fused residual and activation there).
  * Odd output sizes: the last tile row or column reads a clamped (repeated) input row or column,
@@ -1035,6 +1039,9 @@ enum {
   WINO_ITEMS = 8,    /* tile blocks a batch row, at least, where the plane allows */
   WINO_CC = 128,     /* channels a chunk, at most */
   WINO_WORKERS = 8,  /* per-worker scratch: the parallel loop's iterations */
+  WINO_LOCAL_TILES = 256, /* a plane of at most this many tiles: each item makes its own U */
+  WINO_LOCAL_TB = 56,     /* tiles a block, at most, then */
+  WINO_LOCAL_CC = 64,     /* channels a chunk, at most, then */
 };
 
 /* The filters a block: 4, 2 or 1 vectors (F a whole number of vectors) */
@@ -1052,6 +1059,7 @@ static int conv2d_winograd(const LowerCtx *lc, const Node *n) {
 typedef struct Wino {
   int64_t C, CC, NB, TB;
   int64_t VX, MX;      /* the floats from one point xi to the next in V and in M */
+  int64_t UX;          /* local: the same in the worker's U chunk; 0: U is the call's, [16, C, NB] */
   int m;               /* M's buffer */
   LExpr *wk, *xi, *cc; /* the worker, the transform's point, the channel chunk */
 } Wino;
@@ -1078,10 +1086,12 @@ static LExpr *wino_a(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr 
   const Wino *d = c;
   return wino_scratch_at(lp, d->wk, d->xi, d->VX, m, d->CC, k);
 }
-/* U [16, C, NB]: B(n = filter in the block, k = channel in the chunk) */
+/* U [16, C, NB] (or the worker's chunk [16, CC, NB], UX apart): B(n = filter in the block,
+ * k = channel in the chunk) */
 static LExpr *wino_b(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *k) {
   (void)br;
   const Wino *d = c;
+  if (d->UX) return wino_scratch_at(lp, d->wk, d->xi, d->UX, k, d->NB, n);
   LExpr *ch = le_add(lp, le_mul(lp, d->cc, le_i64(lp, d->CC)), k);
   return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, d->xi, le_i64(lp, d->C)), ch), le_i64(lp, d->NB)), n);
 }
@@ -1153,12 +1163,16 @@ static int wino_pack(LowerCtx *lc, const Node *n, int w, int64_t C, int64_t F, i
   return wq;
 }
 
-/* u[xi, c, nl] = (G g G^T)[xi] of filter fb NB + nl, channel c, for every c: one parallel loop */
-static void wino_weights(LoopProgram *lp, LStmt *body, int wq, int u, LExpr *fb, int64_t C, int64_t NB) {
+/* u[xi, c, nl] = (G g G^T)[xi] of filter fb NB + nl, channel c0 + c, for c < count: the call's U
+ * for every channel in one parallel loop (wk NULL), or a worker's chunk (wk: at u's point rows
+ * UX apart from worker wk's first, serial) */
+static void wino_weights(LoopProgram *lp, LStmt *body, int wq, int u, LExpr *fb, int64_t C, int64_t NB, LExpr *wk,
+                         LExpr *c0, int64_t count, int64_t UX) {
   int64_t V = lp->vec_f32;
   int c = lvar(lp, "c"), nl = lvar(lp, "nl");
-  LStmt *l0 = ls_for(lp, body, c, le_i64(lp, 0), le_i64(lp, C));
-  l0->parallel = 1;
+  LStmt *l0 = ls_for(lp, body, c, le_i64(lp, 0), le_i64(lp, count));
+  l0->parallel = !wk;
+  LExpr *ch = le_add(lp, c0, le_var(lp, c));
   LStmt *l1 = ls_for(lp, ls_body(l0), nl, le_i64(lp, 0), le_i64(lp, NB));
   l1->vec = (int)V;
   LStmt *vb = ls_body(l1);
@@ -1166,7 +1180,7 @@ static void wino_weights(LoopProgram *lp, LStmt *body, int wq, int u, LExpr *fb,
   for (int ky = 0; ky < 3; ky++)
     for (int kx = 0; kx < 3; kx++)
       g[ky][kx] = le_local(lp, ls_local(lp, vb, LT_F32,
-                                        le_load(lp, wq, ix4(lp, fb, le_var(lp, c), le_i64(lp, ky * 3 + kx),
+                                        le_load(lp, wq, ix4(lp, fb, ch, le_i64(lp, ky * 3 + kx),
                                                             le_var(lp, nl), C, 9, NB))));
   int gg[4][3]; /* G g: gg[i][kx] */
   for (int kx = 0; kx < 3; kx++) {
@@ -1177,9 +1191,11 @@ static void wino_weights(LoopProgram *lp, LStmt *body, int wq, int u, LExpr *fb,
   for (int i = 0; i < 4; i++) {
     int o[4];
     wino_g(lp, vb, le_local(lp, gg[i][0]), le_local(lp, gg[i][1]), le_local(lp, gg[i][2]), o);
-    for (int j = 0; j < 4; j++)
-      ls_store(lp, vb, u, ix4(lp, le_i64(lp, 0), le_i64(lp, i * 4 + j), le_var(lp, c), le_var(lp, nl), 16, C, NB),
-               le_local(lp, o[j]));
+    for (int j = 0; j < 4; j++) {
+      LExpr *at = wk ? wino_scratch_at(lp, wk, le_i64(lp, i * 4 + j), UX, le_var(lp, c), NB, le_var(lp, nl))
+                     : ix4(lp, le_i64(lp, 0), le_i64(lp, i * 4 + j), le_var(lp, c), le_var(lp, nl), 16, C, NB);
+      ls_store(lp, vb, u, at, le_local(lp, o[j]));
+    }
   }
 }
 
@@ -1189,17 +1205,27 @@ static void lower_conv2d_winograd(LowerCtx *lc, const Node *n, int x, int y, int
   int64_t C = ci.C, H = ci.H, W = ci.W, cb = ci.cb, Wp = ci.Wp, p = ci.p, Hp = H + 2 * p, CB = C / cb;
   int64_t F = n->a.units, OH = n->shape.d[1].n, OW = n->shape.d[2].n, OHW = OH * OW, V = lp->vec_f32;
   int64_t NB = wino_nb(F, V), nfb = F / NB, TW = (OW + 1) / 2, T = (OH + 1) / 2 * TW;
-  /* blocks of TB tiles, TB a multiple of WINO_MR up to WINO_TB: the fewest tiles computed
-   * (counting an item's own cost as a tile's) among the sizes that give a batch row at least
-   * WINO_ITEMS blocks (work for the threads at batch 1), or the smallest size when none does */
-  int64_t TB = WINO_MR, ntb = (T + TB - 1) / TB;
-  for (int64_t tb = WINO_MR; tb <= WINO_TB; tb += WINO_MR) {
-    int64_t nb = (T + tb - 1) / tb;
-    if (nb >= WINO_ITEMS && nb * (tb + 1) <= ntb * (TB + 1)) TB = tb, ntb = nb;
+  int local = T <= WINO_LOCAL_TILES;
+  int64_t TB, ntb;
+  if (local) {
+    /* a small plane: blocks of at most WINO_LOCAL_TB tiles, as even as can be */
+    ntb = (T + WINO_LOCAL_TB - 1) / WINO_LOCAL_TB;
+    TB = (T + ntb - 1) / ntb;
+  } else {
+    /* blocks of TB tiles, TB a multiple of WINO_MR up to WINO_TB: the fewest tiles computed
+     * (counting an item's own cost as a tile's) among the sizes that give a batch row at
+     * least WINO_ITEMS blocks (work for the threads at batch 1), or the smallest size when
+     * none does */
+    TB = WINO_MR, ntb = (T + TB - 1) / TB;
+    for (int64_t tb = WINO_MR; tb <= WINO_TB; tb += WINO_MR) {
+      int64_t nb = (T + tb - 1) / tb;
+      if (nb >= WINO_ITEMS && nb * (tb + 1) <= ntb * (TB + 1)) TB = tb, ntb = nb;
+    }
   }
-  /* the fewest chunks of at most WINO_CC channels, all the same size (whole vectors) */
-  int64_t nch = 1;
-  while ((C / V) % nch || C / nch > WINO_CC) nch++;
+  /* the fewest chunks of at most WINO_CC (local: WINO_LOCAL_CC) channels, all the same size
+   * (whole vectors) */
+  int64_t nch = 1, ccmax = local ? WINO_LOCAL_CC : WINO_CC;
+  while ((C / V) % nch || C / nch > ccmax) nch++;
   int64_t CC = C / nch, P = WINO_WORKERS, plane = Hp * Wp * cb;
 
   int wq = wino_pack(lc, n, w, C, F, NB);
@@ -1207,29 +1233,44 @@ static void lower_conv2d_winograd(LowerCtx *lc, const Node *n, int x, int y, int
   int xp = lc->chain_buf[n->id] >= 0 ? lc->chain_buf[n->id]
                                      : lower_pad2d_blocked(lc, body, n, x, C, H, W, p, Wp, cb, 0.0);
   int t = lower_scratch(lc, arena_printf(lp->arena, "%s.t", n->name), LT_F32, (SymCount){OHW * F, 0}, 1);
-  int u = lower_scratch(lc, arena_printf(lp->arena, "%s.wu", n->name), LT_F32, (SymCount){16 * C * NB, 0}, 0);
-  int64_t VX = wino_stride(TB, CC), MX = wino_stride(TB, NB);
+  int64_t UX = local ? wino_stride(CC, NB) : 0, VX = wino_stride(TB, CC), MX = wino_stride(TB, NB);
+  int u = lower_scratch(lc, arena_printf(lp->arena, "%s.wu", n->name), LT_F32,
+                        (SymCount){local ? P * 16 * UX : 16 * C * NB, 0}, 0);
   int vs = lower_scratch(lc, arena_printf(lp->arena, "%s.wv", n->name), LT_F32, (SymCount){P * 16 * VX, 0}, 0);
   int ms = lower_scratch(lc, arena_printf(lp->arena, "%s.wm", n->name), LT_F32, (SymCount){P * 16 * MX, 0}, 0);
 
+  /* shared U: per filter block in turn, its U for the call, then the workers over the (batch
+   * row, tile block) items; local U (a small plane): the workers over the (batch row, filter
+   * block, tile block) items at once, each making its U chunk by chunk */
+  LStmt *outer = body;
+  LExpr *fbx;
   int fb = lvar(lp, "fb");
-  LStmt *lfb = ls_for(lp, body, fb, le_i64(lp, 0), le_i64(lp, nfb));
-  LStmt *fbb = ls_body(lfb);
-  wino_weights(lp, fbb, wq, u, le_var(lp, fb), C, NB);
+  if (!local) {
+    LStmt *lfb = ls_for(lp, body, fb, le_i64(lp, 0), le_i64(lp, nfb));
+    outer = ls_body(lfb);
+    wino_weights(lp, outer, wq, u, le_var(lp, fb), C, NB, NULL, le_i64(lp, 0), C, 0);
+  }
 
   /* the workers: worker wk takes the items [wk NI / P, (wk + 1) NI / P) */
   int wk = lvar(lp, "wk"), it = lvar(lp, "it");
-  LStmt *lw = ls_for(lp, fbb, wk, le_i64(lp, 0), le_i64(lp, P));
+  LStmt *lw = ls_for(lp, outer, wk, le_i64(lp, 0), le_i64(lp, P));
   lw->parallel = 1; /* disjoint tiles of t, each worker its own scratch */
-  LExpr *NI = le_mul(lp, le_batch(lp), le_i64(lp, ntb));
+  int64_t per_row = local ? nfb * ntb : ntb;
+  LExpr *NI = le_mul(lp, le_batch(lp), le_i64(lp, per_row));
   LStmt *lit = ls_for(lp, ls_body(lw), it, le_bin(lp, LO_DIV, le_mul(lp, le_var(lp, wk), NI), le_i64(lp, P)),
                       le_bin(lp, LO_DIV, le_mul(lp, le_add(lp, le_var(lp, wk), le_i64(lp, 1)), NI), le_i64(lp, P)));
   LStmt *ib = ls_body(lit);
-  int bl = ls_local(lp, ib, LT_I64, le_bin(lp, LO_DIV, le_var(lp, it), le_i64(lp, ntb)));
+  int bl = ls_local(lp, ib, LT_I64, le_bin(lp, LO_DIV, le_var(lp, it), le_i64(lp, per_row)));
   int tb0 = ls_local(lp, ib, LT_I64, le_mul(lp, le_bin(lp, LO_MOD, le_var(lp, it), le_i64(lp, ntb)), le_i64(lp, TB)));
+  fbx = local ? le_local(lp, ls_local(lp, ib, LT_I64, le_bin(lp, LO_MOD, le_bin(lp, LO_DIV, le_var(lp, it),
+                                                                               le_i64(lp, ntb)),
+                                                               le_i64(lp, nfb))))
+              : le_var(lp, fb);
   int cc = lvar(lp, "cc");
   LStmt *lcc = ls_for(lp, ib, cc, le_i64(lp, 0), le_i64(lp, nch));
   LStmt *ccb = ls_body(lcc);
+  if (local)
+    wino_weights(lp, ccb, wq, u, fbx, C, NB, le_var(lp, wk), le_mul(lp, le_var(lp, cc), le_i64(lp, CC)), CC, UX);
 
   /* V[wk, xi, i, c] = (B^T d B)[xi] of tile tb0 + i (the plane's last tile for those past it),
    * channel cc CC + c */
@@ -1291,11 +1332,14 @@ static void lower_conv2d_winograd(LowerCtx *lc, const Node *n, int x, int y, int
   {
     int xi = lvar(lp, "xi");
     LStmt *lxi = ls_for(lp, ccb, xi, le_i64(lp, 0), le_i64(lp, 16));
-    Wino wd = {.C = C, .CC = CC, .NB = NB, .TB = TB, .VX = VX, .MX = MX, .m = ms, .wk = le_var(lp, wk), .xi = le_var(lp, xi),
+    Wino wd = {.C = C, .CC = CC, .NB = NB, .TB = TB, .VX = VX, .MX = MX, .UX = UX, .m = ms, .wk = le_var(lp, wk), .xi = le_var(lp, xi),
                .cc = le_var(lp, cc)};
     GemmSpec g = {.M = le_i64(lp, TB), .N = le_i64(lp, NB), .K = le_i64(lp, CC), .a = vs, .b = u, .c = ms,
                   .a_at = wino_a, .b_at = wino_b, .c_at = wino_c, .init = nch > 1 ? wino_init : NULL,
-                  .parallel = GEMM_PAR_NONE, .ctx = &wd, .name = "w"};
+                  .parallel = GEMM_PAR_NONE, .ctx = &wd, .name = "w",
+                  /* one or two vectors of filters: rows of tiles as tall as the registers allow
+                   * (6 x 1 vector tiles are latency bound) */
+                  .tall = NB <= 2 * V};
     gemm_bcast(lp, ls_body(lxi), &g);
   }
 
@@ -1311,7 +1355,7 @@ static void lower_conv2d_winograd(LowerCtx *lc, const Node *n, int x, int y, int
     LExpr *oy1 = le_add(lp, le_local(lp, oy), le_i64(lp, 1)), *ox1 = le_add(lp, le_local(lp, ox), le_i64(lp, 1));
     if (OH % 2) oy1 = le_bin(lp, LO_MIN, oy1, le_i64(lp, OH - 1));
     if (OW % 2) ox1 = le_bin(lp, LO_MIN, ox1, le_i64(lp, OW - 1));
-    LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, bl), le_i64(lp, nfb)), le_var(lp, fb));
+    LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, bl), le_i64(lp, nfb)), fbx);
     LStmt *lf = ls_for(lp, tbk, fv, le_i64(lp, 0), le_i64(lp, NB / V));
     LStmt *ll = ls_for(lp, ls_body(lf), l, le_i64(lp, 0), le_i64(lp, V));
     ll->vec = (int)V;

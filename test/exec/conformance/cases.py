@@ -204,15 +204,19 @@ def _conv2d_params():
         # right after its sums (conv.c band_write), the last filter block's one vector only
         (16, 16, 16, 176, 3, 1, 1, True, 2),
         # Winograd F(2x2, 3x3) (conv.c lower_conv2d_winograd: inference, 3x3 at stride 1, at
-        # least two vectors of channels and of filters): 4-vector filter blocks over channel
-        # chunks of 128 (two), with 28 tiles (blocks of 12 and a partial one); odd planes
-        # (the clamped last tile row and column) with 2-vector filter blocks and no padding;
-        # 11 chunks of one vector (176 channels) and 1-vector blocks (48 filters), pad 2;
-        # one tile row of 2 x 2 outputs per image, a batch of 5 over the workers
+        # least two vectors of channels and of filters).  Planes of at most 256 tiles (each
+        # item makes its own U): 4-vector filter blocks over four channel chunks of 64, 28
+        # tiles in one block; odd planes (the clamped last tile row and column) with 2-vector
+        # filter blocks and no padding; 11 chunks of one vector (176 channels) and 1-vector
+        # blocks (48 filters), pad 2; one tile of 2 x 2 outputs per image, a batch of 5 over
+        # the workers; 120 tiles in three blocks of 40.  A larger plane (306 tiles: U for the
+        # call, per filter block, then blocks of 24 or fewer tiles, the last one partial)
         (256, 8, 14, 64, 3, 1, 1, True, 2),
         (32, 11, 9, 96, 3, 1, 0, False, 3),
         (176, 5, 6, 48, 3, 1, 2, True, 2),
         (64, 2, 2, 32, 3, 1, 1, True, 5),
+        (48, 20, 24, 64, 3, 1, 1, True, 2),
+        (32, 34, 35, 64, 3, 1, 1, False, 2),
     ]
     return cases
 
