@@ -1251,14 +1251,20 @@ static void lower_conv2d_winograd(LowerCtx *lc, const Node *n, int x, int y, int
     wino_weights(lp, outer, wq, u, le_var(lp, fb), C, NB, NULL, le_i64(lp, 0), C, 0);
   }
 
-  /* the workers: worker wk takes the items [wk NI / P, (wk + 1) NI / P) */
+  /* the workers: worker wk takes the items [ceil(wk NI / P), ceil((wk + 1) NI / P)): the first
+   * worker has one whenever there is one (codegen estimates the loop's work from its first
+   * iteration: with floor, 6 items over 8 workers left the first none, the estimate was 0,
+   * and the loop ran on one thread) */
   int wk = lvar(lp, "wk"), it = lvar(lp, "it");
   LStmt *lw = ls_for(lp, outer, wk, le_i64(lp, 0), le_i64(lp, P));
   lw->parallel = 1; /* disjoint tiles of t, each worker its own scratch */
   int64_t per_row = local ? nfb * ntb : ntb;
   LExpr *NI = le_mul(lp, le_batch(lp), le_i64(lp, per_row));
-  LStmt *lit = ls_for(lp, ls_body(lw), it, le_bin(lp, LO_DIV, le_mul(lp, le_var(lp, wk), NI), le_i64(lp, P)),
-                      le_bin(lp, LO_DIV, le_mul(lp, le_add(lp, le_var(lp, wk), le_i64(lp, 1)), NI), le_i64(lp, P)));
+  LStmt *lit = ls_for(lp, ls_body(lw), it,
+                      le_bin(lp, LO_DIV, le_add(lp, le_mul(lp, le_var(lp, wk), NI), le_i64(lp, P - 1)), le_i64(lp, P)),
+                      le_bin(lp, LO_DIV, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, wk), le_i64(lp, 1)), NI),
+                                                le_i64(lp, P - 1)),
+                             le_i64(lp, P)));
   LStmt *ib = ls_body(lit);
   int bl = ls_local(lp, ib, LT_I64, le_bin(lp, LO_DIV, le_var(lp, it), le_i64(lp, per_row)));
   int tb0 = ls_local(lp, ib, LT_I64, le_mul(lp, le_bin(lp, LO_MOD, le_var(lp, it), le_i64(lp, ntb)), le_i64(lp, TB)));
