@@ -114,8 +114,8 @@ int main(int argc, char **argv) {
     check(what, !memcmp(ye, yk, sizeof ye));
   }
 
-  const char *names[] = {"c1.0.weight", "c2.0.weight", "c3.0.weight", "c4.weight", "d.0.weight"};
-  for (int i = 0; i < 5; i++) {
+  const char *names[] = {"c1.0.weight", "c2.0.weight", "cw.0.weight", "c3.0.weight", "c4.weight", "d.0.weight"};
+  for (int i = 0; i < 6; i++) {
     int64_t nk, ne;
     float *a = evict_param(k, names[i], &nk), *b = evict_param(e, names[i], &ne);
     char what[64];
