@@ -209,14 +209,16 @@ def _conv2d_params():
         # tiles in one block; odd planes (the clamped last tile row and column) with 2-vector
         # filter blocks and no padding; 11 chunks of one vector (176 channels) and 1-vector
         # blocks (48 filters), pad 2; one tile of 2 x 2 outputs per image, a batch of 5 over
-        # the workers; 120 tiles in three blocks of 40.  A larger plane (306 tiles: U for the
-        # call, per filter block, then blocks of 24 or fewer tiles, the last one partial)
+        # the workers; 120 tiles in three blocks of 40.  Larger planes (U for the call, per
+        # filter block, then blocks of 24 or fewer tiles, the last one partial): 306 tiles;
+        # 289 tiles over two chunks of 80 channels
         (256, 8, 14, 64, 3, 1, 1, True, 2),
         (32, 11, 9, 96, 3, 1, 0, False, 3),
         (176, 5, 6, 48, 3, 1, 2, True, 2),
         (64, 2, 2, 32, 3, 1, 1, True, 5),
         (48, 20, 24, 64, 3, 1, 1, True, 2),
         (32, 34, 35, 64, 3, 1, 1, False, 2),
+        (160, 34, 34, 32, 3, 1, 1, True, 1),
     ]
     return cases
 
