@@ -192,8 +192,8 @@ typedef struct LoopProgram {
   int symbolic_seq;                  /* the forward function takes seq */
   int vec_f32;                       /* the target's f32 vector width (16 AVX-512, 8 AVX2,
                                       * 4 SSE); set before lowering, read by op lowerings */
-  int winograd;                      /* 3x3 convolutions may take the Winograd schedule
-                                      * (inference entry points; --no-winograd clears it) */
+  int winograd;                      /* 3x3 convolutions' forward may take the Winograd
+                                      * schedule (--no-winograd clears it) */
 } LoopProgram;
 
 /* --- loops.c: construction --- */

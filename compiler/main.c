@@ -55,7 +55,7 @@ static const char usage_text[] =
     "  --mpi                data-parallel training with MPI: `mpirun -np N ./model train\n"
     "                       --batch B` trains on global batches of N*B (an executable, or a\n"
     "                       .so with M_main); needs Open MPI (libopenmpi-dev, openmpi-bin)\n"
-    "  --no-winograd        compute every convolution by direct sums (default: inference\n"
+    "  --no-winograd        compute every convolution by direct sums (default: the forward\n"
     "                       computes a 3x3 one at stride 1 with many channels and filters\n"
     "                       by Winograd's F(2x2, 3x3), which rounds a little differently)\n"
     "  --version            print the version\n"

@@ -995,7 +995,7 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
   if (!chained && !band_write) conv2d_write_nchw(lc, n, body, t, y, bias, F, OHW, NB, nblk);
 }
 
-/* --- Winograd F(2x2, 3x3): the inference forward of a 3x3 layer at stride 1 ---
+/* --- Winograd F(2x2, 3x3): the forward of a 3x3 layer at stride 1 ---
  *
  * Each 2 x 2 block of outputs ("tile") of a filter comes from the 4 x 4 patch d of the padded
  * input under it (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
@@ -1029,10 +1029,10 @@ static void lower_conv2d_tiled(LowerCtx *lc, const Node *n, int x, int y, int w,
  * in an order that leaves the real output last.  The result differs from the direct sum by
  * rounding only (the transforms' +-1 and 1/2 factors; measured against PyTorch's float64 in
  * test/exec/ops_conv.test); an infinite input makes NaN where the direct sum makes an infinity
- * (inf - inf in B^T d B), as in other Winograd convolutions.  Chosen (conv2d_winograd) for the
- * inference entry points only (a training step's forward keeps the direct sums its gradients
- * were written against), with at least two vectors of channels and of filters, both whole
- * vectors. */
+ * (inf - inf in B^T d B), as in other Winograd convolutions.  Chosen (conv2d_winograd) for every
+ * entry point's forward (the training step's too: its gradients are those of the same function,
+ * and its forward then rounds as the evaluation's does), with at least two vectors of channels
+ * and of filters, both whole vectors; the gradient kernels keep direct sums. */
 enum {
   WINO_TB = 24,      /* tiles a block, at most (4 row tiles of the AVX-512 gemm_bcast's 6) */
   WINO_MR = 6,       /* a block's tiles: a multiple of this */
@@ -1049,7 +1049,7 @@ static int64_t wino_nb(int64_t F, int64_t V) { return F % (4 * V) == 0 ? 4 * V :
 
 static int conv2d_winograd(const LowerCtx *lc, const Node *n) {
   int64_t V = lc->lp->vec_f32;
-  if (!lc->lp->winograd || lc->mode == MODE_GRADIENTS || V < 8) return 0;
+  if (!lc->lp->winograd || V < 8) return 0;
   if (!conv2d_is_tiled(n, V) || n->a.kernel != 3 || n->a.stride != 1) return 0;
   Conv2dInput ci = conv2d_input(lc->g, n);
   int64_t F = n->a.units, OH = n->shape.d[1].n, OW = n->shape.d[2].n;

@@ -143,6 +143,12 @@ CASES = [
     # global_avgpool
     ("gap", [3, 5, 7], [conv(6, 3, 1, 1), ("relu",), ("gap",)], ""),
     ("gap_dense", [2, 6, 6], [conv(17, 3, 2, 1), ("gap",), ("dense", 4, True)], ""),
+    # the training step's forward by Winograd's F(2x2, 3x3) (conv.c lower_conv2d_winograd: 3x3
+    # at stride 1, two vectors of channels and of filters or more on AVX-512): an odd plane
+    # (each item its own U) chained into a second one; a plane of 18 x 17 = 306 tiles (U per
+    # filter block for the call), 3 filter vectors
+    ("conv_winograd_odd", [3, 9, 7], [conv(32, 1), ("relu",), conv(32, 3, 1, 1), ("relu",), conv(48, 3, 1, 1)], ""),
+    ("conv_winograd_large", [2, 36, 34], [conv(32, 1), ("tanh",), conv(48, 3, 1, 1, False)], ""),
     # a small CNN: everything together
     ("cnn", [3, 12, 10], [conv(8, 3, 1, 1), ("relu",), ("maxpool", 2, 2, 0), conv(16, 3, 1, 1),
                           ("relu",), ("avgpool", 3, 2, 1), conv(5, 1), ("gap",),
