@@ -1102,29 +1102,25 @@ static LExpr *wino_init(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
                    le_load(lp, d->m, wino_c(lp, c, NULL, m, n)));
 }
 
-static LExpr *f_add(LoopProgram *lp, LExpr *a, LExpr *b) { return le_bin(lp, LO_ADD, a, b); }
-static LExpr *f_sub(LoopProgram *lp, LExpr *a, LExpr *b) { return le_bin(lp, LO_SUB, a, b); }
-static LExpr *f_half(LoopProgram *lp, LExpr *a) { return le_bin(lp, LO_MUL, a, le_f32(lp, 0.5)); }
-
 /* o[0..3] = the locals of G applied to (a, b, c): a, (a + b + c) / 2, (a - b + c) / 2, c */
 static void wino_g(LoopProgram *lp, LStmt *blk, LExpr *a, LExpr *b, LExpr *c, int *o) {
-  int ac = ls_local(lp, blk, LT_F32, f_add(lp, a, c));
+  int ac = ls_local(lp, blk, LT_F32, le_add(lp, a, c));
   o[0] = ls_local(lp, blk, LT_F32, a);
-  o[1] = ls_local(lp, blk, LT_F32, f_half(lp, f_add(lp, le_local(lp, ac), b)));
-  o[2] = ls_local(lp, blk, LT_F32, f_half(lp, f_sub(lp, le_local(lp, ac), b)));
+  o[1] = ls_local(lp, blk, LT_F32, le_mul(lp, le_add(lp, le_local(lp, ac), b), le_f32(lp, 0.5)));
+  o[2] = ls_local(lp, blk, LT_F32, le_mul(lp, le_sub(lp, le_local(lp, ac), b), le_f32(lp, 0.5)));
   o[3] = ls_local(lp, blk, LT_F32, c);
 }
 /* B^T applied to (d0, d1, d2, d3): d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
 static void wino_bt(LoopProgram *lp, LStmt *blk, LExpr *const *d, int *o) {
-  o[0] = ls_local(lp, blk, LT_F32, f_sub(lp, d[0], d[2]));
-  o[1] = ls_local(lp, blk, LT_F32, f_add(lp, d[1], d[2]));
-  o[2] = ls_local(lp, blk, LT_F32, f_sub(lp, d[2], d[1]));
-  o[3] = ls_local(lp, blk, LT_F32, f_sub(lp, d[1], d[3]));
+  o[0] = ls_local(lp, blk, LT_F32, le_sub(lp, d[0], d[2]));
+  o[1] = ls_local(lp, blk, LT_F32, le_add(lp, d[1], d[2]));
+  o[2] = ls_local(lp, blk, LT_F32, le_sub(lp, d[2], d[1]));
+  o[3] = ls_local(lp, blk, LT_F32, le_sub(lp, d[1], d[3]));
 }
 /* A^T applied to (m0, m1, m2, m3): m0 + m1 + m2, m1 - m2 - m3 */
 static void wino_at(LoopProgram *lp, LStmt *blk, LExpr *const *m, int *o) {
-  o[0] = ls_local(lp, blk, LT_F32, f_add(lp, f_add(lp, m[0], m[1]), m[2]));
-  o[1] = ls_local(lp, blk, LT_F32, f_sub(lp, f_sub(lp, m[1], m[2]), m[3]));
+  o[0] = ls_local(lp, blk, LT_F32, le_add(lp, le_add(lp, m[0], m[1]), m[2]));
+  o[1] = ls_local(lp, blk, LT_F32, le_sub(lp, le_sub(lp, m[1], m[2]), m[3]));
 }
 
 /* wq[fb, c, tap, nl] = w[fb NB + nl, c, tap]: the prepare kernel, and its inverse */
@@ -1298,7 +1294,7 @@ static void lower_conv2d_winograd(LowerCtx *lc, const Node *n, int x, int y, int
     }
     LStmt *lcv = ls_for(lp, tbk, cv, le_i64(lp, 0), le_i64(lp, CC / V));
     LExpr *cin = le_add(lp, le_mul(lp, le_var(lp, cc), le_i64(lp, CC)), le_mul(lp, le_var(lp, cv), le_i64(lp, V)));
-    LExpr *blk = cb == V ? le_bin(lp, LO_DIV, cin, le_i64(lp, V)) : le_bin(lp, LO_DIV, cin, le_i64(lp, cb));
+    LExpr *blk = le_bin(lp, LO_DIV, cin, le_i64(lp, cb));
     LExpr *inb = cb == V ? le_i64(lp, 0) : le_bin(lp, LO_MOD, cin, le_i64(lp, cb));
     int base = ls_local(lp, ls_body(lcv), LT_I64,
                         le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, bl), le_i64(lp, CB)), blk),
@@ -1642,11 +1638,11 @@ static void lower_conv2d(LowerCtx *lc, const Node *n) {
   int x = lower_value(lc, n->in[0]), y = lower_value(lc, n->id);
   int w = lower_param(lc, n, 0), bias = n->a.bias ? lower_param(lc, n, 1) : -1;
 
-  /* a 1x1 kernel at stride 1 without padding is a GEMM in NCHW: no copies (flat below) */
   if (conv2d_winograd(lc, n)) {
     lower_conv2d_winograd(lc, n, x, y, w, bias);
     return;
   }
+  /* a 1x1 kernel at stride 1 without padding is a GEMM in NCHW: no copies (flat below) */
   if (conv2d_is_tiled(n, lp->vec_f32)) {
     lower_conv2d_tiled(lc, n, x, y, w, bias);
     return;
