@@ -609,9 +609,14 @@ static int pad2d(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C
 
 int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
                         int64_t W, int64_t p, int64_t Wp, int64_t cb, double fill) {
+  return lower_pad2d_blocked_as(lc, body, arena_printf(lc->lp->arena, "%s.pad", n->name), src, C, H, W, p, Wp, cb,
+                                fill);
+}
+
+int lower_pad2d_blocked_as(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H, int64_t W,
+                           int64_t p, int64_t Wp, int64_t cb, double fill) {
   if (cb < 1 || C % cb) die("lower_pad2d_blocked: %lld channels in blocks of %lld", (long long)C, (long long)cb);
-  return pad2d(lc, body, arena_printf(lc->lp->arena, "%s.pad", n->name), src, C, H, W, p, Wp, cb,
-               (H + 2 * p) * Wp * cb, fill);
+  return pad2d(lc, body, name, src, C, H, W, p, Wp, cb, (H + 2 * p) * Wp * cb, fill);
 }
 
 int lower_pad2d_planes(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H,

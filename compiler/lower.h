@@ -117,6 +117,9 @@ int lower_pad2d(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, in
  * the layout above), made even when p == 0. */
 int lower_pad2d_blocked(LowerCtx *lc, LStmt *body, const Node *n, int src, int64_t C, int64_t H,
                         int64_t W, int64_t p, int64_t Wp, int64_t cb, double fill);
+/* The same named `name` (lower_pad2d_blocked names it n's ".pad"): a kernel's second copy */
+int lower_pad2d_blocked_as(LowerCtx *lc, LStmt *body, const char *name, int src, int64_t C, int64_t H, int64_t W,
+                           int64_t p, int64_t Wp, int64_t cb, double fill);
 /* buf[base + i] = fill for i in [lo, hi), vectorized (nothing when the range is empty) */
 void lower_fill(LoopProgram *lp, LStmt *blk, int buf, LExpr *base, int64_t lo, int64_t hi, double fill);
 /* The fill above and below the interior of a padded plane at base (planes of `plane` floats,

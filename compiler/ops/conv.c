@@ -1122,6 +1122,34 @@ static void wino_at(LoopProgram *lp, LStmt *blk, LExpr *const *m, int *o) {
   o[0] = ls_local(lp, blk, LT_F32, le_add(lp, le_add(lp, m[0], m[1]), m[2]));
   o[1] = ls_local(lp, blk, LT_F32, le_sub(lp, le_sub(lp, m[1], m[2]), m[3]));
 }
+/* buf[at[4 a + s]] = (B^T d B)[a][s]: B^T down d's columns, then along each row, whose four
+ * values are stored as soon as they are made */
+static void wino_bt2_store(LoopProgram *lp, LStmt *blk, LExpr *const d[4][4], int buf, LExpr *const *at) {
+  int rows[4][4]; /* B^T d: rows[a][col] */
+  for (int s = 0; s < 4; s++) {
+    LExpr *col[4] = {d[0][s], d[1][s], d[2][s], d[3][s]};
+    int t[4];
+    wino_bt(lp, blk, col, t);
+    for (int a = 0; a < 4; a++) rows[a][s] = t[a];
+  }
+  for (int a = 0; a < 4; a++) {
+    LExpr *row[4] = {le_local(lp, rows[a][0]), le_local(lp, rows[a][1]), le_local(lp, rows[a][2]),
+                     le_local(lp, rows[a][3])};
+    int o[4];
+    wino_bt(lp, blk, row, o);
+    for (int s = 0; s < 4; s++) ls_store(lp, blk, buf, at[a * 4 + s], le_local(lp, o[s]));
+  }
+}
+/* for v in [0, n / V) { for l in [0, V) vec V {} }: returns the inner body, *at = v V + l */
+static LStmt *vec_blocks(LoopProgram *lp, LStmt *blk, const char *name, int64_t n, LExpr **at) {
+  int64_t V = lp->vec_f32;
+  int v = lvar(lp, name), l = lvar(lp, "l");
+  LStmt *lv = ls_for(lp, blk, v, le_i64(lp, 0), le_i64(lp, n / V));
+  LStmt *ll = ls_for(lp, ls_body(lv), l, le_i64(lp, 0), le_i64(lp, V));
+  ll->vec = (int)V;
+  *at = le_add(lp, le_mul(lp, le_var(lp, v), le_i64(lp, V)), le_var(lp, l));
+  return ls_body(ll);
+}
 
 /* wq[fb, c, tap, nl] = w[fb NB + nl, c, tap]: the prepare kernel, and its inverse */
 static int wino_pack(LowerCtx *lc, const Node *n, int w, int64_t C, int64_t F, int64_t NB) {
@@ -1303,7 +1331,6 @@ static void lower_conv2d_winograd(LowerCtx *lc, const Node *n, int x, int y, int
     LStmt *ll = ls_for(lp, ls_body(lcv), l, le_i64(lp, 0), le_i64(lp, V));
     ll->vec = (int)V;
     LStmt *vb = ls_body(ll);
-    int rows[4][4]; /* B^T d: rows[i][col] */
     LExpr *d[4][4];
     for (int a = 0; a < 4; a++)
       for (int s = 0; s < 4; s++)
@@ -1311,23 +1338,9 @@ static void lower_conv2d_winograd(LowerCtx *lc, const Node *n, int x, int y, int
                                         le_load(lp, xp, le_add(lp, le_add(lp, le_local(lp, base), le_var(lp, l)),
                                                                le_add(lp, le_local(lp, rowoff[a]),
                                                                       le_local(lp, coloff[s]))))));
-    for (int s = 0; s < 4; s++) {
-      LExpr *col[4] = {d[0][s], d[1][s], d[2][s], d[3][s]};
-      int o[4];
-      wino_bt(lp, vb, col, o);
-      for (int a = 0; a < 4; a++) rows[a][s] = o[a];
-    }
-    for (int a = 0; a < 4; a++) {
-      LExpr *row[4] = {le_local(lp, rows[a][0]), le_local(lp, rows[a][1]), le_local(lp, rows[a][2]),
-                       le_local(lp, rows[a][3])};
-      int o[4];
-      wino_bt(lp, vb, row, o);
-      for (int s = 0; s < 4; s++) {
-        LExpr *k = le_add(lp, le_mul(lp, le_var(lp, cv), le_i64(lp, V)), le_var(lp, l));
-        ls_store(lp, vb, vs, wino_scratch_at(lp, le_var(lp, wk), le_i64(lp, a * 4 + s), VX, le_var(lp, i), CC, k),
-                 le_local(lp, o[s]));
-      }
-    }
+    LExpr *at[16], *k = le_add(lp, le_mul(lp, le_var(lp, cv), le_i64(lp, V)), le_var(lp, l));
+    for (int xi = 0; xi < 16; xi++) at[xi] = wino_scratch_at(lp, le_var(lp, wk), le_i64(lp, xi), VX, le_var(lp, i), CC, k);
+    wino_bt2_store(lp, vb, d, vs, at);
   }
 
   /* M_xi (+)= V_xi U_xi over the chunk */
@@ -2574,6 +2587,252 @@ static void lower_conv_dw_cols(LowerCtx *lc, const Node *n, const ConvGeo *g, co
     }
 }
 
+/* _conv_dw by Winograd's F(3x3, 2x2) for a 3x3 kernel at stride 1 (the weight gradient's
+ * counterpart of lower_conv2d_winograd): a 2 x 2 block of dy's positions (a tile) and the
+ * 4 x 4 patch of padded x under it give their part of the 3 x 3 taps as
+ *   A^T [(G dy G^T) . (B^T x B)] A,   B^T as the forward's (wino_bt),
+ *   G = [1 0; 1/2 1/2; 1/2 -1/2; 0 1],   A^T = [1 1 1 0; 0 1 -1 0; 0 1 1 -1],
+ * so the sum over every tile of the batch is 16 products (channels x filters, summed over the
+ * tiles) and one inverse transform at the end: 16 multiply-adds a tile, channel and filter
+ * where the taps take 36.  G is applied without its halves (exact powers of two, multiplied
+ * into the 16 sums at the end instead of into every tile).
+ *
+ * The operands: x padded by one more than the layer pads and dy by one, both channels last
+ * ([B, Hp, Wp, C], [B, OH + 2, OW + 2, F]): a tile's patch is in range and a plane's odd last
+ * row or column of tiles reads zeros of dy (x's row past the layer's padding multiplies only
+ * transform row 3 of dy, which is then exactly 0).  The tiles of the batch are dealt into
+ * WDW_SLICES slices (ceil bounds, as the forward's items), whatever the thread count: a slice
+ * on a thread transforms its tiles TB at a time into its own scratch (x's 16 points as rows
+ * of channels, dy's as rows of filters) and adds each point's product over the chunk into its
+ * partial sums part[slice, point, c, f] (gemm_bcast's tall tiles: the channels broadcast into
+ * blocks of two vectors of filters).  Then per channel, on threads: the slices' sums in slice
+ * order, the halves, A^T M A, dW.  The same bits on any thread count.
+ *
+ * Filters in whole pairs of vectors: a tile's broadcast then feeds two multiply-adds.  With one
+ * vector (16 -> 16 on AVX-512) every multiply-add loads its own broadcast and the products ran
+ * at about three quarters of the peak: with the transforms, as slow as the taps tile.  At
+ * least 16 tiles a chunk (C + F <= 128): with 8 or 10 (64 -> 128, 128 -> 128 on 16 x 16) the
+ * partial sums' loads and stores around each chunk's products made a VGG-style training step
+ * 1.09x slower than direct sums.  A training step of two such layers on 32 x 32 at batch 32,
+ * one thread: 16 -> 32 1.06x faster, 32 -> 32 1.08x, 64 -> 64 1.13x; on AVX2 resnet_mini's
+ * 1.14x. */
+enum {
+  WDW_SLICES = 8,       /* partial sums; the parallel loop's iterations */
+  WDW_TB = 32,          /* tiles a chunk, at most */
+  WDW_FLOATS = 32768,   /* a slice's transformed chunk (x's and dy's), at most about */
+};
+
+static int conv_dw_winograd(const LoopProgram *lp, const ConvGeo *g) {
+  int64_t V = lp->vec_f32;
+  return lp->winograd && V >= 8 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->ph == g->pw &&
+         g->OH >= 2 && g->OW >= 2 && g->C % V == 0 && g->F % (2 * V) == 0 &&
+         16 * 16 * (g->C + g->F) <= WDW_FLOATS;
+}
+
+typedef struct ConvDwW {
+  int64_t C, F, NB, XS, DS; /* channels, filters, filters a block; the floats from one point to the
+                             * next in xs and ds */
+  int part;
+  LExpr *wk, *xi, *ck, *fb; /* the slice, the point, the chunk, the filter block */
+} ConvDwW;
+
+/* A(m = channel, k = tile of the chunk) = xs[wk, xi, k, m] */
+static LExpr *dww_x(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *k) {
+  (void)br;
+  const ConvDwW *d = c;
+  return wino_scratch_at(lp, d->wk, d->xi, d->XS, k, d->C, m);
+}
+/* B(n = filter, k) = ds[wk, xi, k, n] */
+static LExpr *dww_dy(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *k) {
+  (void)br;
+  const ConvDwW *d = c;
+  return wino_scratch_at(lp, d->wk, d->xi, d->DS, k, d->F, le_add(lp, le_mul(lp, d->fb, le_i64(lp, d->NB)), n));
+}
+/* C(m = channel, n = filter) = part[wk, xi, m, n] */
+static LExpr *dww_part(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *n) {
+  (void)br;
+  const ConvDwW *d = c;
+  LExpr *pt = le_add(lp, le_mul(lp, d->wk, le_i64(lp, 16)), d->xi);
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, pt, le_i64(lp, d->C)), m), le_i64(lp, d->F)),
+                le_add(lp, le_mul(lp, d->fb, le_i64(lp, d->NB)), n));
+}
+/* the slice's first chunk starts from 0, the others from its sums so far */
+static LExpr *dww_init(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
+  const ConvDwW *d = c;
+  return le_select(lp, le_bin(lp, LO_EQ, d->ck, le_i64(lp, 0)), le_f32(lp, 0),
+                   le_load(lp, d->part, dww_part(lp, c, NULL, m, n)));
+}
+
+/* o[0..3] = G without its halves applied to (a, b): a, a + b, a - b, b */
+static void wino_g2(LoopProgram *lp, LStmt *blk, LExpr *a, LExpr *b, int *o) {
+  o[0] = ls_local(lp, blk, LT_F32, a);
+  o[1] = ls_local(lp, blk, LT_F32, le_add(lp, a, b));
+  o[2] = ls_local(lp, blk, LT_F32, le_sub(lp, a, b));
+  o[3] = ls_local(lp, blk, LT_F32, b);
+}
+/* F(3, 2)'s A^T applied to (m0, m1, m2, m3): m0 + m1 + m2, m1 - m2, m1 + m2 - m3 (the last
+ * term's sign for wino_bt's last row, the negative of the usual one) */
+static void wino_at3(LoopProgram *lp, LStmt *blk, LExpr *const *m, int *o) {
+  int s12 = ls_local(lp, blk, LT_F32, le_add(lp, m[1], m[2]));
+  o[0] = ls_local(lp, blk, LT_F32, le_add(lp, m[0], le_local(lp, s12)));
+  o[1] = ls_local(lp, blk, LT_F32, le_sub(lp, m[1], m[2]));
+  o[2] = ls_local(lp, blk, LT_F32, le_sub(lp, le_local(lp, s12), m[3]));
+}
+
+static void lower_conv_dw_winograd(LowerCtx *lc, const Node *n, const ConvGeo *g, int dy, int x, int dw) {
+  LoopProgram *lp = lc->lp;
+  LStmt *body = lower_begin(lc, n);
+  int64_t V = lp->vec_f32, C = g->C, F = g->F, S = WDW_SLICES;
+  int64_t TW = (g->OW + 1) / 2, T = (g->OH + 1) / 2 * TW;
+  int64_t TB = WDW_FLOATS / (16 * (C + F));
+  if (TB > WDW_TB) TB = WDW_TB;
+  int64_t px = g->ph + 1, Hx = g->H + 2 * px, Wx = g->W + 2 * px, Hd = g->OH + 2, Wd = g->OW + 2;
+  int64_t XS = wino_stride(TB, C), DS = wino_stride(TB, F);
+  int xq = lower_pad2d_blocked_as(lc, body, arena_printf(lp->arena, "%s.xq", n->name), x, C, g->H, g->W, px, Wx,
+                                  C, 0.0);
+  int dq = lower_pad2d_blocked_as(lc, body, arena_printf(lp->arena, "%s.dq", n->name), dy, F, g->OH, g->OW, 1, Wd,
+                                  F, 0.0);
+  int xs = lower_scratch(lc, arena_printf(lp->arena, "%s.wx", n->name), LT_F32, (SymCount){S * 16 * XS, 0}, 0);
+  int ds = lower_scratch(lc, arena_printf(lp->arena, "%s.wd", n->name), LT_F32, (SymCount){S * 16 * DS, 0}, 0);
+  int part = lower_scratch(lc, arena_printf(lp->arena, "%s.wp", n->name), LT_F32, (SymCount){S * 16 * C * F, 0}, 0);
+
+  /* slice wk: the tiles [ceil(wk NT / S), ceil((wk + 1) NT / S)) of the batch's NT */
+  int wk = lvar(lp, "wk"), ck = lvar(lp, "ck"), j = lvar(lp, "j");
+  LStmt *lw = ls_for(lp, body, wk, le_i64(lp, 0), le_i64(lp, S));
+  lw->parallel = 1; /* each slice its own scratch and sums */
+  LStmt *wb = ls_body(lw);
+  LExpr *NT = le_mul(lp, le_batch(lp), le_i64(lp, T));
+  int lo = ls_local(lp, wb, LT_I64,
+                    le_bin(lp, LO_DIV, le_add(lp, le_mul(lp, le_var(lp, wk), NT), le_i64(lp, S - 1)), le_i64(lp, S)));
+  int hi = ls_local(lp, wb, LT_I64,
+                    le_bin(lp, LO_DIV, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, wk), le_i64(lp, 1)), NT),
+                                              le_i64(lp, S - 1)),
+                           le_i64(lp, S)));
+  {
+    /* a slice without tiles (fewer tiles than slices) sums to 0 */
+    int i = lvar(lp, "i");
+    LStmt *lz = ls_for(lp, ls_body(ls_if(lp, wb, le_bin(lp, LO_EQ, le_local(lp, lo), le_local(lp, hi)))), i,
+                       le_i64(lp, 0), le_i64(lp, 16 * C * F));
+    lz->vec = (int)V;
+    ls_store(lp, ls_body(lz), part, le_add(lp, le_mul(lp, le_var(lp, wk), le_i64(lp, 16 * C * F)), le_var(lp, i)),
+             le_f32(lp, 0));
+  }
+  LStmt *lck = ls_for(lp, wb, ck, le_i64(lp, 0),
+                      le_bin(lp, LO_DIV, le_add(lp, le_sub(lp, le_local(lp, hi), le_local(lp, lo)), le_i64(lp, TB - 1)),
+                             le_i64(lp, TB)));
+  LStmt *cb = ls_body(lck);
+  int u0 = ls_local(lp, cb, LT_I64, le_add(lp, le_local(lp, lo), le_mul(lp, le_var(lp, ck), le_i64(lp, TB))));
+  int cnt = ls_local(lp, cb, LT_I64, le_bin(lp, LO_MIN, le_i64(lp, TB), le_sub(lp, le_local(lp, hi), le_local(lp, u0))));
+
+  /* the chunk's tiles j: x's B^T d B into xs[wk, xi, j, c], dy's G d G^T into ds[wk, xi, j, f] */
+  LStmt *lj = ls_for(lp, cb, j, le_i64(lp, 0), le_local(lp, cnt));
+  LStmt *jb = ls_body(lj);
+  LExpr *u = le_add(lp, le_local(lp, u0), le_var(lp, j));
+  int bt = ls_local(lp, jb, LT_I64, le_bin(lp, LO_DIV, u, le_i64(lp, T)));
+  int t = ls_local(lp, jb, LT_I64, le_bin(lp, LO_MOD, u, le_i64(lp, T)));
+  LExpr *r0 = le_add(lp, le_mul(lp, le_bin(lp, LO_DIV, le_local(lp, t), le_i64(lp, TW)), le_i64(lp, 2)), le_i64(lp, 1));
+  LExpr *q0 = le_add(lp, le_mul(lp, le_bin(lp, LO_MOD, le_local(lp, t), le_i64(lp, TW)), le_i64(lp, 2)), le_i64(lp, 1));
+  int xrow = ls_local(lp, jb, LT_I64,
+                      le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, bt), le_i64(lp, Hx)), r0),
+                                                   le_i64(lp, Wx)),
+                                        q0),
+                             le_i64(lp, C)));
+  int drow = ls_local(lp, jb, LT_I64,
+                      le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, bt), le_i64(lp, Hd)), r0),
+                                                   le_i64(lp, Wd)),
+                                        q0),
+                             le_i64(lp, F)));
+  {
+    LExpr *ch;
+    LStmt *vb = vec_blocks(lp, jb, "cv", C, &ch);
+    LExpr *d[4][4];
+    for (int a = 0; a < 4; a++)
+      for (int s = 0; s < 4; s++)
+        d[a][s] = le_local(lp, ls_local(lp, vb, LT_F32,
+                                        le_load(lp, xq, le_add(lp, le_local(lp, xrow),
+                                                               le_add(lp, le_i64(lp, (a * Wx + s) * C), ch)))));
+    LExpr *at[16];
+    for (int xi = 0; xi < 16; xi++) at[xi] = wino_scratch_at(lp, le_var(lp, wk), le_i64(lp, xi), XS, le_var(lp, j), C, ch);
+    wino_bt2_store(lp, vb, d, xs, at);
+  }
+  {
+    LExpr *f;
+    LStmt *vb = vec_blocks(lp, jb, "fv", F, &f);
+    LExpr *e[2][2];
+    for (int a = 0; a < 2; a++)
+      for (int s = 0; s < 2; s++)
+        e[a][s] = le_local(lp, ls_local(lp, vb, LT_F32,
+                                        le_load(lp, dq, le_add(lp, le_local(lp, drow),
+                                                               le_add(lp, le_i64(lp, (a * Wd + s) * F), f)))));
+    int gc[4][2]; /* G dy: gc[i][col] */
+    for (int s = 0; s < 2; s++) {
+      int o[4];
+      wino_g2(lp, vb, e[0][s], e[1][s], o);
+      for (int i = 0; i < 4; i++) gc[i][s] = o[i];
+    }
+    for (int i = 0; i < 4; i++) {
+      int o[4];
+      wino_g2(lp, vb, le_local(lp, gc[i][0]), le_local(lp, gc[i][1]), o);
+      for (int s = 0; s < 4; s++)
+        ls_store(lp, vb, ds, wino_scratch_at(lp, le_var(lp, wk), le_i64(lp, i * 4 + s), DS, le_var(lp, j), F, f),
+                 le_local(lp, o[s]));
+    }
+  }
+  /* part[wk, xi] (+)= the chunk's product at point xi */
+  {
+    int xi = lvar(lp, "xi"), fb = lvar(lp, "fb");
+    LStmt *lxi = ls_for(lp, cb, xi, le_i64(lp, 0), le_i64(lp, 16));
+    LStmt *lfb = ls_for(lp, ls_body(lxi), fb, le_i64(lp, 0), le_i64(lp, F / (2 * V)));
+    ConvDwW cd = {.C = C, .F = F, .NB = 2 * V, .XS = XS, .DS = DS, .part = part, .wk = le_var(lp, wk),
+                  .xi = le_var(lp, xi), .ck = le_var(lp, ck), .fb = le_var(lp, fb)};
+    GemmSpec gm = {.M = le_i64(lp, C), .N = le_i64(lp, 2 * V), .K = le_local(lp, cnt), .a = xs, .b = ds, .c = part,
+                   .a_at = dww_x, .b_at = dww_dy, .c_at = dww_part, .init = dww_init, .tall = 1,
+                   .parallel = GEMM_PAR_NONE, .ctx = &cd, .name = "w"};
+    gemm_bcast(lp, ls_body(lfb), &gm);
+  }
+
+  /* dW[f, c, ky, kx] = A^T M A with M = the slices' sums in order, times G's halves (each
+   * filter a lane: dW's filters are C 9 floats apart) */
+  {
+    static const double half[4] = {1, 0.5, 0.5, 1};
+    int c = lvar(lp, "c");
+    LStmt *lc_ = ls_for(lp, body, c, le_i64(lp, 0), le_i64(lp, C));
+    lc_->parallel = 1; /* disjoint taps of dW */
+    LExpr *f;
+    LStmt *vb = vec_blocks(lp, ls_body(lc_), "fv", F, &f);
+    LExpr *m[4][4];
+    for (int a = 0; a < 4; a++)
+      for (int s = 0; s < 4; s++) {
+        LExpr *sum = NULL;
+        for (int64_t w = 0; w < S; w++) {
+          LExpr *at = le_add(lp, le_mul(lp, le_add(lp, le_i64(lp, (w * 16 + a * 4 + s) * C), le_var(lp, c)),
+                                        le_i64(lp, F)),
+                             f);
+          LExpr *v = le_load(lp, part, at);
+          sum = sum ? le_add(lp, sum, v) : v;
+        }
+        double h = half[a] * half[s];
+        m[a][s] = le_local(lp, ls_local(lp, vb, LT_F32, h == 1 ? sum : le_mul(lp, sum, le_f32(lp, h))));
+      }
+    int sr[3][4]; /* A^T M: sr[r][col] */
+    for (int s = 0; s < 4; s++) {
+      LExpr *col[4] = {m[0][s], m[1][s], m[2][s], m[3][s]};
+      int o[3];
+      wino_at3(lp, vb, col, o);
+      for (int r = 0; r < 3; r++) sr[r][s] = o[r];
+    }
+    for (int r = 0; r < 3; r++) {
+      LExpr *row[4] = {le_local(lp, sr[r][0]), le_local(lp, sr[r][1]), le_local(lp, sr[r][2]), le_local(lp, sr[r][3])};
+      int o[3];
+      wino_at3(lp, vb, row, o);
+      for (int k = 0; k < 3; k++)
+        ls_store(lp, vb, dw, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, f, le_i64(lp, C)), le_var(lp, c)), le_i64(lp, 9)),
+                                    le_i64(lp, r * 3 + k)),
+                 le_local(lp, o[k]));
+    }
+  }
+}
+
 /* _conv_dw.  Flat planes again: xp [B, C, XPS] is x zero-padded, Hp rows of pitch Wp, and
  * dyq [B, F, NQ] is dy with the same pitch Wp (zero in columns >= OW and past OH Wp, NQ a
  * whole number of vectors), so that with q = oy Wp + ox the input element under kernel tap
@@ -2584,6 +2843,10 @@ static void lower_conv_dw(LowerCtx *lc, const Node *n) {
   LoopProgram *lp = lc->lp;
   ConvGeo g = conv_geo(lc->g, &lc->g->nodes[n->fwd]);
   int dy = lower_value(lc, n->in[0]), x = lower_value(lc, n->in[1]), dw = lower_value(lc, n->id);
+  if (conv_dw_winograd(lp, &g)) {
+    lower_conv_dw_winograd(lc, n, &g, dy, x, dw);
+    return;
+  }
   ConvDwCols tc;
   if (conv_dw_by_cols(lp, &g, &tc)) {
     lower_conv_dw_cols(lc, n, &g, &tc, dy, x, dw);

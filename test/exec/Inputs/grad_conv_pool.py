@@ -149,6 +149,16 @@ CASES = [
     # filter block for the call), 3 filter vectors
     ("conv_winograd_odd", [3, 9, 7], [conv(32, 1), ("relu",), conv(32, 3, 1, 1), ("relu",), conv(48, 3, 1, 1)], ""),
     ("conv_winograd_large", [2, 36, 34], [conv(32, 1), ("tanh",), conv(48, 3, 1, 1, False)], ""),
+    # the weight gradient by Winograd's F(3x3, 2x2) (conv.c lower_conv_dw_winograd: 3x3 at
+    # stride 1, whole pairs of filter vectors, channels in whole vectors): an even plane of 90
+    # tiles (at batch 3 slices of 33 or 34 tiles: two chunks of at most 32); an odd one (the
+    # last row and column of tiles half outside dy) behind a second such layer; two filter
+    # blocks at pad 0; a plane of one tile (at batch 1 seven of the eight slices have no tile
+    # and sum to 0)
+    ("conv_wdw_even", [16, 20, 18], [conv(32, 3, 1, 1)], ""),
+    ("conv_wdw_odd", [16, 7, 9], [conv(32, 3, 1, 1), ("relu",), conv(32, 3, 1, 1)], ""),
+    ("conv_wdw_p0_f64", [32, 6, 10], [conv(64, 3, 1, 1), ("tanh",), conv(64, 3, 1, 0)], ""),
+    ("conv_wdw_one_tile", [16, 2, 2], [conv(32, 3, 1, 1), ("relu",), conv(32, 3, 1, 1)], ""),
     # a small CNN: everything together
     ("cnn", [3, 12, 10], [conv(8, 3, 1, 1), ("relu",), ("maxpool", 2, 2, 0), conv(16, 3, 1, 1),
                           ("relu",), ("avgpool", 3, 2, 1), conv(5, 1), ("gap",),
