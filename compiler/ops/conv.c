@@ -2125,6 +2125,245 @@ static void lower_conv_dx_taps(LowerCtx *lc, const Node *n, const ConvGeo *g, in
   ls_store(lp, ls_body(lix), dx, at, lower_grad_epilogue(lc, n, le_load(lp, dxs, si), at));
 }
 
+/* _conv_dx by Winograd's F(2x2, 3x3) for a 3x3 kernel at stride 1: the input gradient is the
+ * forward correlation of dy, padded by 2 - p, with the kernel turned half a turn and its channel
+ * axes swapped, w'[c, f, ky, kx] = W[f, c, 2 - ky, 2 - kx], and goes as lower_conv2d_winograd
+ * goes (its transforms, the same shapes of work) with dy's F channels summed and dx's C as the
+ * outputs:
+ *   - dq: dy padded by 3 - p (one more, as lower_conv_dw_winograd's operands: every tile's
+ *     patch in range), channels last;
+ *   - U [16, F, C] = G w' G^T for the call (the weights change every step), a vector of
+ *     channels c a step (W's c axis 9 floats apart), one parallel loop over f;
+ *   - WDX_WORKERS workers over the (batch row, block of NB channels of dx, block of tiles)
+ *     items, ceil bounds: per chunk of dy's channels the input transform into the worker's
+ *     scratch and 16 gemm_bcast products (tall tiles for blocks of one or two vectors), summed
+ *     over the chunks; then A^T M A into dxt [B, C / NB, H, W, NB], the clamped outputs of an
+ *     odd plane's last tiles first, the real ones last;
+ *   - the write-back: dx[b, c, q] from dxt, V x V blocks transposed in registers, through
+ *     lower_grad_epilogue (a plane's last block overlaps the one before: the same values).
+ * The same bits on any thread count (every sum inside one item). */
+enum {
+  WDX_TB = 24,       /* tiles a block, at most */
+  WDX_CC = 128,      /* dy's channels a chunk, at most */
+  WDX_WORKERS = 8,   /* per-worker scratch: the parallel loop's iterations */
+};
+
+static int conv_dx_winograd(const LoopProgram *lp, const ConvGeo *g) {
+  int64_t V = lp->vec_f32;
+  return lp->winograd && V >= 8 && V <= 64 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 &&
+         g->ph == g->pw && g->ph <= 2 && g->H >= 2 && g->W >= 2 && g->H * g->W >= V && g->C % V == 0 &&
+         g->F % V == 0 && g->C >= 2 * V && g->F >= 2 * V && 16 * g->F * g->C <= ((int64_t)1 << 22);
+}
+
+typedef struct WinoDx {
+  int64_t F, C, NB, CC, VX, MX;
+  int ms;
+  LExpr *wk, *xi, *cbx, *fc; /* the worker, the point, the block of dx's channels, dy's chunk */
+} WinoDx;
+
+/* A(m = tile, k = dy's channel in the chunk) = vs[wk, xi, m, k] */
+static LExpr *wdx_a(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *k) {
+  (void)br;
+  const WinoDx *d = c;
+  return wino_scratch_at(lp, d->wk, d->xi, d->VX, m, d->CC, k);
+}
+/* B(n = dx's channel in the block, k) = U[xi, fc CC + k, cbx NB + n] */
+static LExpr *wdx_b(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *k) {
+  (void)br;
+  const WinoDx *d = c;
+  LExpr *f = le_add(lp, le_mul(lp, d->fc, le_i64(lp, d->CC)), k);
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, d->xi, le_i64(lp, d->F)), f), le_i64(lp, d->C)),
+                le_add(lp, le_mul(lp, d->cbx, le_i64(lp, d->NB)), n));
+}
+/* M [wk, 16, TB, NB] */
+static LExpr *wdx_c(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *n) {
+  (void)br;
+  const WinoDx *d = c;
+  return wino_scratch_at(lp, d->wk, d->xi, d->MX, m, d->NB, n);
+}
+/* the first chunk starts from 0, the others from the sums so far */
+static LExpr *wdx_init(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
+  const WinoDx *d = c;
+  return le_select(lp, le_bin(lp, LO_EQ, d->fc, le_i64(lp, 0)), le_f32(lp, 0),
+                   le_load(lp, d->ms, wdx_c(lp, c, NULL, m, n)));
+}
+
+static void lower_conv_dx_winograd(LowerCtx *lc, const Node *n, const ConvGeo *g, int dy, int w, int dx) {
+  LoopProgram *lp = lc->lp;
+  LStmt *body = lower_begin(lc, n);
+  int64_t V = lp->vec_f32, C = g->C, F = g->F, H = g->H, W = g->W, HW = H * W;
+  int64_t NB = wino_nb(C, V), ncb = C / NB, TW = (W + 1) / 2, T = (H + 1) / 2 * TW;
+  int64_t ntb = (T + WDX_TB - 1) / WDX_TB, TB = (T + ntb - 1) / ntb;
+  int64_t nch = 1;
+  while ((F / V) % nch || F / nch > WDX_CC) nch++;
+  int64_t CC = F / nch, P = WDX_WORKERS, pp = 3 - g->ph, Hq = g->OH + 2 * pp, Wq = g->OW + 2 * pp;
+  int64_t VX = wino_stride(TB, CC), MX = wino_stride(TB, NB);
+  int dq = lower_pad2d_blocked_as(lc, body, arena_printf(lp->arena, "%s.dq", n->name), dy, F, g->OH, g->OW, pp, Wq,
+                                  F, 0.0);
+  int u = lower_scratch(lc, arena_printf(lp->arena, "%s.wu", n->name), LT_F32, (SymCount){16 * F * C, 0}, 0);
+  int vs = lower_scratch(lc, arena_printf(lp->arena, "%s.wv", n->name), LT_F32, (SymCount){P * 16 * VX, 0}, 0);
+  int ms = lower_scratch(lc, arena_printf(lp->arena, "%s.wm", n->name), LT_F32, (SymCount){P * 16 * MX, 0}, 0);
+  int dxt = lower_scratch(lc, arena_printf(lp->arena, "%s.t", n->name), LT_F32, (SymCount){HW * C, 0}, 1);
+
+  /* U[xi, f, c] = (G w' G^T)[xi], w'[ky][kx] = W[f, c, 2 - ky, 2 - kx] */
+  {
+    int f = lvar(lp, "f");
+    LStmt *lf = ls_for(lp, body, f, le_i64(lp, 0), le_i64(lp, F));
+    lf->parallel = 1; /* disjoint rows of U */
+    LExpr *c;
+    LStmt *vb = vec_blocks(lp, ls_body(lf), "cv", C, &c);
+    LExpr *gk[3][3];
+    for (int ky = 0; ky < 3; ky++)
+      for (int kx = 0; kx < 3; kx++)
+        gk[ky][kx] = le_local(lp, ls_local(lp, vb, LT_F32,
+                                           le_load(lp, w, ix4(lp, le_var(lp, f), c, le_i64(lp, 2 - ky),
+                                                              le_i64(lp, 2 - kx), C, 3, 3))));
+    int gg[4][3]; /* G w': gg[i][kx] */
+    for (int kx = 0; kx < 3; kx++) {
+      int o[4];
+      wino_g(lp, vb, gk[0][kx], gk[1][kx], gk[2][kx], o);
+      for (int i = 0; i < 4; i++) gg[i][kx] = o[i];
+    }
+    for (int i = 0; i < 4; i++) {
+      int o[4];
+      wino_g(lp, vb, le_local(lp, gg[i][0]), le_local(lp, gg[i][1]), le_local(lp, gg[i][2]), o);
+      for (int j = 0; j < 4; j++)
+        ls_store(lp, vb, u, ix4(lp, le_i64(lp, 0), le_i64(lp, i * 4 + j), le_var(lp, f), c, 16, F, C),
+                 le_local(lp, o[j]));
+    }
+  }
+
+  /* the workers: worker wk takes the items [ceil(wk NI / P), ceil((wk + 1) NI / P)) */
+  int wk = lvar(lp, "wk"), it = lvar(lp, "it");
+  LStmt *lw = ls_for(lp, body, wk, le_i64(lp, 0), le_i64(lp, P));
+  lw->parallel = 1; /* disjoint tiles of dxt, each worker its own scratch */
+  LExpr *NI = le_mul(lp, le_batch(lp), le_i64(lp, ncb * ntb));
+  LStmt *lit = ls_for(lp, ls_body(lw), it,
+                      le_bin(lp, LO_DIV, le_add(lp, le_mul(lp, le_var(lp, wk), NI), le_i64(lp, P - 1)), le_i64(lp, P)),
+                      le_bin(lp, LO_DIV, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, wk), le_i64(lp, 1)), NI),
+                                                le_i64(lp, P - 1)),
+                             le_i64(lp, P)));
+  LStmt *ib = ls_body(lit);
+  int bl = ls_local(lp, ib, LT_I64, le_bin(lp, LO_DIV, le_var(lp, it), le_i64(lp, ncb * ntb)));
+  int cbx = ls_local(lp, ib, LT_I64,
+                     le_bin(lp, LO_MOD, le_bin(lp, LO_DIV, le_var(lp, it), le_i64(lp, ntb)), le_i64(lp, ncb)));
+  int tb0 = ls_local(lp, ib, LT_I64, le_mul(lp, le_bin(lp, LO_MOD, le_var(lp, it), le_i64(lp, ntb)), le_i64(lp, TB)));
+  int fc = lvar(lp, "fc");
+  LStmt *lfc = ls_for(lp, ib, fc, le_i64(lp, 0), le_i64(lp, nch));
+  LStmt *fcb = ls_body(lfc);
+
+  /* V[wk, xi, i, k] = (B^T d B)[xi] of tile tb0 + i (the plane's last tile for those past it),
+   * dy's channel fc CC + k; the tile's patch at row 2 ty + 1, column 2 tx + 1 of dq */
+  {
+    int i = lvar(lp, "i");
+    LStmt *li = ls_for(lp, fcb, i, le_i64(lp, 0), le_i64(lp, TB));
+    LStmt *tbk = ls_body(li);
+    int tix = ls_local(lp, tbk, LT_I64,
+                       le_bin(lp, LO_MIN, le_add(lp, le_local(lp, tb0), le_var(lp, i)), le_i64(lp, T - 1)));
+    LExpr *r0 = le_add(lp, le_mul(lp, le_bin(lp, LO_DIV, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2)), le_i64(lp, 1));
+    LExpr *q0 = le_add(lp, le_mul(lp, le_bin(lp, LO_MOD, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2)), le_i64(lp, 1));
+    int base = ls_local(lp, tbk, LT_I64,
+                        le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, le_local(lp, bl), le_i64(lp, Hq)), r0),
+                                                               le_i64(lp, Wq)),
+                                                    q0),
+                                          le_i64(lp, F)),
+                               le_mul(lp, le_var(lp, fc), le_i64(lp, CC))));
+    LExpr *k;
+    LStmt *vb = vec_blocks(lp, tbk, "kv", CC, &k);
+    LExpr *d[4][4], *at[16];
+    for (int a = 0; a < 4; a++)
+      for (int s = 0; s < 4; s++)
+        d[a][s] = le_local(lp, ls_local(lp, vb, LT_F32,
+                                        le_load(lp, dq, le_add(lp, le_local(lp, base),
+                                                               le_add(lp, le_i64(lp, (a * Wq + s) * F), k)))));
+    for (int xi = 0; xi < 16; xi++) at[xi] = wino_scratch_at(lp, le_var(lp, wk), le_i64(lp, xi), VX, le_var(lp, i), CC, k);
+    wino_bt2_store(lp, vb, d, vs, at);
+  }
+  /* M_xi (+)= V_xi U_xi over the chunk */
+  {
+    int xi = lvar(lp, "xi");
+    LStmt *lxi = ls_for(lp, fcb, xi, le_i64(lp, 0), le_i64(lp, 16));
+    WinoDx wd = {.F = F, .C = C, .NB = NB, .CC = CC, .VX = VX, .MX = MX, .ms = ms, .wk = le_var(lp, wk),
+                 .xi = le_var(lp, xi), .cbx = le_local(lp, cbx), .fc = le_var(lp, fc)};
+    GemmSpec gm = {.M = le_i64(lp, TB), .N = le_i64(lp, NB), .K = le_i64(lp, CC), .a = vs, .b = u, .c = ms,
+                   .a_at = wdx_a, .b_at = wdx_b, .c_at = wdx_c, .init = nch > 1 ? wdx_init : NULL,
+                   .parallel = GEMM_PAR_NONE, .ctx = &wd, .name = "w", .tall = NB <= 2 * V};
+    gemm_bcast(lp, ls_body(lxi), &gm);
+  }
+  /* dxt[b, cbx, y, x, n] = (A^T M A) of each tile of the block that exists */
+  {
+    int i = lvar(lp, "i");
+    LStmt *li = ls_for(lp, ib, i, le_i64(lp, 0),
+                       le_bin(lp, LO_MIN, le_i64(lp, TB), le_sub(lp, le_i64(lp, T), le_local(lp, tb0))));
+    LStmt *tbk = ls_body(li);
+    int tix = ls_local(lp, tbk, LT_I64, le_add(lp, le_local(lp, tb0), le_var(lp, i)));
+    int oy = ls_local(lp, tbk, LT_I64, le_mul(lp, le_bin(lp, LO_DIV, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2)));
+    int ox = ls_local(lp, tbk, LT_I64, le_mul(lp, le_bin(lp, LO_MOD, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2)));
+    LExpr *oy1 = le_add(lp, le_local(lp, oy), le_i64(lp, 1)), *ox1 = le_add(lp, le_local(lp, ox), le_i64(lp, 1));
+    if (H % 2) oy1 = le_bin(lp, LO_MIN, oy1, le_i64(lp, H - 1));
+    if (W % 2) ox1 = le_bin(lp, LO_MIN, ox1, le_i64(lp, W - 1));
+    LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, bl), le_i64(lp, ncb)), le_local(lp, cbx));
+    LExpr *lane;
+    LStmt *vb = vec_blocks(lp, tbk, "nv", NB, &lane);
+    LExpr *m[4][4];
+    for (int a = 0; a < 4; a++)
+      for (int s = 0; s < 4; s++)
+        m[a][s] = le_local(lp, ls_local(lp, vb, LT_F32,
+                                        le_load(lp, ms, wino_scratch_at(lp, le_var(lp, wk), le_i64(lp, a * 4 + s), MX,
+                                                                        le_var(lp, i), NB, lane))));
+    int sr[2][4]; /* A^T M: sr[r][col] */
+    for (int s = 0; s < 4; s++) {
+      LExpr *col[4] = {m[0][s], m[1][s], m[2][s], m[3][s]};
+      int o[2];
+      wino_at(lp, vb, col, o);
+      sr[0][s] = o[0];
+      sr[1][s] = o[1];
+    }
+    int yv[2][2];
+    for (int r = 0; r < 2; r++) {
+      LExpr *row[4] = {le_local(lp, sr[r][0]), le_local(lp, sr[r][1]), le_local(lp, sr[r][2]), le_local(lp, sr[r][3])};
+      wino_at(lp, vb, row, yv[r]);
+    }
+    LExpr *oys[2] = {le_local(lp, oy), oy1}, *oxs[2] = {le_local(lp, ox), ox1};
+    for (int r = 1; r >= 0; r--)
+      for (int s = 1; s >= 0; s--) {
+        LExpr *q = le_add(lp, le_mul(lp, oys[r], le_i64(lp, W)), oxs[s]);
+        ls_store(lp, vb, dxt, tile_at(lp, tb, HW, q, NB, lane), le_local(lp, yv[r][s]));
+      }
+  }
+  /* dx[b, c, q] = dxt[b, c / NB, q, c % NB]: per (batch row, block of V positions), V channels
+   * at a time, V x V transposed in registers */
+  {
+    int64_t nqb = (HW + V - 1) / V;
+    int bq = lvar(lp, "bq"), l = lvar(lp, "l"), rows[64];
+    LStmt *lbq = ls_for(lp, body, bq, le_i64(lp, 0), le_mul(lp, le_batch(lp), le_i64(lp, nqb)));
+    lbq->parallel = 1; /* disjoint positions of dx */
+    LStmt *qb = ls_body(lbq);
+    int b2 = ls_local(lp, qb, LT_I64, le_bin(lp, LO_DIV, le_var(lp, bq), le_i64(lp, nqb)));
+    int q0 = ls_local(lp, qb, LT_I64,
+                      le_bin(lp, LO_MIN, le_mul(lp, le_bin(lp, LO_MOD, le_var(lp, bq), le_i64(lp, nqb)), le_i64(lp, V)),
+                             le_i64(lp, HW - V)));
+    int cv = lvar(lp, "cv");
+    LStmt *lcv = ls_for(lp, qb, cv, le_i64(lp, 0), le_i64(lp, C / V));
+    LStmt *ll = ls_for(lp, ls_body(lcv), l, le_i64(lp, 0), le_i64(lp, V));
+    ll->vec = (int)V;
+    LStmt *vb = ls_body(ll);
+    /* the channels cv V + l: one block of NB (V divides NB), lanes from (cv V) % NB on */
+    LExpr *c0 = le_mul(lp, le_var(lp, cv), le_i64(lp, V));
+    LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, b2), le_i64(lp, ncb)), le_bin(lp, LO_DIV, c0, le_i64(lp, NB)));
+    LExpr *lane = le_add(lp, le_bin(lp, LO_MOD, c0, le_i64(lp, NB)), le_var(lp, l));
+    for (int64_t j = 0; j < V; j++)
+      rows[j] = ls_local(lp, vb, LT_F32,
+                         le_load(lp, dxt, tile_at(lp, tb, HW, le_add(lp, le_local(lp, q0), le_i64(lp, j)), NB, lane)));
+    lower_transpose_lanes(lp, vb, l, rows);
+    for (int64_t j = 0; j < V; j++) {
+      LExpr *c = le_add(lp, le_mul(lp, le_var(lp, cv), le_i64(lp, V)), le_i64(lp, j));
+      LExpr *at = plane_at(lp, le_local(lp, b2), C, c, HW, le_add(lp, le_local(lp, q0), le_var(lp, l)));
+      ls_store(lp, vb, dx, at, lower_grad_epilogue(lc, n, le_local(lp, rows[j]), at));
+    }
+  }
+}
+
 /* _conv_dx.  Flat planes so that the vector loop runs over whole vectors of a contiguous
  * axis: dyp [B, F, DPS] holds the dilated, shifted dy as Hq rows of pitch Wq (DPS leaves
  * room for the reads of the last vector), dxs [B, C, NQ] the result with the same pitch Wq,
@@ -2135,6 +2374,10 @@ static void lower_conv_dx(LowerCtx *lc, const Node *n) {
   ConvGeo g = conv_geo(lc->g, &lc->g->nodes[n->fwd]);
   int dy = lower_value(lc, n->in[0]), w = lower_value(lc, n->in[1]), dx = lower_value(lc, n->id);
   int64_t V = lp->vec_f32;
+  if (conv_dx_winograd(lp, &g)) {
+    lower_conv_dx_winograd(lc, n, &g, dy, w, dx);
+    return;
+  }
   if (conv_dx_by_taps(&g, V)) {
     lower_conv_dx_taps(lc, n, &g, dy, w, dx);
     return;

@@ -159,6 +159,12 @@ CASES = [
     ("conv_wdw_odd", [16, 7, 9], [conv(32, 3, 1, 1), ("relu",), conv(32, 3, 1, 1)], ""),
     ("conv_wdw_p0_f64", [32, 6, 10], [conv(64, 3, 1, 1), ("tanh",), conv(64, 3, 1, 0)], ""),
     ("conv_wdw_one_tile", [16, 2, 2], [conv(32, 3, 1, 1), ("relu",), conv(32, 3, 1, 1)], ""),
+    # the input gradient by Winograd's F(2x2, 3x3) (conv.c lower_conv_dx_winograd: 3x3 at
+    # stride 1, two vectors of channels and of filters or more, a plane of a vector or more;
+    # conv_winograd_* and conv_wdw_odd / _p0_f64 take it too): pad 2 (dy padded by 1), an odd
+    # 5 x 7 plane, dx's 48 channels in three blocks of one vector (AVX2: of two), dy's 160 in
+    # two chunks of 80
+    ("conv_wdx_pad2_chunks", [8, 5, 7], [conv(48, 1), ("relu",), conv(160, 3, 1, 2)], ""),
     # a small CNN: everything together
     ("cnn", [3, 12, 10], [conv(8, 3, 1, 1), ("relu",), ("maxpool", 2, 2, 0), conv(16, 3, 1, 1),
                           ("relu",), ("avgpool", 3, 2, 1), conv(5, 1), ("gap",),
