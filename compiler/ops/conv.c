@@ -1151,6 +1151,60 @@ static LStmt *vec_blocks(LoopProgram *lp, LStmt *blk, const char *name, int64_t 
   return ls_body(ll);
 }
 
+/* ceil(wk n / P): worker wk of P takes [ceil(wk n / P), ceil((wk + 1) n / P)) of n items, so the
+ * first worker has one whenever there is one (codegen estimates a parallel loop's work from its
+ * first iteration: with floor bounds, 6 items over 8 workers left the first none, the estimate
+ * was 0, and the loop ran on one thread) */
+static LExpr *share_start(LoopProgram *lp, LExpr *wk, LExpr *n, int64_t P) {
+  return le_bin(lp, LO_DIV, le_add(lp, le_mul(lp, wk, n), le_i64(lp, P - 1)), le_i64(lp, P));
+}
+
+/* The output transform of a worker's tiles: for each tile tb0 + i of the block that exists (i <
+ * min(TB, T - tb0)), out[tb, q, lane] = (A^T M A) of M [wk, 16, TB, NB] (points MX floats
+ * apart), NB lanes a vector loop named `name`, its 2 x 2 outputs at q = y OW + x of an OH x OW
+ * plane (TW tiles a row); an odd plane's last tiles store their clamped outputs first and the
+ * real ones last, where the two share a place. */
+static void wino_out_tiles(LoopProgram *lp, LStmt *ib, int ms, LExpr *wk, int64_t MX, int64_t NB, int64_t TB,
+                           int64_t T, int64_t TW, LExpr *tb0, int out, LExpr *tb, int64_t OH, int64_t OW,
+                           const char *name) {
+  int i = lvar(lp, "i");
+  LStmt *li = ls_for(lp, ib, i, le_i64(lp, 0), le_bin(lp, LO_MIN, le_i64(lp, TB), le_sub(lp, le_i64(lp, T), tb0)));
+  LStmt *tbk = ls_body(li);
+  int tix = ls_local(lp, tbk, LT_I64, le_add(lp, tb0, le_var(lp, i)));
+  int oy = ls_local(lp, tbk, LT_I64, le_mul(lp, le_bin(lp, LO_DIV, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2)));
+  int ox = ls_local(lp, tbk, LT_I64, le_mul(lp, le_bin(lp, LO_MOD, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2)));
+  LExpr *oy1 = le_add(lp, le_local(lp, oy), le_i64(lp, 1)), *ox1 = le_add(lp, le_local(lp, ox), le_i64(lp, 1));
+  if (OH % 2) oy1 = le_bin(lp, LO_MIN, oy1, le_i64(lp, OH - 1));
+  if (OW % 2) ox1 = le_bin(lp, LO_MIN, ox1, le_i64(lp, OW - 1));
+  LExpr *lane;
+  LStmt *vb = vec_blocks(lp, tbk, name, NB, &lane);
+  LExpr *m[4][4];
+  for (int a = 0; a < 4; a++)
+    for (int s = 0; s < 4; s++) {
+      LExpr *at = wino_scratch_at(lp, wk, le_i64(lp, a * 4 + s), MX, le_var(lp, i), NB, lane);
+      m[a][s] = le_local(lp, ls_local(lp, vb, LT_F32, le_load(lp, ms, at)));
+    }
+  int sr[2][4]; /* A^T M: sr[r][col] */
+  for (int s = 0; s < 4; s++) {
+    LExpr *col[4] = {m[0][s], m[1][s], m[2][s], m[3][s]};
+    int o[2];
+    wino_at(lp, vb, col, o);
+    sr[0][s] = o[0];
+    sr[1][s] = o[1];
+  }
+  int yv[2][2];
+  for (int r = 0; r < 2; r++) {
+    LExpr *row[4] = {le_local(lp, sr[r][0]), le_local(lp, sr[r][1]), le_local(lp, sr[r][2]), le_local(lp, sr[r][3])};
+    wino_at(lp, vb, row, yv[r]);
+  }
+  LExpr *oys[2] = {le_local(lp, oy), oy1}, *oxs[2] = {le_local(lp, ox), ox1};
+  for (int r = 1; r >= 0; r--)
+    for (int s = 1; s >= 0; s--) {
+      LExpr *q = le_add(lp, le_mul(lp, oys[r], le_i64(lp, OW)), oxs[s]);
+      ls_store(lp, vb, out, tile_at(lp, tb, OH * OW, q, NB, lane), le_local(lp, yv[r][s]));
+    }
+}
+
 /* wq[fb, c, tap, nl] = w[fb NB + nl, c, tap]: the prepare kernel, and its inverse */
 static int wino_pack(LowerCtx *lc, const Node *n, int w, int64_t C, int64_t F, int64_t NB) {
   LoopProgram *lp = lc->lp;
@@ -1275,20 +1329,14 @@ static void lower_conv2d_winograd(LowerCtx *lc, const Node *n, int x, int y, int
     wino_weights(lp, outer, wq, u, le_var(lp, fb), C, NB, NULL, le_i64(lp, 0), C, 0);
   }
 
-  /* the workers: worker wk takes the items [ceil(wk NI / P), ceil((wk + 1) NI / P)): the first
-   * worker has one whenever there is one (codegen estimates the loop's work from its first
-   * iteration: with floor, 6 items over 8 workers left the first none, the estimate was 0,
-   * and the loop ran on one thread) */
+  /* the workers: worker wk takes the items [ceil(wk NI / P), ceil((wk + 1) NI / P)) (share_start) */
   int wk = lvar(lp, "wk"), it = lvar(lp, "it");
   LStmt *lw = ls_for(lp, outer, wk, le_i64(lp, 0), le_i64(lp, P));
   lw->parallel = 1; /* disjoint tiles of t, each worker its own scratch */
   int64_t per_row = local ? nfb * ntb : ntb;
   LExpr *NI = le_mul(lp, le_batch(lp), le_i64(lp, per_row));
-  LStmt *lit = ls_for(lp, ls_body(lw), it,
-                      le_bin(lp, LO_DIV, le_add(lp, le_mul(lp, le_var(lp, wk), NI), le_i64(lp, P - 1)), le_i64(lp, P)),
-                      le_bin(lp, LO_DIV, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, wk), le_i64(lp, 1)), NI),
-                                                le_i64(lp, P - 1)),
-                             le_i64(lp, P)));
+  LStmt *lit = ls_for(lp, ls_body(lw), it, share_start(lp, le_var(lp, wk), NI, P),
+                      share_start(lp, le_add(lp, le_var(lp, wk), le_i64(lp, 1)), NI, P));
   LStmt *ib = ls_body(lit);
   int bl = ls_local(lp, ib, LT_I64, le_bin(lp, LO_DIV, le_var(lp, it), le_i64(lp, per_row)));
   int tb0 = ls_local(lp, ib, LT_I64, le_mul(lp, le_bin(lp, LO_MOD, le_var(lp, it), le_i64(lp, ntb)), le_i64(lp, TB)));
@@ -1359,50 +1407,8 @@ static void lower_conv2d_winograd(LowerCtx *lc, const Node *n, int x, int y, int
   }
 
   /* t[b, fb, oy, ox, fl] = (A^T M A) of each tile of the block that exists */
-  {
-    int i = lvar(lp, "i"), fv = lvar(lp, "fv"), l = lvar(lp, "l");
-    LStmt *li = ls_for(lp, ib, i, le_i64(lp, 0),
-                       le_bin(lp, LO_MIN, le_i64(lp, TB), le_sub(lp, le_i64(lp, T), le_local(lp, tb0))));
-    LStmt *tbk = ls_body(li);
-    int tix = ls_local(lp, tbk, LT_I64, le_add(lp, le_local(lp, tb0), le_var(lp, i)));
-    int oy = ls_local(lp, tbk, LT_I64, le_mul(lp, le_bin(lp, LO_DIV, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2)));
-    int ox = ls_local(lp, tbk, LT_I64, le_mul(lp, le_bin(lp, LO_MOD, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2)));
-    LExpr *oy1 = le_add(lp, le_local(lp, oy), le_i64(lp, 1)), *ox1 = le_add(lp, le_local(lp, ox), le_i64(lp, 1));
-    if (OH % 2) oy1 = le_bin(lp, LO_MIN, oy1, le_i64(lp, OH - 1));
-    if (OW % 2) ox1 = le_bin(lp, LO_MIN, ox1, le_i64(lp, OW - 1));
-    LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, bl), le_i64(lp, nfb)), fbx);
-    LStmt *lf = ls_for(lp, tbk, fv, le_i64(lp, 0), le_i64(lp, NB / V));
-    LStmt *ll = ls_for(lp, ls_body(lf), l, le_i64(lp, 0), le_i64(lp, V));
-    ll->vec = (int)V;
-    LStmt *vb = ls_body(ll);
-    LExpr *lane = le_add(lp, le_mul(lp, le_var(lp, fv), le_i64(lp, V)), le_var(lp, l));
-    LExpr *m[4][4];
-    for (int a = 0; a < 4; a++)
-      for (int s = 0; s < 4; s++) {
-        LExpr *at = wino_scratch_at(lp, le_var(lp, wk), le_i64(lp, a * 4 + s), MX, le_var(lp, i), NB, lane);
-        m[a][s] = le_local(lp, ls_local(lp, vb, LT_F32, le_load(lp, ms, at)));
-      }
-    int sr[2][4]; /* A^T M: sr[r][col] */
-    for (int s = 0; s < 4; s++) {
-      LExpr *col[4] = {m[0][s], m[1][s], m[2][s], m[3][s]};
-      int o[2];
-      wino_at(lp, vb, col, o);
-      sr[0][s] = o[0];
-      sr[1][s] = o[1];
-    }
-    int yv[2][2];
-    for (int r = 0; r < 2; r++) {
-      LExpr *row[4] = {le_local(lp, sr[r][0]), le_local(lp, sr[r][1]), le_local(lp, sr[r][2]), le_local(lp, sr[r][3])};
-      wino_at(lp, vb, row, yv[r]);
-    }
-    /* the real output last where a clamped one shares its place */
-    LExpr *oys[2] = {le_local(lp, oy), oy1}, *oxs[2] = {le_local(lp, ox), ox1};
-    for (int r = 1; r >= 0; r--)
-      for (int s = 1; s >= 0; s--) {
-        LExpr *q = le_add(lp, le_mul(lp, oys[r], le_i64(lp, OW)), oxs[s]);
-        ls_store(lp, vb, t, tile_at(lp, tb, OHW, q, NB, lane), le_local(lp, yv[r][s]));
-      }
-  }
+  wino_out_tiles(lp, ib, ms, le_var(lp, wk), MX, NB, TB, T, TW, le_local(lp, tb0), t,
+                 le_add(lp, le_mul(lp, le_local(lp, bl), le_i64(lp, nfb)), fbx), OH, OW, "fv");
 
   /* the write-back: y (NCHW) or the consumer's copy, a block of rows of a filter block each */
   if (lc->chain_to[n->id] >= 0) {
@@ -2155,37 +2161,21 @@ static int conv_dx_winograd(const LoopProgram *lp, const ConvGeo *g) {
          g->F % V == 0 && g->C >= 2 * V && g->F >= 2 * V && 16 * g->F * g->C <= ((int64_t)1 << 22);
 }
 
+/* The forward's products' context (wino_a, wino_c, wino_init read it: vs, M and the chunk `cc`
+ * = dy's chunk fc) and what B adds: U [16, F, C] at dx's channel block cbx */
 typedef struct WinoDx {
-  int64_t F, C, NB, CC, VX, MX;
-  int ms;
-  LExpr *wk, *xi, *cbx, *fc; /* the worker, the point, the block of dx's channels, dy's chunk */
+  Wino w; /* first: the forward's callbacks take a WinoDx as their Wino */
+  int64_t F, C;
+  LExpr *cbx;
 } WinoDx;
 
-/* A(m = tile, k = dy's channel in the chunk) = vs[wk, xi, m, k] */
-static LExpr *wdx_a(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *k) {
-  (void)br;
-  const WinoDx *d = c;
-  return wino_scratch_at(lp, d->wk, d->xi, d->VX, m, d->CC, k);
-}
-/* B(n = dx's channel in the block, k) = U[xi, fc CC + k, cbx NB + n] */
+/* B(n = dx's channel in the block, k = dy's channel in the chunk) = U[xi, fc CC + k, cbx NB + n] */
 static LExpr *wdx_b(LoopProgram *lp, const void *c, LExpr *br, LExpr *n, LExpr *k) {
   (void)br;
   const WinoDx *d = c;
-  LExpr *f = le_add(lp, le_mul(lp, d->fc, le_i64(lp, d->CC)), k);
-  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, d->xi, le_i64(lp, d->F)), f), le_i64(lp, d->C)),
-                le_add(lp, le_mul(lp, d->cbx, le_i64(lp, d->NB)), n));
-}
-/* M [wk, 16, TB, NB] */
-static LExpr *wdx_c(LoopProgram *lp, const void *c, LExpr *br, LExpr *m, LExpr *n) {
-  (void)br;
-  const WinoDx *d = c;
-  return wino_scratch_at(lp, d->wk, d->xi, d->MX, m, d->NB, n);
-}
-/* the first chunk starts from 0, the others from the sums so far */
-static LExpr *wdx_init(LoopProgram *lp, const void *c, LExpr *m, LExpr *n) {
-  const WinoDx *d = c;
-  return le_select(lp, le_bin(lp, LO_EQ, d->fc, le_i64(lp, 0)), le_f32(lp, 0),
-                   le_load(lp, d->ms, wdx_c(lp, c, NULL, m, n)));
+  LExpr *f = le_add(lp, le_mul(lp, d->w.cc, le_i64(lp, d->w.CC)), k);
+  return le_add(lp, le_mul(lp, le_add(lp, le_mul(lp, d->w.xi, le_i64(lp, d->F)), f), le_i64(lp, d->C)),
+                le_add(lp, le_mul(lp, d->cbx, le_i64(lp, d->w.NB)), n));
 }
 
 static void lower_conv_dx_winograd(LowerCtx *lc, const Node *n, const ConvGeo *g, int dy, int w, int dx) {
@@ -2238,11 +2228,8 @@ static void lower_conv_dx_winograd(LowerCtx *lc, const Node *n, const ConvGeo *g
   LStmt *lw = ls_for(lp, body, wk, le_i64(lp, 0), le_i64(lp, P));
   lw->parallel = 1; /* disjoint tiles of dxt, each worker its own scratch */
   LExpr *NI = le_mul(lp, le_batch(lp), le_i64(lp, ncb * ntb));
-  LStmt *lit = ls_for(lp, ls_body(lw), it,
-                      le_bin(lp, LO_DIV, le_add(lp, le_mul(lp, le_var(lp, wk), NI), le_i64(lp, P - 1)), le_i64(lp, P)),
-                      le_bin(lp, LO_DIV, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, wk), le_i64(lp, 1)), NI),
-                                                le_i64(lp, P - 1)),
-                             le_i64(lp, P)));
+  LStmt *lit = ls_for(lp, ls_body(lw), it, share_start(lp, le_var(lp, wk), NI, P),
+                      share_start(lp, le_add(lp, le_var(lp, wk), le_i64(lp, 1)), NI, P));
   LStmt *ib = ls_body(lit);
   int bl = ls_local(lp, ib, LT_I64, le_bin(lp, LO_DIV, le_var(lp, it), le_i64(lp, ncb * ntb)));
   int cbx = ls_local(lp, ib, LT_I64,
@@ -2283,54 +2270,17 @@ static void lower_conv_dx_winograd(LowerCtx *lc, const Node *n, const ConvGeo *g
   {
     int xi = lvar(lp, "xi");
     LStmt *lxi = ls_for(lp, fcb, xi, le_i64(lp, 0), le_i64(lp, 16));
-    WinoDx wd = {.F = F, .C = C, .NB = NB, .CC = CC, .VX = VX, .MX = MX, .ms = ms, .wk = le_var(lp, wk),
-                 .xi = le_var(lp, xi), .cbx = le_local(lp, cbx), .fc = le_var(lp, fc)};
+    WinoDx wd = {.w = {.CC = CC, .NB = NB, .TB = TB, .VX = VX, .MX = MX, .m = ms, .wk = le_var(lp, wk),
+                       .xi = le_var(lp, xi), .cc = le_var(lp, fc)},
+                 .F = F, .C = C, .cbx = le_local(lp, cbx)};
     GemmSpec gm = {.M = le_i64(lp, TB), .N = le_i64(lp, NB), .K = le_i64(lp, CC), .a = vs, .b = u, .c = ms,
-                   .a_at = wdx_a, .b_at = wdx_b, .c_at = wdx_c, .init = nch > 1 ? wdx_init : NULL,
+                   .a_at = wino_a, .b_at = wdx_b, .c_at = wino_c, .init = nch > 1 ? wino_init : NULL,
                    .parallel = GEMM_PAR_NONE, .ctx = &wd, .name = "w", .tall = NB <= 2 * V};
     gemm_bcast(lp, ls_body(lxi), &gm);
   }
   /* dxt[b, cbx, y, x, n] = (A^T M A) of each tile of the block that exists */
-  {
-    int i = lvar(lp, "i");
-    LStmt *li = ls_for(lp, ib, i, le_i64(lp, 0),
-                       le_bin(lp, LO_MIN, le_i64(lp, TB), le_sub(lp, le_i64(lp, T), le_local(lp, tb0))));
-    LStmt *tbk = ls_body(li);
-    int tix = ls_local(lp, tbk, LT_I64, le_add(lp, le_local(lp, tb0), le_var(lp, i)));
-    int oy = ls_local(lp, tbk, LT_I64, le_mul(lp, le_bin(lp, LO_DIV, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2)));
-    int ox = ls_local(lp, tbk, LT_I64, le_mul(lp, le_bin(lp, LO_MOD, le_local(lp, tix), le_i64(lp, TW)), le_i64(lp, 2)));
-    LExpr *oy1 = le_add(lp, le_local(lp, oy), le_i64(lp, 1)), *ox1 = le_add(lp, le_local(lp, ox), le_i64(lp, 1));
-    if (H % 2) oy1 = le_bin(lp, LO_MIN, oy1, le_i64(lp, H - 1));
-    if (W % 2) ox1 = le_bin(lp, LO_MIN, ox1, le_i64(lp, W - 1));
-    LExpr *tb = le_add(lp, le_mul(lp, le_local(lp, bl), le_i64(lp, ncb)), le_local(lp, cbx));
-    LExpr *lane;
-    LStmt *vb = vec_blocks(lp, tbk, "nv", NB, &lane);
-    LExpr *m[4][4];
-    for (int a = 0; a < 4; a++)
-      for (int s = 0; s < 4; s++)
-        m[a][s] = le_local(lp, ls_local(lp, vb, LT_F32,
-                                        le_load(lp, ms, wino_scratch_at(lp, le_var(lp, wk), le_i64(lp, a * 4 + s), MX,
-                                                                        le_var(lp, i), NB, lane))));
-    int sr[2][4]; /* A^T M: sr[r][col] */
-    for (int s = 0; s < 4; s++) {
-      LExpr *col[4] = {m[0][s], m[1][s], m[2][s], m[3][s]};
-      int o[2];
-      wino_at(lp, vb, col, o);
-      sr[0][s] = o[0];
-      sr[1][s] = o[1];
-    }
-    int yv[2][2];
-    for (int r = 0; r < 2; r++) {
-      LExpr *row[4] = {le_local(lp, sr[r][0]), le_local(lp, sr[r][1]), le_local(lp, sr[r][2]), le_local(lp, sr[r][3])};
-      wino_at(lp, vb, row, yv[r]);
-    }
-    LExpr *oys[2] = {le_local(lp, oy), oy1}, *oxs[2] = {le_local(lp, ox), ox1};
-    for (int r = 1; r >= 0; r--)
-      for (int s = 1; s >= 0; s--) {
-        LExpr *q = le_add(lp, le_mul(lp, oys[r], le_i64(lp, W)), oxs[s]);
-        ls_store(lp, vb, dxt, tile_at(lp, tb, HW, q, NB, lane), le_local(lp, yv[r][s]));
-      }
-  }
+  wino_out_tiles(lp, ib, ms, le_var(lp, wk), MX, NB, TB, T, TW, le_local(lp, tb0), dxt,
+                 le_add(lp, le_mul(lp, le_local(lp, bl), le_i64(lp, ncb)), le_local(lp, cbx)), H, W, "nv");
   /* dx[b, c, q] = dxt[b, c / NB, q, c % NB]: per (batch row, block of V positions), V channels
    * at a time, V x V transposed in registers */
   {
@@ -2945,12 +2895,8 @@ static void lower_conv_dw_winograd(LowerCtx *lc, const Node *n, const ConvGeo *g
   lw->parallel = 1; /* each slice its own scratch and sums */
   LStmt *wb = ls_body(lw);
   LExpr *NT = le_mul(lp, le_batch(lp), le_i64(lp, T));
-  int lo = ls_local(lp, wb, LT_I64,
-                    le_bin(lp, LO_DIV, le_add(lp, le_mul(lp, le_var(lp, wk), NT), le_i64(lp, S - 1)), le_i64(lp, S)));
-  int hi = ls_local(lp, wb, LT_I64,
-                    le_bin(lp, LO_DIV, le_add(lp, le_mul(lp, le_add(lp, le_var(lp, wk), le_i64(lp, 1)), NT),
-                                              le_i64(lp, S - 1)),
-                           le_i64(lp, S)));
+  int lo = ls_local(lp, wb, LT_I64, share_start(lp, le_var(lp, wk), NT, S));
+  int hi = ls_local(lp, wb, LT_I64, share_start(lp, le_add(lp, le_var(lp, wk), le_i64(lp, 1)), NT, S));
   {
     /* a slice without tiles (fewer tiles than slices) sums to 0 */
     int i = lvar(lp, "i");
